@@ -1,0 +1,34 @@
+"""The full set of collectors, in the order a cycle runs them."""
+
+from __future__ import annotations
+
+from collectors.base import Collector
+from collectors.connections import ConnectionsCollector
+from collectors.cpu import CpuCollector
+from collectors.disk import DiskCollector
+from collectors.filesystem import FilesystemCollector
+from collectors.kernel_log import KernelLogCollector
+from collectors.memory import MemoryCollector
+from collectors.netcounters import NetCountersCollector
+from collectors.network import NetworkCollector
+from collectors.processes import ProcessesCollector
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from collectors.state import StateCollector
+
+ALL = (
+    CpuCollector,
+    MemoryCollector,
+    NetworkCollector,
+    ConnectionsCollector,
+    DiskCollector,
+    FilesystemCollector,
+    NetCountersCollector,
+    KernelLogCollector,
+    StateCollector,
+    ProcessesCollector,
+)
+
+
+def build(roots: Roots, settings: CollectorSettings) -> list[Collector]:
+    return [cls(roots, settings) for cls in ALL]

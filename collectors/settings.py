@@ -1,0 +1,30 @@
+"""The part of the service's config that collectors need, as a plain value.
+
+diag/config.py builds this from the config file; collectors never import the config
+loader (data flows one way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class BandwidthCap:
+    """A purchased bandwidth for one scope, in bit/s; None means no cap that way."""
+
+    inbound: float | None = None
+    outbound: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    # Where collectors keep what must survive a restart (kernel-log position, last boot id).
+    # None keeps it in memory only (`diag collect --once`).
+    state_dir: Path | None = None
+    # Scope ("public"/"private") -> cap. Without one the link speed is used.
+    bandwidth_caps: dict[str, BandwidthCap] = field(default_factory=dict)
+    # Interface -> scope, overriding the address-based guess.
+    interface_scopes: dict[str, str] = field(default_factory=dict)
+    top_processes: int = 5

@@ -1,0 +1,147 @@
+"""The metric catalogue: every metric's canonical name, unit, kind, labels and meaning.
+
+The single source of truth: the store, `/metrics`, the API's metric list, chart axes,
+alert-rule validation and the docs all read it. Adding a metric is one entry here plus
+the collector line that fills it.
+
+Kinds:
+- `gauge`: a level read as it is (percent, bytes, count);
+- `rate`: per second, computed from a kernel counter and its previous reading;
+- `delta`: how much a kernel counter rose during the last collection interval;
+- `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` only,
+  so a Prometheus user can `rate()` it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    unit: str
+    kind: str
+    labels: tuple[str, ...]
+    description: str
+    area: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "kind": self.kind,
+            "labels": list(self.labels),
+            "description": self.description,
+            "area": self.area,
+        }
+
+
+def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], description: str) -> Metric:
+    return Metric(name, unit, kind, labels, description, area)
+
+
+_NET = ("interface", "scope")
+_DISK = ("device",)
+_FS = ("mountpoint", "device", "fstype")
+
+METRICS: tuple[Metric, ...] = (
+    # CPU
+    _m("cpu", "cpu_usage", "percent", "gauge", (), "Share of CPU time not idle (all cores), over the last interval."),
+    _m("cpu", "cpu_user", "percent", "gauge", (), "Share of CPU time in user mode (user + nice)."),
+    _m("cpu", "cpu_system", "percent", "gauge", (), "Share of CPU time in kernel mode (system + irq + softirq)."),
+    _m("cpu", "cpu_iowait", "percent", "gauge", (), "Share of CPU time idle while waiting for I/O."),
+    _m("cpu", "cpu_steal", "percent", "gauge", (), "Share of CPU time taken by the hypervisor for other guests."),
+    _m("cpu", "cpu_core_usage", "percent", "gauge", ("cpu",), "CPU usage of one core."),
+    _m("cpu", "load_1", "", "gauge", (), "Load average over 1 minute."),
+    _m("cpu", "load_5", "", "gauge", (), "Load average over 5 minutes."),
+    _m("cpu", "load_15", "", "gauge", (), "Load average over 15 minutes."),
+    _m("cpu", "psi_cpu_some", "percent", "gauge", (), "Share of time some task waited for a CPU (PSI, over the interval)."),
+    # memory
+    _m("memory", "mem_usage", "percent", "gauge", (), "Memory in use: (total - available) / total."),
+    _m("memory", "mem_used", "bytes", "gauge", (), "Memory in use: total - available."),
+    _m("memory", "mem_available", "bytes", "gauge", (), "Memory available for new work without swapping (MemAvailable)."),
+    _m("memory", "mem_total", "bytes", "gauge", (), "Total usable memory (MemTotal)."),
+    _m("memory", "swap_usage", "percent", "gauge", (), "Swap in use; 0 when there is no swap."),
+    _m("memory", "psi_memory_some", "percent", "gauge", (), "Share of time some task stalled on memory (PSI)."),
+    _m("memory", "psi_memory_full", "percent", "gauge", (), "Share of time all tasks stalled on memory (PSI)."),
+    _m("memory", "oom_kills", "count", "delta", (), "Processes killed by the OOM killer during the interval (vmstat oom_kill)."),
+    # bandwidth
+    _m("bandwidth", "net_in", "bit/s", "rate", _NET, "Bits received per second on an interface."),
+    _m("bandwidth", "net_out", "bit/s", "rate", _NET, "Bits sent per second on an interface."),
+    _m("bandwidth", "net_in_packets", "1/s", "rate", _NET, "Packets received per second."),
+    _m("bandwidth", "net_out_packets", "1/s", "rate", _NET, "Packets sent per second."),
+    _m("bandwidth", "net_in_drops", "1/s", "rate", _NET, "Received packets dropped per second."),
+    _m("bandwidth", "net_out_drops", "1/s", "rate", _NET, "Packets dropped on send per second."),
+    _m("bandwidth", "net_in_errors", "1/s", "rate", _NET, "Receive errors per second."),
+    _m("bandwidth", "net_out_errors", "1/s", "rate", _NET, "Send errors per second."),
+    _m("bandwidth", "net_link_speed", "bit/s", "gauge", ("interface",), "Negotiated link speed from /sys/class/net/*/speed."),
+    _m("bandwidth", "bandwidth_usage_in", "percent", "gauge", ("scope",), "Inbound bandwidth of a scope against its configured cap, or the link speed."),
+    _m("bandwidth", "bandwidth_usage_out", "percent", "gauge", ("scope",), "Outbound bandwidth of a scope against its configured cap, or the link speed."),
+    # connections
+    _m("connections", "tcp_connections", "count", "gauge", ("state",), "TCP sockets by state (IPv4 and IPv6)."),
+    _m("connections", "conntrack_usage", "percent", "gauge", (), "Connection-tracking table entries against nf_conntrack_max."),
+    _m("connections", "file_handles_usage", "percent", "gauge", (), "Allocated file handles against fs.file-max."),
+    # disk I/O
+    _m("disk", "disk_read_iops", "1/s", "rate", _DISK, "Reads completed per second."),
+    _m("disk", "disk_write_iops", "1/s", "rate", _DISK, "Writes completed per second."),
+    _m("disk", "disk_read_bps", "bytes/s", "rate", _DISK, "Bytes read per second."),
+    _m("disk", "disk_write_bps", "bytes/s", "rate", _DISK, "Bytes written per second."),
+    _m("disk", "disk_util", "percent", "gauge", _DISK, "Share of the interval the device had I/O in flight."),
+    _m("disk", "disk_await_read", "ms", "gauge", _DISK, "Average time a read took over the interval (queue + service)."),
+    _m("disk", "disk_await_write", "ms", "gauge", _DISK, "Average time a write took over the interval (queue + service)."),
+    _m("disk", "disk_inflight", "count", "gauge", _DISK, "I/O requests in flight now."),
+    # filesystems
+    _m("filesystem", "fs_usage", "percent", "gauge", _FS, "Space used, as df reports it: used / (used + available to users)."),
+    _m("filesystem", "fs_inode_usage", "percent", "gauge", _FS, "Inodes used."),
+    _m("filesystem", "fs_readonly", "bool", "gauge", _FS, "1 when the filesystem is mounted read-only."),
+    # kernel signals
+    _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval."),
+    _m("kernel", "tcp_listen_drops", "count", "delta", (), "Connection requests dropped by listening sockets (TcpExt.ListenDrops), per interval."),
+    _m("kernel", "udp_rcvbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full receive buffer, per interval."),
+    _m("kernel", "udp_sndbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full send buffer, per interval."),
+    _m("kernel", "softnet_dropped", "count", "delta", (), "Packets dropped for a full softirq backlog (/proc/net/softnet_stat), per interval."),
+    _m("kernel", "psi_io_some", "percent", "gauge", (), "Share of time some task stalled on I/O (PSI)."),
+    _m("kernel", "psi_io_full", "percent", "gauge", (), "Share of time all tasks stalled on I/O (PSI)."),
+    _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...)."),
+    # state
+    _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
+    _m("state", "procs_running", "count", "gauge", (), "Runnable tasks (procs_running in /proc/stat)."),
+    _m("state", "procs_blocked", "count", "gauge", (), "Tasks blocked on I/O (procs_blocked in /proc/stat)."),
+)
+
+# Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
+# (`_total`, base units), so a Prometheus user can rate() them.
+COUNTERS: tuple[Metric, ...] = (
+    _m("cpu", "cpu_seconds_total", "s", "counter", ("mode",), "CPU time spent in each mode, all cores."),
+    _m("memory", "oom_kills_total", "count", "counter", (), "OOM kills since boot (vmstat oom_kill)."),
+    _m("bandwidth", "net_receive_bytes_total", "bytes", "counter", ("interface",), "Bytes received on an interface."),
+    _m("bandwidth", "net_transmit_bytes_total", "bytes", "counter", ("interface",), "Bytes sent on an interface."),
+    _m("bandwidth", "net_receive_packets_total", "count", "counter", ("interface",), "Packets received on an interface."),
+    _m("bandwidth", "net_transmit_packets_total", "count", "counter", ("interface",), "Packets sent on an interface."),
+    _m("bandwidth", "net_receive_drops_total", "count", "counter", ("interface",), "Received packets dropped."),
+    _m("bandwidth", "net_transmit_drops_total", "count", "counter", ("interface",), "Packets dropped on send."),
+    _m("bandwidth", "net_receive_errors_total", "count", "counter", ("interface",), "Receive errors."),
+    _m("bandwidth", "net_transmit_errors_total", "count", "counter", ("interface",), "Send errors."),
+    _m("disk", "disk_reads_completed_total", "count", "counter", _DISK, "Reads completed."),
+    _m("disk", "disk_writes_completed_total", "count", "counter", _DISK, "Writes completed."),
+    _m("disk", "disk_read_bytes_total", "bytes", "counter", _DISK, "Bytes read."),
+    _m("disk", "disk_written_bytes_total", "bytes", "counter", _DISK, "Bytes written."),
+    _m("disk", "disk_io_time_seconds_total", "s", "counter", _DISK, "Time the device had I/O in flight."),
+    _m("kernel", "tcp_listen_overflows_total", "count", "counter", (), "TcpExt.ListenOverflows."),
+    _m("kernel", "tcp_listen_drops_total", "count", "counter", (), "TcpExt.ListenDrops."),
+    _m("kernel", "udp_rcvbuf_errors_total", "count", "counter", ("proto",), "Udp/Udp6 RcvbufErrors."),
+    _m("kernel", "udp_sndbuf_errors_total", "count", "counter", ("proto",), "Udp/Udp6 SndbufErrors."),
+    _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
+    _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
+)
+
+BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS + COUNTERS}
+
+
+def get(name: str) -> Metric:
+    """The catalogue entry for `name`; KeyError names the unknown metric."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r}") from None

@@ -1,0 +1,90 @@
+"""The values that flow from collectors to the store: samples, signals, batches.
+
+Plain dataclasses with no dependencies, so collectors and the agent stay light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One value of one series at one instant."""
+
+    metric: str
+    labels: dict[str, str]
+    value: float
+    ts: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "labels": dict(self.labels), "value": self.value, "ts": self.ts}
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A kernel or system happening: hung task, OOM kill, I/O error, reboot...
+
+    `kind` is a kernel-log pattern id (see collectors/kernel_patterns.py) or a state
+    signal such as `reboot`. `count` folds repeats of one fault into one signal.
+    """
+
+    ts: float
+    kind: str
+    message: str
+    labels: dict[str, str] = field(default_factory=dict)
+    count: int = 1
+    lines: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["lines"] = list(self.lines)
+        return d
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one collection cycle (or one collector within it) produced.
+
+    - `samples`: catalogue metrics (gauges, rates, per-interval counts), stored.
+    - `totals`: raw monotonic counters (`*_total` in the catalogue), for `/metrics`.
+    - `counters`: raw kernel counters by their kernel names (`TcpExt.ListenOverflows`),
+      so a user can compare with what another tool reads from the same tree.
+    - `signals`: kernel and state happenings.
+    - `processes`: top processes by CPU and memory, kept as evidence for reports.
+    """
+
+    ts: float
+    samples: list[Sample] = field(default_factory=list)
+    totals: list[Sample] = field(default_factory=list)
+    counters: dict[str, float] = field(default_factory=dict)
+    signals: list[Signal] = field(default_factory=list)
+    processes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add(self, metric: str, value: float | None, **labels: str) -> None:
+        """Append a sample; `None` (no rate yet, missing reading) is skipped."""
+        if value is not None:
+            self.samples.append(Sample(metric, labels, float(value), self.ts))
+
+    def add_total(self, metric: str, value: float | None, **labels: str) -> None:
+        if value is not None:
+            self.totals.append(Sample(metric, labels, float(value), self.ts))
+
+    def extend(self, other: "Batch") -> None:
+        self.samples.extend(other.samples)
+        self.totals.extend(other.totals)
+        self.counters.update(other.counters)
+        self.signals.extend(other.signals)
+        self.processes.update(other.processes)
+
+    def to_json(self, instance_id: str) -> dict[str, Any]:
+        return {
+            "instance_id": instance_id,
+            "ts": self.ts,
+            "samples": [s.to_json() for s in self.samples],
+            "signals": [s.to_json() for s in self.signals],
+            "counters": dict(sorted(self.counters.items())),
+            "totals": [s.to_json() for s in self.totals],
+            "processes": self.processes,
+        }
