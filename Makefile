@@ -1,0 +1,42 @@
+# make run   - create .venv, install, serve on http://127.0.0.1:8080 with data in ./data
+# make test  - install (Python packages, and as root the Debian tools the tests use), run all tests
+# make bench - the benchmarks, each printing a table
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+DEBS   := prometheus prometheus-node-exporter victoria-metrics
+
+.PHONY: run test bench install system-deps clean
+
+run: install
+	$(VENV)/bin/diag serve --host 127.0.0.1 --port 8080 --data-dir ./data
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The tests drive real tools (promtool, node_exporter, VictoriaMetrics). As root, install the
+# missing ones from Debian; otherwise the tests that need them say what to install.
+system-deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "not root: install$$missing to run every test"; fi; \
+	fi
+
+test: install system-deps
+	$(PY) -m pytest
+
+bench: install system-deps
+	$(PY) bench/collect.py
+	$(PY) bench/store.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

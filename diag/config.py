@@ -1,0 +1,232 @@
+"""The service's one typed config: defaults, a YAML or TOML file, environment, flags.
+
+Precedence, last wins: defaults < file < environment (DIAG_*) < command-line flags.
+A bad file is refused with its path, line and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from collectors.roots import Roots
+from collectors.settings import BandwidthCap, CollectorSettings
+from diag.units import parse_bitrate, parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+BitRate = Annotated[float, BeforeValidator(parse_bitrate), Field(gt=0)]
+
+
+class ConfigError(Exception):
+    """A config problem, located: `path:line: field: message`."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None, field: str | None = None):
+        self.message, self.path, self.line, self.field = message, path, line, field
+        where = ":".join(str(p) for p in (path, line) if p is not None)
+        super().__init__(" ".join(p for p in (f"{where}:" if where else "", f"{field}:" if field else "", message) if p))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paths(_Strict):
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+    kmsg: Path = Path("/dev/kmsg")
+    etc: Path = Path("/etc")
+    pstore: Path = Path("/sys/fs/pstore")
+
+
+class Cap(_Strict):
+    inbound: BitRate | None = None
+    outbound: BitRate | None = None
+
+
+class Network(_Strict):
+    # scope -> purchased bandwidth, e.g. {"public": {"inbound": "100Mbit", "outbound": "10Mbit"}}
+    bandwidth_caps: dict[Literal["public", "private"], Cap] = {}
+    # interface -> scope, overriding the address-based guess
+    interface_scopes: dict[str, Literal["public", "private"]] = {}
+
+
+class Retention(_Strict):
+    raw: Duration = 48 * 3600
+    m1: Duration = 31 * 86400
+    m5: Duration = 31 * 86400
+    h1: Duration = 31 * 86400
+    d1: Duration = 180 * 86400
+
+
+class StoreConfig(_Strict):
+    head_span: Duration = 7200
+    retention: Retention = Retention()
+    size_cap: Size | None = None
+    maintain_every: Duration = 300
+
+
+class Config(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    interval: Duration = 10
+    instance_id: str | None = None
+    token: str | None = None
+    ingest_token: str | None = None
+    store_url: str | None = None
+    enable_commands: bool = False
+    top_processes: int = Field(5, ge=1, le=50)
+    paths: Paths = Paths()
+    network: Network = Network()
+    store: StoreConfig = StoreConfig()
+
+    @field_validator("instance_id")
+    @classmethod
+    def _instance_id(cls, v: str | None) -> str | None:
+        if v is not None and not (1 <= len(v) <= 128 and all(c.isalnum() or c in "-_.:" for c in v)):
+            raise ValueError("instance_id takes 1-128 letters, digits and - _ . :")
+        return v
+
+    @property
+    def roots(self) -> Roots:
+        p = self.paths
+        return Roots(proc=p.proc, sys=p.sys, kmsg=p.kmsg, etc=p.etc, pstore=p.pstore)
+
+    def collector_settings(self) -> CollectorSettings:
+        return CollectorSettings(
+            state_dir=self.data_dir / "state",
+            bandwidth_caps={s: BandwidthCap(c.inbound, c.outbound) for s, c in self.network.bandwidth_caps.items()},
+            interface_scopes=dict(self.network.interface_scopes),
+            top_processes=self.top_processes,
+        )
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or instance_id_from(self.roots.etc)
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def check_listen(config: Config) -> None:
+    """The service answers only this machine unless an admin token protects it."""
+    if not config.host.startswith(LOOPBACK) and config.host != "[::1]" and not config.token:
+        raise ConfigError(
+            f"refusing to listen on {config.host} without a token: set DIAG_TOKEN (or token in the config) "
+            "or listen on 127.0.0.1", field="host")
+
+
+def instance_id_from(etc: Path) -> str:
+    """A stable id from /etc/machine-id, hashed so the machine id itself is not exposed
+    (systemd's advice for application-specific ids); the hostname when there is none."""
+    try:
+        machine_id = (etc / "machine-id").read_text().strip()
+    except OSError:
+        machine_id = ""
+    if not machine_id:
+        return socket.gethostname()
+    return "i-" + hashlib.sha256(b"diag:" + machine_id.encode()).hexdigest()[:16]
+
+
+ENV = {
+    "DIAG_HOST": "host",
+    "DIAG_PORT": "port",
+    "DIAG_DATA_DIR": "data_dir",
+    "DIAG_INTERVAL": "interval",
+    "DIAG_STORE_URL": "store_url",
+    "DIAG_TOKEN": "token",
+    "DIAG_INGEST_TOKEN": "ingest_token",
+    "DIAG_COMMANDS": "enable_commands",
+    "DIAG_INSTANCE_ID": "instance_id",
+}
+
+
+def load(path: str | Path | None = None, env: dict[str, str] | None = None, **flags: Any) -> Config:
+    """Build the config from defaults, the file at `path`, the environment and flags.
+
+    Flags whose value is None were not given and change nothing.
+    """
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    text = ""
+    if path is not None:
+        text, data = _read_file(Path(path))
+    for var, key in ENV.items():
+        if env.get(var, "") != "":
+            data[key] = env[var]
+    data.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        line = _line_of(text, loc, str(path)) if path is not None else None
+        raise ConfigError(msg, str(path) if line else None, line, ".".join(loc)) from None
+
+
+def _read_file(path: Path) -> tuple[str, dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config: {e.strerror}", str(path)) from None
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text) or {}
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(e).split(" (at line")[0], str(path), getattr(e, "lineno", None)) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(str(getattr(e, "problem", e)), str(path), mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of settings", str(path), 1)
+    return text, data
+
+
+def _line_of(text: str, loc: list[str], path: str) -> int | None:
+    """The line where the field at `loc` (or its nearest existing parent) is written."""
+    if path.endswith(".toml"):
+        return _toml_line(text, loc)
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in loc:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        for k, v in node.value:
+            if k.value == key:
+                line, node = k.start_mark.line + 1, v
+                break
+        else:
+            break
+    return line
+
+
+def _toml_line(text: str, loc: list[str]) -> int | None:
+    """TOML keeps no positions; find `key =` under the table header naming the parents."""
+    best = None
+    table: list[str] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("["):
+            table = [p.strip().strip('"') for p in line.strip("[]").split(".")]
+            if table == loc[: len(table)]:
+                best = best or n
+            continue
+        if "=" in line and not line.startswith("#"):
+            key = [p.strip().strip('"') for p in line.split("=", 1)[0].split(".")]
+            full = table + key
+            if full == loc[: len(full)]:
+                best = n
+    return best

@@ -1,0 +1,100 @@
+"""What `/metrics` shows: the latest collection as Prometheus gauges and counters.
+
+A custom prometheus-client collector reads the service's last batch at scrape time, so
+a scrape costs no extra reading of /proc, and the exposition always matches the catalogue.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from diag import catalogue
+from diag.model import Batch, Sample
+
+_UNIT_SUFFIX = {"percent": "percent", "bytes": "bytes", "s": "seconds", "ms": "milliseconds"}
+
+
+def _help(m: catalogue.Metric) -> str:
+    return f"{m.description} Unit: {m.unit}." if m.unit else m.description
+
+
+class BatchCollector(Collector):
+    """Exposes the catalogue gauges and raw `_total` counters of the latest batch."""
+
+    def __init__(self, latest: Callable[[], Batch | None], instance_labels: Callable[[], dict[str, str]] | None = None):
+        self._latest = latest
+        self._instance = instance_labels or (lambda: {})
+
+    def collect(self) -> Iterator[Metric]:
+        batch = self._latest()
+        if batch is None:
+            return
+        extra = self._instance()
+        yield from _families(batch.samples, catalogue.METRICS, GaugeMetricFamily, extra)
+        yield from _families(batch.totals, catalogue.COUNTERS, CounterMetricFamily, extra)
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], family, extra: dict[str, str]) -> Iterator[Metric]:
+    by_metric: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_metric[s.metric].append(s)
+    for m in entries:
+        got = by_metric.get(m.name)
+        if not got:
+            continue
+        name = m.name.removesuffix("_total") if family is CounterMetricFamily else m.name
+        names = list(extra) + list(m.labels)
+        fam = family(name, _help(m), labels=names)
+        seen: set[tuple[str, ...]] = set()
+        for s in got:
+            values = tuple(list(extra.values()) + [s.labels.get(k, "") for k in m.labels])
+            if values in seen:  # one value per label set, as the exposition format requires
+                continue
+            seen.add(values)
+            fam.add_metric(list(values), s.value)
+        yield fam
+
+
+class ServiceCollector(Collector):
+    """The service's own health: collection cost, collector errors, jobs, store size."""
+
+    def __init__(self, service) -> None:  # diag.service.Service; untyped to avoid an import cycle
+        self._s = service
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._s
+        from diag import __version__
+
+        info = GaugeMetricFamily("diag_build_info", "Version of the diag service.", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        runs = CounterMetricFamily("diag_collections", "Collection cycles completed.")
+        runs.add_metric([], s.collections)
+        yield runs
+        dur = GaugeMetricFamily("diag_collection_duration_seconds", "Wall time of the last collection cycle, by collector.", labels=["collector"])
+        for name, seconds in s.cycle.durations.items():
+            dur.add_metric([name], seconds)
+        yield dur
+        errs = CounterMetricFamily("diag_collector_errors", "Collector failures by collector and error kind.", labels=["collector", "kind"])
+        for (name, kind), n in s.cycle.errors.items():
+            errs.add_metric([name, kind], n)
+        yield errs
+        jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by job and outcome.", labels=["job", "outcome"])
+        for (job, outcome), n in s.job_outcomes.items():
+            jobs.add_metric([job, outcome], n)
+        yield jobs
+        size = s.store_size()
+        if size is not None:
+            g = GaugeMetricFamily("diag_store_size_bytes", "Size of the embedded store on disk.")
+            g.add_metric([], size)
+            yield g
+
+    def describe(self) -> Iterable[Metric]:
+        return []

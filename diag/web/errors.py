@@ -1,0 +1,44 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "field"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+_CODES = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+          405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+          422: "InvalidParameter", 429: "TooManyRequests", 503: "Unavailable"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+        self.code = code or _CODES.get(status, "Error")
+
+
+def error_response(status: int, message: str, field: str | None = None, code: str | None = None):
+    body: dict[str, object] = {"code": code or _CODES.get(status, "Error"), "message": message}
+    if field is not None:
+        body["field"] = field
+    return jsonify({"error": body}), status
+
+
+def install(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api(e: ApiError):
+        return error_response(e.status, e.message, e.field, e.code)
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException):
+        return error_response(e.code or 500, e.description or e.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception):
+        # Never a stack trace to the client; the log keeps it.
+        log.exception("unhandled error")
+        return error_response(500, "internal error; see the service log", code="InternalError")
