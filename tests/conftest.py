@@ -1,0 +1,108 @@
+"""Shared test helpers: fixture trees, free ports, a real `diag serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from collectors.roots import Roots
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+HOST_T0 = Roots.under(FIXTURES / "host" / "t0")
+HOST_T1 = Roots.under(FIXTURES / "host" / "t1")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def need_tool(name: str) -> str:
+    """The tool's path; in CI a missing tool fails the test, elsewhere it skips it."""
+    path = shutil.which(name)
+    if path is None:
+        (pytest.fail if IN_CI else pytest.skip)(f"{name} is not installed (make system-deps as root)")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, body: object | None = None, headers: dict[str, str] | None = None,
+         timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+class ServeProcess:
+    """A real `diag serve` on a free loopback port, with its own data dir."""
+
+    def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(data_dir.parent / f"serve-{self.port}.log", "w+b")
+        cmd = [sys.executable, "-m", "diag.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir), *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})})
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"diag serve exited {self.proc.returncode}: {self.output()}")
+            try:
+                status, _, body = http("GET", self.url + "/healthz", timeout=2)
+                if status == 200 and json.loads(body).get("last_collection"):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"diag serve not ready in {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-4000:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start `diag serve` with extra args: `serve("--interval", "1s")`; stopped after the test."""
+    started: list[ServeProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None, data_dir: Path | None = None) -> ServeProcess:
+        p = ServeProcess(data_dir or tmp_path / f"data{len(started)}", *args, env=env)
+        started.append(p)
+        p.wait_ready()
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
