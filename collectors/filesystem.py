@@ -1,0 +1,174 @@
+"""Space, inodes and read-only state of every real filesystem in /proc/self/mountinfo."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from collectors.base import read_text
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from diag.model import Batch
+
+StatvfsFn = Callable[[str], os.statvfs_result]
+
+# Kernel views, not storage. overlay and tmpfs stay: they fill up like any disk.
+# squashfs/erofs are read-only images, 100 % full by design.
+PSEUDO_TYPES = frozenset({
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "mqueue", "debugfs", "tracefs",
+    "securityfs", "pstore", "bpf", "configfs", "fusectl", "hugetlbfs", "autofs",
+    "binfmt_misc", "nsfs", "devtmpfs", "squashfs", "erofs", "rpc_pipefs", "nfsd",
+    "selinuxfs", "efivarfs", "ramfs",
+})
+# statfs on these goes over the network or to a userspace daemon and can block for
+# good (dead NFS server, hung FUSE daemon), so it runs in a thread the cycle can abandon.
+# Local filesystems answer statfs from memory and are called directly (a thread each
+# would cost more than the rest of the collector).
+REMOTE_TYPES = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs",
+    "lustre", "gpfs", "beegfs", "ocfs2", "gfs2",
+})
+STATVFS_TIMEOUT_S = 1.0
+RETRY_AFTER_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    mountpoint: str
+    device: str
+    fstype: str
+    readonly: bool
+    dev_root: tuple[str, str]  # major:minor and root within it: same pair = a bind mount
+
+
+def _unescape(path: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo octal.
+    if "\\" not in path:
+        return path
+    out, i = [], 0
+    while i < len(path):
+        if path[i] == "\\" and path[i + 1:i + 4].isdigit():
+            out.append(chr(int(path[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(path[i])
+            i += 1
+    return "".join(out)
+
+
+def read_mounts(roots: Roots) -> list[Mount]:
+    """The real filesystems, one per mountpoint and per bind group.
+
+    A mount over an earlier one on the same path hides it (statvfs sees the top one), so
+    the last line for a path wins; bind mounts of one device+root keep the first path.
+    """
+    by_path: dict[str, Mount] = {}
+    for line in read_text(roots.proc / "self" / "mountinfo").splitlines():
+        f = line.split()
+        try:
+            sep = f.index("-", 6)
+        except ValueError:
+            continue
+        if len(f) < sep + 4:
+            continue
+        fstype = f[sep + 1]
+        if fstype in PSEUDO_TYPES:
+            continue
+        # The per-mount flag (`mount -o remount,ro /x`) is field 6; an ext4 that hit an
+        # error and remounted itself read-only marks only the superblock options, yet
+        # writes fail just the same, so either one makes it read-only (as /proc/mounts does).
+        ro = "ro" in f[5].split(",") or "ro" in f[sep + 3].split(",")
+        path = _unescape(f[4])
+        by_path.pop(path, None)  # re-insert so order follows the mount that is visible
+        by_path[path] = Mount(path, _unescape(f[sep + 2]), fstype, ro, (f[2], f[3]))
+    seen: set[tuple[str, str]] = set()
+    out: list[Mount] = []
+    for m in by_path.values():
+        if m.dev_root not in seen:
+            seen.add(m.dev_root)
+            out.append(m)
+    return out
+
+
+class _Call:
+    """statvfs in a daemon thread, so a blocked one is left behind, not waited for."""
+
+    def __init__(self, fn: StatvfsFn, path: str) -> None:
+        self.result: os.statvfs_result | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, path), daemon=True, name="statvfs")
+        self.thread.start()
+
+    def _run(self, fn: StatvfsFn, path: str) -> None:
+        try:
+            self.result = fn(path)
+        except BaseException as e:  # noqa: BLE001 - reported to the cycle, not raised in a thread
+            self.error = e
+
+
+class FilesystemCollector:
+    name = "filesystem"
+    # Tests give a table of exact numbers for fixture mountpoints by setting this on the
+    # instance; the service uses the real call.
+    statvfs: StatvfsFn = staticmethod(os.statvfs)
+    statvfs_timeout: float = STATVFS_TIMEOUT_S
+
+    def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
+        self.roots = roots
+        self.settings = settings
+        # mountpoint -> (not before this time, the call still blocked if any)
+        self.skipped: dict[str, tuple[float, _Call | None]] = {}
+
+    def _skip(self, path: str, now: float) -> bool:
+        entry = self.skipped.get(path)
+        if entry is None:
+            return False
+        until, call = entry
+        if now < until or (call is not None and call.thread.is_alive()):
+            return True  # never stack a second blocked thread on the same mount
+        del self.skipped[path]
+        return False
+
+    def collect(self, now: float) -> Batch:
+        batch = Batch(ts=now)
+        mounts = [m for m in read_mounts(self.roots) if not self._skip(m.mountpoint, now)]
+        calls = {m.mountpoint: _Call(self.statvfs, m.mountpoint) for m in mounts if m.fstype in REMOTE_TYPES}
+        # One shared deadline: several dead servers cost one timeout, not one each.
+        deadline = time.monotonic() + self.statvfs_timeout
+        for m in mounts:
+            if m.mountpoint in calls:
+                continue
+            try:
+                st = self.statvfs(m.mountpoint)
+            except OSError:
+                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, None)
+                continue
+            _add(batch, m, st)
+        for m in mounts:
+            call = calls.get(m.mountpoint)
+            if call is None:
+                continue
+            call.thread.join(max(0.0, deadline - time.monotonic()))
+            if call.thread.is_alive():
+                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, call)
+                continue
+            if call.result is None:
+                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, None)
+                continue
+            _add(batch, m, call.result)
+        return batch
+
+
+def _add(batch: Batch, m: Mount, st: os.statvfs_result) -> None:
+    labels = {"mountpoint": m.mountpoint, "device": m.device, "fstype": m.fstype}
+    # df: Use% = used / (used + available to unprivileged users); root's reserve is neither.
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    avail = st.f_bavail * st.f_frsize
+    if used + avail > 0:
+        batch.add("fs_usage", used / (used + avail) * 100.0, **labels)
+    if st.f_files > 0:  # btrfs, vfat and others have no inode table
+        batch.add("fs_inode_usage", (st.f_files - st.f_ffree) / st.f_files * 100.0, **labels)
+    batch.add("fs_readonly", 1.0 if m.readonly else 0.0, **labels)

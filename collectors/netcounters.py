@@ -1,0 +1,89 @@
+"""Kernel network drop counters: /proc/net/snmp, snmp6, netstat and softnet_stat.
+
+Every raw value goes into `batch.counters` by the kernel's own name (`TcpExt.ListenOverflows`,
+`Udp6.RcvbufErrors`, `softnet.dropped`), so a user can check them against nstat; the few
+that mean "the kernel dropped something" also become per-interval deltas.
+"""
+
+from __future__ import annotations
+
+from collectors.base import Rates, read_header_pairs, read_text
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from diag.model import Batch
+
+# snmp6 is `Udp6RcvbufErrors 0`: split the prefix off so the name matches snmp's `Udp.RcvbufErrors`.
+_SNMP6_PREFIXES = ("UdpLite6", "Icmp6", "Udp6", "Ip6")
+
+# delta metric -> the kernel counters it sums
+_DELTAS = (
+    ("tcp_listen_overflows", ("TcpExt.ListenOverflows",)),
+    ("tcp_listen_drops", ("TcpExt.ListenDrops",)),
+    ("udp_rcvbuf_errors", ("Udp.RcvbufErrors", "Udp6.RcvbufErrors")),
+    ("udp_sndbuf_errors", ("Udp.SndbufErrors", "Udp6.SndbufErrors")),
+    ("softnet_dropped", ("softnet.dropped",)),
+)
+
+
+_snmp6_names: dict[str, str] = {}  # kernel's flat name -> dotted name; a fixed, small set
+
+
+def _dotted(key: str) -> str:
+    for p in _SNMP6_PREFIXES:
+        if key.startswith(p):
+            return f"{p}.{key[len(p):]}"
+    return key
+
+
+def read_snmp6(text: str) -> dict[str, float]:
+    """`Udp6RcvbufErrors 0` lines as {"Udp6.RcvbufErrors": 0.0}."""
+    out: dict[str, float] = {}
+    names = _snmp6_names
+    words = text.split()
+    for key, value in zip(words[::2], words[1::2]):
+        name = names.get(key)
+        if name is None:
+            name = names[key] = _dotted(key)
+        out[name] = float(value)
+    return out
+
+
+def softnet_dropped(text: str) -> int:
+    """Sum over CPUs of the second column (hex): packets dropped for a full backlog."""
+    return sum(int(f[1], 16) for f in (line.split() for line in text.splitlines()) if len(f) > 1)
+
+
+class NetCountersCollector:
+    name = "netcounters"
+
+    def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
+        self.roots = roots
+        self.settings = settings
+        self.rates = Rates()
+
+    def collect(self, now: float) -> Batch:
+        batch = Batch(ts=now)
+        net = self.roots.proc / "net"
+        counters = read_header_pairs(net / "snmp")
+        counters.update(read_header_pairs(net / "netstat"))
+        try:
+            counters.update(read_snmp6(read_text(net / "snmp6")))
+        except FileNotFoundError:
+            pass  # booted with ipv6.disable=1: the Udp6 readings are missing, not zero
+        counters["softnet.dropped"] = float(softnet_dropped(read_text(net / "softnet_stat")))
+        batch.counters.update(counters)
+
+        for metric, keys in _DELTAS:
+            parts = [self.rates.delta(k, counters[k], now) for k in keys if k in counters]
+            if parts and None not in parts:
+                batch.add(metric, sum(parts))  # type: ignore[arg-type]
+
+        get = counters.get
+        batch.add_total("tcp_listen_overflows_total", get("TcpExt.ListenOverflows"))
+        batch.add_total("tcp_listen_drops_total", get("TcpExt.ListenDrops"))
+        batch.add_total("udp_rcvbuf_errors_total", get("Udp.RcvbufErrors"), proto="udp")
+        batch.add_total("udp_rcvbuf_errors_total", get("Udp6.RcvbufErrors"), proto="udp6")
+        batch.add_total("udp_sndbuf_errors_total", get("Udp.SndbufErrors"), proto="udp")
+        batch.add_total("udp_sndbuf_errors_total", get("Udp6.SndbufErrors"), proto="udp6")
+        batch.add_total("softnet_dropped_total", get("softnet.dropped"))
+        return batch

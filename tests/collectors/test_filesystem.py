@@ -1,0 +1,175 @@
+"""FilesystemCollector: the fixture mountinfo with a statvfs table, and a real tmpfs."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from collectors.filesystem import FilesystemCollector
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from conftest import HOST_T0, HOST_T1
+from diag.catalogue import get
+from diag.model import Batch
+
+
+def st(frsize: int, blocks: int, bfree: int, bavail: int, files: int, ffree: int) -> os.statvfs_result:
+    return os.statvfs_result((frsize, frsize, blocks, bfree, bavail, files, ffree, ffree, 0, 255))
+
+
+# What statvfs says on the fixture host, per mountpoint.
+TABLE = {
+    "/": st(4096, 1_000_000, 400_000, 200_000, 655_360, 491_520),  # used 600k, avail 200k -> 75 %
+    "/run": st(4096, 1000, 900, 900, 1000, 900),
+    "/dev/shm": st(4096, 1000, 1000, 1000, 100, 99),
+    "/sys/fs/cgroup": st(4096, 1000, 1000, 1000, 100, 90),
+    "/data": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
+    "/srv/data": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
+    "/var/www": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
+    "/boot": st(1024, 100_000, 20_000, 20_000, 0, 0),  # vfat: no inode table
+    "/var/lib/docker/overlay2/abc/merged": st(4096, 1_000_000, 400_000, 200_000, 655_360, 491_520),
+    "/mnt/my disk": st(4096, 400, 100, 100, 1000, 500),
+    "/mnt/nfs": st(65536, 1000, 500, 500, 2000, 1500),
+}
+
+
+class Table:
+    """A statvfs that answers from TABLE, fails for /mnt/broken, and records its calls."""
+
+    def __init__(self, hang: threading.Event | None = None) -> None:
+        self.calls: list[str] = []
+        self.hang = hang
+
+    def __call__(self, path: str) -> os.statvfs_result:
+        self.calls.append(path)
+        if path == "/mnt/broken":
+            raise OSError(errno.EIO, "Input/output error", path)
+        if path == "/mnt/nfs" and self.hang is not None:
+            self.hang.wait(30)  # a dead NFS server: blocks until the test lets it go
+        return TABLE[path]
+
+
+def by_mount(batch: Batch, metric: str) -> dict[str, float]:
+    return {s.labels["mountpoint"]: s.value for s in batch.samples if s.metric == metric}
+
+
+def collector(roots: Roots, table: Table) -> FilesystemCollector:
+    c = FilesystemCollector(roots, CollectorSettings())
+    c.statvfs = table
+    return c
+
+
+def test_fixture_mounts_kept_and_skipped():
+    table = Table()
+    b = collector(HOST_T0, table).collect(1000.0)
+    usage = by_mount(b, "fs_usage")
+    # proc, sysfs, devtmpfs, devpts, cgroup*, squashfs skipped; /srv/data is a bind of
+    # /data (same device and root) so counted once; /var/www binds another root: kept.
+    assert set(usage) == {"/", "/run", "/dev/shm", "/sys/fs/cgroup", "/data", "/var/www", "/boot",
+                          "/var/lib/docker/overlay2/abc/merged", "/mnt/my disk", "/mnt/nfs"}
+    assert "/srv/data" not in table.calls
+    assert [s.labels for s in b.samples if s.metric == "fs_usage" and s.labels["mountpoint"] == "/"] == [
+        {"mountpoint": "/", "device": "/dev/vda", "fstype": "ext4"}]
+    # /dev/shm is mounted twice on one path: only the visible (last) mount gives a sample
+    assert [s.labels["device"] for s in b.samples if s.metric == "fs_readonly" and s.labels["mountpoint"] == "/dev/shm"] == ["tmpfs"]
+    for s in b.samples:
+        assert set(s.labels) == set(get(s.metric).labels), s
+
+
+def test_fixture_df_numbers():
+    b = collector(HOST_T0, Table()).collect(1000.0)
+    usage, inodes, ro = by_mount(b, "fs_usage"), by_mount(b, "fs_inode_usage"), by_mount(b, "fs_readonly")
+    assert usage["/"] == 75.0  # (1M - 400k) / ((1M - 400k) + 200k): root's reserve left out, as df does
+    assert inodes["/"] == 25.0
+    assert usage["/data"] == 50.0 and inodes["/data"] == 90.0
+    assert usage["/boot"] == 80.0
+    assert "/boot" not in inodes  # f_files == 0
+    assert usage["/mnt/my disk"] == 75.0 and inodes["/mnt/my disk"] == 50.0
+    assert usage["/dev/shm"] == 0.0 and inodes["/dev/shm"] == 1.0
+    assert usage["/mnt/nfs"] == 50.0
+    assert ro["/boot"] == 1.0 and ro["/"] == 0.0 and ro["/data"] == 0.0 and ro["/mnt/my disk"] == 0.0
+
+
+def test_fixture_readonly_per_mount_and_superblock():
+    b = collector(HOST_T1, Table()).collect(1010.0)
+    ro = by_mount(b, "fs_readonly")
+    assert ro["/data"] == 1.0  # per-mount options ro (remount,bind,ro)
+    assert ro["/mnt/my disk"] == 1.0  # superblock ro after an fs error, mount flags still rw
+    assert ro["/var/www"] == 0.0
+
+
+def test_failing_mount_skipped_for_a_minute():
+    table = Table()
+    c = collector(HOST_T0, table)
+    b = c.collect(1000.0)
+    assert "/mnt/broken" not in by_mount(b, "fs_usage")
+    assert "/" in by_mount(b, "fs_usage")
+    c.collect(1010.0)
+    assert table.calls.count("/mnt/broken") == 1
+    c.collect(1061.0)
+    assert table.calls.count("/mnt/broken") == 2
+
+
+def test_hanging_statvfs_does_not_stop_the_cycle():
+    release = threading.Event()
+    table = Table(hang=release)
+    c = collector(HOST_T0, table)
+    c.statvfs_timeout = 0.3
+    try:
+        t = time.monotonic()
+        b = c.collect(1000.0)
+        assert time.monotonic() - t < 2.0
+        assert "/mnt/nfs" not in by_mount(b, "fs_usage")
+        assert by_mount(b, "fs_usage")["/"] == 75.0
+        # still blocked: not called again, even after a minute
+        c.collect(1010.0)
+        c.collect(1070.0)
+        assert table.calls.count("/mnt/nfs") == 1
+    finally:
+        release.set()
+    time.sleep(0.1)
+    c.collect(1080.0)
+    assert table.calls.count("/mnt/nfs") == 2
+
+
+# ---- a real tmpfs
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+def test_real_tmpfs(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = os.path.realpath(tmp_path / "mnt")
+    os.mkdir(mnt)
+    try:
+        _mount("-t", "tmpfs", "-o", "size=4m,nr_inodes=64", "tmpfs", mnt)
+    except subprocess.CalledProcessError as e:
+        pytest.skip(f"cannot mount tmpfs here: {e.stderr.decode().strip()}")
+    try:
+        with open(os.path.join(mnt, "fill"), "wb") as f:
+            f.write(b"\0" * (2 << 20))
+        c = FilesystemCollector(Roots(), CollectorSettings())
+        b = c.collect(time.time())
+        sv = os.statvfs(mnt)
+        used = (sv.f_blocks - sv.f_bfree) * sv.f_frsize
+        assert by_mount(b, "fs_usage")[mnt] == pytest.approx(used / (used + sv.f_bavail * sv.f_frsize) * 100, rel=1e-12)
+        assert by_mount(b, "fs_usage")[mnt] == pytest.approx(50.0, abs=1.0)
+        assert by_mount(b, "fs_inode_usage")[mnt] == pytest.approx((sv.f_files - sv.f_ffree) / sv.f_files * 100)
+        assert by_mount(b, "fs_readonly")[mnt] == 0.0
+        labels = [s.labels for s in b.samples if s.metric == "fs_usage" and s.labels["mountpoint"] == mnt]
+        assert labels == [{"mountpoint": mnt, "device": "tmpfs", "fstype": "tmpfs"}]
+
+        _mount("-o", "remount,ro", mnt)
+        assert by_mount(c.collect(time.time()), "fs_readonly")[mnt] == 1.0
+        _mount("-o", "remount,rw", mnt)
+        assert by_mount(c.collect(time.time()), "fs_readonly")[mnt] == 0.0
+    finally:
+        subprocess.run(["umount", mnt], check=False)
