@@ -25,6 +25,13 @@ class Metric:
     labels: tuple[str, ...]
     description: str
     area: str
+    # The name in /metrics when the canonical one breaks Prometheus naming rules
+    # (promtool refuses a gauge ending in `_total`); PrometheusStore reads it back.
+    exposed_as: str = ""
+
+    @property
+    def exposition_name(self) -> str:
+        return self.exposed_as or self.name
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -34,11 +41,13 @@ class Metric:
             "labels": list(self.labels),
             "description": self.description,
             "area": self.area,
+            "exposition_name": self.exposition_name,
         }
 
 
-def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], description: str) -> Metric:
-    return Metric(name, unit, kind, labels, description, area)
+def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], description: str,
+       exposed_as: str = "") -> Metric:
+    return Metric(name, unit, kind, labels, description, area, exposed_as)
 
 
 _NET = ("interface", "scope")
@@ -61,7 +70,8 @@ METRICS: tuple[Metric, ...] = (
     _m("memory", "mem_usage", "percent", "gauge", (), "Memory in use: (total - available) / total."),
     _m("memory", "mem_used", "bytes", "gauge", (), "Memory in use: total - available."),
     _m("memory", "mem_available", "bytes", "gauge", (), "Memory available for new work without swapping (MemAvailable)."),
-    _m("memory", "mem_total", "bytes", "gauge", (), "Total usable memory (MemTotal)."),
+    _m("memory", "mem_total", "bytes", "gauge", (), "Total usable memory (MemTotal).",
+       exposed_as="mem_total_bytes"),
     _m("memory", "swap_usage", "percent", "gauge", (), "Swap in use; 0 when there is no swap."),
     _m("memory", "psi_memory_some", "percent", "gauge", (), "Share of time some task stalled on memory (PSI)."),
     _m("memory", "psi_memory_full", "percent", "gauge", (), "Share of time all tasks stalled on memory (PSI)."),
@@ -134,6 +144,7 @@ COUNTERS: tuple[Metric, ...] = (
     _m("kernel", "udp_sndbuf_errors_total", "count", "counter", ("proto",), "Udp/Udp6 SndbufErrors."),
     _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
     _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
+    _m("kernel", "kernel_log_lost_total", "count", "counter", (), "Kernel-log records overwritten in the ring buffer before the service read them."),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS + COUNTERS}

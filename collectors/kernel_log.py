@@ -1,0 +1,330 @@
+"""Kernel log: faults found in /dev/kmsg (hung tasks, lockups, OOM kills, I/O errors...).
+
+Reads kmsg records (`prio,seq,usec,flags;message`), groups each report (a first line and
+the call trace, register dump or memory report after it) and turns the first line of
+each report into a finding, by the catalogue in `collectors/kernel_patterns.py`. Within
+one cycle, repeats of one fault fold into one `Signal` with a count; across cycles that
+is the event log's work.
+
+The position (boot id + last sequence number) is kept in `state_dir/kmsg.json`, so a
+restart of the service neither repeats nor skips a record. A panic kept in pstore from
+the previous boot is reported once (see `collectors/pstore.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+from collectors.base import read_text
+from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, classify
+from collectors.pstore import find_pstore_panics
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from diag.model import Batch, Signal
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "kmsg.json"
+# Lines of a report kept as a finding's evidence (context lines are kept beyond it).
+MAX_LINES = 30
+# A report's lines are printed within milliseconds; a record later than this after the
+# previous one of the report (or from another facility, such as a user-space write) ends it.
+REPORT_GAP_US = 1_000_000
+# /dev/kmsg returns one record per read(); EINVAL if the buffer is smaller than the record.
+READ_SIZE = 16384
+
+Record = tuple[int, int, int, str]  # (syslog priority, sequence number, monotonic µs, message)
+
+
+def parse_record(text: str) -> Record | None:
+    """`prio,seq,usec,flags[,...];message`; None for a line that is not a record."""
+    head, sep, msg = text.partition(";")
+    if not sep:
+        return None
+    fields = head.split(",", 3)
+    try:
+        return int(fields[0]), int(fields[1]), int(fields[2]), msg
+    except (ValueError, IndexError):
+        return None
+
+
+class _Report:
+    """One kernel report being assembled: its first line, labels and evidence lines."""
+
+    __slots__ = ("kind", "facility", "last_usec", "labels", "lines", "finding", "usec", "seq", "prio", "message")
+
+    def __init__(self, kind: str, rec: Record, labels: dict[str, str], finding: bool) -> None:
+        self.kind = kind
+        self.prio, self.seq, self.usec, self.message = rec
+        self.facility = self.prio >> 3
+        self.last_usec = self.usec
+        self.labels = labels
+        self.lines: list[str] = []
+        self.finding = finding
+
+
+class ReportAssembler:
+    """Feeds records in order; returns each new finding. Keeps the open report across
+    calls, so a report split over two cycles is still one report."""
+
+    def __init__(self) -> None:
+        self.open: _Report | None = None
+
+    def feed(self, rec: Record) -> _Report | None:
+        prio, _seq, usec, msg = rec
+        cur = self.open
+        continues = cur is not None and prio >> 3 == cur.facility and 0 <= usec - cur.last_usec <= REPORT_GAP_US
+        hit = classify(msg)
+        if hit is not None:
+            pat, labels = hit
+            same = continues and cur is not None and cur.kind == pat.kind
+            if pat.role == "finding" or (pat.role == "follow" and not same):
+                rep = _Report(pat.kind, rec, labels, True)
+                if same and cur is not None and not cur.finding:
+                    # The header opened this report: its lines and labels are the finding's context.
+                    rep.lines, rep.labels = cur.lines, {**cur.labels, **labels}
+                self.open = rep
+                return rep
+            if pat.role == "header":
+                self.open = _Report(pat.kind, rec, labels, False)
+                self.open.lines.append(msg)
+                return None
+            if pat.role == "context" and same and cur is not None:
+                for k, v in labels.items():
+                    cur.labels.setdefault(k, v)
+                cur.lines.append(msg)
+                cur.last_usec = usec
+                return None
+        if continues and cur is not None:
+            if len(cur.lines) < MAX_LINES:
+                cur.lines.append(msg)
+            cur.last_usec = usec
+        else:
+            self.open = None
+        return None
+
+
+class _DeviceReader:
+    """The real /dev/kmsg: one fd kept open, one record per non-blocking read()."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.overruns = 0
+
+    def read(self) -> list[Record]:
+        out: list[Record] = []
+        while True:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return out
+            except BrokenPipeError:
+                # Records were overwritten before we read them; the next read gives the
+                # oldest one left. The gap in sequence numbers says how many were lost.
+                self.overruns += 1
+                continue
+            if not data:
+                return out
+            # Only the first line is the record; ` KEY=value` dictionary lines follow it.
+            end = data.find(b"\n")
+            rec = parse_record(data[: end if end >= 0 else len(data)].decode("utf-8", "replace"))
+            if rec is not None:
+                out.append(rec)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _FileReader:
+    """A file in kmsg format (a fixture, or a saved copy): new lines since the last read."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.overruns = 0
+
+    def read(self) -> list[Record]:
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < self.offset:
+                self.offset = 0  # replaced or truncated: start over; seq numbers skip what was seen
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next read
+        self.offset += end
+        out: list[Record] = []
+        for line in data[:end].decode("utf-8", "replace").split("\n"):
+            if line and line[0] != " ":  # a leading space marks a dictionary line
+                rec = parse_record(line)
+                if rec is not None:
+                    out.append(rec)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _read_btime(proc: Path) -> int:
+    text = read_text(proc / "stat")
+    at = text.find("\nbtime ")
+    if at < 0:
+        raise ValueError(f"no btime line in {proc / 'stat'}")
+    return int(text[at + 7 : text.find("\n", at + 7)])
+
+
+def _read_boot_id(proc: Path) -> str | None:
+    try:
+        return read_text(proc / "sys" / "kernel" / "random" / "boot_id").strip() or None
+    except OSError:
+        return None
+
+
+class KernelLogCollector:
+    name = "kernel_log"
+
+    def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
+        self.roots = roots
+        self._state_path = settings.state_dir / STATE_FILE if settings.state_dir else None
+        self._reader: _DeviceReader | _FileReader | None = None
+        self._assembler = ReportAssembler()
+        self._totals = dict.fromkeys(SIGNAL_KINDS, 0)
+        self._btime = 0
+        self._boot_id: str | None = None
+        # The last record read in this boot (by this process or, from the state file, before
+        # a restart); records up to it are skipped, also when a kmsg file is re-read.
+        self._last_seq: int | None = None
+        self._pstore_seen: list[str] = []
+        self._pstore_done = False
+        self._save_failed = False
+        # Records overwritten before they were read (sequence gaps on the device).
+        self.lost = 0
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_reader", None) is not None:
+                self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def collect(self, now: float) -> Batch:
+        if self._reader is None:
+            self._start()
+        reader = self._reader
+        assert reader is not None
+        batch = Batch(ts=now)
+        counts = dict.fromkeys(SIGNAL_KINDS, 0)
+
+        records = reader.read()
+        if records:
+            self._process(records, reader, counts, batch)
+        if not self._pstore_done:
+            self._pstore_done = True
+            self._check_pstore(counts, batch)
+
+        for kind in SIGNAL_KINDS:
+            n = counts[kind]
+            self._totals[kind] += n
+            batch.add("kernel_signals", n, kind=kind)
+            batch.add_total("kernel_signals_total", self._totals[kind], kind=kind)
+        batch.add_total("kernel_log_lost_total", self.lost)
+        return batch
+
+    def _start(self) -> None:
+        self._btime = _read_btime(self.roots.proc)
+        self._boot_id = _read_boot_id(self.roots.proc)
+        state = self._load()
+        seq = state.get("seq")
+        if self._boot_id is not None and state.get("boot_id") == self._boot_id and isinstance(seq, int):
+            self._last_seq = seq
+        self._pstore_seen = [str(k) for k in state.get("pstore", [])]
+        fd = os.open(self.roots.kmsg, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if stat.S_ISCHR(os.fstat(fd).st_mode):
+            self._reader = _DeviceReader(fd)
+        else:
+            os.close(fd)
+            self._reader = _FileReader(self.roots.kmsg)
+
+    def _process(self, records: list[Record], reader: _DeviceReader | _FileReader, counts: dict[str, int], batch: Batch) -> None:
+        folds: dict[tuple[str, ...], list] = {}  # fold key -> [first report, count]
+        device = isinstance(reader, _DeviceReader)
+        last = self._last_seq
+        for rec in records:
+            seq = rec[1]
+            if last is not None:
+                if seq <= last:
+                    continue
+                if device and seq > last + 1:
+                    self.lost += seq - last - 1
+            last = seq
+            rep = self._assembler.feed(rec)
+            if rep is None:
+                continue
+            counts[rep.kind] += 1
+            labels = rep.labels
+            key = (rep.kind, *(labels.get(k, "") for k in KINDS[rep.kind].fold))
+            entry = folds.get(key)
+            if entry is None:
+                folds[key] = [rep, 1]
+            else:
+                entry[1] += 1
+        for rep, n in folds.values():
+            labels = dict(rep.labels)
+            labels["seq"] = str(rep.seq)
+            labels["priority"] = str(rep.prio & 7)
+            ts = self._btime + rep.usec / 1e6
+            batch.signals.append(Signal(ts, rep.kind, rep.message, labels, n, tuple(rep.lines)))
+        if last is not None and last != self._last_seq:
+            self._last_seq = last
+            self._save()
+
+    def _check_pstore(self, counts: dict[str, int], batch: Batch) -> None:
+        found = find_pstore_panics(self.roots.pstore, set(self._pstore_seen))
+        if found is None:
+            return
+        signals, remember, present = found
+        for sig in signals:
+            batch.signals.append(sig)
+            counts[sig.kind] += 1
+        # Forget files that are gone (systemd-pstore archives them), keep the rest.
+        seen = [k for k in self._pstore_seen if k in present] + remember
+        if seen != self._pstore_seen:
+            self._pstore_seen = seen
+            self._save()
+
+    def _load(self) -> dict:
+        if self._state_path is None:
+            return {}
+        try:
+            data = json.loads(self._state_path.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            log.warning("kernel-log position %s unreadable (%s): reading the whole buffer", self._state_path, e)
+            return {}
+
+    def _save(self) -> None:
+        """temp + rename: a reader never sees half a file. No fsync: the position only
+        matters within one boot, and the page cache outlives a restart of the service."""
+        if self._state_path is None:
+            return
+        data = {"boot_id": self._boot_id, "seq": self._last_seq, "pstore": self._pstore_seen}
+        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
+        try:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, self._state_path)
+            self._save_failed = False
+        except OSError as e:
+            # Reading goes on; a restart would then re-read the buffer. Logged once per outage.
+            if not self._save_failed:
+                log.warning("cannot save kernel-log position to %s: %s", self._state_path, e)
+            self._save_failed = True
