@@ -1,0 +1,61 @@
+"""Memory: /proc/meminfo levels, PSI memory and io, OOM kills from /proc/vmstat."""
+
+from __future__ import annotations
+
+from collectors.base import Rates, read_key_values, read_text
+from collectors.cpu import psi_percent, read_psi_totals
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from diag.model import Batch
+
+
+def _vmstat_value(text: str, key: str) -> float | None:
+    """One field of /proc/vmstat, found without parsing its ~180 other lines."""
+    at = text.find(f"\n{key} ")
+    if at < 0:
+        return None
+    start = at + len(key) + 2
+    end = text.find("\n", start)
+    return float(text[start:end if end >= 0 else None])
+
+
+class MemoryCollector:
+    name = "memory"
+
+    def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
+        self.roots = roots
+        self._rates = Rates()
+
+    def collect(self, now: float) -> Batch:
+        batch = Batch(ts=now)
+        proc = self.roots.proc
+        mem = read_key_values(proc / "meminfo")  # kB
+        total = mem["MemTotal"] * 1024
+        available = mem.get("MemAvailable")
+        if available is None:
+            # Kernels before 3.14 have no MemAvailable; this is what it approximates.
+            available = mem.get("MemFree", 0) + mem.get("Buffers", 0) + mem.get("Cached", 0)
+        available *= 1024
+        batch.add("mem_total", total)
+        batch.add("mem_available", available)
+        batch.add("mem_used", total - available)
+        batch.add("mem_usage", (total - available) * 100.0 / total if total else None)
+        swap_total = mem.get("SwapTotal", 0)
+        swap_used = swap_total - mem.get("SwapFree", 0)
+        batch.add("swap_usage", swap_used * 100.0 / swap_total if swap_total > 0 else 0.0)
+
+        for resource in ("memory", "io"):
+            psi = read_psi_totals(proc / "pressure" / resource)
+            if psi is None:
+                continue
+            for kind in ("some", "full"):
+                key = f"{resource}.{kind}"
+                batch.add(f"psi_{resource}_{kind}", psi_percent(self._rates, key, psi.get(kind), now))
+
+        # oom_kill appeared in 4.13; older kernels give no sample rather than a zero.
+        oom = _vmstat_value(read_text(proc / "vmstat"), "oom_kill")
+        if oom is not None:
+            batch.counters["vmstat.oom_kill"] = oom
+            batch.add_total("oom_kills_total", oom)
+            batch.add("oom_kills", self._rates.delta("oom_kill", oom, now))
+        return batch

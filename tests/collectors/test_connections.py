@@ -1,0 +1,134 @@
+"""ConnectionsCollector: fixture /proc/net/tcp{,6} (exact), and netlink against /proc live."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from collectors.connections import TCP_STATES, ConnectionsCollector, proc_tcp_states, sock_diag_tcp_states
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from conftest import HOST_T0, HOST_T1
+from diag.model import Batch
+
+PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+LISTEN = 10
+
+
+def states(batch: Batch) -> dict[str, float]:
+    return {s.labels["state"]: s.value for s in batch.samples if s.metric == "tcp_connections"}
+
+
+def one(batch: Batch, metric: str) -> float | None:
+    found = [s.value for s in batch.samples if s.metric == metric]
+    return found[0] if found else None
+
+
+def expected(**nonzero: int) -> dict[str, float]:
+    return {name: float(nonzero.get(name, 0)) for name in TCP_STATES.values()}
+
+
+def test_fixture_t0():
+    b = ConnectionsCollector(HOST_T0, CollectorSettings()).collect(1000.0)
+    # tcp: 0A 0A 01 08 01 04; tcp6: 0A 01 01
+    assert states(b) == expected(LISTEN=3, ESTABLISHED=4, CLOSE_WAIT=1, FIN_WAIT1=1)
+    assert one(b, "conntrack_usage") == 0.0
+    # file-nr "1024 0 9223372036854775807": the max is huge, the share tiny but exact
+    assert one(b, "file_handles_usage") == 1024 * 100.0 / 9223372036854775807
+
+
+def test_fixture_t1():
+    c = ConnectionsCollector(HOST_T0, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T1
+    b = c.collect(1010.0)
+    # tcp: 0A 0A 01 06 06 02 03 09; tcp6: 0A 01 0B 05 07
+    assert states(b) == expected(
+        LISTEN=3, ESTABLISHED=2, TIME_WAIT=2, SYN_SENT=1, SYN_RECV=1, LAST_ACK=1, CLOSING=1, FIN_WAIT2=1, CLOSE=1
+    )
+    assert one(b, "conntrack_usage") == 25.0  # 65536 / 262144
+    assert one(b, "file_handles_usage") == 1.0  # 2000 / 200000
+
+
+def test_no_conntrack_module_and_no_ipv6(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    shutil.rmtree(tmp_path / "proc" / "sys" / "net" / "netfilter")
+    (tmp_path / "proc" / "net" / "tcp6").unlink()
+    b = ConnectionsCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert one(b, "conntrack_usage") is None
+    assert states(b) == expected(LISTEN=2, ESTABLISHED=2, CLOSE_WAIT=1, FIN_WAIT1=1)
+
+
+def test_missing_tcp_raises(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "net" / "tcp").unlink()
+    with pytest.raises(FileNotFoundError):
+        ConnectionsCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+
+
+def _agree(read_a, read_b, index: int | None = None, tries: int = 5) -> tuple[list[int], list[int]]:
+    """Both readings, retried while other processes change the socket table in between."""
+    for _ in range(tries):
+        a, b = read_a(), read_b()
+        if (a[index] == b[index]) if index is not None else (a == b):
+            break
+        time.sleep(0.05)
+    return a, b
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy-dump", "v2-per-family"])
+def test_live_netlink_and_proc_agree(legacy: bool):
+    def netlink() -> list[int]:
+        return sock_diag_tcp_states(legacy)
+
+    with socket.socket() as l4, socket.socket(socket.AF_INET6) as l6:
+        l4.bind(("127.0.0.1", 0))
+        l4.listen()
+        l6.bind(("::1", 0))
+        l6.listen()
+        nl, pr = _agree(netlink, lambda: proc_tcp_states(PROC_TCP), LISTEN)
+        assert nl[LISTEN] == pr[LISTEN] >= 2
+        # And the whole table, with established pairs of our own in it, IPv4 and IPv6.
+        with socket.create_connection(l4.getsockname()) as c4, socket.create_connection(l6.getsockname()[:2]) as c6:
+            a4, _ = l4.accept()
+            a6, _ = l6.accept()
+            with a4, a6:
+                nl, pr = _agree(netlink, lambda: proc_tcp_states(PROC_TCP))
+                assert nl == pr
+                assert nl[1] >= 4
+
+
+def test_live_collector_counts_our_listening_socket():
+    c = ConnectionsCollector(Roots(), CollectorSettings())
+
+    def listening() -> int:
+        return int(states(c.collect(time.time()))["LISTEN"])
+
+    for _ in range(5):  # another process may open or close a listener meanwhile
+        before = listening()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            during = listening()
+        after = listening()
+        if during - before == 1 and during - after == 1:
+            break
+    assert (during - before, during - after) == (1, 1)
+    assert c.tcp_source in ("legacy", "v2")  # the live path really was netlink, not /proc
+
+
+def test_live_other_readings():
+    b = ConnectionsCollector(Roots(), CollectorSettings()).collect(time.time())
+    assert set(states(b)) == set(TCP_STATES.values())
+    allocated, free, maximum = (int(v) for v in Path("/proc/sys/fs/file-nr").read_text().split())
+    assert one(b, "file_handles_usage") == pytest.approx((allocated - free) * 100.0 / maximum, rel=0.2, abs=1e-9)
+    count = Path("/proc/sys/net/netfilter/nf_conntrack_count")
+    if count.exists():
+        usage = one(b, "conntrack_usage")
+        assert usage is not None and 0 <= usage <= 100
+    else:
+        assert one(b, "conntrack_usage") is None

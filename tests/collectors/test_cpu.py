@@ -1,0 +1,145 @@
+"""CpuCollector against the fixture tree (exact numbers) and this machine's /proc."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from collectors.cpu import CpuCollector
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from conftest import HOST_T0, HOST_T1
+from diag.catalogue import get
+from diag.model import Batch
+
+HZ = os.sysconf("SC_CLK_TCK")
+PERCENTS = ("cpu_usage", "cpu_user", "cpu_system", "cpu_iowait", "cpu_steal", "cpu_core_usage", "psi_cpu_some")
+
+
+def values(batch: Batch, metric: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {tuple(sorted(s.labels.items())): s.value for s in batch.samples + batch.totals if s.metric == metric}
+
+
+def one(batch: Batch, metric: str, **labels: str) -> float | None:
+    return values(batch, metric).get(tuple(sorted(labels.items())))
+
+
+def run_fixture() -> tuple[Batch, Batch]:
+    c = CpuCollector(HOST_T0, CollectorSettings())
+    first = c.collect(1000.0)
+    c.roots = HOST_T1
+    return first, c.collect(1010.0)
+
+
+def test_fixture_first_cycle_has_levels_but_no_percentages():
+    first, _ = run_fixture()
+    assert not [s for s in first.samples if s.metric in PERCENTS]
+    assert (one(first, "load_1"), one(first, "load_5"), one(first, "load_15")) == (0.02, 0.12, 0.06)
+    assert one(first, "procs_running") == 1
+    assert one(first, "procs_blocked") == 0
+    # t0 cpu line: 4202 0 1909 62234 328 0 63 21 (guest 0 0 not exported)
+    jiffies = dict(user=4202, nice=0, system=1909, idle=62234, iowait=328, irq=0, softirq=63, steal=21)
+    assert {k[0][1]: v for k, v in values(first, "cpu_seconds_total").items()} == {m: j / HZ for m, j in jiffies.items()}
+
+
+def test_fixture_percentages():
+    _, b = run_fixture()
+    # t1 - t0, all cores: user +300 nice +100 system +150 idle +1200 iowait +100 irq +20
+    # softirq +30 steal +100 = 2000 jiffies (guest +50 is inside user, not counted twice).
+    assert one(b, "cpu_user") == 20.0  # (300 + 100) / 2000
+    assert one(b, "cpu_system") == 10.0  # (150 + 20 + 30) / 2000
+    assert one(b, "cpu_iowait") == 5.0
+    assert one(b, "cpu_steal") == 5.0
+    assert one(b, "cpu_usage") == 35.0  # everything but idle and iowait
+    # cpu0: 1000 jiffies, idle 600 + iowait 30; cpu1: 1000, idle 600 + iowait 70
+    assert one(b, "cpu_core_usage", cpu="0") == 37.0
+    assert one(b, "cpu_core_usage", cpu="1") == 33.0
+    assert (one(b, "load_1"), one(b, "load_5"), one(b, "load_15")) == (1.5, 0.75, 0.25)
+    assert one(b, "psi_cpu_some") == 10.0  # total= +1 000 000 µs over 10 s
+    assert (one(b, "procs_running"), one(b, "procs_blocked")) == (3, 2)
+
+
+def test_fixture_names_are_in_the_catalogue():
+    first, b = run_fixture()
+    for s in first.samples + first.totals + b.samples + b.totals:
+        assert set(s.labels) == set(get(s.metric).labels), s
+
+
+def test_counters_going_backwards_start_a_new_baseline():
+    c = CpuCollector(HOST_T1, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T0
+    back = c.collect(1010.0)
+    assert not [s for s in back.samples if s.metric in PERCENTS]
+    c.roots = HOST_T1
+    again = c.collect(1020.0)  # t0 -> t1 again: the same round numbers
+    assert one(again, "cpu_usage") == 35.0
+    assert one(again, "psi_cpu_some") == 10.0
+
+
+def test_no_psi_gives_no_sample(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    shutil.rmtree(tmp_path / "proc" / "pressure")
+    c = CpuCollector(Roots.under(tmp_path), CollectorSettings())
+    c.collect(1000.0)
+    b = c.collect(1010.0)
+    assert one(b, "psi_cpu_some") is None
+    assert one(b, "load_1") == 0.02
+
+
+def test_missing_stat_raises(tmp_path: Path):
+    (tmp_path / "proc").mkdir()
+    with pytest.raises(FileNotFoundError):
+        CpuCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+
+
+def _stat_jiffies() -> list[int]:
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def test_live_machine():
+    c = CpuCollector(Roots(), CollectorSettings())
+    c.collect(time.time())
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # some user time of our own in the interval
+        pass
+    before = _stat_jiffies()
+    b = c.collect(time.time())
+    after = _stat_jiffies()
+
+    usage = one(b, "cpu_usage")
+    assert usage is not None and 0 < usage <= 100
+    parts = [one(b, m) for m in ("cpu_user", "cpu_system", "cpu_iowait", "cpu_steal")]
+    assert all(p is not None and 0 <= p <= 100 for p in parts)
+    assert usage == pytest.approx(parts[0] + parts[1] + parts[3])  # busy = user + system + steal
+    assert parts[0] > 0
+    cores = values(b, "cpu_core_usage")
+    n_cores = sum(1 for line in Path("/proc/stat").read_text().splitlines() if line[:3] == "cpu" and line[3].isdigit())
+    assert len(cores) == n_cores
+    assert all(0 <= v <= 100 for v in cores.values())
+    assert sum(cores.values()) / len(cores) == pytest.approx(usage, abs=15)
+
+    # Raw totals: what /proc/stat said at the same moment.
+    totals = {k[0][1]: v for k, v in values(b, "cpu_seconds_total").items()}
+    modes = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    for mode, lo, hi in zip(modes, before, after):
+        assert lo / HZ <= totals[mode] <= hi / HZ, mode
+
+    load = Path("/proc/loadavg").read_text().split()
+    assert one(b, "load_1") == pytest.approx(float(load[0]), abs=0.5)
+    assert one(b, "procs_running") >= 1  # this test is running
+    if Path("/proc/pressure/cpu").exists():
+        psi = one(b, "psi_cpu_some")
+        assert psi is not None and 0 <= psi <= 100
+
+
+def test_psi_share_is_capped_at_100_when_our_clock_lags_the_kernels():
+    c = CpuCollector(HOST_T0, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T1
+    b = c.collect(1000.5)  # +1 s of stall in what our wall clock calls 0.5 s
+    assert one(b, "psi_cpu_some") == 100.0

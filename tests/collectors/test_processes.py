@@ -1,0 +1,133 @@
+"""ProcessesCollector: top processes from the fixture tree (exact) and from this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from collectors.processes import ProcessesCollector
+from collectors.roots import Roots
+from collectors.settings import CollectorSettings
+from conftest import HOST_T0, HOST_T1
+from diag.model import Batch
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def run_fixture(top: int = 5) -> tuple[Batch, Batch]:
+    c = ProcessesCollector(HOST_T0, CollectorSettings(top_processes=top))
+    first = c.collect(1000.0)
+    c.roots = HOST_T1
+    return first, c.collect(1010.0)
+
+
+def brief(rows: list[dict]) -> list[tuple]:
+    return [(r["pid"], r["name"], r["cpu_percent"], r["rss_bytes"]) for r in rows]
+
+
+def test_fixture_first_cycle_ranks_memory_only():
+    b, _ = run_fixture()
+    assert b.processes["by_cpu"] == []  # no interval yet
+    # RSS pages at t0: 202 51200, 101 25600, 707 4096, 606 512, 303 256, 404 200
+    assert brief(b.processes["by_memory"]) == [
+        (202, "postgres", None, 51200 * PAGE),
+        (101, "python3", None, 25600 * PAGE),
+        (707, "oldjob", None, 4096 * PAGE),
+        (606, "idle-daemon", None, 512 * PAGE),
+        (303, "a) b (c)", None, 256 * PAGE),
+    ]
+
+
+def test_fixture_top_by_cpu():
+    _, b = run_fixture()
+    # utime+stime deltas over 10 s, 100 % = 1000 ticks at USER_HZ 100:
+    # 101 +500; 202 +150; 505 started after t0 with 50; 707 is a new process on a reused pid
+    # (starttime changed) with 40; 303 +20 (comm with spaces and ')'); 606 idle; 404 exited.
+    hz = os.sysconf("SC_CLK_TCK")
+    assert [(r["pid"], r["name"]) for r in b.processes["by_cpu"]] == [
+        (101, "python3"),
+        (202, "postgres"),
+        (505, "make"),
+        (707, "newjob"),
+        (303, "a) b (c)"),
+    ]
+    got = [r["cpu_percent"] for r in b.processes["by_cpu"]]
+    assert got == [ticks / hz / 10 * 100 for ticks in (500, 150, 50, 40, 20)]
+    if hz == 100:
+        assert got == [50.0, 15.0, 5.0, 4.0, 2.0]
+    assert brief(b.processes["by_memory"])[:3] == [
+        (202, "postgres", got[1], 51200 * PAGE),
+        (101, "python3", got[0], 25600 * PAGE),
+        (505, "make", got[2], 1024 * PAGE),
+    ]
+    assert [r["pid"] for r in b.processes["by_memory"]][3:] == [606, 303]
+    assert b.processes["by_memory"][3]["cpu_percent"] == 0.0
+
+
+def test_top_n_setting():
+    _, b = run_fixture(top=2)
+    assert [r["pid"] for r in b.processes["by_cpu"]] == [101, 202]
+    assert [r["pid"] for r in b.processes["by_memory"]] == [202, 101]
+
+
+def test_counters_going_backwards_give_no_negative_value():
+    c = ProcessesCollector(HOST_T1, CollectorSettings(top_processes=50))
+    c.collect(1000.0)
+    c.roots = HOST_T0
+    b = c.collect(1010.0)
+    rows = b.processes["by_cpu"] + b.processes["by_memory"]
+    assert all(r["cpu_percent"] is None or r["cpu_percent"] >= 0 for r in rows)
+    assert 101 not in [r["pid"] for r in b.processes["by_cpu"]]  # its ticks went down
+
+
+def _stat_fds() -> set[str]:
+    """Paths of /proc/<pid>/stat files this test process holds open."""
+    out = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("/proc/") and target.endswith("/stat"):
+            out.add(target)
+    return out
+
+
+def test_live_machine_own_process_burning_cpu():
+    c = ProcessesCollector(Roots(), CollectorSettings(top_processes=10_000))
+    c.collect(time.time())
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        pass
+    b = c.collect(time.time())
+    by_pid = {r["pid"]: r for r in b.processes["by_cpu"]}
+    me = by_pid[os.getpid()]
+    assert me["name"] == Path("/proc/self/comm").read_text().rstrip("\n")
+    assert 20 < me["cpu_percent"] <= 110  # one core; wall clock and tick accounting differ a little
+    cpu = [r["cpu_percent"] for r in b.processes["by_cpu"]]
+    assert cpu == sorted(cpu, reverse=True) and all(v > 0 for v in cpu)
+    mine = {r["pid"]: r for r in b.processes["by_memory"]}[os.getpid()]
+    statm_rss = int(Path("/proc/self/statm").read_text().split()[1]) * PAGE
+    assert abs(mine["rss_bytes"] - statm_rss) < 16 * 1024 * 1024
+    listed = {int(p) for p in os.listdir("/proc") if p.isdigit()}
+    assert len(b.processes["by_memory"]) <= len(listed) + 5
+    c.close()
+
+
+def test_live_machine_forgets_exited_processes():
+    c = ProcessesCollector(Roots(), CollectorSettings(top_processes=10_000))
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        b = c.collect(time.time())
+        assert child.pid in {r["pid"] for r in b.processes["by_memory"]}
+        held = _stat_fds()
+        assert f"/proc/{child.pid}/stat" in held  # kept open between cycles on the live system
+    finally:
+        child.kill()
+        child.wait()
+    c.collect(time.time() + 2)
+    assert f"/proc/{child.pid}/stat" not in _stat_fds()
+    c.close()
+    assert not (_stat_fds() & held)
