@@ -7,11 +7,14 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEBS   := prometheus prometheus-node-exporter victoria-metrics
+HOST     ?= 127.0.0.1
+PORT     ?= 8080
+DATA_DIR ?= ./data
 
 .PHONY: run test bench install system-deps clean
 
 run: install
-	$(VENV)/bin/diag serve --host 127.0.0.1 --port 8080 --data-dir ./data
+	$(VENV)/bin/diag serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
 
 install: $(STAMP)
 

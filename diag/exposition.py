@@ -49,7 +49,7 @@ def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], fami
         got = by_metric.get(m.name)
         if not got:
             continue
-        name = m.name.removesuffix("_total") if family is CounterMetricFamily else m.name
+        name = m.name.removesuffix("_total") if family is CounterMetricFamily else m.exposition_name
         names = list(extra) + list(m.labels)
         fam = family(name, _help(m), labels=names)
         seen: set[tuple[str, ...]] = set()

@@ -43,3 +43,25 @@ def parse_bitrate(value: str | int | float) -> float:
     if not m:
         raise ValueError(f"not a bit rate: {value!r} (use forms like 100Mbit, 1Gbps)")
     return float(m.group(1)) * _RATE_UNITS[m.group(2).lower()]
+
+
+def parse_time(value: str, now: float) -> float:
+    """A query time: UNIX seconds, RFC 3339, `now`, or relative to now like `-1h`."""
+    from datetime import datetime
+
+    v = value.strip()
+    if v == "now":
+        return now
+    if v.startswith("-"):
+        return now - parse_duration(v[1:])
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (use UNIX seconds, RFC 3339, 'now' or '-1h')") from None
+    if dt.tzinfo is None:
+        raise ValueError(f"time {value!r} has no time zone (add Z or +08:00)")
+    return dt.timestamp()

@@ -9,7 +9,9 @@ from diag.web import errors
 
 def create_app(service, scheduler=None) -> Flask:
     """`service` is a diag.service.Service; `scheduler` its running scheduler, if any."""
+    from diag.web.ingest_routes import bp as ingest_bp
     from diag.web.metrics_routes import bp as metrics_bp
+    from diag.web.query_routes import bp as query_bp
     from diag.web.service_routes import bp as service_bp, init_registry
 
     app = Flask(__name__)
@@ -19,4 +21,6 @@ def create_app(service, scheduler=None) -> Flask:
     errors.install(app)
     app.register_blueprint(service_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(query_bp)
+    app.register_blueprint(ingest_bp)
     return app

@@ -1,0 +1,88 @@
+"""POST /api/v1/ingest: a batch from an agent, or a user's own metrics, stored durably."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from diag import catalogue
+from diag.model import Sample, Signal
+from diag.web import auth
+from diag.web.errors import ApiError
+from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string
+
+bp = Blueprint("ingest_api", __name__, url_prefix="/api/v1")
+
+MAX_SAMPLES = 20_000
+MAX_SIGNALS = 1_000
+FUTURE_SLACK = 300  # clocks drift; a point more than 5 minutes ahead is a bug, not drift
+MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
+
+
+@bp.post("/ingest")
+def ingest():
+    auth.require("token", "ingest_token")
+    service = current_app.extensions["diag"]["service"]
+    body = json_body()
+    now = time.time()
+    instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
+    batch_id = body.get("batch_id")
+    if batch_id is not None:
+        string(batch_id, "batch_id", max_len=128)
+    samples = _samples(body.get("samples", []), now)
+    signals = _signals(body.get("signals", []), now)
+    try:
+        stored = service.store.write(instance_id, samples, batch_id=batch_id)
+    except OSError as e:
+        raise ApiError(503, f"the store cannot write now: {e.strerror or e}", code="StoreUnavailable") from None
+    if stored:
+        service.recent_signals = (service.recent_signals + signals)[-500:]
+    return jsonify({"instance_id": instance_id, "accepted": len(samples), "signals": len(signals),
+                    "duplicate": not stored, "batch_id": batch_id}), 202
+
+
+def _samples(raw: object, now: float) -> list[Sample]:
+    if not isinstance(raw, list):
+        raise ApiError(422, "must be a list", "samples")
+    if len(raw) > MAX_SAMPLES:
+        raise ApiError(413, f"at most {MAX_SAMPLES} samples per batch", "samples")
+    out = []
+    for i, s in enumerate(raw):
+        f = f"samples[{i}]"
+        if not isinstance(s, dict):
+            raise ApiError(422, "must be an object with metric, labels, value, ts", f)
+        metric = string(s.get("metric"), f"{f}.metric", METRIC_NAME, 200)
+        lab = labels(s.get("labels"), f"{f}.labels")
+        known = catalogue.BY_NAME.get(metric)
+        if known is not None and set(lab) != set(known.labels):
+            raise ApiError(422, f"{metric} takes the labels {sorted(known.labels)}", f"{f}.labels")
+        value = finite(s.get("value"), f"{f}.value")
+        ts = finite(s.get("ts", now), f"{f}.ts")
+        if ts > now + FUTURE_SLACK:
+            raise ApiError(422, "is in the future", f"{f}.ts")
+        if ts < now - MAX_AGE:
+            raise ApiError(422, "is older than the raw retention (48h)", f"{f}.ts")
+        out.append(Sample(metric, lab, value, ts))
+    return out
+
+
+def _signals(raw: object, now: float) -> list[Signal]:
+    if not isinstance(raw, list):
+        raise ApiError(422, "must be a list", "signals")
+    if len(raw) > MAX_SIGNALS:
+        raise ApiError(413, f"at most {MAX_SIGNALS} signals per batch", "signals")
+    out = []
+    for i, s in enumerate(raw):
+        f = f"signals[{i}]"
+        if not isinstance(s, dict):
+            raise ApiError(422, "must be an object with ts, kind, message, labels", f)
+        ts = finite(s.get("ts", now), f"{f}.ts")
+        if ts > now + FUTURE_SLACK:
+            raise ApiError(422, "is in the future", f"{f}.ts")
+        kind = string(s.get("kind"), f"{f}.kind", METRIC_NAME, 100)
+        message = s.get("message", "")
+        if not isinstance(message, str) or len(message) > 4096:
+            raise ApiError(422, "must be a string of at most 4096 characters", f"{f}.message")
+        out.append(Signal(ts, kind, message, labels(s.get("labels"), f"{f}.labels")))
+    return out

@@ -1,0 +1,106 @@
+"""GET /api/v1/query: one metric's series over a window, bucketed by step."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from diag import catalogue
+from diag.units import parse_duration, parse_time
+from diag.web.errors import ApiError
+from diag.web.validate import INSTANCE_ID, LABEL_NAME
+
+bp = Blueprint("query_api", __name__, url_prefix="/api/v1")
+
+AGGS = ("avg", "min", "max", "sum", "last", "count")
+MAX_POINTS = 11_000  # per series, as Prometheus' query_range refuses beyond it
+MAX_SERIES = 1_000
+RESERVED = {"metric", "instance_id", "start", "end", "step", "agg"}
+
+
+def _time(name: str, default: str, now: float) -> float:
+    try:
+        return parse_time(request.args.get(name, default), now)
+    except ValueError as e:
+        raise ApiError(400, str(e), name) from None
+
+
+def _label_filters() -> dict[str, str | re.Pattern[str]]:
+    out: dict[str, str | re.Pattern[str]] = {}
+    for key, value in request.args.items():
+        if key in RESERVED:
+            continue
+        if not LABEL_NAME.match(key):
+            raise ApiError(400, f"{key!r} is not a label name", key)
+        if value.startswith("~"):  # device=~sd.* : a regular expression, matched whole
+            try:
+                out[key] = re.compile(value[1:])
+            except re.error as e:
+                raise ApiError(400, f"bad regular expression: {e}", key) from None
+        else:
+            out[key] = value
+    return out
+
+
+@bp.get("/query")
+def query():
+    service = current_app.extensions["diag"]["service"]
+    now = time.time()
+    metric = request.args.get("metric", "")
+    if not metric:
+        raise ApiError(400, "metric is required", "metric")
+    known = catalogue.BY_NAME.get(metric)
+    if known is None and metric not in service.store.metric_names():
+        raise ApiError(404, f"unknown metric {metric!r}: see GET /api/v1/metrics", "metric", code="UnknownMetric")
+    instance_id = request.args.get("instance_id") or service.instance_id
+    if not INSTANCE_ID.match(instance_id):
+        raise ApiError(400, "not an instance id", "instance_id")
+    start, end = _time("start", "-1h", now), _time("end", "now", now)
+    if not start < end:
+        raise ApiError(400, "start must be before end", "start")
+    agg = request.args.get("agg", "avg")
+    if agg not in AGGS:
+        raise ApiError(400, f"agg must be one of {', '.join(AGGS)}", "agg")
+    try:
+        step = parse_duration(request.args["step"]) if "step" in request.args else _default_step(start, end)
+    except ValueError as e:
+        raise ApiError(400, str(e), "step") from None
+    if not (math.isfinite(step) and step >= 1):
+        raise ApiError(400, "step must be at least 1s", "step")
+    buckets = (end - start) / step
+    if buckets > MAX_POINTS:
+        raise ApiError(422, f"{buckets:.0f} points per series is more than {MAX_POINTS}; use a step of at least "
+                            f"{math.ceil((end - start) / MAX_POINTS)}s", "step", code="TooManyPoints")
+    frame = service.store.query(metric, instance_id=instance_id, labels=_label_filters(), start=start, end=end,
+                                step=step, agg=agg)
+    return jsonify({"metric": metric, "unit": known.unit if known else "", "step": step,
+                    "start": start, "end": end, "agg": agg, "series": _series(frame)})
+
+
+def _default_step(start: float, end: float) -> float:
+    """About 300 points per series, on a round step."""
+    want = (end - start) / 300
+    for s in (10, 60, 300, 900, 3600, 21600, 86400):
+        if s >= want:
+            return s
+    return 86400.0
+
+
+def _series(frame) -> list[dict]:
+    if frame is None or frame.empty:
+        return []
+    label_cols = [c for c in frame.columns if c not in ("instance_id", "ts", "value")]
+    out = []
+    group_cols = ["instance_id", *label_cols]
+    for key, g in frame.groupby(group_cols, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        labels = {k: v for k, v in zip(label_cols, key[1:]) if isinstance(v, str)}
+        if len(out) >= MAX_SERIES:
+            break
+        g = g.sort_values("ts")
+        out.append({"instance_id": key[0], "labels": labels,
+                    "points": [[float(t), float(v)] for t, v in zip(g["ts"], g["value"])]})
+    return out

@@ -1,0 +1,74 @@
+"""/healthz, /metrics and the catalogue through the Flask app over a real collection."""
+
+import json
+import subprocess
+
+import pytest
+
+from diag import catalogue
+from diag.config import load
+from diag.service import Service
+from diag.web.app import create_app
+from tests.conftest import need_tool
+
+
+@pytest.fixture
+def service(tmp_path):
+    s = Service(load(env={}, data_dir=str(tmp_path / "data")))
+    s.collect()
+    s.collect()  # the second cycle has rates
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(service):
+    return create_app(service).test_client()
+
+
+def test_healthz_answers_ok_with_the_version(client, service):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == "ok" and body["version"] and body["instance_id"] == service.instance_id
+
+
+def test_healthz_fails_when_collection_stalls(client, service):
+    service.last_batch.ts -= 3600  # as if the last collection were an hour old
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.get_json()["failing"][0].startswith("collection")
+
+
+def test_metrics_pass_promtool(client):
+    promtool = need_tool("promtool")
+    text = client.get("/metrics").data
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert (check.stdout + check.stderr) == b""
+
+
+def test_metrics_hold_the_last_collection(client, service):
+    text = client.get("/metrics").data.decode()
+    cpu = next(s for s in service.last_batch.samples if s.metric == "cpu_usage")
+    line = next(l for l in text.splitlines() if l.startswith("cpu_usage "))
+    assert float(line.split()[1]) == pytest.approx(cpu.value)
+    assert "# TYPE cpu_seconds_total counter" in text and "cpu_seconds_total{mode=\"user\"}" in text
+    assert "mem_total_bytes " in text  # the catalogue's exposition name for mem_total
+
+
+def test_openmetrics_when_asked(client):
+    r = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert r.content_type.startswith("application/openmetrics-text")
+    assert r.data.rstrip().endswith(b"# EOF")
+
+
+def test_catalogue_lists_every_metric(client):
+    names = [m["name"] for m in client.get("/api/v1/metrics").get_json()["metrics"]]
+    assert names == [m.name for m in catalogue.METRICS]
+
+
+def test_unknown_path_is_a_json_error(client):
+    r = client.get("/api/v1/nothing-here")
+    assert r.status_code == 404
+    assert r.get_json()["error"]["code"] == "NotFound"
