@@ -41,6 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     _add_roots(collect)
     collect.set_defaults(func=_collect)
 
+    diagnose = sub.add_parser("diagnose", help="diagnose this machine; exit 0 Ok, 1 Warning, 2 Impaired, 3 otherwise")
+    diagnose.add_argument("--window", default="12h")
+    diagnose.add_argument("--check", action="append", dest="checks", metavar="ID", help="only this check (repeatable)")
+    diagnose.add_argument("--format", choices=("text", "json", "md"), default="text")
+    diagnose.add_argument("--config", help="YAML or TOML config file")
+    where = diagnose.add_mutually_exclusive_group()
+    where.add_argument("--data-dir", help="diagnose the history kept here (default ./data when it has any)")
+    where.add_argument("--server", help="ask a running diag serve, e.g. http://127.0.0.1:8080")
+    diagnose.add_argument("--token", help="admin token for --server (else DIAG_TOKEN)")
+    diagnose.add_argument("--instance-id", help="which instance (default: this machine)")
+    diagnose.set_defaults(func=_diagnose)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -84,6 +96,72 @@ def _collect(args: argparse.Namespace) -> int:
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
+
+
+EXIT = {"Ok": 0, "Warning": 1, "Impaired": 2}
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from diag import report_format
+
+    window = parse_duration(args.window)
+    if args.server:
+        report = _diagnose_remote(args, window)
+    else:
+        report = _diagnose_local(args, window)
+    if args.format == "json":
+        print(json.dumps(report, indent=1, default=str))
+    elif args.format == "md":
+        print(report_format.markdown(report))
+    else:
+        print(report_format.text(report), end="")
+    return EXIT.get(report["health_status"], 3)
+
+
+def _diagnose_remote(args: argparse.Namespace, window: float) -> dict:
+    import os
+
+    import requests
+
+    token = args.token or os.environ.get("DIAG_TOKEN")
+    body = {"window": f"{window:.0f}s"}
+    if args.checks:
+        body["checks"] = args.checks
+    if args.instance_id:
+        body["instance_id"] = args.instance_id
+    r = requests.post(args.server.rstrip("/") + "/api/v1/diagnoses", json=body, timeout=60,
+                      headers={"Authorization": f"Bearer {token}"} if token else {})
+    if r.status_code != 201:
+        raise SystemExit(f"diag: the server answered {r.status_code}: {r.text[:500]}")
+    return r.json()
+
+
+def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
+    import tempfile
+    from pathlib import Path
+
+    from diag.service import Service
+
+    data_dir = Path(args.data_dir or "./data")
+    if (data_dir / "metrics.db").exists():
+        service = Service(_config(args, data_dir=str(data_dir)))
+        try:
+            return service.diagnose(args.instance_id, window, args.checks)
+        finally:
+            service.close()
+    if args.data_dir:
+        raise SystemExit(f"diag: no history in {data_dir} (no metrics.db)")
+    # No history: a short live sample, so rates exist; checks that need history say so.
+    with tempfile.TemporaryDirectory() as tmp:
+        service = Service(_config(args, data_dir=tmp))
+        try:
+            for i in range(3):
+                service.collect()
+                if i < 2:
+                    time.sleep(1)
+            return service.diagnose(None, window, args.checks)
+        finally:
+            service.close()
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -84,6 +84,9 @@ class Config(_Strict):
     store_url: str | None = None
     enable_commands: bool = False
     top_processes: int = Field(5, ge=1, le=50)
+    # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
+    service_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
+    diagnose_every: Duration = 300
     paths: Paths = Paths()
     network: Network = Network()
     store: StoreConfig = StoreConfig()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +26,12 @@ def build(service: Service) -> BackgroundScheduler:
     now = datetime.now(timezone.utc)
     sched.add_job(service.collect, IntervalTrigger(seconds=cfg.interval), id="collect", next_run_time=now)
     sched.add_job(service.maintain, IntervalTrigger(seconds=cfg.store.maintain_every), id="maintain")
+    sched.add_job(service.events.tick, IntervalTrigger(seconds=cfg.interval), id="events")
+    sched.add_job(service.take_facts, IntervalTrigger(seconds=300), id="facts", next_run_time=now)
+    # The first diagnosis waits for two collections, so rates exist; until then: Initializing.
+    first = now + timedelta(seconds=2 * cfg.interval + 2)
+    sched.add_job(service.diagnose_all, IntervalTrigger(seconds=cfg.diagnose_every), id="diagnose",
+                  next_run_time=first)
 
     def _count(event: JobEvent) -> None:
         outcome = _OUTCOME[event.code]

@@ -1,8 +1,11 @@
-"""The running service: collectors, store and schedule, wired for one host."""
+"""The running service: collectors, store, event log and diagnosis, wired for one host
+that may also receive other machines' data."""
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -10,18 +13,23 @@ from typing import Any
 
 from collectors import registry
 from collectors.runner import CollectionCycle
+from diag import diagnosis, health
 from diag.config import Config
-from diag.model import Batch, Signal
+from diag.db import Database
+from diag.events import EventLog
+from diag.instances import Instances
+from diag.model import Batch
+from diag.reports import Reports
 
 log = logging.getLogger(__name__)
 
-RECENT_SIGNALS = 500
+FACTS_EVERY = 300
 
 
 class Service:
     """Owns what a collection cycle needs and what the web app reads.
 
-    `store` is anything with the Store protocol's `write`, `maintain`, `size_bytes` and
+    `store` is anything with the Store protocol plus `maintain`, `size_bytes` and
     `close`; the embedded SqliteStore by default.
     """
 
@@ -34,26 +42,175 @@ class Service:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.cycle = CollectionCycle(registry.build(config.roots, settings))
         self.store = store if store is not None else _open_store(config)
+        self.db = Database(config.data_dir / "diag.db")
+        self.events = EventLog(self.db)
+        self.instances = Instances(self.db)
+        self.reports = Reports(self.db)
+        self.instances.register(self.instance_id, hostname=socket.gethostname(), local=True)
         self.last_batch: Batch | None = None
-        self.recent_signals: list[Signal] = []
         self.collections = 0
         self.started_at = time.time()
         self.job_outcomes: Counter[tuple[str, str]] = Counter()
         self.last_error: str | None = None
         self._lock = threading.Lock()
+        self._facts: dict[str, tuple[dict, float]] = {}
+
+    # -- jobs ------------------------------------------------------------------------------
 
     def collect(self, now: float | None = None) -> Batch:
-        """One cycle: read every source, store the samples durably, keep it for /metrics."""
+        """One cycle: read every source, store the samples durably, record its events."""
+        from diag.store import StoreError
+
         with self._lock:
             batch = self.cycle.run(now)
-            self.store.write(self.instance_id, batch.samples)
+            try:
+                self.store.write(self.instance_id, batch.samples)
+            except StoreError as e:
+                # Keep collecting and answering: the samples of this cycle are lost, and said so.
+                self.last_error = f"store: {e}"
+                self.events.detected(self.instance_id, "Store.Error", batch.ts, f"cannot store samples: {e}",
+                                     fold_key="write")
+            self.events.record_batch(self.instance_id, batch)
+            self.instances.seen(self.instance_id, batch.ts)
             self.last_batch = batch
-            self.recent_signals = (self.recent_signals + batch.signals)[-RECENT_SIGNALS:]
             self.collections += 1
             return batch
 
+    def ingest(self, instance_id: str, samples: list, signals: list, *, batch_id: str | None = None,
+               hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None) -> bool:
+        """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
+        stored = self.store.write(instance_id, samples, batch_id=batch_id)
+        self.instances.register(instance_id, hostname=hostname, labels=labels)
+        if stored:
+            newest = max((s.ts for s in samples), default=time.time())
+            self.instances.seen(instance_id, newest)
+            self.events.record_batch(instance_id, Batch(ts=newest, samples=list(samples), signals=list(signals)))
+            if facts is not None:
+                self.set_facts(instance_id, facts, facts.get("taken_at", newest))
+        return stored
+
     def maintain(self, now: float | None = None) -> Any:
-        return self.store.maintain(time.time() if now is None else now)
+        now = time.time() if now is None else now
+        report = self.store.maintain(now)
+        self.events.expire(now)
+        self.reports.expire(now)
+        for d in report.deletions:
+            if d.reason == "size_cap":
+                self.events.detected(
+                    self.instance_id, "Store.SizeCap", now,
+                    f"the store reached its size cap: {d.points} points older than {d.before:.0f} deleted",
+                    labels={"level": str(d.level)}, fold_key="size_cap")
+        if report.disk_full:
+            self.events.detected(self.instance_id, "Store.Error", now, "the disk is full: compaction deferred",
+                                 fold_key="disk_full")
+        return report
+
+    def take_facts(self, now: float | None = None) -> dict:
+        from collectors import facts
+
+        now = time.time() if now is None else now
+        snap = facts.snapshot(self.config.roots, now, self.config.service_ports)
+        self.set_facts(self.instance_id, snap, now)
+        return snap
+
+    def set_facts(self, instance_id: str, snap: dict, taken_at: float) -> None:
+        self._facts[instance_id] = (snap, taken_at)
+        self.db.set_kv(f"facts:{instance_id}", {"facts": snap, "taken_at": taken_at})
+
+    def facts_of(self, instance_id: str) -> tuple[dict | None, float | None]:
+        if instance_id not in self._facts:
+            stored = self.db.get_kv(f"facts:{instance_id}")
+            if stored is None:
+                if instance_id != self.instance_id:
+                    return None, None
+                self.take_facts()
+            else:
+                self._facts[instance_id] = (stored["facts"], stored["taken_at"])
+        snap, taken = self._facts[instance_id]
+        if instance_id == self.instance_id and time.time() - taken > FACTS_EVERY:
+            snap = self.take_facts()
+            taken = self._facts[instance_id][1]
+        return snap, taken
+
+    # -- diagnosis and health --------------------------------------------------------------
+
+    def diagnose(self, instance_id: str | None = None, window: float = 12 * 3600,
+                 check_ids: list[str] | None = None, now: float | None = None) -> dict[str, Any]:
+        """Run checks over the window ending now; the report is stored and, when it covers
+        every check, sets the instance's health."""
+        now = time.time() if now is None else now
+        instance_id = instance_id or self.instance_id
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise KeyError(instance_id)
+        checks = diagnosis.select(check_ids)
+        caps = {s: (c.inbound, c.outbound) for s, c in self.config.network.bandwidth_caps.items()}
+        ctx = diagnosis.StoreContext(
+            store=self.store, events=self.events, instance_id=instance_id, start=now - window, end=now, now=now,
+            interval=self.config.interval, monitoring_since=inst["first_seen"], bandwidth_caps=caps,
+            service_ports=self.config.service_ports, facts=lambda: self.facts_of(instance_id),
+            processes=lambda: self._processes_of(instance_id))
+        results = diagnosis.run_checks(ctx, checks)
+        report = diagnosis.make_report(
+            instance_id, ctx, results, full=check_ids is None or len(checks) == len(diagnosis.select(None)),
+            maintenance=self.events.maintaining(instance_id, now), monitoring=inst["monitoring"],
+            last_sample=inst["last_seen"])
+        self.reports.save(report)
+        self._record_conditions(instance_id, results, now)
+        if report["full"]:
+            self._set_health(instance_id, report["health_status"], report["health_reasons"], now)
+        return report
+
+    def diagnose_all(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.events.tick(now)
+        for inst in self.instances.list():
+            try:
+                self.diagnose(inst["instance_id"], now=now)
+            except Exception:  # noqa: BLE001 - one instance must not stop the others
+                log.exception("diagnosis of %s failed", inst["instance_id"])
+
+    def health_of(self, instance_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """The health state now: the latest full report, seen through today's freshness and
+        maintenance (so a silent agent turns InsufficientData without waiting for a diagnosis)."""
+        now = time.time() if now is None else now
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            return None
+        latest = self.reports.latest_full(instance_id)
+        state, reasons = health.compute(
+            monitoring=inst["monitoring"], maintenance=self.events.maintaining(instance_id, now),
+            checks=latest["checks"] if latest else None, last_sample=inst["last_seen"], now=now,
+            interval=self.config.interval)
+        if state != inst["health_status"] and latest is not None:
+            self._set_health(instance_id, state, reasons, now)
+        return {"instance_id": instance_id, "health_status": state, "health_reasons": reasons,
+                "evaluated_at": now, "latest_report_id": latest["report_id"] if latest else None}
+
+    def _set_health(self, instance_id: str, state: str, reasons: list[dict], now: float) -> None:
+        prev = self.instances.set_health(instance_id, state, reasons, now)
+        if prev is not None and prev != state:
+            self.events.detected(instance_id, "Instance.HealthChanged", now, f"health {prev} -> {state}",
+                                 level="WARN" if state in ("Impaired", "Warning") else "INFO",
+                                 labels={"from": prev, "to": state}, fold_key=f"{now}")
+
+    def _record_conditions(self, instance_id: str, results: list[dict], now: float) -> None:
+        """Conditions a check finds that are events too (PRODUCT.md "Events")."""
+        for r in results:
+            if r["status"] != "critical":
+                continue
+            etype = {"storage.disk_usage": "Disk.Full", "storage.inode_usage": "Disk.Full",
+                     "storage.io_hang": "Disk.IOHang"}.get(r["id"])
+            if etype:
+                self.events.detected(instance_id, etype, now, r["message"], fold_key=r["id"],
+                                     labels={"check_id": r["id"]})
+
+    def _processes_of(self, instance_id: str) -> dict[str, list[dict[str, Any]]]:
+        if instance_id == self.instance_id and self.last_batch is not None:
+            return self.last_batch.processes
+        return {}
+
+    # -- service -------------------------------------------------------------------------------
 
     def store_size(self) -> int | None:
         try:
@@ -64,6 +221,7 @@ class Service:
     def close(self) -> None:
         with self._lock:
             self.store.close()
+            self.db.close()
 
 
 def _open_store(config: Config):
@@ -76,3 +234,7 @@ def _open_store(config: Config):
         retention=Retention(raw=r.raw, m1=r.m1, m5=r.m5, h1=r.h1, d1=r.d1),
         size_cap_bytes=config.store.size_cap,
     )
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify
 
 from diag import catalogue
 from diag.model import Sample, Signal
+from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string
@@ -32,12 +33,18 @@ def ingest():
         string(batch_id, "batch_id", max_len=128)
     samples = _samples(body.get("samples", []), now)
     signals = _signals(body.get("signals", []), now)
+    hostname = body.get("hostname", "")
+    if not isinstance(hostname, str) or len(hostname) > 255:
+        raise ApiError(422, "must be a string of at most 255 characters", "hostname")
+    inst_labels = labels(body.get("labels"), "labels")
+    facts = body.get("facts")
+    if facts is not None and not isinstance(facts, dict):
+        raise ApiError(422, "must be an object (a facts snapshot)", "facts")
     try:
-        stored = service.store.write(instance_id, samples, batch_id=batch_id)
-    except OSError as e:
-        raise ApiError(503, f"the store cannot write now: {e.strerror or e}", code="StoreUnavailable") from None
-    if stored:
-        service.recent_signals = (service.recent_signals + signals)[-500:]
+        stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
+                                labels=inst_labels, facts=facts)
+    except StoreFullError as e:
+        raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     return jsonify({"instance_id": instance_id, "accepted": len(samples), "signals": len(signals),
                     "duplicate": not stored, "batch_id": batch_id}), 202
 

@@ -1,0 +1,120 @@
+"""What a check is, what it may read, and what it returns.
+
+A check is data (id, category, name, severity, lookback, thresholds, recommendation)
+plus one pure function `evaluate(ctx, check) -> CheckResult`. It reads only its
+`CheckContext`: series from the store as pandas frames, events, a facts snapshot,
+the clock. It never imports Flask, the store or the scheduler.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
+
+import pandas as pd
+
+Status = Literal["ok", "warning", "critical", "unknown", "not_applicable"]
+Severity = Literal["critical", "non_critical"]
+STATUSES: tuple[Status, ...] = ("ok", "warning", "critical", "unknown", "not_applicable")
+
+# A happening (kernel fault, I/O error) counts as "now" for this long (PRODUCT.md).
+RECENT = 15 * 60
+DEFAULT_LOOKBACK = 12 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    status: Status
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    # Filled from the check's own recommendation when empty; set it to be more specific
+    # (which process, which sysctl, which directory).
+    recommendation: str = ""
+
+
+class CheckContext(Protocol):
+    """What a check may read. The diagnosis engine provides it, over the store and event log."""
+
+    now: float
+    instance_id: str
+    # The diagnosis window: [start, end]. A check's lookback is clipped to it.
+    start: float
+    end: float
+    # Collection interval in seconds (a "sample" is expected this often).
+    interval: float
+    # When monitoring of this instance began (first sample ever), or None if unknown.
+    monitoring_since: float | None
+    # Bandwidth caps per scope, bit/s: {"public": (inbound|None, outbound|None)}.
+    bandwidth_caps: Mapping[str, tuple[float | None, float | None]]
+    # Service ports to check for listeners and firewall drops (default [22]).
+    service_ports: Sequence[int]
+
+    def series(self, metric: str, lookback: float | None = None, *, step: float | None = None,
+               agg: str = "avg", labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Long frame with columns ts, value and one per label, over [end - lookback, end]
+        (lookback None: the whole window), bucketed by step (None: raw points)."""
+        ...
+
+    def latest(self, metric: str, labels: Mapping[str, str] | None = None,
+               max_age: float | None = None) -> pd.DataFrame:
+        """The last point of each matching series (columns ts, value, labels...)."""
+        ...
+
+    def events(self, types: Sequence[str] | None = None, lookback: float | None = None) -> list[dict[str, Any]]:
+        """Events of these types (`Kernel.HungTask`...) in the lookback, oldest first:
+        dicts with event_id, type, level, status, publish_time, details (message, labels,
+        count, lines, kind)."""
+        ...
+
+    def facts(self) -> dict[str, Any] | None:
+        """The latest facts snapshot (see collectors/facts), or None when none was taken."""
+        ...
+
+    def facts_age(self) -> float | None:
+        """Seconds since the facts snapshot was taken."""
+        ...
+
+    def top_processes(self) -> dict[str, list[dict[str, Any]]]:
+        """The top processes at the latest collection: {"by_cpu": [...], "by_memory": [...]}."""
+        ...
+
+
+Evaluate = Callable[[CheckContext, "Check"], CheckResult]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: str
+    category: str
+    name: str
+    severity: Severity
+    description: str
+    recommendation: str
+    evaluate: Evaluate
+    lookback: float = DEFAULT_LOOKBACK
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "category": self.category, "name": self.name, "severity": self.severity,
+                "lookback": self.lookback, "thresholds": dict(self.thresholds),
+                "description": self.description, "recommendation": self.recommendation}
+
+
+def level_status(check: Check, now_hit: bool, earlier_hit: bool) -> Status:
+    """PRODUCT.md's rule: a critical-severity check is `critical` while its condition holds
+    now and `warning` when it held only earlier in the lookback; a non-critical check is at
+    most `warning`."""
+    if now_hit:
+        return "critical" if check.severity == "critical" else "warning"
+    if earlier_hit:
+        return "warning"
+    return "ok"
+
+
+def two_level(value: float, warning: float, critical: float, severity: Severity) -> Status:
+    """A two-level threshold sets the status directly (capped at warning for non-critical)."""
+    if value >= critical:
+        return "critical" if severity == "critical" else "warning"
+    if value >= warning:
+        return "warning"
+    return "ok"

@@ -1,0 +1,116 @@
+"""The service's own database (events, instances, reports, and later policies):
+low-volume, transactional rows beside the metric store, in `data_dir/diag.db`.
+
+One connection per thread (SQLite connections are not shared across threads), WAL so
+readers never wait for the writer, and a process-wide lock around writes so two web
+threads never interleave a read-modify-write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL DEFAULT '',
+    labels TEXT NOT NULL DEFAULT '{}',
+    first_seen REAL NOT NULL,
+    last_seen REAL,
+    monitoring INTEGER NOT NULL DEFAULT 1,
+    local INTEGER NOT NULL DEFAULT 0,
+    health_status TEXT,
+    health_reasons TEXT NOT NULL DEFAULT '[]',
+    health_at REAL
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    level TEXT NOT NULL,
+    status TEXT NOT NULL,
+    publish_time REAL NOT NULL,
+    not_before REAL,
+    finish_time REAL,
+    last_time REAL NOT NULL,
+    fold_key TEXT,
+    details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS events_by_instance ON events (instance_id, publish_time);
+CREATE INDEX IF NOT EXISTS events_by_fold ON events (instance_id, type, fold_key, last_time);
+CREATE TABLE IF NOT EXISTS reports (
+    report_id TEXT PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    window_start REAL NOT NULL,
+    window_end REAL NOT NULL,
+    health_status TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    checks TEXT NOT NULL,
+    full INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS reports_by_instance ON reports (instance_id, created_at);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._all: list[sqlite3.Connection] = []
+        with self._write_lock:
+            self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+            self._all.append(conn)
+        return conn
+
+    def read(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        conn = self._conn()
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def get_kv(self, key: str) -> Any:
+        rows = self.read("SELECT value FROM kv WHERE key = ?", (key,))
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def set_kv(self, key: str, value: Any) -> None:
+        with self.write() as c:
+            c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                      (key, json.dumps(value)))
+
+    def close(self) -> None:
+        for conn in self._all:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._all.clear()
+        self._local = threading.local()

@@ -1,0 +1,114 @@
+"""The diagnosis engine: runs checks over a window of one instance's data and makes a report.
+
+`StoreContext` is the `CheckContext` over the real store, event log and facts; checks
+stay pure functions of it. A check that raises becomes `unknown` with the error, and
+the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable
+
+import pandas as pd
+
+from checks import catalogue as check_catalogue
+from checks.base import STATUSES, Check, CheckResult
+from diag import health
+
+log = logging.getLogger(__name__)
+
+RAW_STEP = 1.0  # bucket raw points by the second: each point keeps its own bucket
+
+
+class StoreContext:
+    """What a check may read, for one instance and window, backed by the service's parts."""
+
+    def __init__(self, *, store, events, instance_id: str, start: float, end: float, now: float,
+                 interval: float, monitoring_since: float | None,
+                 bandwidth_caps: Mapping[str, tuple[float | None, float | None]],
+                 service_ports: Sequence[int], facts: Callable[[], tuple[dict | None, float | None]],
+                 processes: Callable[[], dict[str, list[dict[str, Any]]]]) -> None:
+        self._store, self._events = store, events
+        self.instance_id, self.start, self.end, self.now = instance_id, start, end, now
+        self.interval, self.monitoring_since = interval, monitoring_since
+        self.bandwidth_caps, self.service_ports = bandwidth_caps, service_ports
+        self._facts, self._processes = facts, processes
+        self._facts_cache: tuple[dict | None, float | None] | None = None
+
+    def series(self, metric: str, lookback: float | None = None, *, step: float | None = None,
+               agg: str = "avg", labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+        start = self.start if lookback is None else max(self.start, self.end - lookback)
+        frame = self._store.query(metric, instance_id=self.instance_id, labels=labels, start=start, end=self.end,
+                                  step=step or RAW_STEP, agg=agg if step else "last")
+        return frame.drop(columns=["instance_id"], errors="ignore")
+
+    def latest(self, metric: str, labels: Mapping[str, str] | None = None,
+               max_age: float | None = None) -> pd.DataFrame:
+        frame = self._store.latest(metric, instance_id=self.instance_id, labels=labels, max_age=max_age)
+        return frame.drop(columns=["instance_id"], errors="ignore")
+
+    def events(self, types: Sequence[str] | None = None, lookback: float | None = None) -> list[dict[str, Any]]:
+        since = self.start if lookback is None else max(self.start, self.end - lookback)
+        got = self._events.list(self.instance_id, types=types, since=since, until=self.end)
+        return sorted((e for e in got if e["status"] == "Executed"), key=lambda e: e["publish_time"])
+
+    def facts(self) -> dict[str, Any] | None:
+        return self._facts_pair()[0]
+
+    def facts_age(self) -> float | None:
+        taken = self._facts_pair()[1]
+        return None if taken is None else self.now - taken
+
+    def _facts_pair(self) -> tuple[dict | None, float | None]:
+        if self._facts_cache is None:
+            self._facts_cache = self._facts()
+        return self._facts_cache
+
+    def top_processes(self) -> dict[str, list[dict[str, Any]]]:
+        return self._processes()
+
+
+def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any]]:
+    out = []
+    for check in checks:
+        t0 = time.perf_counter()
+        try:
+            result = check.evaluate(ctx, check)
+            if result.status not in STATUSES:
+                raise ValueError(f"check returned status {result.status!r}")
+        except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
+            log.exception("check %s failed", check.id)
+            result = CheckResult("unknown", f"the check failed: {type(e).__name__}: {e}", {"error": repr(e)})
+        out.append({"id": check.id, "category": check.category, "name": check.name, "severity": check.severity,
+                    "status": result.status, "message": result.message, "evidence": result.evidence,
+                    "recommendation": result.recommendation or (check.recommendation if result.status in
+                                                                ("warning", "critical") else ""),
+                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3)})
+    return out
+
+
+def select(check_ids: Sequence[str] | None) -> list[Check]:
+    """The checks asked for, in catalogue order; KeyError names an unknown id."""
+    if not check_ids:
+        return list(check_catalogue.ALL)
+    unknown = [c for c in check_ids if c not in check_catalogue.BY_ID]
+    if unknown:
+        raise KeyError(unknown[0])
+    wanted = set(check_ids)
+    return [c for c in check_catalogue.ALL if c.id in wanted]
+
+
+def make_report(instance_id: str, ctx: StoreContext, results: list[dict[str, Any]], *, full: bool,
+                maintenance: dict | None, monitoring: bool, last_sample: float | None) -> dict[str, Any]:
+    summary = {s: 0 for s in STATUSES}
+    for r in results:
+        summary[r["status"]] += 1
+    state, reasons = health.compute(monitoring=monitoring, maintenance=maintenance, checks=results,
+                                    last_sample=last_sample, now=ctx.now, interval=ctx.interval)
+    return {"report_id": "r-" + uuid.uuid4().hex[:16], "instance_id": instance_id, "created_at": ctx.now,
+            "window": {"start": ctx.start, "end": ctx.end}, "health_status": state, "health_reasons": reasons,
+            "summary": summary, "full": full, "checks": results}

@@ -1,0 +1,248 @@
+"""The event log: kernel and system happenings, detected conditions and scheduled
+maintenance, each with a type, a level and a lifecycle (PRODUCT.md "Events").
+
+Detected events are `Executed` at once. Repeats of one fault (same instance, type and
+fold key, within FOLD_WINDOW of the last report) fold into one event with a count, so a
+disk spewing I/O errors for an hour is one event, not a thousand.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from collectors import kernel_patterns
+from diag.db import Database
+from diag.model import Batch, Signal
+
+FOLD_WINDOW = 600
+RETENTION = 60 * 86400
+MAX_LINES = 30
+
+CRITICAL, WARN, INFO = "CRITICAL", "WARN", "INFO"
+LEVELS = (CRITICAL, WARN, INFO)
+STATUSES = ("Inquiring", "Scheduled", "Executing", "Executed", "Avoided", "Canceled", "Failed")
+
+# Every event type, its default level and what raises it: the one place to look.
+TYPES: dict[str, tuple[str, str]] = {
+    "InstanceFailure.Reboot": (CRITICAL, "a reboot after a kernel panic, watchdog or unclean stop"),
+    "Instance.Reboot": (INFO, "any other reboot"),
+    "Instance.HealthChanged": (INFO, "the health state changed"),
+    "Kernel.HungTask": (CRITICAL, "the kernel log reports a task blocked too long"),
+    "Kernel.SoftLockup": (CRITICAL, "the kernel log reports a soft lockup"),
+    "Kernel.HardLockup": (CRITICAL, "the kernel log reports a hard lockup (NMI watchdog)"),
+    "Kernel.Panic": (CRITICAL, "the kernel log (or pstore) reports a panic or an Oops"),
+    "Kernel.OOMKill": (CRITICAL, "the OOM killer killed a process"),
+    "Kernel.RCUStall": (WARN, "the kernel log reports an RCU stall"),
+    "Disk.IOError": (CRITICAL, "block I/O or filesystem errors in the kernel log"),
+    "Disk.ReadOnly": (CRITICAL, "a filesystem was remounted read-only"),
+    "Disk.IOHang": (CRITICAL, "a disk stopped completing I/O"),
+    "Disk.Full": (CRITICAL, "a filesystem is full"),
+    "Network.ListenOverflow": (WARN, "a listening socket's accept queue overflowed"),
+    "Network.UdpBufferFull": (WARN, "UDP datagrams dropped for a full socket buffer"),
+    "Network.ConntrackFull": (WARN, "the connection-tracking table is full"),
+    "Network.LinkDown": (WARN, "a network link went down"),
+    "Store.SizeCap": (WARN, "the metric store reached its size cap and dropped the oldest raw data"),
+    "Store.Error": (CRITICAL, "the metric store could not write (disk full?)"),
+    "SystemMaintenance.Reboot": (INFO, "a user scheduled a reboot"),
+    "SystemMaintenance.Stop": (INFO, "a user scheduled a stop"),
+    "SystemMaintenance.Redeploy": (INFO, "a user scheduled a redeploy"),
+}
+MAINTENANCE = tuple(t for t in TYPES if t.startswith("SystemMaintenance."))
+
+# Per-interval counters whose rise is an event, and the event.
+COUNTER_EVENTS = {
+    "tcp_listen_overflows": "Network.ListenOverflow",
+    "udp_rcvbuf_errors": "Network.UdpBufferFull",
+    "udp_sndbuf_errors": "Network.UdpBufferFull",
+}
+# A reboot right after one of these (or with a panic in pstore) is a failure, not routine.
+FAILURE_BEFORE_REBOOT = ("Kernel.Panic", "Kernel.HardLockup", "Kernel.SoftLockup", "Kernel.HungTask")
+
+
+class EventError(ValueError):
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def _row(r) -> dict[str, Any]:
+    return {"event_id": r["event_id"], "instance_id": r["instance_id"], "type": r["type"], "level": r["level"],
+            "status": r["status"], "publish_time": r["publish_time"], "not_before": r["not_before"],
+            "finish_time": r["finish_time"], "last_time": r["last_time"], "details": json.loads(r["details"])}
+
+
+class EventLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- detected events -------------------------------------------------------------------
+
+    def record_batch(self, instance_id: str, batch: Batch) -> list[dict[str, Any]]:
+        """Events from one collection: its signals, and the counters whose rise is an event."""
+        out = [self.record_signal(instance_id, s) for s in batch.signals]
+        for s in batch.samples:
+            etype = COUNTER_EVENTS.get(s.metric)
+            if etype and s.value > 0:
+                out.append(self.detected(instance_id, etype, s.ts, f"{s.metric} rose by {s.value:g}",
+                                         fold_key=s.metric, labels={"metric": s.metric}, count=int(s.value)))
+        return out
+
+    def record_signal(self, instance_id: str, signal: Signal) -> dict[str, Any]:
+        labels = dict(signal.labels)
+        if signal.kind == "reboot":
+            failed = self._failure_before(instance_id, signal.ts)
+            etype = "InstanceFailure.Reboot" if failed else "Instance.Reboot"
+            if failed:
+                labels["cause"] = failed
+            return self.detected(instance_id, etype, signal.ts, signal.message, labels=labels,
+                                 fold_key=labels.get("boot_id", ""), kind="reboot")
+        kind = kernel_patterns.KINDS.get(signal.kind)
+        if kind is None:
+            etype, level, fold = "Kernel." + signal.kind, WARN, ()
+        else:
+            etype, level, fold = kind.event, kind.level, kind.fold
+        key = "|".join([signal.kind, *(labels.get(k, "") for k in fold)])
+        return self.detected(instance_id, etype, signal.ts, signal.message, level=level, labels=labels,
+                             fold_key=key, count=signal.count, lines=signal.lines, kind=signal.kind)
+
+    def detected(self, instance_id: str, etype: str, ts: float, message: str, *, level: str | None = None,
+                 labels: dict[str, str] | None = None, fold_key: str = "", count: int = 1,
+                 lines: Iterable[str] = (), kind: str | None = None) -> dict[str, Any]:
+        """Record a happening, folding it into a recent event of the same fault."""
+        level = level or TYPES.get(etype, (WARN, ""))[0]
+        with self.db.write() as c:
+            prev = c.execute(
+                "SELECT * FROM events WHERE instance_id = ? AND type = ? AND fold_key = ? AND status = 'Executed' "
+                "AND last_time >= ? ORDER BY last_time DESC LIMIT 1",
+                (instance_id, etype, fold_key, ts - FOLD_WINDOW)).fetchone()
+            if prev is not None:
+                details = json.loads(prev["details"])
+                details["count"] = details.get("count", 1) + count
+                details["lines"] = (details.get("lines", []) + list(lines))[:MAX_LINES]
+                details["last_message"] = message
+                c.execute("UPDATE events SET last_time = ?, details = ? WHERE event_id = ?",
+                          (max(ts, prev["last_time"]), json.dumps(details), prev["event_id"]))
+                return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (prev["event_id"],)).fetchone())
+            details = {"message": message, "labels": labels or {}, "count": count, "lines": list(lines)[:MAX_LINES]}
+            if kind:
+                details["kind"] = kind
+            event_id = "e-" + uuid.uuid4().hex[:16]
+            c.execute("INSERT INTO events (event_id, instance_id, type, level, status, publish_time, not_before, "
+                      "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, ?, 'Executed', ?, ?, ?, ?, ?, ?)",
+                      (event_id, instance_id, etype, level, ts, ts, ts, ts, fold_key, json.dumps(details)))
+            return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone())
+
+    def _failure_before(self, instance_id: str, boot_ts: float) -> str | None:
+        rows = self.db.read(
+            f"SELECT type FROM events WHERE instance_id = ? AND type IN ({','.join('?' * len(FAILURE_BEFORE_REBOOT))}) "
+            "AND publish_time BETWEEN ? AND ? ORDER BY publish_time DESC LIMIT 1",
+            (instance_id, *FAILURE_BEFORE_REBOOT, boot_ts - 3600, boot_ts + 600))
+        if rows:
+            return rows[0]["type"]
+        unclean = self.db.get_kv(f"unclean_stop:{instance_id}")
+        return "unclean stop" if unclean else None
+
+    # -- scheduled maintenance ------------------------------------------------------------
+
+    def schedule(self, instance_id: str, etype: str, not_before: float, duration: float,
+                 comment: str = "", now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        if etype not in MAINTENANCE:
+            raise EventError(422, f"type must be one of {', '.join(MAINTENANCE)}", "type")
+        if not 60 <= duration <= 7 * 86400:
+            raise EventError(422, "duration must be between 1m and 7d", "duration")
+        if not_before < now - 60:
+            raise EventError(422, "not_before is in the past", "not_before")
+        event_id = "e-" + uuid.uuid4().hex[:16]
+        details = {"message": comment or f"{etype} scheduled", "duration": duration, "labels": {}, "count": 1}
+        with self.db.write() as c:
+            c.execute("INSERT INTO events (event_id, instance_id, type, level, status, publish_time, not_before, "
+                      "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, 'INFO', 'Scheduled', ?, ?, ?, ?, '', ?)",
+                      (event_id, instance_id, etype, now, not_before, not_before + duration, now, json.dumps(details)))
+        self.tick(now)
+        return self.get(event_id)
+
+    def cancel(self, event_id: str, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        with self.db.write() as c:
+            r = c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
+            if r is None:
+                raise EventError(404, f"no event {event_id}")
+            if r["status"] not in ("Inquiring", "Scheduled"):
+                raise EventError(409, f"an event that is {r['status']} cannot be canceled")
+            c.execute("UPDATE events SET status = 'Canceled', finish_time = ?, last_time = ? WHERE event_id = ?",
+                      (now, now, event_id))
+        return self.get(event_id)
+
+    def tick(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Move scheduled maintenance along its lifecycle; returns the events that changed."""
+        now = time.time() if now is None else now
+        changed = []
+        with self.db.write() as c:
+            for r in c.execute("SELECT event_id FROM events WHERE status = 'Scheduled' AND not_before <= ?", (now,)):
+                changed.append(r["event_id"])
+            c.execute("UPDATE events SET status = 'Executing', last_time = ? WHERE status = 'Scheduled' AND not_before <= ?",
+                      (now, now))
+            for r in c.execute("SELECT event_id FROM events WHERE status = 'Executing' AND finish_time <= ?", (now,)):
+                changed.append(r["event_id"])
+            c.execute("UPDATE events SET status = 'Executed', last_time = ? WHERE status = 'Executing' AND finish_time <= ?",
+                      (now, now))
+        return [self.get(e) for e in dict.fromkeys(changed)]
+
+    def maintaining(self, instance_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """The maintenance event executing on this instance now, if any."""
+        now = time.time() if now is None else now
+        rows = self.db.read("SELECT * FROM events WHERE instance_id = ? AND type LIKE 'SystemMaintenance.%' "
+                            "AND status IN ('Scheduled', 'Executing') AND not_before <= ? AND finish_time > ? "
+                            "ORDER BY not_before LIMIT 1", (instance_id, now, now))
+        return _row(rows[0]) if rows else None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, event_id: str) -> dict[str, Any]:
+        rows = self.db.read("SELECT * FROM events WHERE event_id = ?", (event_id,))
+        if not rows:
+            raise EventError(404, f"no event {event_id}")
+        return _row(rows[0])
+
+    def list(self, instance_id: str | None = None, types: Iterable[str] | None = None,
+             status: str | None = None, since: float | None = None, until: float | None = None,
+             limit: int = 1000) -> list[dict[str, Any]]:
+        """Newest first. `since`/`until` select events that were active in that span."""
+        sql, args = "SELECT * FROM events WHERE 1=1", []
+        if instance_id:
+            sql += " AND instance_id = ?"
+            args.append(instance_id)
+        types = list(types or [])
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            args += types
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if since is not None:
+            sql += " AND last_time >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND publish_time <= ?"
+            args.append(until)
+        sql += " ORDER BY publish_time DESC, event_id LIMIT ?"
+        args.append(limit)
+        return [_row(r) for r in self.db.read(sql, args)]
+
+    def expire(self, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        with self.db.write() as c:
+            return c.execute("DELETE FROM events WHERE last_time < ? AND status NOT IN ('Scheduled', 'Executing')",
+                             (now - RETENTION,)).rowcount
+
+
+def alibaba_shape(event: dict[str, Any], product: str = "diag") -> dict[str, Any]:
+    """The Alibaba Cloud event-notification body (PRODUCT.md), for webhooks."""
+    return {"id": event["event_id"], "eventTime": event["publish_time"], "level": event["level"],
+            "name": f"Instance:{event['type']}:{event['status']}", "product": product,
+            "resourceId": event["instance_id"], "content": event["details"]}

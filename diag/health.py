@@ -1,0 +1,50 @@
+"""The health state of an instance, from its latest diagnosis, maintenance and data freshness.
+
+Precedence, first match wins (PRODUCT.md): NotApplicable, Maintaining, Initializing,
+Impaired, InsufficientData, Warning, Ok. A check's status decides, not its severity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
+STOPPED_AFTER = 300
+# Without these the machine cannot be judged at all (InsufficientData).
+CORE_CHECKS = ("performance.cpu", "performance.memory")
+
+
+def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: list[dict[str, Any]] | None,
+            last_sample: float | None, now: float, interval: float) -> tuple[str, list[dict[str, Any]]]:
+    """(state, health_reasons). `checks` are the latest full report's results (None: no report yet)."""
+    if not monitoring:
+        return "NotApplicable", [{"check_id": None, "status": "not_applicable", "message": "monitoring is off"}]
+    if maintenance is not None:
+        return "Maintaining", [{"check_id": None, "status": "maintenance", "event_id": maintenance["event_id"],
+                                "message": f"{maintenance['type']} is executing until {maintenance['finish_time']:.0f}"}]
+    age = None if last_sample is None else now - last_sample
+    if checks is None:
+        return "Initializing", [{"check_id": None, "status": "initializing",
+                                 "message": "monitoring just started; no full diagnosis yet"}]
+    results = [c for c in checks if c.get("id") != "state.stopped"]
+    stopped = age is None or age >= STOPPED_AFTER
+    critical = [_reason(c) for c in results if c["status"] == "critical"]
+    if stopped:
+        msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {last_sample:.0f})"
+        critical.insert(0, {"check_id": "state.stopped", "status": "critical", "message": msg})
+    if critical:
+        return "Impaired", critical
+    if age is not None and age >= 3 * interval:
+        return "InsufficientData", [{"check_id": "state.stopped", "status": "unknown",
+                                     "message": f"no sample for {age:.0f}s (3 intervals of {interval:g}s)"}]
+    missing = [_reason(c) for c in results if c["id"] in CORE_CHECKS and c["status"] == "unknown"]
+    if missing:
+        return "InsufficientData", missing
+    warning = [_reason(c) for c in results if c["status"] == "warning"]
+    if warning:
+        return "Warning", warning
+    return "Ok", []
+
+
+def _reason(c: dict[str, Any]) -> dict[str, Any]:
+    return {"check_id": c["id"], "status": c["status"], "message": c["message"]}

@@ -1,0 +1,84 @@
+"""The check catalogue and diagnosis reports over HTTP (JSON, HTML, Markdown)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
+
+from checks import catalogue as check_catalogue
+from diag import report_format
+from diag.units import parse_duration
+from diag.web import auth
+from diag.web.errors import ApiError
+from diag.web.validate import INSTANCE_ID, json_body, string
+
+bp = Blueprint("diagnosis_api", __name__, url_prefix="/api/v1", template_folder="templates")
+
+MAX_WINDOW = 31 * 86400
+
+
+def _service():
+    return current_app.extensions["diag"]["service"]
+
+
+@bp.get("/checks")
+def list_checks():
+    return jsonify({"checks": [c.to_json() for c in check_catalogue.ALL]})
+
+
+@bp.post("/diagnoses")
+def create_diagnosis():
+    auth.require("token")
+    body = json_body() if request.content_length else {}
+    service = _service()
+    instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
+    window = body.get("window", "12h")
+    try:
+        seconds = parse_duration(window) if isinstance(window, str) else None
+    except ValueError as e:
+        raise ApiError(422, str(e), "window") from None
+    if seconds is None or not 60 <= seconds <= MAX_WINDOW:
+        raise ApiError(422, "must be a duration from 1m to 31d, like 12h", "window")
+    check_ids = body.get("checks")
+    if check_ids is not None:
+        if not isinstance(check_ids, list) or not check_ids or len(check_ids) > len(check_catalogue.ALL):
+            raise ApiError(422, "must be a non-empty list of check ids", "checks")
+        for i, c in enumerate(check_ids):
+            if not isinstance(c, str) or c not in check_catalogue.BY_ID:
+                raise ApiError(422, f"unknown check {c!r}: see GET /api/v1/checks", f"checks[{i}]")
+    if service.instances.get(instance_id) is None:
+        raise ApiError(404, f"no instance {instance_id}", "instance_id")
+    report = service.diagnose(instance_id, seconds, check_ids)
+    return jsonify(report), 201
+
+
+@bp.get("/diagnoses")
+def list_diagnoses():
+    instance_id = request.args.get("instance_id")
+    try:
+        limit = int(request.args.get("limit", "50"))
+    except ValueError:
+        raise ApiError(400, "limit must be a whole number", "limit") from None
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "limit must be from 1 to 1000", "limit")
+    return jsonify({"reports": _service().reports.list(instance_id, limit)})
+
+
+@bp.get("/diagnoses/<report_id>")
+def get_diagnosis(report_id: str):
+    report = _service().reports.get(report_id)
+    if report is None:
+        raise ApiError(404, f"no report {report_id}")
+    fmt = request.args.get("format")
+    if fmt is None and request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html" \
+            and "text/html" in request.headers.get("Accept", ""):
+        fmt = "html"
+    if fmt == "md":
+        return Response(report_format.markdown(report), content_type="text/markdown; charset=utf-8")
+    if fmt == "html":
+        groups = {}
+        for c in report["checks"]:
+            groups.setdefault(c["category"], []).append(c)
+        return render_template("report.html", r=report, groups=list(groups.items()), when=report_format.when)
+    if fmt not in (None, "json"):
+        raise ApiError(400, "format must be json, html or md", "format")
+    return jsonify(report)

@@ -1,0 +1,43 @@
+"""Instances and their health."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from diag.web.errors import ApiError
+
+bp = Blueprint("instances_api", __name__, url_prefix="/api/v1")
+
+
+def _service():
+    return current_app.extensions["diag"]["service"]
+
+
+def _instance(inst: dict, health: dict) -> dict:
+    return {"instance_id": inst["instance_id"], "hostname": inst["hostname"], "labels": inst["labels"],
+            "local": inst["local"], "first_seen": inst["first_seen"], "last_seen": inst["last_seen"],
+            "health_status": health["health_status"], "health_reasons": health["health_reasons"],
+            "latest_report_id": health["latest_report_id"]}
+
+
+@bp.get("/instances")
+def list_instances():
+    s = _service()
+    return jsonify({"instances": [_instance(i, s.health_of(i["instance_id"])) for i in s.instances.list()]})
+
+
+@bp.get("/instances/<instance_id>")
+def get_instance(instance_id: str):
+    s = _service()
+    inst = s.instances.get(instance_id)
+    if inst is None:
+        raise ApiError(404, f"no instance {instance_id}")
+    return jsonify(_instance(inst, s.health_of(instance_id)))
+
+
+@bp.get("/instances/<instance_id>/health")
+def get_health(instance_id: str):
+    h = _service().health_of(instance_id)
+    if h is None:
+        raise ApiError(404, f"no instance {instance_id}")
+    return jsonify(h)

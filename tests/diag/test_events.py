@@ -1,0 +1,95 @@
+"""The event log: signals become typed events, repeats fold, maintenance has a lifecycle."""
+
+import pytest
+
+from diag.db import Database
+from diag.events import FOLD_WINDOW, RETENTION, EventError, EventLog, alibaba_shape
+from diag.model import Batch, Sample, Signal
+
+T = 1_800_000_000.0
+
+
+@pytest.fixture
+def log(tmp_path):
+    db = Database(tmp_path / "diag.db")
+    yield EventLog(db)
+    db.close()
+
+
+def test_kernel_signal_becomes_its_event_type(log):
+    e = log.record_signal("i-1", Signal(T, "hung_task", "INFO: task dd:15605 blocked for more than 5 seconds.",
+                                        {"task": "dd", "pid": "15605"}, count=3, lines=("Call Trace:",)))
+    assert (e["type"], e["level"], e["status"]) == ("Kernel.HungTask", "CRITICAL", "Executed")
+    assert e["details"]["count"] == 3 and e["details"]["lines"] == ["Call Trace:"]
+
+
+def test_repeats_of_one_fault_fold_and_another_fault_does_not(log):
+    a = log.record_signal("i-1", Signal(T, "io_error", "I/O error, dev loop0", {"device": "loop0"}, count=28))
+    b = log.record_signal("i-1", Signal(T + 60, "io_error", "I/O error, dev loop0", {"device": "loop0"}, count=2))
+    c = log.record_signal("i-1", Signal(T + 60, "io_error", "I/O error, dev sdb", {"device": "sdb"}))
+    d = log.record_signal("i-1", Signal(T + 60 + FOLD_WINDOW + 1, "io_error", "again", {"device": "loop0"}))
+    assert a["event_id"] == b["event_id"] and b["details"]["count"] == 30 and b["last_time"] == T + 60
+    assert len({a["event_id"], c["event_id"], d["event_id"]}) == 3
+
+
+def test_counter_rises_are_events(log):
+    batch = Batch(ts=T, samples=[Sample("tcp_listen_overflows", {}, 21.0, T), Sample("udp_rcvbuf_errors", {}, 0.0, T)])
+    got = log.record_batch("i-1", batch)
+    assert [e["type"] for e in got] == ["Network.ListenOverflow"] and got[0]["details"]["count"] == 21
+
+
+def test_reboot_after_a_panic_is_a_failure(log):
+    plain = log.record_signal("i-1", Signal(T, "reboot", "rebooted", {"boot_id": "b2"}))
+    log.record_signal("i-2", Signal(T, "panic", "Kernel panic - not syncing: Fatal exception", {}))
+    failed = log.record_signal("i-2", Signal(T + 120, "reboot", "rebooted", {"boot_id": "b3"}))
+    assert (plain["type"], plain["level"]) == ("Instance.Reboot", "INFO")
+    assert (failed["type"], failed["level"]) == ("InstanceFailure.Reboot", "CRITICAL")
+    assert failed["details"]["labels"]["cause"] == "Kernel.Panic"
+
+
+def test_maintenance_lifecycle(log):
+    e = log.schedule("i-1", "SystemMaintenance.Reboot", T + 100, 600, "kernel update", now=T)
+    assert e["status"] == "Scheduled" and log.maintaining("i-1", T) is None
+    log.tick(T + 100)
+    assert log.get(e["event_id"])["status"] == "Executing"
+    assert log.maintaining("i-1", T + 200)["event_id"] == e["event_id"]
+    log.tick(T + 700)
+    assert log.get(e["event_id"])["status"] == "Executed" and log.maintaining("i-1", T + 700) is None
+
+
+def test_cancel_only_before_it_runs(log):
+    e = log.schedule("i-1", "SystemMaintenance.Stop", T + 100, 600, now=T)
+    assert log.cancel(e["event_id"], now=T + 1)["status"] == "Canceled"
+    assert log.maintaining("i-1", T + 200) is None
+    running = log.schedule("i-1", "SystemMaintenance.Stop", T + 100, 600, now=T)
+    log.tick(T + 150)
+    with pytest.raises(EventError) as err:
+        log.cancel(running["event_id"], now=T + 150)
+    assert err.value.status == 409
+    with pytest.raises(EventError) as err:
+        log.cancel("e-nope")
+    assert err.value.status == 404
+
+
+@pytest.mark.parametrize("etype, duration, field", [("Kernel.Panic", 600, "type"), ("SystemMaintenance.Reboot", 1, "duration")])
+def test_bad_schedules_are_refused(log, etype, duration, field):
+    with pytest.raises(EventError) as err:
+        log.schedule("i-1", etype, T + 100, duration, now=T)
+    assert err.value.field == field and log.list() == []
+
+
+def test_filters_and_sixty_day_history(log):
+    log.detected("i-1", "Disk.Full", T, "full")
+    log.detected("i-2", "Network.LinkDown", T + 10, "down")
+    assert [e["type"] for e in log.list("i-1")] == ["Disk.Full"]
+    assert [e["instance_id"] for e in log.list(types=["Network.LinkDown"])] == ["i-2"]
+    assert log.list(since=T + 5)[0]["type"] == "Network.LinkDown" and len(log.list(since=T + 5)) == 1
+    assert log.expire(T + RETENTION + 5) == 1
+    assert [e["type"] for e in log.list()] == ["Network.LinkDown"]
+
+
+def test_alibaba_notification_shape(log):
+    e = log.schedule("i-1", "SystemMaintenance.Reboot", T + 100, 600, now=T)
+    shape = alibaba_shape(e)
+    assert shape["name"] == "Instance:SystemMaintenance.Reboot:Scheduled" and shape["resourceId"] == "i-1"
+    assert set(shape) == {"id", "eventTime", "level", "name", "product", "resourceId", "content"}

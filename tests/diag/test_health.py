@@ -1,0 +1,58 @@
+"""Health states by PRODUCT.md's precedence: NotApplicable, Maintaining, Initializing,
+Impaired, InsufficientData, Warning, Ok."""
+
+from diag.health import compute
+
+NOW, INTERVAL = 10_000.0, 10.0
+
+
+def check(cid: str, status: str) -> dict:
+    return {"id": cid, "status": status, "message": f"{cid} is {status}"}
+
+
+HEALTHY = [check("performance.cpu", "ok"), check("performance.memory", "ok"), check("storage.disk_usage", "ok")]
+
+
+def state(checks=HEALTHY, last_sample=NOW - 5, maintenance=None, monitoring=True):
+    return compute(monitoring=monitoring, maintenance=maintenance, checks=checks, last_sample=last_sample,
+                   now=NOW, interval=INTERVAL)
+
+
+def test_ok_when_every_check_passes():
+    assert state() == ("Ok", [])
+
+
+def test_warning_names_the_checks():
+    s, reasons = state(HEALTHY + [check("network.kernel_drops", "warning")])
+    assert s == "Warning" and [r["check_id"] for r in reasons] == ["network.kernel_drops"]
+
+
+def test_critical_beats_warning():
+    s, reasons = state(HEALTHY + [check("network.kernel_drops", "warning"), check("storage.disk_usage", "critical")])
+    assert s == "Impaired" and [r["check_id"] for r in reasons] == ["storage.disk_usage"]
+
+
+def test_initializing_until_the_first_full_diagnosis():
+    assert state(checks=None)[0] == "Initializing"
+
+
+def test_maintenance_beats_everything_but_not_applicable():
+    m = {"event_id": "e-1", "type": "SystemMaintenance.Reboot", "finish_time": NOW + 600}
+    assert state(HEALTHY + [check("storage.disk_usage", "critical")], maintenance=m)[0] == "Maintaining"
+    assert state(maintenance=m, monitoring=False)[0] == "NotApplicable"
+
+
+def test_silence_for_three_intervals_is_insufficient_data_then_stopped_after_five_minutes():
+    assert state(last_sample=NOW - 2 * INTERVAL)[0] == "Ok"
+    assert state(last_sample=NOW - 3 * INTERVAL)[0] == "InsufficientData"
+    s, reasons = state(last_sample=NOW - 300)
+    assert s == "Impaired" and reasons[0]["check_id"] == "state.stopped"
+
+
+def test_missing_core_metrics_is_insufficient_data():
+    s, reasons = state([check("performance.cpu", "unknown"), check("performance.memory", "ok")])
+    assert s == "InsufficientData" and reasons[0]["check_id"] == "performance.cpu"
+
+
+def test_a_critical_check_is_impaired_even_while_data_is_late():
+    assert state(HEALTHY + [check("storage.readonly", "critical")], last_sample=NOW - 40)[0] == "Impaired"
