@@ -67,7 +67,7 @@ def read_dev(roots: Roots) -> dict[str, list[int]]:
     return out
 
 
-def _route_ipv4(hex_value: str) -> int:
+def route_ipv4(hex_value: str) -> int:
     # /proc/net/route prints the network-order address as a host-order integer.
     return int.from_bytes(int(hex_value, 16).to_bytes(4, sys.byteorder), "big")
 
@@ -97,8 +97,8 @@ def _ipv4_addresses(roots: Roots) -> dict[str, set[str]]:
     for line in route.splitlines()[1:]:
         f = line.split()
         if len(f) >= 8:
-            mask = _route_ipv4(f[7])
-            routes.append((mask, _route_ipv4(f[1]) & mask, f[0]))
+            mask = route_ipv4(f[7])
+            routes.append((mask, route_ipv4(f[1]) & mask, f[0]))
     routes.sort(reverse=True)  # longest mask first
     out: dict[str, set[str]] = {}
     for addr in local:

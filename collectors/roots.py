@@ -13,6 +13,8 @@ class Roots:
     kmsg: Path = Path("/dev/kmsg")
     etc: Path = Path("/etc")
     pstore: Path = Path("/sys/fs/pstore")
+    # Everything else the facts snapshot reads by its system path (/usr/sbin/sshd, /run/sshd).
+    root: Path = Path("/")
 
     @classmethod
     def under(cls, top: str | Path) -> "Roots":
@@ -24,6 +26,7 @@ class Roots:
             kmsg=top / "dev" / "kmsg",
             etc=top / "etc",
             pstore=top / "sys" / "fs" / "pstore",
+            root=top,
         )
 
     def with_(self, **changes: str | Path | None) -> "Roots":

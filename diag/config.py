@@ -39,6 +39,7 @@ class _Strict(BaseModel):
 
 
 class Paths(_Strict):
+    root: Path = Path("/")  # where /usr/sbin/sshd, /run/sshd... are looked for
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
     kmsg: Path = Path("/dev/kmsg")
@@ -101,7 +102,7 @@ class Config(_Strict):
     @property
     def roots(self) -> Roots:
         p = self.paths
-        return Roots(proc=p.proc, sys=p.sys, kmsg=p.kmsg, etc=p.etc, pstore=p.pstore)
+        return Roots(proc=p.proc, sys=p.sys, kmsg=p.kmsg, etc=p.etc, pstore=p.pstore, root=p.root)
 
     def collector_settings(self) -> CollectorSettings:
         return CollectorSettings(

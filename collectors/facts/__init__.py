@@ -1,0 +1,73 @@
+"""The facts snapshot: what the access checks read to answer "can someone reach this host?".
+
+Taken every few minutes, not every cycle: it scans processes and their open files. Each
+part is read on its own; one that cannot be read carries an "error" and the rest are
+still taken. The list-valued parts (interfaces, dhcp_clients, listening) cannot hold an
+error themselves, so their errors go in the top-level "errors" map, keyed by part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Imported under other names so that `collectors.facts.firewall` etc. stay the modules.
+from collectors.facts.firewall import firewall as _firewall
+from collectors.facts.interfaces import interfaces as _interfaces
+from collectors.facts.listening import listening as _listening
+from collectors.facts.processes import Proc, cmdline, scan
+from collectors.facts.routes import routes as _routes
+from collectors.facts.sshd import sshd_facts
+from collectors.roots import Roots
+
+# Programs that keep a lease alive, by the name the kernel shows (15 characters at most).
+DHCP_CLIENTS = {"dhclient": "dhclient", "dhcpcd": "dhcpcd", "udhcpc": "udhcpc",
+                "systemd-network": "systemd-networkd", "NetworkManager": "NetworkManager",
+                "wickedd-dhcp4": "wicked", "wickedd-dhcp6": "wicked"}
+
+__all__ = ["snapshot", "DHCP_CLIENTS"]
+
+
+def _dhcp_clients(roots: Roots, procs: list[Proc]) -> list[dict]:
+    return [{"pid": p.pid, "name": DHCP_CLIENTS[p.comm], "cmdline": cmdline(roots.proc, p.pid)}
+            for p in procs if p.comm in DHCP_CLIENTS]
+
+
+def snapshot(roots: Roots, now: float, service_ports: Sequence[int] = ()) -> dict:
+    """Everything the access checks read, JSON-serialisable (see the facts contract).
+
+    The firewall is checked for `service_ports` and for the ports sshd listens on (or is
+    configured for), each drop naming its port.
+    """
+    errors: dict[str, str] = {}
+    try:
+        procs = scan(roots.proc)
+    except OSError as e:
+        procs = []
+        errors["processes"] = f"{roots.proc}: {e.strerror or e}"
+    listen, err = _listening(roots.proc, procs)
+    if err:
+        errors["listening"] = err
+    try:
+        sshd = sshd_facts(roots, procs, listen)
+    except Exception as e:  # keep the rest of the snapshot whatever breaks here
+        sshd = {"installed": None, "error": f"{type(e).__name__}: {e}"}
+    ifaces, err = _interfaces(roots)
+    if err:
+        errors["interfaces"] = err
+    ports = sorted(set(service_ports) | set(sshd.get("ports") or []))
+    try:
+        fw = _firewall(roots, ports)
+    except Exception as e:
+        fw = {"tool": None, "rules_checked": 0, "drops": [], "error": f"{type(e).__name__}: {e}"}
+    if "processes" in errors:
+        errors["dhcp_clients"] = errors["processes"]
+    return {
+        "taken_at": now,
+        "sshd": sshd,
+        "interfaces": ifaces,
+        "dhcp_clients": _dhcp_clients(roots, procs),
+        "routes": _routes(roots),
+        "firewall": fw,
+        "listening": listen,
+        "errors": errors,
+    }
