@@ -63,7 +63,8 @@ class CheckContext(Protocol):
     def events(self, types: Sequence[str] | None = None, lookback: float | None = None) -> list[dict[str, Any]]:
         """Events of these types (`Kernel.HungTask`...) in the lookback, oldest first:
         dicts with event_id, type, level, status, publish_time, details (message, labels,
-        count, lines, kind)."""
+        count, lines, kind), and last_time when repeats were folded into the event (the
+        checks take last_time, else publish_time, as when the happening last happened)."""
         ...
 
     def facts(self) -> dict[str, Any] | None:

@@ -1,0 +1,331 @@
+"""Storage checks: I/O hang, space, inodes, read-only filesystems, busy and slow disks, I/O errors.
+
+Recommendations follow the seeds' disk chapters (Tencent CVM "硬盘问题定位及处理": inode
+full, space full, read-only, %util high; the FAQ on finding big files and on space not
+freed after `rm`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from checks.base import Check, CheckContext, CheckResult, Status, level_status, two_level
+from checks.happenings import event_json, event_time, events_for, happening_status
+from checks.windows import fmt_duration, fmt_time, groups, held, runs, thresholds
+
+_RANK = {"ok": 0, "warning": 1, "critical": 2}
+
+
+def stale_after(ctx: CheckContext) -> float:
+    """A series whose last point is this much older than the metric's newest point is gone
+    (an unmounted filesystem, a removed disk) and is not judged as "now"."""
+    return max(300.0, 3 * float(ctx.interval))
+
+
+def _worst(statuses: list[Status]) -> Status:
+    return max(statuses, key=lambda s: _RANK.get(s, 0), default="ok")
+
+
+def wide(ctx: CheckContext, metrics: list[str], lookback: float, key: str = "device") -> pd.DataFrame | None:
+    """Several raw per-device series side by side: columns key, ts, one per metric present."""
+    parts = []
+    for m in metrics:
+        f = ctx.series(m, lookback)
+        if not f.empty:
+            parts.append(f[[key, "ts", "value"]].rename(columns={"value": m}).set_index([key, "ts"]))
+    if not parts:
+        return None
+    return pd.concat(parts, axis=1).reset_index().sort_values([key, "ts"], kind="stable")
+
+
+# -- storage.io_hang ------------------------------------------------------------------------
+
+def _io_hang(ctx: CheckContext, check: Check) -> CheckResult:
+    th = thresholds(check)
+    frame = wide(ctx, ["disk_inflight", "disk_read_iops", "disk_write_iops"], check.lookback)
+    if frame is None or "disk_inflight" not in frame:
+        return CheckResult("unknown", "no disk_inflight samples in the lookback", {"thresholds": th})
+    if "disk_read_iops" not in frame and "disk_write_iops" not in frame:
+        return CheckResult("unknown", "no disk_read_iops or disk_write_iops samples in the lookback", {"thresholds": th})
+    done = frame.reindex(columns=["disk_read_iops", "disk_write_iops"]).sum(axis=1, min_count=1).to_numpy(dtype=float)
+    infl = frame["disk_inflight"].to_numpy(dtype=float)
+    # Only points with both readings say anything; NaN compares False on both sides.
+    mask = (infl > 0) & (done == 0)
+    hangs, now_devs = [], []
+    devices = frame["device"].to_numpy()
+    ts_all = frame["ts"].to_numpy(dtype=float)
+    for dev in pd.unique(devices):
+        sel = devices == dev
+        ts, m, v = ts_all[sel], mask[sel], infl[sel]
+        for r in held(ts, m, v, float(ctx.interval), th["seconds"]):
+            now = r.end == ts[-1]
+            hangs.append({"device": str(dev), **r.to_json(), "inflight_max": r.peak, "ongoing": bool(now)})
+            if now:
+                now_devs.append(str(dev))
+    ev = {"thresholds": th, "devices_checked": int(len(pd.unique(devices))), "hangs": hangs}
+    if not hangs:
+        return CheckResult("ok", f"every disk completed its I/O (no stall of {th['seconds']:g} s or more)", ev)
+    status = level_status(check, bool(now_devs), True)
+    worst = max(hangs, key=lambda h: (h["ongoing"], h["seconds"]))
+    dev = worst["device"]
+    if now_devs:
+        msg = (f"{', '.join(now_devs)}: I/O in flight and none completed for {fmt_duration(worst['seconds'])}, "
+               f"through the latest sample")
+    else:
+        msg = (f"{dev} stopped completing I/O for {fmt_duration(worst['seconds'])} at {fmt_time(worst['start'])} "
+               f"({len(hangs)} stall(s) in the lookback; it completes I/O again now)")
+    rec = (f"Disk {dev} stopped completing I/O. Look for tasks stuck in D state "
+           f"(`ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'`), read `dmesg -T | grep -iE 'blocked for more than|"
+           f"I/O error|reset|timeout'`, and watch `iostat -x 1 {dev}`: r/s and w/s at 0 while aqu-sz stays above 0 "
+           f"confirms the hang; `cat /sys/block/{dev}/inflight` shows the stuck requests. On a cloud or network disk the "
+           f"backing storage is the usual cause (ask the provider, fail over); on a local disk check "
+           f"`smartctl -a /dev/{dev}` and the controller.")
+    return CheckResult(status, msg, ev, rec)
+
+
+# -- storage.disk_usage / storage.inode_usage -----------------------------------------------
+
+def _current(ctx: CheckContext, metric: str) -> pd.DataFrame:
+    lat = ctx.latest(metric)
+    if lat.empty:
+        return lat
+    newest = float(lat["ts"].max())
+    return lat[lat["ts"] >= newest - stale_after(ctx)]
+
+
+def _fs_row(r: Any) -> dict[str, Any]:
+    return {"mountpoint": str(r.mountpoint), "device": str(r.device or ""), "fstype": str(r.fstype or ""),
+            "value": round(float(r.value), 3), "ts": float(r.ts)}
+
+
+def _usage_check(metric: str, what: str) -> Any:
+    def evaluate(ctx: CheckContext, check: Check) -> CheckResult:
+        th = thresholds(check)
+        lat = _current(ctx, metric)
+        if lat.empty:
+            return CheckResult("unknown", f"no {metric} samples: no filesystem reported", {"thresholds": th})
+        lat = lat.reindex(columns=["ts", "value", "mountpoint", "device", "fstype"]).sort_values("value", ascending=False)
+        rows = [_fs_row(r) for r in lat.itertuples(index=False)]
+        for r in rows:
+            r["status"] = two_level(r["value"], th["warning"], th["critical"], check.severity)
+        over = [r for r in rows if r["status"] != "ok"]
+        status = _worst([r["status"] for r in rows])
+        top = rows[0]
+        ev = {"thresholds": th, "filesystems": len(rows), "over": over, "highest": top}
+        if not over:
+            return CheckResult("ok", f"{what} below {th['warning']:g} % on all {len(rows)} filesystems "
+                                     f"(highest: {top['mountpoint']} at {top['value']:.1f} %)", ev)
+        msg = "; ".join(f"{r['mountpoint']} {r['value']:.1f} %" for r in over)
+        msg = f"{what} at or above {th['warning']:g} %: {msg}"
+        return CheckResult(status, msg, ev, (_space_advice if metric == "fs_usage" else _inode_advice)(top))
+    return evaluate
+
+
+def _space_advice(top: dict[str, Any]) -> str:
+    mp, dev = top["mountpoint"], top["device"]
+    return (f"{mp} ({dev}) is {top['value']:.1f} % full. Find what fills it: `du -xh --max-depth=1 {mp} | sort -h` "
+            f"(repeat in the largest directory) and `find {mp} -xdev -type f -size +100M -exec ls -lh {{}} +`; logs "
+            f"are the usual suspects (`journalctl --vacuum-size=500M`, logrotate for /var/log). If `df -h {mp}` stays "
+            f"high after deleting, a process still holds the deleted files open: `lsof +L1` lists them; restart that "
+            f"process. Otherwise grow the disk and the filesystem (`growpart`, `resize2fs`/`xfs_growfs`).")
+
+
+def _inode_advice(top: dict[str, Any]) -> str:
+    mp = top["mountpoint"]
+    return (f"{mp} has used {top['value']:.1f} % of its inodes (`df -i {mp}`): new files fail with \"No space left on "
+            f"device\" although space remains. Find the directories with the most entries: "
+            f"`find {mp} -xdev -type d -exec sh -c 'echo $(ls -a \"$1\" | wc -l) \"$1\"' _ {{}} \\; | sort -n | tail` "
+            f"(session files, mail queues and caches of small files are typical) and delete or archive what is no longer "
+            f"needed. A filesystem made for many small files needs more inodes (`mkfs.ext4 -i`), or XFS.")
+
+
+# -- storage.readonly -------------------------------------------------------------------------
+
+def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
+    frame = ctx.series("fs_readonly", check.lookback)
+    events = events_for(ctx, check, ["Disk.ReadOnly"])
+    evs = [event_json(e) for e in events]
+    if frame.empty:
+        return CheckResult("unknown", "no fs_readonly samples in the lookback", {"events": evs})
+    newest = float(frame["ts"].max())
+    interval = float(ctx.interval)
+    now_ro, recovered, by_design, matched = [], [], [], set()
+    for labels, ts, v in groups(frame):
+        dev = os.path.basename(labels.get("device", "")) or labels.get("device", "")
+        dev_events = [e for e in evs if dev and os.path.basename(e["labels"].get("device", "")) == dev]
+        matched.update(id(e) for e in dev_events)
+        ro = v >= 0.5
+        episodes = runs(ts, ro, v, interval)
+        current = ts[-1] >= newest - stale_after(ctx)
+        base = {"mountpoint": labels.get("mountpoint", ""), "device": labels.get("device", ""),
+                "fstype": labels.get("fstype", "")}
+        if current and ro[-1]:
+            was_rw = bool((~ro).any())
+            if was_rw or dev_events:
+                since = episodes[-1].start if was_rw else None
+                now_ro.append({**base, "since": since, "events": [e["time"] for e in dev_events]})
+            else:
+                by_design.append(base["mountpoint"])
+            continue
+        for r in episodes:
+            recovered.append({**base, "from": r.start, "to": r.end})
+        for e in dev_events:
+            recovered.append({**base, "from": e["time"], "to": e["last_time"], "event_id": e["event_id"]})
+    unmatched = [e for e in evs if id(e) not in matched]
+    ev = {"readonly_now": now_ro, "recovered": recovered, "readonly_by_design": by_design,
+          "unmatched_events": unmatched, "events": evs}
+    if now_ro:
+        r0 = now_ro[0]
+        names = ", ".join(f"{r['mountpoint']} ({r['device']})" for r in now_ro)
+        since = f" since {fmt_time(r0['since'])}" if r0["since"] else ""
+        return CheckResult(level_status(check, True, True), f"read-only now after being read-write: {names}{since}",
+                           ev, _readonly_advice(r0))
+    if unmatched:
+        devs = ", ".join(sorted({e["labels"].get("device", "?") for e in unmatched}))
+        return CheckResult("warning", f"the kernel log reported a read-only remount of {devs}, which is not among the "
+                                      f"monitored filesystems", ev,
+                           f"Check the device with `findmnt -S /dev/{devs.split(', ')[0]}` and `dmesg -T | grep -iE "
+                           f"'read-only|error'`; see the storage.readonly advice for repairing it.")
+    msg = "every filesystem mounted read-write is still read-write"
+    if recovered:
+        msg += "; read-only earlier and recovered: " + ", ".join(
+            f"{r['mountpoint']} ({fmt_time(r['from'])} to {fmt_time(r['to'])})" for r in recovered)
+    if by_design:
+        msg += f"; mounted read-only through the window (by design): {', '.join(by_design)}"
+    return CheckResult("ok", msg, ev)
+
+
+def _readonly_advice(r: dict[str, Any]) -> str:
+    mp, dev, fstype = r["mountpoint"], r["device"], r["fstype"]
+    repair = f"`xfs_repair {dev}`" if fstype == "xfs" else f"`fsck -y {dev}`"
+    return (f"{mp} ({dev}, {fstype}) was remounted read-only, usually by the filesystem after an error. Read the cause "
+            f"in `dmesg -T | grep -iE 'remount|error|I/O'`; rule out a full disk or inode table (`df -h {mp}`, "
+            f"`df -i {mp}`). Snapshot or back up the data first. For a data disk: stop its users, `umount {mp}`, run "
+            f"{repair}, then mount it again; for the root filesystem reboot so fsck runs at boot. Repeated I/O errors "
+            f"for {dev} mean a failing disk: replace it.")
+
+
+# -- storage.io_util / storage.latency --------------------------------------------------------
+
+def _held_per_device(ctx: CheckContext, frame: pd.DataFrame, col: str, limit: float, seconds: float) -> list[dict]:
+    found = []
+    for dev, sub in frame.groupby("device", sort=True):
+        ts, v = sub["ts"].to_numpy(dtype=float), sub[col].to_numpy(dtype=float)
+        for r in held(ts, v >= limit, v, float(ctx.interval), seconds):
+            found.append({"device": str(dev), **r.to_json()})
+    return found
+
+
+def _io_util(ctx: CheckContext, check: Check) -> CheckResult:
+    th = thresholds(check)
+    frame = wide(ctx, ["disk_util"], check.lookback)
+    if frame is None:
+        return CheckResult("unknown", "no disk_util samples in the lookback", {"thresholds": th})
+    busy = _held_per_device(ctx, frame, "disk_util", th["percent"], th["minutes"] * 60)
+    ev = {"thresholds": th, "periods": busy, "peak": _peaks(frame, "disk_util")}
+    if not busy:
+        return CheckResult("ok", f"no disk was {th['percent']:g} % busy for {th['minutes']:g} min", ev)
+    w = max(busy, key=lambda b: b["seconds"])
+    dev = w["device"]
+    msg = (f"{dev} was at least {th['percent']:g} % busy for {fmt_duration(w['seconds'])} from {fmt_time(w['start'])}"
+           f" ({len(busy)} period(s) in the lookback)")
+    rec = (f"Disk {dev} was saturated. Find the processes doing the I/O with `iotop -oPa` or `pidstat -d 1`, and "
+           f"`iostat -x 1 {dev}` for the load shape. Decide whether that I/O is expected; if so spread or reduce it "
+           f"(caching, batching, moving logs elsewhere) or move to a faster disk or a higher-performance disk type.")
+    return CheckResult(level_status(check, False, True), msg, ev, rec)
+
+
+def _peaks(frame: pd.DataFrame, col: str) -> list[dict[str, Any]]:
+    out = []
+    for dev, sub in frame.groupby("device", sort=True):
+        v = sub[col].to_numpy(dtype=float)
+        if np.isfinite(v).any():
+            i = int(np.nanargmax(v))
+            out.append({"device": str(dev), "peak": round(float(v[i]), 3), "at": float(sub["ts"].to_numpy()[i])})
+    return out
+
+
+def _latency(ctx: CheckContext, check: Check) -> CheckResult:
+    th = thresholds(check)
+    frame = wide(ctx, ["disk_await_read", "disk_await_write", "disk_read_iops", "disk_write_iops"], check.lookback)
+    if frame is None or ("disk_await_read" not in frame and "disk_await_write" not in frame):
+        return CheckResult("unknown", "no disk_await_read or disk_await_write samples in the lookback", {"thresholds": th})
+    f = frame.reindex(columns=["device", "ts", "disk_await_read", "disk_await_write", "disk_read_iops", "disk_write_iops"])
+    ra, wa = f["disk_await_read"].to_numpy(dtype=float), f["disk_await_write"].to_numpy(dtype=float)
+    ri, wi = f["disk_read_iops"].to_numpy(dtype=float), f["disk_write_iops"].to_numpy(dtype=float)
+    # iostat's await: the mean over all requests, reads and writes weighted by their counts.
+    ops = np.nan_to_num(ri) + np.nan_to_num(wi)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weighted = (np.nan_to_num(ra) * np.nan_to_num(ri) + np.nan_to_num(wa) * np.nan_to_num(wi)) / ops
+    fallback = np.fmax(ra, wa)
+    no_counts = np.isnan(ri) & np.isnan(wi)
+    f = f.assign(await_ms=np.where(no_counts, fallback, np.where(ops > 0, weighted, 0.0)))
+    slow = _held_per_device(ctx, f, "await_ms", th["await_ms"], th["minutes"] * 60)
+    ev = {"thresholds": th, "periods": slow, "peak": _peaks(f, "await_ms")}
+    if not slow:
+        return CheckResult("ok", f"no disk had an average await of {th['await_ms']:g} ms for {th['minutes']:g} min", ev)
+    w = max(slow, key=lambda b: b["seconds"])
+    dev = w["device"]
+    msg = (f"{dev} averaged {th['await_ms']:g} ms or more per request for {fmt_duration(w['seconds'])} from "
+           f"{fmt_time(w['start'])} (peak {w['peak']:.0f} ms)")
+    rec = (f"Requests to {dev} waited long. Compare `iostat -x 1 {dev}` r_await/w_await with %util: a busy disk "
+           f"needs less I/O or a faster disk (find the writers with `iotop -oPa`); slow requests on an idle disk point "
+           f"at the device or its backing storage (`dmesg -T` for resets and timeouts, `smartctl -a /dev/{dev}`).")
+    return CheckResult(level_status(check, False, True), msg, ev, rec)
+
+
+# -- storage.io_errors ------------------------------------------------------------------------
+
+def _io_errors(ctx: CheckContext, check: Check) -> CheckResult:
+    events = events_for(ctx, check, ["Disk.IOError"])
+    evs = [event_json(e) for e in events]
+    status, now = happening_status(ctx, check, [event_time(e) for e in events])
+    devices = sorted({e["labels"].get("device", "") for e in evs} - {""})
+    ev = {"events": evs, "devices": devices, "count": sum(e["count"] for e in evs)}
+    if not evs:
+        return CheckResult("ok", "no block or filesystem errors in the kernel log in the lookback", ev)
+    last = evs[-1]
+    when = "in the last 15 minutes" if now else f"last at {fmt_time(last['last_time'])}"
+    msg = f"{ev['count']} kernel I/O or filesystem error(s) on {', '.join(devices) or 'an unnamed device'}, {when}"
+    dev = devices[0] if devices else "<device>"
+    rec = (f"The kernel reported I/O or filesystem errors on {dev}: `dmesg -T | grep -iE '{dev}|I/O error'`. Back up "
+           f"what matters now, check the disk's health (`smartctl -a /dev/{dev}`; on a cloud disk, the provider's "
+           f"disk status), and repair the filesystem after unmounting it (`fsck -y /dev/{dev}` or `xfs_repair`). "
+           f"Errors that keep coming mean a failing disk: replace it.")
+    return CheckResult(status, msg, ev, rec)
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("storage.io_hang", "storage", "Disk I/O hang", "critical",
+          "A disk has I/O in flight and completes none for a while (the cloud's IO HANG).",
+          "Find the disk that stopped completing I/O with `iostat -x 1` and `dmesg -T`.",
+          _io_hang, thresholds={"seconds": 30}),
+    Check("storage.disk_usage", "storage", "Filesystem space", "critical",
+          "Space used on each filesystem, as df reports it.",
+          "Find what fills the filesystem with `du -xh --max-depth=1 <mountpoint> | sort -h`.",
+          _usage_check("fs_usage", "space used"), thresholds={"warning": 90, "critical": 98}),
+    Check("storage.inode_usage", "storage", "Filesystem inodes", "critical",
+          "Inodes used on each filesystem.",
+          "Find the directories with the most files and delete what is no longer needed.",
+          _usage_check("fs_inode_usage", "inodes used"), thresholds={"warning": 90, "critical": 98}),
+    Check("storage.readonly", "storage", "Read-only filesystem", "critical",
+          "A filesystem mounted read-write became read-only, or the kernel log reports a read-only remount.",
+          "Read the cause in dmesg, then repair the filesystem with fsck after unmounting it.",
+          _readonly),
+    Check("storage.io_util", "storage", "Disk busy time", "non_critical",
+          "A disk busy (I/O in flight) nearly all the time for minutes.",
+          "Find the processes doing the I/O with `iotop -oPa` and reduce it or use a faster disk.",
+          _io_util, thresholds={"percent": 99, "minutes": 5}),
+    Check("storage.latency", "storage", "Disk latency", "non_critical",
+          "Average time per I/O request (await) high for minutes.",
+          "Compare await with %util in `iostat -x 1`; check the device in dmesg.",
+          _latency, thresholds={"await_ms": 100, "minutes": 5}),
+    Check("storage.io_errors", "storage", "Disk I/O errors", "critical",
+          "Block I/O or filesystem errors in the kernel log.",
+          "Back up, check the disk's health with smartctl, repair the filesystem after unmounting it.",
+          _io_errors),
+)

@@ -1,0 +1,59 @@
+"""The catalogue against PRODUCT.md's table, and every check on a healthy host.
+
+The cost of a run is measured by bench/diagnose.py, not here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from checks import catalogue
+from checks.base import STATUSES
+from tests.checks.context import TableContext, fill_healthy
+
+PRODUCT = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "PRODUCT.md"
+
+
+def product_rows() -> list[tuple[str, str, str]]:
+    """(id, category, severity) of each row of PRODUCT.md's "Self-diagnosis checks" table."""
+    text = PRODUCT.read_text(encoding="utf-8")
+    section = text.split("## Self-diagnosis checks", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows.append((cells[0].strip("`"), cells[1], cells[4]))
+    return rows
+
+
+def test_catalogue_matches_the_product_table():
+    if not PRODUCT.exists():
+        pytest.skip(f"{PRODUCT} is not here to compare with")
+    rows = product_rows()
+    assert len(rows) >= 30
+    assert [(c.id, c.category, c.severity) for c in catalogue.ALL] == rows
+
+
+def test_lookup():
+    assert catalogue.get("storage.readonly") is catalogue.BY_ID["storage.readonly"]
+    with pytest.raises(KeyError, match="no.such"):
+        catalogue.get("no.such")
+
+
+def test_checks_are_data():
+    for c in catalogue.ALL:
+        json.dumps(c.to_json())
+        assert c.recommendation and c.description and c.lookback == 12 * 3600
+        assert all(isinstance(v, (int, float)) for v in c.thresholds.values())
+
+
+def test_a_healthy_host_passes_everything_applicable():
+    ctx = fill_healthy(TableContext(monitoring_since=TableContext().now - 30 * 86400))
+    for c in catalogue.ALL:
+        r = c.evaluate(ctx, c)
+        json.dumps(r.evidence, allow_nan=False)
+        assert r.status in STATUSES
+        expected = "not_applicable" if c.id in ("network.ddos_blackhole", "network.public_ip_arrears") else "ok"
+        assert r.status == expected, (c.id, r.message)

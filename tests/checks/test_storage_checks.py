@@ -1,0 +1,226 @@
+"""Storage checks on constructed series: pass, each status they can reach, missing data."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from checks.base import RECENT
+from tests.checks.context import TableContext, evaluate
+
+NOW = 1_800_000_000.0
+
+
+def ctx_with_disk(inflight: np.ndarray, done: np.ndarray, dev: str = "sda") -> TableContext:
+    ctx = TableContext(NOW)
+    ts = ctx.times(len(inflight) * 10)
+    ctx.add("disk_inflight", ts, inflight, device=dev)
+    ctx.add("disk_read_iops", ts, done, device=dev)
+    ctx.add("disk_write_iops", ts, 0.0, device=dev)
+    return ctx
+
+
+# -- io_hang ------------------------------------------------------------------------------------
+
+def test_io_hang_ok_when_io_completes():
+    r = evaluate("storage.io_hang", ctx_with_disk(np.full(360, 4.0), np.full(360, 100.0)))
+    assert r.status == "ok"
+    assert r.evidence["hangs"] == []
+
+
+def test_io_hang_critical_when_the_hang_reaches_the_latest_point():
+    inflight, done = np.full(360, 2.0), np.full(360, 50.0)
+    done[-4:] = 0  # 4 points x 10 s = 40 s without a completion, through the newest point
+    r = evaluate("storage.io_hang", ctx_with_disk(inflight, done))
+    assert r.status == "critical"
+    [h] = r.evidence["hangs"]
+    assert h["device"] == "sda" and h["seconds"] == 40 and h["ongoing"] is True
+    assert "sda" in r.recommendation and "/sys/block/sda/inflight" in r.recommendation
+
+
+def test_io_hang_warning_when_only_earlier():
+    inflight, done = np.full(360, 2.0), np.full(360, 50.0)
+    done[100:106] = 0
+    r = evaluate("storage.io_hang", ctx_with_disk(inflight, done))
+    assert r.status == "warning"
+    assert r.evidence["hangs"][0]["seconds"] == 60 and r.evidence["hangs"][0]["ongoing"] is False
+
+
+def test_io_hang_needs_30_seconds_and_something_in_flight():
+    inflight, done = np.full(360, 2.0), np.full(360, 50.0)
+    done[-2:] = 0  # 20 s only
+    assert evaluate("storage.io_hang", ctx_with_disk(inflight, done)).status == "ok"
+    inflight, done = np.zeros(360), np.zeros(360)  # idle disk: nothing in flight, nothing completed
+    assert evaluate("storage.io_hang", ctx_with_disk(inflight, done)).status == "ok"
+
+
+def test_io_hang_unknown_without_inflight():
+    ctx = TableContext(NOW)
+    ctx.add("disk_read_iops", ctx.times(600), 1.0, device="sda")
+    r = evaluate("storage.io_hang", ctx)
+    assert r.status == "unknown" and "disk_inflight" in r.message
+
+
+def test_io_hang_threshold_is_read_from_the_check():
+    from dataclasses import replace
+
+    from checks.catalogue import get
+
+    inflight, done = np.full(360, 2.0), np.full(360, 50.0)
+    done[-4:] = 0
+    check = replace(get("storage.io_hang"), thresholds={"seconds": 60})
+    assert check.evaluate(ctx_with_disk(inflight, done), check).status == "ok"
+
+
+# -- disk_usage / inode_usage ---------------------------------------------------------------------
+
+def fs_ctx(metric: str, values: dict[str, float]) -> TableContext:
+    ctx = TableContext(NOW)
+    ts = ctx.times(600)
+    for mp, v in values.items():
+        ctx.add(metric, ts, v, mountpoint=mp, device="/dev/x" + mp.strip("/"), fstype="ext4")
+    return ctx
+
+
+def test_disk_usage_levels():
+    assert evaluate("storage.disk_usage", fs_ctx("fs_usage", {"/": 50, "/data": 89.9})).status == "ok"
+    r = evaluate("storage.disk_usage", fs_ctx("fs_usage", {"/": 50, "/data": 93}))
+    assert r.status == "warning"
+    assert [o["mountpoint"] for o in r.evidence["over"]] == ["/data"]
+    assert "du -xh --max-depth=1 /data | sort -h" in r.recommendation
+    assert "find /data -xdev -type f -size +100M" in r.recommendation and "lsof +L1" in r.recommendation
+    r = evaluate("storage.disk_usage", fs_ctx("fs_usage", {"/": 99, "/data": 93}))
+    assert r.status == "critical"
+    assert [o["mountpoint"] for o in r.evidence["over"]] == ["/", "/data"]
+    assert "du -xh --max-depth=1 / | sort -h" in r.recommendation
+
+
+def test_disk_usage_uses_the_latest_value_and_ignores_gone_mounts():
+    ctx = TableContext(NOW)
+    ts = ctx.times(3600)
+    ctx.add("fs_usage", ts, np.where(ts < NOW - 600, 99.0, 40.0), mountpoint="/", device="/dev/sda1", fstype="ext4")
+    old = ctx.times(600, end=NOW - 7200)  # unmounted two hours ago, full when it went
+    ctx.add("fs_usage", old, 99.0, mountpoint="/mnt/usb", device="/dev/sdc1", fstype="vfat")
+    r = evaluate("storage.disk_usage", ctx)
+    assert r.status == "ok" and r.evidence["filesystems"] == 1
+
+
+def test_inode_usage_levels_and_advice():
+    r = evaluate("storage.inode_usage", fs_ctx("fs_inode_usage", {"/var": 98.5}))
+    assert r.status == "critical"
+    assert "find /var -xdev -type d -exec sh -c" in r.recommendation and "sort -n | tail" in r.recommendation
+    assert evaluate("storage.inode_usage", fs_ctx("fs_inode_usage", {"/var": 10})).status == "ok"
+
+
+def test_usage_unknown_without_samples():
+    assert evaluate("storage.disk_usage", TableContext(NOW)).status == "unknown"
+    assert evaluate("storage.inode_usage", TableContext(NOW)).status == "unknown"
+
+
+# -- readonly -----------------------------------------------------------------------------------------
+
+def ro_ctx(values: np.ndarray, mp: str = "/data", device: str = "/dev/sdb1", fstype: str = "ext4") -> TableContext:
+    ctx = TableContext(NOW)
+    ctx.add("fs_readonly", ctx.times(len(values) * 10), values, mountpoint=mp, device=device, fstype=fstype)
+    return ctx
+
+
+def test_readonly_critical_when_rw_became_ro():
+    v = np.zeros(360)
+    v[-30:] = 1
+    r = evaluate("storage.readonly", ro_ctx(v))
+    assert r.status == "critical"
+    [now] = r.evidence["readonly_now"]
+    assert now["mountpoint"] == "/data" and now["since"] == NOW - 290
+    assert "umount /data" in r.recommendation and "fsck -y /dev/sdb1" in r.recommendation
+    assert "dmesg" in r.recommendation
+
+
+def test_readonly_by_design_is_ok():
+    r = evaluate("storage.readonly", ro_ctx(np.ones(360), mp="/mnt/cdrom", device="/dev/sr0", fstype="iso9660"))
+    assert r.status == "ok" and r.evidence["readonly_by_design"] == ["/mnt/cdrom"]
+
+
+def test_readonly_ro_throughout_with_a_remount_event_is_critical():
+    ctx = ro_ctx(np.ones(360), fstype="xfs")
+    ctx.event("Disk.ReadOnly", NOW - 7200, labels={"device": "sdb1", "fstype": "XFS"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "critical" and "xfs_repair /dev/sdb1" in r.recommendation
+
+
+def test_readonly_recovery_is_ok_and_names_the_episode():
+    v = np.zeros(360)
+    v[100:130] = 1
+    ctx = ro_ctx(v)
+    ctx.event("Disk.ReadOnly", NOW - 2600, labels={"device": "sdb1"})  # the log line stays; the state cleared
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "ok"
+    episodes = [x for x in r.evidence["recovered"] if "event_id" not in x]
+    assert episodes == [{"mountpoint": "/data", "device": "/dev/sdb1", "fstype": "ext4",
+                         "from": NOW - 2590, "to": NOW - 2300}]
+    assert "recovered" in r.message and "/data" in r.message
+
+
+def test_readonly_event_for_an_unmonitored_device_warns():
+    ctx = ro_ctx(np.zeros(60))
+    ctx.event("Disk.ReadOnly", NOW - 60, labels={"device": "sdz1"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "warning" and "sdz1" in r.message
+
+
+def test_readonly_unknown_without_samples():
+    assert evaluate("storage.readonly", TableContext(NOW)).status == "unknown"
+
+
+# -- io_util / latency ----------------------------------------------------------------------------------
+
+def test_io_util_warns_after_five_minutes():
+    ctx = TableContext(NOW)
+    v = np.full(360, 30.0)
+    v[50:80] = 99.5  # 30 points = 300 s
+    ctx.add("disk_util", ctx.times(3600), v, device="nvme0n1")
+    r = evaluate("storage.io_util", ctx)
+    assert r.status == "warning" and r.evidence["periods"][0]["seconds"] == 300
+    assert "iotop" in r.recommendation and "nvme0n1" in r.recommendation
+    ctx2 = TableContext(NOW)
+    v[79] = 50  # 290 s only
+    ctx2.add("disk_util", ctx2.times(3600), v, device="nvme0n1")
+    assert evaluate("storage.io_util", ctx2).status == "ok"
+    assert evaluate("storage.io_util", TableContext(NOW)).status == "unknown"
+
+
+def test_latency_weights_reads_and_writes():
+    ctx = TableContext(NOW)
+    ts = ctx.times(3600)
+    ra, wa = np.full(360, 5.0), np.full(360, 5.0)
+    ra[10:50] = 400.0  # slow reads, but only 1 read per 99 writes: await 8.95 ms
+    ctx.add("disk_await_read", ts, ra, device="sda")
+    ctx.add("disk_await_write", ts, wa, device="sda")
+    ctx.add("disk_read_iops", ts, 1.0, device="sda")
+    ctx.add("disk_write_iops", ts, 99.0, device="sda")
+    assert evaluate("storage.latency", ctx).status == "ok"
+    ctx.add("disk_await_write", ts, 0.0, device="sdb")
+    wa2 = np.full(360, 5.0)
+    wa2[-40:] = 150.0
+    ctx.add("disk_await_read", ts, wa2, device="sdb")
+    ctx.add("disk_read_iops", ts, 10.0, device="sdb")
+    ctx.add("disk_write_iops", ts, 0.0, device="sdb")
+    r = evaluate("storage.latency", ctx)
+    assert r.status == "warning" and r.evidence["periods"][0]["device"] == "sdb"
+    assert r.evidence["periods"][0]["seconds"] == 400
+    assert evaluate("storage.latency", TableContext(NOW)).status == "unknown"
+
+
+# -- io_errors ------------------------------------------------------------------------------------------
+
+def test_io_errors_critical_recent_warning_earlier_ok_after_the_lookback():
+    ctx = TableContext(NOW)
+    assert evaluate("storage.io_errors", ctx).status == "ok"
+    ctx.event("Disk.IOError", NOW - 60, labels={"device": "sdb"}, count=7,
+              lines=["blk_update_request: I/O error, dev sdb, sector 2048"])
+    r = evaluate("storage.io_errors", ctx)
+    assert r.status == "critical" and r.evidence["devices"] == ["sdb"] and r.evidence["count"] == 7
+    assert "smartctl -a /dev/sdb" in r.recommendation
+    ctx.at(NOW + RECENT + 1)
+    assert evaluate("storage.io_errors", ctx).status == "warning"
+    ctx.at(NOW + 12 * 3600)  # the event left the 12 h lookback
+    assert evaluate("storage.io_errors", ctx).status == "ok"
