@@ -46,6 +46,9 @@ def _window_check(metric: str, what: str, procs_key: str | None, advice: Any) ->
         if procs_key:
             ev["top_processes"] = procs
         win = f"{th.get('window_seconds', 300) / 60:g}-min"
+        if p.partial:
+            return CheckResult("ok", f"less than one full {win} window of {metric} so far (average {p.value:.1f} %); "
+                                     f"judged once {win} of data exist", {**ev, "partial": True})
         if p.buckets_over == 0:
             return CheckResult("ok", f"{what} {win} average stayed below {th['percent']:g} % "
                                      f"(peak {p.value:.1f} % at {fmt_time(p.at)})", ev)

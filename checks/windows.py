@@ -93,6 +93,9 @@ class Peak:
     at: float
     buckets_over: int
     buckets: int
+    # True when no window was full yet (a new instance): the value is an average of what
+    # exists, and no breach is concluded from it.
+    partial: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**self.labels, "peak": round(self.value, 3), "at": float(self.at),
@@ -114,16 +117,18 @@ def window_peaks(ctx: CheckContext, metric: str, check: Check, threshold: float)
     if not cnt.empty:
         merged = avg.merge(cnt.rename(columns={"value": "n"}), on=["ts", *keys], how="left")
         need = max(1.0, math.floor(0.5 * step / max(ctx.interval, 1e-9)))
-        merged = merged[merged["n"].isna() | (merged["n"] >= need)]
+        full = merged[merged["n"].isna() | (merged["n"] >= need)]
     else:
-        merged = avg
+        full = avg
+    partial = full.empty
     out = []
-    for labels, ts, values in groups(merged[["ts", "value", *keys]], keys):
+    for labels, ts, values in groups((avg if partial else full)[["ts", "value", *keys]], keys):
         ok = ~np.isnan(values)
         if not ok.any():
             continue
         i = int(np.nanargmax(values))
-        out.append(Peak(labels, float(values[i]), float(ts[i]), int((values[ok] >= threshold).sum()), int(ok.sum())))
+        over = 0 if partial else int((values[ok] >= threshold).sum())
+        out.append(Peak(labels, float(values[i]), float(ts[i]), over, int(ok.sum()), partial))
     return out, len(avg)
 
 

@@ -71,14 +71,18 @@ class ReportAssembler:
     """Feeds records in order; returns each new finding. Keeps the open report across
     calls, so a report split over two cycles is still one report."""
 
-    def __init__(self) -> None:
+    def __init__(self, user_records: bool = False) -> None:
         self.open: _Report | None = None
+        # Records written from user space (`echo > /dev/kmsg`) never carry the kernel
+        # facility (the kernel rewrites facility 0 to LOG_USER), so by default they are no
+        # finding: a kernel fault is what the kernel said, not a script imitating it.
+        self.user_records = user_records
 
     def feed(self, rec: Record) -> _Report | None:
         prio, _seq, usec, msg = rec
         cur = self.open
         continues = cur is not None and prio >> 3 == cur.facility and 0 <= usec - cur.last_usec <= REPORT_GAP_US
-        hit = classify(msg)
+        hit = classify(msg) if prio >> 3 == 0 or self.user_records else None
         if hit is not None:
             pat, labels = hit
             same = continues and cur is not None and cur.kind == pat.kind
@@ -189,7 +193,7 @@ class KernelLogCollector:
         self.roots = roots
         self._state_path = settings.state_dir / STATE_FILE if settings.state_dir else None
         self._reader: _DeviceReader | _FileReader | None = None
-        self._assembler = ReportAssembler()
+        self._assembler = ReportAssembler(settings.kmsg_user_records)
         self._totals = dict.fromkeys(SIGNAL_KINDS, 0)
         self._btime = 0
         self._boot_id: str | None = None

@@ -28,3 +28,5 @@ class CollectorSettings:
     # Interface -> scope, overriding the address-based guess.
     interface_scopes: dict[str, str] = field(default_factory=dict)
     top_processes: int = 5
+    # Count kernel-log lines written from user space as findings (fault-injection tests).
+    kmsg_user_records: bool = False

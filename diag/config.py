@@ -88,6 +88,8 @@ class Config(_Strict):
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
     service_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
     diagnose_every: Duration = 300
+    # Treat lines that user space wrote to /dev/kmsg as kernel findings (for fault drills).
+    kmsg_user_records: bool = False
     paths: Paths = Paths()
     network: Network = Network()
     store: StoreConfig = StoreConfig()
@@ -110,6 +112,7 @@ class Config(_Strict):
             bandwidth_caps={s: BandwidthCap(c.inbound, c.outbound) for s, c in self.network.bandwidth_caps.items()},
             interface_scopes=dict(self.network.interface_scopes),
             top_processes=self.top_processes,
+            kmsg_user_records=self.kmsg_user_records,
         )
 
     def resolved_instance_id(self) -> str:

@@ -41,12 +41,8 @@ def test_empty_tree_gives_errors_not_exceptions(tmp_path):
     assert s["routes"]["error"]
 
 
-def test_live_snapshot_is_json_and_cheap():
-    snapshot(Roots(), time.time(), [22])  # warm: pyroute2's import is paid once per process
-    t0, c0 = time.perf_counter(), time.process_time()
+def test_live_snapshot_is_json():
     s = snapshot(Roots(), time.time(), [22])
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     json.dumps(s)
     assert set(s) == PARTS
     assert "interfaces" not in s["errors"] and "listening" not in s["errors"]
-    assert cpu < 1.0, f"one live snapshot cost {cpu * 1000:.0f} ms of CPU ({wall * 1000:.0f} ms wall)"
