@@ -88,6 +88,9 @@ class Config(_Strict):
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
     service_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
     diagnose_every: Duration = 300
+    # Per-check threshold overrides: {"storage.disk_usage": {"warning": 85}}; checked against
+    # the catalogue at load, so a typo is refused with its field.
+    checks: dict[str, dict[str, float]] = {}
     # Treat lines that user space wrote to /dev/kmsg as kernel findings (for fault drills).
     kmsg_user_records: bool = False
     paths: Paths = Paths()
@@ -170,13 +173,31 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None, **fl
             data[key] = env[var]
     data.update({k: v for k, v in flags.items() if v is not None})
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
+        problem = _unknown_threshold(cfg.checks)
+        if problem is None:
+            return cfg
+        loc, msg = problem
     except ValidationError as e:
         err = e.errors()[0]
         loc = [str(p) for p in err["loc"]]
         msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        line = _line_of(text, loc, str(path)) if path is not None else None
-        raise ConfigError(msg, str(path) if line else None, line, ".".join(loc)) from None
+    line = _line_of(text, loc, str(path)) if path is not None else None
+    raise ConfigError(msg, str(path) if line else None, line, ".".join(loc))
+
+
+def _unknown_threshold(overrides: dict[str, dict[str, float]]) -> tuple[list[str], str] | None:
+    """The first override naming a check or threshold the catalogue does not have."""
+    from checks import catalogue
+
+    for cid, values in overrides.items():
+        if cid not in catalogue.BY_ID:
+            return ["checks", cid], f"unknown check {cid!r}"
+        known = catalogue.BY_ID[cid].thresholds
+        for key in values:
+            if key not in known:
+                return ["checks", cid, key], f"{cid} has no threshold {key!r} (it has {', '.join(known) or 'none'})"
+    return None
 
 
 def _read_file(path: Path) -> tuple[str, dict[str, Any]]:

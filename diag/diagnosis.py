@@ -7,6 +7,7 @@ the others still run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -91,24 +92,32 @@ def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any
     return out
 
 
-def select(check_ids: Sequence[str] | None) -> list[Check]:
+def configured(overrides: Mapping[str, Mapping[str, float]]) -> list[Check]:
+    """The catalogue with the config's threshold overrides applied."""
+    return [dataclasses.replace(c, thresholds={**c.thresholds, **overrides[c.id]}) if c.id in overrides else c
+            for c in check_catalogue.ALL]
+
+
+def select(checks: Sequence[Check], check_ids: Sequence[str] | None) -> list[Check]:
     """The checks asked for, in catalogue order; KeyError names an unknown id."""
     if not check_ids:
-        return list(check_catalogue.ALL)
+        return list(checks)
     unknown = [c for c in check_ids if c not in check_catalogue.BY_ID]
     if unknown:
         raise KeyError(unknown[0])
     wanted = set(check_ids)
-    return [c for c in check_catalogue.ALL if c.id in wanted]
+    return [c for c in checks if c.id in wanted]
 
 
 def make_report(instance_id: str, ctx: StoreContext, results: list[dict[str, Any]], *, full: bool,
-                maintenance: dict | None, monitoring: bool, last_sample: float | None) -> dict[str, Any]:
+                maintenance: dict | None, monitoring: bool, last_sample: float | None,
+                stopped_after: float) -> dict[str, Any]:
     summary = {s: 0 for s in STATUSES}
     for r in results:
         summary[r["status"]] += 1
     state, reasons = health.compute(monitoring=monitoring, maintenance=maintenance, checks=results,
-                                    last_sample=last_sample, now=ctx.now, interval=ctx.interval)
+                                    last_sample=last_sample, now=ctx.now, interval=ctx.interval,
+                                    stopped_after=stopped_after)
     return {"report_id": "r-" + uuid.uuid4().hex[:16], "instance_id": instance_id, "created_at": ctx.now,
             "window": {"start": ctx.start, "end": ctx.end}, "health_status": state, "health_reasons": reasons,
             "summary": summary, "full": full, "checks": results}

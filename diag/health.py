@@ -9,14 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
-STOPPED_AFTER = 300
 # Without these the machine cannot be judged at all (InsufficientData).
 CORE_CHECKS = ("performance.cpu", "performance.memory")
 
 
 def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: list[dict[str, Any]] | None,
-            last_sample: float | None, now: float, interval: float) -> tuple[str, list[dict[str, Any]]]:
-    """(state, health_reasons). `checks` are the latest full report's results (None: no report yet)."""
+            last_sample: float | None, now: float, interval: float,
+            stopped_after: float = 300) -> tuple[str, list[dict[str, Any]]]:
+    """(state, health_reasons). `checks` are the latest full report's results (None: no report yet);
+    `stopped_after` is the state.stopped check's threshold, so health and the check agree."""
     if not monitoring:
         return "NotApplicable", [{"check_id": None, "status": "not_applicable", "message": "monitoring is off"}]
     if maintenance is not None:
@@ -27,7 +28,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
         return "Initializing", [{"check_id": None, "status": "initializing",
                                  "message": "monitoring just started; no full diagnosis yet"}]
     results = [c for c in checks if c.get("id") != "state.stopped"]
-    stopped = age is None or age >= STOPPED_AFTER
+    stopped = age is None or age >= stopped_after
     critical = [_reason(c) for c in results if c["status"] == "critical"]
     if stopped:
         msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {last_sample:.0f})"

@@ -54,6 +54,8 @@ class Service:
         self.last_error: str | None = None
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[dict, float]] = {}
+        self.checks = diagnosis.configured(config.checks)
+        self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -143,7 +145,7 @@ class Service:
         inst = self.instances.get(instance_id)
         if inst is None:
             raise KeyError(instance_id)
-        checks = diagnosis.select(check_ids)
+        checks = diagnosis.select(self.checks, check_ids)
         caps = {s: (c.inbound, c.outbound) for s, c in self.config.network.bandwidth_caps.items()}
         ctx = diagnosis.StoreContext(
             store=self.store, events=self.events, instance_id=instance_id, start=now - window, end=now, now=now,
@@ -152,9 +154,9 @@ class Service:
             processes=lambda: self._processes_of(instance_id))
         results = diagnosis.run_checks(ctx, checks)
         report = diagnosis.make_report(
-            instance_id, ctx, results, full=check_ids is None or len(checks) == len(diagnosis.select(None)),
+            instance_id, ctx, results, full=len(checks) == len(self.checks),
             maintenance=self.events.maintaining(instance_id, now), monitoring=inst["monitoring"],
-            last_sample=inst["last_seen"])
+            last_sample=inst["last_seen"], stopped_after=self.stopped_after)
         self.reports.save(report)
         self._record_conditions(instance_id, results, now)
         if report["full"]:
@@ -181,7 +183,7 @@ class Service:
         state, reasons = health.compute(
             monitoring=inst["monitoring"], maintenance=self.events.maintaining(instance_id, now),
             checks=latest["checks"] if latest else None, last_sample=inst["last_seen"], now=now,
-            interval=self.config.interval)
+            interval=self.config.interval, stopped_after=self.stopped_after)
         if state != inst["health_status"] and latest is not None:
             self._set_health(instance_id, state, reasons, now)
         return {"instance_id": instance_id, "health_status": state, "health_reasons": reasons,

@@ -76,3 +76,13 @@ def test_instance_id_is_stable_and_hides_the_machine_id(tmp_path):
     (tmp_path / "machine-id").write_text("0123456789abcdef0123456789abcdef\n")
     a, b = instance_id_from(tmp_path), instance_id_from(tmp_path)
     assert a == b and a.startswith("i-") and "0123456789abcdef" not in a
+
+
+def test_check_thresholds_can_be_overridden_and_typos_are_refused(tmp_path):
+    c = load(write(tmp_path, "ok.yaml", "checks:\n  storage.disk_usage: {warning: 85}\n"), env={})
+    assert c.checks == {"storage.disk_usage": {"warning": 85}}
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, "bad.yaml", "checks:\n  storage.disk_usage: {warnig: 85}\n"), env={})
+    assert e.value.line == 2 and "has no threshold 'warnig'" in e.value.message
+    with pytest.raises(ConfigError, match="unknown check 'storage.nope'"):
+        load(write(tmp_path, "bad2.yaml", "checks:\n  storage.nope: {warning: 85}\n"), env={})

@@ -1,0 +1,209 @@
+"""The read path: pick a level, gather chunks/roll-ups and head, bucket, frame.
+
+Runs on the caller's own connection (one per thread). Consistency with the head:
+the reader takes the head view first, then opens a read transaction and compares
+`meta.gen` with the view's gen; if a compaction committed in between, it retries.
+So a point is read either from the head or from chunks/roll-ups, never both, never
+neither (see head.py).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import encoding, rollups
+from .head import Head, HeadView
+from .series import SeriesInfo
+from .types import AGGS, BLOCK, LEVELS, RAW, Retention, StoreError
+
+_IN_MAX = 30000  # below SQLite's bound-parameter limit
+
+
+def choose_level(step: float, start: float, now: float, retention: Retention) -> int:
+    """The coarsest level whose resolution divides `step` and still covers `start`.
+
+    Roll-up buckets then nest exactly in the step's buckets. If no dividing level
+    reaches back to `start` (say step=90 s over last month), the coarsest level not
+    wider than the step that covers it is used: buckets are then approximate.
+    """
+    fits = [lv for lv in LEVELS if lv <= step + 1e-9]
+    dividing = [lv for lv in fits if abs(step / lv - round(step / lv)) < 1e-9]
+    for lv in sorted(dividing, reverse=True) + [RAW]:
+        if start >= now - retention.for_level(lv):
+            return lv
+    for lv in sorted(fits, reverse=True):
+        if start >= now - retention.for_level(lv):
+            return lv
+    return max(dividing, default=RAW)
+
+
+def _in_batches(sids: Sequence[int]) -> list[list[int]]:
+    return [list(sids[i : i + _IN_MAX]) for i in range(0, len(sids), _IN_MAX)]
+
+
+def read_chunks(conn: sqlite3.Connection, sids: Sequence[int], lo: float, hi: float) -> tuple[np.ndarray, ...]:
+    out_s, out_t, out_v = [], [], []
+    for part in _in_batches(sids):
+        marks = ",".join("?" * len(part))
+        for sid, tsb, vb in conn.execute(
+            f"SELECT series_id, ts, vals FROM chunks WHERE series_id IN ({marks}) AND t_max >= ? AND t_min < ?",
+            (*part, lo, hi),
+        ):
+            t = encoding.decode_ts(tsb)
+            out_t.append(t)
+            out_v.append(encoding.decode_floats(vb))
+            out_s.append(np.full(t.size, sid, dtype=np.int64))
+    if not out_t:
+        e = np.empty(0)
+        return e.astype(np.int64), e, e
+    s, t, v = np.concatenate(out_s), np.concatenate(out_t), np.concatenate(out_v)
+    keep = (t >= lo) & (t < hi)
+    if not keep.all():
+        s, t, v = s[keep], t[keep], v[keep]
+    return s, t, v
+
+
+def read_blocks(
+    conn: sqlite3.Connection, level: int, block: int, sids: Sequence[int], lo: float, hi: float, need: tuple[str, ...]
+) -> rollups.Partials:
+    parts = []
+    first = math.floor(lo / block) * block
+    for part in _in_batches(sids):
+        marks = ",".join("?" * len(part))
+        for sid, data in conn.execute(
+            f"SELECT series_id, data FROM rollups WHERE level = ? AND series_id IN ({marks}) "
+            "AND block >= ? AND block < ?",
+            (level, *part, first, hi),
+        ):
+            p = rollups.unpack_block(data, need)
+            p["sid"] = np.full(p["bucket"].size, sid, dtype=np.int64)
+            parts.append(p)
+    p = rollups.concat(parts, need)
+    if p["sid"].size:
+        keep = (p["bucket"] >= lo) & (p["bucket"] < hi)
+        if not keep.all():
+            p = {k: a[keep] for k, a in p.items()}
+    return p
+
+
+def consistent_read(conn: sqlite3.Connection, head: Head, fn: Callable[[HeadView], Any]) -> Any:
+    """Run fn(view) inside a read transaction whose snapshot matches the head view.
+
+    A mismatch means a compaction committed between taking the view and opening the
+    snapshot; the writer publishes the matching view right after, so a retry or two
+    suffices. The bound only guards against a writer that died in between.
+    """
+    for attempt in range(1000):
+        if attempt:
+            time.sleep(0.001)
+        view = head.view()
+        conn.execute("BEGIN")
+        try:
+            (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'gen'").fetchone()
+            if gen == view.gen:
+                return fn(view)
+        finally:
+            conn.execute("COMMIT")
+    raise StoreError("the in-memory head does not match the database; reopen the store")
+
+
+def frame(
+    series: list[SeriesInfo], sid: np.ndarray, ts: np.ndarray, value: np.ndarray, keys: list[str] | None = None
+) -> pd.DataFrame:
+    """Long form: instance_id, ts, value, one column per label key of the matched series."""
+    if keys is None:
+        keys = sorted({k for s in series for k in s.labels})
+    cols: dict[str, Any] = {}
+    if sid.size:
+        uniq, inverse = np.unique(sid, return_inverse=True)
+        by_sid = {s.sid: s for s in series}
+        infos = [by_sid[int(u)] for u in uniq]
+        cols["instance_id"] = np.array([s.instance_id for s in infos], dtype=object)[inverse]
+        cols["ts"] = ts
+        cols["value"] = value
+        for k in keys:
+            cols[k] = np.array([s.labels.get(k) for s in infos], dtype=object)[inverse]
+    else:
+        cols = {"instance_id": np.empty(0, object), "ts": np.empty(0), "value": np.empty(0)}
+        cols.update({k: np.empty(0, object) for k in keys})
+    return pd.DataFrame(cols, copy=False)
+
+
+def run_query(
+    conn: sqlite3.Connection,
+    head: Head,
+    series: list[SeriesInfo],
+    *,
+    start: float,
+    end: float,
+    step: float,
+    agg: str,
+    now: float,
+    retention: Retention,
+) -> pd.DataFrame:
+    if agg not in AGGS:
+        raise ValueError(f"agg must be one of {', '.join(AGGS)}, not {agg!r}")
+    if not step > 0 or not math.isfinite(step):
+        raise ValueError("step must be a positive number of seconds")
+    if not end > start:
+        raise ValueError("end must be after start")
+    lo = math.floor(start / step) * step
+    hi = math.ceil(end / step) * step
+    sids = sorted(s.sid for s in series)
+    sid_arr = np.array(sids, dtype=np.int64)
+    need = rollups.needs(agg)
+    level = choose_level(step, start, now, retention)
+
+    def gather(view: HeadView) -> rollups.Partials:
+        hs, ht, hv = view.select(sid_arr, lo, hi)
+        if level == RAW:
+            cs, ct, cv = read_chunks(conn, sids, lo, hi)
+            return rollups.from_points(np.concatenate([cs, hs]), np.concatenate([ct, ht]), np.concatenate([cv, hv]), step, need)
+
+        stored = read_blocks(conn, level, BLOCK[level], sids, lo, hi, need)
+        fresh = rollups.from_points(hs, ht, hv, step, need)
+        return rollups.combine(rollups.concat([stored, fresh], need), res=step, need=need)
+
+    p = consistent_read(conn, head, gather) if sids else rollups.empty()
+    return frame(series, p["sid"], p["bucket"], rollups.value_of(p, agg) if p["sid"].size else np.empty(0))
+
+
+def run_latest(
+    conn: sqlite3.Connection, head: Head, series: list[SeriesInfo], *, since: float | None
+) -> pd.DataFrame:
+    sids = sorted(s.sid for s in series)
+    lo = -math.inf if since is None else since
+
+    def gather(view: HeadView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hs, ht, hv = view.select(np.array(sids, dtype=np.int64), lo, math.inf)
+        found = set(np.unique(hs).tolist())
+        parts = [(hs, ht, hv)]
+        for sid in sids:
+            if sid in found:
+                continue
+            row = conn.execute(
+                "SELECT ts, vals FROM chunks WHERE series_id = ? AND t_max >= ? ORDER BY t_max DESC LIMIT 1",
+                (sid, lo),
+            ).fetchone()
+            if row:
+                t, v = encoding.decode_ts(row[0]), encoding.decode_floats(row[1])
+                parts.append((np.full(t.size, sid, dtype=np.int64), t, v))
+        s = np.concatenate([p[0] for p in parts])
+        t = np.concatenate([p[1] for p in parts])
+        v = np.concatenate([p[2] for p in parts])
+        if s.size == 0:
+            return s, t, v
+        order = np.lexsort((t, s))
+        s, t, v = s[order], t[order], v[order]
+        last = np.append(s[1:] != s[:-1], True)
+        return s[last], t[last], v[last]
+
+    s, t, v = consistent_read(conn, head, gather) if sids else (np.empty(0, np.int64), np.empty(0), np.empty(0))
+    return frame(series, s, t, v)

@@ -1,0 +1,250 @@
+"""SqliteStore: the embedded time-series store (one SQLite file, WAL mode).
+
+Writes: `write()` turns samples into arrays in the caller's thread, then the one
+write thread commits the batch as one head row and publishes it (writer.py).
+Reads: each calling thread has its own connection; see query.py for how a read is
+kept consistent with the in-memory head without locks.
+
+Two points of one series at the same ts are both kept (no last-write-wins): every
+aggregate then counts both. Retries of one batch are made idempotent by `batch_id`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from operator import attrgetter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from diag.model import Sample
+
+from . import compaction, query, retention
+from .head import Head, unpack_record
+from .schema import connect, is_full_error
+from .series import Catalogue
+from .types import MaintenanceReport, Retention, StoreClosedError, StoreFullError
+from .writer import Call, Ingest, Writer
+
+Labels = Mapping[str, "str | re.Pattern[str]"] | None
+_VALUE = attrgetter("value")
+_TS = attrgetter("ts")
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        head_span: float = 7200,
+        retention: Retention | None = None,
+        size_cap_bytes: int | None = None,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        """`synchronous`: with WAL, NORMAL (the default) keeps every acknowledged batch
+        through a killed process (SIGKILL, OOM kill, crash) and never corrupts the file;
+        only a power loss or kernel crash may drop the last commits. FULL fsyncs every
+        commit so those survive too, at about twice the commit cost (bench/store.py
+        measures both). VictoriaMetrics and the Prometheus head make the same trade."""
+        if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        if head_span <= 0:
+            raise ValueError("head_span must be positive")
+        self.path = Path(path)
+        self.head_span = float(head_span)
+        self.retention = retention or Retention()
+        self.size_cap_bytes = size_cap_bytes
+        self.catalogue = Catalogue()
+        self.head = Head()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+        self._latest_seen = 0.0
+        conn = connect(self.path, synchronous=synchronous, writer=True)
+        self.catalogue.load(conn)
+        self._recover(conn)
+        self.writer = Writer(conn, self.head, self.catalogue)
+
+    def _recover(self, conn: sqlite3.Connection) -> None:
+        """Rebuild the in-memory head from the durable head rows."""
+        (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'gen'").fetchone()
+        for seq, n, data in conn.execute("SELECT seq, n, data FROM head ORDER BY seq"):
+            ids, ts, vals = unpack_record(data, n)
+            self.head.append(seq, ids, ts, vals)
+            self._latest_seen = max(self._latest_seen, float(ts.max()))
+        self.head.set_gen(int(gen))
+
+    # -- writes ------------------------------------------------------------------
+
+    def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool:
+        """Store one batch durably; blocks until committed.
+
+        Returns False when `batch_id` was stored before (a retry), True otherwise.
+        Raises StoreFullError when the disk is full (nothing of the batch is stored).
+        """
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        if not isinstance(samples, list):
+            samples = list(samples)
+        n = len(samples)
+        keys = [(s.metric, *s.labels.items()) for s in samples]
+        ts = np.fromiter(map(_TS, samples), np.float64, n)
+        vals = np.fromiter(map(_VALUE, samples), np.float64, n)
+        # The sum is non-finite if any ts is (or, harmlessly, if it overflows).
+        if n and not math.isfinite(float(ts.sum())) and not np.isfinite(ts).all():
+            raise ValueError("sample timestamps must be finite")
+        req = Ingest(instance_id=instance_id, batch_id=batch_id, ts=ts, vals=vals)
+        shape = self.catalogue.shapes.get(instance_id)
+        if shape is not None and shape[0] == keys:
+            # Same series in the same order as this instance's last batch (every
+            # collection is): comparing the lists is cheaper than n dict lookups.
+            req.id_arr = shape[1]
+        else:
+            fast = self.catalogue.fast.get(instance_id, {})
+            req.ids = list(map(fast.get, keys))
+            req.keys = keys
+        result = self.writer.submit(req)
+        if n:
+            self._latest_seen = max(self._latest_seen, float(ts.max()))
+        return bool(result)
+
+    def maintain(self, now: float) -> MaintenanceReport:
+        """Compaction, roll-ups, retention, size cap; on the write thread, in that order
+        of commits (retention first, so a full disk gets room before compacting)."""
+        if self._closed:
+            raise StoreClosedError("store is closed")
+
+        def run(conn: sqlite3.Connection) -> MaintenanceReport:
+            t0 = time.perf_counter()
+            rep = MaintenanceReport(now=now, size_before=retention.used_bytes(conn))
+            rep.deletions += retention.apply_retention(conn, now, self.retention)
+            cutoff = math.floor((now - self.head_span) / self.head_span) * self.head_span
+            try:
+                res = compaction.compact(conn, self.head, cutoff, self.head_span)
+            except sqlite3.Error as exc:
+                if not is_full_error(exc):
+                    raise
+                # The head stays as it is (nothing committed); the size cap below may
+                # make room, and the next run compacts it.
+                conn.execute("ROLLBACK")
+                rep.disk_full = True
+                res = compaction.CompactionResult()
+            rep.compacted_batches, rep.compacted_points = res.batches, res.points
+            rep.chunks_written, rep.rollup_blocks_written = res.chunks, res.blocks
+            # Compaction and retention free pages (head rows, old chunks): give them back.
+            conn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
+            if self.size_cap_bytes is not None:
+                rep.deletions += retention.apply_size_cap(conn, self.size_cap_bytes)
+            # PASSIVE: never waits for readers (a TRUNCATE would); the WAL is cut back to
+            # journal_size_limit when it next restarts.
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            rep.size_after = retention.used_bytes(conn)
+            rep.seconds = time.perf_counter() - t0
+            return rep
+
+        self._latest_seen = max(self._latest_seen, now)
+        return self.writer.submit(Call(fn=run))
+
+    # -- reads -------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreClosedError("store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.path)
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def query(
+        self,
+        metric: str,
+        *,
+        instance_id: str | None = None,
+        labels: Labels = None,
+        start: float,
+        end: float,
+        step: float,
+        agg: str = "avg",
+    ) -> pd.DataFrame:
+        """Aligned buckets [floor(start/step)*step, end), each aggregating all its points.
+
+        Long form: instance_id, ts (bucket start), value, one column per label key.
+        Rows only for buckets with data (an empty bucket is missing, never zero).
+        """
+        matched = self.catalogue.match(metric, instance_id, labels)
+        return query.run_query(
+            self._reader(),
+            self.head,
+            matched,
+            start=float(start),
+            end=float(end),
+            step=float(step),
+            agg=agg,
+            now=self._latest_seen or time.time(),
+            retention=self.retention,
+        )
+
+    def latest(
+        self, metric: str, *, instance_id: str | None = None, labels: Labels = None, max_age: float | None = None,
+        now: float | None = None,
+    ) -> pd.DataFrame:
+        """The last point of each matched series (ts is the point's own ts)."""
+        matched = self.catalogue.match(metric, instance_id, labels)
+        since = None
+        if max_age is not None:
+            since = (time.time() if now is None else now) - max_age
+        return query.run_latest(self._reader(), self.head, matched, since=since)
+
+    def series(self, metric: str | None = None, *, instance_id: str | None = None, labels: Labels = None) -> list[dict]:
+        return [
+            {"instance_id": s.instance_id, "metric": s.metric, "labels": dict(s.labels)}
+            for s in self.catalogue.match(metric, instance_id, labels)
+        ]
+
+    def metric_names(self, instance_id: str | None = None) -> list[str]:
+        if instance_id is None:
+            return sorted(self.catalogue.by_metric)
+        return sorted({s.metric for s in self.catalogue.match(None, instance_id, None)})
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (waits for readers)."""
+        self.writer.submit(Call(fn=lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()))
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file plus its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(str(self.path) + suffix)
+            except FileNotFoundError:
+                pass
+        return total
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.writer.stop()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def __enter__(self) -> "SqliteStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["SqliteStore", "StoreFullError"]
