@@ -1,0 +1,68 @@
+"""Health state transitions through the real service: Initializing, Ok, Warning,
+Maintaining, and for an instance known only through ingest, InsufficientData then Impaired
+(state.stopped) when it falls silent."""
+
+import json
+import socket
+import time
+
+from tests.conftest import http
+from tests.faults.helpers import diagnose, health, wait_for
+
+
+def test_local_instance_goes_initializing_ok_warning_maintaining(serve, tmp_path):
+    cfg = tmp_path / "slow-first-diagnosis.yaml"
+    cfg.write_text("diagnose_every: 1h\n")
+    p = serve("--interval", "2s", "--config", str(cfg))
+    me = json.loads(http("GET", p.url + "/healthz")[2])["instance_id"]
+    assert health(p.url, me)["health_status"] == "Initializing"
+    # CPU usage is a rate: it exists from the second collection on.
+    assert wait_for(lambda: "\ncpu_usage " in http("GET", p.url + "/metrics")[2].decode())
+
+    report = diagnose(p.url, window="12h")
+    bad = [(c["id"], c["status"], c["message"]) for c in report["checks"] if c["status"] in ("warning", "critical")]
+    assert report["health_status"] == "Ok" and not bad, bad  # this machine as it is: healthy
+    assert health(p.url, me)["health_status"] == "Ok"
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(2000):
+        tx.sendto(b"x" * 512, rx.getsockname())
+    rx.close()
+    tx.close()
+    warned = wait_for(lambda: (r := diagnose(p.url))["health_status"] == "Warning" and r)
+    assert warned and [r["check_id"] for r in warned["health_reasons"]] == ["network.kernel_drops"]
+
+    status, _, raw = http("POST", p.url + "/api/v1/events",
+                          {"type": "SystemMaintenance.Reboot", "not_before": time.time(), "duration": "10m"})
+    assert status == 201, raw
+    event = json.loads(raw)
+    assert health(p.url, me)["health_status"] == "Maintaining"
+    assert http("POST", f"{p.url}/api/v1/events/{event['event_id']}/cancel")[0] == 409  # it is executing
+
+    later = json.loads(http("POST", p.url + "/api/v1/events", {"type": "SystemMaintenance.Stop",
+                                                                "not_before": time.time() + 3600})[2])
+    assert later["status"] == "Scheduled"
+    canceled = json.loads(http("POST", f"{p.url}/api/v1/events/{later['event_id']}/cancel")[2])
+    assert canceled["status"] == "Canceled"
+
+
+def test_ingest_only_instance_falls_silent(serve, tmp_path):
+    cfg = tmp_path / "stopped-fast.yaml"
+    cfg.write_text("checks:\n  state.stopped: {seconds: 8}\n")
+    p = serve("--interval", "1s", "--config", str(cfg))
+    now = time.time()
+    samples = [{"metric": m, "labels": {}, "value": v, "ts": now - i} for i in range(5)
+               for m, v in (("cpu_usage", 12.0), ("mem_usage", 40.0), ("uptime", 1000.0 + i))]
+    status, _, raw = http("POST", p.url + "/api/v1/ingest",
+                          {"instance_id": "agent-x", "hostname": "x", "samples": samples})
+    assert status == 202, raw
+    report = diagnose(p.url, instance_id="agent-x")
+    assert report["health_status"] not in ("Initializing", "InsufficientData", "Impaired"), report["health_reasons"]
+    assert wait_for(lambda: health(p.url, "agent-x")["health_status"] == "InsufficientData", timeout=6, every=0.2)
+    stopped = wait_for(lambda: (h := health(p.url, "agent-x"))["health_status"] == "Impaired" and h, timeout=15)
+    assert stopped and stopped["health_reasons"][0]["check_id"] == "state.stopped"
+    listed = json.loads(http("GET", p.url + "/api/v1/instances")[2])["instances"]
+    assert {"agent-x", stopped["instance_id"]} <= {i["instance_id"] for i in listed}
