@@ -40,6 +40,7 @@ test: install system-deps
 bench: install system-deps
 	$(PY) bench/collect.py
 	$(PY) bench/store.py
+	$(PY) bench/diagnose.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

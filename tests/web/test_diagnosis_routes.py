@@ -1,0 +1,98 @@
+"""Checks, diagnoses (JSON, HTML, Markdown), instances and events through the Flask app."""
+
+import time
+
+import pytest
+
+from checks import catalogue
+from diag.config import load
+from diag.service import Service
+from diag.web.app import create_app
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    s = Service(load(env={}, data_dir=str(tmp_path_factory.mktemp("data"))))
+    for _ in range(2):
+        s.collect()
+        time.sleep(0.2)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(service):
+    return create_app(service).test_client()
+
+
+def test_checks_list_the_whole_catalogue(client):
+    got = client.get("/api/v1/checks").get_json()["checks"]
+    assert [c["id"] for c in got] == [c.id for c in catalogue.ALL]
+    assert set(got[0]) >= {"id", "category", "name", "severity", "lookback", "thresholds", "description"}
+
+
+def test_a_diagnosis_is_stored_listed_and_rendered(client, service):
+    r = client.post("/api/v1/diagnoses", json={"window": "1h", "checks": ["storage.disk_usage", "performance.cpu"]})
+    assert r.status_code == 201
+    report = r.get_json()
+    assert [c["id"] for c in report["checks"]] == ["storage.disk_usage", "performance.cpu"]
+    assert all(c["duration_ms"] >= 0 and c["severity"] in ("critical", "non_critical") for c in report["checks"])
+    assert sum(report["summary"].values()) == 2
+    listed = client.get(f"/api/v1/diagnoses?instance_id={service.instance_id}&limit=5").get_json()["reports"]
+    assert listed[0]["report_id"] == report["report_id"]
+    same = client.get(f"/api/v1/diagnoses/{report['report_id']}").get_json()
+    assert same["checks"] == report["checks"]
+    md = client.get(f"/api/v1/diagnoses/{report['report_id']}?format=md")
+    assert md.content_type.startswith("text/markdown") and b"`storage.disk_usage`" in md.data
+    html = client.get(f"/api/v1/diagnoses/{report['report_id']}", headers={"Accept": "text/html"})
+    assert html.content_type.startswith("text/html") and b"<h2>Storage</h2>" in html.data
+
+
+def test_html_report_escapes_what_it_shows(client, service):
+    evil = "<script>alert(1)</script>"
+    service.events.detected(service.instance_id, "Disk.IOError", time.time(), evil, labels={"device": evil})
+    rid = client.post("/api/v1/diagnoses", json={"checks": ["storage.io_errors"]}).get_json()["report_id"]
+    page = client.get(f"/api/v1/diagnoses/{rid}?format=html").data
+    assert b"<script>alert(1)" not in page and b"&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"window": "forever"}, 422, "window"), ({"window": "10s"}, 422, "window"),
+    ({"checks": ["storage.nope"]}, 422, "checks[0]"), ({"checks": []}, 422, "checks"),
+    ({"instance_id": "no-such-host"}, 404, "instance_id"), ({"instance_id": "bad id!"}, 422, "instance_id"),
+])
+def test_bad_diagnosis_requests(client, body, status, field):
+    before = len(client.get("/api/v1/diagnoses?limit=1000").get_json()["reports"])
+    r = client.post("/api/v1/diagnoses", json=body)
+    assert r.status_code == status and r.get_json()["error"]["field"] == field
+    assert len(client.get("/api/v1/diagnoses?limit=1000").get_json()["reports"]) == before
+
+
+def test_unknown_report_and_instance_are_404(client):
+    assert client.get("/api/v1/diagnoses/r-nope").status_code == 404
+    assert client.get("/api/v1/instances/nope").status_code == 404
+    assert client.get("/api/v1/instances/nope/health").status_code == 404
+
+
+def test_instances_carry_their_health(client, service):
+    got = client.get("/api/v1/instances").get_json()["instances"]
+    me = next(i for i in got if i["instance_id"] == service.instance_id)
+    assert me["health_status"] in ("Ok", "Warning", "Impaired", "InsufficientData", "Initializing")
+    one = client.get(f"/api/v1/instances/{service.instance_id}").get_json()
+    assert {"health_status", "health_reasons", "latest_report_id", "hostname", "labels"} <= set(one)
+
+
+@pytest.mark.parametrize("body, field", [({"type": "Kernel.Panic"}, "type"),
+                                         ({"type": "SystemMaintenance.Reboot", "duration": "5s"}, "duration"),
+                                         ({"type": "SystemMaintenance.Reboot", "not_before": "tomorrow"}, "not_before")])
+def test_bad_maintenance_requests(client, body, field):
+    r = client.post("/api/v1/events", json=body)
+    assert r.status_code == 422 and r.get_json()["error"]["field"] == field
+
+
+def test_events_filter_by_type_and_bad_filters(client, service):
+    service.events.detected(service.instance_id, "Network.LinkDown", time.time(), "eth9 down")
+    got = client.get("/api/v1/events?type=Network.LinkDown").get_json()["events"]
+    assert got and {e["type"] for e in got} == {"Network.LinkDown"}
+    assert client.get("/api/v1/events?status=Done").status_code == 400
+    assert client.get("/api/v1/events?since=yesterday").status_code == 400
