@@ -29,7 +29,12 @@ def test_make_run_serves_healthz_and_cpu_usage(tmp_path):
         assert "\ncpu_usage " in text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            raise AssertionError("make run did not stop within 30 s of SIGTERM") from None
 
 
 def test_sigterm_stops_cleanly_and_keeps_data(serve):
