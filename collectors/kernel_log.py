@@ -23,6 +23,7 @@ from collectors.base import read_text
 from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, classify
 from collectors.pstore import find_pstore_panics
 from collectors.roots import Roots
+from collectors.state import read_btime
 from collectors.settings import CollectorSettings
 from diag.model import Batch, Signal
 
@@ -171,14 +172,6 @@ class _FileReader:
         pass
 
 
-def _read_btime(proc: Path) -> int:
-    text = read_text(proc / "stat")
-    at = text.find("\nbtime ")
-    if at < 0:
-        raise ValueError(f"no btime line in {proc / 'stat'}")
-    return int(text[at + 7 : text.find("\n", at + 7)])
-
-
 def _read_boot_id(proc: Path) -> str | None:
     try:
         return read_text(proc / "sys" / "kernel" / "random" / "boot_id").strip() or None
@@ -242,7 +235,7 @@ class KernelLogCollector:
         return batch
 
     def _start(self) -> None:
-        self._btime = _read_btime(self.roots.proc)
+        self._btime = read_btime(self.roots.proc)
         self._boot_id = _read_boot_id(self.roots.proc)
         state = self._load()
         seq = state.get("seq")
