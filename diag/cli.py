@@ -53,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     diagnose.add_argument("--instance-id", help="which instance (default: this machine)")
     diagnose.set_defaults(func=_diagnose)
 
+    rules = sub.add_parser("rules", help="alert rules")  # alerting hook
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    export = rules_sub.add_parser("export", help="the metric alert policies as a Prometheus alerting-rules file")
+    export.add_argument("--output", help="write here instead of stdout")
+    export.add_argument("--config", help="YAML or TOML config file")
+    export.add_argument("--data-dir", help="the service's data dir (default ./data)")
+    export.set_defaults(func=_rules_export)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -164,6 +172,12 @@ def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
             service.close()
 
 
+def _rules_export(args: argparse.Namespace) -> int:
+    from diag.alerting.cli import export_rules
+
+    return export_rules(_config(args, data_dir=args.data_dir), args.output)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from waitress.server import create_server
 
@@ -175,6 +189,7 @@ def _serve(args: argparse.Namespace) -> int:
                   store_url=args.store_url, enable_commands=args.enable_commands)
     check_listen(cfg)
     service = Service(cfg)
+    service.start()
     sched = scheduling.build(service)
     app = create_app(service, sched)
     server = create_server(app, host=cfg.host, port=cfg.port, threads=8, ident="diag")

@@ -13,7 +13,7 @@ from typing import Any
 
 from collectors import registry
 from collectors.runner import CollectionCycle
-from diag import diagnosis, health
+from diag import diagnosis, health, lifecycle
 from diag.config import Config
 from diag.db import Database
 from diag.events import EventLog
@@ -41,12 +41,17 @@ class Service:
         if settings.state_dir is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.cycle = CollectionCycle(registry.build(config.roots, settings))
+        damaged = [m for m in (lifecycle.check_database(config.data_dir / name)
+                               for name in ("metrics.db", "diag.db") if store is None or name == "diag.db") if m]
         self.store = store if store is not None else _open_store(config)
         self.db = Database(config.data_dir / "diag.db")
         self.events = EventLog(self.db)
         self.instances = Instances(self.db)
         self.reports = Reports(self.db)
         self.instances.register(self.instance_id, hostname=socket.gethostname(), local=True)
+        for message in damaged:
+            self.events.detected(self.instance_id, "Store.Error", time.time(), message, fold_key=message)
+        self._running = False
         self.last_batch: Batch | None = None
         self.collections = 0
         self.started_at = time.time()
@@ -54,8 +59,20 @@ class Service:
         self.last_error: str | None = None
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[dict, float]] = {}
+        from diag.alerting import Alerting  # alerting hook: policies, evaluator, outbox
+
+        self.alerting = Alerting(self)
         self.checks = diagnosis.configured(config.checks)
         self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
+
+    def start(self) -> None:
+        """This process is now the running service of its data dir (`diag serve`)."""
+        if lifecycle.mark_running(self.config.data_dir):
+            self.events.detected(self.instance_id, "Service.UncleanStop", time.time(),
+                                 "the previous run of the service did not stop cleanly", fold_key="unclean")
+            # If the machine rebooted under it, that reboot was no routine one.
+            self.db.set_kv(f"unclean_stop:{self.instance_id}", True)
+        self._running = True
 
     # -- jobs ------------------------------------------------------------------------------
 
@@ -73,6 +90,8 @@ class Service:
                 self.events.detected(self.instance_id, "Store.Error", batch.ts, f"cannot store samples: {e}",
                                      fold_key="write")
             self.events.record_batch(self.instance_id, batch)
+            if self.collections == 0:
+                self.db.set_kv(f"unclean_stop:{self.instance_id}", False)  # only the first reboot seen counts
             self.instances.seen(self.instance_id, batch.ts)
             self.last_batch = batch
             self.collections += 1
@@ -224,6 +243,8 @@ class Service:
         with self._lock:
             self.store.close()
             self.db.close()
+            if self._running:
+                lifecycle.mark_stopped(self.config.data_dir)
 
 
 def _open_store(config: Config):
