@@ -18,7 +18,7 @@ import socket
 import struct
 from pathlib import Path
 
-from collectors.base import read_text
+from collectors.base import read_bytes
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -120,12 +120,12 @@ def sock_diag_tcp_states(legacy: bool) -> list[int]:
     return counts
 
 
-def proc_tcp_states(paths: tuple[Path, ...]) -> list[int]:
+def proc_tcp_states(paths: tuple[str | Path, ...]) -> list[int]:
     """The same counts from /proc/net/tcp-style files; a missing tcp6 (no IPv6) is skipped."""
     counts = [0] * 16
     for i, path in enumerate(paths):
         try:
-            text = read_text(path)
+            text = read_bytes(path)
         except FileNotFoundError:
             if i == 0:
                 raise  # tcp (IPv4) is the source itself
@@ -137,9 +137,9 @@ def proc_tcp_states(paths: tuple[Path, ...]) -> list[int]:
     return counts
 
 
-def _read_numbers(path: Path) -> list[int] | None:
+def _read_numbers(path: str) -> list[int] | None:
     try:
-        return [int(v) for v in read_text(path).split()]
+        return list(map(int, read_bytes(path).split()))
     except (OSError, ValueError):
         return None
 
@@ -164,7 +164,7 @@ class ConnectionsCollector:
                 except OSError as e:
                     self.tcp_source = "v2" if legacy else "proc"
                     log.warning("sock_diag %s dump refused (%s); trying the next TCP state source", source, e)
-        return proc_tcp_states((proc / "net" / "tcp", proc / "net" / "tcp6"))
+        return proc_tcp_states((f"{proc}/net/tcp", f"{proc}/net/tcp6"))
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
@@ -172,16 +172,15 @@ class ConnectionsCollector:
         for number, state in TCP_STATES.items():
             batch.add("tcp_connections", counts[number], state=state)
 
-        sysctl = self.roots.proc / "sys"
+        sysctl = f"{self.roots.proc}/sys"  # string paths: a Path join costs more than the read
         # The conntrack files exist only while nf_conntrack is loaded.
-        netfilter = sysctl / "net" / "netfilter"
-        count = _read_numbers(netfilter / "nf_conntrack_count")
-        limit = _read_numbers(netfilter / "nf_conntrack_max")
+        count = _read_numbers(f"{sysctl}/net/netfilter/nf_conntrack_count")
+        limit = _read_numbers(f"{sysctl}/net/netfilter/nf_conntrack_max")
         if count and limit and limit[0] > 0:
             batch.add("conntrack_usage", count[0] * 100.0 / limit[0])
 
         # allocated, allocated-but-free (always 0 since 2.6), max (may be 2**63 - 1)
-        allocated, free, maximum = (int(v) for v in read_text(sysctl / "fs" / "file-nr").split()[:3])
+        allocated, free, maximum = (int(v) for v in read_bytes(f"{sysctl}/fs/file-nr").split()[:3])
         if maximum > 0:
             batch.add("file_handles_usage", (allocated - free) * 100.0 / maximum)
         return batch

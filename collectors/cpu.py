@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from collectors.base import Rates, read_text
+from collectors.base import Rates, read_bytes
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -18,21 +18,21 @@ MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _IDLE, _IOWAIT = 3, 4
 
 
-def read_psi_totals(path: Path) -> dict[str, int] | None:
+def read_psi_totals(path: str | Path) -> dict[str, int] | None:
     """`some`/`full` stall totals (µs) of one /proc/pressure file.
 
     None when the kernel has no PSI (file absent, or psi=0 gives EOPNOTSUPP on read):
     a missing reading, not an error.
     """
     try:
-        text = read_text(path)
+        text = read_bytes(path)
     except OSError:
         return None
     out: dict[str, int] = {}
     for line in text.splitlines():
         parts = line.split()
-        if parts and parts[-1].startswith("total="):
-            out[parts[0]] = int(parts[-1][6:])
+        if parts and parts[-1].startswith(b"total="):
+            out[parts[0].decode("utf-8", "replace")] = int(parts[-1][6:])
     return out
 
 
@@ -69,12 +69,12 @@ class CpuCollector:
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
-        proc = self.roots.proc
+        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
         cpus: dict[str, list[int]] = {}
-        for line in read_text(proc / "stat").splitlines():
+        for line in read_bytes(f"{proc}/stat").decode("utf-8", "replace").splitlines():
             if line.startswith("cpu"):
                 parts = line.split()
-                cpus[parts[0]] = [int(v) for v in parts[1:9]]
+                cpus[parts[0]] = list(map(int, parts[1:9]))
             elif line.startswith("procs_"):
                 key, value = line.split()
                 batch.add(key, int(value))  # procs_running, procs_blocked
@@ -87,7 +87,8 @@ class CpuCollector:
             shares = _shares(prev, total) if prev else None
             if shares:
                 user, nice, system, idle, iowait, irq, softirq, steal = shares
-                batch.add("cpu_usage", user + nice + system + irq + softirq + steal)
+                # With no idle time in the interval the float sum can land an ulp above 100.
+                batch.add("cpu_usage", min(100.0, user + nice + system + irq + softirq + steal))
                 batch.add("cpu_user", user + nice)
                 batch.add("cpu_system", system + irq + softirq)
                 batch.add("cpu_iowait", iowait)
@@ -101,12 +102,12 @@ class CpuCollector:
                 batch.add("cpu_core_usage", 100.0 - shares[_IDLE] - shares[_IOWAIT], cpu=name[3:])
         self._prev = cpus  # an offlined core drops out here and restarts its baseline
 
-        load1, load5, load15 = read_text(proc / "loadavg").split()[:3]
+        load1, load5, load15 = read_bytes(f"{proc}/loadavg").split()[:3]
         batch.add("load_1", float(load1))
         batch.add("load_5", float(load5))
         batch.add("load_15", float(load15))
 
-        psi = read_psi_totals(proc / "pressure" / "cpu")
+        psi = read_psi_totals(f"{proc}/pressure/cpu")
         if psi is not None:
             batch.add("psi_cpu_some", psi_percent(self._rates, "cpu.some", psi.get("some"), now))
         return batch

@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
-from collectors.base import Rates, read_key_values, read_text
+from collectors.base import Rates, read_bytes
 from collectors.cpu import psi_percent, read_psi_totals
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
 
 
-def _vmstat_value(text: str, key: str) -> float | None:
+def _vmstat_value(text: bytes, key: str) -> float | None:
     """One field of /proc/vmstat, found without parsing its ~180 other lines."""
-    at = text.find(f"\n{key} ")
+    at = text.find(f"\n{key} ".encode())
     if at < 0:
         return None
     start = at + len(key) + 2
-    end = text.find("\n", start)
+    end = text.find(b"\n", start)
     return float(text[start:end if end >= 0 else None])
+
+
+# The meminfo fields read below; the other ~50 lines are not parsed.
+_MEMINFO_KEYS = ("MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapTotal", "SwapFree")
+
+
+def _meminfo(text: bytes) -> dict[str, float]:
+    """`_MEMINFO_KEYS` of /proc/meminfo (kB), each found by name; a key the kernel lacks is absent."""
+    text = b"\n" + text
+    out: dict[str, float] = {}
+    for key in _MEMINFO_KEYS:
+        at = text.find(f"\n{key}:".encode())
+        if at < 0:
+            continue
+        start = at + len(key) + 2
+        end = text.find(b"\n", start)
+        parts = text[start:end if end >= 0 else None].split()
+        if parts:
+            try:
+                out[key] = float(parts[0])
+            except ValueError:
+                continue
+    return out
 
 
 class MemoryCollector:
@@ -28,8 +51,8 @@ class MemoryCollector:
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
-        proc = self.roots.proc
-        mem = read_key_values(proc / "meminfo")  # kB
+        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
+        mem = _meminfo(read_bytes(f"{proc}/meminfo"))  # kB
         total = mem["MemTotal"] * 1024
         available = mem.get("MemAvailable")
         if available is None:
@@ -45,7 +68,7 @@ class MemoryCollector:
         batch.add("swap_usage", swap_used * 100.0 / swap_total if swap_total > 0 else 0.0)
 
         for resource in ("memory", "io"):
-            psi = read_psi_totals(proc / "pressure" / resource)
+            psi = read_psi_totals(f"{proc}/pressure/{resource}")
             if psi is None:
                 continue
             for kind in ("some", "full"):
@@ -53,7 +76,7 @@ class MemoryCollector:
                 batch.add(f"psi_{resource}_{kind}", psi_percent(self._rates, key, psi.get(kind), now))
 
         # oom_kill appeared in 4.13; older kernels give no sample rather than a zero.
-        oom = _vmstat_value(read_text(proc / "vmstat"), "oom_kill")
+        oom = _vmstat_value(read_bytes(f"{proc}/vmstat"), "oom_kill")
         if oom is not None:
             batch.counters["vmstat.oom_kill"] = oom
             batch.add_total("oom_kills_total", oom)

@@ -7,7 +7,7 @@ that mean "the kernel dropped something" also become per-interval deltas.
 
 from __future__ import annotations
 
-from collectors.base import Rates, read_header_pairs, read_text
+from collectors.base import Rates, read_bytes, read_header_pairs
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -35,20 +35,21 @@ def _dotted(key: str) -> str:
     return key
 
 
-def read_snmp6(text: str) -> dict[str, float]:
+def read_snmp6(text: str | bytes) -> dict[str, float]:
     """`Udp6RcvbufErrors 0` lines as {"Udp6.RcvbufErrors": 0.0}."""
-    out: dict[str, float] = {}
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
     names = _snmp6_names
     words = text.split()
-    for key, value in zip(words[::2], words[1::2]):
-        name = names.get(key)
-        if name is None:
-            name = names[key] = _dotted(key)
-        out[name] = float(value)
-    return out
+    keys = words[::2]
+    for key in keys:
+        if key not in names:
+            names[key] = _dotted(key)
+    # float() over the value column in C: ~100 lines, every cycle.
+    return dict(zip(map(names.__getitem__, keys), map(float, words[1::2])))
 
 
-def softnet_dropped(text: str) -> int:
+def softnet_dropped(text: str | bytes) -> int:
     """Sum over CPUs of the second column (hex): packets dropped for a full backlog."""
     return sum(int(f[1], 16) for f in (line.split() for line in text.splitlines()) if len(f) > 1)
 
@@ -63,14 +64,14 @@ class NetCountersCollector:
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
-        net = self.roots.proc / "net"
-        counters = read_header_pairs(net / "snmp")
-        counters.update(read_header_pairs(net / "netstat"))
+        net = f"{self.roots.proc}/net"  # strings, not Path joins: cheaper per cycle
+        counters = read_header_pairs(f"{net}/snmp")
+        counters.update(read_header_pairs(f"{net}/netstat"))
         try:
-            counters.update(read_snmp6(read_text(net / "snmp6")))
+            counters.update(read_snmp6(read_bytes(f"{net}/snmp6")))
         except FileNotFoundError:
             pass  # booted with ipv6.disable=1: the Udp6 readings are missing, not zero
-        counters["softnet.dropped"] = float(softnet_dropped(read_text(net / "softnet_stat")))
+        counters["softnet.dropped"] = float(softnet_dropped(read_bytes(f"{net}/softnet_stat")))
         batch.counters.update(counters)
 
         for metric, keys in _DELTAS:

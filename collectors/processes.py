@@ -6,11 +6,16 @@ a `pread` on an open /proc/<pid>/stat costs about a third of open + read + close
 An open stat file stays bound to the process it was opened for: once that process is
 gone it reads ESRCH, even if its pid was reused, so the kept descriptor never mixes up
 two processes.
+
+Not schedstat or statm instead of stat: /proc/<pid>/schedstat counts the leader thread
+only (a threaded process shows a fraction of its CPU), and on 6.x kernels statm's
+resident pages are an exact sum while stat's rss is the per-CPU counters' cheap
+reading, so both would change the values this collector reports.
 """
 
 from __future__ import annotations
 
-import heapq
+import operator
 import os
 import resource
 import weakref
@@ -44,6 +49,9 @@ def _close_all(fds: dict[str, int]) -> None:
     fds.clear()
 
 
+_first = operator.itemgetter(0)
+
+
 def _comm(data: bytes) -> str:
     head = data[: data.rindex(b")")]
     return head[head.index(b"(") + 1 :].decode("utf-8", "replace")
@@ -74,8 +82,11 @@ class ProcessesCollector:
         prev, prev_now = self._prev, self._prev_now
         interval = now - prev_now if prev_now is not None else 0.0
         cur: dict[str, tuple[bytes, bytes, int, int]] = {}
-        # (ticks this interval, pid, rss pages, raw stat) per process
-        rows: list[tuple[int | None, str, int, bytes]] = []
+        # Per-process work is kept to dict stores: one tuple per row and a Python key
+        # function per row in the ranking were a measurable share with a few hundred pids.
+        rss_of: dict[str, int] = {}  # every process, in listing order (ties rank by it)
+        used_of: dict[str, int | None] = {}  # only processes whose stat line changed
+        busy: list[tuple[int, str]] = []  # (ticks this interval, pid) for those that ran
         if self.roots.proc != self._fds_proc:
             _close_all(self._fds)
             self._fds_proc = self.roots.proc
@@ -83,11 +94,10 @@ class ProcessesCollector:
         budget = self._fd_budget if self.roots.is_live else 0
         fds, proc = self._fds, str(self.roots.proc)
         pread, open_, read, close, rdonly = os.pread, os.open, os.read, os.close, os.O_RDONLY
+        prev_get, fds_get = prev.get, fds.get
         for pid in os.listdir(proc):
-            if not pid.isdigit():
-                continue
             # Inlined reading: a method call per process is a measurable share of the cycle.
-            fd = fds.get(pid)
+            fd = fds_get(pid)
             data = None
             if fd is not None:
                 try:
@@ -95,6 +105,8 @@ class ProcessesCollector:
                 except OSError:  # ESRCH: that process is gone (the pid may belong to a new one)
                     del fds[pid]
                     close(fd)
+            elif not pid.isdigit():  # a kept fd already proves the name is a pid
+                continue
             if data is None:
                 try:
                     fd = open_(f"{proc}/{pid}/stat", rdonly)
@@ -110,17 +122,18 @@ class ProcessesCollector:
                     close(fd)
             if not data:
                 continue
-            before = prev.get(pid)
+            before = prev_get(pid)
             if before is not None and before[0] == data:
                 # Most processes sleep through a cycle and their stat line does not change.
                 cur[pid] = before
-                rows.append((0 if interval > 0 else None, pid, before[3], data))
+                rss_of[pid] = before[3]
                 continue
             # comm may hold spaces and ')': the fields start after the last ')'.
             f = data[data.rindex(b")") + 1 :].split(None, 22)
             ticks = int(f[_UTIME]) + int(f[_STIME])
             start, rss = f[_START], int(f[_RSS])
             cur[pid] = (data, start, ticks, rss)
+            rss_of[pid] = rss
             if interval <= 0:
                 used = None
             elif before is None or before[1] != start:
@@ -129,20 +142,28 @@ class ProcessesCollector:
                 used = ticks - before[2]
             else:
                 used = None
-            rows.append((used, pid, rss, data))
+            used_of[pid] = used
+            if used:
+                busy.append((used, pid))
 
-        for pid in [p for p in self._fds if p not in cur]:
-            os.close(self._fds.pop(pid))
+        for pid in [p for p in fds if p not in cur]:
+            close(fds.pop(pid))
         self._prev, self._prev_now = cur, now  # pids that disappeared are forgotten here
 
-        def row(r: tuple[int | None, str, int, bytes]) -> dict[str, object]:
-            used = r[0]
-            pct = None if used is None else used * 100.0 / USER_HZ / interval
-            return {"pid": int(r[1]), "name": _comm(r[3]), "cpu_percent": pct, "rss_bytes": r[2] * PAGE_SIZE}
+        # An unchanged stat line means no ticks this interval (none without an interval).
+        unchanged = 0 if interval > 0 else None
 
-        # Idle processes are no evidence of CPU use: by_cpu lists only those that ran.
-        busy = [r for r in rows if r[0]]
-        by_cpu = heapq.nlargest(self._top, busy, key=lambda r: r[0])
-        by_mem = heapq.nlargest(self._top, rows, key=lambda r: r[2])
-        batch.processes = {"by_cpu": [row(r) for r in by_cpu], "by_memory": [row(r) for r in by_mem]}
+        def row(pid: str) -> dict[str, object]:
+            used = used_of.get(pid, unchanged)
+            pct = None if used is None else used * 100.0 / USER_HZ / interval
+            rss = rss_of[pid] * PAGE_SIZE
+            return {"pid": int(pid), "name": _comm(cur[pid][0]), "cpu_percent": pct, "rss_bytes": rss}
+
+        # sorted(..., reverse=True)[:n] is what heapq.nlargest is documented to equal (ties
+        # keep listing order), with the key lookups done in C. Idle processes are no
+        # evidence of CPU use: by_cpu lists only those that ran.
+        top = self._top
+        by_cpu = [pid for _, pid in sorted(busy, key=_first, reverse=True)[:top]]
+        by_mem = sorted(rss_of, key=rss_of.__getitem__, reverse=True)[:top]
+        batch.processes = {"by_cpu": [row(p) for p in by_cpu], "by_memory": [row(p) for p in by_mem]}
         return batch

@@ -143,3 +143,23 @@ def test_psi_share_is_capped_at_100_when_our_clock_lags_the_kernels():
     c.roots = HOST_T1
     b = c.collect(1000.5)  # +1 s of stall in what our wall clock calls 0.5 s
     assert one(b, "psi_cpu_some") == 100.0
+
+
+def test_usage_never_above_100_when_no_idle_time(tmp_path: Path):
+    # Deltas user 1, system 1, irq 1, softirq 2, steal 1, idle 0: the float sum of the shares
+    # is 100.00000000000001; a percentage above 100 is not a valid reading.
+    shutil.copytree(HOST_T0.proc, tmp_path / "t0" / "proc")
+    shutil.copytree(HOST_T0.proc, tmp_path / "t1" / "proc")
+    stat = tmp_path / "t1" / "proc" / "stat"
+    lines = stat.read_text().splitlines()
+    f = [int(v) for v in lines[0].split()[1:]]
+    for i, d in enumerate((1, 0, 1, 0, 0, 1, 2, 1)):
+        f[i] += d
+    lines[0] = "cpu  " + " ".join(map(str, f))
+    stat.write_text("\n".join(lines) + "\n")
+    c = CpuCollector(Roots.under(tmp_path / "t0"), CollectorSettings())
+    c.collect(1000.0)
+    c.roots = Roots.under(tmp_path / "t1")
+    b = c.collect(1010.0)
+    assert one(b, "cpu_usage") == 100.0
+    assert one(b, "cpu_iowait") == 0.0

@@ -115,3 +115,18 @@ def test_live_machine():
             for kind in ("some", "full"):
                 v = one(b, f"psi_{resource}_{kind}")
                 assert v is not None and 0 <= v <= 100
+
+
+def test_meminfo_fields_match_a_full_parse(tmp_path: Path):
+    # The collector finds its few fields by name; a full parse of the same text must agree,
+    # including the keys this kernel lacks (absent in both) and SwapCached vs Cached.
+    from collectors.base import read_key_values
+    from collectors.memory import _MEMINFO_KEYS, _meminfo
+
+    text = Path("/proc/meminfo").read_bytes()
+    (tmp_path / "meminfo").write_bytes(text)
+    full = read_key_values(tmp_path / "meminfo")
+    assert _meminfo(text) == {k: full[k] for k in _MEMINFO_KEYS if k in full}
+    old_kernel = b"".join(line + b"\n" for line in text.splitlines() if not line.startswith(b"MemAvailable:"))
+    assert "MemAvailable" not in _meminfo(old_kernel)
+    assert _meminfo(old_kernel)["Cached"] == full["Cached"] != full.get("SwapCached", -1)

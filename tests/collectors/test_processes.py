@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import subprocess
 import time
@@ -131,3 +132,39 @@ def test_live_machine_forgets_exited_processes():
     assert f"/proc/{child.pid}/stat" not in _stat_fds()
     c.close()
     assert not (_stat_fds() & held)
+
+
+def _stat_line(pid: int, name: str, ticks: int, rss: int, start: int = 1200) -> str:
+    """A /proc/<pid>/stat line in the kernel's layout (from the fixture's 101), with
+    utime = ticks, stime 0, the given starttime and rss pages."""
+    return (f"{pid} ({name}) S 1 {pid} {pid} 0 -1 4194304 98 0 0 0 {ticks} 0 0 0 20 0 1 0 {start} 3133440 {rss} "
+            "18446744073709551615 1 1 1 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 1 1 1 1 1 1 1 0\n")
+
+
+def _tree(top: Path, procs: dict[int, tuple[int, int]]) -> Roots:
+    for pid, (ticks, rss) in procs.items():
+        (top / "proc" / str(pid)).mkdir(parents=True, exist_ok=True)
+        (top / "proc" / str(pid) / "stat").write_text(_stat_line(pid, f"p{pid}", ticks, rss))
+    return Roots.under(top)
+
+
+def test_ties_rank_in_listing_order_like_nlargest(tmp_path: Path):
+    # Many equal RSS values and equal CPU deltas: the order among equals must be the
+    # /proc listing order, which is what heapq.nlargest (the earlier ranking) gives.
+    t0 = {pid: (100, 10 * (pid % 3)) for pid in range(2000, 2040)}
+    t1 = {pid: (100 + 5 * (pid % 4), 10 * (pid % 3)) for pid in range(2000, 2040)}
+    c = ProcessesCollector(_tree(tmp_path / "a", t0), CollectorSettings(top_processes=7))
+    c.collect(1000.0)
+    roots = _tree(tmp_path / "b", t1)
+    c.roots = roots
+    b = c.collect(1010.0)
+    listing = [int(p) for p in os.listdir(roots.proc) if p.isdigit()]
+    want_mem = heapq.nlargest(7, listing, key=lambda p: t1[p][1])
+    want_cpu = heapq.nlargest(7, [p for p in listing if t1[p][0] > t0[p][0]], key=lambda p: t1[p][0] - t0[p][0])
+    assert [r["pid"] for r in b.processes["by_memory"]] == want_mem
+    assert [r["pid"] for r in b.processes["by_cpu"]] == want_cpu
+    hz = os.sysconf("SC_CLK_TCK")
+    for r in b.processes["by_memory"]:
+        assert r["name"] == f"p{r['pid']}"
+        assert r["cpu_percent"] == (t1[r["pid"]][0] - t0[r["pid"]][0]) * 100.0 / hz / 10
+        assert r["rss_bytes"] == t1[r["pid"]][1] * PAGE
