@@ -1,0 +1,118 @@
+"""The Alerts page: policies (create, edit, enable/disable, delete, test), the alerts that
+fire and the notification history, on `service.alerting`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import abort, redirect, render_template, request, url_for
+
+from dashboards import policy_form
+from dashboards.views import alerting, bp, service
+from diag import catalogue
+from diag.alerting.policy import PolicyError
+from diag.events import LEVELS, TYPES
+
+HISTORY = 100
+
+
+def _alerting() -> Any:
+    a = alerting()
+    if a is None:
+        abort(404, "alerting is not running in this service")
+    return a
+
+
+def _page(values: dict[str, Any] | None = None, editing: str | None = None, errors: dict[str, str] | None = None,
+          status: int = 200, notice: str | None = None, test: dict[str, Any] | None = None) -> Any:
+    a = _alerting()
+    policies = a.repo.list("policy")
+    if values is None:
+        editing = editing or request.args.get("edit")
+        current = a.repo.get("policy", editing) if editing else None
+        if editing and current is None:
+            abort(404, f"no policy {editing}")
+        values = policy_form.to_values(current)
+    metrics = sorted(set(catalogue.BY_NAME) | set(service().store.metric_names()))
+    families = sorted({t.split(".")[0] + ".*" for t in TYPES})
+    return render_template(
+        "alerts.html", policies=policies, alerts=a.repo.alerts(["firing", "pending"]),
+        history=a.repo.history(time.time() - 7 * 86400, None, HISTORY), v=values, editing=editing,
+        errors=errors or {}, notice=notice or request.args.get("notice"), test=test, metrics=metrics,
+        event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
+        days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
+        instances=service().instances.list()), status
+
+
+@bp.get("/alerts")
+def alerts() -> Any:
+    return _page()
+
+
+@bp.post("/alerts/policies", defaults={"policy_id": None})
+@bp.post("/alerts/policies/<policy_id>")
+def save_policy(policy_id: str | None) -> Any:
+    a = _alerting()
+    form = request.form
+    if policy_id is not None and a.repo.get("policy", policy_id) is None:
+        abort(404, f"no policy {policy_id}")
+    more = form.get("more")
+    if more:  # "add a condition": show the form again with one more row, saving nothing
+        return _page(policy_form.values_from_form(form, more), policy_id)
+    errors: dict[str, str] = {}
+    try:
+        body, kept = policy_form.to_body(form)
+        saved = a.save_policy(body, policy_id, "dashboard") if policy_id is None else \
+            a.save_policy(body, policy_id, a.repo.get("policy", policy_id)["source"])
+    except policy_form.FormError as e:
+        errors[e.field] = e.message
+    except PolicyError as e:
+        if e.status == 404:
+            abort(404, e.message)
+        errors[policy_form.form_field(e.field, kept) or "_form"] = e.message
+    else:
+        verb = "created" if policy_id is None else "saved"
+        return redirect(url_for("dash.alerts", notice=f"{verb} policy {saved['name']!r} ({saved['policy_id']})")
+                        + f"#policy-{saved['policy_id']}", 303)
+    return _page(policy_form.values_from_form(form), policy_id, errors, 422)
+
+
+@bp.post("/alerts/policies/<policy_id>/enabled")
+def toggle_policy(policy_id: str) -> Any:
+    a = _alerting()
+    cur = a.repo.get("policy", policy_id)
+    if cur is None:
+        abort(404, f"no policy {policy_id}")
+    want = request.form.get("enabled") == "on"
+    try:
+        a.patch_policy(policy_id, {"enabled": want})
+    except PolicyError as e:
+        return _page(notice=f"could not change {cur['name']!r}: {e.message}", status=e.status)
+    state = "enabled" if want else "disabled"
+    return redirect(url_for("dash.alerts", notice=f"{state} {cur['name']!r}") + f"#policy-{policy_id}", 303)
+
+
+@bp.post("/alerts/policies/<policy_id>/delete")
+def delete_policy(policy_id: str) -> Any:
+    a = _alerting()
+    cur = a.repo.get("policy", policy_id)
+    if cur is None or not a.repo.delete("policy", policy_id):
+        abort(404, f"no policy {policy_id}")
+    return redirect(url_for("dash.alerts", notice=f"deleted {cur['name']!r}"), 303)
+
+
+@bp.post("/alerts/policies/<policy_id>/test")
+def test_policy(policy_id: str) -> Any:
+    a = _alerting()
+    cur = a.repo.get("policy", policy_id)
+    if cur is None:
+        abort(404, f"no policy {policy_id}")
+    event = None
+    if request.form.get("event_type"):
+        event = {"type": request.form["event_type"]}
+    try:
+        result = a.test(policy_id, event)
+    except PolicyError as e:
+        return _page(notice=f"test of {cur['name']!r} failed: {e.message}", status=e.status)
+    return _page(test={"policy": cur, "result": result})

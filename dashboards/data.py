@@ -1,0 +1,115 @@
+"""What the pages show, read from the service: time ranges, chart data, the fleet at a glance."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from dashboards import figures
+from diag.units import parse_time
+from diag.web.query_routes import MAX_POINTS, default_step
+
+RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "31d": 31 * 86400}
+MAX_EVENTS_ON_CHART = 200
+
+
+@dataclass(frozen=True)
+class Range:
+    key: str  # one of RANGES, or "custom"
+    start: float
+    end: float
+    step: float
+    error: str | None = None
+
+    @property
+    def live(self) -> bool:
+        """A range that ends now moves with the clock, so auto-refresh makes sense."""
+        return self.key != "custom"
+
+
+def parse_input_time(value: str, now: float) -> float:
+    """A time from the custom-range inputs: `<input type=datetime-local>` (taken as UTC,
+    as the page says) or any form the API takes (RFC 3339, -1h, UNIX seconds)."""
+    v = value.strip()
+    if len(v) in (16, 19) and v[4] == "-" and "T" in v:
+        return datetime.fromisoformat(v).replace(tzinfo=timezone.utc).timestamp()
+    return parse_time(v, now)
+
+
+def pick_range(args: dict[str, str], now: float | None = None) -> Range:
+    """The range the picker asked for; a bad custom range falls back to 24 h with a message."""
+    now = time.time() if now is None else now
+    key = args.get("range", "1h")
+    if key == "custom":
+        try:
+            start = parse_input_time(args.get("start", ""), now)
+            end = parse_input_time(args.get("end", "") or "now", now)
+        except (ValueError, IndexError) as e:
+            return _fallback(now, f"custom range: {e}")
+        if not start < end:
+            return _fallback(now, "custom range: the start must be before the end")
+        step = default_step(start, end)
+        if (end - start) / step > MAX_POINTS:
+            return _fallback(now, f"custom range: more than {MAX_POINTS} points a series")
+        return Range("custom", start, end, step)
+    span = RANGES.get(key)
+    if span is None:
+        return _fallback(now, f"unknown range {key!r}")
+    return Range(key, now - span, now, default_step(now - span, now))
+
+
+def _fallback(now: float, error: str) -> Range:
+    return Range("24h", now - 86400, now, default_step(now - 86400, now), error)
+
+
+def level_name(step: float) -> str:
+    """The roll-up level the store answers a step from, as the page explains it."""
+    for lv, name in ((86400, "1 day"), (3600, "1 h"), (300, "5 min"), (60, "1 min")):
+        if step >= lv and math.isclose(step / lv, round(step / lv)):
+            return f"{name} roll-ups"
+    return "raw samples"
+
+
+def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str, dict], list[dict]]:
+    """Every chart of the instance page, and the events marked on them."""
+    events = service.events.list(instance_id, since=rng.start, until=rng.end, limit=MAX_EVENTS_ON_CHART)
+    # Scheduled maintenance in the future is not on a time axis that ends now.
+    marks = [e for e in events if rng.start <= e["publish_time"] <= rng.end]
+    out: dict[str, dict] = {}
+    for chart in figures.CHARTS:
+        traces = []
+        for line in chart.lines:
+            frame = service.store.query(line.metric, instance_id=instance_id, start=rng.start, end=rng.end,
+                                        step=rng.step, agg=line.agg)
+            traces += figures.series_of(line, frame)
+        out[chart.key] = figures.figure(chart, traces, rng.start, rng.end, marks)
+    return out, events
+
+
+def _latest(service: Any, metric: str, max_age: float) -> Any:
+    try:
+        return service.store.latest(metric, instance_id=None, max_age=max_age)
+    except Exception:  # noqa: BLE001 - a store that cannot answer shows dashes, not a broken page
+        return None
+
+
+def glance(service: Any, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Per instance: the latest CPU, memory and fullest-filesystem usage (None when stale)."""
+    now = time.time() if now is None else now
+    max_age = max(5 * 60, 3 * float(service.config.interval))
+    out: dict[str, dict[str, Any]] = {}
+    for metric in ("cpu_usage", "mem_usage"):
+        frame = _latest(service, metric, max_age)
+        if frame is not None and not frame.empty:
+            for iid, v in zip(frame["instance_id"], frame["value"]):
+                out.setdefault(iid, {})[metric] = float(v)
+    frame = _latest(service, "fs_usage", max_age)
+    if frame is not None and not frame.empty and "mountpoint" in frame.columns:
+        for iid, g in frame.groupby("instance_id"):
+            row = g.loc[g["value"].idxmax()]
+            out.setdefault(str(iid), {})["fs_usage"] = float(row["value"])
+            out[str(iid)]["fs_mount"] = str(row["mountpoint"])
+    return out

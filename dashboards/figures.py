@@ -1,0 +1,181 @@
+"""Plotly figures for the instance page, as plain figure dicts.
+
+Plain dicts, not `plotly.graph_objects.Figure`: building and validating a graph object
+costs milliseconds per trace, and the page has dozens of traces; the unit tests check
+every dict against plotly's own validator instead. Times are UNIX milliseconds on a
+`date` axis, which plotly shows in UTC, like every other time on the dashboard.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from diag import catalogue
+
+
+@dataclass(frozen=True)
+class Line:
+    """One query of a chart: a metric, its statistic, how its series are named."""
+
+    metric: str
+    name: str = ""  # fixed name, or a prefix for the grouped label values
+    by: str | None = None  # sum the series over everything but this label (bandwidth by scope)
+    label: str | None = None  # one series per value of this label (devices, mountpoints)
+    agg: str = "avg"
+
+
+@dataclass(frozen=True)
+class Chart:
+    key: str
+    title: str
+    lines: tuple[Line, ...]
+    axis: str  # the unit shown on the y axis
+    kind: str = "line"  # or "bar" for per-interval counts
+    percent: bool = False
+    help: str = ""
+
+
+_COUNT = "sum"  # a per-interval count summed over a bucket is the count in that bucket
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("cpu", "CPU", (Line("cpu_usage", "total"), Line("cpu_user", "user"), Line("cpu_system", "system"),
+                         Line("cpu_iowait", "iowait"), Line("cpu_steal", "steal")),
+          "%", percent=True, help="Share of CPU time, all cores."),
+    Chart("memory", "Memory", (Line("mem_usage", "memory"), Line("swap_usage", "swap")), "%", percent=True,
+          help="Memory in use: (total - available) / total; swap in use."),
+    Chart("bandwidth", "Bandwidth", (Line("net_in", "in", by="scope"), Line("net_out", "out", by="scope")),
+          "bit/s", help="Bits per second, summed over the interfaces of each scope (public, private)."),
+    Chart("disk_iops", "Disk IOPS", (Line("disk_read_iops", "read", label="device"),
+                                     Line("disk_write_iops", "write", label="device")),
+          "operations/s", help="Reads and writes completed per second, per device."),
+    Chart("disk_bps", "Disk throughput", (Line("disk_read_bps", "read", label="device"),
+                                          Line("disk_write_bps", "write", label="device")),
+          "B/s", help="Bytes read and written per second, per device."),
+    Chart("disk_util", "Disk utilisation", (Line("disk_util", "", label="device"),), "%", percent=True,
+          help="Share of time each device had I/O in flight."),
+    Chart("disk_await", "Disk await", (Line("disk_await_read", "read", label="device"),
+                                       Line("disk_await_write", "write", label="device")),
+          "ms", help="Average time an I/O took (queue + service), per device."),
+    Chart("fs_usage", "Filesystem usage", (Line("fs_usage", "", label="mountpoint"),), "%", percent=True,
+          help="Space used per mountpoint, as df shows it."),
+    Chart("kernel", "Kernel signals", (
+        Line("tcp_listen_overflows", "accept queue overflows", agg=_COUNT),
+        Line("tcp_listen_drops", "listen drops", agg=_COUNT),
+        Line("udp_rcvbuf_errors", "UDP receive buffer full", agg=_COUNT),
+        Line("udp_sndbuf_errors", "UDP send buffer full", agg=_COUNT),
+        Line("softnet_dropped", "softirq backlog drops", agg=_COUNT),
+        Line("oom_kills", "OOM kills", agg=_COUNT),
+    ), "count per bucket", kind="bar",
+          help="Drops and OOM kills counted in each bucket; events are the markers along the top."),
+)
+
+BY_KEY = {c.key: c for c in CHARTS}
+
+# Health colours (PRODUCT.md), shared with the CSS; a state is never shown by colour alone.
+LEVEL_COLOURS = {"CRITICAL": "#c62828", "WARN": "#b26a00", "INFO": "#1565c0"}
+# A palette that stays distinguishable for the common colour-vision deficiencies (Okabe-Ito).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+def unit_of(metric: str) -> str:
+    m = catalogue.BY_NAME.get(metric)
+    return m.unit if m else ""
+
+
+def _round(v: float) -> float | None:
+    """Four significant digits: what a chart can show, and a third of the bytes."""
+    if not math.isfinite(v):
+        return None
+    return float(f"{v:.4g}")
+
+
+def series_of(line: Line, frame: pd.DataFrame | None) -> list[tuple[str, list[int], list[float | None]]]:
+    """(name, x in ms, y) for one query's frame."""
+    if frame is None or frame.empty:
+        return []
+    if line.by is not None:
+        if line.by not in frame.columns:
+            return []
+        summed = frame.groupby([line.by, "ts"], sort=True)["value"].sum().reset_index()
+        groups: Iterable[tuple[Any, pd.DataFrame]] = summed.groupby(line.by, sort=True)
+        fmt = f"{line.name} {{}}"
+    elif line.label is not None and line.label in frame.columns:
+        groups = frame.groupby(line.label, sort=True)
+        fmt = f"{{}} {line.name}".rstrip() if line.name else "{}"
+    else:
+        groups = [(line.name or line.metric, frame.groupby("ts", sort=True)["value"].sum().reset_index())]
+        fmt = "{}"
+    out = []
+    for key, g in groups:
+        key = key[0] if isinstance(key, tuple) else key
+        g = g.sort_values("ts")
+        xs = [int(t * 1000) for t in g["ts"].tolist()]
+        ys = [_round(v) for v in g["value"].tolist()]
+        out.append((fmt.format(key), xs, ys))
+    return out
+
+
+def _axis_format(chart: Chart) -> dict[str, Any]:
+    y: dict[str, Any] = {"title": {"text": chart.axis}, "automargin": True, "rangemode": "tozero",
+                         "gridcolor": "#e3e6ea", "zeroline": False}
+    if chart.percent:
+        y.update(range=[0, 100], ticksuffix=" %")
+    elif chart.axis in ("bit/s", "B/s"):
+        y["tickformat"] = "~s"  # 1.2M, 350k: SI prefixes, with the unit in the title
+    return y
+
+
+def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | None]]], start: float, end: float,
+           events: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """One chart's figure; `events` become dotted lines, and markers on the kernel chart."""
+    data: list[dict[str, Any]] = []
+    for i, (name, xs, ys) in enumerate(traces):
+        colour = PALETTE[i % len(PALETTE)]
+        hover = "%{y:.3~s}" if chart.axis in ("bit/s", "B/s") else "%{y:.4~g}"
+        trace: dict[str, Any] = {"type": "bar" if chart.kind == "bar" else "scatter", "name": name, "x": xs, "y": ys,
+                                 "hovertemplate": f"{name}: {hover} {chart.axis}<extra></extra>"}
+        if chart.kind == "bar":
+            trace["marker"] = {"color": colour}
+        else:
+            # Isolated points (a new machine, gaps in the data) vanish in a lines-only trace.
+            sparse = sum(y is not None for y in ys) < 60
+            trace.update(mode="lines+markers" if sparse else "lines", line={"width": 1.5, "color": colour},
+                         marker={"size": 4, "color": colour}, connectgaps=False)
+        data.append(trace)
+    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": int(e["publish_time"] * 1000),
+               "x1": int(e["publish_time"] * 1000), "y0": 0, "y1": 1,
+               "line": {"color": LEVEL_COLOURS.get(e["level"], "#616161"), "width": 1, "dash": "dot"}}
+              for e in events]
+    if chart.key == "kernel" and events:
+        data.append({
+            "type": "scatter", "mode": "markers", "name": "events", "yaxis": "y2",
+            "x": [int(e["publish_time"] * 1000) for e in events], "y": [1] * len(events),
+            "marker": {"symbol": "diamond", "size": 10, "color": [LEVEL_COLOURS.get(e["level"], "#616161")
+                                                                  for e in events]},
+            "text": [f"{e['type']} ({e['level']}): {str(e['details'].get('message', ''))[:120]}" for e in events],
+            "hovertemplate": "%{text}<extra></extra>"})
+    layout: dict[str, Any] = {
+        "title": {"text": chart.title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        "margin": {"l": 60, "r": 16, "t": 36, "b": 36}, "height": 260,
+        "xaxis": {"type": "date", "range": [int(start * 1000), int(end * 1000)], "gridcolor": "#e3e6ea"},
+        "yaxis": _axis_format(chart),
+        "legend": {"orientation": "h", "y": -0.28, "x": 0},
+        "hovermode": "x unified", "shapes": shapes, "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+        "font": {"family": "system-ui, sans-serif", "size": 12},
+        "barmode": "stack",
+    }
+    if len(traces) > 4:
+        # a long legend (many mountpoints or devices) gets room instead of a scrollbar
+        layout["height"] += 19 * ((len(traces) + 1) // 2)
+    if chart.key == "kernel":
+        layout["yaxis2"] = {"overlaying": "y", "range": [0, 1.1], "visible": False, "fixedrange": True}
+        layout["height"] = 280
+    if not traces:
+        layout["annotations"] = [{"text": "no data in this range", "showarrow": False, "xref": "paper",
+                                  "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "#616161"}}]
+    return {"data": data, "layout": layout}

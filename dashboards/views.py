@@ -1,0 +1,264 @@
+"""The dashboard blueprint: Overview and Instance pages, the shared hooks (CSRF, login,
+compression, security headers) and plotly.js served from the installed plotly package.
+
+Mounted at `/` by `diag.web.app.create_app`. The other pages add their routes to this
+blueprint from their own modules (diagnosis_views, events_views, alerts_views).
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import plotly
+from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
+                   url_for)
+from werkzeug.wrappers import Response as BaseResponse
+
+from dashboards import data, figures, security
+from diag import report_format
+from diag.health import STATES
+
+bp = Blueprint("dash", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/dashboard-static")
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+PLOTLY_VERSION = plotly.__version__
+_COMPRESSIBLE = ("text/html", "application/json", "text/css", "text/javascript", "application/javascript")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+       "form-action 'self'")
+
+# A state's look: CSS class and a glyph, so colour is never the only cue (PRODUCT.md colours).
+STATE_LOOK = {"Ok": "✓", "Impaired": "✕", "Warning": "!", "Maintaining": "⚙", "Initializing": "…",
+              "InsufficientData": "?", "NotApplicable": "–"}
+
+
+@bp.record_once
+def _setup(state: Any) -> None:
+    service = state.app.extensions["diag"]["service"]
+    security.configure(state.app, service.config.data_dir)
+
+
+def service() -> Any:
+    return current_app.extensions["diag"]["service"]
+
+
+def alerting() -> Any | None:
+    """The alerting part of the service, when it is there (it is built beside this page)."""
+    return getattr(service(), "alerting", None)
+
+
+# -- hooks ---------------------------------------------------------------------------------
+
+@bp.before_request
+def _guard() -> Any:
+    if request.method in security.MUTATING:
+        security.check_csrf()
+        if request.endpoint != "dash.login" and not security.logged_in():
+            if request.headers.get(security.CSRF_HEADER):
+                return jsonify({"error": {"code": "Unauthorized", "message": "log in first"}}), 401
+            return redirect(url_for("dash.login", next=request.referrer and _path(request.referrer)), 303)
+    return None
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    p = urlsplit(url)
+    return p.path + ("?" + p.query if p.query else "")
+
+
+@bp.after_request
+def _finish(resp: BaseResponse) -> BaseResponse:
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("X-Frame-Options", "DENY")
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return _compress(resp)
+
+
+def _compress(resp: BaseResponse) -> BaseResponse:
+    if (resp.direct_passthrough or resp.status_code != 200 or "Content-Encoding" in resp.headers
+            or resp.mimetype not in _COMPRESSIBLE or "gzip" not in request.headers.get("Accept-Encoding", "")):
+        return resp
+    body = resp.get_data()
+    if len(body) < 1400:
+        return resp
+    resp.set_data(gzip.compress(body, 5))
+    resp.headers["Content-Encoding"] = "gzip"
+    resp.headers.add("Vary", "Accept-Encoding")
+    return resp
+
+
+@bp.app_template_filter("when")
+def _when(ts: float | None) -> str:
+    return report_format.when(ts)
+
+
+@bp.app_template_filter("ago")
+def _ago(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    d = time.time() - ts
+    if d < 0:
+        return "in " + _span(-d)
+    return _span(d) + " ago"
+
+
+def _span(d: float) -> str:
+    for unit, secs in (("d", 86400), ("h", 3600), ("min", 60)):
+        if d >= secs:
+            return f"{d / secs:.0f} {unit}"
+    return f"{d:.0f} s"
+
+
+@bp.app_template_filter("iso_input")
+def _iso_input(ts: float | None) -> str:
+    """A time for `<input type=datetime-local>`, in UTC like the rest of the page."""
+    return "" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+
+@bp.app_context_processor
+def _globals() -> dict[str, Any]:
+    return {"csrf_token": security.csrf_token, "logged_in": security.logged_in,
+            "token_required": security.token_required, "STATE_LOOK": STATE_LOOK, "STATES": STATES,
+            "plotly_url": url_for("dash.plotly_js", version=PLOTLY_VERSION)}
+
+
+# -- plotly.js -----------------------------------------------------------------------------
+
+_plotly_gz: bytes | None = None
+_plotly_lock = threading.Lock()
+
+
+@bp.get("/dashboard-static/plotly-<version>.min.js")
+def plotly_js(version: str) -> Any:
+    """The installed package's plotly.js, compressed once and cached by the browser for a
+    year: the URL changes with the plotly version."""
+    global _plotly_gz
+    if version != PLOTLY_VERSION:
+        return redirect(url_for("dash.plotly_js", version=PLOTLY_VERSION), 301)
+    etag = f'"plotly-{PLOTLY_VERSION}"'
+    headers = {"Cache-Control": "public, max-age=31536000, immutable", "ETag": etag, "Vary": "Accept-Encoding"}
+    if request.headers.get("If-None-Match") == etag:
+        return Response(status=304, headers=headers)
+    if "gzip" not in request.headers.get("Accept-Encoding", ""):
+        return Response(PLOTLY_JS.read_bytes(), mimetype="text/javascript", headers=headers)
+    with _plotly_lock:
+        if _plotly_gz is None:
+            _plotly_gz = gzip.compress(PLOTLY_JS.read_bytes(), 6)
+    return Response(_plotly_gz, mimetype="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
+
+
+# -- login ---------------------------------------------------------------------------------
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    nxt = security.safe_next(request.values.get("next"))
+    error = None
+    if request.method == "POST":
+        if not security.token_required():
+            return redirect(nxt, 303)
+        if security.log_in(request.form.get("token", "")):
+            return redirect(nxt, 303)
+        error = "That is not the admin token."
+    return render_template("login.html", next=nxt, error=error, secure=security.secure_transport(),
+                           needed=security.token_required()), 401 if error else 200
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    security.log_out()
+    return redirect(url_for("dash.overview"), 303)
+
+
+# -- overview ------------------------------------------------------------------------------
+
+def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
+    a = alerting()
+    if a is None:
+        return None
+    try:
+        alerts = a.repo.alerts(["firing"]) if hasattr(a, "repo") else a.alerts(["firing"])
+    except Exception:  # noqa: BLE001 - the overview stays up when alerting cannot answer
+        current_app.logger.exception("firing alerts")
+        return None
+    return [x for x in alerts if instance_id is None or x.get("instance_id") == instance_id]
+
+
+@bp.get("/")
+def overview() -> Any:
+    s = service()
+    now = time.time()
+    rows = []
+    for inst in s.instances.list():
+        h = s.health_of(inst["instance_id"], now) or {}
+        rows.append({**inst, **h})
+    order = {"Impaired": 0, "Warning": 1, "InsufficientData": 2, "Maintaining": 3, "Initializing": 4,
+             "NotApplicable": 5, "Ok": 6}
+    rows.sort(key=lambda r: (order.get(r["health_status"], 9), r["instance_id"]))
+    counts = {st: sum(1 for r in rows if r["health_status"] == st) for st in STATES}
+    events = s.events.list(since=now - 86400, limit=15)
+    return render_template("overview.html", rows=rows, glance=data.glance(s, now), counts=counts,
+                           events=events, firing=_firing(), now=now)
+
+
+# -- instance ------------------------------------------------------------------------------
+
+def _instance_or_404(instance_id: str) -> dict[str, Any]:
+    inst = service().instances.get(instance_id)
+    if inst is None:
+        abort(404, f"no instance {instance_id}")
+    return inst
+
+
+@bp.get("/instances/<instance_id>")
+def instance(instance_id: str) -> Any:
+    s = service()
+    inst = _instance_or_404(instance_id)
+    rng = data.pick_range(request.args)
+    figs, events = data.chart_figures(s, instance_id, rng)
+    health = s.health_of(instance_id) or {}
+    return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
+                           charts=figures.CHARTS, ranges=data.RANGES, level=data.level_name(rng.step),
+                           firing=_firing(instance_id), interval=s.config.interval)
+
+
+@bp.get("/instances/<instance_id>/charts")
+def instance_charts(instance_id: str) -> Any:
+    """What auto-refresh fetches: the figures and the health panel, for the same range."""
+    s = service()
+    _instance_or_404(instance_id)
+    rng = data.pick_range(request.args)
+    figs, _ = data.chart_figures(s, instance_id, rng)
+    health = s.health_of(instance_id) or {}
+    html = render_template("_health.html", health=health)
+    return jsonify({"figures": figs, "health_html": html, "generated_at": time.time()})
+
+
+@bp.app_errorhandler(404)
+def _not_found(e: Any) -> Any:
+    # Pages get a page; the JSON API keeps its JSON error.
+    if request.path.startswith("/api/") or request.blueprint not in (None, bp.name) \
+            or "text/html" not in request.headers.get("Accept", ""):
+        from diag.web.errors import error_response
+
+        return error_response(404, getattr(e, "description", "not found"))
+    return render_template("error.html", code=404, message=getattr(e, "description", "not found")), 404
+
+
+@bp.errorhandler(403)
+def _forbidden(e: Any) -> Any:
+    if request.headers.get(security.CSRF_HEADER) is not None or request.is_json:
+        return jsonify({"error": {"code": "Forbidden", "message": e.description}}), 403
+    return render_template("error.html", code=403, message=e.description), 403
+
+
+from dashboards import alerts_views, diagnosis_views, events_views  # noqa: E402,F401  (they add routes to bp)

@@ -1,0 +1,221 @@
+"""The dashboard in Debian's Chromium (Playwright), against a real `diag serve` collecting
+this machine every second. Screenshots of every page go to test-artifacts/dashboards/."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI, ROOT, http
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARTIFACTS = ROOT / "test-artifacts" / "dashboards"
+TOKEN = "browser-s3cret"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        (pytest.fail if IN_CI else pytest.skip)("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _wait_for_data(url: str, timeout: float = 40) -> str:
+    """The local instance once it has samples for the charts and its first full diagnosis."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, _, body = http("GET", url + "/api/v1/instances")
+        inst = json.loads(body)["instances"][0]
+        _, _, q = http("GET", f"{url}/api/v1/query?metric=cpu_usage&start=-5m&step=10s")
+        if inst["health_status"] != "Initializing" and json.loads(q)["series"]:
+            return inst["instance_id"]
+        time.sleep(0.5)
+    raise AssertionError("no data and no diagnosis in time")
+
+
+class Watched:
+    """A page whose console errors and requests are recorded."""
+
+    def __init__(self, browser, origin: str):
+        self.origin = origin
+        self.context = browser.new_context(viewport={"width": 1366, "height": 768})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+
+    def foreign(self) -> list[str]:
+        return [u for u in self.requests if not (u.startswith(self.origin + "/") or u.startswith("data:"))]
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from tests.conftest import ServeProcess
+
+    p = ServeProcess(tmp_path_factory.mktemp("serve") / "data", "--interval", "1s")
+    p.wait_ready()
+    try:
+        iid = _wait_for_data(p.url)
+        yield p, iid
+    finally:
+        p.stop()
+
+
+@pytest.fixture
+def watched(browser, served):
+    w = Watched(browser, served[0].url)
+    yield w
+    w.context.close()
+
+
+def test_every_page_loads_clean_and_stays_on_its_origin(watched, served):
+    proc, iid = served
+    pages = {"overview": "/", "instance": f"/instances/{iid}", "instance-31d": f"/instances/{iid}?range=31d",
+             "diagnosis": "/diagnosis", "alerts": "/alerts", "events": "/events", "login": "/login"}
+    for name, path in pages.items():
+        resp = watched.page.goto(proc.url + path, wait_until="networkidle")
+        assert resp is not None and resp.status == 200, (name, resp and resp.status)
+        assert watched.shot(name).stat().st_size > 10_000
+        assert watched.errors == [], (name, watched.errors)
+    assert watched.requests and watched.foreign() == []
+    assert any("/plotly-" in u for u in watched.requests)
+
+
+def test_charts_hold_data_points_and_refresh(watched, served):
+    proc, iid = served
+    watched.page.goto(f"{proc.url}/instances/{iid}?range=1h", wait_until="networkidle")
+    counts = watched.page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('.plot')].map(
+        el => [el.dataset.key, (el.data || []).reduce((n, t) => n + (t.x || []).length, 0)]))""")
+    for key in ("cpu", "memory", "bandwidth", "disk_iops", "disk_bps", "disk_util", "fs_usage"):
+        assert counts[key] > 0, (key, counts)
+    assert watched.page.locator("#chart-cpu .main-svg .scatterlayer path.js-line").count() > 0
+    first = watched.page.get_attribute("#charts", "data-drawn")
+    watched.page.wait_for_function("(first) => document.getElementById('charts').dataset.drawn !== first", arg=first,
+                                   timeout=25_000)  # auto-refresh redrew the charts
+    assert watched.page.locator("#health .state").count() == 1  # the health panel was redrawn too
+    assert watched.errors == [] and watched.foreign() == []
+
+
+def test_run_diagnosis_shows_a_new_report(watched, served):
+    proc, iid = served
+    before = {r["report_id"] for r in json.loads(http("GET", f"{proc.url}/api/v1/diagnoses?instance_id={iid}")[2])["reports"]}
+    watched.page.goto(f"{proc.url}/diagnosis", wait_until="networkidle")
+    with watched.page.expect_navigation():
+        watched.page.click("#run-diagnosis")
+    after = json.loads(http("GET", f"{proc.url}/api/v1/diagnoses?instance_id={iid}")[2])["reports"]
+    new = [r["report_id"] for r in after if r["report_id"] not in before]
+    assert len(new) >= 1
+    assert f"report={new[0]}" in watched.page.url or new[0] in watched.page.inner_text("#report")
+    assert new[0] in watched.page.inner_text("#report")
+    # every category of the catalogue is on the page, each check with a status
+    for category in ("Storage", "Performance", "State", "Network", "Access"):
+        assert watched.page.locator("#report h3", has_text=category).count() == 1
+    assert watched.page.locator("#report .check").count() == len(json.loads(http("GET", f"{proc.url}/api/v1/checks")[2])["checks"])
+    watched.page.click("#history button")  # compare the two newest
+    watched.page.wait_for_selector("#comparison")
+    watched.shot("diagnosis-compare")
+    assert watched.errors == []
+
+
+def test_a_policy_created_through_the_form_is_listed_and_in_the_api(watched, served):
+    proc, _ = served
+    page = watched.page
+    page.goto(f"{proc.url}/alerts", wait_until="networkidle")
+    page.fill("#p-name", "Browser CPU <b>hot</b>")
+    page.fill('input[name="conditions[0].metric"]', "cpu_usage")
+    page.fill('input[name="conditions[0].threshold"]', "95")
+    page.select_option('select[name="conditions[0].severity"]', "critical")
+    with page.expect_navigation():
+        page.click("#save-policy")
+    assert page.locator(".policy-name", has_text="Browser CPU <b>hot</b>").count() == 1
+    policies = json.loads(http("GET", f"{proc.url}/api/v1/alert-policies")[2])["policies"]
+    mine = [p for p in policies if p["name"] == "Browser CPU <b>hot</b>"]
+    assert len(mine) == 1 and mine[0]["conditions"][0]["threshold"] == 95 and mine[0]["enabled"]
+    row = page.locator(f"#policy-{mine[0]['policy_id']}")
+    with page.expect_navigation():
+        row.locator("button", has_text="enabled").click()
+    assert json.loads(http("GET", f"{proc.url}/api/v1/alert-policies/{mine[0]['policy_id']}")[2])["enabled"] is False
+    watched.shot("alerts-created")
+    assert watched.errors == []
+
+
+def test_a_bad_form_value_shows_its_error_beside_the_field(watched, served):
+    proc, _ = served
+    page = watched.page
+    page.goto(f"{proc.url}/alerts", wait_until="networkidle")
+    page.fill("#p-name", "bad threshold")
+    page.fill('input[name="conditions[0].metric"]', "cpu_usage")
+    page.fill('input[name="conditions[0].threshold"]', "ninety")
+    with page.expect_navigation():
+        page.click("#save-policy")
+    err = page.locator('.err[data-field="conditions[0].threshold"]')
+    assert err.is_visible() and err.inner_text()
+    # beside the field: in the same table cell as the input
+    assert page.locator('td:has(input[name="conditions[0].threshold"]) .err').count() == 1
+    assert page.input_value('input[name="conditions[0].threshold"]') == "ninety"
+    watched.shot("alerts-error")
+    policies = json.loads(http("GET", f"{proc.url}/api/v1/alert-policies")[2])["policies"]
+    assert not [p for p in policies if p["name"] == "bad threshold"]
+    page.goto(f"{proc.url}/events", wait_until="networkidle")
+    page.fill("#f-duration", "forever")
+    with page.expect_navigation():
+        page.click("#schedule-form button.primary")
+    assert page.locator("#err-duration").is_visible()
+    watched.shot("events-error")
+
+
+def test_login_keeps_a_secure_httponly_cookie_on_loopback(browser, tmp_path):
+    from tests.conftest import ServeProcess
+
+    proc = ServeProcess(tmp_path / "data", "--interval", "1s", env={"DIAG_TOKEN": TOKEN})
+    proc.wait_ready()
+    w = Watched(browser, proc.url)
+    try:
+        page = w.page
+        page.goto(proc.url + "/events", wait_until="networkidle")
+        with page.expect_navigation():
+            page.click("#schedule-form button.primary")  # not logged in: sent to the login page
+        assert "/login" in page.url
+        page.fill("#token", TOKEN)
+        with page.expect_navigation():
+            page.click("button.primary")
+        cookies = {c["name"]: c for c in w.context.cookies()}
+        c = cookies["diag_session"]
+        assert c["secure"] and c["httpOnly"] and c["sameSite"] == "Strict"  # Chromium kept it on http://127.0.0.1
+        assert TOKEN not in c["value"]
+        page.goto(proc.url + "/events", wait_until="networkidle")
+        with page.expect_navigation():
+            page.click("#schedule-form button.primary")
+        assert "scheduled SystemMaintenance.Reboot" in page.inner_text(".notice")
+        _, _, body = http("GET", proc.url + "/api/v1/events?status=Scheduled")
+        assert len(json.loads(body)["events"]) == 1
+        page.once("dialog", lambda d: d.accept())  # "Cancel SystemMaintenance.Reboot?"
+        with page.expect_navigation():
+            page.locator("button", has_text="Cancel").first.click()
+        _, _, body = http("GET", proc.url + "/api/v1/events?status=Canceled")
+        assert len(json.loads(body)["events"]) == 1
+        w.shot("events-logged-in")
+        assert w.errors == [] and w.foreign() == []
+    finally:
+        w.context.close()
+        proc.stop()

@@ -1,0 +1,92 @@
+"""Range picking and the chart figures, over a real store the service filled."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import pytest
+
+from dashboards import data, figures
+from dashboards.diagnosis_views import diff
+from diag.config import load
+from diag.service import Service
+from diag.web.query_routes import default_step
+
+NOW = 2_000_000_000.0
+
+
+@pytest.mark.parametrize("key, step, level", [("1h", 60, "1 min roll-ups"), ("6h", 300, "5 min roll-ups"),
+                                              ("24h", 300, "5 min roll-ups"), ("7d", 3600, "1 h roll-ups"),
+                                              ("31d", 21600, "1 h roll-ups")])
+def test_each_range_picks_the_query_apis_step_and_its_level(key, step, level):
+    rng = data.pick_range({"range": key}, NOW)
+    assert rng.end == NOW and rng.start == NOW - data.RANGES[key]
+    assert rng.step == default_step(rng.start, rng.end) == step
+    assert data.level_name(rng.step) == level and rng.live and rng.error is None
+
+
+def test_custom_range_is_utc_and_a_bad_one_says_why():
+    rng = data.pick_range({"range": "custom", "start": "2033-05-18T00:00", "end": "2033-05-18T01:00"}, NOW)
+    assert (rng.start, rng.end, rng.key, rng.live) == (1999987200.0, 1999990800.0, "custom", False)
+    bad = data.pick_range({"range": "custom", "start": "2033-05-18T02:00", "end": "2033-05-18T01:00"}, NOW)
+    assert bad.key == "24h" and "before" in bad.error
+    assert data.pick_range({"range": "custom", "start": "yesterday"}, NOW).error
+    assert data.pick_range({"range": "1y"}, NOW).error == "unknown range '1y'"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    s = Service(load(env={}, data_dir=str(tmp_path_factory.mktemp("d"))))
+    for _ in range(3):
+        s.collect()
+    yield s
+    s.close()
+
+
+def test_every_figure_is_valid_plotly_and_charts_hold_this_machines_data(service):
+    rng = data.pick_range({"range": "1h"})
+    figs, _ = data.chart_figures(service, service.instance_id, rng)
+    assert set(figs) == {c.key for c in figures.CHARTS}
+    for key, fig in figs.items():
+        go.Figure(fig)  # plotly's own validator: raises on any bad property
+    for key in ("cpu", "memory", "disk_iops", "fs_usage"):
+        assert any(len(t["x"]) > 0 and any(v is not None for v in t["y"]) for t in figs[key]["data"]), key
+    total = next(t for t in figs["cpu"]["data"] if t["name"] == "total")
+    assert all(0 <= v <= 100 for v in total["y"] if v is not None)
+    assert figs["cpu"]["layout"]["yaxis"]["ticksuffix"] == " %"
+
+
+def test_bandwidth_is_summed_by_scope(service):
+    rng = data.pick_range({"range": "1h"})
+    frame = service.store.query("net_in", instance_id=service.instance_id, start=rng.start, end=rng.end,
+                                step=rng.step)
+    traces = figures.series_of(figures.Line("net_in", "in", by="scope"), frame)
+    scopes = sorted(set(frame["scope"])) if not frame.empty else []
+    assert [name for name, _, _ in traces] == [f"in {s}" for s in scopes]
+    for name, xs, ys in traces:
+        scope = name.split()[-1]
+        want = frame[frame["scope"] == scope].groupby("ts")["value"].sum()
+        assert xs == [int(t * 1000) for t in want.index]
+        assert ys == [float(f"{v:.4g}") for v in want]
+
+
+def test_events_are_marked_on_the_time_axis():
+    chart = figures.BY_KEY["kernel"]
+    ev = {"publish_time": NOW - 60, "level": "CRITICAL", "type": "Kernel.OOMKill", "details": {"message": "<b>x</b>"}}
+    fig = figures.figure(chart, [("OOM kills", [int((NOW - 60) * 1000)], [1.0])], NOW - 3600, NOW, [ev])
+    go.Figure(fig)
+    assert fig["layout"]["shapes"][0]["x0"] == int((NOW - 60) * 1000)
+    marker = fig["data"][-1]
+    assert marker["name"] == "events" and marker["text"][0].startswith("Kernel.OOMKill (CRITICAL)")
+
+
+def test_report_diff_says_what_got_better_and_worse():
+    def rep(**st):
+        return {"checks": [{"id": k.replace("_", "."), "name": k, "status": v, "message": v} for k, v in st.items()]}
+
+    old = rep(storage_disk="ok", performance_cpu="critical", state_reboot="warning", access_sshd="ok")
+    new = rep(storage_disk="warning", performance_cpu="ok", state_reboot="warning", network_bw="ok")
+    d = diff(old, new)
+    assert [e["id"] for e in d["worse"]] == ["storage.disk"]
+    assert [e["id"] for e in d["better"]] == ["performance.cpu"]
+    assert [e["id"] for e in d["added"]] == ["network.bw"] and [e["id"] for e in d["removed"]] == ["access.sshd"]
+    assert d["same_status"] == []

@@ -1,0 +1,203 @@
+"""The dashboard through the Flask test client, over a real service that collected this
+machine twice: escaping, CSRF refusals, the login, plotly.js serving, the policy form."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import stat
+
+import pytest
+
+from diag.config import load
+from diag.service import Service
+from diag.web.app import create_app
+
+TOKEN = "dash-s3cret"
+EVIL = '<script>alert("x")</script>'
+MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def _service(tmp_path, **flags):
+    s = Service(load(env={}, data_dir=str(tmp_path / "data"), **flags))
+    s.collect()
+    s.collect()
+    return s
+
+
+@pytest.fixture
+def service(tmp_path):
+    s = _service(tmp_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def locked(tmp_path):
+    s = _service(tmp_path, token=TOKEN)
+    yield s
+    s.close()
+
+
+def _csrf(client, path: str = "/") -> str:
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)
+
+
+def _counts(service) -> dict[str, int]:
+    tables = [r["name"] for r in service.db.read("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: service.db.read(f'SELECT COUNT(*) AS n FROM "{t}"')[0]["n"] for t in tables if t != "kv"}
+
+
+def _dashboard_posts(app) -> list[str]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith("dash.") and (rule.methods or set()) & MUTATING and rule.endpoint != "dash.login":
+            out.append(re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"x-\1", rule.rule))
+    return out
+
+
+def test_secret_is_made_once_with_mode_0600(tmp_path, service):
+    create_app(service)
+    path = service.config.data_dir / "dashboard-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    first = path.read_bytes()
+    assert len(first) >= 32
+    app2 = create_app(service)
+    assert app2.secret_key == first == path.read_bytes()
+
+
+def test_session_cookie_is_httponly_strict_and_secure(service):
+    client = create_app(service).test_client()
+    r = client.get("/")
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" in cookie
+
+
+def test_every_page_answers_and_is_escaped(service):
+    service.instances.register("evil-1", hostname=EVIL, labels={"role": EVIL})
+    service.events.detected(service.instance_id, "Disk.IOError", 1e9 * 1.7, EVIL, fold_key="x")
+    service.diagnose()
+    client = create_app(service).test_client()
+    iid = service.instance_id
+    for path in ("/", f"/instances/{iid}", "/instances/evil-1", "/diagnosis", "/diagnosis?instance_id=evil-1",
+                 "/events?since=60d", "/alerts", "/login"):
+        r = client.get(path, headers={"Accept": "text/html"})
+        assert r.status_code == 200, path
+        html = r.get_data(as_text=True)
+        assert EVIL not in html, path
+        assert "Content-Security-Policy" in r.headers and "default-src 'self'" in r.headers["Content-Security-Policy"]
+        # nothing from another origin: every src/href is on this site (or a fragment)
+        for ref in re.findall(r'(?:src|href)="([^"]*)"', html):
+            assert ref.startswith(("/", "#", "?", "data:")) and not ref.startswith("//"), (path, ref)
+    overview = client.get("/").get_data(as_text=True)
+    assert "&lt;script&gt;" in overview
+
+
+def test_health_state_is_named_beside_its_colour(service):
+    service.diagnose()
+    html = create_app(service).test_client().get("/").get_data(as_text=True)
+    state = service.health_of(service.instance_id)["health_status"]
+    assert re.search(rf'class="state state-{state}"[^>]*>.*?{state}</span>', html, re.S)
+
+
+def test_every_dashboard_post_refuses_without_the_csrf_token(service):
+    app = create_app(service)
+    client = app.test_client()
+    token = _csrf(client)
+    service.events.schedule(service.instance_id, "SystemMaintenance.Reboot", 4e9, 3600)
+    posts = _dashboard_posts(app)
+    assert "/diagnosis/run" in posts and "/alerts/policies" in posts and "/events/schedule" in posts
+    before = _counts(service)
+    for path in posts:
+        for data, headers in (({}, {}), ({"csrf_token": "forged"}, {}),
+                              ({"csrf_token": token}, {"Origin": "http://evil.example"})):
+            r = client.post(path, data=data, headers=headers)
+            assert r.status_code == 403, (path, data, headers, r.status_code)
+    assert _counts(service) == before
+
+
+def test_csrf_header_works_for_fetch_and_form_field_for_forms(service):
+    client = create_app(service).test_client()
+    token = _csrf(client)
+    n = len(service.reports.list(service.instance_id))
+    r = client.post("/diagnosis/run", data={"csrf_token": token, "window": "1h"})
+    assert r.status_code == 303 and "report=" in r.headers["Location"]
+    r = client.post("/diagnosis/run", data={"window": "1h"}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 303
+    assert len(service.reports.list(service.instance_id)) == n + 2
+
+
+def test_with_a_token_changes_need_the_login(locked):
+    app = create_app(locked)
+    client = app.test_client()
+    token = _csrf(client)
+    before = _counts(locked)
+    r = client.post("/events/schedule", data={"csrf_token": token, "instance_id": locked.instance_id,
+                                              "type": "SystemMaintenance.Reboot", "not_before": "2099-01-01T10:00",
+                                              "duration": "1h"})
+    assert r.status_code == 303 and r.headers["Location"].startswith("/login")
+    assert _counts(locked) == before
+    r = client.post("/login", data={"csrf_token": token, "token": "wrong"})
+    assert r.status_code == 401 and "not the admin token" in r.get_data(as_text=True)
+    r = client.post("/login", data={"csrf_token": token, "token": TOKEN, "next": "//evil.example/x"})
+    assert r.status_code == 303 and r.headers["Location"] == "/"
+    assert TOKEN not in r.headers["Set-Cookie"]
+    token = _csrf(client)  # a new session at login: a new CSRF token
+    r = client.post("/events/schedule", data={"csrf_token": token, "instance_id": locked.instance_id,
+                                              "type": "SystemMaintenance.Reboot", "not_before": "2099-01-01T10:00",
+                                              "duration": "1h"})
+    assert r.status_code == 303, r.get_data(as_text=True)
+    assert locked.events.list(locked.instance_id, status="Scheduled")
+
+
+def test_schedule_errors_are_shown_beside_their_field(service):
+    client = create_app(service).test_client()
+    r = client.post("/events/schedule", data={"csrf_token": _csrf(client), "instance_id": service.instance_id,
+                                              "type": "SystemMaintenance.Reboot", "not_before": "2099-01-01T10:00",
+                                              "duration": "soon"})
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    assert re.search(r'id="f-duration" name="duration" value="soon".*?<span class="err" id="err-duration"', html, re.S)
+    assert not service.events.list(status="Scheduled")
+
+
+def test_policy_form_errors_name_the_row_the_user_typed_in(service):
+    client = create_app(service).test_client()
+    n = len(service.alerting.repo.list("policy"))
+    form = {"csrf_token": _csrf(client), "name": "two rows", "enabled": "on", "conditions_rows": "2",
+            "conditions[1].metric": "cpu_usage", "conditions[1].threshold": "lots", "conditions[1].period": "5m"}
+    r = client.post("/alerts/policies", data=form)
+    assert r.status_code == 422
+    html = r.get_data(as_text=True)
+    assert re.search(r'data-field="conditions\[1\]\.threshold">[^<]+<', html)
+    assert len(service.alerting.repo.list("policy")) == n
+    form["conditions[1].threshold"] = "85"
+    r = client.post("/alerts/policies", data=form)
+    assert r.status_code == 303
+    saved = [p for p in service.alerting.repo.list("policy") if p["name"] == "two rows"]
+    assert saved and saved[0]["conditions"][0]["threshold"] == 85.0 and saved[0]["source"] == "dashboard"
+
+
+def test_plotly_is_served_from_the_package_with_caching(service):
+    import plotly
+
+    client = create_app(service).test_client()
+    html = client.get(f"/instances/{service.instance_id}").get_data(as_text=True)
+    url = re.search(r'<script src="([^"]*plotly[^"]*)"', html).group(1)
+    r = client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+    assert "immutable" in r.headers["Cache-Control"]
+    from pathlib import Path
+
+    assert gzip.decompress(r.data) == (Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_bytes()
+    again = client.get(url, headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304 and not again.data
+
+
+def test_api_errors_stay_json(service):
+    client = create_app(service).test_client()
+    r = client.get("/api/v1/nothing-here", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "NotFound"
+    r = client.get("/instances/nope", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and "text/html" in r.content_type
