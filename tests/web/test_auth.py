@@ -58,3 +58,14 @@ def test_every_mutating_route_needs_the_token(app, headers):
             refused.append((method, path, r.status_code))
     assert refused == [], "mutating routes that did not answer 401"
     assert snapshot(app) == before
+
+
+def test_another_site_cannot_change_anything_through_a_browser(app):
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    cross = client.post("/api/v1/diagnoses", json={}, headers={**auth, "Origin": "https://evil.example"})
+    assert cross.status_code == 403 and cross.get_json()["error"]["code"] == "Forbidden"
+    fetch_meta = client.post("/api/v1/diagnoses", json={}, headers={**auth, "Sec-Fetch-Site": "cross-site"})
+    assert fetch_meta.status_code == 403
+    same = client.post("/api/v1/diagnoses", json={}, headers={**auth, "Origin": "http://localhost"})
+    assert same.status_code == 201
