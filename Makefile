@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-DEBS   := prometheus prometheus-node-exporter victoria-metrics
+DEBS   := prometheus prometheus-node-exporter victoria-metrics chromium wrk
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 DATA_DIR ?= ./data
@@ -40,7 +40,11 @@ test: install system-deps
 bench: install system-deps
 	$(PY) bench/collect.py
 	$(PY) bench/store.py
+	$(PY) bench/dashboard.py
 	$(PY) bench/diagnose.py
+	$(PY) bench/fleet.py
+	$(PY) bench/commands.py
+	$(PY) bench/http.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -11,7 +11,6 @@ import threading
 import time
 
 from diag import __version__
-from diag.config import ConfigError, check_listen, load
 from diag.units import parse_duration
 
 log = logging.getLogger("diag")
@@ -53,6 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     diagnose.add_argument("--instance-id", help="which instance (default: this machine)")
     diagnose.set_defaults(func=_diagnose)
 
+    agent = sub.add_parser("agent", help="collectors only, pushing to a server (buffered on disk while it is away)")
+    agent.add_argument("--server", help="the server's URL, e.g. http://10.0.0.1:8080")
+    agent.add_argument("--token", help="the ingest token or an agent token (else DIAG_TOKEN)")
+    agent.add_argument("--activation-id", help="register once with this activation...")
+    agent.add_argument("--activation-code", help="...and its code; the agent token is then kept in the data dir")
+    agent.add_argument("--config", help="YAML or TOML agent config (labels, paths, ...)")
+    agent.add_argument("--instance-id")
+    agent.add_argument("--interval", help="collection interval, e.g. 10s")
+    agent.add_argument("--data-dir", help="buffer, token and kernel-log position (default ./agent-data)")
+    agent.add_argument("--listen", help="also serve /metrics here, e.g. 0.0.0.0:9310")
+    _add_roots(agent)
+    agent.set_defaults(func=_agent)
+
     rules = sub.add_parser("rules", help="alert rules")  # alerting hook
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the metric alert policies as a Prometheus alerting-rules file")
@@ -63,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # waitress warns on every queued request under load; the request histogram tells that better.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if args.command == "agent":
+        return args.func(args)  # the light agent reads its own config, without pydantic
+    from diag.config import ConfigError  # here, not at the top: `diag agent` must not load it
+
     try:
         return args.func(args)
     except ConfigError as e:
@@ -77,6 +95,8 @@ def _add_roots(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, **flags):
+    from diag.config import load
+
     cfg = load(args.config, **flags)
     paths = {k: getattr(args, k) for k in ("proc", "sys", "kmsg") if getattr(args, k, None)}
     if paths:
@@ -172,6 +192,12 @@ def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
             service.close()
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from diag.agent.main import run
+
+    return run(args)
+
+
 def _rules_export(args: argparse.Namespace) -> int:
     from diag.alerting.cli import export_rules
 
@@ -183,11 +209,15 @@ def _serve(args: argparse.Namespace) -> int:
 
     from diag import scheduler as scheduling
     from diag.service import Service
+    from diag.config import check_listen
     from diag.web.app import create_app
 
     cfg = _config(args, host=args.host, port=args.port, data_dir=args.data_dir, interval=args.interval,
                   store_url=args.store_url, enable_commands=args.enable_commands)
     check_listen(cfg)
+    from diag.config import check_commands  # remote commands: refuse them without a token
+
+    check_commands(cfg)
     service = Service(cfg)
     service.start()
     sched = scheduling.build(service)

@@ -74,6 +74,37 @@ class StoreConfig(_Strict):
     maintain_every: Duration = 300
 
 
+# -- alerting (diag/alerting) ------------------------------------------------------------
+class Smtp(_Strict):
+    host: str = "localhost"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password: str | None = None
+    sender: str = "diag@localhost"
+    timeout: Duration = 10
+    verify: bool = True
+    ca_file: Path | None = None
+
+
+class AlertingConfig(_Strict):
+    policies_file: Path | None = None  # YAML/JSON: policies, contacts, contact_groups, upserted at start
+    defaults: bool = True  # create the one-click default policies on first start
+    external_url: str | None = None  # base of the links in notifications; else http://host:port
+    smtp: Smtp = Smtp()
+    retry_base: Duration = 5
+    retry_cap: Duration = 600
+    give_up_after: Duration = 86400
+    deliver_every: Duration = 2
+# -- end alerting --------------------------------------------------------------------------
+
+
+class CommandsConfig(_Strict):  # remote commands (diag/commands), used only with enable_commands
+    allow: list[str] = []  # command names (or name@sha256 of the content) that may run; empty: any
+    delivery_timeout: Duration = 60  # a task no agent collected by then fails (AgentNotOnline)
+    workers: Annotated[int, Field(ge=1, le=64)] = 4  # concurrent runs on this instance
+
+
 class Config(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -83,6 +114,8 @@ class Config(_Strict):
     token: str | None = None
     ingest_token: str | None = None
     store_url: str | None = None
+    # Fleet: only the admin token may read the API and /metrics (agents' own endpoints excepted).
+    protect_reads: bool = False
     enable_commands: bool = False
     top_processes: int = Field(5, ge=1, le=50)
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
@@ -96,6 +129,8 @@ class Config(_Strict):
     paths: Paths = Paths()
     network: Network = Network()
     store: StoreConfig = StoreConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    commands: CommandsConfig = CommandsConfig()
 
     @field_validator("instance_id")
     @classmethod
@@ -131,18 +166,21 @@ def check_listen(config: Config) -> None:
         raise ConfigError(
             f"refusing to listen on {config.host} without a token: set DIAG_TOKEN (or token in the config) "
             "or listen on 127.0.0.1", field="host")
+    if config.protect_reads and not config.token:
+        raise ConfigError("protect_reads needs an admin token (DIAG_TOKEN) to read with", field="protect_reads")
+
+
+def check_commands(config: Config) -> None:
+    """Remote commands run code as root: never without the admin token to guard them."""
+    if config.enable_commands and not config.token:
+        raise ConfigError("refusing to enable remote commands without an admin token: set DIAG_TOKEN "
+                          "(or token in the config)", field="enable_commands")
 
 
 def instance_id_from(etc: Path) -> str:
-    """A stable id from /etc/machine-id, hashed so the machine id itself is not exposed
-    (systemd's advice for application-specific ids); the hostname when there is none."""
-    try:
-        machine_id = (etc / "machine-id").read_text().strip()
-    except OSError:
-        machine_id = ""
-    if not machine_id:
-        return socket.gethostname()
-    return "i-" + hashlib.sha256(b"diag:" + machine_id.encode()).hexdigest()[:16]
+    from diag.identity import instance_id_from as from_machine_id  # shared with the light agent
+
+    return from_machine_id(etc)
 
 
 ENV = {

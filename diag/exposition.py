@@ -23,17 +23,26 @@ def _help(m: catalogue.Metric) -> str:
 
 
 class BatchCollector(Collector):
-    """Exposes the catalogue gauges and raw `_total` counters of the latest batch."""
+    """Exposes the catalogue gauges and raw `_total` counters of the latest batch.
 
-    def __init__(self, latest: Callable[[], Batch | None], instance_labels: Callable[[], dict[str, str]] | None = None):
+    Every series carries `instance_id` (when `instance_id` is given), so an engine that
+    scrapes many agents with `honor_labels: true` keeps them apart without relabelling,
+    and PrometheusStore finds each instance by that label.
+    """
+
+    def __init__(self, latest: Callable[[], Batch | None], instance_labels: Callable[[], dict[str, str]] | None = None,
+                 instance_id: Callable[[], str] | None = None):
         self._latest = latest
         self._instance = instance_labels or (lambda: {})
+        self._instance_id = instance_id
 
     def collect(self) -> Iterator[Metric]:
         batch = self._latest()
         if batch is None:
             return
-        extra = self._instance()
+        extra = dict(self._instance())
+        if self._instance_id is not None:
+            extra = {"instance_id": self._instance_id(), **extra}
         yield from _families(batch.samples, catalogue.METRICS, GaugeMetricFamily, extra)
         yield from _families(batch.totals, catalogue.COUNTERS, CounterMetricFamily, extra)
 

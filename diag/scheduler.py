@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
@@ -33,6 +37,15 @@ def build(service: Service) -> BackgroundScheduler:
     sched.add_job(service.diagnose_all, IntervalTrigger(seconds=cfg.diagnose_every), id="diagnose",
                   next_run_time=first)
 
+    # alerting hook: evaluate every interval, deliver the outbox every few seconds
+    sched.add_job(service.alerting.evaluate, IntervalTrigger(seconds=cfg.interval), id="alerts",
+                  next_run_time=now + timedelta(seconds=1))
+    sched.add_job(service.alerting.deliver, IntervalTrigger(seconds=cfg.alerting.deliver_every), id="deliver",
+                  next_run_time=now)
+    sched.add_job(service.alerting.expire, IntervalTrigger(seconds=3600), id="alerts_expire")
+    if getattr(service, "commands", None) is not None:  # remote commands hook: schedules, delivery timeouts
+        sched.add_job(service.commands.tick, IntervalTrigger(seconds=1), id="commands", next_run_time=now)
+
     def _count(event: JobEvent) -> None:
         outcome = _OUTCOME[event.code]
         service.job_outcomes[(event.job_id, outcome)] += 1
@@ -41,4 +54,22 @@ def build(service: Service) -> BackgroundScheduler:
             log.error("job %s failed: %r", event.job_id, event.exception)
 
     sched.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    # Durations are measured around the call itself: the listener's events carry only the
+    # scheduled time, which would add the scheduler's own lateness to every run.
+    for job in sched.get_jobs():
+        job.modify(func=_timed(job.func, service.job_durations.labels(job.id)))
     return sched
+
+
+def _timed(fn: Callable[..., Any], hist: Any) -> Callable[..., Any]:
+    """`fn`, observing its wall time (failed runs too) into the histogram child `hist`."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            hist.observe(time.perf_counter() - t0)
+
+    return run

@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import Histogram
 
 from collectors import registry
 from collectors.runner import CollectionCycle
@@ -20,10 +24,14 @@ from diag.events import EventLog
 from diag.instances import Instances
 from diag.model import Batch
 from diag.reports import Reports
+from diag.reserve import Reserve
 
 log = logging.getLogger(__name__)
 
 FACTS_EVERY = 300
+# A collection takes milliseconds, a diagnosis of many instances seconds; past 60 s a
+# job overruns any interval the service would be set to.
+JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class Service:
@@ -48,6 +56,9 @@ class Service:
         self.events = EventLog(self.db)
         self.instances = Instances(self.db)
         self.reports = Reports(self.db)
+        from diag.fleet import Fleet  # fleet: activations and agent tokens
+
+        self.fleet = Fleet(self.db)
         self.instances.register(self.instance_id, hostname=socket.gethostname(), local=True)
         for message in damaged:
             self.events.detected(self.instance_id, "Store.Error", time.time(), message, fold_key=message)
@@ -56,12 +67,20 @@ class Service:
         self.collections = 0
         self.started_at = time.time()
         self.job_outcomes: Counter[tuple[str, str]] = Counter()
+        # Filled by the scheduler's job wrapper; registered by the web app's registry.
+        self.job_durations = Histogram("diag_job_duration_seconds", "Wall time of scheduled job runs, by job.",
+                                       ["job"], registry=None, buckets=JOB_BUCKETS)
         self.last_error: str | None = None
+        self.store_failing: str | None = None  # why the last collection's samples were not stored
+        self.reserve = Reserve(config.data_dir / "reserve")
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[dict, float]] = {}
         from diag.alerting import Alerting  # alerting hook: policies, evaluator, outbox
 
         self.alerting = Alerting(self)
+        from diag.commands import attach  # remote commands hook: None unless enabled
+
+        self.commands = attach(self)
         self.checks = diagnosis.configured(config.checks)
         self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
 
@@ -72,35 +91,57 @@ class Service:
                                  "the previous run of the service did not stop cleanly", fold_key="unclean")
             # If the machine rebooted under it, that reboot was no routine one.
             self.db.set_kv(f"unclean_stop:{self.instance_id}", True)
+        self.reserve.ensure()
         self._running = True
+        if self.commands is not None:  # remote commands hook: settle records of the last run
+            self.commands.start()
 
     # -- jobs ------------------------------------------------------------------------------
 
     def collect(self, now: float | None = None) -> Batch:
         """One cycle: read every source, store the samples durably, record its events."""
-        from diag.store import StoreError
+        from diag.store import StoreError, StoreFullError
 
         with self._lock:
             batch = self.cycle.run(now)
             try:
-                self.store.write(self.instance_id, batch.samples)
+                if not getattr(self.store, "read_only", False):  # an engine scrapes our /metrics instead
+                    self.store.write(self.instance_id, batch.samples)
             except StoreError as e:
                 # Keep collecting and answering: the samples of this cycle are lost, and said so.
-                self.last_error = f"store: {e}"
-                self.events.detected(self.instance_id, "Store.Error", batch.ts, f"cannot store samples: {e}",
-                                     fold_key="write")
-            self.events.record_batch(self.instance_id, batch)
-            if self.collections == 0:
-                self.db.set_kv(f"unclean_stop:{self.instance_id}", False)  # only the first reboot seen counts
-            self.instances.seen(self.instance_id, batch.ts)
+                self.last_error = self.store_failing = f"store: {e}"
+                if isinstance(e, StoreFullError):
+                    self.reserve.release()  # so the event below can be written on the same full disk
+                self._bookkeep(lambda: self.events.detected(
+                    self.instance_id, "Store.Error", batch.ts, f"cannot store samples: {e}", fold_key="write"))
+            else:
+                if self.store_failing is not None:
+                    self.store_failing = None
+                    self.reserve.ensure()
+            self._bookkeep(lambda: self.events.record_batch(self.instance_id, batch))
+            if self.collections == 0:  # only the first reboot seen counts
+                self._bookkeep(lambda: self.db.set_kv(f"unclean_stop:{self.instance_id}", False))
+            self._bookkeep(lambda: self.instances.seen(self.instance_id, batch.ts))
+            # Even when nothing above could be written, /metrics and /healthz see this cycle.
             self.last_batch = batch
             self.collections += 1
             return batch
 
+    def _bookkeep(self, write: Callable[[], object]) -> None:
+        """A write to diag.db that a full disk must not turn into a failed collection."""
+        try:
+            write()
+        except sqlite3.OperationalError as e:
+            self.last_error = f"database: {e}"
+            log.warning("collection bookkeeping not written: %s", e)
+
     def ingest(self, instance_id: str, samples: list, signals: list, *, batch_id: str | None = None,
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
-        stored = self.store.write(instance_id, samples, batch_id=batch_id)
+        # With an engine behind --store-url the samples reach it by scraping; signals, facts
+        # and last-seen still come through here.
+        read_only = getattr(self.store, "read_only", False)
+        stored = read_only or self.store.write(instance_id, samples, batch_id=batch_id)
         self.instances.register(instance_id, hostname=hostname, labels=labels)
         if stored:
             newest = max((s.ts for s in samples), default=time.time())
@@ -185,6 +226,7 @@ class Service:
     def diagnose_all(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.events.tick(now)
+        self.sync_instances()
         for inst in self.instances.list():
             try:
                 self.diagnose(inst["instance_id"], now=now)
@@ -240,6 +282,8 @@ class Service:
             return None
 
     def close(self) -> None:
+        if self.commands is not None:  # remote commands hook: kill local runs first
+            self.commands.close()
         with self._lock:
             self.store.close()
             self.db.close()
@@ -247,7 +291,31 @@ class Service:
                 lifecycle.mark_stopped(self.config.data_dir)
 
 
+    def sync_instances(self) -> None:
+        """With an engine behind --store-url: every `instance_id` it has data of is an
+        instance here, last seen at its newest sample (so a silent one turns stale)."""
+        if not hasattr(self.store, "instance_ids"):
+            return
+        from diag.store import StoreError
+
+        try:
+            ids, seen = self.store.instance_ids(), self.store.last_seen()
+        except StoreError as e:
+            self.last_error = f"store: {e}"
+            log.warning("cannot list the engine's instances: %s", e)
+            return
+        for iid in ids:
+            if self.instances.get(iid) is None:
+                self.instances.register(iid)
+            if iid in seen:
+                self.instances.seen(iid, seen[iid])
+
+
 def _open_store(config: Config):
+    if config.store_url:
+        from diag.store.prometheus import PrometheusStore
+
+        return PrometheusStore(config.store_url)
     from diag.store import Retention, SqliteStore
 
     r = config.store.retention

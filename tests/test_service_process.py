@@ -23,10 +23,10 @@ def test_make_run_serves_healthz_and_cpu_usage(tmp_path):
         assert healthy, "no /healthz within 30 s"
         # cpu_usage needs a second cycle (a rate); the default interval is 10 s.
         deadline, text = time.monotonic() + 30, ""
-        while time.monotonic() < deadline and "\ncpu_usage " not in text:
+        while time.monotonic() < deadline and "\ncpu_usage{" not in text:
             text = http("GET", f"http://127.0.0.1:{port}/metrics")[2].decode()
             time.sleep(1)
-        assert "\ncpu_usage " in text
+        assert "\ncpu_usage{" in text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from diag.web import errors
+from diag.web import errors, origin
 
 
 def create_app(service, scheduler=None) -> Flask:
@@ -15,13 +15,24 @@ def create_app(service, scheduler=None) -> Flask:
     from diag.web.instances_routes import bp as instances_bp
     from diag.web.metrics_routes import bp as metrics_bp
     from diag.web.query_routes import bp as query_bp
-    from diag.web.service_routes import bp as service_bp, init_registry
+    from diag.web import instrumentation
+    from diag.web.service_routes import BatchExposition, bp as service_bp, init_registry
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.json.sort_keys = False
-    app.extensions["diag"] = {"service": service, "scheduler": scheduler, "registry": init_registry(service)}
+    registry = init_registry(service)
+    app.extensions["diag"] = {"service": service, "scheduler": scheduler, "registry": registry,
+                              "batch_exposition": BatchExposition(service)}
     errors.install(app)
+    from diag.web.openapi import bp as openapi_bp
+
+    app.register_blueprint(openapi_bp)
+    origin.install(app)
+    histogram = instrumentation.install(app, registry)
+    from diag.web.metrics_fastpath import MetricsFastPath
+
+    app.wsgi_app = MetricsFastPath(app, app.wsgi_app, histogram)
     app.register_blueprint(service_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(query_bp)
@@ -29,4 +40,17 @@ def create_app(service, scheduler=None) -> Flask:
     app.register_blueprint(instances_bp)
     app.register_blueprint(diagnosis_bp)
     app.register_blueprint(events_bp)
+    from diag.web import auth
+    from diag.web.fleet_routes import bp as fleet_bp  # fleet: activations, agent registration
+
+    auth.install(app)
+    app.register_blueprint(fleet_bp)
+    from diag.web.alerting_routes import bp as alerting_bp  # alerting hook
+
+    app.register_blueprint(alerting_bp)
+    from diag.web.commands_routes import bp as commands_bp  # remote commands: 404 unless enabled
+
+    app.register_blueprint(commands_bp)
+    from dashboards.views import bp as dashboard_bp  # the dashboard, at /
+    app.register_blueprint(dashboard_bp)
     return app

@@ -29,3 +29,72 @@ def require(*kinds: str) -> None:
     ok = [hmac.compare_digest(got.encode(), w.encode()) for w in wanted] if got else [False]
     if not any(ok):
         raise ApiError(401, "a valid bearer token is required (Authorization: Bearer <token>)")
+
+
+# -- fleet: agent tokens bound to one instance, the shared ingest token, protected reads --
+
+def _matches(got: str, secret: str | None) -> bool:
+    return bool(secret) and hmac.compare_digest(got.encode(), secret.encode())
+
+
+def _agent_instance(got: str) -> str | None:
+    fleet = getattr(current_app.extensions["diag"]["service"], "fleet", None)
+    return fleet.instance_of(got) if fleet is not None else None
+
+
+def may_push(instance_id: str | None) -> None:
+    """Pushing data: the admin or ingest token for any instance, an agent token only for its
+    own. `instance_id` None checks the token alone (before the body is read), so a bad
+    token is a 401 whatever the body says; then it is called again with the instance."""
+    cfg = current_app.extensions["diag"]["service"].config
+    got = _bearer()
+    if got is not None:
+        if _matches(got, cfg.token) or _matches(got, cfg.ingest_token):
+            return
+        bound = _agent_instance(got)
+        if bound is not None:
+            if instance_id is not None and bound != instance_id:
+                raise ApiError(403, f"this agent token pushes only for instance {bound}")
+            return
+    if cfg.token or cfg.ingest_token:
+        raise ApiError(401, "a valid bearer token is required (Authorization: Bearer <token>)")
+
+
+def agent_for(instance_id: str) -> None:
+    """An agent's own endpoints (`/api/v1/agents/{id}/tasks`...): always a token, and only
+    the agent token bound to `instance_id` (or the admin token) may use them."""
+    cfg = current_app.extensions["diag"]["service"].config
+    got = _bearer()
+    if got is None:
+        raise ApiError(401, "an agent token is required (Authorization: Bearer <token>)")
+    if _matches(got, cfg.token):
+        return
+    bound = _agent_instance(got)
+    if bound is None:
+        if _matches(got, cfg.ingest_token):
+            raise ApiError(403, "the ingest token may only push data")
+        raise ApiError(401, "a valid agent token is required")
+    if bound != instance_id:
+        raise ApiError(403, f"this agent token belongs to instance {bound}")
+
+
+# Reads that stay open with protect_reads: liveness, and the agents' own endpoints (checked above).
+_OPEN_READS = ("/healthz", "/api/v1/agents/")
+
+
+def install(app) -> None:
+    """With `protect_reads`, every API read and /metrics needs the admin token."""
+
+    @app.before_request
+    def _protect_reads() -> None:
+        cfg = current_app.extensions["diag"]["service"].config
+        if not getattr(cfg, "protect_reads", False) or request.method not in ("GET", "HEAD"):
+            return
+        path = request.path
+        if path.startswith(_OPEN_READS) or not (path.startswith("/api/") or path == "/metrics"):
+            return  # the dashboard's pages answer to its own login (dashboards/security.py)
+        got = _bearer()
+        if got is None or not _matches(got, cfg.token):
+            if got is not None and (_matches(got, cfg.ingest_token) or _agent_instance(got) is not None):
+                raise ApiError(403, "reads need the admin token (protect_reads is on)")
+            raise ApiError(401, "reads need the admin token (protect_reads is on)")

@@ -10,6 +10,8 @@ from diag.units import parse_duration
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, json_body, string
+from diag.web.openapi import INT, arr, doc, obj, query
+from diag.web.schemas import CHECK, DIAGNOSIS_BODY, REPORT, REPORT_SUMMARY
 
 bp = Blueprint("diagnosis_api", __name__, url_prefix="/api/v1", template_folder="templates")
 
@@ -21,11 +23,13 @@ def _service():
 
 
 @bp.get("/checks")
+@doc("The check catalogue.", responses={200: obj({"checks": arr(CHECK)})})
 def list_checks():
     return jsonify({"checks": [c.to_json() for c in check_catalogue.ALL]})
 
 
 @bp.post("/diagnoses")
+@doc("Run a diagnosis now; the report is stored.", body=DIAGNOSIS_BODY, responses={201: REPORT})
 def create_diagnosis():
     auth.require("token")
     body = json_body() if request.content_length else {}
@@ -52,6 +56,8 @@ def create_diagnosis():
 
 
 @bp.get("/diagnoses")
+@doc("Stored reports, newest first.", responses={200: obj({"reports": arr(REPORT_SUMMARY)})},
+     params=[query("instance_id"), query("limit", INT)])
 def list_diagnoses():
     instance_id = request.args.get("instance_id")
     try:
@@ -64,6 +70,8 @@ def list_diagnoses():
 
 
 @bp.get("/diagnoses/<report_id>")
+@doc("One report (JSON; HTML with Accept: text/html or ?format=html; Markdown with ?format=md).",
+     responses={200: REPORT})
 def get_diagnosis(report_id: str):
     report = _service().reports.get(report_id)
     if report is None:

@@ -11,6 +11,8 @@ from diag.units import parse_duration, parse_time
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, json_body, string
+from diag.web.openapi import arr, doc, obj, query
+from diag.web.schemas import EVENT, EVENT_BODY
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 
@@ -29,6 +31,9 @@ def _time_arg(name: str, now: float) -> float | None:
 
 
 @bp.get("/events")
+@doc("The event log, newest first.", responses={200: obj({"events": arr(EVENT)})}, params=[
+    query("instance_id"), query("type", description="comma-separated types"), query("status"),
+    query("since"), query("until")])
 def list_events():
     now = time.time()
     status = request.args.get("status")
@@ -41,6 +46,8 @@ def list_events():
 
 
 @bp.post("/events")
+@doc("Schedule maintenance; the instance is Maintaining while it executes.", body=EVENT_BODY,
+     responses={201: EVENT})
 def schedule_event():
     auth.require("token")
     s = _service()
@@ -72,6 +79,7 @@ def schedule_event():
 
 
 @bp.post("/events/<event_id>/cancel")
+@doc("Cancel a scheduled event.", responses={200: EVENT})
 def cancel_event(event_id: str):
     auth.require("token")
     try:

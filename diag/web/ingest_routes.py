@@ -12,6 +12,8 @@ from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string
+from diag.web.openapi import doc
+from diag.web.schemas import INGEST_BODY, INGEST_RESULT
 
 bp = Blueprint("ingest_api", __name__, url_prefix="/api/v1")
 
@@ -22,12 +24,15 @@ MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
 
 
 @bp.post("/ingest")
+@doc("Store a batch of samples and signals (agents, custom metrics).", body=INGEST_BODY,
+     responses={202: INGEST_RESULT})
 def ingest():
-    auth.require("token", "ingest_token")
+    auth.may_push(None)  # a bad token is a 401 before the body is read
     service = current_app.extensions["diag"]["service"]
     body = json_body()
     now = time.time()
     instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
+    auth.may_push(instance_id)  # an agent token pushes only for its own instance
     batch_id = body.get("batch_id")
     if batch_id is not None:
         string(batch_id, "batch_id", max_len=128)
@@ -45,6 +50,12 @@ def ingest():
                                 labels=inst_labels, facts=facts)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
+    dropped = body.get("dropped_batches", 0)
+    if stored and isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+        # The agent's buffer overflowed while the server was away: a gap the operator should know of.
+        service.events.detected(instance_id, "Agent.BatchesDropped", now,
+                                f"the agent dropped {dropped} batches while the server was away (buffer full)",
+                                level="WARN", fold_key=str(batch_id))
     return jsonify({"instance_id": instance_id, "accepted": len(samples), "signals": len(signals),
                     "duplicate": not stored, "batch_id": batch_id}), 202
 

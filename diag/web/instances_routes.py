@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from diag.web.errors import ApiError
+from diag.web.openapi import arr, doc, obj
+from diag.web.schemas import HEALTH, INSTANCE
 
 bp = Blueprint("instances_api", __name__, url_prefix="/api/v1")
 
@@ -21,12 +23,14 @@ def _instance(inst: dict, health: dict) -> dict:
 
 
 @bp.get("/instances")
+@doc("Every instance with its health.", responses={200: obj({"instances": arr(INSTANCE)})})
 def list_instances():
     s = _service()
     return jsonify({"instances": [_instance(i, s.health_of(i["instance_id"])) for i in s.instances.list()]})
 
 
 @bp.get("/instances/<instance_id>")
+@doc("One instance with its health and latest report.", responses={200: INSTANCE})
 def get_instance(instance_id: str):
     s = _service()
     inst = s.instances.get(instance_id)
@@ -36,6 +40,7 @@ def get_instance(instance_id: str):
 
 
 @bp.get("/instances/<instance_id>/health")
+@doc("The health state now and the checks behind it.", responses={200: HEALTH})
 def get_health(instance_id: str):
     h = _service().health_of(instance_id)
     if h is None:

@@ -6,12 +6,15 @@ import math
 import re
 import time
 
+import numpy as np
 from flask import Blueprint, current_app, jsonify, request
 
 from diag import catalogue
 from diag.units import parse_duration, parse_time
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, LABEL_NAME
+from diag.web.openapi import doc, enum, query
+from diag.web.schemas import QUERY_RESULT
 
 bp = Blueprint("query_api", __name__, url_prefix="/api/v1")
 
@@ -46,6 +49,10 @@ def _label_filters() -> dict[str, str | re.Pattern[str]]:
 
 
 @bp.get("/query")
+@doc("One metric's series over a window, bucketed by step.", responses={200: QUERY_RESULT}, params=[
+    query("metric", required=True), query("instance_id"), query("start", description="UNIX s, RFC 3339, now, -1h"),
+    query("end"), query("step", description="a duration such as 60s or 5m"),
+    query("agg", enum(*AGGS))])
 def query():
     service = current_app.extensions["diag"]["service"]
     now = time.time()
@@ -65,7 +72,7 @@ def query():
     if agg not in AGGS:
         raise ApiError(400, f"agg must be one of {', '.join(AGGS)}", "agg")
     try:
-        step = parse_duration(request.args["step"]) if "step" in request.args else _default_step(start, end)
+        step = parse_duration(request.args["step"]) if "step" in request.args else default_step(start, end)
     except ValueError as e:
         raise ApiError(400, str(e), "step") from None
     if not (math.isfinite(step) and step >= 1):
@@ -80,7 +87,7 @@ def query():
                     "start": start, "end": end, "agg": agg, "series": _series(frame)})
 
 
-def _default_step(start: float, end: float) -> float:
+def default_step(start: float, end: float) -> float:
     """About 300 points per series, on a round step."""
     want = (end - start) / 300
     for s in (10, 60, 300, 900, 3600, 21600, 86400):
@@ -101,6 +108,7 @@ def _series(frame) -> list[dict]:
         if len(out) >= MAX_SERIES:
             break
         g = g.sort_values("ts")
-        out.append({"instance_id": key[0], "labels": labels,
-                    "points": [[float(t), float(v)] for t, v in zip(g["ts"], g["value"])]})
+        # numpy's tolist() makes the Python floats in C: ~10x faster than a comprehension.
+        points = np.column_stack((g["ts"].to_numpy(dtype=float), g["value"].to_numpy(dtype=float))).tolist()
+        out.append({"instance_id": key[0], "labels": labels, "points": points})
     return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
@@ -10,17 +12,60 @@ from prometheus_client.exposition import choose_encoder
 
 from diag import __version__
 from diag.exposition import BatchCollector, ServiceCollector
+from diag.web.openapi import STR, doc
+from diag.web.schemas import HEALTHZ
 
 bp = Blueprint("service", __name__)
 
 
 def init_registry(service) -> CollectorRegistry:
+    """The app's own registry: everything /metrics shows except the latest batch's families,
+    which `BatchExposition` renders once per collection (see there)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(BatchCollector(lambda: service.last_batch))
     reg.register(ServiceCollector(service))
+    reg.register(service.job_durations)
+    from diag.alerting.exposition import AlertsCollector  # alerting hook
+
+    reg.register(AlertsCollector(service.alerting))
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     return reg
+
+
+class BatchExposition:
+    """The latest batch's families, encoded once per batch and content type.
+
+    They change only when a collection ends, yet encoding them is most of a scrape's
+    cost (hundreds of lines); under many concurrent scrapers re-encoding them per
+    request made /metrics CPU-bound. The self-monitoring families stay fresh.
+    """
+
+    def __init__(self, service) -> None:  # diag.service.Service
+        self._service = service
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(BatchCollector(self._batch, instance_id=lambda: service.instance_id))
+        self._pinned = None  # the batch being encoded, so the collector and the cache key agree
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[object, bytes]] = {}
+
+    def _batch(self):
+        return self._pinned
+
+    def render(self, encoder: Callable[[CollectorRegistry], bytes], content_type: str) -> bytes:
+        batch = self._service.last_batch
+        hit = self._cache.get(content_type)
+        if hit is not None and hit[0] is batch:
+            return hit[1]
+        with self._lock:  # one encoder at a time: `_pinned` is shared
+            self._pinned = batch
+            try:
+                body = encoder(self._registry)
+            finally:
+                self._pinned = None
+        # The live part that follows carries the one OpenMetrics terminator.
+        body = body.removesuffix(b"# EOF\n")
+        self._cache[content_type] = (batch, body)
+        return body
 
 
 def _parts():
@@ -29,6 +74,7 @@ def _parts():
 
 
 @bp.get("/healthz")
+@doc("Is the service itself working?", responses={200: HEALTHZ, 503: HEALTHZ})
 def healthz():
     service, scheduler, _ = _parts()
     failing: list[str] = []
@@ -40,6 +86,8 @@ def healthz():
     grace = max(3 * interval, 30)
     if (last is None and time.time() - service.started_at > grace) or (last is not None and time.time() - last > grace):
         failing.append(f"collection: none for more than {grace:.0f}s")
+    if service.store_failing is not None:  # collecting, but the samples are lost (disk full, ...)
+        failing.append(service.store_failing)
     body = {"status": "ok" if not failing else "failing", "version": __version__,
             "instance_id": service.instance_id, "last_collection": last}
     if failing:
@@ -49,7 +97,10 @@ def healthz():
 
 
 @bp.get("/metrics")
+@doc("Prometheus exposition of the latest collection and of the service itself.",
+     responses={200: STR}, content_type="text/plain")
 def metrics():
     _, _, registry = _parts()
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return Response(encoder(registry), content_type=content_type)
+    batch_part = current_app.extensions["diag"]["batch_exposition"].render(encoder, content_type)
+    return Response(batch_part + encoder(registry), content_type=content_type)

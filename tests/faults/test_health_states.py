@@ -17,7 +17,7 @@ def test_local_instance_goes_initializing_ok_warning_maintaining(serve, tmp_path
     me = json.loads(http("GET", p.url + "/healthz")[2])["instance_id"]
     assert health(p.url, me)["health_status"] == "Initializing"
     # CPU usage is a rate: it exists from the second collection on.
-    assert wait_for(lambda: "\ncpu_usage " in http("GET", p.url + "/metrics")[2].decode())
+    assert wait_for(lambda: "\ncpu_usage{" in http("GET", p.url + "/metrics")[2].decode())
 
     report = diagnose(p.url, window="12h")
     bad = [(c["id"], c["status"], c["message"]) for c in report["checks"] if c["status"] in ("warning", "critical")]

@@ -51,10 +51,12 @@ def test_metrics_pass_promtool(client):
 def test_metrics_hold_the_last_collection(client, service):
     text = client.get("/metrics").data.decode()
     cpu = next(s for s in service.last_batch.samples if s.metric == "cpu_usage")
-    line = next(l for l in text.splitlines() if l.startswith("cpu_usage "))
+    # every catalogue series carries instance_id, so a scraping engine keeps instances apart
+    iid = f'instance_id="{service.instance_id}"'
+    line = next(l for l in text.splitlines() if l.startswith(f"cpu_usage{{{iid}}} "))
     assert float(line.split()[1]) == pytest.approx(cpu.value)
-    assert "# TYPE cpu_seconds_total counter" in text and "cpu_seconds_total{mode=\"user\"}" in text
-    assert "mem_total_bytes " in text  # the catalogue's exposition name for mem_total
+    assert "# TYPE cpu_seconds_total counter" in text and f'cpu_seconds_total{{{iid},mode="user"}}' in text
+    assert f"mem_total_bytes{{{iid}}} " in text  # the catalogue's exposition name for mem_total
 
 
 def test_openmetrics_when_asked(client):

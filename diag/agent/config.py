@@ -1,0 +1,124 @@
+"""The agent's settings: a small YAML/TOML file, the environment, then flags (last wins).
+
+Not diag.config: that one is pydantic and the server's whole config; the agent stays
+light and needs a dozen keys.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from collectors.roots import Roots
+from collectors.settings import BandwidthCap, CollectorSettings
+from diag.identity import instance_id_from
+from diag.units import parse_bitrate, parse_duration
+
+
+class AgentConfigError(Exception):
+    pass
+
+
+@dataclass
+class AgentConfig:
+    server: str = ""
+    token: str | None = None
+    activation_id: str | None = None
+    activation_code: str | None = None
+    instance_id: str | None = None
+    hostname: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    interval: float = 10.0
+    facts_every: float = 300.0
+    data_dir: Path = Path("./agent-data")
+    listen: str | None = None
+    buffer_batches: int = 8640  # a day at 10 s
+    max_backoff: float = 300.0
+    top_processes: int = 5
+    service_ports: list[int] = field(default_factory=list)
+    kmsg_user_records: bool = False
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+    kmsg: Path = Path("/dev/kmsg")
+    etc: Path = Path("/etc")
+    pstore: Path = Path("/sys/fs/pstore")
+    root: Path = Path("/")
+    bandwidth_caps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interface_scopes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def roots(self) -> Roots:
+        return Roots(proc=self.proc, sys=self.sys, kmsg=self.kmsg, etc=self.etc, pstore=self.pstore, root=self.root)
+
+    def collector_settings(self) -> CollectorSettings:
+        # The kernel-log position lives in the data dir, so it survives restarts.
+        caps = {s: BandwidthCap(_rate(c.get("inbound")), _rate(c.get("outbound"))) for s, c in self.bandwidth_caps.items()}
+        return CollectorSettings(state_dir=self.data_dir / "state", bandwidth_caps=caps,
+                                 interface_scopes=dict(self.interface_scopes), top_processes=self.top_processes,
+                                 kmsg_user_records=self.kmsg_user_records)
+
+    def resolved_instance_id(self) -> str:
+        return self.instance_id or instance_id_from(self.etc)
+
+
+def _rate(v: Any) -> float | None:
+    return None if v is None else parse_bitrate(v)
+
+
+ENV = {"DIAG_SERVER": "server", "DIAG_TOKEN": "token", "DIAG_INSTANCE_ID": "instance_id",
+       "DIAG_AGENT_DATA_DIR": "data_dir", "DIAG_INTERVAL": "interval"}
+_TYPES = {f.name: f.type for f in fields(AgentConfig)}
+
+
+def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> AgentConfig:
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            text = p.read_text()
+            data = tomllib.loads(text) if p.suffix == ".toml" else (yaml.safe_load(text) or {})
+        except (OSError, ValueError, yaml.YAMLError) as e:
+            raise AgentConfigError(f"{path}: {e}") from None
+        if not isinstance(data, dict):
+            raise AgentConfigError(f"{path}: the top level must be a mapping of settings")
+        data = {**data.pop("paths", {}), **data}
+    for var, key in ENV.items():
+        if env.get(var):
+            data.setdefault(key, env[var])
+    data.update({k: v for k, v in flags.items() if v is not None})
+    unknown = sorted(set(data) - set(_TYPES))
+    if unknown:
+        raise AgentConfigError(f"unknown setting {unknown[0]!r}")
+    cfg = AgentConfig()
+    for key, value in data.items():
+        try:
+            setattr(cfg, key, _convert(key, value))
+        except (TypeError, ValueError) as e:
+            raise AgentConfigError(f"{key}: {e}") from None
+    if not cfg.server:
+        raise AgentConfigError("server: the server's URL is required (--server http://host:8080)")
+    if not isinstance(cfg.labels, dict) or not all(isinstance(v, str) for v in cfg.labels.values()):
+        raise AgentConfigError("labels: must be a mapping of strings")
+    return cfg
+
+
+def _convert(key: str, value: Any) -> Any:
+    if key in ("interval", "facts_every", "max_backoff"):
+        seconds = parse_duration(value) if isinstance(value, str) else float(value)
+        if not seconds > 0:
+            raise ValueError("must be positive")
+        return seconds
+    if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir"):
+        return Path(value)
+    if key in ("buffer_batches", "top_processes"):
+        n = int(value)
+        if n < 1:
+            raise ValueError("must be at least 1")
+        return n
+    return value

@@ -1,0 +1,278 @@
+"""Alerting: policies, the evaluator, silences and the notification outbox.
+
+`Alerting(service)` is created by the Service; the scheduler calls `evaluate()` every
+collection interval and `deliver()` every few seconds; the routes call the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from diag.alerting import evaluator, schema, semantics
+from diag.alerting.evaluator import Change, alert_id
+from diag.alerting.notices import recipients
+from diag.alerting.outbox import Outbox
+from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
+from diag.alerting.repository import Repository, muted
+
+log = logging.getLogger(__name__)
+
+WATERMARK = "alerting:events_rowid"
+HISTORY_DAYS = 60
+
+
+_UPSERT_ALERT = (
+    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, state, severity, value, started_at, "
+    "fired_at, resolved_at, last_notified_at, updated_at, episode, notices, detail) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
+    "severity = excluded.severity, value = excluded.value, started_at = excluded.started_at, "
+    "fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, "
+    "last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at, "
+    "episode = excluded.episode, notices = excluded.notices, detail = excluded.detail")
+
+
+def _alert_values(row: dict[str, Any], now: float) -> tuple:
+    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row["state"], row["severity"],
+            row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"], row["last_notified_at"], now,
+            row["episode"], row["notices"], row["detail"])
+
+
+class Alerting:
+    def __init__(self, service: Any) -> None:
+        self.service = service
+        self.settings = service.config.alerting
+        self.db = service.db
+        schema.create(self.db)
+        self.repo = Repository(self.db)
+        self.outbox = Outbox(self.db, self.settings)
+        self._lock = threading.Lock()
+        self._parsed: dict[str, tuple[str, Policy]] = {}
+        self.last_stats: dict[str, float] = {}
+        if self.db.get_kv(WATERMARK) is None:  # alert on what happens from now on, not on old history
+            self.db.set_kv(WATERMARK, self._max_event_rowid())
+        from diag.alerting import defaults, files
+
+        if self.settings.policies_file is not None:
+            files.load(self, self.settings.policies_file)
+        if self.settings.defaults:
+            defaults.create_once(self)
+
+    @property
+    def base_url(self) -> str:
+        cfg = self.service.config
+        return self.settings.external_url or f"http://{cfg.host}:{cfg.port}"
+
+    # -- policies, contacts, groups --------------------------------------------------------
+
+    def validate_policy(self, body: Any) -> Policy:
+        p = parse(Policy, body)
+        known = set(self._metric_names())
+        check_refs(p, metric_exists=known.__contains__, interval=self.service.config.interval,
+                   group_exists=lambda g: self.repo.exists("contact_group", g))
+        return p
+
+    def _metric_names(self) -> list[str]:
+        from diag import catalogue
+
+        names = list(catalogue.BY_NAME)
+        try:
+            names += self.service.store.metric_names()
+        except Exception:  # noqa: BLE001 - a store that cannot list still has the catalogue
+            log.warning("the store could not list its metrics", exc_info=True)
+        return names
+
+    def save_policy(self, body: Any, policy_id: str | None = None, source: str = "api") -> dict[str, Any]:
+        p = self.validate_policy(body)
+        return self.repo.put("policy", dump(p), policy_id, source)
+
+    def patch_policy(self, policy_id: str, changes: Any) -> dict[str, Any]:
+        cur = self.repo.get("policy", policy_id)
+        if cur is None:
+            raise PolicyError(None, f"no policy {policy_id}", 404)
+        if not isinstance(changes, dict):
+            raise PolicyError(None, "must be a JSON object", 400)
+        body = {k: v for k, v in cur.items() if k in Policy.model_fields}
+        body.update(changes)
+        return self.save_policy(body, policy_id, cur["source"])
+
+    def save_contact(self, body: Any, contact_id: str | None = None) -> dict[str, Any]:
+        return self.repo.put("contact", dump(parse(Contact, body)), contact_id)
+
+    def save_group(self, body: Any, group_id: str | None = None) -> dict[str, Any]:
+        g = parse(ContactGroup, body)
+        for i, cid in enumerate(g.contacts):
+            if not self.repo.exists("contact", cid):
+                raise PolicyError(f"contacts[{i}]", f"unknown contact {cid[:80]!r}")
+        return self.repo.put("contact_group", dump(g), group_id)
+
+    def policies(self) -> list[tuple[str, Policy]]:
+        out = []
+        for pid, body in self.repo.policy_bodies():
+            raw = json.dumps(body, sort_keys=True)
+            cached = self._parsed.get(pid)
+            if cached is None or cached[0] != raw:
+                try:
+                    cached = (raw, Policy.model_validate(body))
+                except Exception:  # noqa: BLE001 - one stored policy that no longer parses must not stop the rest
+                    log.exception("policy %s no longer validates; skipped", pid)
+                    continue
+                self._parsed[pid] = cached
+            out.append((pid, cached[1]))
+        return out
+
+    # -- evaluation ----------------------------------------------------------------------
+
+    def evaluate(self, now: float | None = None) -> dict[str, Any]:
+        """One cycle; returns its figures (changes, notices, seconds, store share)."""
+        with self._lock:
+            t0 = time.perf_counter()
+            now = time.time() if now is None else now
+            stats: dict[str, float] = {}
+            changes, instances = self._changes(now, None, stats)
+            done = self._apply(changes, instances, now)
+            self.repo.expire_silences(now)
+            stats.update(done)
+            stats["seconds"] = time.perf_counter() - t0
+            self.last_stats = stats
+            return stats
+
+    def _changes(self, now: float, only: str | None, stats: dict[str, float],
+                 sample_event: dict[str, Any] | None = None) -> tuple[list[Change], dict[str, dict]]:
+        instances = {i["instance_id"]: i for i in self.service.instances.list() if i["monitoring"]}
+        held = {iid for iid in instances if self.service.events.maintaining(iid, now)}
+        policies = [(pid, p) for pid, p in self.policies() if only is None or pid == only]
+        if only is not None:  # a test evaluates even a disabled policy, or one outside its window
+            policies = [(pid, p.model_copy(update={"enabled": True, "effective": None})) for pid, p in policies]
+        jobs = evaluator.active_jobs(policies, list(instances.values()), held, now)
+        alerts = self.repo.alert_rows()
+        if sample_event is not None:
+            new_events, top = [sample_event], None
+        else:
+            new_events, top = self._new_events()
+        changes = evaluator.metric_changes(self.service.store, jobs, alerts, now, stats, everything=only is not None)
+        changes += evaluator.event_changes(new_events, jobs, alerts, now)
+        self._alerts, self._top = alerts, top
+        return changes, instances
+
+    def _max_event_rowid(self) -> int:
+        return self.db.read("SELECT COALESCE(MAX(rowid), 0) AS m FROM events")[0]["m"]
+
+    def _new_events(self) -> tuple[list[dict[str, Any]], int]:
+        mark = int(self.db.get_kv(WATERMARK) or 0)
+        rows = self.db.read("SELECT rowid AS rid, event_id FROM events WHERE rowid > ? ORDER BY rowid LIMIT 10000",
+                            (mark,))
+        events = []
+        for r in rows:
+            try:
+                events.append(self.service.events.get(r["event_id"]))
+            except Exception:  # noqa: BLE001 - expired between the two reads
+                continue
+        return events, (rows[-1]["rid"] if rows else mark)
+
+    def _apply(self, changes: list[Change], instances: dict[str, dict], now: float) -> dict[str, float]:
+        """Write the changes in one transaction: alert rows, state history, outbox rows."""
+        silences = self.repo.silences(now)
+        counts = {"changes": 0, "notices": 0, "muted": 0}
+        who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        rows, history, outgoing = [], [], []
+        for ch in changes:
+            plan = self._plan(ch, now)
+            if plan is None:
+                continue
+            row, step, kind = plan
+            mute = muted(silences, row["alert_id"], ch.policy_id, row["instance_id"]) if silences else None
+            to: list[dict[str, Any]] = []
+            if kind and mute is None:
+                groups = tuple(ch.policy.contact_groups)
+                if groups not in who:
+                    who[groups] = recipients(self.repo, list(groups))
+                to = who[groups]
+            if to:
+                notice = evaluator.message_for(ch, row, "resolved" if step.state == "resolved" else "firing",
+                                               kind, instances.get(row["instance_id"], {}), self.base_url, now)
+                outgoing += [(notice, contact, idx) for contact in to for idx in range(len(contact["channels"]))]
+                row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
+            elif row["state"] == row["_prev"]:
+                counts["muted"] += mute is not None
+                continue  # muted, or nobody to tell: nothing to record until someone can be told
+            rows.append(row)
+            if row["state"] != row["_prev"]:
+                detail = row.get("note") or ""
+                if kind and mute is not None:
+                    detail = f"muted by {mute['silence_id']}" + (f" ({mute['comment']})" if mute["comment"] else "")
+                elif to:
+                    detail = row["message"]
+                history.append((now, "state", row["alert_id"], ch.policy_id, row["instance_id"], row["condition"],
+                                row["_prev"], row["state"], row.get("value"), None, None, None, detail))
+        with self.db.write() as c:
+            c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
+            c.executemany("INSERT INTO alert_history (ts, kind, alert_id, policy_id, instance_id, condition, "
+                          "from_state, to_state, value, notification_id, channel, outcome, detail) "
+                          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", history)
+            for notice, contact, idx in outgoing:
+                counts["notices"] += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+            if self._top is not None:
+                c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                          (WATERMARK, json.dumps(self._top)))
+        counts["changes"] = len(rows)
+        return counts
+
+    def _plan(self, ch: Change, now: float) -> tuple[dict[str, Any], semantics.Step, str | None] | None:
+        """The alert row after this change, the step taken and the notice kind, or None."""
+        pid, cond, iid = ch.key
+        prev = self._alerts.get(ch.key)
+        state = prev["state"] if prev else None
+        episode_notices = prev["notices"] if prev else 0
+        step = semantics.transition(state, ch.verdict, last_notified_at=prev["last_notified_at"] if prev else None,
+                                    silence=ch.policy.silence, now=now, notify_recovery=ch.policy.notify_recovery,
+                                    notified_this_episode=episode_notices > 0)
+        if step is None:
+            return None
+        row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid), "policy_id": pid, "condition": cond,
+                                       "instance_id": iid, "episode": 0, "notices": 0, "last_notified_at": None,
+                                       "started_at": None, "fired_at": None, "resolved_at": None, "detail": "{}"}
+        row["_prev"] = state or "ok"
+        raw = row.get("detail") or "{}"
+        detail = json.loads(raw) if raw != "{}" else {}
+        if step.new_episode:
+            row.update(episode=row["episode"] + 1, notices=0, last_notified_at=None, fired_at=None, resolved_at=None,
+                       started_at=ch.started_at or now)
+            detail = {}
+        row["state"], row["severity"] = step.state, ch.severity
+        if ch.value is not None or ch.verdict != semantics.KEEP:
+            row["value"] = ch.value
+        if step.state == "firing" and row["_prev"] != "firing":
+            row["fired_at"] = now
+        if step.state == "resolved":
+            row["resolved_at"] = now
+            if ch.verdict == semantics.INSUFFICIENT:
+                row["note"] = "no data for the whole evaluation window (insufficient data)"
+        if ch.event is not None:
+            detail.update(last_event_at=ch.event["publish_time"], event_id=ch.event["event_id"],
+                          event_type=ch.event["type"])
+        row["detail"] = json.dumps(detail) if detail else "{}"
+        kind = step.notice
+        if kind == "resolved" and cond.startswith("event_conditions"):
+            kind = None  # an event has no recovery: its alert just ages out
+        return row, step, kind
+
+    def deliver(self, now: float | None = None) -> dict[str, int]:
+        return dict(self.outbox.deliver(now))
+
+    def expire(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.repo.expire_history(now - HISTORY_DAYS * 86400)
+        self.repo.expire_silences(now)
+
+    # -- test ----------------------------------------------------------------------------
+
+    def test(self, policy_id: str, sample_event: dict[str, Any] | None = None,
+             now: float | None = None) -> dict[str, Any]:
+        """What the policy would do now (or on this event), sending and storing nothing."""
+        from diag.alerting.preview import preview
+
+        return preview(self, policy_id, sample_event, time.time() if now is None else now)

@@ -1,0 +1,129 @@
+"""The persisted outbox: every notification is a row before anything is sent.
+
+The evaluator inserts rows in the same transaction that changes the alert's state, so a
+crash either loses both or keeps both. `deliver` sends due rows, one attempt each,
+recording every attempt and its outcome in alert_history; a failure is retried with
+exponential backoff (base * 2^attempts, capped), until it succeeds, fails permanently
+(a 4xx answer, a refused recipient) or is older than `give_up_after`.
+
+Delivery is at-least-once. The one window for a double send is a crash after a
+receiver accepted a notification and before its row was marked delivered: the row is
+sent again after the restart, with the same idempotency key (the `Idempotency-Key`
+header, the mail's Message-ID; Alertmanager deduplicates by labels itself). After the
+row is marked delivered it is never sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from diag.alerting import notifiers
+from diag.alerting.notifiers import DeliveryError, payloads
+from diag.alerting.repository import Repository
+from diag.db import Database
+
+log = logging.getLogger(__name__)
+
+
+def idempotency_key(*parts: object) -> str:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+class Outbox:
+    def __init__(self, db: Database, settings: Any, send: Callable[..., str] = notifiers.send) -> None:
+        self.db = db
+        self.settings = settings  # config.alerting: smtp, retry_base, retry_cap, give_up_after
+        self._send = send
+        self._lock = threading.Lock()
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+
+    def enqueue(self, c: sqlite3.Connection, notice: dict[str, Any], contact: dict[str, Any],
+                channel_index: int, external_url: str, now: float) -> bool:
+        """Insert one row (inside the caller's transaction); False if its key exists."""
+        channel = contact["channels"][channel_index]
+        key = idempotency_key(notice["alert_id"], notice["episode"], notice["seq"], notice["kind"],
+                              contact["contact_id"], channel_index)
+        body = payloads.render(channel, notice, contact["name"], external_url)
+        nid = "n-" + uuid.uuid4().hex[:16]
+        cur = c.execute(
+            "INSERT OR IGNORE INTO alert_outbox (notification_id, key, alert_id, kind, contact_id, channel, payload, "
+            "state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            (nid, key, notice["alert_id"], notice["kind"], contact["contact_id"], json.dumps(channel),
+             json.dumps(body), now, now))
+        if cur.rowcount:
+            Repository.add_history(c, now, "notification", alert_id=notice["alert_id"], policy_id=notice["policy_id"],
+                                   instance_id=notice["instance_id"], condition=notice["condition"],
+                                   notification_id=nid, channel=_describe(channel), outcome="queued",
+                                   detail=notice["kind"])
+        return bool(cur.rowcount)
+
+    def backoff(self, attempts: int) -> float:
+        return float(min(self.settings.retry_cap, self.settings.retry_base * 2 ** max(0, attempts - 1)))
+
+    def deliver(self, now: float | None = None, limit: int = 200) -> Counter[str]:
+        """Send what is due now; returns outcomes counted (delivered, retry, failed)."""
+        done: Counter[str] = Counter()
+        with self._lock:
+            now = time.time() if now is None else now
+            rows = self.db.read("SELECT * FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ? "
+                                "ORDER BY created_at LIMIT ?", (now, limit))
+            for r in rows:
+                done[self._attempt(r, now)] += 1
+        return done
+
+    def _attempt(self, r: sqlite3.Row, now: float) -> str:
+        channel = json.loads(r["channel"])
+        attempts = r["attempts"] + 1
+        try:
+            detail = self._send(channel, json.loads(r["payload"]), r["key"], self.settings)
+            outcome = "delivered"
+        except DeliveryError as e:
+            detail = str(e)[:500]
+            late = now - r["created_at"] > self.settings.give_up_after
+            outcome = "failed" if e.permanent or late else "retry"
+        except Exception as e:  # noqa: BLE001 - a notifier bug must not stop the other rows
+            log.exception("notifier %s failed unexpectedly", channel.get("type"))
+            detail, outcome = f"{type(e).__name__}: {e}"[:500], "retry"
+        at = max(now, time.time())  # `now` may be a test's clock ahead of the wall
+        with self.db.write() as c:
+            if outcome == "delivered":
+                c.execute("UPDATE alert_outbox SET state = 'delivered', attempts = ?, delivered_at = ?, last_error = NULL "
+                          "WHERE notification_id = ?", (attempts, at, r["notification_id"]))
+            elif outcome == "failed":
+                c.execute("UPDATE alert_outbox SET state = 'failed', attempts = ?, last_error = ? WHERE notification_id = ?",
+                          (attempts, detail, r["notification_id"]))
+            else:
+                c.execute("UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
+                          "WHERE notification_id = ?", (attempts, at + self.backoff(attempts), detail, r["notification_id"]))
+            a = c.execute("SELECT policy_id, instance_id, condition FROM alerts WHERE alert_id = ?",
+                          (r["alert_id"],)).fetchone()
+            Repository.add_history(c, at, "delivery", alert_id=r["alert_id"], notification_id=r["notification_id"],
+                                   policy_id=a["policy_id"] if a else None, instance_id=a["instance_id"] if a else None,
+                                   condition=a["condition"] if a else None, channel=_describe(channel),
+                                   outcome=outcome, detail=f"attempt {attempts}: {detail}")
+        self.outcomes[(channel["type"], outcome)] += 1
+        return outcome
+
+    def counts(self) -> dict[str, int]:
+        return {r["state"]: r["n"] for r in self.db.read("SELECT state, COUNT(*) AS n FROM alert_outbox GROUP BY state")}
+
+    def list(self, limit: int = 200) -> list[dict[str, Any]]:
+        return [{k: r[k] for k in r.keys() if k != "payload"} for r in
+                self.db.read("SELECT * FROM alert_outbox ORDER BY created_at DESC LIMIT ?", (limit,))]
+
+
+def _describe(channel: dict[str, Any]) -> str:
+    if channel["type"] == "email":
+        return f"email:{channel['address']}"
+    if channel["type"] == "webhook":
+        return f"webhook/{channel.get('format', 'json')}:{channel['url']}"
+    return f"alertmanager:{channel['url']}"

@@ -1,0 +1,305 @@
+"""Alert policies, contacts and contact groups: the models and their validation.
+
+Shape validation is pydantic's; what depends on the running service (does the metric
+exist, is the period at least one collection interval, does the contact group exist)
+is `check_refs`. Every failure names its field as the API reports it:
+`conditions[0].threshold`, `effective.timezone`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from diag.events import LEVELS, TYPES
+from diag.units import parse_duration
+
+STATISTICS = ("avg", "min", "max", "sum", "last")
+COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+SEVERITIES = ("critical", "warning", "info")
+MISSING = ("insufficient", "ok", "breaching", "keep")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+SILENCE_MIN, SILENCE_MAX = 300.0, 86400.0
+LEVEL_SEVERITY = {"CRITICAL": "critical", "WARN": "warning", "INFO": "info"}
+
+_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,199}$")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,99}$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+
+
+class PolicyError(ValueError):
+    """One invalid field: `field` is the path the API reports (`conditions[0].metric`)."""
+
+    def __init__(self, field: str | None, message: str, status: int = 422):
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field, self.message, self.status = field, message, status
+
+
+def _duration(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError("must be a duration like 5m")
+    try:
+        return parse_duration(v)
+    except (TypeError, ValueError) as e:
+        raise ValueError(str(e)) from None
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+def _labels(v: dict[str, str] | None) -> dict[str, str]:
+    v = v or {}
+    if len(v) > 32:
+        raise ValueError("at most 32 labels")
+    for k, val in v.items():
+        if not _LABEL.match(k):
+            raise ValueError(f"{k!r} is not a label name")
+        if len(val) > 512:
+            raise ValueError(f"the value of {k} is longer than 512 characters")
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class Condition(_Strict):
+    metric: str
+    labels: dict[str, str] = {}
+    statistic: Literal["avg", "min", "max", "sum", "last"] = "avg"
+    period: Duration = 300.0
+    comparison: Literal["<", "<=", ">", ">=", "==", "!="]
+    threshold: float
+    consecutive: int = Field(1, ge=1, le=100)
+    severity: Literal["critical", "warning", "info"] = "warning"
+
+    @field_validator("labels")
+    @classmethod
+    def _lab(cls, v: dict[str, str]) -> dict[str, str]:
+        return _labels(v)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"{v[:80]!r} is not a metric name")
+        return v
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, v: float) -> float:
+        if not 1 <= v <= 86400:
+            raise ValueError("must be between 1s and 1d")
+        return v
+
+
+class EventCondition(_Strict):
+    # `type` is an event type, or a family like `Kernel.*`; `level` an event level.
+    type: str | None = None
+    level: Literal["CRITICAL", "WARN", "INFO"] | None = None
+    severity: Literal["critical", "warning", "info"] | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if v.endswith(".*"):
+            if not any(t.startswith(v[:-1]) for t in TYPES):
+                raise ValueError(f"no event type starts with {v[:-1]!r}")
+        elif v not in TYPES:
+            raise ValueError(f"unknown event type {v[:80]!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _something(self) -> "EventCondition":
+        if self.type is None and self.level is None:
+            raise ValueError("give a type, a level or both")
+        return self
+
+    def matches(self, etype: str, level: str) -> bool:
+        if self.level is not None and level != self.level:
+            return False
+        if self.type is None:
+            return True
+        return etype.startswith(self.type[:-1]) if self.type.endswith(".*") else etype == self.type
+
+    def effective_severity(self) -> str:
+        return self.severity or LEVEL_SEVERITY.get(self.level or "", "warning")
+
+
+class Targets(_Strict):
+    instances: list[str] = ["*"]
+    labels: dict[str, str] = {}
+
+    @field_validator("labels")
+    @classmethod
+    def _lab(cls, v: dict[str, str]) -> dict[str, str]:
+        return _labels(v)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Targets":
+        if not self.instances and not self.labels:
+            raise ValueError("name instances (or [\"*\"]) or a label selector: a policy without targets watches nothing")
+        if "*" in self.instances and len(self.instances) > 1:
+            raise ValueError("\"*\" means every instance and stands alone")
+        return self
+
+    def selects(self, instance_id: str, labels: dict[str, str]) -> bool:
+        if self.instances and "*" not in self.instances and instance_id not in self.instances:
+            return False
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+class Effective(_Strict):
+    days: list[str] = list(DAYS)
+    start: str = "00:00"
+    end: str = "24:00"
+    timezone: str = "UTC"
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _days(cls, v: Any) -> Any:
+        if not isinstance(v, list) or not v:
+            raise ValueError("must be a non-empty list of days (mon..sun or 1..7, Monday first)")
+        out = []
+        for d in v:
+            if isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 7:
+                out.append(DAYS[d - 1])
+            elif isinstance(d, str) and d[:3].lower() in DAYS:
+                out.append(d[:3].lower())
+            else:
+                raise ValueError(f"{d!r} is not a day (mon..sun or 1..7)")
+        return out
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError("must be a time of day HH:MM")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v[:80]!r} (use an IANA name like Asia/Shanghai)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> "Effective":
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+
+class Policy(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    enabled: bool = True
+    targets: Targets = Targets()
+    match: Literal["any", "all"] = "any"
+    conditions: list[Condition] = Field([], max_length=20)
+    event_conditions: list[EventCondition] = Field([], max_length=20)
+    effective: Effective | None = None
+    silence: Duration = SILENCE_MAX
+    notify_recovery: bool = True
+    missing_data: Literal["insufficient", "ok", "breaching", "keep"] = "insufficient"
+    contact_groups: list[str] = Field([], max_length=50)
+    description: str = Field("", max_length=2000)
+
+    @field_validator("silence")
+    @classmethod
+    def _silence(cls, v: float) -> float:
+        if not SILENCE_MIN <= v <= SILENCE_MAX:
+            raise ValueError("must be between 5m and 24h")
+        return v
+
+    @model_validator(mode="after")
+    def _has_conditions(self) -> "Policy":
+        if not self.conditions and not self.event_conditions:
+            raise ValueError("a policy needs at least one condition or event condition")
+        return self
+
+
+class Channel(_Strict):
+    type: Literal["webhook", "email", "alertmanager"]
+    url: str | None = None
+    format: Literal["json", "alertmanager", "alibaba"] = "json"
+    address: str | None = None
+    headers: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _fields(self) -> "Channel":
+        if self.type in ("webhook", "alertmanager"):
+            if not self.url or not re.match(r"^https?://[^\s/]+", self.url):
+                raise ValueError(f"a {self.type} channel needs an http(s) url")
+        if self.type == "email" and (not self.address or not re.match(r"^[^@\s]+@[^@\s]+$", self.address)):
+            raise ValueError("an email channel needs an address like ops@example.com")
+        return self
+
+
+class Contact(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    channels: list[Channel] = Field(min_length=1, max_length=20)
+
+
+class ContactGroup(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    contacts: list[str] = Field([], max_length=200)
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith(("function-", "literal[")):
+            continue  # pydantic's internal validator steps, not fields
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def parse(model: type[BaseModel], body: Any) -> Any:
+    """Validate a body into `model`, or raise PolicyError naming the first bad field."""
+    if not isinstance(body, dict):
+        raise PolicyError(None, "must be a JSON object", 400)
+    try:
+        return model.model_validate(body)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        raise PolicyError(field_path(err["loc"]) or None, msg) from None
+
+
+def check_refs(p: Policy, *, metric_exists: Callable[[str], bool], interval: float,
+               group_exists: Callable[[str], bool]) -> None:
+    """What pydantic cannot know: the metrics, the interval, the contact groups."""
+    for i, c in enumerate(p.conditions):
+        if not metric_exists(c.metric):
+            raise PolicyError(f"conditions[{i}].metric",
+                              f"unknown metric {c.metric!r}: not in the catalogue and never ingested")
+        if c.period < interval:
+            raise PolicyError(f"conditions[{i}].period",
+                              f"{c.period:g}s is shorter than the collection interval ({interval:g}s)")
+    for i, g in enumerate(p.contact_groups):
+        if not group_exists(g):
+            raise PolicyError(f"contact_groups[{i}]", f"unknown contact group {g[:80]!r}")
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")

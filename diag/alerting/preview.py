@@ -1,0 +1,73 @@
+"""POST /alert-policies/{id}/test: the policy evaluated now, or on a sample event, and the
+messages that would go out, rendered for each channel. Nothing is stored or sent."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from diag.alerting import evaluator, semantics
+from diag.alerting.notices import recipients
+from diag.alerting.notifiers import payloads
+from diag.alerting.policy import LEVELS, PolicyError
+from diag.events import TYPES
+
+
+def sample(policy_id: str, body: dict[str, Any], default_instance: str, now: float) -> dict[str, Any]:
+    """A whole event from the few fields a user gives (type, level, instance_id, message)."""
+    etype = body.get("type")
+    if not isinstance(etype, str) or etype not in TYPES:
+        raise PolicyError("event.type", "must be a known event type, like Kernel.HungTask")
+    level = body.get("level", TYPES[etype][0])
+    if level not in LEVELS:
+        raise PolicyError("event.level", f"must be one of {', '.join(LEVELS)}")
+    iid = body.get("instance_id", default_instance)
+    if not isinstance(iid, str):
+        raise PolicyError("event.instance_id", "must be an instance id")
+    message = body.get("message", f"sample {etype} event for a policy test")
+    if not isinstance(message, str):
+        raise PolicyError("event.message", "must be a string")
+    return {"event_id": "e-test-" + uuid.uuid4().hex[:8], "instance_id": iid, "type": etype, "level": level,
+            "status": "Executed", "publish_time": now, "not_before": now, "finish_time": now, "last_time": now,
+            "details": {"message": message, "labels": {}, "count": 1, "lines": []}}
+
+
+def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, now: float) -> dict[str, Any]:
+    repo = alerting.repo
+    if repo.get("policy", policy_id) is None:
+        raise PolicyError(None, f"no policy {policy_id}", 404)
+    event = None
+    if event_body is not None:
+        if not isinstance(event_body, dict):
+            raise PolicyError("event", "must be an object with type, level, instance_id")
+        event = sample(policy_id, event_body, alerting.service.instance_id, now)
+    stats: dict[str, float] = {}
+    with alerting._lock:
+        changes, instances = alerting._changes(now, policy_id, stats, sample_event=event)
+        alerts = alerting._alerts
+    if event is not None:
+        changes = [c for c in changes if c.event is not None]
+    results = []
+    for ch in changes:
+        prev = alerts.get(ch.key)
+        plan = alerting._plan(ch, now)
+        row = plan[0] if plan else dict(prev) if prev else {
+            "alert_id": evaluator.alert_id(*ch.key), "instance_id": ch.key[2], "condition": ch.key[1],
+            "state": "ok", "severity": ch.severity, "started_at": ch.started_at, "episode": 0, "notices": 0}
+        row.setdefault("severity", ch.severity)
+        row["value"] = ch.value
+        status = "resolved" if ch.verdict in (semantics.OK, semantics.INSUFFICIENT) else "firing"
+        kind = plan[2] if plan else None
+        notice = evaluator.message_for(ch, {**row, "fired_at": row.get("fired_at") or now}, status,
+                                       kind or status, instances.get(ch.key[2], {}), alerting.base_url, now)
+        sends = []
+        for contact in recipients(repo, ch.policy.contact_groups):
+            for ch_ in contact["channels"]:
+                sends.append({"contact_id": contact["contact_id"], "channel": ch_,
+                              "payload": payloads.render(ch_, notice, contact["name"], alerting.base_url)})
+        results.append({"instance_id": ch.key[2], "condition": ch.key[1], "verdict": ch.verdict,
+                        "state_before": prev["state"] if prev else "ok", "state_after": plan[0]["state"] if plan else
+                        (prev["state"] if prev else "ok"), "would_notify": kind, "value": ch.value,
+                        "severity": row["severity"], "message": notice["message"], "notifications": sends})
+    return {"policy_id": policy_id, "evaluated_at": now, "sent": False, "results": results,
+            "store_seconds": stats.get("store_seconds", 0.0)}

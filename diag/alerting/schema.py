@@ -1,0 +1,97 @@
+"""Alerting tables in diag.db, created idempotently at start."""
+
+from __future__ import annotations
+
+from diag.db import Database
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alert_policies (
+    policy_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'api',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_contacts (
+    contact_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_contact_groups (
+    contact_group_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- One row per (policy, condition, instance): the state machine's memory.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    value REAL,
+    started_at REAL,
+    fired_at REAL,
+    resolved_at REAL,
+    last_notified_at REAL,
+    updated_at REAL NOT NULL,
+    episode INTEGER NOT NULL DEFAULT 0,
+    notices INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (policy_id, condition, instance_id)
+);
+CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state);
+CREATE TABLE IF NOT EXISTS alert_history (
+    history_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    alert_id TEXT,
+    policy_id TEXT,
+    instance_id TEXT,
+    condition TEXT,
+    from_state TEXT,
+    to_state TEXT,
+    value REAL,
+    notification_id TEXT,
+    channel TEXT,
+    outcome TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS alert_history_by_ts ON alert_history (ts);
+CREATE TABLE IF NOT EXISTS alert_silences (
+    silence_id TEXT PRIMARY KEY,
+    alert_id TEXT,
+    policy_id TEXT,
+    instance_id TEXT,
+    comment TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    ends_at REAL NOT NULL
+);
+-- The persisted outbox: one row per (notification, channel). `key` is the idempotency key
+-- sent with each attempt, so a receiver can drop the copy a crash may resend.
+CREATE TABLE IF NOT EXISTS alert_outbox (
+    notification_id TEXT PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    alert_id TEXT,
+    kind TEXT NOT NULL,
+    contact_id TEXT,
+    channel TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    delivered_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (state, next_attempt_at);
+"""
+
+
+def create(db: Database) -> None:
+    with db.write() as c:
+        for stmt in SCHEMA.split(";"):
+            if stmt.strip():
+                c.execute(stmt)

@@ -1,0 +1,107 @@
+"""The agent's side: poll its own task list, run each task with the shared runner in a
+thread (so polling, and so stopping, goes on), post the result. The agent opens no port.
+
+`diag agent` calls `TaskClient(...).poll_once()` every `poll_after` seconds, or runs
+`run_forever(stop_event)` in a thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from diag.commands import sendfile
+from diag.commands.runner import Execution, Result, failed
+
+log = logging.getLogger(__name__)
+
+
+def boot_id(proc: Path = Path("/proc")) -> str | None:
+    try:
+        return (proc / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+class TaskClient:
+    def __init__(self, server: str, instance_id: str, token: str, *, proc: Path = Path("/proc"),
+                 session: requests.Session | None = None, timeout: float = 30) -> None:
+        self.base = f"{server.rstrip('/')}/api/v1/agents/{instance_id}/tasks"
+        self.session = session or requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.boot_id = boot_id(proc)
+        self.timeout = timeout
+        self.poll_after = 3.0  # seconds between polls: the latency of a command on an idle agent
+        self._running: dict[str, Execution] = {}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def poll_once(self) -> int:
+        """One poll; returns the number of tasks started. Raises requests errors to the caller."""
+        r = self.session.get(self.base, params={"boot_id": self.boot_id} if self.boot_id else None,
+                             timeout=self.timeout)
+        r.raise_for_status()
+        body = r.json()
+        tasks = [t for t in body.get("tasks", []) if t.get("kind") != "stop"]
+        for task_id in [t["task_id"] for t in body.get("tasks", []) if t.get("kind") == "stop"]:
+            with self._lock:
+                ex = self._running.get(task_id)
+            if ex is not None:
+                ex.stop()
+            else:
+                self._post(task_id, Result("Stopped", error_info="stopped before it ran"))
+        for task in tasks:
+            t = threading.Thread(target=self._run, args=(task,), name=f"task-{task['task_id']}", daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._threads = [t for t in self._threads if t.is_alive()]
+        return len(tasks)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once()
+            except requests.RequestException as e:
+                log.warning("task poll failed: %s", e)
+            stop.wait(self.poll_after)
+
+    def join(self, timeout: float | None = None) -> None:
+        for t in list(self._threads):
+            t.join(timeout)
+
+    def _run(self, task: dict[str, Any]) -> None:
+        try:
+            if task.get("kind") == "file":
+                result = sendfile.write(task["file_name"], base64.b64decode(task["content_b64"]), task["target_dir"],
+                                        task["mode"], task["owner"], task["group"], bool(task["overwrite"]))
+            else:
+                ex = Execution(task["script"], timeout=float(task["timeout"]), working_dir=task.get("working_dir", ""),
+                               username=task.get("username", ""))
+                with self._lock:
+                    self._running[task["task_id"]] = ex
+                result = ex.run()
+        except Exception as e:  # noqa: BLE001 - the server must hear about every task
+            log.exception("task %s failed", task.get("task_id"))
+            result = failed("ExecutionException", f"agent error: {e!r}"[:500])
+        finally:
+            with self._lock:
+                self._running.pop(task["task_id"], None)
+        self._post(task["task_id"], result)
+
+    def _post(self, task_id: str, result: Result) -> None:
+        body = {"status": result.status, "exit_code": result.exit_code, "dropped": result.dropped,
+                "output_b64": base64.b64encode(result.output).decode(), "error_code": result.error_code,
+                "error_info": result.error_info, "start_time": result.start_time, "finish_time": result.finish_time}
+        for attempt in range(5):  # a result is worth a few retries; the server expires it otherwise
+            try:
+                r = self.session.post(f"{self.base}/{task_id}/result", json=body, timeout=self.timeout)
+                if r.status_code < 500:
+                    return
+            except requests.RequestException as e:
+                log.warning("posting the result of %s failed: %s", task_id, e)
+            threading.Event().wait(min(2 ** attempt, 10))

@@ -1,0 +1,220 @@
+"""`{{key}}` parameters: found by a small shell-lexical scan, substituted quoted for where they stand.
+
+shlex.quote alone is only safe in an unquoted word: inside "double quotes" its single quotes
+are literal and `$(...)` in the value would run. So each placeholder is quoted for its own
+context (unquoted, double-quoted, single-quoted), and placeholders where no quoting can keep
+a value inert (here-documents, comments, backticks, `${...}`, `$((...))`, `$'...'`) are
+refused when the command is saved. The guarantee is that a value arrives as literal text;
+a script that then `eval`s it, or compares it with `[[ -eq ]]`, is asking for code.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+PLACEHOLDER = re.compile(r"\{\{\s*(diag::[A-Za-z]+|[A-Za-z0-9_-]{1,64})\s*\}\}")
+BUILTINS = ("diag::InstanceId", "diag::InvokeId", "diag::CommandId")
+MAX_PARAMETERS = 20
+_WORD_BREAK = set(" \t\n;&|()<>")
+_WHERE = {"comment": "a comment", "heredoc": "a here-document", "bq": "backticks", "brace": "${...}",
+          "arith": "$((...))", "ansi": "$'...'"}
+
+
+class ParameterError(ValueError):
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    start: int
+    end: int
+    name: str
+    context: str  # "sh" (unquoted), "dq" or "sq"
+
+
+def scan(content: str) -> list[Placeholder]:
+    """Every placeholder with its quoting context; ParameterError for one that cannot be made safe."""
+    out: list[Placeholder] = []
+    stack: list[list] = [["sh", 0]]  # [context, paren depth] - depth only matters for $( ) frames
+    pending: list[str] = []  # here-document delimiters waiting for the end of the line
+    word_start, i, n = True, 0, len(content)
+    while i < n:
+        ctx = stack[-1][0]
+        if ctx == "heredoc":
+            eol = content.find("\n", i)
+            eol = n if eol < 0 else eol
+            line = content[i:eol]
+            if line.lstrip("\t") == stack[-1][1]:
+                stack.pop()
+            elif PLACEHOLDER.search(line):
+                _refuse(PLACEHOLDER.search(line).group(1), "heredoc")
+            i = eol + 1
+            continue
+        m = PLACEHOLDER.match(content, i) if content.startswith("{{", i) else None
+        if m:
+            if ctx not in ("sh", "sub", "dq", "sq"):
+                _refuse(m.group(1), ctx)
+            out.append(Placeholder(m.start(), m.end(), m.group(1), "sh" if ctx == "sub" else ctx))
+            i, word_start = m.end(), False
+            continue
+        c = content[i]
+        if ctx in ("sq", "ansi"):
+            if ctx == "ansi" and c == "\\":
+                i += 2
+                continue
+            if c == "'":
+                stack.pop()
+            i += 1
+            continue
+        if ctx == "comment":
+            if c == "\n":
+                stack.pop()
+                continue  # the newline itself is handled in the enclosing context
+            i += 1
+            continue
+        if c == "\\":
+            i, word_start = i + 2, False
+            continue
+        if ctx == "dq":
+            i += _open_expansion(content, i, stack) or (1 if c != '"' else _pop(stack))
+            continue
+        if ctx in ("bq", "brace", "arith"):
+            closing = {"bq": "`", "brace": "}", "arith": ")"}[ctx]
+            if ctx == "arith" and c == "(":
+                stack[-1][1] += 1
+            elif c == closing:
+                if ctx == "arith" and stack[-1][1] > 0:
+                    stack[-1][1] -= 1
+                else:
+                    stack.pop()
+                    if ctx == "arith":
+                        i += 1  # the second ) of ))
+            i += 1
+            continue
+        # unquoted shell text: the top level or inside $( )
+        step = _open_expansion(content, i, stack)
+        if step:
+            i, word_start = i + step, False
+            continue
+        if c == "#" and word_start:
+            stack.append(["comment", 0])
+        elif c == "'":
+            stack.append(["sq", 0])
+        elif c == '"':
+            stack.append(["dq", 0])
+        elif c == "(" and ctx == "sub":
+            stack[-1][1] += 1
+        elif c == ")" and ctx == "sub":
+            if stack[-1][1] == 0:
+                stack.pop()
+            else:
+                stack[-1][1] -= 1
+        elif c == "<" and content.startswith("<<", i) and not content.startswith("<<<", i):
+            i = _heredoc_word(content, i + 2, pending)
+            word_start = False
+            continue
+        elif c == "\n" and pending:
+            stack.extend(["heredoc", d] for d in reversed(pending))
+            pending.clear()
+        word_start = c in _WORD_BREAK
+        i += 1
+    return out
+
+
+def _pop(stack: list[list]) -> int:
+    stack.pop()
+    return 1
+
+
+def _open_expansion(s: str, i: int, stack: list[list]) -> int:
+    """Push the context an expansion opens at i; the characters consumed, 0 if none."""
+    if s.startswith("$((", i):
+        stack.append(["arith", 0])
+        return 3
+    if s.startswith("$(", i):
+        stack.append(["sub", 0])
+        return 2
+    if s.startswith("${", i):
+        stack.append(["brace", 0])
+        return 2
+    if s.startswith("$'", i) and stack[-1][0] != "dq":
+        stack.append(["ansi", 0])
+        return 2
+    if s[i] == "`":
+        stack.append(["bq", 0])
+        return 1
+    return 0
+
+
+def _heredoc_word(s: str, i: int, pending: list[str]) -> int:
+    if i < len(s) and s[i] == "-":
+        i += 1
+    while i < len(s) and s[i] in " \t":
+        i += 1
+    j = i
+    while j < len(s) and s[j] not in _WORD_BREAK:
+        j += 1
+    word = s[i:j].replace("'", "").replace('"', "").replace("\\", "")
+    if word:
+        pending.append(word)
+    return j
+
+
+def _refuse(name: str, ctx: str) -> None:
+    raise ParameterError(f"{{{{{name}}}}} stands inside {_WHERE.get(ctx, ctx)}, where no quoting keeps a value "
+                         "from becoming code; assign it to a variable first (v={{" + name + "}}) and use \"$v\"",
+                         "content")
+
+
+def names(content: str) -> list[str]:
+    """The custom parameter names, in order of first use; refuses unknown built-ins and too many."""
+    seen: dict[str, None] = {}
+    for p in scan(content):
+        if p.name.startswith("diag::"):
+            if p.name not in BUILTINS:
+                raise ParameterError(f"unknown built-in parameter {p.name}; known: {', '.join(BUILTINS)}", "content")
+            continue
+        seen[p.name] = None
+    if len(seen) > MAX_PARAMETERS:
+        raise ParameterError(f"{len(seen)} parameters; at most {MAX_PARAMETERS}", "content")
+    return list(seen)
+
+
+def check_values(wanted: list[str], values: object) -> dict[str, str]:
+    """The invocation's values: exactly the command's parameters, each a string."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ParameterError("must be an object of parameter names to string values", "parameters")
+    for key, v in values.items():
+        if key not in wanted:
+            raise ParameterError(f"the command has no parameter {key!r} (it has {', '.join(wanted) or 'none'})",
+                                 f"parameters.{key}")
+        if not isinstance(v, str) or len(v) > 4096 or "\x00" in v:
+            raise ParameterError("must be a string of at most 4096 characters, without NUL", f"parameters.{key}")
+    for key in wanted:
+        if key not in values:
+            raise ParameterError(f"missing a value for {{{{{key}}}}}", f"parameters.{key}")
+    return dict(values)
+
+
+def quote(value: str, context: str) -> str:
+    if context == "dq":
+        return "".join("\\" + c if c in '\\$`"' else c for c in value)
+    if context == "sq":
+        return "'" + shlex.quote(value) + "'"  # close the quote, the quoted value, reopen
+    return shlex.quote(value)
+
+
+def substitute(content: str, values: dict[str, str], builtins: dict[str, str]) -> str:
+    parts, last = [], 0
+    for p in scan(content):
+        parts.append(content[last:p.start])
+        parts.append(quote(builtins[p.name] if p.name.startswith("diag::") else values[p.name], p.context))
+        last = p.end
+    parts.append(content[last:])
+    return "".join(parts)

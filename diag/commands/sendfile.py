@@ -1,0 +1,63 @@
+"""Send file: write a small file with a mode, owner and group, atomically, refusing to
+replace an existing one unless asked (`FileAlreadyExists`)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import tempfile
+import time
+
+from diag.commands.runner import Result, failed
+
+MAX_BYTES = 32 * 1024
+MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+def check(name: object, target_dir: object, mode: object) -> str | None:
+    """The first field that is wrong, as 'field: message'; None when all are well formed."""
+    if not isinstance(name, str) or not 1 <= len(name) <= 255 or "/" in name or "\x00" in name or name in (".", ".."):
+        return "name: a file name of 1-255 characters without '/'"
+    if not isinstance(target_dir, str) or not target_dir.startswith("/") or "\x00" in target_dir or len(target_dir) > 1024:
+        return "target_dir: an absolute directory path"
+    if not isinstance(mode, str) or not MODE.match(mode):
+        return "mode: an octal mode such as \"0644\""
+    return None
+
+
+def write(name: str, content: bytes, target_dir: str, mode: str = "0644", owner: str = "", group: str = "",
+          overwrite: bool = False) -> Result:
+    start = time.time()
+    path = os.path.join(target_dir, name)
+    if not os.path.isdir(target_dir):
+        return failed("ExecutionException", f"no directory {target_dir}")
+    try:
+        uid = pwd.getpwnam(owner).pw_uid if owner else -1
+        gid = grp.getgrnam(group).gr_gid if group else -1
+    except KeyError:
+        return failed("ExecutionException", f"unknown owner {owner!r} or group {group!r} on this machine")
+    if not overwrite and os.path.lexists(path):
+        return failed("FileAlreadyExists", f"{path} exists and overwrite is false")
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=target_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+            os.fchown(f.fileno(), uid, gid)
+            os.fchmod(f.fileno(), int(mode, 8))  # after chown, which may clear setuid bits
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if a file appeared meanwhile: never replaces one
+    except FileExistsError:
+        return failed("FileAlreadyExists", f"{path} exists and overwrite is false")
+    except OSError as e:
+        return failed("ExecutionException", f"cannot write {path}: {e.strerror}")
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+    return Result("Finished", exit_code=0, output=f"wrote {len(content)} bytes to {path}".encode(),
+                  start_time=start, finish_time=time.time())

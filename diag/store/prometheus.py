@@ -1,0 +1,238 @@
+"""PrometheusStore: the Store protocol's reads over a Prometheus-compatible HTTP query API.
+
+For a fleet that outgrows one SQLite file: agents serve `/metrics`, an engine
+(Prometheus, VictoriaMetrics, Thanos, Mimir) scrapes them with `honor_labels: true`,
+and the service reads back through `/api/v1/query_range`, `/api/v1/query`,
+`/api/v1/series` and `/api/v1/label/.../values`. Writes are refused: the engine owns
+ingestion.
+
+Bucket alignment matches SqliteStore: a bucket [b, b+step) is stamped b. Both engines
+evaluate `f_over_time(m[step])` at T over the left-open window (T-step, T]; evaluating
+at T = b + step - 1 ms (timestamps are kept in ms) makes that [b, b+step), and the
+answer is stamped back to b.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import requests
+
+from diag import catalogue
+from diag.model import Sample
+
+from .types import AGGS, StoreError
+
+EPS = 0.001  # one millisecond: the engines' timestamp resolution
+# Above this many buckets per series query_range is refused by Prometheus (11,000);
+# finer queries read the raw samples with one range-vector instant query instead.
+MAX_POINTS = 10_000
+RAW_MAX_STEP = 1.0
+LATEST_LOOKBACK = 3600.0  # how far back `latest` looks when no max_age is given
+SCRAPE_LABELS = ("job", "instance")  # added by the scraper, not ours
+_FUNC = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time", "sum": "sum_over_time",
+         "count": "count_over_time", "last": "last_over_time"}
+_BY_EXPOSED = {m.exposition_name: m for m in catalogue.METRICS}
+
+
+class EngineError(StoreError):
+    """The metrics engine could not answer; `http_status` is what the API says about it."""
+
+    http_status = 502
+
+
+class EngineUnavailable(EngineError):
+    """The engine is down, unreachable or too slow."""
+
+    http_status = 503
+
+
+class ReadOnlyStoreError(StoreError):
+    """A write to an engine that gets its data by scraping."""
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _dur(seconds: float) -> str:
+    ms = max(1, round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+class PrometheusStore:
+    """Reads our metrics from an engine; `url` is its base, e.g. http://127.0.0.1:8428."""
+
+    read_only = True
+
+    def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = session or requests.Session()
+
+    # -- the engine's HTTP API ---------------------------------------------------------------
+
+    def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
+        try:
+            r = self._http.post(self.url + path, data=params, timeout=self.timeout)
+        except requests.Timeout:
+            raise EngineUnavailable(f"the metrics engine at {self.url} did not answer within {self.timeout:g}s") from None
+        except requests.RequestException as e:
+            raise EngineUnavailable(f"the metrics engine at {self.url} is unreachable: {type(e).__name__}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise EngineError(f"the metrics engine at {self.url} answered {r.status_code} without JSON") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            err = body.get("error", "") if isinstance(body, dict) else ""
+            raise EngineError(f"the metrics engine at {self.url} answered {r.status_code}: {str(err)[:300]}")
+        return body.get("data")
+
+    def selector(self, metric: str, instance_id: str | None, labels: Mapping[str, Any] | None) -> str:
+        known = catalogue.BY_NAME.get(metric)
+        name = known.exposition_name if known else metric
+        parts = [f"instance_id={_quote(instance_id)}"] if instance_id else []
+        for key, want in (labels or {}).items():
+            if isinstance(want, re.Pattern):
+                parts.append(f"{key}=~{_quote(want.pattern)}")  # PromQL regexes are anchored, like fullmatch
+            else:
+                parts.append(f"{key}={_quote(want)}")
+        return name + "{" + ",".join(parts) + "}"
+
+    # -- the Store protocol ----------------------------------------------------------------------
+
+    def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool:
+        raise ReadOnlyStoreError("the metrics engine is read-only here: it scrapes the agents' /metrics")
+
+    def query(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
+              start: float, end: float, step: float, agg: str = "avg") -> pd.DataFrame:
+        """Aligned buckets [floor(start/step)*step, end) as SqliteStore gives them, long form."""
+        if agg not in AGGS:
+            raise ValueError(f"agg must be one of {', '.join(AGGS)}, not {agg!r}")
+        if not step > 0 or not math.isfinite(step):
+            raise ValueError("step must be a positive number of seconds")
+        if not end > start:
+            raise ValueError("end must be after start")
+        lo = math.floor(start / step) * step
+        hi = math.ceil(end / step) * step
+        sel = self.selector(metric, instance_id, labels)
+        keys = self._keys(metric)
+        if step <= RAW_MAX_STEP or (hi - lo) / step > MAX_POINTS:
+            return self._bucket_raw(metric, sel, keys, lo, hi, step, agg)
+        by = ",".join(["instance_id", *keys])
+        expr = f"max by ({by}) ({_FUNC[agg]}({sel}[{_dur(step)}]))"
+        data = self._get("/api/v1/query_range", [("query", expr), ("start", f"{lo + step - EPS:.3f}"),
+                                                 ("end", f"{hi - EPS:.3f}"), ("step", _dur(step)), ("nocache", "1")])
+        rows = []
+        for r in data.get("result", []):
+            for t, v in r.get("values", []):
+                rows.append((r["metric"], float(round(float(t) + EPS - step, 3)), float(v)))
+        return self._frame(rows, keys, metric)
+
+    def latest(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
+               max_age: float | None = None, now: float | None = None) -> pd.DataFrame:
+        """The last point of each matched series within `max_age` (else the last hour), its own ts."""
+        keys = self._keys(metric)
+        window = max_age if max_age is not None else LATEST_LOOKBACK
+        params = [("query", f"{self.selector(metric, instance_id, labels)}[{_dur(window)}]")]
+        if now is not None:
+            params.append(("time", f"{now:.3f}"))
+        data = self._get("/api/v1/query", params)
+        rows = [(r["metric"], float(r["values"][-1][0]), float(r["values"][-1][1]))
+                for r in data.get("result", []) if r.get("values")]
+        return self._frame(rows, keys, metric)
+
+    def series(self, metric: str | None = None, *, instance_id: str | None = None,
+               labels: Mapping[str, Any] | None = None) -> list[dict]:
+        if metric is None:
+            sel = "{" + (f"instance_id={_quote(instance_id)}" if instance_id else 'instance_id!=""') + "}"
+        else:
+            sel = self.selector(metric, instance_id, labels)
+        out, seen = [], set()
+        for m in self._get("/api/v1/series", [("match[]", sel)]):
+            name = self._canonical(m.get("__name__", ""))
+            if not m.get("instance_id"):
+                continue
+            lab = {k: v for k, v in m.items() if k not in ("__name__", "instance_id", *SCRAPE_LABELS)}
+            key = (m["instance_id"], name, tuple(sorted(lab.items())))
+            if key not in seen:
+                seen.add(key)
+                out.append({"instance_id": m["instance_id"], "metric": name, "labels": lab})
+        return out
+
+    def metric_names(self, instance_id: str | None = None) -> list[str]:
+        match = f"{{instance_id={_quote(instance_id)}}}" if instance_id else '{instance_id!=""}'
+        names = self._get("/api/v1/label/__name__/values", [("match[]", match)]) or []
+        return sorted({self._canonical(n) for n in names})
+
+    # -- fleet -------------------------------------------------------------------------------------
+
+    def instance_ids(self) -> list[str]:
+        """The instances the engine has data of: the `instance_id` label's values."""
+        return sorted(self._get("/api/v1/label/instance_id/values", []) or [])
+
+    def last_seen(self) -> dict[str, float]:
+        """Each instance's newest uptime sample time within the engine's lookback (5 min by
+        default): an instance silent for longer keeps the last time the service saw."""
+        name = catalogue.BY_NAME["uptime"].exposition_name
+        data = self._get("/api/v1/query", [("query", f'max by (instance_id) (timestamp({name}{{instance_id!=""}}))')])
+        return {r["metric"]["instance_id"]: float(r["value"][1]) for r in data.get("result", [])
+                if r.get("metric", {}).get("instance_id")}
+
+    # -- service hooks, so the Service treats both stores alike ---------------------------------
+
+    def maintain(self, now: float) -> Any:
+        from .types import MaintenanceReport
+
+        return MaintenanceReport(now=now)  # retention and compaction are the engine's
+
+    def size_bytes(self) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _bucket_raw(self, metric: str, sel: str, keys: list[str], lo: float, hi: float, step: float,
+                    agg: str) -> pd.DataFrame:
+        """Fine steps: the raw samples in [lo, hi), bucketed here like SqliteStore does."""
+        data = self._get("/api/v1/query", [("query", f"{sel}[{_dur(hi - lo)}]"), ("time", f"{hi - EPS:.3f}")])
+        rows = []
+        for r in data.get("result", []):
+            pts = pd.DataFrame([(float(t), float(v)) for t, v in r.get("values", [])], columns=["ts", "value"])
+            if pts.empty:
+                continue
+            pts["ts"] = (pts["ts"] // step) * step
+            grouped = pts.groupby("ts", sort=True)["value"]
+            values = grouped.last() if agg == "last" else grouped.agg(agg if agg != "avg" else "mean")
+            rows.extend((r["metric"], float(t), float(v)) for t, v in values.items())
+        return self._frame(rows, keys, metric)
+
+    @staticmethod
+    def _keys(metric: str) -> list[str]:
+        known = catalogue.BY_NAME.get(metric)
+        return sorted(known.labels) if known else []
+
+    @staticmethod
+    def _canonical(exposed: str) -> str:
+        m = _BY_EXPOSED.get(exposed)
+        return m.name if m else exposed
+
+    @staticmethod
+    def _frame(rows: list[tuple[dict, float, float]], keys: list[str], metric: str) -> pd.DataFrame:
+        """Long form like SqliteStore: instance_id, ts, value, one column per label key."""
+        if not keys and rows and metric not in catalogue.BY_NAME:  # a user's metric: its own labels
+            keys = sorted({k for m, _, _ in rows for k in m} - {"__name__", "instance_id", *SCRAPE_LABELS})
+        if not rows:
+            return pd.DataFrame({"instance_id": pd.Series([], dtype=object), "ts": pd.Series([], dtype=float),
+                                 "value": pd.Series([], dtype=float)})
+        cols: dict[str, list] = {"instance_id": [m.get("instance_id") for m, _, _ in rows],
+                                 "ts": [t for _, t, _ in rows], "value": [v for _, _, v in rows]}
+        for k in keys:
+            cols[k] = [m.get(k, "") for m, _, _ in rows]
+        return pd.DataFrame(cols).sort_values(["instance_id", *keys, "ts"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,238 @@
+"""Alerting over HTTP: policies (CRUD and test), alerts, history, silences, contacts
+and contact groups (API.md "Alerting")."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from diag.alerting.policy import PolicyError
+from diag.units import parse_duration, parse_time
+from diag.web import auth
+from diag.web.errors import ApiError
+from diag.web.validate import json_body
+
+bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
+
+ALERT_STATES = ("ok", "pending", "firing", "resolved")
+_KIND = {"contacts": "contact", "contact-groups": "contact_group"}
+_PLURAL = {"contact": "contacts", "contact_group": "contact_groups"}
+
+
+def _alerting():
+    return current_app.extensions["diag"]["service"].alerting
+
+
+def _call(fn, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except PolicyError as e:
+        raise ApiError(e.status, e.message, e.field) from None
+
+
+# -- policies -------------------------------------------------------------------------------
+
+@bp.get("/alert-policies")
+def list_policies():
+    return jsonify({"policies": _alerting().repo.list("policy")})
+
+
+@bp.post("/alert-policies")
+def create_policy():
+    auth.require("token")
+    return jsonify(_call(_alerting().save_policy, json_body())), 201
+
+
+def _policy_or_404(policy_id: str) -> dict[str, Any]:
+    p = _alerting().repo.get("policy", policy_id)
+    if p is None:
+        raise ApiError(404, f"no policy {policy_id}")
+    return p
+
+
+@bp.get("/alert-policies/<policy_id>")
+def get_policy(policy_id: str):
+    return jsonify(_policy_or_404(policy_id))
+
+
+@bp.put("/alert-policies/<policy_id>")
+def replace_policy(policy_id: str):
+    auth.require("token")
+    cur = _policy_or_404(policy_id)
+    return jsonify(_call(_alerting().save_policy, json_body(), policy_id, cur["source"]))
+
+
+@bp.patch("/alert-policies/<policy_id>")
+def change_policy(policy_id: str):
+    auth.require("token")
+    _policy_or_404(policy_id)
+    return jsonify(_call(_alerting().patch_policy, policy_id, json_body()))
+
+
+@bp.delete("/alert-policies/<policy_id>")
+def delete_policy(policy_id: str):
+    auth.require("token")
+    if not _alerting().repo.delete("policy", policy_id):
+        raise ApiError(404, f"no policy {policy_id}")
+    return Response(status=204)
+
+
+@bp.post("/alert-policies/<policy_id>/test")
+def test_policy(policy_id: str):
+    auth.require("token")
+    _policy_or_404(policy_id)
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object (or empty)")
+    unknown = set(body) - {"event"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    return jsonify(_call(_alerting().test, policy_id, body.get("event")))
+
+
+# -- alerts and history ---------------------------------------------------------------------
+
+@bp.get("/alerts")
+def list_alerts():
+    state = request.args.get("state")
+    if state is None:
+        states = ["pending", "firing"]
+    elif state == "all":
+        states = None
+    else:
+        states = [s for s in state.split(",") if s]
+        bad = [s for s in states if s not in ALERT_STATES]
+        if bad or not states:
+            raise ApiError(400, f"state must be all or some of {', '.join(ALERT_STATES)}", "state")
+    alerts = _alerting().repo.alerts(states, request.args.get("policy_id"), request.args.get("instance_id"))
+    return jsonify({"alerts": alerts})
+
+
+@bp.get("/alerts/history")
+def alert_history():
+    since = None
+    if "since" in request.args:
+        try:
+            since = parse_time(request.args["since"], time.time())
+        except ValueError as e:
+            raise ApiError(400, str(e), "since") from None
+    try:
+        limit = int(request.args.get("limit", "1000"))
+    except ValueError:
+        raise ApiError(400, "must be an integer", "limit") from None
+    if not 1 <= limit <= 10000:
+        raise ApiError(400, "must be between 1 and 10000", "limit")
+    return jsonify({"history": _alerting().repo.history(since, request.args.get("alert_id"), limit)})
+
+
+# -- silences -------------------------------------------------------------------------------
+
+@bp.get("/silences")
+def list_silences():
+    return jsonify({"silences": _alerting().repo.silences(time.time())})
+
+
+@bp.post("/silences")
+def create_silence():
+    auth.require("token")
+    a = _alerting()
+    body = json_body()
+    unknown = set(body) - {"alert_id", "policy_id", "instance_id", "duration", "comment"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    targets = {k: body.get(k) for k in ("alert_id", "policy_id", "instance_id")}
+    given = {k: v for k, v in targets.items() if v is not None}
+    if len(given) != 1:
+        raise ApiError(422, "give exactly one of alert_id, policy_id, instance_id", "alert_id")
+    (field, value), = given.items()
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise ApiError(422, "must be an id", field)
+    found = {"alert_id": lambda v: a.repo.alert(v) is not None,
+             "policy_id": lambda v: a.repo.exists("policy", v),
+             "instance_id": lambda v: a.service.instances.get(v) is not None}[field](value)
+    if not found:
+        raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
+    try:
+        duration = parse_duration(body.get("duration", "1h"))
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, str(e), "duration") from None
+    if not 60 <= duration <= 30 * 86400:
+        raise ApiError(422, "must be between 1m and 30d", "duration")
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > 1024:
+        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
+    s = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), **targets)
+    return jsonify(s), 201
+
+
+@bp.get("/silences/<silence_id>")
+def get_silence(silence_id: str):
+    s = _alerting().repo.get_silence(silence_id, time.time())
+    if s is None:
+        raise ApiError(404, f"no silence {silence_id}")
+    return jsonify(s)
+
+
+@bp.delete("/silences/<silence_id>")
+def delete_silence(silence_id: str):
+    auth.require("token")
+    if not _alerting().repo.delete_silence(silence_id, time.time()):
+        raise ApiError(404, f"no silence {silence_id}")
+    return Response(status=204)
+
+
+# -- contacts and contact groups ------------------------------------------------------------
+
+def _save(kind: str, body: Any, obj_id: str | None = None) -> dict[str, Any]:
+    a = _alerting()
+    return _call(a.save_contact if kind == "contact" else a.save_group, body, obj_id)
+
+
+def _register(path: str) -> None:
+    kind = _KIND[path]
+    ep = path.replace("-", "_")
+
+    def list_():
+        return jsonify({_PLURAL[kind]: _alerting().repo.list(kind)})
+
+    def create():
+        auth.require("token")
+        return jsonify(_save(kind, json_body())), 201
+
+    def get(obj_id: str):
+        obj = _alerting().repo.get(kind, obj_id)
+        if obj is None:
+            raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
+        return jsonify(obj)
+
+    def put(obj_id: str):
+        auth.require("token")
+        get(obj_id)
+        return jsonify(_save(kind, json_body(), obj_id))
+
+    def delete(obj_id: str):
+        auth.require("token")
+        a = _alerting()
+        if kind == "contact_group":
+            users = [p["policy_id"] for p in a.repo.list("policy") if obj_id in p.get("contact_groups", [])]
+            if users and a.repo.exists(kind, obj_id):
+                raise ApiError(409, f"policies {', '.join(users[:5])} notify this group; change them first")
+        else:
+            users = [g["contact_group_id"] for g in a.repo.list("contact_group") if obj_id in g.get("contacts", [])]
+            if users and a.repo.exists(kind, obj_id):
+                raise ApiError(409, f"groups {', '.join(users[:5])} include this contact; change them first")
+        if not a.repo.delete(kind, obj_id):
+            raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
+        return Response(status=204)
+
+    bp.add_url_rule(f"/{path}", f"list_{ep}", list_, methods=["GET"])
+    bp.add_url_rule(f"/{path}", f"create_{ep}", create, methods=["POST"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"get_{ep}", get, methods=["GET"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"put_{ep}", put, methods=["PUT"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"delete_{ep}", delete, methods=["DELETE"])
+
+
+for _path in _KIND:
+    _register(_path)

@@ -1,0 +1,227 @@
+"""Remote commands (API.md "Remote commands"): 404 everywhere unless the service was started
+with commands enabled; then the admin token on every endpoint, loopback or not."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+
+from diag.commands import delivery, model, sendfile
+from diag.commands.engine import Commands
+from diag.commands.model import CommandError
+from diag.commands.repository import new_id
+from diag.web import auth
+from diag.web.errors import ApiError, error_response
+from diag.web.openapi import arr, doc, obj, query
+from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, FILE_BODY, INVOCATION,
+                              INVOKE_BODY, RUN_COMMAND_BODY, TASK_RESULT_BODY)
+from diag.web.validate import json_body
+
+bp = Blueprint("commands_api", __name__, url_prefix="/api/v1")
+
+
+def _commands() -> Commands:
+    return current_app.extensions["diag"]["service"].commands
+
+
+@bp.before_request
+def _gate() -> None:
+    service = current_app.extensions["diag"]["service"]
+    if not service.config.enable_commands or getattr(service, "commands", None) is None:
+        raise ApiError(404, "not found")  # off: indistinguishable from a route that does not exist
+    if request.endpoint == "commands_api.task_result":
+        return  # the agent's own token, checked in the view
+    token = service.config.token
+    header = request.headers.get("Authorization", "")
+    got = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    if not token or not got or not hmac.compare_digest(got.encode(), token.encode()):
+        raise ApiError(401, "remote commands need the admin token (Authorization: Bearer <token>)")
+
+
+@bp.errorhandler(CommandError)
+def _command_error(e: CommandError):
+    return error_response(e.status, e.message, e.field, e.code)
+
+
+def _audit() -> dict[str, Any]:
+    token = current_app.extensions["diag"]["service"].config.token or ""
+    return {"who": "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8],
+            "source": request.remote_addr, "user_agent": request.headers.get("User-Agent", "")[:200]}
+
+
+def _known_instances(ids: list[str]) -> list[str]:
+    service = current_app.extensions["diag"]["service"]
+    for i, iid in enumerate(ids):
+        if service.instances.get(iid) is None:
+            raise ApiError(422, f"no instance {iid}", f"instance_ids[{i}]")
+    return ids
+
+
+# -- saved commands ------------------------------------------------------------------------
+
+@bp.get("/commands")
+@doc("Saved commands.", responses={200: obj({"commands": arr(COMMAND)})})
+def list_commands():
+    return jsonify({"commands": _commands().repo.commands()})
+
+
+@bp.post("/commands")
+@doc("Save a command.", body=COMMAND_BODY, responses={201: COMMAND})
+def create_command():
+    cmd = model.command(json_body())
+    command_id = new_id("c")
+    _commands().repo.save_command(command_id, cmd, time.time())
+    return jsonify(_commands().repo.command(command_id)), 201
+
+
+@bp.get("/commands/<command_id>")
+@doc("One saved command.", responses={200: COMMAND})
+def get_command(command_id: str):
+    return jsonify(_existing(command_id))
+
+
+@bp.put("/commands/<command_id>")
+@doc("Change a saved command; fields left out keep their value.", body=COMMAND_PATCH_BODY,
+     responses={200: COMMAND})
+def update_command(command_id: str):
+    old = _existing(command_id)
+    base = {k: old[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags")}
+    cmd = model.command(json_body(), base=base)
+    _commands().repo.save_command(command_id, cmd, time.time())
+    return jsonify(_commands().repo.command(command_id))
+
+
+@bp.delete("/commands/<command_id>")
+@doc("Delete a saved command (its invocations stay).", responses={204: None})
+def delete_command(command_id: str):
+    if not _commands().repo.delete_command(command_id):
+        raise ApiError(404, f"no command {command_id}")
+    return "", 204
+
+
+def _existing(command_id: str) -> dict[str, Any]:
+    cmd = _commands().repo.command(command_id)
+    if cmd is None:
+        raise ApiError(404, f"no command {command_id}")
+    return cmd
+
+
+# -- invoking ------------------------------------------------------------------------------
+
+def _invoke(cmd: dict[str, Any], body: dict[str, Any]):
+    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
+    timeout = model.timeout(body["timeout"]) if body.get("timeout") is not None else None
+    for key in ("repeat_mode", "frequency"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise ApiError(422, "must be a string", key)
+    inv = _commands().invoke(cmd, ids, body.get("parameters"), body.get("repeat_mode") or "Once",
+                             body.get("frequency"), timeout, _audit())
+    return jsonify(inv), 201
+
+
+@bp.post("/commands/<command_id>/invoke")
+@doc("Run a saved command on instances, now, later or repeatedly.", body=INVOKE_BODY,
+     responses={201: INVOCATION})
+def invoke_command(command_id: str):
+    return _invoke(_existing(command_id), json_body())
+
+
+@bp.post("/run-command")
+@doc("Create and invoke a command in one step (keep_command saves it).", body=RUN_COMMAND_BODY,
+     responses={201: INVOCATION})
+def run_command():
+    body = json_body()
+    body.setdefault("name", "run-command")
+    cmd = model.command(body)
+    keep = body.get("keep_command", False)
+    if not isinstance(keep, bool):
+        raise ApiError(422, "must be true or false", "keep_command")
+    command_id = new_id("c")
+    # Saved even when not kept (unsaved), so the invocation can name the command it ran.
+    _commands().repo.save_command(command_id, cmd, time.time(), saved=keep)
+    return _invoke({"command_id": command_id, **cmd}, body)
+
+
+@bp.post("/files")
+@doc("Send a small file (base64 content, at most 32 KiB) to instances.", body=FILE_BODY,
+     responses={201: INVOCATION})
+def send_file():
+    body = json_body()
+    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
+    mode = body.get("mode", "0644")
+    problem = sendfile.check(body.get("name"), body.get("target_dir"), mode)
+    if problem:
+        field, _, message = problem.partition(": ")
+        raise ApiError(422, message, field)
+    raw = body.get("content")
+    try:
+        data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+    except binascii.Error:
+        data = None
+    if data is None:
+        raise ApiError(422, "must be the file's bytes in base64", "content")
+    if len(data) > sendfile.MAX_BYTES:
+        raise ApiError(413, f"is {len(data)} bytes; at most {sendfile.MAX_BYTES} (32 KiB)", "content")
+    for key in ("owner", "group"):
+        v = body.get(key) or ""
+        if not isinstance(v, str) or (v and not model.USERNAME.match(v)):
+            raise ApiError(422, "must be a user or group name", key)
+    if not isinstance(body.get("overwrite", False), bool):
+        raise ApiError(422, "must be true or false", "overwrite")
+    spec = {"file_name": body["name"], "content_b64": base64.b64encode(data).decode(), "target_dir": body["target_dir"],
+            "mode": mode, "owner": body.get("owner") or "", "group": body.get("group") or "",
+            "overwrite": body.get("overwrite", False), "timeout": 60}
+    return jsonify(_commands().send_file(spec, ids, _audit())), 201
+
+
+# -- invocations ---------------------------------------------------------------------------
+
+@bp.get("/invocations")
+@doc("Invocations, newest first, each with its last 5 records per instance.",
+     responses={200: obj({"invocations": arr(INVOCATION)})}, params=[query("command_id"), query("status")])
+def list_invocations():
+    status = request.args.get("status")
+    cmds = _commands()
+    out = [cmds.invocation(i["invoke_id"], max_records=5)
+           for i in cmds.repo.invocations(request.args.get("command_id") or None)]
+    return jsonify({"invocations": [i for i in out if not status or i["status"] == status]})
+
+
+@bp.get("/invocations/<invoke_id>")
+@doc("One invocation with its instances and records.", responses={200: INVOCATION})
+def get_invocation(invoke_id: str):
+    return jsonify(_commands().invocation(invoke_id))
+
+
+@bp.post("/invocations/<invoke_id>/stop")
+@doc("Stop an invocation: running records become Stopping, then Stopped.", responses={200: INVOCATION})
+def stop_invocation(invoke_id: str):
+    return jsonify(_commands().stop(invoke_id))
+
+
+# -- the agent's side (GET .../tasks is fleet_routes', which calls tasks_hook) --------------
+
+@bp.post("/agents/<instance_id>/tasks/<task_id>/result")
+@doc("An agent reports a record's final state, exit code and output (its own agent token).",
+     body=TASK_RESULT_BODY, responses={200: COMMAND_RECORD})
+def task_result(instance_id: str, task_id: str):
+    auth.agent_for(instance_id)
+    return jsonify(delivery.result(_commands(), instance_id, task_id, json_body()))
+
+
+def tasks_hook(commands: Commands):
+    """What fleet_routes' GET /agents/{id}/tasks calls: the tasks, then stop orders as
+    tasks of kind "stop"; the agent's boot id comes as ?boot_id= (reboot invocations)."""
+
+    def agent_tasks(instance_id: str) -> list[dict[str, Any]]:
+        boot = request.args.get("boot_id") if request else None
+        got = delivery.poll(commands, instance_id, boot[:64] if boot else None)
+        return got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]]
+
+    return agent_tasks

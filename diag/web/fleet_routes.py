@@ -1,0 +1,81 @@
+"""Fleet: activations (admin), agent registration, an agent's own task list, and the
+answer the API gives when the metrics engine behind `--store-url` fails."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from diag import fleet
+from diag.store.prometheus import EngineError
+from diag.units import parse_duration
+from diag.web import auth
+from diag.web.errors import ApiError, error_response
+from diag.web.openapi import doc, query
+from diag.web.schemas import ACTIVATION, ACTIVATION_BODY, AGENT_TASKS, REGISTERED, REGISTER_BODY
+from diag.web.validate import INSTANCE_ID, json_body, labels, string
+
+bp = Blueprint("fleet_api", __name__, url_prefix="/api/v1")
+
+
+def _service():
+    return current_app.extensions["diag"]["service"]
+
+
+@bp.app_errorhandler(EngineError)
+def _engine_error(e: EngineError):
+    # The engine is another service: its failure is a 502/503 with its reason, never our 500.
+    return error_response(e.http_status, str(e), code="MetricsEngineUnavailable")
+
+
+@bp.post("/activations")
+@doc("Create an activation (admin); its code is shown only in this answer.", body=ACTIVATION_BODY,
+     responses={201: ACTIVATION})
+def create_activation():
+    auth.require("token")
+    body = json_body()
+    count = body.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= fleet.MAX_COUNT:
+        raise ApiError(422, f"must be a whole number from 1 to {fleet.MAX_COUNT}", "count")
+    raw = body.get("expires_in", "1h")
+    try:
+        expires_in = parse_duration(raw) if isinstance(raw, str) else float(raw)
+    except (TypeError, ValueError):
+        raise ApiError(422, "must be a duration like 1h or a number of seconds", "expires_in") from None
+    if not 0 < expires_in <= fleet.MAX_EXPIRES:
+        raise ApiError(422, "must be more than 0 and at most 365d", "expires_in")
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > 1000:
+        raise ApiError(422, "must be a string of at most 1000 characters", "description")
+    return jsonify(_service().fleet.create_activation(count, expires_in, description)), 201
+
+
+@bp.post("/agents/register")
+@doc("Register an agent with an activation; answers a token bound to that instance.", body=REGISTER_BODY,
+     responses={201: REGISTERED})
+def register_agent():
+    body = json_body()
+    activation_id, code = body.get("activation_id"), body.get("activation_code")
+    if not isinstance(activation_id, str) or not isinstance(code, str) or not activation_id or not code:
+        raise ApiError(401, "activation_id and activation_code are required to register")
+    instance_id = string(body.get("instance_id"), "instance_id", INSTANCE_ID, 128)
+    hostname = body.get("hostname", "")
+    if not isinstance(hostname, str) or len(hostname) > 255:
+        raise ApiError(422, "must be a string of at most 255 characters", "hostname")
+    inst_labels = labels(body.get("labels"), "labels")
+    service = _service()
+    try:
+        token = service.fleet.register(activation_id, code, instance_id)
+    except fleet.RegistrationError as e:
+        raise ApiError(e.status, str(e)) from None
+    service.instances.register(instance_id, hostname=hostname, labels=inst_labels)
+    return jsonify({"instance_id": instance_id, "agent_token": token}), 201
+
+
+@bp.get("/agents/<instance_id>/tasks")
+@doc("The agent's pending remote-command tasks and stop orders (its own agent token only).",
+     responses={200: AGENT_TASKS}, params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
+def agent_tasks(instance_id: str):
+    auth.agent_for(instance_id)
+    # Remote commands fill this in; until then an agent has nothing to do.
+    tasks = getattr(_service(), "agent_tasks", lambda _id: [])(instance_id)
+    return jsonify({"instance_id": instance_id, "tasks": tasks})

@@ -1,0 +1,59 @@
+"""GET /metrics without Flask: the whole exposition cached for up to a second.
+
+Prometheus scrapes every 15 s or more, so a body at most one second old is as good as
+a fresh one; serving it from bytes keeps /metrics cheap under many concurrent
+scrapers (and a scrape storm cannot starve the API). With `protect_reads` the request
+goes through Flask, where the token is checked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+from flask import Flask
+from prometheus_client.exposition import choose_encoder
+
+MAX_AGE = 1.0
+
+
+class MetricsFastPath:
+    def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]], histogram: Any = None) -> None:
+        self.app, self.wsgi_app, self.histogram = app, wsgi_app, histogram
+        self._cache: dict[str, tuple[float, object, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        ext = self.app.extensions["diag"]
+        if (environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") != "GET"
+                or ext["service"].config.protect_reads):
+            return self.wsgi_app(environ, start_response)
+        started = time.perf_counter()
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        body = self._body(encoder, content_type)
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                                  ("Cache-Control", "no-store")])
+        if self.histogram is not None:
+            self.histogram.labels("/metrics", "GET", "2xx").observe(time.perf_counter() - started)
+        return [body]
+
+    def _fresh(self, content_type: str, batch: object) -> bytes | None:
+        hit = self._cache.get(content_type)
+        # A new collection is shown at once; only the self-monitoring part may lag.
+        if hit is not None and hit[1] is batch and time.monotonic() - hit[0] < MAX_AGE:
+            return hit[2]
+        return None
+
+    def _body(self, encoder: Callable, content_type: str) -> bytes:
+        ext = self.app.extensions["diag"]
+        batch = ext["service"].last_batch
+        body = self._fresh(content_type, batch)
+        if body is not None:
+            return body
+        with self._lock:  # one render at a time; the others take the fresh copy
+            body = self._fresh(content_type, batch)
+            if body is None:
+                body = ext["batch_exposition"].render(encoder, content_type) + encoder(ext["registry"])
+                self._cache[content_type] = (time.monotonic(), batch, body)
+            return body

@@ -1,0 +1,143 @@
+"""The OpenAPI 3 document, built from the running app: paths and methods come from
+Flask's url_map, each operation from the `@doc` beside its view function. A route
+without `@doc` shows up as undocumented, and tests/web/test_openapi.py fails on it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, current_app, jsonify
+
+from diag import __version__
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+# -- schema helpers (JSON Schema as OpenAPI 3.0 takes it) -----------------------------------
+
+STR: dict[str, Any] = {"type": "string"}
+NUM: dict[str, Any] = {"type": "number"}
+INT: dict[str, Any] = {"type": "integer"}
+BOOL: dict[str, Any] = {"type": "boolean"}
+ANY_OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
+LABELS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def arr(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "array", "items": items, **extra}
+
+
+def obj(required: dict[str, Any] | None = None, optional: dict[str, Any] | None = None,
+        extra: bool = True) -> dict[str, Any]:
+    props = {**(required or {}), **(optional or {})}
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": extra}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+def query(name: str, schema: dict[str, Any] | None = None, required: bool = False, description: str = "") -> dict:
+    p = {"name": name, "in": "query", "required": required, "schema": schema or STR}
+    if description:
+        p["description"] = description
+    return p
+
+
+COMPONENTS: dict[str, dict[str, Any]] = {
+    "Error": obj({"error": obj({"code": STR, "message": STR}, {"field": STR})}),
+}
+
+
+def component(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Register a shared schema; returns its $ref."""
+    COMPONENTS[name] = schema
+    return ref(name)
+
+
+# -- the decorator ---------------------------------------------------------------------------
+
+ERRORS = (400, 401, 403, 404, 409, 413, 422, 502, 503, 507)
+
+
+def doc(summary: str, *, responses: dict[int, dict[str, Any] | None], body: dict[str, Any] | None = None,
+        params: list[dict[str, Any]] | None = None, method: str | None = None,
+        content_type: str = "application/json", tags: list[str] | None = None) -> Callable:
+    """Describe a view's operation. `responses` maps a status to its JSON schema (None: no
+    body). Every error status answers the one error shape; they are added here."""
+
+    def wrap(view: Callable) -> Callable:
+        ops = getattr(view, "openapi", {})
+        op: dict[str, Any] = {"summary": summary, "responses": {}}
+        for status, schema in responses.items():
+            if schema is None:
+                op["responses"][str(status)] = {"description": "no content"}
+            else:
+                op["responses"][str(status)] = {"description": summary,
+                                                "content": {content_type: {"schema": schema}}}
+        for status in ERRORS:
+            op["responses"].setdefault(str(status), {"description": "error",
+                                                     "content": {"application/json": {"schema": ref("Error")}}})
+        if body is not None:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        if params:
+            op["parameters"] = params
+        if tags:
+            op["tags"] = tags
+        ops[(method or "*").upper()] = op
+        view.openapi = ops
+        return view
+
+    return wrap
+
+
+# -- building the document ------------------------------------------------------------------
+
+_PARAM = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+DOCUMENTED_PREFIXES = ("/api/", "/healthz", "/metrics")
+
+
+def build(app: Flask) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith(DOCUMENTED_PREFIXES):
+            continue
+        path = _PARAM.sub(r"{\1}", rule.rule)
+        view = app.view_functions[rule.endpoint]
+        ops = getattr(view, "openapi", {})
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op = dict(ops.get(method) or ops.get("*") or {"summary": "undocumented", "x-undocumented": True,
+                                                            "responses": {"default": {"description": "?"}}})
+            op["operationId"] = f"{method.lower()}_{rule.endpoint.replace('.', '_')}"
+            names = _PARAM.findall(rule.rule)
+            if names:
+                op["parameters"] = [{"name": n, "in": "path", "required": True, "schema": STR} for n in names] + \
+                    [p for p in op.get("parameters", []) if p["in"] != "path"]
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "diag", "version": __version__,
+                 "description": "Monitoring and self-diagnosis for Linux machines."},
+        "components": {"schemas": COMPONENTS,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{}, {"bearer": []}],
+        "paths": paths,
+    }
+
+
+@bp.get("/openapi.json")
+@doc("This document.", responses={200: ANY_OBJ})
+def openapi_json():
+    return jsonify(build(current_app))

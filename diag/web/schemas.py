@@ -1,0 +1,111 @@
+"""Shared response and body schemas for the OpenAPI document (see openapi.py)."""
+
+from __future__ import annotations
+
+from checks.base import STATUSES
+from diag.commands.schedule import REPEAT_MODES
+from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
+from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES
+from diag.health import STATES
+from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, nullable, obj
+
+HEALTH_STATUS = enum(*STATES)
+
+HEALTHZ = obj({"status": enum("ok", "failing"), "version": STR},
+              {"instance_id": STR, "last_collection": nullable(NUM), "failing": arr(STR)})
+
+METRIC = component("Metric", obj({"name": STR, "unit": STR, "kind": STR, "labels": arr(STR), "description": STR}))
+
+SERIES = obj({"instance_id": STR, "labels": LABELS, "points": arr(arr(NUM, minItems=2, maxItems=2))})
+QUERY_RESULT = component("QueryResult", obj({"metric": STR, "unit": STR, "step": NUM, "series": arr(SERIES)}))
+
+INGEST_BODY = obj(optional={
+    "instance_id": STR, "batch_id": STR, "hostname": STR, "labels": LABELS,
+    "samples": arr(obj({"metric": STR, "value": NUM}, {"labels": LABELS, "ts": NUM})),
+    "signals": arr(obj({"kind": STR}, {"ts": NUM, "message": STR, "labels": LABELS})),
+    "facts": ANY_OBJ,
+})
+INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL}, {"signals": INT, "batch_id": nullable(STR)})
+
+CHECK = component("Check", obj({"id": STR, "category": STR, "name": STR, "severity": enum("critical", "non_critical"),
+                                "lookback": NUM, "thresholds": ANY_OBJ, "description": STR}))
+CHECK_RESULT = component("CheckResult", obj({
+    "id": STR, "category": STR, "name": STR, "severity": enum("critical", "non_critical"),
+    "status": enum(*STATUSES), "message": STR, "evidence": ANY_OBJ, "recommendation": STR, "duration_ms": NUM}))
+SUMMARY = obj({s: INT for s in STATUSES})
+REASON = obj({"status": STR, "message": STR}, {"check_id": nullable(STR)})
+WINDOW = obj({"start": NUM, "end": NUM})
+REPORT_SUMMARY = component("ReportSummary", obj({
+    "report_id": STR, "instance_id": STR, "created_at": NUM, "window": WINDOW, "health_status": HEALTH_STATUS,
+    "summary": SUMMARY}))
+REPORT = component("Report", obj({
+    "report_id": STR, "instance_id": STR, "created_at": NUM, "window": WINDOW, "health_status": HEALTH_STATUS,
+    "summary": SUMMARY, "checks": arr(CHECK_RESULT)}, {"health_reasons": arr(REASON)}))
+DIAGNOSIS_BODY = obj(optional={"instance_id": STR, "window": STR, "checks": arr(STR)})
+
+INSTANCE = component("Instance", obj({
+    "instance_id": STR, "hostname": STR, "labels": LABELS, "health_status": HEALTH_STATUS,
+    "health_reasons": arr(REASON), "last_seen": nullable(NUM)}, {"latest_report_id": nullable(STR),
+                                                                   "first_seen": NUM, "local": BOOL}))
+HEALTH = obj({"instance_id": STR, "health_status": HEALTH_STATUS, "health_reasons": arr(REASON),
+              "evaluated_at": NUM}, {"latest_report_id": nullable(STR)})
+
+EVENT = component("Event", obj({
+    "event_id": STR, "instance_id": STR, "type": STR, "level": enum(*LEVELS), "status": enum(*EVENT_STATUSES),
+    "publish_time": NUM, "not_before": nullable(NUM), "finish_time": nullable(NUM), "details": ANY_OBJ}))
+EVENT_BODY = obj({"type": enum(*MAINTENANCE)}, {
+    "instance_id": STR, "not_before": {"oneOf": [NUM, STR]}, "duration": STR, "comment": STR})
+
+# -- fleet ------------------------------------------------------------------------------------
+
+ACTIVATION_BODY = obj(optional={"count": INT, "expires_in": {"oneOf": [STR, NUM]}, "description": STR})
+ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
+                  "remaining": INT, "created_at": NUM, "expires_at": NUM})
+REGISTER_BODY = obj({"activation_id": STR, "activation_code": STR, "instance_id": STR},
+                    {"hostname": STR, "labels": LABELS})
+REGISTERED = obj({"instance_id": STR, "agent_token": STR})
+# One shape for the three kinds: "command" carries script/working_dir/username, "file" the
+# file fields, "stop" only the task_id of a record to stop.
+AGENT_TASK = obj({"task_id": STR, "kind": enum("command", "file", "stop")}, {
+    "invoke_id": STR, "timeout": NUM, "script": STR, "working_dir": STR, "username": STR,
+    "file_name": STR, "content_b64": STR, "target_dir": STR, "mode": STR, "owner": STR, "group": STR,
+    "overwrite": BOOL})
+AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)})
+
+# -- remote commands --------------------------------------------------------------------------
+
+REPEAT_MODE = enum(*REPEAT_MODES)
+COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
+                           "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
+_COMMAND_FIELDS = {"description": STR, "type": enum("RunShellScript"), "content_encoding": enum("PlainText", "Base64"),
+                   "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR)}
+COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
+COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
+COMMAND = component("Command", obj({
+    "command_id": STR, "name": STR, "description": STR, "type": enum("RunShellScript"), "content": STR,
+    "parameters": arr(STR), "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR),
+    "created_at": NUM, "updated_at": NUM}))
+_INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
+                  "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
+INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
+RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
+                       {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
+FILE_BODY = obj({"instance_ids": arr(STR), "name": STR, "content": STR, "target_dir": STR},
+                {"mode": STR, "owner": STR, "group": STR, "overwrite": BOOL})
+COMMAND_RECORD = component("CommandRecord", obj({
+    "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
+    "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
+    "start_time": nullable(NUM), "finish_time": nullable(NUM)}))
+INVOCATION = component("Invocation", obj({
+    "invoke_id": STR, "command_id": nullable(STR), "kind": enum("command", "file"), "name": nullable(STR),
+    "status": enum(*RECORD_STATES, PARTIAL), "repeat_mode": REPEAT_MODE, "frequency": STR,
+    "timeout": nullable(NUM), "parameters": {"type": "object", "additionalProperties": STR},
+    "created_at": NUM, "next_run": nullable(NUM),
+    "audit": obj({"who": STR, "source": nullable(STR), "user_agent": STR, "at": NUM, "instance_ids": arr(STR),
+                  "content_sha256": STR}),
+    "instances": arr(obj({"instance_id": STR, "status": enum(*RECORD_STATES), "repeats": INT,
+                          "records": arr(COMMAND_RECORD)}))}))
+TASK_RESULT_BODY = obj({"status": enum(*FINAL)}, {
+    "exit_code": nullable(INT), "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR),
+    "output_b64": STR, "dropped": {"type": "integer", "minimum": 0}, "start_time": nullable(NUM),
+    "finish_time": nullable(NUM)})

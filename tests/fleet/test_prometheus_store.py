@@ -1,0 +1,120 @@
+"""PrometheusStore over a real VictoriaMetrics: the same data gives the same check results
+as the embedded store; the engine down gives `unknown` results with the reason."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from vm_helpers import VictoriaMetrics
+
+from diag import catalogue, diagnosis
+from diag.db import Database
+from diag.events import EventLog
+from diag.model import Sample
+from diag.store import SqliteStore
+from diag.store.prometheus import EngineUnavailable, PrometheusStore
+
+LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth0", "kind": "x", "mountpoint": "/",
+                "scope": "public", "state": "established"}
+STEP = 10.0
+SPAN = 3 * 3600.0
+
+
+def _value(m: catalogue.Metric, failing: bool, i: int, n: int) -> float:
+    """A level per metric: healthy is calm, failing is what every check calls bad."""
+    wobble = (i % 7) * 0.5
+    if m.name == "uptime":
+        return 100000.0 + i * STEP
+    if m.name == "fs_readonly":
+        return 1.0 if failing and i > n // 2 else 0.0
+    if m.unit == "percent":
+        return (97.0 + wobble / 2) if failing else (10.0 + wobble)
+    if m.kind == "delta":
+        return (5.0 if i % 3 == 0 else 0.0) if failing else 0.0
+    if m.name in ("mem_total", "net_link_speed"):
+        return 8e9 if m.name == "mem_total" else 1e9
+    if m.name == "mem_available":
+        return 1e8 if failing else 6e9
+    if m.unit == "ms":
+        return 900.0 + wobble if failing else 2.0 + wobble
+    if m.name.startswith(("load_", "procs_")):
+        return 40.0 + wobble if failing else 0.5
+    return (1e6 + 1000 * wobble) if failing else (1000.0 + 10 * wobble)
+
+
+def synthetic(end: float, failing: bool) -> list[Sample]:
+    n = int(SPAN / STEP)
+    out = []
+    for i in range(n):
+        ts = end - SPAN + i * STEP
+        for m in catalogue.METRICS:
+            out.append(Sample(m.name, {k: LABEL_VALUES[k] for k in m.labels}, _value(m, failing, i, n), ts))
+    return out
+
+
+def run(store, events: EventLog, instance_id: str, now: float) -> dict[str, dict]:
+    ctx = diagnosis.StoreContext(store=store, events=events, instance_id=instance_id, start=now - 12 * 3600, end=now,
+                                 now=now, interval=STEP, monitoring_since=now - SPAN, bandwidth_caps={},
+                                 service_ports=[], facts=lambda: (None, None), processes=lambda: {})
+    return {r["id"]: r for r in diagnosis.run_checks(ctx, diagnosis.configured({}))}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("parity")
+    now = math.floor(time.time() / STEP) * STEP - 5 * STEP
+    vm = VictoriaMetrics(tmp)
+    sqlite = SqliteStore(tmp / "metrics.db")
+    for iid, failing in (("healthy-1", False), ("failing-1", True)):
+        samples = synthetic(now, failing)
+        sqlite.write(iid, samples)
+        vm.import_samples(iid, samples)
+    events = EventLog(Database(tmp / "diag.db"))
+    yield sqlite, PrometheusStore(vm.url), events, now
+    sqlite.close()
+    vm.stop()
+
+
+@pytest.mark.parametrize("instance_id", ["healthy-1", "failing-1"])
+def test_every_check_agrees_between_the_embedded_store_and_victoriametrics(stores, instance_id):
+    sqlite, prom, events, now = stores
+    embedded, engine = run(sqlite, events, instance_id, now), run(prom, events, instance_id, now)
+    assert sorted(embedded) == sorted(engine)
+    differ = {cid: (embedded[cid]["status"], engine[cid]["status"], engine[cid]["message"])
+              for cid in embedded if embedded[cid]["status"] != engine[cid]["status"]}
+    assert differ == {}
+    statuses = [r["status"] for r in engine.values()]
+    if instance_id == "failing-1":  # the data really exercises the failing side of the checks
+        assert statuses.count("critical") + statuses.count("warning") >= 8, statuses
+    else:
+        assert "critical" not in statuses
+
+
+def test_buckets_and_points_match_the_embedded_store(stores):
+    sqlite, prom, _, now = stores
+    for agg in ("avg", "min", "max", "sum", "count", "last"):
+        for step in (1.0, 60.0, 300.0):
+            a = sqlite.query("fs_usage", instance_id="failing-1", start=now - 3600, end=now, step=step, agg=agg)
+            b = prom.query("fs_usage", instance_id="failing-1", start=now - 3600, end=now, step=step, agg=agg)
+            assert list(a["ts"]) == list(b["ts"]), (agg, step)
+            assert list(a["value"]) == pytest.approx(list(b["value"])), (agg, step)
+            assert list(b["mountpoint"].unique()) == ["/"]
+    latest = prom.latest("uptime", instance_id="healthy-1")
+    assert latest["ts"].tolist() == sqlite.latest("uptime", instance_id="healthy-1")["ts"].tolist()
+    assert set(prom.instance_ids()) >= {"healthy-1", "failing-1"}
+    assert "fs_usage" in prom.metric_names("healthy-1")
+
+
+def test_the_engine_down_gives_unknown_checks_with_the_reason(tmp_path):
+    from conftest import free_port
+
+    dead = PrometheusStore(f"http://127.0.0.1:{free_port()}", timeout=2)
+    with pytest.raises(EngineUnavailable, match="unreachable"):
+        dead.query("cpu_usage", instance_id="a", start=0, end=60, step=10)
+    events = EventLog(Database(tmp_path / "diag.db"))
+    now = time.time()
+    results = run(dead, events, "a", now)
+    metric_checks = [r for r in results.values() if "metrics engine" in r["message"]]
+    assert metric_checks and all(r["status"] == "unknown" for r in metric_checks)

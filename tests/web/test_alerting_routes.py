@@ -1,0 +1,163 @@
+"""The Alerting endpoints of API.md through the Flask app, over a real service."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from diag.config import load
+from diag.service import Service
+from diag.web.app import create_app
+from tests.conftest import need_tool
+
+TOKEN = "s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+POLICY = {"name": "cpu", "conditions": [{"metric": "cpu_usage", "period": "1m", "comparison": ">=", "threshold": 90,
+                                         "consecutive": 3, "severity": "critical"}]}
+
+
+@pytest.fixture
+def service(tmp_path):
+    s = Service(load(env={}, data_dir=str(tmp_path / "data"), token=TOKEN))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def client(service):
+    return create_app(service).test_client()
+
+
+def test_defaults_exist_and_are_removable(client, service):
+    ids = {p["policy_id"]: p for p in client.get("/api/v1/alert-policies").get_json()["policies"]}
+    assert {"default-cpu", "default-memory", "default-bandwidth", "default-disk", "default-kernel-faults",
+            "default-unexpected-reboot"} <= set(ids)
+    from checks import catalogue
+
+    disk = ids["default-disk"]["conditions"]
+    assert [c["threshold"] for c in disk] == [catalogue.get("storage.disk_usage").thresholds[k]
+                                              for k in ("warning", "critical")]
+    cpu = ids["default-cpu"]["conditions"][0]
+    assert (cpu["statistic"], cpu["period"], cpu["consecutive"]) == ("avg", 300, 3)
+    assert client.delete("/api/v1/alert-policies/default-cpu", headers=AUTH).status_code == 204
+    from diag.alerting import defaults
+
+    assert defaults.create_once(service.alerting) == []  # deleted stays deleted
+    assert client.get("/api/v1/alert-policies/default-cpu").status_code == 404
+
+
+def test_policy_crud(client):
+    r = client.post("/api/v1/alert-policies", json=POLICY, headers=AUTH)
+    assert r.status_code == 201
+    p = r.get_json()
+    pid = p["policy_id"]
+    assert p["id"] == pid and p["silence"] == 86400 and p["missing_data"] == "insufficient"
+    assert client.get(f"/api/v1/alert-policies/{pid}").get_json()["name"] == "cpu"
+    r = client.patch(f"/api/v1/alert-policies/{pid}", json={"enabled": False}, headers=AUTH)
+    assert r.status_code == 200 and r.get_json()["enabled"] is False and r.get_json()["conditions"][0]["threshold"] == 90
+    r = client.put(f"/api/v1/alert-policies/{pid}", json={**POLICY, "name": "cpu2"}, headers=AUTH)
+    assert r.get_json()["name"] == "cpu2" and r.get_json()["enabled"] is True
+    assert client.delete(f"/api/v1/alert-policies/{pid}", headers=AUTH).status_code == 204
+    assert client.delete(f"/api/v1/alert-policies/{pid}", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"conditions": [{**POLICY["conditions"][0], "metric": "no_such_metric"}]}, "conditions[0].metric"),
+    ({"conditions": [{**POLICY["conditions"][0], "comparison": "=>"}]}, "conditions[0].comparison"),
+    ({"conditions": [{**POLICY["conditions"][0], "threshold": "high"}]}, "conditions[0].threshold"),
+    ({"conditions": [{**POLICY["conditions"][0], "period": "5s"}]}, "conditions[0].period"),
+    ({"targets": {"instances": []}}, "targets"),
+    ({"contact_groups": ["g-nope"]}, "contact_groups[0]"),
+    ({"silence": "1m"}, "silence"),
+    ({"missing_data": "maybe"}, "missing_data"),
+    ({"effective": {"timezone": "Mars/Base"}}, "effective.timezone"),
+    ({"event_conditions": [{"type": "Kernel.Nope"}]}, "event_conditions[0].type"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_validation_names_the_field(client, change, field):
+    r = client.post("/api/v1/alert-policies", json={**POLICY, **change}, headers=AUTH)
+    assert r.status_code == 422, r.get_json()
+    assert r.get_json()["error"]["field"] == field
+    assert client.get("/api/v1/alert-policies").get_json()["policies"][-1]["name"] != "cpu"  # nothing half-written
+
+
+def test_mutations_need_the_token(client):
+    assert client.post("/api/v1/alert-policies", json=POLICY).status_code == 401
+    assert client.post("/api/v1/silences", json={"instance_id": "x"}).status_code == 401
+    assert client.post("/api/v1/contacts", json={}).status_code == 401
+    assert client.get("/api/v1/alert-policies").status_code == 200
+
+
+def test_contacts_groups_and_conflicts(client):
+    r = client.post("/api/v1/contacts", json={"name": "ops", "channels": [{"type": "email"}]}, headers=AUTH)
+    assert r.status_code == 422 and r.get_json()["error"]["field"] == "channels[0]"
+    c = client.post("/api/v1/contacts", json={"name": "ops", "channels": [
+        {"type": "webhook", "url": "http://127.0.0.1:9/x", "format": "alertmanager"},
+        {"type": "email", "address": "ops@example.com"}]}, headers=AUTH).get_json()
+    g = client.post("/api/v1/contact-groups", json={"name": "oncall", "contacts": [c["contact_id"]]},
+                    headers=AUTH)
+    assert g.status_code == 201
+    gid = g.get_json()["contact_group_id"]
+    assert client.get("/api/v1/contact-groups").get_json()["contact_groups"][0]["contacts"] == [c["contact_id"]]
+    p = client.post("/api/v1/alert-policies", json={**POLICY, "contact_groups": [gid]}, headers=AUTH)
+    assert p.status_code == 201
+    assert client.delete(f"/api/v1/contact-groups/{gid}", headers=AUTH).status_code == 409
+    assert client.delete(f"/api/v1/contacts/{c['contact_id']}", headers=AUTH).status_code == 409
+    assert client.get("/api/v1/contacts/c-nope").status_code == 404
+
+
+def test_test_endpoint_renders_and_sends_nothing(client, service):
+    c = client.post("/api/v1/contacts", json={"name": "ops", "channels": [
+        {"type": "webhook", "url": "http://127.0.0.1:9/x", "format": "alibaba"}]}, headers=AUTH).get_json()
+    gid = client.post("/api/v1/contact-groups", json={"name": "g", "contacts": [c["contact_id"]]},
+                      headers=AUTH).get_json()["contact_group_id"]
+    r = client.post("/api/v1/alert-policies/default-kernel-faults", headers=AUTH)
+    assert r.status_code == 405
+    client.patch("/api/v1/alert-policies/default-kernel-faults", json={"contact_groups": [gid]}, headers=AUTH)
+    r = client.post("/api/v1/alert-policies/default-kernel-faults/test", headers=AUTH,
+                    json={"event": {"type": "Kernel.HungTask", "message": "task kworker blocked for 120 s"}})
+    assert r.status_code == 200
+    (res,) = r.get_json()["results"]
+    assert res["instance_id"] == service.instance_id and res["would_notify"] == "firing"
+    assert "Kernel.HungTask" in res["message"] and "blocked for 120 s" in res["message"]
+    assert res["notifications"][0]["payload"]["name"] == "Instance:Kernel.HungTask:Executed"
+    assert service.alerting.outbox.counts() == {} and service.alerting.repo.alerts(None) == []
+    r = client.post("/api/v1/alert-policies/default-cpu/test", headers=AUTH)
+    assert r.status_code == 200 and r.get_json()["sent"] is False
+    r = client.post("/api/v1/alert-policies/default-cpu/test", json={"event": {"type": "Nope"}}, headers=AUTH)
+    assert r.status_code == 422 and r.get_json()["error"]["field"] == "event.type"
+
+
+def test_silences_listed_and_removable(client, service):
+    r = client.post("/api/v1/silences", json={"instance_id": service.instance_id, "duration": "2h",
+                                              "comment": "nightly backup"}, headers=AUTH)
+    assert r.status_code == 201
+    s = r.get_json()
+    assert s["ends_at"] - s["created_at"] == 7200
+    assert [x["silence_id"] for x in client.get("/api/v1/silences").get_json()["silences"]] == [s["silence_id"]]
+    bad = client.post("/api/v1/silences", json={"instance_id": "a", "policy_id": "b"}, headers=AUTH)
+    assert bad.status_code == 422
+    assert client.post("/api/v1/silences", json={"policy_id": "p-nope"}, headers=AUTH).status_code == 404
+    assert client.delete(f"/api/v1/silences/{s['silence_id']}", headers=AUTH).status_code == 204
+    assert client.get("/api/v1/silences").get_json()["silences"] == []
+
+
+def test_alerts_history_and_metrics(client, service):
+    assert client.get("/api/v1/alerts").get_json() == {"alerts": []}
+    assert client.get("/api/v1/alerts?state=bogus").status_code == 400
+    assert client.get("/api/v1/alerts/history?since=-1h").get_json() == {"history": []}
+    assert client.get("/api/v1/alerts/history?since=yesterday").status_code == 400
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'diag_alerts{severity="critical",state="firing"} 0.0' in text
+    assert 'diag_alert_outbox{state="pending"} 0.0' in text
+
+
+def test_metrics_pass_promtool(client, service, tmp_path):
+    promtool = need_tool("promtool")
+    service.collect()
+    service.alerting.evaluate(now=time.time())
+    text = client.get("/metrics").get_data()
+    r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    assert b"diag_alert" not in r.stdout + r.stderr, (r.stdout + r.stderr).decode()
