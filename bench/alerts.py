@@ -23,7 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# bench/ holds scripts named like stdlib modules (http.py): the repo root, not bench/, goes first
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+sys.path.insert(0, str(HERE.parent))
 
 from diag.config import load  # noqa: E402
 from diag.model import Sample  # noqa: E402

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
+from dashboards.commands_views import offers
 from dashboards.views import bp, service
 from diag.units import parse_duration
 
@@ -74,7 +75,7 @@ def diagnosis() -> Any:
     return render_template("diagnosis.html", instances=instances, instance_id=instance_id, history=history,
                            report=report, groups=grouped(report) if report else [], comparison=comparison,
                            windows=WINDOWS, health=s.health_of(instance_id) or {},
-                           error=request.args.get("error"))
+                           error=request.args.get("error"), offers=offers(report))
 
 
 @bp.post("/diagnosis/run")

@@ -261,4 +261,5 @@ def _forbidden(e: Any) -> Any:
     return render_template("error.html", code=403, message=e.description), 403
 
 
-from dashboards import alerts_views, diagnosis_views, events_views  # noqa: E402,F401  (they add routes to bp)
+# They add routes to bp.
+from dashboards import alerts_views, commands_views, diagnosis_views, events_views  # noqa: E402,F401

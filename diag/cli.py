@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # waitress warns on every queued request under load; the request histogram tells that better.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # APScheduler logs two INFO lines per job run (several a second); failures still show.
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     if args.command == "agent":
         return args.func(args)  # the light agent reads its own config, without pydantic
     from diag.config import ConfigError  # here, not at the top: `diag agent` must not load it

@@ -62,7 +62,7 @@ class StoreContext:
 
     def facts_age(self) -> float | None:
         taken = self._facts_pair()[1]
-        return None if taken is None else self.now - taken
+        return None if taken is None else max(0.0, self.now - taken)
 
     def _facts_pair(self) -> tuple[dict | None, float | None]:
         if self._facts_cache is None:

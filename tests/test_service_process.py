@@ -11,8 +11,10 @@ from tests.conftest import ROOT, free_port, http
 
 def test_make_run_serves_healthz_and_cpu_usage(tmp_path):
     port = free_port()
+    # Output to a file: an unread pipe fills up and blocks the service's logging.
+    log = open(tmp_path / "make-run.log", "wb")
     proc = subprocess.Popen(["make", "run", f"PORT={port}", f"DATA_DIR={tmp_path / 'data'}"], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, healthy = time.monotonic() + 30, False
         while time.monotonic() < deadline and not healthy:

@@ -67,7 +67,7 @@ def result(cmds: Commands, instance_id: str, task_id: str, body: dict[str, Any])
         raise CommandError(422, f"must be one of {', '.join(ERROR_CODES)}", "error_code")
     try:
         output = base64.b64decode(body.get("output_b64") or "", validate=True)
-    except (binascii.Error, TypeError):
+    except (ValueError, TypeError):  # binascii.Error, and non-ASCII input (a plain ValueError)
         raise CommandError(422, "must be base64", "output_b64") from None
     dropped = body.get("dropped", 0)
     if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:

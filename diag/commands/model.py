@@ -12,6 +12,7 @@ from diag.units import parse_duration
 
 MAX_CONTENT = 16 * 1024
 MAX_INSTANCES = 50
+MAX_CHECK_IDS = 20
 DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT = 60.0, 10.0, 86400.0
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -52,7 +53,7 @@ def content(body: dict) -> str:
     if body.get("content_encoding", "PlainText") == "Base64":
         try:
             raw = base64.b64decode(raw, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input (a plain ValueError)
             raise CommandError(422, "is not base64 of UTF-8 text", "content") from None
     elif body.get("content_encoding", "PlainText") != "PlainText":
         raise CommandError(422, "must be PlainText or Base64", "content_encoding")
@@ -87,7 +88,26 @@ def command(body: dict, base: dict | None = None) -> dict[str, Any]:
         raise CommandError(422, "must be a list of at most 10 strings (e.g. check ids)", "tags")
     return {"name": _text(body, "name", 128, required=True), "description": _text(body, "description", 512),
             "type": cmd_type, "content": text, "parameters": names, "working_dir": working_dir,
-            "timeout": timeout(body.get("timeout")), "username": username, "tags": tags}
+            "timeout": timeout(body.get("timeout")), "username": username, "tags": tags,
+            "check_ids": check_ids(body.get("check_ids"))}
+
+
+def check_ids(value: Any) -> list[str]:
+    """The diagnosis checks a command is offered for (beside a failing one on the Diagnosis page)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_CHECK_IDS:
+        raise CommandError(422, f"must be a list of at most {MAX_CHECK_IDS} check ids", "check_ids")
+    if not value:
+        return []
+    from checks.catalogue import BY_ID  # here, not at the top: agents import this module and run no checks
+
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or v not in BY_ID:
+            raise CommandError(422, "is not a check id (GET /api/v1/checks lists them)", f"check_ids[{i}]")
+    if len(set(value)) != len(value):
+        raise CommandError(422, "lists a check twice", "check_ids")
+    return list(value)
 
 
 def instance_ids(value: Any) -> list[str]:

@@ -68,7 +68,8 @@ class Repository:
 
     @staticmethod
     def _command(r: Any) -> dict[str, Any]:
-        return {"command_id": r["command_id"], **json.loads(r["body"]), "created_at": r["created_at"],
+        # check_ids default: commands saved before the field existed have none in their body.
+        return {"command_id": r["command_id"], "check_ids": [], **json.loads(r["body"]), "created_at": r["created_at"],
                 "updated_at": r["updated_at"]}
 
     # -- invocations -----------------------------------------------------------------------

@@ -12,6 +12,9 @@ from diag.alerting.policy import PolicyError
 from diag.units import parse_duration, parse_time
 from diag.web import auth
 from diag.web.errors import ApiError
+from diag.web.openapi import INT, arr, doc, obj, query
+from diag.web.schemas import (ALERT, ALERT_HISTORY, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_GROUP_BODY, POLICY,
+                              POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
 from diag.web.validate import json_body
 
 bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
@@ -19,6 +22,7 @@ bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
 ALERT_STATES = ("ok", "pending", "firing", "resolved")
 _KIND = {"contacts": "contact", "contact-groups": "contact_group"}
 _PLURAL = {"contact": "contacts", "contact_group": "contact_groups"}
+_SCHEMAS = {"contact": (CONTACT_BODY, CONTACT), "contact_group": (CONTACT_GROUP_BODY, CONTACT_GROUP)}
 
 
 def _alerting():
@@ -35,11 +39,13 @@ def _call(fn, *args: Any) -> Any:
 # -- policies -------------------------------------------------------------------------------
 
 @bp.get("/alert-policies")
+@doc("Alert policies.", responses={200: obj({"policies": arr(POLICY)})})
 def list_policies():
     return jsonify({"policies": _alerting().repo.list("policy")})
 
 
 @bp.post("/alert-policies")
+@doc("Create an alert policy.", body=POLICY_BODY, responses={201: POLICY})
 def create_policy():
     auth.require("token")
     return jsonify(_call(_alerting().save_policy, json_body())), 201
@@ -53,18 +59,26 @@ def _policy_or_404(policy_id: str) -> dict[str, Any]:
 
 
 @bp.get("/alert-policies/<policy_id>")
+@doc("One alert policy.", responses={200: POLICY})
 def get_policy(policy_id: str):
     return jsonify(_policy_or_404(policy_id))
 
 
 @bp.put("/alert-policies/<policy_id>")
+@doc("Replace an alert policy.", body=POLICY_BODY, responses={200: POLICY})
 def replace_policy(policy_id: str):
     auth.require("token")
     cur = _policy_or_404(policy_id)
-    return jsonify(_call(_alerting().save_policy, json_body(), policy_id, cur["source"]))
+    body = json_body()
+    # What a GET returned may be sent back as it is: the fields the service keeps are not the user's to set.
+    for kept in ("policy_id", "id", "source", "created_at", "updated_at"):
+        body.pop(kept, None)
+    return jsonify(_call(_alerting().save_policy, body, policy_id, cur["source"]))
 
 
 @bp.patch("/alert-policies/<policy_id>")
+@doc("Change some fields of an alert policy (e.g. {\"enabled\": false}).", body=POLICY_PATCH_BODY,
+     responses={200: POLICY})
 def change_policy(policy_id: str):
     auth.require("token")
     _policy_or_404(policy_id)
@@ -72,6 +86,7 @@ def change_policy(policy_id: str):
 
 
 @bp.delete("/alert-policies/<policy_id>")
+@doc("Delete an alert policy and its alerts.", responses={204: None})
 def delete_policy(policy_id: str):
     auth.require("token")
     if not _alerting().repo.delete("policy", policy_id):
@@ -80,6 +95,8 @@ def delete_policy(policy_id: str):
 
 
 @bp.post("/alert-policies/<policy_id>/test")
+@doc("Evaluate the policy now, or on a sample event; returns what would be sent, sends nothing.",
+     body=POLICY_TEST_BODY, responses={200: POLICY_TEST})
 def test_policy(policy_id: str):
     auth.require("token")
     _policy_or_404(policy_id)
@@ -95,6 +112,9 @@ def test_policy(policy_id: str):
 # -- alerts and history ---------------------------------------------------------------------
 
 @bp.get("/alerts")
+@doc("Alerts, by default the pending and firing ones.", responses={200: obj({"alerts": arr(ALERT)})}, params=[
+    query("state", description="all, or comma-separated ok, pending, firing, resolved"), query("policy_id"),
+    query("instance_id")])
 def list_alerts():
     state = request.args.get("state")
     if state is None:
@@ -111,6 +131,9 @@ def list_alerts():
 
 
 @bp.get("/alerts/history")
+@doc("State changes, notifications and delivery outcomes, newest first.",
+     responses={200: obj({"history": arr(ALERT_HISTORY)})},
+     params=[query("since"), query("alert_id"), query("limit", INT)])
 def alert_history():
     since = None
     if "since" in request.args:
@@ -130,11 +153,13 @@ def alert_history():
 # -- silences -------------------------------------------------------------------------------
 
 @bp.get("/silences")
+@doc("Active silences.", responses={200: obj({"silences": arr(SILENCE)})})
 def list_silences():
     return jsonify({"silences": _alerting().repo.silences(time.time())})
 
 
 @bp.post("/silences")
+@doc("Mute one alert, policy or instance for a duration.", body=SILENCE_BODY, responses={201: SILENCE})
 def create_silence():
     auth.require("token")
     a = _alerting()
@@ -168,6 +193,7 @@ def create_silence():
 
 
 @bp.get("/silences/<silence_id>")
+@doc("One active silence.", responses={200: SILENCE})
 def get_silence(silence_id: str):
     s = _alerting().repo.get_silence(silence_id, time.time())
     if s is None:
@@ -176,6 +202,7 @@ def get_silence(silence_id: str):
 
 
 @bp.delete("/silences/<silence_id>")
+@doc("End a silence.", responses={204: None})
 def delete_silence(silence_id: str):
     auth.require("token")
     if not _alerting().repo.delete_silence(silence_id, time.time()):
@@ -227,11 +254,17 @@ def _register(path: str) -> None:
             raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
         return Response(status=204)
 
-    bp.add_url_rule(f"/{path}", f"list_{ep}", list_, methods=["GET"])
-    bp.add_url_rule(f"/{path}", f"create_{ep}", create, methods=["POST"])
-    bp.add_url_rule(f"/{path}/<obj_id>", f"get_{ep}", get, methods=["GET"])
-    bp.add_url_rule(f"/{path}/<obj_id>", f"put_{ep}", put, methods=["PUT"])
-    bp.add_url_rule(f"/{path}/<obj_id>", f"delete_{ep}", delete, methods=["DELETE"])
+    body, one = _SCHEMAS[kind]
+    noun = kind.replace("_", " ")
+    bp.add_url_rule(f"/{path}", f"list_{ep}", doc(f"Every {noun}.", responses={200: obj({_PLURAL[kind]: arr(one)})})(
+        list_), methods=["GET"])
+    bp.add_url_rule(f"/{path}", f"create_{ep}", doc(f"Create a {noun}.", body=body, responses={201: one})(create),
+                    methods=["POST"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"get_{ep}", doc(f"One {noun}.", responses={200: one})(get), methods=["GET"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"put_{ep}", doc(f"Replace a {noun}.", body=body, responses={200: one})(put),
+                    methods=["PUT"])
+    bp.add_url_rule(f"/{path}/<obj_id>", f"delete_{ep}", doc(f"Delete a {noun}.", responses={204: None})(delete),
+                    methods=["DELETE"])
 
 
 for _path in _KIND:

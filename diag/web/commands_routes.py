@@ -91,7 +91,8 @@ def get_command(command_id: str):
      responses={200: COMMAND})
 def update_command(command_id: str):
     old = _existing(command_id)
-    base = {k: old[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags")}
+    base = {k: old[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
+                                "check_ids")}
     cmd = model.command(json_body(), base=base)
     _commands().repo.save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id))
@@ -162,7 +163,7 @@ def send_file():
     raw = body.get("content")
     try:
         data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
-    except binascii.Error:
+    except ValueError:  # binascii.Error, and non-ASCII input (a plain ValueError)
         data = None
     if data is None:
         raise ApiError(422, "must be the file's bytes in base64", "content")

@@ -73,7 +73,8 @@ def register_agent():
 
 @bp.get("/agents/<instance_id>/tasks")
 @doc("The agent's pending remote-command tasks and stop orders (its own agent token only).",
-     responses={200: AGENT_TASKS}, params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
+     responses={200: AGENT_TASKS},
+     params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
     # Remote commands fill this in; until then an agent has nothing to do.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from checks.base import STATUSES
+from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES
@@ -78,13 +79,14 @@ REPEAT_MODE = enum(*REPEAT_MODES)
 COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
                            "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
 _COMMAND_FIELDS = {"description": STR, "type": enum("RunShellScript"), "content_encoding": enum("PlainText", "Base64"),
-                   "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR)}
+                   "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR),
+                   "check_ids": arr(STR)}
 COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
 COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
 COMMAND = component("Command", obj({
     "command_id": STR, "name": STR, "description": STR, "type": enum("RunShellScript"), "content": STR,
     "parameters": arr(STR), "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR),
-    "created_at": NUM, "updated_at": NUM}))
+    "check_ids": arr(STR), "created_at": NUM, "updated_at": NUM}))
 _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
                   "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
@@ -109,3 +111,63 @@ TASK_RESULT_BODY = obj({"status": enum(*FINAL)}, {
     "exit_code": nullable(INT), "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR),
     "output_b64": STR, "dropped": {"type": "integer", "minimum": 0}, "start_time": nullable(NUM),
     "finish_time": nullable(NUM)})
+
+# -- alerting ---------------------------------------------------------------------------------
+
+ALERT_STATE = enum("ok", "pending", "firing", "resolved")
+SEVERITY = enum(*SEVERITIES)
+EVENT_LEVEL = enum(*LEVELS)
+DURATION_IN = {"oneOf": [NUM, STR]}  # "5m" or seconds
+_TARGETS = {"instances": arr(STR), "labels": LABELS}
+_EFFECTIVE_IN = {"days": arr({"oneOf": [STR, INT]}), "start": STR, "end": STR, "timezone": STR}
+
+
+def _policy_fields(out: bool) -> dict:
+    """The policy's fields as a body takes them (durations as text or seconds) or as stored."""
+    dur = NUM if out else DURATION_IN
+    cond = obj({"metric": STR, "comparison": enum(*COMPARISONS), "threshold": NUM},
+               {"labels": LABELS, "statistic": enum(*STATISTICS), "period": dur, "consecutive": INT,
+                "severity": SEVERITY}, extra=out)
+    ev = obj(optional={"type": nullable(STR), "level": nullable(EVENT_LEVEL), "severity": nullable(SEVERITY)},
+             extra=False)
+    eff = obj({"days": arr(enum(*DAYS)), "start": STR, "end": STR, "timezone": STR}) if out else \
+        obj(optional=_EFFECTIVE_IN, extra=False)
+    return {"enabled": BOOL, "targets": obj(optional=_TARGETS, extra=out), "match": enum("any", "all"),
+            "conditions": arr(cond), "event_conditions": arr(ev), "effective": nullable(eff), "silence": dur,
+            "notify_recovery": BOOL, "missing_data": enum(*MISSING), "contact_groups": arr(STR), "description": STR}
+
+
+POLICY_BODY = obj({"name": STR}, _policy_fields(out=False), extra=False)
+POLICY_PATCH_BODY = obj(optional={"name": STR, **_policy_fields(out=False)}, extra=False)
+POLICY = component("AlertPolicy", obj({
+    "policy_id": STR, "id": STR, "name": STR, **_policy_fields(out=True), "source": STR, "created_at": NUM,
+    "updated_at": NUM}))
+POLICY_TEST_BODY = obj(optional={"event": obj({"type": STR}, {"level": EVENT_LEVEL, "instance_id": STR,
+                                                             "message": STR})}, extra=False)
+CHANNEL_BODY = obj({"type": enum("webhook", "email", "alertmanager")},
+                   {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
+                    "headers": LABELS}, extra=False)
+CHANNEL = obj({"type": enum("webhook", "email", "alertmanager"), "url": nullable(STR),
+               "format": enum("json", "alertmanager", "alibaba"), "address": nullable(STR), "headers": LABELS})
+POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_seconds": NUM, "results": arr(obj({
+    "instance_id": STR, "condition": STR, "verdict": STR, "state_before": ALERT_STATE, "state_after": ALERT_STATE,
+    "would_notify": nullable(STR), "value": nullable(NUM), "severity": SEVERITY, "message": STR,
+    "notifications": arr(obj({"contact_id": STR, "channel": CHANNEL,
+                              "payload": {"description": "the body that channel would be sent"}}))}))})
+ALERT = component("Alert", obj({
+    "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR, "state": ALERT_STATE,
+    "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
+    "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}))
+ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
+    k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
+                               "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
+SILENCE_BODY = obj(optional={"alert_id": STR, "policy_id": STR, "instance_id": STR, "duration": STR,
+                             "comment": STR}, extra=False)
+SILENCE = component("Silence", obj({
+    "silence_id": STR, "alert_id": nullable(STR), "policy_id": nullable(STR), "instance_id": nullable(STR),
+    "comment": STR, "created_at": NUM, "ends_at": NUM}))
+CONTACT_BODY = obj({"name": STR, "channels": arr(CHANNEL_BODY)}, extra=False)
+CONTACT = component("Contact", obj({"contact_id": STR, "name": STR, "channels": arr(CHANNEL), "created_at": NUM}))
+CONTACT_GROUP_BODY = obj({"name": STR}, {"contacts": arr(STR)}, extra=False)
+CONTACT_GROUP = component("ContactGroup", obj({"contact_group_id": STR, "name": STR, "contacts": arr(STR),
+                                               "created_at": NUM}))

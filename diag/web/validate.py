@@ -16,13 +16,35 @@ INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_LABEL_VALUE = 512
 
 
+MAX_DEPTH = 32
+
+
 def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # thousands of nested brackets: refuse before anything reads them
+        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
     if body is None:
         raise ApiError(400, "the body must be a JSON object (Content-Type: application/json)")
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
+    if _depth(body) > MAX_DEPTH:
+        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels")
     return body
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (the value may be as deep as the parser allowed)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 def finite(value: Any, field: str) -> float:

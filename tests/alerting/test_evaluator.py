@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from alerting_helpers import T0, policy, put, states, subscribe
+from tests.alerting.alerting_helpers import T0, policy, put, states, subscribe
 
 KEY = ("web1", "conditions[0]")
 

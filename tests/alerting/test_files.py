@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from alerting_helpers import make_service
+from tests.alerting.alerting_helpers import make_service
 
 from diag.config import ConfigError
 

@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 import pytest
-from alerting_helpers import T0, Receiver, policy, put, subscribe
+from tests.alerting.alerting_helpers import T0, Receiver, policy, put, subscribe
 
 from tests.conftest import free_port, need_tool
 

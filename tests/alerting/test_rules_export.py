@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import yaml
-from alerting_helpers import policy
+from tests.alerting.alerting_helpers import policy
 
 from diag.alerting import rules_export
 from tests.conftest import ROOT, need_tool

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from alerting_helpers import Receiver
+from tests.alerting.alerting_helpers import Receiver
 
 from tests.conftest import free_port, http
 

@@ -12,7 +12,7 @@ import pytest
 from collectors.connections import TCP_STATES, ConnectionsCollector, proc_tcp_states, sock_diag_tcp_states
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from conftest import HOST_T0, HOST_T1
+from tests.conftest import HOST_T0, HOST_T1
 from diag.model import Batch
 
 PROC_TCP = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))

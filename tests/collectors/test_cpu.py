@@ -12,7 +12,7 @@ import pytest
 from collectors.cpu import CpuCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from conftest import HOST_T0, HOST_T1
+from tests.conftest import HOST_T0, HOST_T1
 from diag.catalogue import get
 from diag.model import Batch
 

@@ -14,7 +14,7 @@ import pytest
 from collectors.netcounters import NetCountersCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from conftest import HOST_T0, HOST_T1, free_port, need_tool
+from tests.conftest import HOST_T0, HOST_T1, free_port, need_tool
 from diag.catalogue import get
 from diag.model import Batch
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from collectors.processes import ProcessesCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from conftest import HOST_T0, HOST_T1
+from tests.conftest import HOST_T0, HOST_T1
 from diag.model import Batch
 
 PAGE = os.sysconf("SC_PAGE_SIZE")

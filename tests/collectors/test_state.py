@@ -12,7 +12,7 @@ import pytest
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
-from conftest import HOST_T0, HOST_T1
+from tests.conftest import HOST_T0, HOST_T1
 from diag.model import Batch
 
 FIXTURE_BOOT_ID = (HOST_T0.proc / "sys" / "kernel" / "random" / "boot_id").read_text().strip()

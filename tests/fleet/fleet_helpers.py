@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ROOT, http
+from tests.conftest import ROOT, http
 
 BTIME = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
 
@@ -69,7 +69,7 @@ class Server:
     """A real `diag serve` that can be stopped and started again on the same port and data dir."""
 
     def __init__(self, tmp: Path, *args: str, env: dict | None = None) -> None:
-        from conftest import free_port
+        from tests.conftest import free_port
 
         self.tmp, self.args, self.env = tmp, args, env or {}
         self.port = free_port()

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 HEAVY = ("pandas", "flask", "diag.store", "pydantic", "diag.service")
 

@@ -7,8 +7,8 @@ import sqlite3
 import stat
 
 import pytest
-from conftest import http
-from fleet_helpers import AgentProcess, Server, get_json, hung_task, kmsg_record, wait_for
+from tests.conftest import http
+from tests.fleet.fleet_helpers import AgentProcess, Server, get_json, hung_task, kmsg_record, wait_for
 
 ADMIN, INGEST = "admin-token-fleet", "ingest-token-fleet"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

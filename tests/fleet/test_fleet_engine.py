@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import free_port, http
-from fleet_helpers import AgentProcess, Server, get_json, wait_for
-from vm_helpers import VictoriaMetrics
+from tests.conftest import free_port, http
+from tests.fleet.fleet_helpers import AgentProcess, Server, get_json, wait_for
+from tests.fleet.vm_helpers import VictoriaMetrics
 
 ADMIN = "admin-e2e"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}

@@ -7,7 +7,7 @@ import math
 import time
 
 import pytest
-from vm_helpers import VictoriaMetrics
+from tests.fleet.vm_helpers import VictoriaMetrics
 
 from diag import catalogue, diagnosis
 from diag.db import Database
@@ -108,7 +108,7 @@ def test_buckets_and_points_match_the_embedded_store(stores):
 
 
 def test_the_engine_down_gives_unknown_checks_with_the_reason(tmp_path):
-    from conftest import free_port
+    from tests.conftest import free_port
 
     dead = PrometheusStore(f"http://127.0.0.1:{free_port()}", timeout=2)
     with pytest.raises(EngineUnavailable, match="unreachable"):

@@ -6,8 +6,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from conftest import free_port, http, need_tool
-from fleet_helpers import wait_for
+from tests.conftest import free_port, http, need_tool
+from tests.fleet.fleet_helpers import wait_for
 
 from diag import catalogue
 

@@ -161,3 +161,12 @@ def test_metrics_pass_promtool(client, service, tmp_path):
     text = client.get("/metrics").get_data()
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
     assert b"diag_alert" not in r.stdout + r.stderr, (r.stdout + r.stderr).decode()
+
+
+def test_a_policy_read_can_be_put_back_changed(client):
+    created = client.post("/api/v1/alert-policies", json=POLICY, headers=AUTH).get_json()
+    read = client.get(f"/api/v1/alert-policies/{created['policy_id']}").get_json()
+    read["name"] = "cpu, renamed"
+    r = client.put(f"/api/v1/alert-policies/{created['policy_id']}", json=read, headers=AUTH)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["name"] == "cpu, renamed" and r.get_json()["policy_id"] == created["policy_id"]

@@ -116,3 +116,12 @@ def test_ingest_needs_a_token_when_one_is_set(tmp_path):
         assert c.post("/api/v1/ingest", json=body, headers={"Authorization": "Bearer push-only"}).status_code == 202
     finally:
         s.close()
+
+
+def test_deeply_nested_bodies_are_refused_not_crashed_on(client):
+    very_deep = "[" * 100_000 + "]" * 100_000
+    r = client.post("/api/v1/ingest", data=very_deep, content_type="application/json")
+    assert r.status_code == 400 and "nested deeper" in r.get_json()["error"]["message"]
+    deep = '{"instance_id": "web-9", "labels": ' + '{"a": ' * 40 + '"x"' + "}" * 40 + "}"
+    r = client.post("/api/v1/ingest", data=deep, content_type="application/json")
+    assert r.status_code == 400 and "nested deeper" in r.get_json()["error"]["message"]

@@ -78,7 +78,10 @@ def alibaba(n: dict[str, Any]) -> dict[str, Any]:
         body = alibaba_shape(n["event"])
         body["content"] = {**body["content"], "alert": _plain(n)}
         return body
-    return {"id": n["notification_id"], "eventTime": n["created_at"], "level": LEVELS[n["severity"]],
+    # A notice carries no notification_id (the outbox makes it after rendering): the id is the
+    # notice's own identity, the same on every retry.
+    nid = n.get("notification_id") or f"{n['alert_id']}:{n['episode']}:{n['seq']}:{n['kind']}"
+    return {"id": nid, "eventTime": n["created_at"], "level": LEVELS[n["severity"]],
             "name": f"Instance:Alert:{n['status']}", "product": "diag", "resourceId": n["instance_id"],
             "content": _plain(n)}
 
