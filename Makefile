@@ -44,7 +44,7 @@ bench: install system-deps
 	$(PY) bench/diagnose.py
 	$(PY) bench/fleet.py
 	$(PY) bench/commands.py
-	$(PY) bench/http.py
+	$(PY) bench/http_service.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

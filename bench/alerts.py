@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/ holds scripts named like stdlib modules (http.py): the repo root, not bench/, goes first
+# The repo root goes first, so `diag` imports from this checkout.
 HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
 from diag.config import load  # noqa: E402

@@ -11,7 +11,7 @@ target at a time:
   for them was written into the data dir through the store in-process and compacted.
 
 Targets: our /metrics with zero errors, >= 10x node_exporter's successful requests/s,
-p99 < 50 ms. Run: `.venv/bin/python bench/http.py [--duration 10]`.
+p99 < 50 ms. Run: `.venv/bin/python bench/http_service.py [--duration 10]`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named http.py: its directory, first on sys.path, would shadow the stdlib's http.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
 import json
