@@ -1,7 +1,7 @@
 """A load run: wrk against a real `diag serve --interval 1s` while it collects.
 
 64 connections in all, split over /metrics, a query and a report, for 30 s at once.
-Nothing here asserts a latency (speed is for bench/http.py); a load run fails on any
+Nothing here asserts a latency (speed is for bench/http_service.py); a load run fails on any
 error: a non-2xx answer, a refused or reset connection, a timed-out request.
 """
 

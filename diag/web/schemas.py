@@ -104,7 +104,7 @@ INVOCATION = component("Invocation", obj({
     "timeout": nullable(NUM), "parameters": {"type": "object", "additionalProperties": STR},
     "created_at": NUM, "next_run": nullable(NUM),
     "audit": obj({"who": STR, "source": nullable(STR), "user_agent": STR, "at": NUM, "instance_ids": arr(STR),
-                  "content_sha256": STR}),
+                  "content_sha256": STR}, {"via": enum("dashboard"), "check_id": STR}),  # the dashboard adds these
     "instances": arr(obj({"instance_id": STR, "status": enum(*RECORD_STATES), "repeats": INT,
                           "records": arr(COMMAND_RECORD)}))}))
 TASK_RESULT_BODY = obj({"status": enum(*FINAL)}, {

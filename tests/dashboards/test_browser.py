@@ -219,3 +219,75 @@ def test_login_keeps_a_secure_httponly_cookie_on_loopback(browser, tmp_path):
     finally:
         w.context.close()
         proc.stop()
+
+
+def test_commands_save_run_and_read_the_output(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.conftest import ServeProcess
+
+    config = tmp_path / "diag.toml"  # any filesystem in use is over a 0 % line: storage.disk_usage warns
+    config.write_text('[checks."storage.disk_usage"]\nwarning = 0\ncritical = 100\n')
+    proc = ServeProcess(tmp_path / "data", "--interval", "1s", "--enable-commands", "--config", str(config),
+                        env={"DIAG_TOKEN": TOKEN})
+    proc.wait_ready()
+    w = Watched(browser, proc.url)
+    try:
+        page = w.page
+        page.goto(proc.url + "/", wait_until="networkidle")
+        with page.expect_navigation():
+            page.click("header nav a:has-text('Commands')")
+        assert "/login" in page.url  # the page itself needs the login, reading too
+        page.fill("#token", TOKEN)
+        with page.expect_navigation():
+            page.click("button.primary")
+        assert page.url.endswith("/commands")
+        page.fill("#c-name", "say hello")
+        page.fill("#c-content", "echo hello")
+        with page.expect_navigation():
+            page.click("#save-command")
+        row = page.locator("tr", has=page.locator(".command-name", has_text="say hello"))
+        with page.expect_navigation():
+            row.locator("a", has_text="Run").click()
+        local = json.loads(http("GET", proc.url + "/api/v1/instances")[2])["instances"][0]["instance_id"]
+        assert page.is_checked(f'input[name="instance_ids"][value="{local}"]')
+        w.shot("commands-run-form")
+        with page.expect_navigation():
+            page.click("#run-command")
+        expect(page.locator(f"#instance-{local} pre.output")).to_have_text("hello\n", timeout=30_000)
+        expect(page.locator("h1 .runstate")).to_have_text("✓ Finished", timeout=30_000)
+        assert page.inner_text(".exit-code") == "0"
+        w.shot("commands-run")
+        invoke_id = page.inner_text("#invoke-id")
+        _, _, body = http("GET", f"{proc.url}/api/v1/invocations/{invoke_id}",
+                          headers={"Authorization": f"Bearer {TOKEN}"})
+        inv = json.loads(body)
+        assert inv["status"] == "Finished" and inv["instances"][0]["records"][0]["output"] == "hello\n"
+        page.goto(proc.url + "/commands", wait_until="networkidle")
+        assert page.locator("#invocations a", has_text="say hello").count() == 1
+        w.shot("commands")
+
+        # a command tagged with a check is offered beside it when it warns, and runs after the confirmation
+        page.fill("#c-name", "clear the journal")
+        page.fill("#c-content", "echo cleared")
+        page.select_option("#c-checks", ["storage.disk_usage"])
+        with page.expect_navigation():
+            page.click("#save-command")
+        page.goto(proc.url + "/diagnosis", wait_until="networkidle")
+        with page.expect_navigation():
+            page.click("#run-diagnosis")
+        check = page.locator('[id="check-storage.disk_usage"]')
+        assert "warning" in check.inner_text()
+        w.shot("commands-offer")
+        with page.expect_navigation():
+            check.locator("a", has_text="Run ‘clear the journal’").click()
+        assert page.inner_text("#script") == "echo cleared" and local in page.inner_text("#confirm")
+        w.shot("commands-confirm")
+        with page.expect_navigation():
+            page.click("#confirm-run")
+        expect(page.locator(f"#instance-{local} pre.output")).to_have_text("cleared\n", timeout=30_000)
+        assert "storage.disk_usage" in page.inner_text("#summary")
+        assert w.errors == [] and w.foreign() == []
+    finally:
+        w.context.close()
+        proc.stop()

@@ -241,3 +241,22 @@ def test_a_tagged_command_is_offered_beside_a_failing_check_and_runs_only_after_
     # the confirmation is only for a check the command is tagged with
     bad = url.replace("check_id=storage.disk_usage", "check_id=storage.readonly")
     assert client.get(bad, headers={"Accept": "text/html"}).status_code == 404
+
+
+def test_the_json_api_takes_and_checks_check_ids(enabled):
+    client = create_app(enabled).test_client()
+    r = client.post("/api/v1/commands", headers=AUTH,
+                    json={"name": EVIL, "content": "echo x", "check_ids": ["storage.disk_usage", "nope"]})
+    assert r.status_code == 422 and r.get_json()["error"]["field"] == "check_ids[1]"
+    r = client.post("/api/v1/commands", headers=AUTH, json={"name": EVIL, "content": "echo x",
+                                                            "check_ids": ["storage.disk_usage"]})
+    assert r.status_code == 201 and r.get_json()["check_ids"] == ["storage.disk_usage"]
+    cid = r.get_json()["command_id"]
+    r = client.put(f"/api/v1/commands/{cid}", headers=AUTH, json={"content": "echo y"})
+    assert r.get_json()["check_ids"] == ["storage.disk_usage"]  # a field left out keeps its value
+    assert client.post("/api/v1/commands", headers=AUTH, json={"name": "n", "content": "echo x"}
+                       ).get_json()["check_ids"] == []
+    enabled.diagnose()
+    _login(client)
+    html = client.get("/diagnosis").get_data(as_text=True)
+    assert "/confirm?" in html and EVIL not in html  # offered, and its name escaped
