@@ -6,9 +6,7 @@ A bad file is refused with its path, line and field.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal

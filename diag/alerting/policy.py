@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from diag.events import LEVELS, TYPES
+from diag.events import TYPES
 from diag.units import parse_duration
 
 STATISTICS = ("avg", "min", "max", "sum", "last")

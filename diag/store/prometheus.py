@@ -14,7 +14,6 @@ answer is stamped back to b.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,7 +24,8 @@ import requests
 from diag import catalogue
 from diag.model import Sample
 
-from .types import AGGS, StoreError
+from .query import bucket_range
+from .types import StoreError
 
 EPS = 0.001  # one millisecond: the engines' timestamp resolution
 # Above this many buckets per series query_range is refused by Prometheus (11,000);
@@ -111,14 +111,7 @@ class PrometheusStore:
     def query(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
               start: float, end: float, step: float, agg: str = "avg") -> pd.DataFrame:
         """Aligned buckets [floor(start/step)*step, end) as SqliteStore gives them, long form."""
-        if agg not in AGGS:
-            raise ValueError(f"agg must be one of {', '.join(AGGS)}, not {agg!r}")
-        if not step > 0 or not math.isfinite(step):
-            raise ValueError("step must be a positive number of seconds")
-        if not end > start:
-            raise ValueError("end must be after start")
-        lo = math.floor(start / step) * step
-        hi = math.ceil(end / step) * step
+        lo, hi = bucket_range(start, end, step, agg)
         sel = self.selector(metric, instance_id, labels)
         keys = self._keys(metric)
         if step <= RAW_MAX_STEP or (hi - lo) / step > MAX_POINTS:

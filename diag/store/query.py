@@ -136,6 +136,18 @@ def frame(
     return pd.DataFrame(cols, copy=False)
 
 
+def bucket_range(start: float, end: float, step: float, agg: str) -> tuple[float, float]:
+    """The aligned span [floor(start/step)*step, ceil(end/step)*step) a query covers; both
+    stores answer the same buckets, so checks and charts see the same data from either."""
+    if agg not in AGGS:
+        raise ValueError(f"agg must be one of {', '.join(AGGS)}, not {agg!r}")
+    if not step > 0 or not math.isfinite(step):
+        raise ValueError("step must be a positive number of seconds")
+    if not end > start:
+        raise ValueError("end must be after start")
+    return math.floor(start / step) * step, math.ceil(end / step) * step
+
+
 def run_query(
     conn: sqlite3.Connection,
     head: Head,
@@ -148,14 +160,7 @@ def run_query(
     now: float,
     retention: Retention,
 ) -> pd.DataFrame:
-    if agg not in AGGS:
-        raise ValueError(f"agg must be one of {', '.join(AGGS)}, not {agg!r}")
-    if not step > 0 or not math.isfinite(step):
-        raise ValueError("step must be a positive number of seconds")
-    if not end > start:
-        raise ValueError("end must be after start")
-    lo = math.floor(start / step) * step
-    hi = math.ceil(end / step) * step
+    lo, hi = bucket_range(start, end, step, agg)
     sids = sorted(s.sid for s in series)
     sid_arr = np.array(sids, dtype=np.int64)
     need = rollups.needs(agg)

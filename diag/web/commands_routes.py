@@ -4,7 +4,6 @@ with commands enabled; then the admin token on every endpoint, loopback or not."
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import time

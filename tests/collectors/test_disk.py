@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
-import urllib.request
 
 import pytest
 
 from collectors.disk import DiskCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from tests.conftest import HOST_T0, HOST_T1, free_port, need_tool
+from tests.collectors.node_exporter import scrape_fixture
+from tests.conftest import HOST_T0, HOST_T1
 from diag.catalogue import get
 from diag.model import Batch
 
@@ -82,17 +81,7 @@ def test_counters_going_backwards_give_no_negative_numbers():
 
 
 def test_totals_match_node_exporter():
-    exe = need_tool("prometheus-node-exporter")
-    port = free_port()
-    top = HOST_T1.proc.parent
-    p = subprocess.Popen([exe, f"--path.procfs={top / 'proc'}", f"--path.sysfs={top / 'sys'}",
-                          "--collector.disable-defaults", "--collector.diskstats",
-                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        text = _scrape(port)
-    finally:
-        p.terminate()
-        p.wait(10)
+    text = scrape_fixture("--collector.diskstats")
     ours = DiskCollector(HOST_T1, CollectorSettings()).collect(1000.0)
     names = {"disk_reads_completed_total": "reads_completed_total", "disk_writes_completed_total": "writes_completed_total",
              "disk_read_bytes_total": "read_bytes_total", "disk_written_bytes_total": "written_bytes_total",
@@ -106,17 +95,6 @@ def test_totals_match_node_exporter():
                 compared += 1
     assert compared >= 12
 
-
-def _scrape(port: int) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 # ---- this machine

@@ -5,16 +5,15 @@ from __future__ import annotations
 import errno
 import shutil
 import socket
-import subprocess
 import time
-import urllib.request
 
 import pytest
 
 from collectors.netcounters import NetCountersCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from tests.conftest import HOST_T0, HOST_T1, free_port, need_tool
+from tests.collectors.node_exporter import scrape_fixture
+from tests.conftest import HOST_T0, HOST_T1
 from diag.catalogue import get
 from diag.model import Batch
 
@@ -102,17 +101,7 @@ def test_ipv6_disabled_is_a_missing_reading(tmp_path):
 
 
 def test_totals_match_node_exporter():
-    exe = need_tool("prometheus-node-exporter")
-    port = free_port()
-    top = HOST_T1.proc.parent
-    p = subprocess.Popen([exe, f"--path.procfs={top / 'proc'}", f"--path.sysfs={top / 'sys'}",
-                          "--collector.disable-defaults", "--collector.netstat", "--collector.softnet",
-                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        text = _scrape(port)
-    finally:
-        p.terminate()
-        p.wait(10)
+    text = scrape_fixture("--collector.netstat", "--collector.softnet")
     theirs = {}
     for line in text.splitlines():
         if line.startswith(("node_netstat_", "node_softnet_dropped_total")):
@@ -126,17 +115,6 @@ def test_totals_match_node_exporter():
     assert t[("udp_sndbuf_errors_total", "udp6")] == theirs["node_netstat_Udp6_SndbufErrors"]
     assert t[("softnet_dropped_total", "")] == sum(v for k, v in theirs.items() if k.startswith("node_softnet_dropped_total"))
 
-
-def _scrape(port: int) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 # ---- this machine

@@ -5,9 +5,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-import subprocess
 import time
-import urllib.request
 
 import psutil
 import pytest
@@ -15,7 +13,8 @@ import pytest
 from collectors.network import NetworkCollector
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
-from tests.conftest import HOST_T0, HOST_T1, free_port, need_tool
+from tests.collectors.node_exporter import scrape_fixture
+from tests.conftest import HOST_T0, HOST_T1
 from diag.catalogue import get
 from diag.model import Batch
 
@@ -114,17 +113,7 @@ def test_scope_map_refreshes_at_most_once_a_minute():
 
 
 def test_totals_match_node_exporter():
-    exe = need_tool("prometheus-node-exporter")
-    port = free_port()
-    top = HOST_T1.proc.parent
-    p = subprocess.Popen([exe, f"--path.procfs={top / 'proc'}", f"--path.sysfs={top / 'sys'}",
-                          "--collector.disable-defaults", "--collector.netdev", "--no-collector.netdev.netlink",
-                          f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        text = _scrape(port)
-    finally:
-        p.terminate()
-        p.wait(10)
+    text = scrape_fixture("--collector.netdev", "--no-collector.netdev.netlink")
     ours = NetworkCollector(HOST_T1, CollectorSettings()).collect(1000.0)
     pairs = {"receive_bytes": "bytes", "transmit_bytes": "bytes", "receive_packets": "packets",
              "transmit_packets": "packets", "receive_drops": "drop", "transmit_drops": "drop",
@@ -135,17 +124,6 @@ def test_totals_match_node_exporter():
             line = f'node_network_{direction}_{theirs}_total{{device="{iface}"}} '
             assert float(text.split(line, 1)[1].split()[0]) == value, line
 
-
-def _scrape(port: int) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 # ---- this machine
