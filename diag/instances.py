@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -16,12 +17,30 @@ def _row(r) -> dict[str, Any]:
             "health_reasons": json.loads(r["health_reasons"]), "evaluated_at": r["health_at"]}
 
 
+# An agent pushes every 10 s; writing its last_seen at most this often keeps diag.db's one
+# write lock free for the rest, while readers see the newer value from memory (below).
+SEEN_FLUSH_EVERY = 5.0
+
+
 class Instances:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._lock = threading.Lock()
+        # What the row already says, so a repeat register() of an unchanged agent (every
+        # ingest) writes nothing: instance id -> (hostname, labels json, local).
+        self._registered: dict[str, tuple[str, str, bool]] = {}
+        # instance id -> (newest last_seen known, the value last written to the row)
+        self._seen: dict[str, tuple[float, float | None]] = {}
+        self._flushed_at: dict[str, float] = {}
 
     def register(self, instance_id: str, *, hostname: str = "", labels: dict[str, str] | None = None,
                  local: bool = False, now: float | None = None) -> None:
+        labels_json = json.dumps(labels or {}, sort_keys=True)
+        known = self._registered.get(instance_id)
+        # Empty hostname/labels never overwrite the row (see the upsert), so they change nothing either.
+        if known is not None and (not hostname or hostname == known[0]) and \
+                (labels_json == "{}" or labels_json == known[1]) and (not local or known[2]):
+            return
         now = time.time() if now is None else now
         with self.db.write() as c:
             c.execute(
@@ -30,12 +49,39 @@ class Instances:
                 "hostname = CASE WHEN excluded.hostname != '' THEN excluded.hostname ELSE instances.hostname END, "
                 "labels = CASE WHEN excluded.labels != '{}' THEN excluded.labels ELSE instances.labels END, "
                 "local = MAX(instances.local, excluded.local)",
-                (instance_id, hostname, json.dumps(labels or {}, sort_keys=True), now, int(local)))
+                (instance_id, hostname, labels_json, now, int(local)))
+            row = c.execute("SELECT hostname, labels, local FROM instances WHERE instance_id = ?",
+                            (instance_id,)).fetchone()
+        self._registered[instance_id] = (row["hostname"], row["labels"], bool(row["local"]))
 
-    def seen(self, instance_id: str, ts: float) -> None:
+    def seen(self, instance_id: str, ts: float, now: float | None = None) -> None:
+        """The newest sample time of an instance; kept in memory, written at most every
+        SEEN_FLUSH_EVERY seconds per instance (and by flush())."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            newest, written = self._seen.get(instance_id, (ts, None))
+            newest = max(newest, ts)
+            self._seen[instance_id] = (newest, written)
+            due = now - self._flushed_at.get(instance_id, -SEEN_FLUSH_EVERY) >= SEEN_FLUSH_EVERY
+            if due:
+                self._flushed_at[instance_id] = now
+        if due:
+            self._write_seen(instance_id, newest)
+
+    def _write_seen(self, instance_id: str, ts: float) -> None:
         with self.db.write() as c:
             c.execute("UPDATE instances SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE instance_id = ?",
                       (ts, instance_id))
+        with self._lock:
+            newest, written = self._seen.get(instance_id, (ts, None))
+            self._seen[instance_id] = (newest, max(ts, written or ts))
+
+    def flush(self) -> None:
+        """Write every last_seen still only in memory (on close)."""
+        with self._lock:
+            todo = [(i, n) for i, (n, w) in self._seen.items() if w is None or n > w]
+        for instance_id, newest in todo:
+            self._write_seen(instance_id, newest)
 
     def set_health(self, instance_id: str, status: str, reasons: list[dict[str, Any]], at: float) -> str | None:
         """Store the new state; returns the previous one."""
@@ -51,7 +97,14 @@ class Instances:
 
     def get(self, instance_id: str) -> dict[str, Any] | None:
         rows = self.db.read("SELECT * FROM instances WHERE instance_id = ?", (instance_id,))
-        return _row(rows[0]) if rows else None
+        return self._fresh(_row(rows[0])) if rows else None
 
     def list(self) -> list[dict[str, Any]]:
-        return [_row(r) for r in self.db.read("SELECT * FROM instances ORDER BY local DESC, instance_id")]
+        return [self._fresh(_row(r)) for r in self.db.read("SELECT * FROM instances ORDER BY local DESC, instance_id")]
+
+    def _fresh(self, inst: dict[str, Any]) -> dict[str, Any]:
+        """The row, with a last_seen newer than the row's when memory has one not yet written."""
+        mem = self._seen.get(inst["instance_id"])
+        if mem is not None and (inst["last_seen"] is None or mem[0] > inst["last_seen"]):
+            inst["last_seen"] = mem[0]
+        return inst

@@ -112,8 +112,9 @@ class Service:
                 self.last_error = self.store_failing = f"store: {e}"
                 if isinstance(e, StoreFullError):
                     self.reserve.release()  # so the event below can be written on the same full disk
+                message = f"cannot store samples: {e}"
                 self._bookkeep(lambda: self.events.detected(
-                    self.instance_id, "Store.Error", batch.ts, f"cannot store samples: {e}", fold_key="write"))
+                    self.instance_id, "Store.Error", batch.ts, message, fold_key="write"))
             else:
                 if self.store_failing is not None:
                     self.store_failing = None
@@ -228,6 +229,10 @@ class Service:
         self.events.tick(now)
         self.sync_instances()
         for inst in self.instances.list():
+            if inst["last_seen"] is None:
+                # Registered but never sent a sample: nothing to judge yet (it stays
+                # Initializing), and a fleet of agents that only poll costs nothing here.
+                continue
             try:
                 self.diagnose(inst["instance_id"], now=now)
             except Exception:  # noqa: BLE001 - one instance must not stop the others
@@ -286,6 +291,10 @@ class Service:
             self.commands.close()
         with self._lock:
             self.store.close()
+            try:
+                self.instances.flush()  # last_seen values held back in memory
+            except sqlite3.OperationalError as e:
+                log.warning("last-seen times not written: %s", e)
             self.db.close()
             if self._running:
                 lifecycle.mark_stopped(self.config.data_dir)
