@@ -9,7 +9,8 @@ from typing import Any
 from diag.alerting import evaluator, semantics
 from diag.alerting.notices import recipients
 from diag.alerting.notifiers import payloads
-from diag.alerting.policy import LEVELS, PolicyError
+from diag.alerting.policy import PolicyError
+from diag.events import LEVELS
 from diag.events import TYPES
 
 

@@ -1,6 +1,6 @@
 """/healthz, /metrics and the catalogue through the Flask app over a real collection."""
 
-import json
+import time
 import subprocess
 
 import pytest
@@ -16,6 +16,7 @@ from tests.conftest import need_tool
 def service(tmp_path):
     s = Service(load(env={}, data_dir=str(tmp_path / "data")))
     s.collect()
+    time.sleep(0.2)  # CPU time moves in 10 ms ticks: the second reading must be later to give a rate
     s.collect()  # the second cycle has rates
     yield s
     s.close()
