@@ -98,20 +98,18 @@ class Agent:
     def _poll_tasks(self) -> None:
         """Remote commands: poll this agent's own task list (the agent opens no port).
         A shared ingest token may only push data: then there is nothing to poll."""
-        import requests
-
-        from diag.commands.agent_tasks import TaskClient
+        from diag.commands.agent_tasks import TaskClient, TaskHTTPError
 
         tasks = TaskClient(self.cfg.server, self.instance_id, self.token, proc=self.cfg.roots.proc)
         while not self.stop.is_set():
             try:
                 tasks.poll_once()
-            except requests.HTTPError as e:
-                if e.response is not None and e.response.status_code in (401, 403, 404):
-                    log.info("no remote commands for this agent (%s)", e.response.status_code)
+            except TaskHTTPError as e:
+                if e.status in (401, 403, 404):
+                    log.info("no remote commands for this agent (%s)", e.status)
                     return
                 log.warning("task poll failed: %s", e)
-            except requests.RequestException as e:
+            except (OSError, ValueError) as e:
                 log.debug("task poll failed: %s", e)
             self.stop.wait(tasks.poll_after)
         tasks.join(5)

@@ -13,7 +13,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import requests
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from diag.commands import sendfile
 from diag.commands.runner import Execution, Result, failed
@@ -28,12 +31,17 @@ def boot_id(proc: Path = Path("/proc")) -> str | None:
         return None
 
 
+class TaskHTTPError(OSError):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"the server answered {status}: {text}")
+        self.status = status
+
+
 class TaskClient:
     def __init__(self, server: str, instance_id: str, token: str, *, proc: Path = Path("/proc"),
-                 session: requests.Session | None = None, timeout: float = 30) -> None:
+                 timeout: float = 30) -> None:
         self.base = f"{server.rstrip('/')}/api/v1/agents/{instance_id}/tasks"
-        self.session = session or requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
+        self._token = token
         self.boot_id = boot_id(proc)
         self.timeout = timeout
         self.poll_after = 3.0  # seconds between polls: the latency of a command on an idle agent
@@ -41,12 +49,24 @@ class TaskClient:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
+    def _call(self, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """GET, or POST `body`, as JSON. Stdlib only: the agent stays small (requests alone
+        adds about 6 MB to its resident memory). HTTP errors raise TaskHTTPError."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Authorization": f"Bearer {self._token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            raise TaskHTTPError(e.code, e.read()[:300].decode(errors="replace")) from None
+
     def poll_once(self) -> int:
-        """One poll; returns the number of tasks started. Raises requests errors to the caller."""
-        r = self.session.get(self.base, params={"boot_id": self.boot_id} if self.boot_id else None,
-                             timeout=self.timeout)
-        r.raise_for_status()
-        body = r.json()
+        """One poll; returns the number of tasks started. Raises OSError (TaskHTTPError for an
+        HTTP error) to the caller."""
+        query = "?" + urllib.parse.urlencode({"boot_id": self.boot_id}) if self.boot_id else ""
+        body = self._call(self.base + query)
         tasks = [t for t in body.get("tasks", []) if t.get("kind") != "stop"]
         for task_id in [t["task_id"] for t in body.get("tasks", []) if t.get("kind") == "stop"]:
             with self._lock:
@@ -66,7 +86,7 @@ class TaskClient:
         while not stop.is_set():
             try:
                 self.poll_once()
-            except requests.RequestException as e:
+            except (OSError, ValueError) as e:
                 log.warning("task poll failed: %s", e)
             stop.wait(self.poll_after)
 
@@ -99,9 +119,12 @@ class TaskClient:
                 "error_info": result.error_info, "start_time": result.start_time, "finish_time": result.finish_time}
         for attempt in range(5):  # a result is worth a few retries; the server expires it otherwise
             try:
-                r = self.session.post(f"{self.base}/{task_id}/result", json=body, timeout=self.timeout)
-                if r.status_code < 500:
+                self._call(f"{self.base}/{task_id}/result", body)
+                return
+            except TaskHTTPError as e:
+                if e.status < 500:
                     return
-            except requests.RequestException as e:
+                log.warning("posting the result of %s failed: %s", task_id, e)
+            except (OSError, ValueError) as e:
                 log.warning("posting the result of %s failed: %s", task_id, e)
             threading.Event().wait(min(2 ** attempt, 10))
