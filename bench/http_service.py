@@ -139,7 +139,10 @@ def main() -> int:
         lines = {u: len(urllib.request.urlopen(u).read().splitlines()) for u in (ne + "/metrics", ours + "/metrics")}
         targets = [("node_exporter /metrics", ne + "/metrics"), ("diag /metrics", ours + "/metrics"),
                    ("diag /api/v1/query 1 day", query)]
-        results = {name: run_wrk(url, args.duration) for name, url in targets}
+        results = {}
+        for name, url in targets:
+            results[name] = run_wrk(url, args.duration)
+            time.sleep(5)  # node_exporter keeps working off its queued scrapes after wrk stops: let it drain
     finally:
         for p in procs:
             p.terminate()
