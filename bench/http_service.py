@@ -131,18 +131,27 @@ def main() -> int:
         ne, ours = f"http://127.0.0.1:{ne_port}", f"http://127.0.0.1:{our_port}"
         wait_http(ne + "/metrics")
         wait_http(ours + "/healthz")
+        # Steady state: the start-up jobs (facts snapshot, first scheduled diagnosis) are done.
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(ours + "/api/v1/diagnoses?limit=1") as r:
+                if json.load(r)["reports"]:
+                    break
+            time.sleep(1)
         query = f"{ours}/api/v1/query?metric={METRIC}&instance_id={instance_id}&start=-24h&end=now&step=60s"
         with urllib.request.urlopen(query) as r:
             got = json.load(r)
         n = sum(len(s["points"]) for s in got["series"])
         assert len(got["series"]) == SERIES and n >= SERIES * 1400, (len(got["series"]), n)
         lines = {u: len(urllib.request.urlopen(u).read().splitlines()) for u in (ne + "/metrics", ours + "/metrics")}
-        targets = [("node_exporter /metrics", ne + "/metrics"), ("diag /metrics", ours + "/metrics"),
-                   ("diag /api/v1/query 1 day", query)]
+        # node_exporter goes last: after wrk stops it still works off queued scrapes for many seconds,
+        # which would land on whichever target came next.
+        targets = [("diag /metrics", ours + "/metrics"), ("diag /api/v1/query 1 day", query),
+                   ("node_exporter /metrics", ne + "/metrics")]
         results = {}
         for name, url in targets:
             results[name] = run_wrk(url, args.duration)
-            time.sleep(5)  # node_exporter keeps working off its queued scrapes after wrk stops: let it drain
+            time.sleep(2)  # let the target settle before the next one is measured
     finally:
         for p in procs:
             p.terminate()
