@@ -69,6 +69,7 @@ STEPS = (10.0, 15.0, 60.0, 120.0, 300.0, 900.0, HOUR, 86400.0)
 def test_head_only(tmp_path: Path) -> None:
     with SqliteStore(tmp_path / "s.db", head_span=HOUR) as store:
         _write_all(store)
+        assert store.head.points == len(POINTS)  # nothing compacted: every answer comes from the head
         _check(store, STEPS)
 
 
