@@ -11,7 +11,7 @@ from diag.model import Sample, Signal
 from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, MAX_LABEL_VALUE, METRIC_NAME, finite, json_body, labels, string
+from diag.web.validate import INSTANCE_ID, MAX_LABEL_VALUE, METRIC_NAME, finite, json_body, labels, string, too_deep
 from diag.web.openapi import doc
 from diag.web.schemas import INGEST_BODY, INGEST_RESULT
 
@@ -29,7 +29,7 @@ MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
 def ingest():
     auth.may_push(None)  # a bad token is a 401 before the body is read
     service = current_app.extensions["diag"]["service"]
-    body = json_body()
+    body = json_body(walk=False)  # samples are checked one by one below; facts are walked
     now = time.time()
     instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
     auth.may_push(instance_id)  # an agent token pushes only for its own instance
@@ -45,6 +45,8 @@ def ingest():
     facts = body.get("facts")
     if facts is not None and not isinstance(facts, dict):
         raise ApiError(422, "must be an object (a facts snapshot)", "facts")
+    if facts is not None:
+        too_deep(facts, "facts")
     try:
         stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
                                 labels=inst_labels, facts=facts)

@@ -122,6 +122,9 @@ def test_deeply_nested_bodies_are_refused_not_crashed_on(client):
     very_deep = "[" * 100_000 + "]" * 100_000
     r = client.post("/api/v1/ingest", data=very_deep, content_type="application/json")
     assert r.status_code == 400 and "nested deeper" in r.get_json()["error"]["message"]
-    deep = '{"instance_id": "web-9", "labels": ' + '{"a": ' * 40 + '"x"' + "}" * 40 + "}"
-    r = client.post("/api/v1/ingest", data=deep, content_type="application/json")
+    deep_facts = '{"instance_id": "web-9", "facts": ' + '{"a": ' * 40 + '"x"' + "}" * 40 + "}"
+    r = client.post("/api/v1/ingest", data=deep_facts, content_type="application/json")
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "facts"
+    deep_body = '{"window": "1h", "x": ' + "[" * 40 + "]" * 40 + "}"
+    r = client.post("/api/v1/diagnoses", data=deep_body, content_type="application/json")
     assert r.status_code == 400 and "nested deeper" in r.get_json()["error"]["message"]
