@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -157,7 +157,3 @@ def fmt_duration(seconds: float) -> str:
 
 def thresholds(check: Check) -> dict[str, float]:
     return {k: float(v) for k, v in check.thresholds.items()}
-
-
-def labels_text(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in labels.items() if v)

@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 
-from diag import catalogue
 
 
 @dataclass(frozen=True)
@@ -80,11 +79,6 @@ BY_KEY = {c.key: c for c in CHARTS}
 LEVEL_COLOURS = {"CRITICAL": "#c62828", "WARN": "#b26a00", "INFO": "#1565c0"}
 # A palette that stays distinguishable for the common colour-vision deficiencies (Okabe-Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-
-
-def unit_of(metric: str) -> str:
-    m = catalogue.BY_NAME.get(metric)
-    return m.unit if m else ""
 
 
 def _round(v: float) -> float | None:

@@ -3,7 +3,6 @@ that may also receive other machines' data."""
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import sqlite3
@@ -334,7 +333,3 @@ def _open_store(config: Config):
         retention=Retention(raw=r.raw, m1=r.m1, m5=r.m5, h1=r.h1, d1=r.d1),
         size_cap_bytes=config.store.size_cap,
     )
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -32,7 +32,7 @@ def create_app(service, scheduler=None) -> Flask:
     histogram = instrumentation.install(app, registry)
     from diag.web.metrics_fastpath import MetricsFastPath
 
-    app.wsgi_app = MetricsFastPath(app, app.wsgi_app, histogram)
+    app.wsgi_app = app.extensions["diag"]["metrics"] = MetricsFastPath(app, app.wsgi_app, histogram)
     app.register_blueprint(service_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(query_bp)

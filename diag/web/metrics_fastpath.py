@@ -30,8 +30,7 @@ class MetricsFastPath:
                 or ext["service"].config.protect_reads):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = self._body(encoder, content_type)
+        body, content_type = self.body(environ.get("HTTP_ACCEPT", ""))
         start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
                                   ("Cache-Control", "no-store")])
         if self.histogram is not None:
@@ -44,6 +43,12 @@ class MetricsFastPath:
         if hit is not None and hit[1] is batch and time.monotonic() - hit[0] < MAX_AGE:
             return hit[2]
         return None
+
+    def body(self, accept: str) -> tuple[bytes, str]:
+        """The exposition for this Accept header, and its content type (also used by the
+        Flask route, which serves /metrics when reads are protected)."""
+        encoder, content_type = choose_encoder(accept)
+        return self._body(encoder, content_type), content_type
 
     def _body(self, encoder: Callable, content_type: str) -> bytes:
         ext = self.app.extensions["diag"]

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.exposition import choose_encoder
 
 from diag import __version__
 from diag.exposition import BatchCollector, ServiceCollector
@@ -100,7 +99,7 @@ def healthz():
 @doc("Prometheus exposition of the latest collection and of the service itself.",
      responses={200: STR}, content_type="text/plain")
 def metrics():
-    _, _, registry = _parts()
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    batch_part = current_app.extensions["diag"]["batch_exposition"].render(encoder, content_type)
-    return Response(batch_part + encoder(registry), content_type=content_type)
+    # Served here only when reads are protected (auth has checked the token by now); otherwise
+    # the WSGI fast path answers before Flask. Both render through the same cached function.
+    body, content_type = current_app.extensions["diag"]["metrics"].body(request.headers.get("Accept", ""))
+    return Response(body, content_type=content_type)
