@@ -22,7 +22,10 @@ from diag import health
 
 log = logging.getLogger(__name__)
 
-RAW_STEP = 1.0  # bucket raw points by the second: each point keeps its own bucket
+# Raw points are asked for as millisecond buckets, the finest both stores keep (Prometheus
+# engines store milliseconds): two collections can share a second (a late cycle, then an
+# on-time one), never a millisecond.
+RAW_STEP = 0.001
 
 
 class StoreContext:
@@ -45,6 +48,8 @@ class StoreContext:
         start = self.start if lookback is None else max(self.start, self.end - lookback)
         frame = self._store.query(metric, instance_id=self.instance_id, labels=labels, start=start, end=self.end,
                                   step=step or RAW_STEP, agg=agg if step else "last")
+        if not step:
+            frame["ts"] = frame["ts"].round(3)  # bucket starts, without float noise
         return frame.drop(columns=["instance_id"], errors="ignore")
 
     def latest(self, metric: str, labels: Mapping[str, str] | None = None,
