@@ -9,6 +9,7 @@ instances cost one query per distinct reading, not 100,000.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -40,19 +41,30 @@ class Reading:
     rows: dict[str, np.ndarray]
     frame: pd.DataFrame
 
+    @functools.cached_property
+    def matrix(self) -> tuple[list[str], np.ndarray]:
+        """(instance ids, instance x bucket matrix), built once for all conditions reading it."""
+        ids = list(self.rows)
+        return ids, (np.vstack([self.rows[i] for i in ids]) if ids else np.empty((0, len(self.starts))))
+
     def values(self, instance_id: str) -> list[float | None]:
         row = self.rows.get(instance_id)
         if row is None:
             return [None] * len(self.starts)
         return [None if math.isnan(v) else float(v) for v in row]
 
-    def worst_series(self, instance_id: str, ts: float, largest: bool) -> dict[str, str]:
-        """The labels of the series behind a multi-series bucket value (which disk, which scope)."""
-        f = self.frame
-        if len(f.columns) <= 3:
+    @functools.cached_property
+    def label_keys(self) -> list[str]:
+        return [k for k in self.frame.columns if k not in ("instance_id", "ts", "value")]
+
+    def worst_series(self, instance_id: str, largest: bool) -> dict[str, str]:
+        """The labels of the series behind the newest multi-series bucket value (which
+        disk, which scope)."""
+        keys = self.label_keys
+        if not keys:
             return {}
-        keys = [k for k in f.columns if k not in ("instance_id", "ts", "value")]
-        sub = f[(f["instance_id"] == instance_id) & (f["ts"] == ts)]
+        f = self.frame
+        sub = f[(f["instance_id"] == instance_id) & (f["ts"] == float(self.starts[-1]))]
         if sub.empty:
             return {}
         r = sub.loc[sub["value"].idxmax() if largest else sub["value"].idxmin()]
@@ -109,13 +121,12 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, tuple], tu
     verdict of an instance with no data at all. Rows without a gap are decided with
     numpy at once; rows with missing periods go through `semantics.decide`."""
     n, width = c.consecutive, 2 * c.consecutive
-    ids = list(r.rows)
-    empty = [None] * len(r.starts)
+    ids, full = r.matrix
     none_v = semantics.decide(["M"] * width, n, mode)
     nothing = (none_v, None, width if mode == "breaching" else 0, float(r.starts[-width]) if mode == "breaching" else None)
     if not ids:
         return {}, nothing
-    m = np.vstack([r.rows[i] for i in ids])[:, -width:]
+    m = full[:, -width:]
     miss = np.isnan(m)
     with np.errstate(invalid="ignore"):
         b = semantics.OPS[c.comparison](m, c.threshold) & ~miss
@@ -124,11 +135,12 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, tuple], tu
     # run of breaching periods ending now (the message's "for how long")
     rev = b[:, ::-1]
     run = np.where(rev.all(1), width, np.argmin(rev, axis=1))
-    gaps = miss.any(1)
     out: dict[str, tuple] = {}
-    starts = r.starts[-width:]
-    for k, iid in enumerate(ids):
-        if gaps[k]:
+    starts = r.starts[-width:].tolist()
+    # Lists, not numpy scalars: this loop runs once per (condition, instance).
+    rows = zip(ids, miss.any(1).tolist(), fire.tolist(), newest_b.tolist(), m[:, -1].tolist(), run.tolist())
+    for k, (iid, gap, fires, newest_breaches, newest, rn) in enumerate(rows):
+        if gap:
             values = [None if math.isnan(v) else float(v) for v in m[k]]
             cls = semantics.classify(values, c.comparison, c.threshold)
             v = semantics.decide(cls, n, mode)
@@ -139,10 +151,8 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, tuple], tu
                     break
                 rn += 1
         else:
-            v = FIRE if fire[k] else PENDING if newest_b[k] else OK
-            newest, rn = float(m[k, -1]), int(run[k])
-        out[iid] = (v, newest, rn, float(starts[width - rn]) if rn else None)
-    del empty
+            v = FIRE if fires else PENDING if newest_breaches else OK
+        out[iid] = (v, newest, rn, starts[width - rn] if rn else None)
     return out, nothing
 
 
@@ -167,32 +177,40 @@ def metric_changes(store: Any, jobs: list[tuple[str, Policy, list[str]]], alerts
             r = readings[_reading_key(c)]
             per_cond.append((i, c, r, *_verdicts(r, c, p.missing_data)))
         quiet_firing = not p.contact_groups  # nobody to re-notify: a firing alert that stays firing is no change
-        for iid in targets:
-            results = [(i, c, r, *(v.get(iid) or nothing)) for i, c, r, v, nothing in per_cond]
-            if p.match == "all":
-                groups = [("all", semantics.combine([x[3] for x in results]), results)]
-            else:
-                groups = [(f"conditions[{x[0]}]", x[3], [x]) for x in results]
-            for cond_key, v, group in groups:
+        if p.match == "all":
+            for iid in targets:
+                group = [(i, c, r, *(v.get(iid) or nothing)) for i, c, r, v, nothing in per_cond]
+                v = semantics.combine([x[3] for x in group])
+                key = (pid, "all", iid)
+                if everything or _moves(v, alerts.get(key), p, now, quiet_firing):
+                    out.append(_change(key, p, v, iid, group))
+            continue
+        for i, c, r, verdicts, nothing in per_cond:
+            cond_key = f"conditions[{i}]"
+            for iid in targets:
+                got = verdicts.get(iid) or nothing
                 key = (pid, cond_key, iid)
-                prev = alerts.get(key)
-                if not everything:
-                    state = prev["state"] if prev is not None else "ok"
-                    if v in _QUIET and state in ("ok", "resolved"):
-                        continue
-                    if v == PENDING and state in ("pending", "firing"):
-                        continue
-                    if v == FIRE and state == "firing" and (quiet_firing or (
-                            prev["last_notified_at"] is not None and now - prev["last_notified_at"] < p.silence)):
-                        continue
-                conds = []
-                for i, c, r, _, newest, run, _ in group:
-                    series = r.worst_series(iid, float(r.starts[-1]), c.comparison not in ("<", "<="))
-                    conds.append((i, c, {"value": newest, "run": run, "series": series}))
-                starts = [x[6] for x in group if x[6] is not None]
-                out.append(Change(key, pid, p, v, group[0][4], _severity(p, group), conds,
-                                  started_at=min(starts) if starts else None))
+                if everything or _moves(got[0], alerts.get(key), p, now, quiet_firing):
+                    out.append(_change(key, p, got[0], iid, [(i, c, r, *got)]))
     return out
+
+
+def _moves(v: str, prev: dict[str, Any] | None, p: Policy, now: float, quiet_firing: bool) -> bool:
+    """Whether this verdict changes the alert (or is due a re-notification)."""
+    state = prev["state"] if prev is not None else "ok"
+    if v in _QUIET and state in ("ok", "resolved"):
+        return False
+    if v == PENDING and state in ("pending", "firing"):
+        return False
+    return not (v == FIRE and state == "firing" and (
+        quiet_firing or (prev["last_notified_at"] is not None and now - prev["last_notified_at"] < p.silence)))
+
+
+def _change(key: tuple[str, str, str], p: Policy, v: str, iid: str, group: list) -> Change:
+    conds = [(i, c, {"value": newest, "run": run, "series": r.worst_series(iid, c.comparison not in ("<", "<="))})
+             for i, c, r, _, newest, run, _ in group]
+    starts = [x[6] for x in group if x[6] is not None]
+    return Change(key, key[0], p, v, group[0][4], _severity(p, group), conds, started_at=min(starts) if starts else None)
 
 
 def _severity(p: Policy, group: list) -> str:
