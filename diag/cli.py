@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import signal
@@ -224,7 +225,15 @@ def _serve(args: argparse.Namespace) -> int:
     service.start()
     sched = scheduling.build(service)
     app = create_app(service, sched)
-    server = create_server(app, host=cfg.host, port=cfg.port, threads=8, ident="diag")
+    # Request bodies arrive in one read instead of waitress's default 8 KiB pieces (an
+    # agent's batch is tens of KiB).
+    server = create_server(app, host=cfg.host, port=cfg.port, threads=8, ident="diag", recv_bytes=256 * 1024)
+    # What start-up built (pandas, plotly, the catalogues) lives as long as the process,
+    # yet every full collection walks it: frozen, it is skipped. A larger first generation
+    # lets an ingest request's thousands of short-lived dicts die young instead of being
+    # promoted and walked again (an ingest request of 1,000 samples: 3.3 -> 2.6 ms).
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -6,7 +6,7 @@ Plain dataclasses with no dependencies, so collectors and the agent stay light.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Container
 
 
 @dataclass(slots=True)
@@ -23,6 +23,20 @@ class Sample:
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "labels": dict(self.labels), "value": self.value, "ts": self.ts}
+
+
+@dataclass(slots=True)
+class SampleColumns:
+    """A batch's samples column by column, as the HTTP ingest builds them: no object per
+    sample, and each series key made once. `keys[i]` is `(metric, *labels.items())`."""
+
+    keys: list[tuple]
+    values: list[float]
+    ts: list[float]
+
+    def samples(self, metrics: Container[str]) -> list[Sample]:
+        """The samples of these metrics, as objects."""
+        return [Sample(k[0], dict(k[1:]), v, t) for k, v, t in zip(self.keys, self.values, self.ts) if k[0] in metrics]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from prometheus_client import Histogram
 
 from collectors import registry
@@ -19,9 +20,9 @@ from collectors.runner import CollectionCycle
 from diag import diagnosis, health, lifecycle
 from diag.config import Config
 from diag.db import Database
-from diag.events import EventLog
+from diag.events import COUNTER_EVENTS, EventLog
 from diag.instances import Instances
-from diag.model import Batch
+from diag.model import Batch, SampleColumns
 from diag.reports import Reports
 from diag.reserve import Reserve
 
@@ -135,18 +136,20 @@ class Service:
             self.last_error = f"database: {e}"
             log.warning("collection bookkeeping not written: %s", e)
 
-    def ingest(self, instance_id: str, samples: list, signals: list, *, batch_id: str | None = None,
+    def ingest(self, instance_id: str, samples: SampleColumns, signals: list, *, batch_id: str | None = None,
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
         # and last-seen still come through here.
         read_only = getattr(self.store, "read_only", False)
-        stored = read_only or self.store.write(instance_id, samples, batch_id=batch_id)
+        stored = read_only or self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
+                                                       np.array(samples.values, np.float64), batch_id=batch_id)
         self.instances.register(instance_id, hostname=hostname, labels=labels)
         if stored:
-            newest = max((s.ts for s in samples), default=time.time())
+            newest = max(samples.ts, default=time.time())
             self.instances.seen(instance_id, newest)
-            self.events.record_batch(instance_id, Batch(ts=newest, samples=list(samples), signals=list(signals)))
+            counters = samples.samples(COUNTER_EVENTS)  # the only samples events look at
+            self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)))
             if facts is not None:
                 self.set_facts(instance_id, facts, facts.get("taken_at", newest))
         return stored

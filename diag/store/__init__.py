@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import pandas as pd
 
 from diag.model import Sample
@@ -36,6 +37,16 @@ class Store(Protocol):
     """What the rest of the service reads and writes through (SqliteStore, PrometheusStore)."""
 
     def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool: ...
+
+    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
+                      batch_id: str | None = None) -> bool:
+        """`write` for a batch already in columns; `keys[i]` is `(metric, *labels.items())`."""
+        ...
+
+    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
+        """Indexes of the keys this instance has never written: the ingest route checks a
+        series' names only the first time it comes."""
+        ...
 
     def query(
         self,

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import requests
 
@@ -107,6 +108,13 @@ class PrometheusStore:
 
     def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool:
         raise ReadOnlyStoreError("the metrics engine is read-only here: it scrapes the agents' /metrics")
+
+    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
+                      batch_id: str | None = None) -> bool:
+        raise ReadOnlyStoreError("the metrics engine is read-only here: it scrapes the agents' /metrics")
+
+    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
+        return list(range(len(keys)))
 
     def query(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
               start: float, end: float, step: float, agg: str = "avg") -> pd.DataFrame:

@@ -89,16 +89,20 @@ class SqliteStore:
         Returns False when `batch_id` was stored before (a retry), True otherwise.
         Raises StoreFullError when the disk is full (nothing of the batch is stored).
         """
-        if self._closed:
-            raise StoreClosedError("store is closed")
         if not isinstance(samples, list):
             samples = list(samples)
         n = len(samples)
         keys = [(s.metric, *s.labels.items()) for s in samples]
         ts = np.fromiter(map(_TS, samples), np.float64, n)
         vals = np.fromiter(map(_VALUE, samples), np.float64, n)
+        return self.write_columns(instance_id, keys, ts, vals, batch_id=batch_id)
+
+    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
+                      batch_id: str | None = None) -> bool:
+        if self._closed:
+            raise StoreClosedError("store is closed")
         # The sum is non-finite if any ts is (or, harmlessly, if it overflows).
-        if n and not math.isfinite(float(ts.sum())) and not np.isfinite(ts).all():
+        if ts.size and not math.isfinite(float(ts.sum())) and not np.isfinite(ts).all():
             raise ValueError("sample timestamps must be finite")
         req = Ingest(instance_id=instance_id, batch_id=batch_id, ts=ts, vals=vals)
         shape = self.catalogue.shapes.get(instance_id)
@@ -111,9 +115,17 @@ class SqliteStore:
             req.ids = list(map(fast.get, keys))
             req.keys = keys
         result = self.writer.submit(req)
-        if n:
+        if ts.size:
             self._latest_seen = max(self._latest_seen, float(ts.max()))
         return bool(result)
+
+    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
+        # The write thread only ever adds to these; reading them from another thread is safe.
+        shape = self.catalogue.shapes.get(instance_id)
+        if shape is not None and shape[0] == keys:
+            return []
+        fast = self.catalogue.fast.get(instance_id, {})
+        return [i for i, k in enumerate(keys) if k not in fast]
 
     def maintain(self, now: float) -> MaintenanceReport:
         """Compaction, roll-ups, retention, size cap; on the write thread, in that order

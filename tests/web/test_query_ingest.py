@@ -84,6 +84,24 @@ def test_bad_ingest_bodies_are_refused_and_store_nothing(client, service, body, 
     assert "ok_name" not in service.store.metric_names()
 
 
+def test_a_known_series_is_still_checked_and_a_new_one_fully(client):
+    # Once a series is stored, its names are not checked again; its value and time always are.
+    t0 = aligned_now()
+    known = {"metric": "queue_depth", "labels": {"queue": "mail"}, "value": 1, "ts": t0}
+    assert client.post("/api/v1/ingest", json={"instance_id": "web-3", "samples": [known]}).status_code == 202
+    for bad, field in (({"value": "1"}, "samples[0].value"), ({"value": True}, "samples[0].value"),
+                       ({"ts": t0 + 86400}, "samples[0].ts"),
+                       ({"labels": {"queue": "mail", "bad-key": "x"}}, "samples[0].labels.bad-key"),
+                       ({"labels": {"queue": "x" * 10_000}}, "samples[0].labels.queue"),
+                       ({"labels": {"queue": ["mail"]}}, "samples[0].labels.queue"),
+                       ({"labels": ["queue"]}, "samples[0].labels"), ({"labels": 0}, "samples[0].labels"),
+                       ({"metric": ["queue_depth"]}, "samples[0].metric")):
+        r = client.post("/api/v1/ingest", json={"instance_id": "web-3", "samples": [{**known, **bad}]})
+        assert (r.status_code, r.get_json()["error"]["field"]) == (422, field), bad
+    q = client.get(f"/api/v1/query?metric=queue_depth&instance_id=web-3&start={t0}&end={t0 + 60}&step=60&agg=count")
+    assert q.get_json()["series"] == [{"instance_id": "web-3", "labels": {"queue": "mail"}, "points": [[t0, 1.0]]}]
+
+
 def test_not_json_and_too_large(client):
     assert client.post("/api/v1/ingest", data="{", content_type="application/json").status_code == 400
     big = client.post("/api/v1/ingest", data=b"x" * (2 << 20), content_type="application/json")
