@@ -2,7 +2,8 @@
 
 Prometheus scrapes every 15 s or more, so a body at most one second old is as good as
 a fresh one; serving it from bytes keeps /metrics cheap under many concurrent
-scrapers (and a scrape storm cannot starve the API). With `protect_reads` the request
+scrapers (and a scrape storm cannot starve the API). While one request renders a new
+body, the others get the previous one instead of waiting for it. With `protect_reads` the request
 goes through Flask, where the token is checked.
 """
 
@@ -56,9 +57,20 @@ class MetricsFastPath:
         body = self._fresh(content_type, batch)
         if body is not None:
             return body
-        with self._lock:  # one render at a time; the others take the fresh copy
+        last = self._cache.get(content_type)
+        if last is None:
+            self._lock.acquire()  # nothing to serve yet: wait for the first render
+        elif not self._lock.acquire(blocking=False):
+            # Another request is rendering (it reads the database, and under load waits its
+            # turn for the GIL): serve the previous body rather than queue every scrape
+            # behind it. It is at most one render old; a scrape that finds no render
+            # running renders the new one itself.
+            return last[2]
+        try:
             body = self._fresh(content_type, batch)
             if body is None:
                 body = ext["batch_exposition"].render(encoder, content_type) + encoder(ext["registry"])
                 self._cache[content_type] = (time.monotonic(), batch, body)
             return body
+        finally:
+            self._lock.release()

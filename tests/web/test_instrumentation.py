@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import threading
 
 import pytest
 
@@ -100,3 +101,20 @@ def test_scrapes_within_a_second_share_one_body_but_a_new_collection_shows_at_on
     assert client.get("/metrics").data == first  # the request counters inside did not move: cached
     service.collect()
     assert client.get("/metrics").data != first
+
+
+def test_a_scrape_during_a_render_gets_the_previous_body_at_once(service):
+    app = create_app(service)
+    client = app.test_client()
+    first = client.get("/metrics").data
+    service.collect()  # the cached body is now out of date
+    fast = app.extensions["diag"]["metrics"]
+    got: list[bytes] = []
+    with fast._lock:  # as if another request were rendering the new body
+        scrape = threading.Thread(target=lambda: got.append(client.get("/metrics").data), daemon=True)
+        scrape.start()
+        scrape.join(timeout=10)
+        assert not scrape.is_alive(), "the scrape waited for the render"
+    assert got == [first]
+    fresh = client.get("/metrics").data  # no render running: this one renders
+    assert fresh != first and b"# TYPE load_1 gauge" in fresh
