@@ -47,12 +47,6 @@ class Reading:
         ids = list(self.rows)
         return ids, (np.vstack([self.rows[i] for i in ids]) if ids else np.empty((0, len(self.starts))))
 
-    def values(self, instance_id: str) -> list[float | None]:
-        row = self.rows.get(instance_id)
-        if row is None:
-            return [None] * len(self.starts)
-        return [None if math.isnan(v) else float(v) for v in row]
-
     @functools.cached_property
     def label_keys(self) -> list[str]:
         return [k for k in self.frame.columns if k not in ("instance_id", "ts", "value")]

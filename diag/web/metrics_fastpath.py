@@ -3,8 +3,8 @@
 Prometheus scrapes every 15 s or more, so a body at most one second old is as good as
 a fresh one; serving it from bytes keeps /metrics cheap under many concurrent
 scrapers (and a scrape storm cannot starve the API). While one request renders a new
-body, the others get the previous one instead of waiting for it. With `protect_reads` the request
-goes through Flask, where the token is checked.
+body, the others get the previous one instead of waiting for it. With `protect_reads`
+the request goes through Flask, where the token is checked.
 """
 
 from __future__ import annotations
