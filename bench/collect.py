@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collectors import registry  # noqa: E402
 from collectors.roots import Roots  # noqa: E402
 from collectors.runner import CollectionCycle  # noqa: E402
 from collectors.settings import CollectorSettings  # noqa: E402
+from tests.conftest import ServeProcess, free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -42,12 +42,6 @@ def proc_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def our_cycle(cycles: int, state_dir: Path) -> tuple[float, dict[str, float]]:
@@ -91,22 +85,19 @@ def node_exporter_scrape(scrapes: int) -> float | None:
 
 
 def serve_rss(minutes: float, data_dir: Path) -> float:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "diag.cli", "serve", "--port", str(port), "--data-dir",
-                             str(data_dir)], cwd=Path(__file__).resolve().parent.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = ServeProcess(data_dir)
     try:
+        served.wait_ready()
         deadline = time.time() + minutes * 60
         while time.time() < deadline:
             time.sleep(10)
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+                urllib.request.urlopen(served.url + "/metrics", timeout=5).read()
             except OSError:
                 pass
-        return proc_rss_mb(proc.pid)
+        return proc_rss_mb(served.proc.pid)
     finally:
-        proc.terminate()
-        proc.wait()
+        served.stop()
 
 
 def main() -> None:

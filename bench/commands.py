@@ -17,14 +17,11 @@ from pathlib import Path
 
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from diag.commands.agent_tasks import TaskClient  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import ServeProcess  # noqa: E402
 
 TOKEN = "bench-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -122,27 +119,15 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=1000)
     ap.add_argument("--window", type=float, default=20.0)
     args = ap.parse_args()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"}
-        log = open(Path(tmp) / "serve.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "diag.cli", "serve", "--port", str(port), "--data-dir",
-                                 str(Path(tmp) / "data")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        served = ServeProcess(Path(tmp) / "data", env={"DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"})
         try:
-            for _ in range(300):
-                try:
-                    with urllib.request.urlopen(base + "/healthz", timeout=2) as r:
-                        if json.load(r).get("last_collection"):
-                            break
-                except OSError:
-                    time.sleep(0.1)
-            agents = register(base, max(args.agents, args.idle))
-            lat = latency(base, agents[: args.agents], args.poll)
-            cpu, rate = idle_cpu(base, agents[: args.idle], args.poll, args.window, proc.pid)
+            served.wait_ready()
+            agents = register(served.url, max(args.agents, args.idle))
+            lat = latency(served.url, agents[: args.agents], args.poll)
+            cpu, rate = idle_cpu(served.url, agents[: args.idle], args.poll, args.window, served.proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(30)
+            served.stop()
     med, worst = statistics.median(lat), max(lat)
     print(f"{'measure':<44} {'value':>10} {'target':>14}")
     print(f"{'invoke -> Finished, median (' + str(args.agents) + ' agents)':<44} {med:>9.2f}s {'< ' + format(args.poll + 1, 'g') + 's':>14}")

@@ -169,23 +169,15 @@ def main() -> int:
     ap.add_argument("--max-agents", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=25.0, help="per fleet size")
     args = ap.parse_args()
-    from conftest import free_port
+    from conftest import ServeProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     samples = real_batch()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    serve = subprocess.Popen([sys.executable, "-m", "diag.cli", "serve", "--port", str(port), "--data-dir",
-                              str(tmp / "server")], cwd=ROOT, env={**os.environ, "DIAG_INGEST_TOKEN": "bench-ingest"},
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = ServeProcess(tmp / "server", env={"DIAG_INGEST_TOKEN": "bench-ingest"})
+    url = served.url
     rows = []
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.3)
+        served.wait_ready()
         # Doubling, then the target itself and steps past it, so "1,000 agents" is measured, not guessed.
         for n in [x for x in (50, 100, 200, 400, 800, 1000, 1200, 1600, 2000, 3200) if x <= args.max_agents]:
             r = fleet_round(url, samples, n, args.seconds)
@@ -195,8 +187,7 @@ def main() -> int:
             if r["p99_ms"] > 200 or r["errors"] or r["late"]:
                 break
     finally:
-        serve.terminate()
-        serve.wait()
+        served.stop()
     diag_ms = diagnosis_ms(tmp / "server", "sim-00000")
     rss, cpu_ms = agent_cost(tmp)
     engine = engine_vs_embedded(tmp)

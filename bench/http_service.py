@@ -16,20 +16,16 @@ p99 < 50 ms. Run: `.venv/bin/python bench/http_service.py [--duration 10]`.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-
-import argparse  # noqa: E402
+import argparse
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -37,16 +33,11 @@ sys.path.insert(0, str(ROOT))
 from diag.config import load  # noqa: E402
 from diag.model import Sample  # noqa: E402
 from diag.store import SqliteStore  # noqa: E402
+from tests.conftest import ServeProcess, free_port  # noqa: E402
 
 SERIES = 5
 METRIC = "bench_http_series"
 CONNECTIONS = 64
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 30) -> None:
@@ -119,25 +110,15 @@ def main() -> int:
     points = load_day(data_dir, instance_id, time.time())
     print(f"loaded {points} points ({SERIES} series x 1 day at 10 s) in {time.perf_counter() - t0:.1f}s")
 
-    ne_port, our_port = free_port(), free_port()
-    procs = [
-        subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ne_port}"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "diag.cli", "serve", "--port", str(our_port), "--data-dir",
-                          str(data_dir)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         env={k: v for k, v in os.environ.items() if not k.startswith("DIAG_")}),
-    ]
+    ne_port = free_port()
+    node_exporter = subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{ne_port}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = ServeProcess(data_dir)
     try:
-        ne, ours = f"http://127.0.0.1:{ne_port}", f"http://127.0.0.1:{our_port}"
+        ne, ours = f"http://127.0.0.1:{ne_port}", served.url
         wait_http(ne + "/metrics")
-        wait_http(ours + "/healthz")
-        # Steady state: the start-up jobs (facts snapshot, first scheduled diagnosis) are done.
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            with urllib.request.urlopen(ours + "/api/v1/diagnoses?limit=1") as r:
-                if json.load(r)["reports"]:
-                    break
-            time.sleep(1)
+        served.wait_ready()
+        served.wait_diagnosed()  # steady state: the start-up jobs are done
         query = f"{ours}/api/v1/query?metric={METRIC}&instance_id={instance_id}&start=-24h&end=now&step=60s"
         with urllib.request.urlopen(query) as r:
             got = json.load(r)
@@ -153,9 +134,9 @@ def main() -> int:
             results[name] = run_wrk(url, args.duration)
             time.sleep(2)  # let the target settle before the next one is measured
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait(30)
+        node_exporter.terminate()
+        node_exporter.wait(30)
+        served.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = results["node_exporter /metrics"]["ok_rps"]

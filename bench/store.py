@@ -29,11 +29,8 @@ Run: `.venv/bin/python bench/store.py` (about 1-2 minutes), or `--quick` for a s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,7 +38,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from diag.model import Sample  # noqa: E402
 from diag.store import Retention, SqliteStore  # noqa: E402
+from tests.conftest import ServeProcess, free_port  # noqa: E402
 
 VM_BIN = "/usr/bin/victoria-metrics"
 DAY_METRIC, MONTH_METRIC = "bench_day", "bench_month"
@@ -107,37 +105,6 @@ def post_ours_http(url: str, metric: str, values: np.ndarray, t0: float, every: 
     return steps * nser / (time.perf_counter() - t)
 
 
-@contextlib.contextmanager
-def ours_service(data_dir: Path) -> Iterator[str]:
-    """`diag serve` from this checkout on a free loopback port; stopped after."""
-    port = free_port()
-    data_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "diag.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
-                            cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("DIAG_")})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("diag serve did not start") from None
-                time.sleep(0.2)
-        # Steady state: the start-up jobs (facts snapshot, first scheduled diagnosis) are done.
-        while time.monotonic() < deadline + 60:
-            with urllib.request.urlopen(url + "/api/v1/diagnoses?limit=1") as r:
-                if json.load(r)["reports"]:
-                    break
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
 def chunk_bytes(path: Path) -> tuple[int, int]:
     import sqlite3
 
@@ -148,12 +115,6 @@ def chunk_bytes(path: Path) -> tuple[int, int]:
 
 
 # -- VictoriaMetrics ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Victoria:
@@ -317,8 +278,13 @@ def main() -> int:
     if args.ours_url:
         ours_http = post_ours_http(args.ours_url, "bench_http", day[:360], day_t0, 10.0)
     else:
-        with ours_service(tmp / "serve") as url:
-            ours_http = post_ours_http(url, "bench_http", day[:360], day_t0, 10.0)
+        served = ServeProcess(tmp / "serve")
+        try:
+            served.wait_ready()
+            served.wait_diagnosed()
+            ours_http = post_ours_http(served.url, "bench_http", day[:360], day_t0, 10.0)
+        finally:
+            served.stop()
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return None if a is None or b is None else a / b

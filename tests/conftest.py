@@ -52,7 +52,9 @@ def http(method: str, url: str, body: object | None = None, headers: dict[str, s
 
 
 class ServeProcess:
-    """A real `diag serve` on a free loopback port, with its own data dir."""
+    """A real `diag serve` on a free loopback port, with its own data dir (the benchmarks
+    use it too). DIAG_* variables of the caller's environment are left out: only `env`
+    configures it."""
 
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None):
         self.port = free_port()
@@ -60,8 +62,9 @@ class ServeProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(data_dir.parent / f"serve-{self.port}.log", "w+b")
         cmd = [sys.executable, "-m", "diag.cli", "serve", "--port", str(self.port), "--data-dir", str(data_dir), *args]
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("DIAG_")}
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+                                     env={**inherited, **(env or {})})
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -76,6 +79,15 @@ class ServeProcess:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"diag serve not ready in {timeout}s: {self.output()}")
+
+    def wait_diagnosed(self, timeout: float = 90) -> None:
+        """Until the first scheduled diagnosis is stored: the start-up jobs are done."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if json.loads(http("GET", self.url + "/api/v1/diagnoses?limit=1")[2])["reports"]:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"no scheduled diagnosis in {timeout}s: {self.output()}")
 
     def output(self) -> str:
         self.log.flush()
