@@ -55,7 +55,9 @@ class Fleet:
                           now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         activation_id = "act-" + secrets.token_hex(8)
-        code = secrets.token_urlsafe(24)
+        # The prefix keeps a code from starting with "-" (1 in 64 of bare token_urlsafe
+        # codes), which `diag agent --activation-code CODE` would take for an option.
+        code = "ac_" + secrets.token_urlsafe(24)
         with self.db.write() as c:
             c.execute("INSERT INTO activations VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (activation_id, _hash(code), description, count, count, now, now + expires_in))

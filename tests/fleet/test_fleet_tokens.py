@@ -110,3 +110,17 @@ def test_an_agent_fetches_only_its_own_tasks(app, agent_token):
     assert c.get("/api/v1/agents/other-1/tasks", headers=bearer(agent_token)).status_code == 403
     assert c.get("/api/v1/agents/own-1/tasks", headers=bearer(INGEST)).status_code == 403
     assert c.get("/api/v1/agents/own-1/tasks").status_code == 401
+
+
+def test_every_activation_code_can_be_given_on_the_agent_command_line(tmp_path):
+    import argparse
+
+    from diag.db import Database
+    from diag.fleet import Fleet
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--activation-code")
+    fleet = Fleet(Database(tmp_path / "diag.db"))
+    for _ in range(300):  # a bare token_urlsafe code starts with "-" once in 64
+        code = fleet.create_activation(1, 3600)["activation_code"]
+        assert parser.parse_args(["--activation-code", code]).activation_code == code
