@@ -6,7 +6,6 @@ import argparse
 import gc
 import json
 import logging
-import signal
 import sys
 import threading
 import time
@@ -211,7 +210,7 @@ def _rules_export(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from waitress.server import create_server
 
-    from diag import scheduler as scheduling
+    from diag import lifecycle, scheduler as scheduling
     from diag.service import Service
     from diag.config import check_listen
     from diag.web.app import create_app
@@ -244,8 +243,7 @@ def _serve(args: argparse.Namespace) -> int:
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    lifecycle.stop_on_signals(stop)
     sched.start()
     web = threading.Thread(target=server.run, name="waitress", daemon=True)
     web.start()

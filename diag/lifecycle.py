@@ -1,4 +1,5 @@
-"""Start and stop: was the last stop clean, and are the databases whole?
+"""Start and stop: was the last stop clean, are the databases whole, and stopping on a
+signal without deadlocking.
 
 A damaged database is moved aside and reported, never silently overwritten: the
 operator can still try to recover data from the moved file.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -56,3 +60,27 @@ def mark_stopped(data_dir: Path) -> None:
         (data_dir / MARKER).unlink()
     except FileNotFoundError:
         pass
+
+
+def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Set `stop` when one of `signals` arrives. Call from the main thread.
+
+    A Python signal handler runs in the main thread between two bytecodes, possibly
+    while that thread holds the lock inside `stop` (in `Event.wait`, or in the `set`
+    of a first SIGTERM when a second one follows, as `make run` stopped by its process
+    group gets): calling `stop.set()` there deadlocks. So the handlers do nothing, the
+    signal numbers come through the wakeup fd, and a thread of its own sets the event.
+    """
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    for sig in signals:
+        signal.signal(sig, lambda *_: None)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+
+    def watch(reader: socket.socket, writer: socket.socket) -> None:  # holds both open while it runs
+        wanted = set(signals)
+        while data := reader.recv(64):
+            if wanted.intersection(data):
+                stop.set()
+
+    threading.Thread(target=watch, args=(reader, writer), name="signals", daemon=True).start()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 
 from diag.agent.config import AgentConfigError, load
+from diag.lifecycle import stop_on_signals
 
 log = logging.getLogger("diag.agent")
 
@@ -22,8 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from diag.agent.runner import Agent
 
     agent = Agent(cfg)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: agent.stop.set())
+    stop_on_signals(agent.stop)
     if cfg.listen:
         from diag.agent.metrics import serve
 

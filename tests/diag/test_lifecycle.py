@@ -1,11 +1,13 @@
 """Start and stop: damaged databases are moved aside and reported; unclean stops are noticed."""
 
 import signal
+import subprocess
+import sys
 
 from diag.config import load
 from diag.model import Signal
 from diag.service import Service
-from tests.conftest import ServeProcess
+from tests.conftest import ROOT, ServeProcess
 
 
 def service(data_dir):
@@ -60,3 +62,23 @@ def test_sigkill_then_restart_logs_the_unclean_stop(tmp_path):
     finally:
         assert again.stop() == 0
     assert not (data / "running.pid").exists()
+
+
+STOP_SCRIPT = """
+import os, signal, threading, time
+from diag.lifecycle import stop_on_signals
+
+stop = threading.Event()
+stop_on_signals(stop)
+with stop._cond:  # the signal lands while the lock that stop.set() takes is held, as in Event.wait
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+print("stopped" if stop.wait(10) else "not stopped", flush=True)
+"""
+
+
+def test_a_signal_that_lands_inside_the_stop_event_still_stops():
+    # A handler that called stop.set() itself deadlocked here (and `make run` stopped by
+    # its process group hung this way, about one stop in three).
+    done = subprocess.run([sys.executable, "-c", STOP_SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.stdout.strip() == "stopped", done.stdout + done.stderr
