@@ -55,16 +55,15 @@ def alerts() -> Any:
 def save_policy(policy_id: str | None) -> Any:
     a = _alerting()
     form = request.form
-    if policy_id is not None and a.repo.get("policy", policy_id) is None:
-        abort(404, f"no policy {policy_id}")
+    # A new policy is the dashboard's; an edited one keeps where it came from (file, API...).
+    source = "dashboard" if policy_id is None else _policy_or_404(a, policy_id)["source"]
     more = form.get("more")
     if more:  # "add a condition": show the form again with one more row, saving nothing
         return _page(policy_form.values_from_form(form, more), policy_id)
     errors: dict[str, str] = {}
     try:
         body, kept = policy_form.to_body(form)
-        saved = a.save_policy(body, policy_id, "dashboard") if policy_id is None else \
-            a.save_policy(body, policy_id, a.repo.get("policy", policy_id)["source"])
+        saved = a.save_policy(body, policy_id, source)
     except policy_form.FormError as e:
         errors[e.field] = e.message
     except PolicyError as e:
@@ -81,9 +80,7 @@ def save_policy(policy_id: str | None) -> Any:
 @bp.post("/alerts/policies/<policy_id>/enabled")
 def toggle_policy(policy_id: str) -> Any:
     a = _alerting()
-    cur = a.repo.get("policy", policy_id)
-    if cur is None:
-        abort(404, f"no policy {policy_id}")
+    cur = _policy_or_404(a, policy_id)
     want = request.form.get("enabled") == "on"
     try:
         a.patch_policy(policy_id, {"enabled": want})
@@ -96,8 +93,8 @@ def toggle_policy(policy_id: str) -> Any:
 @bp.post("/alerts/policies/<policy_id>/delete")
 def delete_policy(policy_id: str) -> Any:
     a = _alerting()
-    cur = a.repo.get("policy", policy_id)
-    if cur is None or not a.repo.delete("policy", policy_id):
+    cur = _policy_or_404(a, policy_id)
+    if not a.repo.delete("policy", policy_id):
         abort(404, f"no policy {policy_id}")
     return redirect(url_for("dash.alerts", notice=f"deleted {cur['name']!r}"), 303)
 
@@ -105,9 +102,7 @@ def delete_policy(policy_id: str) -> Any:
 @bp.post("/alerts/policies/<policy_id>/test")
 def test_policy(policy_id: str) -> Any:
     a = _alerting()
-    cur = a.repo.get("policy", policy_id)
-    if cur is None:
-        abort(404, f"no policy {policy_id}")
+    cur = _policy_or_404(a, policy_id)
     event = None
     if request.form.get("event_type"):
         event = {"type": request.form["event_type"]}
@@ -116,3 +111,10 @@ def test_policy(policy_id: str) -> Any:
     except PolicyError as e:
         return _page(notice=f"test of {cur['name']!r} failed: {e.message}", status=e.status)
     return _page(test={"policy": cur, "result": result})
+
+
+def _policy_or_404(a: Any, policy_id: str) -> dict[str, Any]:
+    cur = a.repo.get("policy", policy_id)
+    if cur is None:
+        abort(404, f"no policy {policy_id}")
+    return cur

@@ -17,7 +17,7 @@ from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
-from diag.alerting.repository import Repository, muted
+from diag.alerting.repository import INSERT_HISTORY, Repository, muted
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +210,7 @@ class Alerting:
                                 row["_prev"], row["state"], row.get("value"), None, None, None, detail))
         with self.db.write() as c:
             c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
-            c.executemany("INSERT INTO alert_history (ts, kind, alert_id, policy_id, instance_id, condition, "
-                          "from_state, to_state, value, notification_id, channel, outcome, detail) "
-                          "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", history)
+            c.executemany(INSERT_HISTORY, history)
             for notice, contact, idx in outgoing:
                 counts["notices"] += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
             if self._top is not None:

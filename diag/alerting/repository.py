@@ -23,6 +23,10 @@ def new_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:16]
 
 
+INSERT_HISTORY = ("INSERT INTO alert_history (ts, kind, alert_id, policy_id, instance_id, condition, from_state, "
+                  "to_state, value, notification_id, channel, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
 class Repository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -125,8 +129,7 @@ class Repository:
 
     @staticmethod
     def add_history(c: sqlite3.Connection, ts: float, kind: str, **f: Any) -> None:
-        c.execute("INSERT INTO alert_history (ts, kind, alert_id, policy_id, instance_id, condition, from_state, "
-                  "to_state, value, notification_id, channel, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        c.execute(INSERT_HISTORY,
                   (ts, kind, f.get("alert_id"), f.get("policy_id"), f.get("instance_id"), f.get("condition"),
                    f.get("from_state"), f.get("to_state"), f.get("value"), f.get("notification_id"),
                    f.get("channel"), f.get("outcome"), f.get("detail", "")))
