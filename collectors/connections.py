@@ -6,7 +6,10 @@ hash tables and we read one state byte per socket); a fixture tree has only
 one cycle (see the project report): /proc/net/tcp{,6} ~7 ms, pyroute2 DiagSocket
 ~1.3 ms, inet_diag_req_v2 per family ~0.35 ms, one legacy TCPDIAG_GETSOCK dump
 ~0.19 ms. The legacy request is answered for both families in a single walk of the
-hash tables, so it is tried first and v2 is the fallback.
+hash tables, so it is tried first and v2 is the fallback. TIME_WAIT sockets are left
+out of the dump and counted from /proc/net/sockstat (what `ss -s` shows): with the
+805 of them left on this machine by a benchmark, the cycle's connections reading went
+from 0.86 to 0.2 ms.
 """
 
 from __future__ import annotations
@@ -57,18 +60,22 @@ _REQ_V1 = struct.Struct("=BBBB48xII")
 # States 1..12. Not bit 13 (TCP_BOUND_INACTIVE, 6.6+): bound-only sockets, which
 # /proc/net/tcp does not list either.
 _ALL_STATES = 0x1FFE
+_TIME_WAIT = 6
+# TIME_WAIT sockets are the many on a busy server (tens of thousands): the kernel keeps
+# their count, so the dump leaves them out and /proc/net/sockstat's "tw" gives it.
+_NO_TIME_WAIT = _ALL_STATES & ~(1 << _TIME_WAIT)
 _RECV_BUF = 65536
 
 
-def _v2_request(family: int, seq: int) -> bytes:
-    body = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, _ALL_STATES)
+def _v2_request(family: int, seq: int, states: int) -> bytes:
+    body = _REQ_V2.pack(family, socket.IPPROTO_TCP, 0, 0, states)
     head = _NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return head + body
 
 
-def _legacy_request(seq: int) -> bytes:
+def _legacy_request(seq: int, states: int) -> bytes:
     # The kernel's compat path dumps with family AF_UNSPEC: IPv4 and IPv6 in one walk.
-    body = _REQ_V1.pack(0, 0, 0, 0, _ALL_STATES, 0)
+    body = _REQ_V1.pack(0, 0, 0, 0, states, 0)
     head = _NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return head + body
 
@@ -98,20 +105,21 @@ def _count_dump(s: socket.socket, request: bytes, counts: list[int]) -> None:
             off += (length + 3) & ~3  # NLMSG_NOOP and the like
 
 
-def sock_diag_tcp_states(legacy: bool) -> list[int]:
+def sock_diag_tcp_states(legacy: bool, states: int = _ALL_STATES) -> list[int]:
     """Sockets per kernel TCP state number (index = state), via NETLINK_SOCK_DIAG.
 
     `legacy`: one TCPDIAG_GETSOCK dump; otherwise an inet_diag_req_v2 dump per family.
+    `states`: a bit mask of the state numbers to dump; the others count 0.
     Raises OSError when the kernel refuses (no inet_diag module, seccomp, no compat path).
     """
     counts = [0] * 16
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as s:
         if legacy:
-            _count_dump(s, _legacy_request(1), counts)
+            _count_dump(s, _legacy_request(1, states), counts)
         else:
-            _count_dump(s, _v2_request(socket.AF_INET, 1), counts)
+            _count_dump(s, _v2_request(socket.AF_INET, 1, states), counts)
             try:
-                _count_dump(s, _v2_request(socket.AF_INET6, 2), counts)
+                _count_dump(s, _v2_request(socket.AF_INET6, 2, states), counts)
             except OSError as e:
                 if e.errno not in (errno.ENOENT, errno.EINVAL, errno.EAFNOSUPPORT):
                     raise  # those three: IPv6 disabled or not built, so no IPv6 sockets
@@ -137,6 +145,23 @@ def proc_tcp_states(paths: tuple[str | Path, ...]) -> list[int]:
     return counts
 
 
+def sockstat_time_wait(proc: str | Path) -> int | None:
+    """TIME_WAIT sockets of both families, the "tw" of /proc/net/sockstat's TCP line
+    (the kernel's one death row counts IPv4 and IPv6); None when it cannot be read."""
+    try:
+        text = read_bytes(f"{proc}/net/sockstat")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(b"TCP:"):
+            fields = line.split()
+            try:
+                return int(fields[fields.index(b"tw") + 1])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
 def _read_numbers(path: str) -> list[int] | None:
     try:
         return list(map(int, read_bytes(path).split()))
@@ -156,11 +181,16 @@ class ConnectionsCollector:
         proc = self.roots.proc
         if self.roots.is_live:
             # A refused source is not retried every cycle: it stays refused for this kernel.
+            time_wait = sockstat_time_wait(proc)
             for source, legacy in (("legacy", True), ("v2", False)):
                 if self.tcp_source != source:
                     continue
                 try:
-                    return sock_diag_tcp_states(legacy)
+                    if time_wait is None:
+                        return sock_diag_tcp_states(legacy)
+                    counts = sock_diag_tcp_states(legacy, _NO_TIME_WAIT)
+                    counts[_TIME_WAIT] = time_wait
+                    return counts
                 except OSError as e:
                     self.tcp_source = "v2" if legacy else "proc"
                     log.warning("sock_diag %s dump refused (%s); trying the next TCP state source", source, e)

@@ -1,16 +1,19 @@
-"""Top processes by CPU and by memory, from /proc/<pid>/stat alone.
+"""Top processes by CPU and by memory, from /proc/<pid>/stat.
 
-The costliest collector (one kernel-generated file per process), so it reads only
-`stat`, with raw os calls, and on the live system keeps each file open between cycles:
-a `pread` on an open /proc/<pid>/stat costs about a third of open + read + close.
-An open stat file stays bound to the process it was opened for: once that process is
-gone it reads ESRCH, even if its pid was reused, so the kept descriptor never mixes up
-two processes.
+The costliest collector (kernel-generated files per process), so it reads with raw os
+calls, and on the live system keeps each file open between cycles: a `pread` on an
+open /proc/<pid>/stat costs about a third of open + read + close. An open file stays
+bound to the process it was opened for: once that process is gone it reads ESRCH, even
+if its pid was reused, so a kept descriptor never mixes up two processes.
 
-Not schedstat or statm instead of stat: /proc/<pid>/schedstat counts the leader thread
-only (a threaded process shows a fraction of its CPU), and on 6.x kernels statm's
-resident pages are an exact sum while stat's rss is the per-CPU counters' cheap
-reading, so both would change the values this collector reports.
+The values always come from stat. /proc/<pid>/schedstat only decides whether stat
+needs reading: for a single-threaded process it holds the run time of the whole
+process in nanoseconds, and costs a third of stat to generate, so an unchanged
+schedstat proves the process has not run and its stat ticks are unchanged. It is no
+substitute for stat: it counts the leader thread only (a threaded process would show a
+fraction of its CPU), and statm's resident pages are an exact sum on 6.x kernels where
+stat's rss is the per-CPU counters' cheap reading. Reclaim can shrink a sleeping
+process's RSS, so each skipped process still has its stat read once in REFRESH_CYCLES.
 """
 
 from __future__ import annotations
@@ -29,7 +32,12 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # 52 fields of at most 20 digits plus a 64-byte comm fit well inside this.
 _READ = 4096
 # Fields after the ')' that ends comm: 0 = state (field 3 in proc(5)).
-_UTIME, _STIME, _START, _RSS = 11, 12, 19, 21
+_UTIME, _STIME, _THREADS, _START, _RSS = 11, 12, 17, 19, 21
+# An idle process skipped on its schedstat has its stat line (RSS, which reclaim can
+# shrink while it sleeps) read anew at least once in this many cycles, a share each cycle.
+REFRESH_CYCLES = 6
+# pid -> (stat line, starttime, utime + stime, rss pages, single-threaded, schedstat or None)
+_Seen = tuple[bytes, bytes, int, int, bool, "bytes | None"]
 
 
 def _fd_budget() -> int:
@@ -49,6 +57,11 @@ def _close_all(fds: dict[str, int]) -> None:
     fds.clear()
 
 
+def _close_all_of(kept: tuple[dict[str, int], ...]) -> None:
+    for fds in kept:
+        _close_all(fds)
+
+
 _first = operator.itemgetter(0)
 
 
@@ -65,12 +78,13 @@ class ProcessesCollector:
         self._top = settings.top_processes
         self._fd_budget = _fd_budget()
         self._fds: dict[str, int] = {}
+        self._sched_fds: dict[str, int] = {}
+        self._cycle = 0
         self._fds_proc = roots.proc  # the /proc the kept descriptors were opened under
-        # pid -> (stat line, starttime, utime + stime, rss pages); starttime tells a reused
-        # pid from the old process.
-        self._prev: dict[str, tuple[bytes, bytes, int, int]] = {}
+        # starttime tells a reused pid from the old process.
+        self._prev: dict[str, _Seen] = {}
         self._prev_now: float | None = None
-        self._finalizer = weakref.finalize(self, _close_all, self._fds)
+        self._finalizer = weakref.finalize(self, _close_all_of, (self._fds, self._sched_fds))
 
     def close(self) -> None:
         """Close the kept stat files; later cycles still work, opening each file anew."""
@@ -81,7 +95,7 @@ class ProcessesCollector:
         batch = Batch(ts=now)
         prev, prev_now = self._prev, self._prev_now
         interval = now - prev_now if prev_now is not None else 0.0
-        cur: dict[str, tuple[bytes, bytes, int, int]] = {}
+        cur: dict[str, _Seen] = {}
         # Per-process work is kept to dict stores: one tuple per row and a Python key
         # function per row in the ranking were a measurable share with a few hundred pids.
         rss_of: dict[str, int] = {}  # every process, in listing order (ties rank by it)
@@ -89,14 +103,42 @@ class ProcessesCollector:
         busy: list[tuple[int, str]] = []  # (ticks this interval, pid) for those that ran
         if self.roots.proc != self._fds_proc:
             _close_all(self._fds)
+            _close_all(self._sched_fds)
             self._fds_proc = self.roots.proc
         # Only the kernel's own /proc regenerates a file on pread; a fixture file is read anew.
-        budget = self._fd_budget if self.roots.is_live else 0
-        fds, proc = self._fds, str(self.roots.proc)
+        live = self.roots.is_live
+        budget = self._fd_budget if live else 0
+        phase = self._cycle % REFRESH_CYCLES
+        self._cycle += 1
+        fds, sfds, proc = self._fds, self._sched_fds, str(self.roots.proc)
         pread, open_, read, close, rdonly = os.pread, os.open, os.read, os.close, os.O_RDONLY
-        prev_get, fds_get = prev.get, fds.get
+        prev_get, fds_get, sfds_get = prev.get, fds.get, sfds.get
         for pid in os.listdir(proc):
             # Inlined reading: a method call per process is a measurable share of the cycle.
+            before = prev_get(pid)
+            sched = None
+            if live and (before is None or before[4]):
+                # A single-threaded process's schedstat holds its whole run time and costs
+                # a third of stat to read: unchanged, the process has not run since.
+                sfd = sfds_get(pid)
+                if sfd is not None:
+                    try:
+                        sched = pread(sfd, _READ, 0)
+                    except OSError:  # gone; a reused pid opens its own files below
+                        del sfds[pid]
+                        close(sfd)
+                    else:
+                        if before is not None and sched == before[5] and hash(pid) % REFRESH_CYCLES != phase:
+                            cur[pid] = before
+                            rss_of[pid] = before[3]
+                            continue
+                elif pid.isdigit() and len(fds) + len(sfds) < budget:
+                    try:
+                        sfd = open_(f"{proc}/{pid}/schedstat", rdonly)
+                        sched = read(sfd, _READ)
+                        sfds[pid] = sfd
+                    except OSError:
+                        sched = None
             fd = fds_get(pid)
             data = None
             if fd is not None:
@@ -116,23 +158,23 @@ class ProcessesCollector:
                     data = read(fd, _READ)
                 except OSError:
                     data = b""
-                if data and len(fds) < budget:
+                if data and len(fds) + len(sfds) < budget:
                     fds[pid] = fd
                 else:
                     close(fd)
             if not data:
                 continue
-            before = prev_get(pid)
             if before is not None and before[0] == data:
                 # Most processes sleep through a cycle and their stat line does not change.
-                cur[pid] = before
+                cur[pid] = before if sched == before[5] else (*before[:5], sched)
                 rss_of[pid] = before[3]
                 continue
             # comm may hold spaces and ')': the fields start after the last ')'.
             f = data[data.rindex(b")") + 1 :].split(None, 22)
             ticks = int(f[_UTIME]) + int(f[_STIME])
-            start, rss = f[_START], int(f[_RSS])
-            cur[pid] = (data, start, ticks, rss)
+            start, rss, single = f[_START], int(f[_RSS]), f[_THREADS] == b"1"
+            # schedstat read before this stat line vouches for it; read after, it would not.
+            cur[pid] = (data, start, ticks, rss, single, sched if single else None)
             rss_of[pid] = rss
             if interval <= 0:
                 used = None
@@ -146,8 +188,9 @@ class ProcessesCollector:
             if used:
                 busy.append((used, pid))
 
-        for pid in [p for p in fds if p not in cur]:
-            close(fds.pop(pid))
+        for kept in (fds, sfds):
+            for pid in [p for p in kept if p not in cur]:
+                close(kept.pop(pid))
         self._prev, self._prev_now = cur, now  # pids that disappeared are forgotten here
 
         # An unchanged stat line means no ticks this interval (none without an interval).

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from collectors.connections import TCP_STATES, ConnectionsCollector, proc_tcp_states, sock_diag_tcp_states
+from collectors import connections
+from collectors.connections import (
+    TCP_STATES,
+    ConnectionsCollector,
+    proc_tcp_states,
+    sock_diag_tcp_states,
+    sockstat_time_wait,
+)
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from tests.conftest import HOST_T0, HOST_T1
@@ -132,3 +139,36 @@ def test_live_other_readings():
         assert usage is not None and 0 <= usage <= 100
     else:
         assert one(b, "conntrack_usage") is None
+
+
+def test_live_time_wait_comes_from_sockstat_and_matches_the_dump():
+    # Closing the client side first leaves it in TIME_WAIT for a minute.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        for _ in range(20):
+            client = socket.create_connection(server.getsockname())
+            conn, _ = server.accept()
+            client.close()
+            conn.close()
+    c = ConnectionsCollector(Roots(), CollectorSettings())
+
+    def collected() -> list[int]:
+        tw = int(states(c.collect(time.time()))["TIME_WAIT"])
+        return [tw]
+
+    ours, dumped = _agree(collected, lambda: [sock_diag_tcp_states(True)[6]])
+    assert ours == dumped and ours[0] >= 20
+
+
+def test_live_collector_takes_time_wait_from_sockstat(monkeypatch):
+    monkeypatch.setattr(connections, "sockstat_time_wait", lambda proc: 123456)
+    got = states(ConnectionsCollector(Roots(), CollectorSettings()).collect(time.time()))
+    assert got["TIME_WAIT"] == 123456
+
+
+def test_sockstat_without_a_tw_field_is_none(tmp_path: Path):
+    (tmp_path / "net").mkdir()
+    (tmp_path / "net" / "sockstat").write_text("sockets: used 8\nTCP: inuse 1 orphan 0\n")
+    assert sockstat_time_wait(tmp_path) is None
+    assert sockstat_time_wait(tmp_path / "missing") is None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import heapq
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from collectors.processes import ProcessesCollector
+from collectors.processes import REFRESH_CYCLES, ProcessesCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from tests.conftest import HOST_T0, HOST_T1
@@ -168,3 +169,70 @@ def test_ties_rank_in_listing_order_like_nlargest(tmp_path: Path):
         assert r["name"] == f"p{r['pid']}"
         assert r["cpu_percent"] == (t1[r["pid"]][0] - t0[r["pid"]][0]) * 100.0 / hz / 10
         assert r["rss_bytes"] == t1[r["pid"]][1] * PAGE
+
+
+def _reads_of(monkeypatch, pid: int) -> list[str]:
+    """Names of /proc/<pid>/ files the collector reads through kept descriptors, in order."""
+    seen: list[str] = []
+    real = os.pread
+
+    def pread(fd: int, n: int, off: int) -> bytes:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if target.startswith(f"/proc/{pid}/"):
+            seen.append(target.rsplit("/", 1)[1])
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", pread)
+    return seen
+
+
+def _wait_asleep(pid: int) -> None:
+    """Until the process has finished starting: its run time stops moving."""
+    last = None
+    for _ in range(100):
+        now = Path(f"/proc/{pid}/schedstat").read_text()
+        if now == last:
+            return
+        last = now
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} kept running")
+
+
+def test_live_idle_process_is_skipped_on_schedstat_but_refreshed(monkeypatch):
+    c = ProcessesCollector(Roots(), CollectorSettings(top_processes=10_000))
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        _wait_asleep(child.pid)
+        c.collect(time.time())
+        reads = _reads_of(monkeypatch, child.pid)
+        for _ in range(REFRESH_CYCLES * 2):
+            b = c.collect(time.time())
+            assert child.pid in {r["pid"] for r in b.processes["by_memory"]}
+        # schedstat every cycle; stat only on its refresh turn, once per REFRESH_CYCLES
+        assert reads.count("schedstat") == REFRESH_CYCLES * 2
+        assert reads.count("stat") == 2
+    finally:
+        child.kill()
+        child.wait()
+        c.close()
+
+
+def test_live_sleeping_process_that_wakes_is_ranked_in_the_next_cycle():
+    burn = "import sys, time\nsys.stdin.readline()\nend = time.monotonic() + 0.4\nwhile time.monotonic() < end: pass\nprint(flush=True)\ntime.sleep(60)\n"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    c = ProcessesCollector(Roots(), CollectorSettings(top_processes=10_000))
+    try:
+        time.sleep(0.3)  # interpreter start-up done; now it sleeps in readline
+        for _ in range(REFRESH_CYCLES + 1):
+            b = c.collect(time.time())
+        assert child.pid not in {r["pid"] for r in b.processes["by_cpu"]}
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        child.stdout.readline()  # it has burnt its 0.4 s
+        b = c.collect(time.time())
+        mine = {r["pid"]: r for r in b.processes["by_cpu"]}[child.pid]
+        assert mine["cpu_percent"] > 0
+    finally:
+        child.kill()
+        child.wait()
+        c.close()
