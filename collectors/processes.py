@@ -31,13 +31,16 @@ USER_HZ = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # 52 fields of at most 20 digits plus a 64-byte comm fit well inside this.
 _READ = 4096
+_SCHED_READ = 128  # three numbers of at most 20 digits
 # Fields after the ')' that ends comm: 0 = state (field 3 in proc(5)).
 _UTIME, _STIME, _THREADS, _START, _RSS = 11, 12, 17, 19, 21
 # An idle process skipped on its schedstat has its stat line (RSS, which reclaim can
 # shrink while it sleeps) read anew at least once in this many cycles, a share each cycle.
 REFRESH_CYCLES = 6
-# pid -> (stat line, starttime, utime + stime, rss pages, single-threaded, schedstat or None)
-_Seen = tuple[bytes, bytes, int, int, bool, "bytes | None"]
+# pid -> (stat line, starttime, utime + stime, rss pages, single-threaded, schedstat,
+# its kept descriptor (both None unless single-threaded and kept), the cycle phase
+# of its stat refresh)
+_Seen = tuple[bytes, bytes, int, int, bool, "bytes | None", "int | None", int]
 
 
 def _fd_budget() -> int:
@@ -112,33 +115,39 @@ class ProcessesCollector:
         self._cycle += 1
         fds, sfds, proc = self._fds, self._sched_fds, str(self.roots.proc)
         pread, open_, read, close, rdonly = os.pread, os.open, os.read, os.close, os.O_RDONLY
-        prev_get, fds_get, sfds_get = prev.get, fds.get, sfds.get
+        prev_get, fds_get = prev.get, fds.get
         for pid in os.listdir(proc):
             # Inlined reading: a method call per process is a measurable share of the cycle.
             before = prev_get(pid)
-            sched = None
-            if live and (before is None or before[4]):
-                # A single-threaded process's schedstat holds its whole run time and costs
-                # a third of stat to read: unchanged, the process has not run since.
-                sfd = sfds_get(pid)
+            sched = sfd = None
+            if before is not None:
+                sfd = before[6]
                 if sfd is not None:
+                    # A single-threaded process's schedstat holds its whole run time and
+                    # costs a third of stat to read: unchanged, the process has not run since.
                     try:
-                        sched = pread(sfd, _READ, 0)
+                        sched = pread(sfd, _SCHED_READ, 0)
                     except OSError:  # gone; a reused pid opens its own files below
                         del sfds[pid]
                         close(sfd)
+                        sfd = None
                     else:
-                        if before is not None and sched == before[5] and hash(pid) % REFRESH_CYCLES != phase:
+                        if sched == before[5] and before[7] != phase:
                             cur[pid] = before
                             rss_of[pid] = before[3]
                             continue
-                elif pid.isdigit() and len(fds) + len(sfds) < budget:
+            if sfd is None and (before is None or before[4]) and live and pid.isdigit() \
+                    and len(fds) + len(sfds) < budget:
+                try:
+                    sfd = open_(f"{proc}/{pid}/schedstat", rdonly)
+                except OSError:
+                    pass
+                else:
                     try:
-                        sfd = open_(f"{proc}/{pid}/schedstat", rdonly)
-                        sched = read(sfd, _READ)
-                        sfds[pid] = sfd
+                        sched = read(sfd, _SCHED_READ)
                     except OSError:
                         sched = None
+                    sfds[pid] = sfd
             fd = fds_get(pid)
             data = None
             if fd is not None:
@@ -166,15 +175,21 @@ class ProcessesCollector:
                 continue
             if before is not None and before[0] == data:
                 # Most processes sleep through a cycle and their stat line does not change.
-                cur[pid] = before if sched == before[5] else (*before[:5], sched)
+                cur[pid] = before if sched == before[5] and sfd == before[6] else \
+                    (*before[:5], sched, sfd, before[7])
                 rss_of[pid] = before[3]
                 continue
             # comm may hold spaces and ')': the fields start after the last ')'.
             f = data[data.rindex(b")") + 1 :].split(None, 22)
             ticks = int(f[_UTIME]) + int(f[_STIME])
             start, rss, single = f[_START], int(f[_RSS]), f[_THREADS] == b"1"
+            if not single and sfd is not None:
+                del sfds[pid]
+                close(sfd)
+                sfd = sched = None
             # schedstat read before this stat line vouches for it; read after, it would not.
-            cur[pid] = (data, start, ticks, rss, single, sched if single else None)
+            cur[pid] = (data, start, ticks, rss, single, sched, sfd,
+                        before[7] if before is not None else hash(pid) % REFRESH_CYCLES)
             rss_of[pid] = rss
             if interval <= 0:
                 used = None

@@ -231,6 +231,14 @@ def instance(instance_id: str) -> Any:
                            firing=_firing(instance_id), interval=s.config.interval)
 
 
+@bp.post("/instances/<instance_id>/monitoring")
+def instance_monitoring(instance_id: str) -> Any:
+    _instance_or_404(instance_id)
+    enabled = request.form.get("monitoring") == "on"
+    service().set_monitoring(instance_id, enabled)
+    return redirect(url_for("dash.instance", instance_id=instance_id), 303)
+
+
 @bp.get("/instances/<instance_id>/charts")
 def instance_charts(instance_id: str) -> Any:
     """What auto-refresh fetches: the figures and the health panel, for the same range."""

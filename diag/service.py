@@ -231,14 +231,32 @@ class Service:
         self.events.tick(now)
         self.sync_instances()
         for inst in self.instances.list():
-            if inst["last_seen"] is None:
+            if inst["last_seen"] is None or not inst["monitoring"]:
                 # Registered but never sent a sample: nothing to judge yet (it stays
                 # Initializing), and a fleet of agents that only poll costs nothing here.
+                # Monitoring switched off: NotApplicable, and nothing runs for it.
                 continue
             try:
                 self.diagnose(inst["instance_id"], now=now)
             except Exception:  # noqa: BLE001 - one instance must not stop the others
                 log.exception("diagnosis of %s failed", inst["instance_id"])
+
+    def set_monitoring(self, instance_id: str, enabled: bool, now: float | None = None) -> dict[str, Any]:
+        """Switch monitoring of an instance off (NotApplicable: no scheduled diagnosis, no
+        alerts; its data is still stored) or on again. Returns its health now."""
+        now = time.time() if now is None else now
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise KeyError(instance_id)
+        self.instances.set_monitoring(instance_id, enabled)
+        health = self.health_of(instance_id, now)
+        assert health is not None
+        # health_of stores a change only once there is a report; a switch is a change of its
+        # own, and one from a never-diagnosed (Initializing) instance is an event too.
+        self.instances.set_health(instance_id, health["health_status"], health["health_reasons"], now)
+        if health["health_status"] != inst["health_status"]:
+            self._health_changed(instance_id, inst["health_status"], health["health_status"], now)
+        return health
 
     def health_of(self, instance_id: str, now: float | None = None) -> dict[str, Any] | None:
         """The health state now: the latest full report, seen through today's freshness and
@@ -260,9 +278,12 @@ class Service:
     def _set_health(self, instance_id: str, state: str, reasons: list[dict], now: float) -> None:
         prev = self.instances.set_health(instance_id, state, reasons, now)
         if prev is not None and prev != state:
-            self.events.detected(instance_id, "Instance.HealthChanged", now, f"health {prev} -> {state}",
-                                 level="WARN" if state in ("Impaired", "Warning") else "INFO",
-                                 labels={"from": prev, "to": state}, fold_key=f"{now}")
+            self._health_changed(instance_id, prev, state, now)
+
+    def _health_changed(self, instance_id: str, prev: str, state: str, now: float) -> None:
+        self.events.detected(instance_id, "Instance.HealthChanged", now, f"health {prev} -> {state}",
+                             level="WARN" if state in ("Impaired", "Warning") else "INFO",
+                             labels={"from": prev, "to": state}, fold_key=f"{now}")
 
     def _record_conditions(self, instance_id: str, results: list[dict], now: float) -> None:
         """Conditions a check finds that are events too (PRODUCT.md "Events")."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.openapi import arr, doc, obj
+from diag.web.openapi import BOOL, arr, doc, obj
 from diag.web.schemas import HEALTH, INSTANCE
+from diag.web.validate import json_body
 
 bp = Blueprint("instances_api", __name__, url_prefix="/api/v1")
 
@@ -17,7 +19,7 @@ def _service():
 
 def _instance(inst: dict, health: dict) -> dict:
     return {"instance_id": inst["instance_id"], "hostname": inst["hostname"], "labels": inst["labels"],
-            "local": inst["local"], "first_seen": inst["first_seen"], "last_seen": inst["last_seen"],
+            "local": inst["local"], "monitoring": inst["monitoring"], "first_seen": inst["first_seen"], "last_seen": inst["last_seen"],
             "health_status": health["health_status"], "health_reasons": health["health_reasons"],
             "latest_report_id": health["latest_report_id"]}
 
@@ -46,3 +48,22 @@ def get_health(instance_id: str):
     if h is None:
         raise ApiError(404, f"no instance {instance_id}")
     return jsonify(h)
+
+
+@bp.patch("/instances/<instance_id>")
+@doc("Switch monitoring of an instance off (`NotApplicable`: no scheduled diagnosis, no alerts; "
+     "its data is still stored) or on again.", body=obj({"monitoring": BOOL}), responses={200: INSTANCE})
+def change_instance(instance_id: str):
+    auth.require("token")
+    body = json_body()
+    unknown = set(body) - {"monitoring"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    if not isinstance(body.get("monitoring"), bool):
+        raise ApiError(422, "monitoring must be true or false", "monitoring")
+    s = _service()
+    try:
+        s.set_monitoring(instance_id, body["monitoring"])
+    except KeyError:
+        raise ApiError(404, f"no instance {instance_id}") from None
+    return jsonify(_instance(s.instances.get(instance_id), s.health_of(instance_id)))

@@ -47,7 +47,8 @@ DIAGNOSIS_BODY = obj(optional={"instance_id": STR, "window": STR, "checks": arr(
 INSTANCE = component("Instance", obj({
     "instance_id": STR, "hostname": STR, "labels": LABELS, "health_status": HEALTH_STATUS,
     "health_reasons": arr(REASON), "last_seen": nullable(NUM)}, {"latest_report_id": nullable(STR),
-                                                                   "first_seen": NUM, "local": BOOL}))
+                                                                   "first_seen": NUM, "local": BOOL,
+                                                                   "monitoring": BOOL}))
 HEALTH = obj({"instance_id": STR, "health_status": HEALTH_STATUS, "health_reasons": arr(REASON),
               "evaluated_at": NUM}, {"latest_report_id": nullable(STR)})
 

@@ -201,3 +201,17 @@ def test_api_errors_stay_json(service):
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "NotFound"
     r = client.get("/instances/nope", headers={"Accept": "text/html"})
     assert r.status_code == 404 and "text/html" in r.content_type
+
+
+def test_the_instance_page_switches_monitoring_off_and_on(service):
+    client = create_app(service).test_client()
+    page = f"/instances/{service.instance_id}"
+    token = _csrf(client, page)
+    assert "Switch monitoring off" in client.get(page).get_data(as_text=True)
+    r = client.post(f"{page}/monitoring", data={"csrf_token": token, "monitoring": "off"})
+    assert r.status_code == 303 and r.headers["Location"].endswith(page)
+    html = client.get(page).get_data(as_text=True)
+    assert "Switch monitoring on" in html and "NotApplicable" in html
+    assert service.health_of(service.instance_id)["health_status"] == "NotApplicable"
+    client.post(f"{page}/monitoring", data={"csrf_token": token, "monitoring": "on"})
+    assert service.instances.get(service.instance_id)["monitoring"] is True
