@@ -31,6 +31,11 @@ REMOTE_TYPES = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs",
     "lustre", "gpfs", "beegfs", "ocfs2", "gfs2",
 })
+# Mount points under these are kernel views or other programs' private layers, whatever
+# their type (a tmpfs on /sys/fs/cgroup, /dev/shm, each container's overlay): the same
+# default as node_exporter's --collector.filesystem.mount-points-exclude.
+EXCLUDED_UNDER = ("/dev", "/proc", "/sys")
+EXCLUDED_BELOW = ("/run/credentials/", "/var/lib/docker/", "/var/lib/containers/storage/")
 STATVFS_TIMEOUT_S = 1.0
 RETRY_AFTER_S = 60.0
 
@@ -82,6 +87,8 @@ def read_mounts(roots: Roots) -> list[Mount]:
         # writes fail just the same, so either one makes it read-only (as /proc/mounts does).
         ro = "ro" in f[5].split(",") or "ro" in f[sep + 3].split(",")
         path = _unescape(f[4])
+        if path.startswith(EXCLUDED_BELOW) or any(path == p or path.startswith(p + "/") for p in EXCLUDED_UNDER):
+            continue
         by_path.pop(path, None)  # re-insert so order follows the mount that is visible
         by_path[path] = Mount(path, _unescape(f[sep + 2]), fstype, ro, (f[2], f[3]))
     seen: set[tuple[str, str]] = set()

@@ -28,6 +28,7 @@ TABLE = {
     "/run": st(4096, 1000, 900, 900, 1000, 900),
     "/dev/shm": st(4096, 1000, 1000, 1000, 100, 99),
     "/sys/fs/cgroup": st(4096, 1000, 1000, 1000, 100, 90),
+    "/run/user/0": st(4096, 1000, 1000, 1000, 100, 99),
     "/data": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
     "/srv/data": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
     "/var/www": st(4096, 2_000_000, 1_000_000, 1_000_000, 100, 10),
@@ -68,15 +69,17 @@ def test_fixture_mounts_kept_and_skipped():
     table = Table()
     b = collector(HOST_T0, table).collect(1000.0)
     usage = by_mount(b, "fs_usage")
-    # proc, sysfs, devtmpfs, devpts, cgroup*, squashfs skipped; /srv/data is a bind of
-    # /data (same device and root) so counted once; /var/www binds another root: kept.
-    assert set(usage) == {"/", "/run", "/dev/shm", "/sys/fs/cgroup", "/data", "/var/www", "/boot",
-                          "/var/lib/docker/overlay2/abc/merged", "/mnt/my disk", "/mnt/nfs"}
+    # proc, sysfs, devtmpfs, devpts, cgroup*, squashfs skipped by type; the tmpfs on
+    # /dev/shm and /sys/fs/cgroup and a container's overlay by where they are mounted;
+    # /srv/data is a bind of /data (same device and root) so counted once; /var/www binds
+    # another root: kept.
+    assert set(usage) == {"/", "/run", "/run/user/0", "/data", "/var/www", "/boot", "/mnt/my disk", "/mnt/nfs"}
     assert "/srv/data" not in table.calls
     assert [s.labels for s in b.samples if s.metric == "fs_usage" and s.labels["mountpoint"] == "/"] == [
         {"mountpoint": "/", "device": "/dev/vda", "fstype": "ext4"}]
-    # /dev/shm is mounted twice on one path: only the visible (last) mount gives a sample
-    assert [s.labels["device"] for s in b.samples if s.metric == "fs_readonly" and s.labels["mountpoint"] == "/dev/shm"] == ["tmpfs"]
+    # /run/user/0 is mounted twice on one path: only the visible (last) mount gives a sample
+    assert [s.labels["device"] for s in b.samples
+            if s.metric == "fs_readonly" and s.labels["mountpoint"] == "/run/user/0"] == ["usertmp"]
     for s in b.samples:
         assert set(s.labels) == set(get(s.metric).labels), s
 
@@ -90,7 +93,7 @@ def test_fixture_df_numbers():
     assert usage["/boot"] == 80.0
     assert "/boot" not in inodes  # f_files == 0
     assert usage["/mnt/my disk"] == 75.0 and inodes["/mnt/my disk"] == 50.0
-    assert usage["/dev/shm"] == 0.0 and inodes["/dev/shm"] == 1.0
+    assert usage["/run/user/0"] == 0.0 and inodes["/run/user/0"] == 1.0
     assert usage["/mnt/nfs"] == 50.0
     assert ro["/boot"] == 1.0 and ro["/"] == 0.0 and ro["/data"] == 0.0 and ro["/mnt/my disk"] == 0.0
 
