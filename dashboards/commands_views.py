@@ -114,7 +114,10 @@ def command_save(command_id: str | None) -> Any:
             field = "_form"
         return _list_page(command_form.values_from_form(request.form), command_id, {field: e.message}, 422)
     saved_id = command_id or new_id("c")
-    eng.repo.save_command(saved_id, cmd, time.time())
+    try:
+        eng.save_command(saved_id, cmd, time.time())
+    except CommandError as e:
+        return _list_page(command_form.values_from_form(request.form), command_id, {"content": e.message}, e.status)
     verb = "saved" if command_id else "created"
     return redirect(url_for("dash.commands", notice=f"{verb} command {cmd['name']!r} ({saved_id})")
                     + f"#command-{saved_id}", 303)

@@ -53,11 +53,34 @@ CREATE TABLE IF NOT EXISTS reports (
     health_status TEXT NOT NULL,
     summary TEXT NOT NULL,
     checks TEXT NOT NULL,
-    full INTEGER NOT NULL DEFAULT 1
+    full INTEGER NOT NULL DEFAULT 1,
+    health_reasons TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS reports_by_instance ON reports (instance_id, created_at);
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Batch ids seen while the samples go to an engine behind --store-url (the embedded store
+-- keeps its own): a retried batch must not record its signals and events twice.
+CREATE TABLE IF NOT EXISTS ingested_batches (batch_id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
+
+
+# Columns added after a table was first released: (table, column, definition). CREATE TABLE
+# IF NOT EXISTS leaves an existing table as it was, so a database made by an older version
+# gets them here, once. Only additive changes, so an older version still reads the file.
+ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("reports", "health_reasons", "TEXT NOT NULL DEFAULT '[]'"),
+)
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Add the missing ADDED_COLUMNS; returns what was added as `table.column`."""
+    added = []
+    for table, column, definition in ADDED_COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            added.append(f"{table}.{column}")
+    return added
 
 
 class Database:
@@ -68,6 +91,14 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         with self._write_lock:
             self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrate(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -47,7 +47,7 @@ class Fleet:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
-        # token hash -> instance id; tokens are never revoked by this module, so caching is safe
+        # token hash -> instance id; revoke() drops its entries under the same lock
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -85,9 +85,22 @@ class Fleet:
                 raise RegistrationError(403, "the activation has expired")
             if row["remaining"] <= 0:
                 raise RegistrationError(403, "the activation is used up")
+            # An activation code is no licence to speak for a machine that already has an
+            # agent: that needs the admin to revoke the old token first.
+            if c.execute("SELECT 1 FROM agent_tokens WHERE instance_id = ?", (instance_id,)).fetchone():
+                raise RegistrationError(409, f"instance {instance_id} already has an agent; to register it again, "
+                                             f"revoke its token first (DELETE /api/v1/agents/{instance_id}/token)")
             c.execute("UPDATE activations SET remaining = remaining - 1 WHERE activation_id = ?", (activation_id,))
             c.execute("INSERT INTO agent_tokens VALUES (?, ?, ?, ?)", (_hash(token), instance_id, activation_id, now))
         return token
+
+    def revoke(self, instance_id: str) -> bool:
+        """Forget every agent token of an instance; False when it had none."""
+        with self._lock, self.db.write() as c:
+            gone = c.execute("DELETE FROM agent_tokens WHERE instance_id = ?", (instance_id,)).rowcount > 0
+            for h in [h for h, iid in self._tokens.items() if iid == instance_id]:
+                del self._tokens[h]
+        return gone
 
     def instance_of(self, token: str) -> str | None:
         """The instance an agent token is bound to, or None when it is no agent token."""

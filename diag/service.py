@@ -29,6 +29,8 @@ from diag.reserve import Reserve
 log = logging.getLogger(__name__)
 
 FACTS_EVERY = 300
+# How long a batch id is remembered with --store-url: longer than an agent buffers (a day by default).
+BATCH_IDS_KEPT = 7 * 86400
 # A collection takes milliseconds, a diagnosis of many instances seconds; past 60 s a
 # job overruns any interval the service would be set to.
 JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
@@ -75,14 +77,15 @@ class Service:
         self.reserve = Reserve(config.data_dir / "reserve")
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[dict, float]] = {}
+        # Before alerting: its default policies take their thresholds from these.
+        self.checks = diagnosis.configured(config.checks)
+        self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
         from diag.alerting import Alerting  # alerting hook: policies, evaluator, outbox
 
         self.alerting = Alerting(self)
         from diag.commands import attach  # remote commands hook: None unless enabled
 
         self.commands = attach(self)
-        self.checks = diagnosis.configured(config.checks)
-        self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
 
     def start(self) -> None:
         """This process is now the running service of its data dir (`diag serve`)."""
@@ -140,10 +143,12 @@ class Service:
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
-        # and last-seen still come through here.
-        read_only = getattr(self.store, "read_only", False)
-        stored = read_only or self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
-                                                       np.array(samples.values, np.float64), batch_id=batch_id)
+        # and last-seen still come through here, once per batch id.
+        if getattr(self.store, "read_only", False):
+            stored = batch_id is None or self._first_time(batch_id)
+        else:
+            stored = self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
+                                              np.array(samples.values, np.float64), batch_id=batch_id)
         self.instances.register(instance_id, hostname=hostname, labels=labels)
         if stored:
             newest = max(samples.ts, default=time.time())
@@ -154,8 +159,15 @@ class Service:
                 self.set_facts(instance_id, facts, facts.get("taken_at", newest))
         return stored
 
+    def _first_time(self, batch_id: str) -> bool:
+        with self.db.write() as c:
+            return c.execute("INSERT OR IGNORE INTO ingested_batches VALUES (?, ?)",
+                             (batch_id, time.time())).rowcount == 1
+
     def maintain(self, now: float | None = None) -> Any:
         now = time.time() if now is None else now
+        with self.db.write() as c:  # an agent retries for as long as it buffers: a day by default
+            c.execute("DELETE FROM ingested_batches WHERE at < ?", (now - BATCH_IDS_KEPT,))
         report = self.store.maintain(now)
         self.events.expire(now)
         self.reports.expire(now)
@@ -295,6 +307,21 @@ class Service:
             if etype:
                 self.events.detected(instance_id, etype, now, r["message"], fold_key=r["id"],
                                      labels={"check_id": r["id"]})
+            elif r["id"] == "storage.readonly":
+                self._record_readonly(instance_id, r, now)
+
+    def _record_readonly(self, instance_id: str, result: dict, now: float) -> None:
+        """Disk.ReadOnly for each filesystem the check finds read-only now. One the kernel log
+        already reported has its event (from the collector), so only a silent remount
+        (`mount -o remount,ro`, a read-only bind) gets one here: one event per happening."""
+        for fs in result["evidence"].get("readonly_now", []):
+            if fs.get("events"):
+                continue
+            device, mountpoint = fs.get("device", ""), fs.get("mountpoint", "")
+            self.events.detected(instance_id, "Disk.ReadOnly", now,
+                                 f"{mountpoint} ({device}) is read-only after being read-write",
+                                 fold_key=f"storage.readonly|{device}|{mountpoint}",
+                                 labels={"check_id": result["id"], "device": device, "mountpoint": mountpoint})
 
     def _processes_of(self, instance_id: str) -> dict[str, list[dict[str, Any]]]:
         if instance_id == self.instance_id and self.last_batch is not None:

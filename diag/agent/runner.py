@@ -26,6 +26,7 @@ log = logging.getLogger("diag.agent")
 
 TOKEN_FILE = "agent-token"
 MIN_BACKOFF = 1.0
+COMMANDS_OFF_RETRY = 300.0  # seconds between task polls while the server has remote commands off
 
 
 class Agent:
@@ -102,16 +103,21 @@ class Agent:
 
         tasks = TaskClient(self.cfg.server, self.instance_id, self.token, proc=self.cfg.roots.proc)
         while not self.stop.is_set():
+            wait = tasks.poll_after
             try:
                 tasks.poll_once()
             except TaskHTTPError as e:
-                if e.status in (401, 403, 404):
-                    log.info("no remote commands for this agent (%s)", e.status)
+                if e.status in (401, 403):
+                    log.info("no remote commands for this agent's token (%s)", e.status)
                     return
-                log.warning("task poll failed: %s", e)
+                if e.status == 404:  # commands are off on the server; it may be restarted with them on
+                    log.debug("remote commands are off on the server; asking again in %.0f s", COMMANDS_OFF_RETRY)
+                    wait = COMMANDS_OFF_RETRY
+                else:
+                    log.warning("task poll failed: %s", e)
             except (OSError, ValueError) as e:
                 log.debug("task poll failed: %s", e)
-            self.stop.wait(tasks.poll_after)
+            self.stop.wait(wait)
         tasks.join(5)
 
     def collect_once(self, now: float | None = None) -> dict[str, Any]:

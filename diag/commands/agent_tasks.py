@@ -67,6 +67,9 @@ class TaskClient:
         HTTP error) to the caller."""
         query = "?" + urllib.parse.urlencode({"boot_id": self.boot_id}) if self.boot_id else ""
         body = self._call(self.base + query)
+        after = body.get("poll_after")
+        if isinstance(after, (int, float)) and not isinstance(after, bool):
+            self.poll_after = min(max(float(after), 1.0), 300.0)  # the server's pace, within sane bounds
         tasks = [t for t in body.get("tasks", []) if t.get("kind") != "stop"]
         for task_id in [t["task_id"] for t in body.get("tasks", []) if t.get("kind") == "stop"]:
             with self._lock:

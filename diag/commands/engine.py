@@ -18,7 +18,7 @@ from typing import Any
 
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
-from diag.commands.repository import Repository, new_id, record_json
+from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_json
 from diag.commands.runner import Execution, Result
 from diag.commands.schedule import Schedule, ScheduleError, parse
 
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class Settings:
     local_id: str
     delivery_timeout: float = 60.0
-    poll_interval: float = 5.0
+    poll_interval: float = 3.0  # told to agents: the latency of a command on an idle agent
     workers: int = 4
     allow: tuple[str, ...] = ()  # command names, or name@sha256 to pin the content too
 
@@ -82,17 +82,42 @@ class Commands:
 
     # -- invoking --------------------------------------------------------------------------
 
-    def allowed(self, name: str, content: str) -> bool:
+    def allowed(self, name: str, content: str, adhoc: bool = False) -> bool:
+        """With an allow-list: `name@sha256` admits that exact content; a bare name admits
+        the saved command of that name (its content is pinned when saved, see pin_conflict),
+        never a one-off run-command, whose name is whatever the caller wrote."""
         if not self.settings.allow:
             return True
         digest = hashlib.sha256(content.encode()).hexdigest()
-        return name in self.settings.allow or f"{name}@{digest}" in self.settings.allow
+        return f"{name}@{digest}" in self.settings.allow or (not adhoc and name in self.settings.allow)
+
+    def pin_conflict(self, name: str, content: str) -> str | None:
+        """Why saving this content under a bare allow-listed name is refused: the first
+        content saved under that name is the one allowed, so the name cannot be reused to
+        run something else. None when the save may go ahead."""
+        if name not in self.settings.allow or not self.repo.contents_named(name) - {content}:
+            return None
+        # Deleted commands count too: deleting and saving anew must not unpin the name.
+        return (f"{name!r} is on the allow-list with the content it was first saved with; "
+                f"allow '{name}@<sha256 of the new content>' to change it")
+
+    def save_command(self, command_id: str, cmd: dict[str, Any], now: float, saved: bool = True) -> None:
+        """Save a command; refused (403) when it would change a pinned allow-listed one."""
+        conflict = self.pin_conflict(cmd["name"], cmd["content"])
+        if conflict:
+            raise CommandError(403, conflict, "content")
+        self.repo.save_command(command_id, cmd, now, saved=saved)
+
+    def file_allowed(self, path: str) -> bool:
+        """With an allow-list, a file may be sent only to a path listed as `file:<path>`:
+        writing a file (into /etc/cron.d, say) is running code by another road."""
+        return not self.settings.allow or f"file:{path}" in self.settings.allow
 
     def invoke(self, command: dict[str, Any], instance_ids: list[str], values: Any, repeat_mode: str,
-               frequency: str | None, timeout: float | None, audit: dict[str, Any], now: float | None = None
-               ) -> dict[str, Any]:
+               frequency: str | None, timeout: float | None, audit: dict[str, Any], now: float | None = None,
+               adhoc: bool = False) -> dict[str, Any]:
         now = time.time() if now is None else now
-        if not self.allowed(command["name"], command["content"]):
+        if not self.allowed(command["name"], command["content"], adhoc):
             raise CommandError(403, f"{command['name']!r} is not on the allow-list of this service", "name")
         try:
             values = parameters.check_values(command["parameters"], values)
@@ -111,6 +136,10 @@ class Commands:
     def send_file(self, spec: dict[str, Any], instance_ids: list[str], audit: dict[str, Any],
                   now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
+        path = f"{spec['target_dir'].rstrip('/')}/{spec['file_name']}"
+        if not self.file_allowed(path):
+            raise CommandError(403, f"sending a file to {path} is not on the allow-list of this service (file:{path})",
+                               "target_dir")
         return self._create("file", None, spec, instance_ids, "Once", "", Schedule("now", periodic=False),
                             audit, now)
 
@@ -202,7 +231,8 @@ class Commands:
             if w["boot_id"] is None:
                 self.repo.set_boot(w["invoke_id"], instance_id, boot_id)  # the baseline, not a reboot
             elif w["boot_id"] != boot_id:
-                self.repo.set_boot(w["invoke_id"], instance_id, boot_id)
+                once = w["repeat_mode"] == "NextRebootOnly"
+                self.repo.set_boot(w["invoke_id"], instance_id, FIRED_ONCE if once else boot_id)
                 inv = self.repo.invocation(w["invoke_id"])
                 if inv is not None:
                     self._fire(inv, [instance_id], now)

@@ -24,6 +24,8 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS records_by_instance ON command_records (instance_id, status)",
     "CREATE INDEX IF NOT EXISTS records_by_invoke ON command_records (invoke_id, instance_id, created_at)",
 )
+# The boot_id a NextRebootOnly invocation keeps for an instance once it has fired there.
+FIRED_ONCE = "!fired"
 KEEP_RECORDS = 100  # per invocation and instance: a periodic one must not grow without end
 
 
@@ -60,6 +62,11 @@ class Repository:
 
     def commands(self) -> list[dict[str, Any]]:
         return [self._command(r) for r in self.db.read("SELECT * FROM commands WHERE saved = 1 ORDER BY created_at")]
+
+    def contents_named(self, name: str) -> set[str]:
+        """The contents ever saved under a name, deleted commands included."""
+        return {c["content"] for c in (self._command(r) for r in self.db.read("SELECT * FROM commands"))
+                if c["name"] == name}
 
     def delete_command(self, command_id: str) -> bool:
         with self.db.write() as c:
@@ -117,9 +124,11 @@ class Repository:
         return self.db.read(
             "SELECT ii.invoke_id, ii.boot_id, i.repeat_mode FROM invocation_instances ii "
             "JOIN invocations i USING (invoke_id) WHERE ii.instance_id = ? AND i.stopped = 0 "
-            "AND i.repeat_mode IN ('NextRebootOnly', 'EveryReboot')", (instance_id,))
+            "AND (i.repeat_mode = 'EveryReboot' OR (i.repeat_mode = 'NextRebootOnly' AND "
+            "COALESCE(ii.boot_id, '') != ?))", (instance_id, FIRED_ONCE))
 
     def set_boot(self, invoke_id: str, instance_id: str, boot_id: str) -> None:
+        """The boot an instance's reboot invocation last saw (FIRED_ONCE: a NextRebootOnly done)."""
         with self.db.write() as c:
             c.execute("UPDATE invocation_instances SET boot_id = ? WHERE invoke_id = ? AND instance_id = ?",
                       (boot_id, invoke_id, instance_id))

@@ -15,6 +15,7 @@ answer is stamped back to b.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -33,6 +34,9 @@ EPS = 0.001  # one millisecond: the engines' timestamp resolution
 # finer queries read the raw samples with one range-vector instant query instead.
 MAX_POINTS = 10_000
 RAW_MAX_STEP = 1.0
+# After the engine failed to answer, queries fail at once for this long instead of each
+# waiting out its own timeout.
+RETRY_AFTER = 15.0
 LATEST_LOOKBACK = 3600.0  # how far back `latest` looks when no max_age is given
 SCRAPE_LABELS = ("job", "instance")  # added by the scraper, not ours
 _FUNC = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time", "sum": "sum_over_time",
@@ -41,15 +45,19 @@ _BY_EXPOSED = {m.exposition_name: m for m in catalogue.METRICS}
 
 
 class EngineError(StoreError):
-    """The metrics engine could not answer; `http_status` is what the API says about it."""
+    """The metrics engine could not answer (a bad answer here; EngineUnavailable: no answer).
 
-    http_status = 502
+    The API says 424 Failed Dependency: this service works, the engine it depends on did
+    not, and a 5xx would page whoever watches this service for another one's outage."""
+
+    http_status = 424
+    code = "MetricsEngineError"
 
 
 class EngineUnavailable(EngineError):
     """The engine is down, unreachable or too slow."""
 
-    http_status = 503
+    code = "MetricsEngineUnavailable"
 
 
 class ReadOnlyStoreError(StoreError):
@@ -70,20 +78,31 @@ class PrometheusStore:
 
     read_only = True
 
-    def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None,
+                 retry_after: float = RETRY_AFTER) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.retry_after = retry_after
         self._http = session or requests.Session()
+        self._down: tuple[float, str] | None = None  # (monotonic time it failed, why)
 
     # -- the engine's HTTP API ---------------------------------------------------------------
 
     def _get(self, path: str, params: list[tuple[str, str]]) -> Any:
+        down = self._down
+        if down is not None and time.monotonic() - down[0] < self.retry_after:
+            # A diagnosis asks dozens of queries: one timeout each would hold it for minutes.
+            raise EngineUnavailable(f"{down[1]} ({time.monotonic() - down[0]:.0f}s ago; "
+                                    f"asked again after {self.retry_after:g}s)")
         try:
             r = self._http.post(self.url + path, data=params, timeout=self.timeout)
-        except requests.Timeout:
-            raise EngineUnavailable(f"the metrics engine at {self.url} did not answer within {self.timeout:g}s") from None
         except requests.RequestException as e:
-            raise EngineUnavailable(f"the metrics engine at {self.url} is unreachable: {type(e).__name__}") from None
+            why = (f"the metrics engine at {self.url} did not answer within {self.timeout:g}s"
+                   if isinstance(e, requests.Timeout) else
+                   f"the metrics engine at {self.url} is unreachable: {type(e).__name__}")
+            self._down = (time.monotonic(), why)
+            raise EngineUnavailable(why) from None
+        self._down = None
         try:
             body = r.json()
         except ValueError:

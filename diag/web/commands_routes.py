@@ -75,7 +75,7 @@ def list_commands():
 def create_command():
     cmd = model.command(json_body())
     command_id = new_id("c")
-    _commands().repo.save_command(command_id, cmd, time.time())
+    _commands().save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id)), 201
 
 
@@ -93,7 +93,7 @@ def update_command(command_id: str):
     base = {k: old[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
                                 "check_ids")}
     cmd = model.command(json_body(), base=base)
-    _commands().repo.save_command(command_id, cmd, time.time())
+    _commands().save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id))
 
 
@@ -114,14 +114,14 @@ def _existing(command_id: str) -> dict[str, Any]:
 
 # -- invoking ------------------------------------------------------------------------------
 
-def _invoke(cmd: dict[str, Any], body: dict[str, Any]):
+def _invoke(cmd: dict[str, Any], body: dict[str, Any], adhoc: bool = False):
     ids = _known_instances(model.instance_ids(body.get("instance_ids")))
     timeout = model.timeout(body["timeout"]) if body.get("timeout") is not None else None
     for key in ("repeat_mode", "frequency"):
         if body.get(key) is not None and not isinstance(body[key], str):
             raise ApiError(422, "must be a string", key)
     inv = _commands().invoke(cmd, ids, body.get("parameters"), body.get("repeat_mode") or "Once",
-                             body.get("frequency"), timeout, _audit())
+                             body.get("frequency"), timeout, _audit(), adhoc=adhoc)
     return jsonify(inv), 201
 
 
@@ -142,10 +142,13 @@ def run_command():
     keep = body.get("keep_command", False)
     if not isinstance(keep, bool):
         raise ApiError(422, "must be true or false", "keep_command")
+    if not _commands().allowed(cmd["name"], cmd["content"], adhoc=True):
+        raise ApiError(403, f"{cmd['name']!r} with this content is not on the allow-list of this service "
+                            "(a one-off command needs name@sha256 there)", "content")
     command_id = new_id("c")
     # Saved even when not kept (unsaved), so the invocation can name the command it ran.
-    _commands().repo.save_command(command_id, cmd, time.time(), saved=keep)
-    return _invoke({"command_id": command_id, **cmd}, body)
+    _commands().save_command(command_id, cmd, time.time(), saved=keep)
+    return _invoke({"command_id": command_id, **cmd}, body, adhoc=True)
 
 
 @bp.post("/files")
@@ -219,9 +222,10 @@ def tasks_hook(commands: Commands):
     """What fleet_routes' GET /agents/{id}/tasks calls: the tasks, then stop orders as
     tasks of kind "stop"; the agent's boot id comes as ?boot_id= (reboot invocations)."""
 
-    def agent_tasks(instance_id: str) -> list[dict[str, Any]]:
+    def agent_tasks(instance_id: str) -> dict[str, Any]:
         boot = request.args.get("boot_id") if request else None
         got = delivery.poll(commands, instance_id, boot[:64] if boot else None)
-        return got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]]
+        return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
+                "poll_after": got["poll_after"]}
 
     return agent_tasks

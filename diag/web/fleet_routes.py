@@ -23,8 +23,8 @@ def _service():
 
 @bp.app_errorhandler(EngineError)
 def _engine_error(e: EngineError):
-    # The engine is another service: its failure is a 502/503 with its reason, never our 500.
-    return error_response(e.http_status, str(e), code="MetricsEngineUnavailable")
+    # The engine is another service: its failure is a 424 with its reason, never a 5xx.
+    return error_response(e.http_status, str(e), code=e.code)
 
 
 @bp.post("/activations")
@@ -63,6 +63,8 @@ def register_agent():
         raise ApiError(422, "must be a string of at most 255 characters", "hostname")
     inst_labels = labels(body.get("labels"), "labels")
     service = _service()
+    if instance_id == service.instance_id:
+        raise ApiError(409, f"instance {instance_id} is this server itself")
     try:
         token = service.fleet.register(activation_id, code, instance_id)
     except fleet.RegistrationError as e:
@@ -71,12 +73,24 @@ def register_agent():
     return jsonify({"instance_id": instance_id, "agent_token": token}), 201
 
 
+@bp.delete("/agents/<instance_id>/token")
+@doc("Revoke the agent token of an instance (a lost or replaced machine); it may then register again.",
+     responses={204: None})
+def revoke_agent(instance_id: str):
+    auth.require("token")
+    if not _service().fleet.revoke(instance_id):
+        raise ApiError(404, f"instance {instance_id} has no agent token")
+    return "", 204
+
+
 @bp.get("/agents/<instance_id>/tasks")
 @doc("The agent's pending remote-command tasks and stop orders (its own agent token only).",
      responses={200: AGENT_TASKS},
      params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
-    # Remote commands fill this in; until then an agent has nothing to do.
-    tasks = getattr(_service(), "agent_tasks", lambda _id: [])(instance_id)
-    return jsonify({"instance_id": instance_id, "tasks": tasks})
+    hook = getattr(_service(), "agent_tasks", None)  # set when remote commands are on
+    if hook is None:
+        # Not an empty list: a 404 tells the agent to ask again only now and then.
+        raise ApiError(404, "remote commands are off on this server")
+    return jsonify({"instance_id": instance_id, **hook(instance_id)})

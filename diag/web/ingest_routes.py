@@ -59,8 +59,11 @@ def ingest():
         service.events.detected(instance_id, "Agent.BatchesDropped", now,
                                 f"the agent dropped {dropped} batches while the server was away (buffer full)",
                                 level="WARN", fold_key=str(batch_id))
-    return jsonify({"instance_id": instance_id, "accepted": len(samples.keys), "signals": len(signals),
-                    "duplicate": not stored, "batch_id": batch_id}), 202
+    # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
+    kept = not getattr(service.store, "read_only", False)
+    return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept else 0,
+                    "signals": len(signals), "duplicate": not stored, "batch_id": batch_id,
+                    "samples_stored": kept}), 202
 
 
 def _samples(raw: object, now: float, unknown: Callable[[list[tuple]], list[int]]) -> SampleColumns:

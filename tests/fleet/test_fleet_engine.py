@@ -1,9 +1,10 @@
 """End to end: VictoriaMetrics scrapes a real agent; `diag serve --store-url` diagnoses it.
-And with the engine down, the API answers (503 JSON, `unknown` checks), never a 500."""
+And with the engine down, the API answers (a JSON 424, `unknown` checks), never a 5xx."""
 
 from __future__ import annotations
 
 import json
+import time
 
 from tests.conftest import free_port, http
 from tests.fleet.fleet_helpers import AgentProcess, Server, get_json, wait_for
@@ -35,10 +36,18 @@ def test_victoriametrics_scraping_an_agent_feeds_the_diagnosis(tmp_path):
         checks = {c["id"]: c for c in json.loads(raw)["checks"]}
         assert checks["performance.cpu"]["status"] in ("ok", "warning", "critical")  # it had data
         assert checks["state.stopped"]["status"] == "ok"
-        # the engine down: the API still answers, with a JSON 503 and unknown checks
+        # A pushed batch: its samples are the engine's to scrape, its signals are kept once.
+        batch = {"instance_id": "scraped-1", "batch_id": "scraped-1:b1", "signals": [],
+                 "samples": [{"metric": "cpu_usage", "labels": {}, "value": 1.0, "ts": time.time()}]}
+        first = json.loads(http("POST", server.url + "/api/v1/ingest", batch, headers=AUTH)[2])
+        again = json.loads(http("POST", server.url + "/api/v1/ingest", batch, headers=AUTH)[2])
+        assert (first["duplicate"], first["samples_stored"], first["accepted"]) == (False, False, 0)
+        assert again["duplicate"] is True
+        # the engine down: the API still answers, with a JSON 424 and unknown checks
         vm.stop()
         status, body = get_json(server.url + "/api/v1/query?metric=cpu_usage&instance_id=scraped-1", ADMIN)
-        assert status == 503 and "metrics engine" in body["error"]["message"]
+        assert status == 424 and "metrics engine" in body["error"]["message"]
+        assert body["error"]["code"] == "MetricsEngineUnavailable"
         status, _, raw = http("POST", server.url + "/api/v1/diagnoses", {"instance_id": "scraped-1"}, headers=AUTH)
         assert status == 201
         cpu = next(c for c in json.loads(raw)["checks"] if c["id"] == "performance.cpu")

@@ -72,6 +72,27 @@ def test_a_used_up_or_expired_activation_is_refused(app):
     assert c.post("/api/v1/activations", json={"count": 1}, headers=bearer(INGEST)).status_code == 401
 
 
+def test_an_activation_cannot_take_over_an_instance_that_has_an_agent(app, agent_token):
+    c = app.test_client()
+    s = app.extensions["diag"]["service"]
+    act = c.post("/api/v1/activations", json={"count": 5, "expires_in": "1h"}, headers=bearer(ADMIN)).get_json()
+    body = {"activation_id": act["activation_id"], "activation_code": act["activation_code"]}
+    for victim in ("own-1", s.instance_id):  # another agent's instance, and the server itself
+        r = c.post("/api/v1/agents/register", json={**body, "instance_id": victim})
+        assert r.status_code == 409, r.get_json()
+    assert _push(c, agent_token, "own-1").status_code == 202  # the rightful agent is untouched
+    remaining = s.db.read("SELECT remaining FROM activations WHERE activation_id = ?", (act["activation_id"],))
+    assert remaining[0]["remaining"] == 5  # a refused registration uses nothing up
+
+    # The admin revokes a replaced machine's token; then it may register again.
+    other = c.post("/api/v1/agents/register", json={**body, "instance_id": "replaced-1"}).get_json()["agent_token"]
+    assert c.delete("/api/v1/agents/replaced-1/token", headers=bearer(other)).status_code == 401
+    assert c.delete("/api/v1/agents/replaced-1/token", headers=bearer(ADMIN)).status_code == 204
+    assert _push(c, other, "replaced-1").status_code == 401  # the old token is dead at once
+    assert c.delete("/api/v1/agents/replaced-1/token", headers=bearer(ADMIN)).status_code == 404
+    assert c.post("/api/v1/agents/register", json={**body, "instance_id": "replaced-1"}).status_code == 201
+
+
 def test_push_tokens_push_and_nothing_else(app, agent_token):
     c = app.test_client()
     assert _push(c, INGEST, "anyone-1").status_code == 202

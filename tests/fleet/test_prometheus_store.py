@@ -118,3 +118,38 @@ def test_the_engine_down_gives_unknown_checks_with_the_reason(tmp_path):
     results = run(dead, events, "a", now)
     metric_checks = [r for r in results.values() if "metrics engine" in r["message"]]
     assert metric_checks and all(r["status"] == "unknown" for r in metric_checks)
+
+
+def test_after_a_failure_the_engine_is_not_asked_again_for_a_while():
+    import socket
+    import threading
+
+    # A real engine address that takes each connection and drops it: requests fails at once.
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        store = PrometheusStore(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=2, retry_after=3600)
+        for _ in range(5):
+            with pytest.raises(EngineUnavailable, match="unreachable"):
+                store.query("cpu_usage", instance_id="a", start=0, end=60, step=10)
+        assert len(accepted) <= 2  # the first query's connection (requests may retry once), then none
+        first = len(accepted)
+        store.retry_after = 0  # the pause is over: the next query asks the engine again
+        with pytest.raises(EngineUnavailable):
+            store.query("cpu_usage", instance_id="a", start=0, end=60, step=10)
+        assert len(accepted) > first
+    finally:
+        server.close()
