@@ -43,13 +43,18 @@ def _with_facts(part: str | None, fn: Callable[[CheckContext, Check, dict, dict]
 
 def _sshd(ctx: CheckContext, check: Check, facts: dict, ev: dict) -> CheckResult:
     s = facts["sshd"]
-    ev.update({k: s.get(k) for k in ("installed", "binary", "running", "pids", "ports", "config_path")})
+    ev.update({k: s.get(k) for k in ("installed", "binary", "running", "pids", "ports", "socket_activated",
+                                      "config_path")})
     if not s.get("installed"):
         return CheckResult("not_applicable", "no SSH server installed", ev)
+    ports = ", ".join(str(p) for p in s.get("ports") or []) or "no port found"
     if s.get("running"):
-        ports = ", ".join(str(p) for p in s.get("ports") or []) or "no port found"
         return CheckResult("ok", f"sshd is running (pid {', '.join(str(p) for p in s.get('pids') or [])}) "
                                  f"on port {ports}", ev)
+    if s.get("socket_activated"):
+        # ssh.socket: no sshd until a client connects, and that is how it is meant to be.
+        return CheckResult("ok", f"sshd is started on demand: systemd holds port {ports} (socket activation, "
+                                 f"ssh.socket) and starts sshd for each connection", ev)
     return CheckResult(level_status(check, True, True), "sshd is installed but not running", ev,
                        "Start it and check why it stopped: `systemctl status sshd` (or ssh on Debian/Ubuntu), "
                        "`journalctl -u sshd -n 50`, and `sshd -t` for configuration errors; then `systemctl start "

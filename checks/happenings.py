@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from checks.base import RECENT, Check, CheckContext, Status, level_status
+from checks.windows import fmt_time
 
 
 def event_time(event: dict[str, Any]) -> float:
@@ -35,3 +36,29 @@ def happening_status(ctx: CheckContext, check: Check, times: Sequence[float]) ->
 
 def events_for(ctx: CheckContext, check: Check, types: Sequence[str]) -> list[dict[str, Any]]:
     return ctx.events(list(types), check.lookback)
+
+
+# The kernel-log collector adds a `kernel_signals` point per kind on every cycle in which it
+# read /dev/kmsg, zero or not, and none when it could not (the cycle counts its error).
+# So a point in the lookback is the evidence that "nothing in the kernel log" was looked for.
+KERNEL_LOG_METRIC = "kernel_signals"
+KERNEL_LOG_UNREAD = ("the kernel log was not read in the lookback (no {metric} samples since {since}), so {what} "
+                     "cannot be seen: the collector needs read access to /dev/kmsg (root, or CAP_SYSLOG when "
+                     "kernel.dmesg_restrict=1)")
+
+
+def kernel_log_read_at(ctx: CheckContext, check: Check) -> float | None:
+    """When the kernel log was last read within the check's lookback, or None if it was not."""
+    lat = ctx.latest(KERNEL_LOG_METRIC)
+    if lat.empty:
+        return None
+    last = float(lat["ts"].max())
+    return last if last >= lookback_start(ctx, check) else None
+
+
+def lookback_start(ctx: CheckContext, check: Check) -> float:
+    return max(float(ctx.start), float(ctx.end) - check.lookback)
+
+
+def kernel_log_unread(ctx: CheckContext, check: Check, what: str) -> str:
+    return KERNEL_LOG_UNREAD.format(metric=KERNEL_LOG_METRIC, since=fmt_time(lookback_start(ctx, check)), what=what)

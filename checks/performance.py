@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from checks.base import Check, CheckContext, CheckResult, level_status
-from checks.happenings import event_json, event_time, events_for, happening_status
+from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
 from checks.windows import fmt_time, thresholds, window_peaks
 
 MiB = 1024 * 1024
@@ -96,8 +96,18 @@ def _oom(ctx: CheckContext, check: Check) -> CheckResult:
         counted = float(np.nansum(v[rose]))
         times += counts["ts"].to_numpy(dtype=float)[rose].tolist()
     status, now = happening_status(ctx, check, times)
-    ev = {"kills": kills, "oom_kills_counted": counted, "counter_available": not counts.empty}
+    read_at = kernel_log_read_at(ctx, check)
+    ev = {"kills": kills, "oom_kills_counted": counted, "counter_available": not counts.empty,
+          "kernel_log_read_at": read_at}
     if status == "ok":
+        # vmstat's oom_kill counter sees every kill without the kernel log; with neither
+        # source there is no telling.
+        if counts.empty and read_at is None:
+            return CheckResult("unknown", "no oom_kills samples in the lookback, and "
+                               + kernel_log_unread(ctx, check, "OOM kills"), ev)
+        if read_at is None:
+            return CheckResult("ok", "no OOM kill in the lookback (by the oom_kills counter; the kernel log, which "
+                                     "names the victims, was not read)", ev)
         return CheckResult("ok", "no OOM kill in the lookback", ev)
     names = ", ".join(f"{k['process'] or '?'} (pid {k['pid'] or '?'})" for k in kills) or "process names not logged"
     n = max(counted, float(sum(k["count"] for k in kills)))

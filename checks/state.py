@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from checks.base import Check, CheckContext, CheckResult, level_status
-from checks.happenings import event_json, event_time, events_for, happening_status
+from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
 from checks.windows import fmt_duration, fmt_time, thresholds
 
 FAULTS = ("Kernel.HungTask", "Kernel.Panic", "Kernel.SoftLockup", "Kernel.HardLockup")
@@ -47,8 +47,11 @@ def _kernel_fault(ctx: CheckContext, check: Check) -> CheckResult:
     events = events_for(ctx, check, FAULTS)
     evs = [event_json(e) for e in events]
     status, now = happening_status(ctx, check, [event_time(e) for e in events])
-    ev = {"events": evs, "by_type": {t: sum(e["count"] for e in evs if e["type"] == t) for t in FAULTS}}
+    ev = {"events": evs, "by_type": {t: sum(e["count"] for e in evs if e["type"] == t) for t in FAULTS},
+          "kernel_log_read_at": kernel_log_read_at(ctx, check)}
     if not evs:
+        if ev["kernel_log_read_at"] is None:
+            return CheckResult("unknown", kernel_log_unread(ctx, check, "hung tasks, lockups or panics"), ev)
         return CheckResult("ok", "no hung task, soft or hard lockup, or panic in the lookback", ev)
     last = max(evs, key=lambda e: e["last_time"])
     kinds = ", ".join(f"{t.split('.')[1]} x{n}" for t, n in ev["by_type"].items() if n)

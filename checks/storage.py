@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from checks.base import Check, CheckContext, CheckResult, Status, level_status, two_level
-from checks.happenings import event_json, event_time, events_for, happening_status
+from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
 from checks.windows import fmt_duration, fmt_time, groups, held, runs, thresholds
 
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
@@ -147,7 +147,10 @@ def _inode_advice(top: dict[str, Any]) -> str:
 
 def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     frame = ctx.series("fs_readonly", check.lookback)
-    events = events_for(ctx, check, ["Disk.ReadOnly"])
+    # Only the kernel's word counts: a Disk.ReadOnly the service raised from this very check
+    # (labelled with its check_id) is no evidence of its own.
+    events = [e for e in events_for(ctx, check, ["Disk.ReadOnly"])
+              if not ((e.get("details") or {}).get("labels") or {}).get("check_id")]
     evs = [event_json(e) for e in events]
     if frame.empty:
         return CheckResult("unknown", "no fs_readonly samples in the lookback", {"events": evs})
@@ -285,8 +288,11 @@ def _io_errors(ctx: CheckContext, check: Check) -> CheckResult:
     evs = [event_json(e) for e in events]
     status, now = happening_status(ctx, check, [event_time(e) for e in events])
     devices = sorted({e["labels"].get("device", "") for e in evs} - {""})
-    ev = {"events": evs, "devices": devices, "count": sum(e["count"] for e in evs)}
+    ev = {"events": evs, "devices": devices, "count": sum(e["count"] for e in evs),
+          "kernel_log_read_at": kernel_log_read_at(ctx, check)}
     if not evs:
+        if ev["kernel_log_read_at"] is None:
+            return CheckResult("unknown", kernel_log_unread(ctx, check, "block or filesystem errors"), ev)
         return CheckResult("ok", "no block or filesystem errors in the kernel log in the lookback", ev)
     last = evs[-1]
     when = "in the last 15 minutes" if now else f"last at {fmt_time(last['last_time'])}"

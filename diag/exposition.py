@@ -107,3 +107,31 @@ class ServiceCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         return []
+
+
+class HealthCollector(Collector):
+    """Every known instance's health state as stored with its latest diagnosis (or change
+    of monitoring): `diag_health_status{instance_id,state}` is 1 for the current state and
+    0 for the other six, the enum convention, so `diag_health_status{state="Impaired"} == 1`
+    is an alert expression and a state that went away reads 0, not absent.
+
+    One query per render; no diagnosis runs on a scrape.
+    """
+
+    def __init__(self, instances) -> None:  # diag.instances.Instances
+        self._instances = instances
+
+    def collect(self) -> Iterator[Metric]:
+        from diag.health import STATES
+
+        fam = GaugeMetricFamily("diag_health_status",
+                                "Health state of an instance (1 for the current state, 0 for the others), as of its "
+                                "latest diagnosis: Ok, Warning, Impaired, Maintaining, Initializing, "
+                                "InsufficientData or NotApplicable.", labels=["instance_id", "state"])
+        for instance_id, current in self._instances.health_states():
+            for state in STATES:
+                fam.add_metric([instance_id, state], 1.0 if state == current else 0.0)
+        yield fam
+
+    def describe(self) -> Iterable[Metric]:
+        return []

@@ -28,6 +28,9 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
         return "Initializing", [{"check_id": None, "status": "initializing",
                                  "message": "monitoring just started; no full diagnosis yet"}]
     results = [c for c in checks if c.get("id") != "state.stopped"]
+    # state.stopped's "now" part is judged here from the freshness of the data, not from the
+    # report (which may be minutes old); what it found earlier in the lookback still counts.
+    earlier = _stopped_earlier(checks)
     stopped = age is None or age >= stopped_after
     critical = [_reason(c) for c in results if c["status"] == "critical"]
     if stopped:
@@ -42,6 +45,8 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     if missing:
         return "InsufficientData", missing
     warning = [_reason(c) for c in results if c["status"] == "warning"]
+    if earlier is not None:
+        warning.insert(0, earlier)
     if warning:
         return "Warning", warning
     return "Ok", []
@@ -49,3 +54,15 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
 
 def _reason(c: dict[str, Any]) -> dict[str, Any]:
     return {"check_id": c["id"], "status": c["status"], "message": c["message"]}
+
+
+def _stopped_earlier(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The warning part of the report's state.stopped: a silence in the lookback that is over.
+    A `critical` there meant "silent at that diagnosis"; once samples arrive again (which the
+    caller checks before using this) it is a silence in the lookback, so a warning too."""
+    c = next((c for c in checks if c.get("id") == "state.stopped"), None)
+    if c is None or c["status"] not in ("warning", "critical"):
+        return None
+    if c["status"] == "warning":
+        return _reason(c)
+    return {"check_id": c["id"], "status": "warning", "message": f"was silent at the last diagnosis: {c['message']}"}

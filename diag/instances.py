@@ -32,6 +32,9 @@ class Instances:
         # instance id -> (newest last_seen known, the value last written to the row)
         self._seen: dict[str, tuple[float, float | None]] = {}
         self._flushed_at: dict[str, float] = {}
+        # Bumped whenever a stored health state changes, so a cached /metrics body that
+        # shows the states knows it is out of date without reading the table.
+        self.health_generation = 0
 
     def register(self, instance_id: str, *, hostname: str = "", labels: dict[str, str] | None = None,
                  local: bool = False, now: float | None = None) -> None:
@@ -89,7 +92,15 @@ class Instances:
             prev = c.execute("SELECT health_status FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
             c.execute("UPDATE instances SET health_status = ?, health_reasons = ?, health_at = ? WHERE instance_id = ?",
                       (status, json.dumps(reasons), at, instance_id))
+        if prev is None or prev["health_status"] != status:
+            self.health_generation += 1
         return prev["health_status"] if prev else None
+
+    def health_states(self) -> list[tuple[str, str]]:
+        """(instance id, stored health state) of every instance, in one query: what /metrics
+        exports on every scrape, so no diagnosis and no JSON decoding here."""
+        return [(r["instance_id"], r["health_status"] or "Initializing")
+                for r in self.db.read("SELECT instance_id, health_status FROM instances ORDER BY instance_id")]
 
     def set_monitoring(self, instance_id: str, enabled: bool) -> None:
         with self.db.write() as c:

@@ -23,16 +23,19 @@ class Reports:
     def save(self, report: dict[str, Any]) -> None:
         with self.db.write() as c:
             c.execute("INSERT INTO reports (report_id, instance_id, created_at, window_start, window_end, "
-                      "health_status, summary, checks, full) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      "health_status, summary, checks, full, health_reasons) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (report["report_id"], report["instance_id"], report["created_at"], report["window"]["start"],
                        report["window"]["end"], report["health_status"], json.dumps(report["summary"]),
-                       json.dumps(report["checks"]), int(report.get("full", True))))
+                       json.dumps(report["checks"]), int(report.get("full", True)),
+                       json.dumps(report.get("health_reasons", []))))
 
     def get(self, report_id: str) -> dict[str, Any] | None:
         rows = self.db.read("SELECT * FROM reports WHERE report_id = ?", (report_id,))
         if not rows:
             return None
         out = _summary_row(rows[0])
+        # Reports stored before the column existed have [] (its default): their reasons were not kept.
+        out["health_reasons"] = json.loads(rows[0]["health_reasons"])
         out["checks"] = json.loads(rows[0]["checks"])
         return out
 

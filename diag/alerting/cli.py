@@ -27,7 +27,10 @@ def export_rules(cfg: Any, output: str | None) -> int:
     else:
         fresh = True
     if fresh and cfg.alerting.defaults:  # never served: what the first start would create
-        policies += [(pid, Policy.model_validate(b)) for pid, b in defaults.policies(cfg.interval).items()]
+        from diag.diagnosis import configured
+
+        checks = configured(cfg.checks)
+        policies += [(pid, Policy.model_validate(b)) for pid, b in defaults.policies(cfg.interval, checks).items()]
     text = rules_export.export(policies)
     if output:
         Path(output).write_text(text)

@@ -4,28 +4,39 @@ a diagnosis report speak the same numbers; a threshold that is not there fails l
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from checks.base import Check
 
 KEY = "alerting:defaults_created"
 
 
-def _threshold(check_id: str, key: str) -> float:
-    from checks import catalogue
-
-    th = catalogue.get(check_id).thresholds
-    if key not in th:
+def _threshold(checks: Sequence[Check], check_id: str, key: str) -> float:
+    check = next((c for c in checks if c.id == check_id), None)
+    if check is None:
+        raise RuntimeError(f"no check {check_id}, which the default alert policies read")
+    if key not in check.thresholds:
         raise RuntimeError(f"check {check_id} has no threshold {key!r}, which the default alert policies read")
-    return float(th[key])
+    return float(check.thresholds[key])
 
 
-def policies(interval: float) -> dict[str, dict[str, Any]]:
-    """Default policy bodies by id. Periods are never shorter than the collection interval."""
-    from checks import state
+def policies(interval: float, checks: Sequence[Check] | None = None) -> dict[str, dict[str, Any]]:
+    """Default policy bodies by id. Periods are never shorter than the collection interval.
+    `checks` are the configured checks (the service's), so a threshold the config changed is
+    the alert's threshold too; the catalogue's defaults when None."""
+    from checks import catalogue, state
+
+    checks = catalogue.ALL if checks is None else checks
+
+    def _threshold_of(check_id: str, key: str) -> float:
+        return _threshold(checks, check_id, key)
 
     def usage(metric: str, check_id: str) -> dict[str, Any]:
         return {"metric": metric, "statistic": "avg", "comparison": ">=",
-                "period": max(interval, _threshold(check_id, "window_seconds")),
-                "threshold": _threshold(check_id, "percent"), "consecutive": 3, "severity": "warning"}
+                "period": max(interval, _threshold_of(check_id, "window_seconds")),
+                "threshold": _threshold_of(check_id, "percent"), "consecutive": 3, "severity": "warning"}
 
     disk = max(interval, 300.0)
     return {
@@ -39,9 +50,9 @@ def policies(interval: float) -> dict[str, dict[str, Any]]:
                               "description": "network.bandwidth: in or out against the cap, 5-minute average, 3 periods"},
         "default-disk": {"name": "Disk usage", "conditions": [
             {"metric": "fs_usage", "statistic": "avg", "period": disk, "comparison": ">=", "consecutive": 1,
-             "threshold": _threshold("storage.disk_usage", "warning"), "severity": "warning"},
+             "threshold": _threshold_of("storage.disk_usage", "warning"), "severity": "warning"},
             {"metric": "fs_usage", "statistic": "avg", "period": disk, "comparison": ">=", "consecutive": 1,
-             "threshold": _threshold("storage.disk_usage", "critical"), "severity": "critical"}],
+             "threshold": _threshold_of("storage.disk_usage", "critical"), "severity": "critical"}],
             "description": "storage.disk_usage at its warning and critical levels"},
         "default-kernel-faults": {"name": "Kernel faults", "event_conditions": [{"type": t} for t in state.FAULTS],
                                   "description": "state.kernel_fault: the kernel log reports a hang, lockup or panic"},
@@ -56,7 +67,7 @@ def create_once(alerting: Any) -> list[str]:
     if alerting.db.get_kv(KEY):
         return []
     made = []
-    for pid, body in policies(alerting.service.config.interval).items():
+    for pid, body in policies(alerting.service.config.interval, alerting.service.checks).items():
         if not alerting.repo.exists("policy", pid):
             alerting.save_policy(body, pid, source="default")
             made.append(pid)

@@ -23,9 +23,10 @@ def _service():
 
 
 @bp.get("/checks")
-@doc("The check catalogue.", responses={200: obj({"checks": arr(CHECK)})})
+@doc("The check catalogue, with the thresholds as configured.", responses={200: obj({"checks": arr(CHECK)})})
 def list_checks():
-    return jsonify({"checks": [c.to_json() for c in check_catalogue.ALL]})
+    # service.checks, not the catalogue's defaults: the thresholds a report is judged by.
+    return jsonify({"checks": [c.to_json() for c in _service().checks]})
 
 
 @bp.post("/diagnoses")

@@ -22,7 +22,8 @@ MAX_AGE = 1.0
 class MetricsFastPath:
     def __init__(self, app: Flask, wsgi_app: Callable[..., Iterable[bytes]], histogram: Any = None) -> None:
         self.app, self.wsgi_app, self.histogram = app, wsgi_app, histogram
-        self._cache: dict[str, tuple[float, object, bytes]] = {}
+        # content type -> (monotonic time, (batch, health generation), body)
+        self._cache: dict[str, tuple[float, tuple[object, int], bytes]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -38,10 +39,11 @@ class MetricsFastPath:
             self.histogram.labels("/metrics", "GET", "2xx").observe(time.perf_counter() - started)
         return [body]
 
-    def _fresh(self, content_type: str, batch: object) -> bytes | None:
+    def _fresh(self, content_type: str, key: tuple[object, int]) -> bytes | None:
         hit = self._cache.get(content_type)
-        # A new collection is shown at once; only the self-monitoring part may lag.
-        if hit is not None and hit[1] is batch and time.monotonic() - hit[0] < MAX_AGE:
+        # A new collection or a changed health state is shown at once; only the
+        # self-monitoring part may lag.
+        if hit is not None and hit[1][0] is key[0] and hit[1][1] == key[1] and time.monotonic() - hit[0] < MAX_AGE:
             return hit[2]
         return None
 
@@ -53,8 +55,9 @@ class MetricsFastPath:
 
     def _body(self, encoder: Callable, content_type: str) -> bytes:
         ext = self.app.extensions["diag"]
-        batch = ext["service"].last_batch
-        body = self._fresh(content_type, batch)
+        service = ext["service"]
+        key = (service.last_batch, service.instances.health_generation)
+        body = self._fresh(content_type, key)
         if body is not None:
             return body
         last = self._cache.get(content_type)
@@ -67,10 +70,10 @@ class MetricsFastPath:
             # running renders the new one itself.
             return last[2]
         try:
-            body = self._fresh(content_type, batch)
+            body = self._fresh(content_type, key)
             if body is None:
                 body = ext["batch_exposition"].render(encoder, content_type) + encoder(ext["registry"])
-                self._cache[content_type] = (time.monotonic(), batch, body)
+                self._cache[content_type] = (time.monotonic(), key, body)
             return body
         finally:
             self._lock.release()

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from diag import __version__
-from diag.exposition import BatchCollector, ServiceCollector
+from diag.exposition import BatchCollector, HealthCollector, ServiceCollector
 from diag.web.openapi import STR, doc
 from diag.web.schemas import HEALTHZ
 
@@ -22,6 +22,7 @@ def init_registry(service) -> CollectorRegistry:
     which `BatchExposition` renders once per collection (see there)."""
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ServiceCollector(service))
+    reg.register(HealthCollector(service.instances))
     reg.register(service.job_durations)
     from diag.alerting.exposition import AlertsCollector  # alerting hook
 

@@ -155,7 +155,7 @@ def facts_snapshot(taken_at: float, **parts: Any) -> dict[str, Any]:
     f: dict[str, Any] = {
         "taken_at": taken_at,
         "sshd": {"installed": True, "binary": "/usr/sbin/sshd", "running": True, "pids": [812], "ports": [22],
-                 "config_path": "/etc/ssh/sshd_config", "config_exists": True,
+                 "socket_activated": False, "config_path": "/etc/ssh/sshd_config", "config_exists": True,
                  "config_files": ["/etc/ssh/sshd_config"],
                  "settings": {"port": [22], "permitrootlogin": "prohibit-password", "listenaddress": [], "hostkey": []},
                  "host_keys": [{"path": f"/etc/ssh/ssh_host_{k}_key", "exists": True} for k in ("rsa", "ecdsa", "ed25519")],
@@ -211,9 +211,21 @@ def fill_healthy(ctx: TableContext, seconds: float = DEFAULT_LOOKBACK, *, seed: 
         ctx.add(m, ts, 0.0)
     ctx.add("conntrack_usage", ts, noise(5, 1))
     ctx.add("file_handles_usage", ts, noise(2, 0.5))
+    kernel_log_read(ctx, float(ts[0]), float(ts[-1]))
     ctx.set_facts(facts_snapshot(ctx.now - 60), taken_at=ctx.now - 60)
     ctx.processes = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 88.0, "rss_bytes": 2 << 30}],
                      "by_memory": [{"pid": 4242, "name": "java", "cpu_percent": 88.0, "rss_bytes": 2 << 30}]}
+    return ctx
+
+
+def kernel_log_read(ctx: TableContext, start: float, end: float, *, step: float | None = None) -> TableContext:
+    """The kernel-log collector's per-cycle points from `start` to `end`: the kernel log was
+    read then (found nothing; findings are events). Points after the clock stay unseen
+    until `at()` moves past them, as in the store."""
+    step = ctx.interval if step is None else step
+    ts = np.arange(start, end + step / 2, step, dtype=float)
+    for kind in ("hung_task", "oom_kill", "io_error"):
+        ctx.add("kernel_signals", ts, 0.0, kind=kind)
     return ctx
 
 

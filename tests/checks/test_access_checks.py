@@ -55,6 +55,16 @@ def test_sshd_installed_but_stopped_is_critical():
     assert r.status == "critical" and "systemctl start sshd" in r.recommendation
 
 
+def test_sshd_under_socket_activation_is_ok_and_says_systemd_holds_the_port():
+    # Ubuntu >= 22.10: ssh.socket listens (pid 1), no sshd process until a client connects.
+    r = evaluate("access.sshd", ctx_with(sshd=sshd(running=False, pids=[], ports=[22], socket_activated=True)))
+    assert r.status == "ok", r.message
+    assert "systemd holds port 22" in r.message and r.evidence["socket_activated"] is True
+    # The same facts without the socket: installed and nothing listening for it is critical.
+    r = evaluate("access.sshd", ctx_with(sshd=sshd(running=False, pids=[], ports=[22], socket_activated=False)))
+    assert r.status == "critical"
+
+
 def test_ssh_files():
     keys = [{"path": "/etc/ssh/ssh_host_rsa_key", "exists": False}, {"path": "/etc/ssh/ssh_host_ecdsa_key", "exists": False},
             {"path": "/etc/ssh/ssh_host_ed25519_key", "exists": True}]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from checks.base import RECENT
-from tests.checks.context import TableContext, evaluate
+from tests.checks.context import TableContext, evaluate, kernel_log_read
 
 NOW = 1_800_000_000.0
 PROCS = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 97.0, "rss_bytes": 1 << 30}],
@@ -60,7 +60,7 @@ def test_cpu_and_memory_name_the_top_process():
 
 
 def test_oom_from_events_critical_then_warning_then_clears():
-    ctx = TableContext(NOW)
+    ctx = kernel_log_read(TableContext(NOW), NOW - 12 * 3600, NOW + 13 * 3600, step=60)
     ctx.add("oom_kills", ctx.times(3600), 0.0)
     assert evaluate("performance.oom", ctx).status == "ok"
     ctx.event("Kernel.OOMKill", NOW - 120, labels={"pid": "3141", "process": "python3", "anon_rss_kb": "812000",
@@ -74,6 +74,19 @@ def test_oom_from_events_critical_then_warning_then_clears():
     assert evaluate("performance.oom", ctx).status == "warning"
     ctx.at(NOW + 13 * 3600)
     assert evaluate("performance.oom", ctx).status == "ok"
+
+
+def test_oom_unknown_without_the_counter_or_the_kernel_log():
+    ctx = TableContext(NOW)
+    r = evaluate("performance.oom", ctx)
+    assert r.status == "unknown" and "no oom_kills samples" in r.message and "kernel log was not read" in r.message
+    # The counter alone sees every kill (it cannot name the victims).
+    counted = TableContext(NOW).add("oom_kills", TableContext(NOW).times(600), 0.0)
+    r = evaluate("performance.oom", counted)
+    assert r.status == "ok" and "kernel log" in r.message
+    # The kernel log alone, read in the lookback, is evidence too.
+    r = evaluate("performance.oom", kernel_log_read(TableContext(NOW), NOW - 600, NOW))
+    assert r.status == "ok" and r.message == "no OOM kill in the lookback"
 
 
 def test_oom_from_the_counter_alone():

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 
 from checks.base import RECENT
-from tests.checks.context import TableContext, evaluate
+from tests.checks.context import TableContext, evaluate, kernel_log_read
 
 NOW = 1_800_000_000.0
 
 
+def read_ctx() -> TableContext:
+    """A context whose kernel log was read every minute, before and after NOW."""
+    return kernel_log_read(TableContext(NOW), NOW - 12 * 3600, NOW + 13 * 3600, step=60)
+
+
 def test_kernel_fault_critical_recent_warning_earlier_and_clears():
-    ctx = TableContext(NOW)
+    ctx = read_ctx()
     assert evaluate("state.kernel_fault", ctx).status == "ok"
     line = "INFO: task jbd2/sda1-8:312 blocked for more than 120 seconds."
     ctx.event("Kernel.HungTask", NOW - 300, message=line, labels={"task": "jbd2/sda1-8", "pid": "312"},
@@ -29,7 +34,7 @@ def test_kernel_fault_critical_recent_warning_earlier_and_clears():
 
 
 def test_kernel_fault_covers_all_four_and_ignores_others():
-    ctx = TableContext(NOW)
+    ctx = read_ctx()
     ctx.event("Kernel.RCUStall", NOW - 10, level="WARN")
     ctx.event("Kernel.OOMKill", NOW - 10)
     assert evaluate("state.kernel_fault", ctx).status == "ok"
@@ -41,6 +46,23 @@ def test_kernel_fault_covers_all_four_and_ignores_others():
     assert {k: v for k, v in r.evidence["by_type"].items() if v} == {
         "Kernel.SoftLockup": 1, "Kernel.Panic": 1, "Kernel.HardLockup": 1}
     assert "kworker/3:1" in r.recommendation and "kdump" in r.recommendation
+
+
+def test_kernel_fault_unknown_when_the_kernel_log_was_not_read():
+    ctx = TableContext(NOW)
+    r = evaluate("state.kernel_fault", ctx)
+    assert r.status == "unknown" and "kernel log was not read" in r.message and "/dev/kmsg" in r.message
+    # Read only before the lookback: still no evidence for this window.
+    kernel_log_read(ctx, NOW - 20 * 3600, NOW - 12 * 3600 - 60)
+    assert evaluate("state.kernel_fault", ctx).status == "unknown"
+    # Read once inside the lookback: "nothing found" now means something.
+    kernel_log_read(ctx, NOW - 3600, NOW - 3600)
+    r = evaluate("state.kernel_fault", ctx)
+    assert r.status == "ok" and r.evidence["kernel_log_read_at"] == NOW - 3600
+    # A fault that was reported is reported, whatever says the kernel log is read.
+    bare = TableContext(NOW)
+    bare.event("Kernel.Panic", NOW - 60, labels={"reason": "Fatal exception"})
+    assert evaluate("state.kernel_fault", bare).status == "critical"
 
 
 def test_folded_repeats_count_as_recent_by_their_last_time():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from checks.base import RECENT
-from tests.checks.context import TableContext, evaluate
+from tests.checks.context import TableContext, evaluate, kernel_log_read
 
 NOW = 1_800_000_000.0
 
@@ -213,7 +213,7 @@ def test_latency_weights_reads_and_writes():
 # -- io_errors ------------------------------------------------------------------------------------------
 
 def test_io_errors_critical_recent_warning_earlier_ok_after_the_lookback():
-    ctx = TableContext(NOW)
+    ctx = kernel_log_read(TableContext(NOW), NOW - 12 * 3600, NOW + 13 * 3600, step=60)
     assert evaluate("storage.io_errors", ctx).status == "ok"
     ctx.event("Disk.IOError", NOW - 60, labels={"device": "sdb"}, count=7,
               lines=["blk_update_request: I/O error, dev sdb, sector 2048"])
@@ -224,3 +224,16 @@ def test_io_errors_critical_recent_warning_earlier_ok_after_the_lookback():
     assert evaluate("storage.io_errors", ctx).status == "warning"
     ctx.at(NOW + 12 * 3600)  # the event left the 12 h lookback
     assert evaluate("storage.io_errors", ctx).status == "ok"
+
+
+def test_io_errors_unknown_when_the_kernel_log_was_not_read():
+    ctx = TableContext(NOW)
+    r = evaluate("storage.io_errors", ctx)
+    assert r.status == "unknown" and "kernel log was not read" in r.message
+    assert r.evidence["kernel_log_read_at"] is None
+    kernel_log_read(ctx, NOW - 600, NOW)
+    r = evaluate("storage.io_errors", ctx)
+    assert r.status == "ok" and r.evidence["kernel_log_read_at"] == NOW
+    # The reads stopped 13 h ago: no evidence for this lookback again.
+    ctx.at(NOW + 13 * 3600)
+    assert evaluate("storage.io_errors", ctx).status == "unknown"

@@ -36,3 +36,31 @@ def test_two_collections_in_one_second_are_both_seen(tmp_path):
         assert "/data" in got["message"]
     finally:
         store.close()
+
+
+def test_a_check_that_raises_is_unknown_with_the_error_and_the_others_still_run(tmp_path):
+    import dataclasses
+
+    store = SqliteStore(tmp_path / "metrics.db")
+    t = 1_800_000_000.0
+    store.write("i-1", [Sample("fs_usage", LABELS, 99.5, t - 5)])
+    ctx = context(store, EventLog(Database(tmp_path / "diag.db")), t)
+
+    def broken(ctx, check):
+        raise ZeroDivisionError("division by zero")
+
+    def bad_status(ctx, check):
+        return dataclasses.replace(real[0].evaluate(ctx, real[0]), status="fine")
+
+    try:
+        real = diagnosis.select(diagnosis.configured({}), ["storage.disk_usage", "storage.inode_usage"])
+        checks = [dataclasses.replace(real[1], evaluate=broken), real[0],
+                  dataclasses.replace(real[1], id="test.bad_status", evaluate=bad_status)]
+        got = diagnosis.run_checks(ctx, checks)
+        assert [r["id"] for r in got] == ["storage.inode_usage", "storage.disk_usage", "test.bad_status"]
+        assert got[0]["status"] == "unknown"
+        assert "ZeroDivisionError" in got[0]["message"] and "division by zero" in got[0]["evidence"]["error"]
+        assert got[1]["status"] == "critical" and "/data" in got[1]["message"]  # ran after the broken one
+        assert got[2]["status"] == "unknown" and "'fine'" in got[2]["message"]
+    finally:
+        store.close()

@@ -56,3 +56,25 @@ def test_missing_core_metrics_is_insufficient_data():
 
 def test_a_critical_check_is_impaired_even_while_data_is_late():
     assert state(HEALTHY + [check("storage.readonly", "critical")], last_sample=NOW - 40)[0] == "Impaired"
+
+
+def test_an_earlier_silence_found_by_state_stopped_is_a_warning():
+    gap = check("state.stopped", "warning")
+    s, reasons = state(HEALTHY + [gap])
+    assert s == "Warning" and [r["check_id"] for r in reasons] == ["state.stopped"]
+    assert reasons[0]["message"] == gap["message"]
+
+
+def test_state_stopped_critical_in_the_report_follows_freshness():
+    was_silent = check("state.stopped", "critical")
+    # Reporting again: the silence is history, a warning, not Impaired.
+    s, reasons = state(HEALTHY + [was_silent])
+    assert s == "Warning" and reasons[0]["check_id"] == "state.stopped" and reasons[0]["status"] == "warning"
+    # Still silent: critical, from the data's age.
+    s, reasons = state(HEALTHY + [was_silent], last_sample=NOW - 400)
+    assert s == "Impaired" and reasons[0]["check_id"] == "state.stopped" and reasons[0]["status"] == "critical"
+
+
+def test_state_stopped_ok_or_unknown_changes_nothing():
+    assert state(HEALTHY + [check("state.stopped", "ok")]) == ("Ok", [])
+    assert state(HEALTHY + [check("state.stopped", "unknown")]) == ("Ok", [])

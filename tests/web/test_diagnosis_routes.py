@@ -25,6 +25,19 @@ def client(service):
     return create_app(service).test_client()
 
 
+def test_a_report_keeps_its_health_reasons(client, service):
+    # Monitoring off makes the state NotApplicable, which has a reason whatever the machine.
+    service.set_monitoring(service.instance_id, False)
+    try:
+        posted = client.post("/api/v1/diagnoses", json={"window": "1h"}).get_json()
+    finally:
+        service.set_monitoring(service.instance_id, True)
+    assert posted["health_status"] == "NotApplicable" and posted["health_reasons"]
+    got = client.get(f"/api/v1/diagnoses/{posted['report_id']}").get_json()
+    assert got["health_reasons"] == posted["health_reasons"]
+    assert got["health_status"] == posted["health_status"]
+
+
 def test_checks_list_the_whole_catalogue(client):
     got = client.get("/api/v1/checks").get_json()["checks"]
     assert [c["id"] for c in got] == [c.id for c in catalogue.ALL]
@@ -75,11 +88,17 @@ def test_unknown_report_and_instance_are_404(client):
 
 
 def test_instances_carry_their_health(client, service):
+    service.collect()  # fresh data, so the state cannot turn InsufficientData between the calls below
+    report = service.diagnose()  # a full one: the state is no longer Initializing
     got = client.get("/api/v1/instances").get_json()["instances"]
     me = next(i for i in got if i["instance_id"] == service.instance_id)
-    assert me["health_status"] in ("Ok", "Warning", "Impaired", "InsufficientData", "Initializing")
+    want = service.health_of(service.instance_id)
+    assert me["health_status"] == want["health_status"] == report["health_status"]
+    assert me["health_reasons"] == want["health_reasons"] == report["health_reasons"]
+    assert me["latest_report_id"] == report["report_id"]
     one = client.get(f"/api/v1/instances/{service.instance_id}").get_json()
     assert {"health_status", "health_reasons", "latest_report_id", "hostname", "labels"} <= set(one)
+    assert one["health_status"] == want["health_status"]
 
 
 @pytest.mark.parametrize("body, field", [({"type": "Kernel.Panic"}, "type"),

@@ -75,3 +75,34 @@ def test_unknown_path_is_a_json_error(client):
     r = client.get("/api/v1/nothing-here")
     assert r.status_code == 404
     assert r.get_json()["error"]["code"] == "NotFound"
+
+
+def _health_lines(text: str, instance_id: str) -> dict[str, float]:
+    prefix = f'diag_health_status{{instance_id="{instance_id}",state="'
+    return {line[len(prefix):].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith(prefix)}
+
+
+def test_metrics_export_every_instances_health_state_and_follow_its_changes(client, service):
+    from diag.health import STATES
+
+    text = client.get("/metrics").data.decode()
+    assert "# TYPE diag_health_status gauge" in text and "# HELP diag_health_status Health state" in text
+    me = _health_lines(text, service.instance_id)
+    assert set(me) == set(STATES) and me["Initializing"] == 1 and sum(me.values()) == 1  # no diagnosis yet
+    # An instance that pushes to this server (registered by its first ingest) is exported too.
+    service.instances.register("agent-h", hostname="h")
+    # Each change is shown by the very next scrape (the cached body must not hide it).
+    service.set_monitoring(service.instance_id, False)
+    text = client.get("/metrics").data.decode()
+    me = _health_lines(text, service.instance_id)
+    assert me["NotApplicable"] == 1 and me["Initializing"] == 0 and sum(me.values()) == 1
+    assert _health_lines(text, "agent-h")["Initializing"] == 1
+    service.set_monitoring(service.instance_id, True)
+    report = service.diagnose()
+    text = client.get("/metrics").data.decode()
+    me = _health_lines(text, service.instance_id)
+    assert me[report["health_status"]] == 1 and me["NotApplicable"] == 0 and sum(me.values()) == 1
+    promtool = need_tool("promtool")
+    check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
+    assert check.returncode == 0 and (check.stdout + check.stderr) == b"", check.stdout + check.stderr
