@@ -47,6 +47,18 @@ class Rates:
         prev = self._prev.get(key)
         return None if prev is None else now - prev[1]
 
+    def __len__(self) -> int:
+        return len(self._prev)
+
+    def sweep(self, now: float) -> None:
+        """Forget every key not read at `now`: an interface or disk that went away.
+
+        Without this, veth and loop churn grows the baselines without bound. Callers
+        sweep only when the count of keys exceeds what this cycle read, so the usual
+        cycle pays one len() and no walk.
+        """
+        self._prev = {k: v for k, v in self._prev.items() if v[1] == now}
+
 
 _CHUNK = 65536
 

@@ -174,6 +174,7 @@ class ConnectionsCollector:
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
+        self.settings = settings
         # Which live source answers: legacy sock_diag, v2 sock_diag, then /proc.
         self.tcp_source = "legacy"
 
@@ -206,11 +207,20 @@ class ConnectionsCollector:
         # The conntrack files exist only while nf_conntrack is loaded.
         count = _read_numbers(f"{sysctl}/net/netfilter/nf_conntrack_count")
         limit = _read_numbers(f"{sysctl}/net/netfilter/nf_conntrack_max")
+        raw = self.settings.raw_counters
+        if raw and count:
+            batch.counters["nf_conntrack_count"] = count[0]
+        if raw and limit:
+            batch.counters["nf_conntrack_max"] = limit[0]
         if count and limit and limit[0] > 0:
             batch.add("conntrack_usage", count[0] * 100.0 / limit[0])
 
         # allocated, allocated-but-free (always 0 since 2.6), max (may be 2**63 - 1)
         allocated, free, maximum = (int(v) for v in read_bytes(f"{sysctl}/fs/file-nr").split()[:3])
+        if raw:  # one sysctl with three numbers: named by the kernel doc's words for each
+            batch.counters["fs.file-nr.allocated"] = allocated
+            batch.counters["fs.file-nr.unused"] = free
+            batch.counters["fs.file-nr.max"] = maximum
         if maximum > 0:
             batch.add("file_handles_usage", (allocated - free) * 100.0 / maximum)
         return batch

@@ -16,6 +16,21 @@ USER_HZ = os.sysconf("SC_CLK_TCK")
 # so they are left out of every total.
 MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 _IDLE, _IOWAIT = 3, 4
+# "cpu", "cpu0"... -> `stat.<name>.<mode>` counter names, built once per line name.
+_stat_keys: dict[str, tuple[str, ...]] = {}
+
+
+def stat_keys(name: str) -> tuple[str, ...]:
+    keys = _stat_keys.get(name)
+    if keys is None:
+        keys = _stat_keys[name] = tuple(f"stat.{name}.{m}" for m in MODES)
+    return keys
+
+
+def psi_counters(counters: dict[str, float], resource: str, totals: dict[str, int]) -> None:
+    """PSI stall totals (µs) by the file's own words: `pressure.cpu.some.total`."""
+    for kind, total in totals.items():
+        counters[f"pressure.{resource}.{kind}.total"] = total
 
 
 def read_psi_totals(path: str | Path) -> dict[str, int] | None:
@@ -64,6 +79,7 @@ class CpuCollector:
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
+        self._raw = settings.raw_counters
         self._prev: dict[str, list[int]] = {}
         self._rates = Rates()
 
@@ -78,6 +94,11 @@ class CpuCollector:
             elif line.startswith("procs_"):
                 key, value = line.split()
                 batch.add(key, int(value))  # procs_running, procs_blocked
+
+        if self._raw:
+            counters = batch.counters
+            for name, jiffies in cpus.items():
+                counters.update(zip(stat_keys(name), jiffies))
 
         total = cpus.get("cpu")
         if total is not None:
@@ -109,5 +130,7 @@ class CpuCollector:
 
         psi = read_psi_totals(f"{proc}/pressure/cpu")
         if psi is not None:
+            if self._raw:
+                psi_counters(batch.counters, "cpu", psi)
             batch.add("psi_cpu_some", psi_percent(self._rates, "cpu.some", psi.get("some"), now))
         return batch

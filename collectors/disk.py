@@ -22,6 +22,27 @@ SECTOR = 512
 WHOLE_REFRESH_S = 60.0
 # Kernels create these by the dozen; one that never did I/O is noise.
 _IDLE_PREFIXES = ("ram", "loop", "zram")
+# The statistics after major, minor and name, by Documentation/admin-guide/iostats.rst
+# ("Field 1 -- # of reads completed", ...), for `batch.counters` as `diskstats.<dev>.<name>`.
+# Older kernels print 11 or 15 of them; zip stops at what the line has.
+DISKSTATS_FIELDS = (
+    "reads_completed", "reads_merged", "sectors_read", "ms_reading",
+    "writes_completed", "writes_merged", "sectors_written", "ms_writing",
+    "ios_in_progress", "ms_doing_io", "weighted_ms_doing_io",
+    "discards_completed", "discards_merged", "sectors_discarded", "ms_discarding",
+    "flush_requests_completed", "ms_flushing",
+)
+_diskstats_keys: dict[str, tuple[str, ...]] = {}
+_DISKSTATS_KEYS_MAX = 4096  # device names churn (loop, nbd); the bound keeps this small
+
+
+def diskstats_keys(dev: str) -> tuple[str, ...]:
+    keys = _diskstats_keys.get(dev)
+    if keys is None:
+        if len(_diskstats_keys) >= _DISKSTATS_KEYS_MAX:
+            _diskstats_keys.clear()
+        keys = _diskstats_keys[dev] = tuple(f"diskstats.{dev}.{f}" for f in DISKSTATS_FIELDS)
+    return keys
 
 
 class DiskCollector:
@@ -49,6 +70,8 @@ class DiskCollector:
             self._whole.clear()
             self._whole_at = now
         delta = self.rates.delta
+        counters = batch.counters if self.settings.raw_counters else None
+        read = 0  # devices given a reading this cycle
         for line in text.splitlines():
             f = line.split()
             if len(f) < 14:
@@ -61,6 +84,8 @@ class DiskCollector:
                 continue
             if not self.is_whole(dev):
                 continue
+            if counters is not None:
+                counters.update(zip(diskstats_keys(dev), map(int, f[3:])))
             batch.add_total("disk_reads_completed_total", reads, device=dev)
             batch.add_total("disk_writes_completed_total", writes, device=dev)
             batch.add_total("disk_read_bytes_total", rsect * SECTOR, device=dev)
@@ -70,6 +95,7 @@ class DiskCollector:
 
             prev = self._seen.get(dev)
             self._seen[dev] = now
+            read += 1
             elapsed = None if prev is None else now - prev
             d = [delta((dev, i), v, now) for i, v in enumerate((reads, rsect, rms, writes, wsect, wms, io_ms))]
             if elapsed is None or elapsed <= 0:
@@ -89,4 +115,9 @@ class DiskCollector:
                 batch.add("disk_write_bps", d_wsect * SECTOR / elapsed, device=dev)
             if d_io is not None:
                 batch.add("disk_util", min(100.0, d_io / (elapsed * 1000.0) * 100.0), device=dev)
+        # A device that went away (loop detached, disk unplugged) would keep its baselines
+        # for ever; a count, not a walk, tells whether one did.
+        if len(self._seen) > read:
+            self._seen = {d: t for d, t in self._seen.items() if t == now}
+            self.rates.sweep(now)
         return batch

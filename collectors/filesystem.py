@@ -1,17 +1,28 @@
-"""Space, inodes and read-only state of every real filesystem in /proc/self/mountinfo."""
+"""Space, inodes and read-only state of every real filesystem in /proc/self/mountinfo.
+
+statvfs goes to `Roots.root` + mountpoint, like node_exporter's --path.rootfs: a
+container that sees the host's filesystems at /host reads /host/proc and statvfs's
+/host/var. A /proc tree that is not the live one, with no root given, names another
+machine's mountpoints: then only the read-only flag (from the mount table itself) is
+reported, never this machine's usage under that machine's labels.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from collectors.base import read_text
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
+
+log = logging.getLogger(__name__)
 
 StatvfsFn = Callable[[str], os.statvfs_result]
 
@@ -126,8 +137,16 @@ class FilesystemCollector:
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
         self.settings = settings
+        root = str(roots.root)
+        self._prefix = "" if root == "/" else root.rstrip("/")
+        self.usage = roots.is_live or roots.root != Path("/")
+        if not self.usage:
+            log.info("filesystem: %s is not the live /proc and no root is given: reporting the read-only "
+                     "flag only, no space or inode usage (give the matching root, e.g. --root)", roots.proc)
         # mountpoint -> (not before this time, the call still blocked if any)
         self.skipped: dict[str, tuple[float, _Call | None]] = {}
+        # (mountpoint, error kind) already logged: a mount failing every minute logs once.
+        self._logged: set[tuple[str, str]] = set()
 
     def _skip(self, path: str, now: float) -> bool:
         entry = self.skipped.get(path)
@@ -139,19 +158,40 @@ class FilesystemCollector:
         del self.skipped[path]
         return False
 
+    def _failed(self, batch: Batch, m: Mount, now: float, error: BaseException, call: _Call | None = None) -> None:
+        """Skip the mount for a while, count the failure as a collector error, log it once."""
+        self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, call)
+        kind = type(error).__name__
+        batch.errors.append(kind)
+        if (m.mountpoint, kind) not in self._logged:
+            self._logged.add((m.mountpoint, kind))
+            log.warning("filesystem: statvfs %s (%s) failed: %s; retried every %.0f s, logged once per mount "
+                        "and kind", self._prefix + m.mountpoint, m.fstype, error, RETRY_AFTER_S)
+
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
-        mounts = [m for m in read_mounts(self.roots) if not self._skip(m.mountpoint, now)]
-        calls = {m.mountpoint: _Call(self.statvfs, m.mountpoint) for m in mounts if m.fstype in REMOTE_TYPES}
+        every = read_mounts(self.roots)
+        if not self.usage:
+            for m in every:
+                _add(batch, m, None)
+            return batch
+        if self.skipped or self._logged:
+            # Forget mounts that are gone, so mount churn cannot grow these.
+            present = {m.mountpoint for m in every}
+            self.skipped = {p: e for p, e in self.skipped.items() if p in present}
+            self._logged = {k for k in self._logged if k[0] in present}
+        mounts = [m for m in every if not self._skip(m.mountpoint, now)]
+        prefix = self._prefix
+        calls = {m.mountpoint: _Call(self.statvfs, prefix + m.mountpoint) for m in mounts if m.fstype in REMOTE_TYPES}
         # One shared deadline: several dead servers cost one timeout, not one each.
         deadline = time.monotonic() + self.statvfs_timeout
         for m in mounts:
             if m.mountpoint in calls:
                 continue
             try:
-                st = self.statvfs(m.mountpoint)
-            except OSError:
-                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, None)
+                st = self.statvfs(prefix + m.mountpoint)
+            except OSError as e:
+                self._failed(batch, m, now, e)
                 continue
             _add(batch, m, st)
         for m in mounts:
@@ -160,17 +200,20 @@ class FilesystemCollector:
                 continue
             call.thread.join(max(0.0, deadline - time.monotonic()))
             if call.thread.is_alive():
-                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, call)
+                self._failed(batch, m, now, TimeoutError(f"no answer within {self.statvfs_timeout:g} s"), call)
                 continue
             if call.result is None:
-                self.skipped[m.mountpoint] = (now + RETRY_AFTER_S, None)
+                self._failed(batch, m, now, call.error or OSError("statvfs gave nothing"))
                 continue
             _add(batch, m, call.result)
         return batch
 
 
-def _add(batch: Batch, m: Mount, st: os.statvfs_result) -> None:
+def _add(batch: Batch, m: Mount, st: os.statvfs_result | None) -> None:
     labels = {"mountpoint": m.mountpoint, "device": m.device, "fstype": m.fstype}
+    if st is None:  # no statvfs for this tree: the mount table's read-only flag only
+        batch.add("fs_readonly", 1.0 if m.readonly else 0.0, **labels)
+        return
     # df: Use% = used / (used + available to unprivileged users); root's reserve is neither.
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
     avail = st.f_bavail * st.f_frsize

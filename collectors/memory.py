@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collectors.base import Rates, read_bytes
-from collectors.cpu import psi_percent, read_psi_totals
+from collectors.cpu import psi_counters, psi_percent, read_psi_totals
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -47,6 +47,7 @@ class MemoryCollector:
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
+        self._raw = settings.raw_counters
         self._rates = Rates()
 
     def collect(self, now: float) -> Batch:
@@ -71,6 +72,8 @@ class MemoryCollector:
             psi = read_psi_totals(f"{proc}/pressure/{resource}")
             if psi is None:
                 continue
+            if self._raw:
+                psi_counters(batch.counters, resource, psi)
             for kind in ("some", "full"):
                 key = f"{resource}.{kind}"
                 batch.add(f"psi_{resource}_{kind}", psi_percent(self._rates, key, psi.get(kind), now))

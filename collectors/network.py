@@ -49,6 +49,29 @@ _COLUMNS = (
 )
 
 
+# /proc/net/dev columns by the kernel's names (struct rtnl_link_stats64, as
+# net/core/net-procfs.c prints them), for `batch.counters` as `netdev.<iface>.<name>`.
+# Some columns are sums in the kernel (errs + drops folded in); the name is of the first.
+NETDEV_FIELDS = (
+    "rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "rx_fifo_errors", "rx_frame_errors",
+    "rx_compressed", "multicast",
+    "tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "tx_fifo_errors", "collisions",
+    "tx_carrier_errors", "tx_compressed",
+)
+# interface -> its 16 counter names, built once per name rather than every cycle.
+_netdev_keys: dict[str, tuple[str, ...]] = {}
+_NETDEV_KEYS_MAX = 4096  # veth churn makes new names forever; the bound keeps this small
+
+
+def netdev_keys(iface: str) -> tuple[str, ...]:
+    keys = _netdev_keys.get(iface)
+    if keys is None:
+        if len(_netdev_keys) >= _NETDEV_KEYS_MAX:
+            _netdev_keys.clear()
+        keys = _netdev_keys[iface] = tuple(f"netdev.{iface}.{f}" for f in NETDEV_FIELDS)
+    return keys
+
+
 def is_private(address: str) -> bool:
     """True for an address in the private ranges of the spec (RFC 1918/6598, link-local, ULA, loopback)."""
     ip = ipaddress.ip_address(address)
@@ -162,6 +185,10 @@ class NetworkCollector:
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
         dev = read_dev(self.roots)
+        if self.settings.raw_counters:
+            counters = batch.counters
+            for iface, values in dev.items():
+                counters.update(zip(netdev_keys(iface), values))
         dev.pop("lo", None)
         last = self._refreshed_at
         if last is None or now - last >= SCOPE_REFRESH_S or now < last:
@@ -196,6 +223,8 @@ class NetworkCollector:
                 s[2] += bytes_in * 8
                 s[3] += bytes_out * 8
                 s[4] += speed
+        if len(self.rates) > len(dev) * len(_COLUMNS):
+            self.rates.sweep(now)  # an interface went away (veth churn): drop its baselines
         for scope, (b_in, b_out, k_in, k_out, speed) in sums.items():
             cap = self.settings.bandwidth_caps.get(scope)
             batch.add("bandwidth_usage_in", _usage(b_in, k_in, cap.inbound if cap else None, speed), scope=scope)

@@ -30,12 +30,18 @@ class CollectionCycle:
         for c in self.collectors:
             t0 = time.perf_counter()
             try:
-                batch.extend(c.collect(now))
+                got = c.collect(now)
             except Exception as e:  # noqa: BLE001 - any collector failure is contained
                 key = (c.name, type(e).__name__)
                 if key not in self.errors:
                     log.warning("collector %s failed: %s: %s (logged once per kind)", c.name, key[1], e)
                 self.errors[key] += 1
+            else:
+                # Failures the collector survived (one mount of many): it logs them itself,
+                # with the detail (which mount) that the kind label leaves out.
+                for kind in got.errors:
+                    self.errors[(c.name, kind)] += 1
+                batch.extend(got)
             finally:
                 self.durations[c.name] = time.perf_counter() - t0
         return batch

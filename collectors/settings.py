@@ -30,3 +30,8 @@ class CollectorSettings:
     top_processes: int = 5
     # Count kernel-log lines written from user space as findings (fault-injection tests).
     kmsg_user_records: bool = False
+    # Also put every raw counter a collector parses (per-CPU jiffies, /proc/net/dev,
+    # diskstats, PSI totals, conntrack, file-nr) into `Batch.counters`, for `diag collect
+    # --json`. Off in the service and agent: nothing there reads them, and the ~100 dict
+    # entries a cycle cost more than the 0.1 ms budget allows (bench/collect.py).
+    raw_counters: bool = False

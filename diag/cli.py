@@ -95,9 +95,13 @@ def _add_roots(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proc", help="read this tree instead of /proc")
     p.add_argument("--sys", help="read this tree instead of /sys")
     p.add_argument("--kmsg", help="read this file instead of /dev/kmsg")
+    p.add_argument("--root", help="the filesystems of the --proc tree are mounted under this directory "
+                                  "(statvfs reads DIR/<mountpoint>), like node_exporter's --path.rootfs")
 
 
 def _config(args: argparse.Namespace, **flags):
+    from pathlib import Path
+
     from diag.config import load
 
     cfg = load(args.config, **flags)
@@ -106,17 +110,35 @@ def _config(args: argparse.Namespace, **flags):
         roots = cfg.roots.with_(**paths)
         cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={
             "proc": roots.proc, "sys": roots.sys, "kmsg": roots.kmsg, "pstore": roots.pstore})})
+    if getattr(args, "root", None):
+        cfg = cfg.model_copy(update={"paths": cfg.paths.model_copy(update={"root": Path(args.root)})})
     return cfg
 
 
 def _collect(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
     from collectors import registry
     from collectors.runner import CollectionCycle
-    from dataclasses import replace
 
     cfg = _config(args)
-    settings = replace(cfg.collector_settings(), state_dir=None)  # a one-off reading remembers nothing
-    cycle = CollectionCycle(registry.build(cfg.roots, settings))
+    roots = cfg.roots
+    # A one-off reading remembers nothing, and prints every raw counter the collectors read.
+    settings = replace(cfg.collector_settings(), state_dir=None, raw_counters=True)
+    skipped: dict[str, str] = {}
+    collectors = registry.build(roots, settings)
+    if not roots.is_live and roots.root == Path("/"):
+        # The filesystem collector itself declines statvfs here (see collectors/filesystem.py).
+        skipped["filesystem usage"] = (f"{roots.proc} is not the live /proc and no --root was given: only "
+                                       "fs_readonly from its mount table")
+    if not roots.is_live and roots.kmsg == Path("/dev/kmsg"):
+        # This machine's kernel log stamped with the tree's boot id and boot time would be
+        # another machine's faults; a tree's log must be named with --kmsg.
+        collectors = [c for c in collectors if c.name != "kernel_log"]
+        skipped["kernel log"] = f"{roots.proc} is not the live /proc and no --kmsg was given"
+        log.info("collect: kernel log skipped: %s", skipped["kernel log"])
+    cycle = CollectionCycle(collectors)
     # Rates need two readings: the first sets the baseline, the second is printed.
     first = cycle.run()
     time.sleep(parse_duration(args.sample))
@@ -124,29 +146,58 @@ def _collect(args: argparse.Namespace) -> int:
     batch.signals[:0] = first.signals
     out = batch.to_json(cfg.resolved_instance_id())
     out["errors"] = [{"collector": c, "kind": k, "count": n} for (c, k), n in cycle.errors.items()]
+    out["skipped"] = skipped
     json.dump(out, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return 0
 
 
 EXIT = {"Ok": 0, "Warning": 1, "Impaired": 2}
+# Nagios UNKNOWN: the state could not be determined. Never 1 or 2, which a scheduler would
+# read as Warning or Impaired.
+EXIT_UNKNOWN = 3
 
 
 def _diagnose(args: argparse.Namespace) -> int:
+    """Exit 0 Ok, 1 Warning, 2 Impaired, 3 otherwise: any failure is one line on stderr and 3."""
     from diag import report_format
+    from diag.config import ConfigError
 
-    window = parse_duration(args.window)
-    if args.server:
-        report = _diagnose_remote(args, window)
-    else:
-        report = _diagnose_local(args, window)
-    if args.format == "json":
-        print(json.dumps(report, indent=1, default=str))
-    elif args.format == "md":
-        print(report_format.markdown(report))
-    else:
-        print(report_format.text(report), end="")
-    return EXIT.get(report["health_status"], 3)
+    try:
+        try:
+            window = parse_duration(args.window)
+        except ValueError as e:
+            raise ValueError(f"--window: {e}") from None
+        if window <= 0:
+            raise ValueError(f"--window: must be longer than 0, not {args.window!r}")
+        if args.server:
+            report = _diagnose_remote(args, window)
+        else:
+            report = _diagnose_local(args, window)
+        if args.format == "json":
+            out = json.dumps(report, indent=1, default=str) + "\n"
+        elif args.format == "md":
+            out = report_format.markdown(report) + "\n"
+        else:
+            out = report_format.text(report)
+        status = report["health_status"]
+    except (ConfigError, ValueError, RuntimeError, OSError) as e:
+        # Our own failures carry a message meant for the user.
+        _diagnose_error(str(e) or type(e).__name__)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        _diagnose_error("interrupted")
+        return EXIT_UNKNOWN
+    except Exception as e:  # noqa: BLE001 - a bug must still exit UNKNOWN, not with a traceback's 1
+        log.debug("diagnose failed", exc_info=True)
+        _diagnose_error(f"{type(e).__name__}: {e}")
+        return EXIT_UNKNOWN
+    sys.stdout.write(out)  # only a whole report is printed: a failure prints none
+    return EXIT.get(status, EXIT_UNKNOWN)
+
+
+def _diagnose_error(message: str) -> None:
+    print("diag diagnose: " + " ".join(message.split()), file=sys.stderr)  # one line, always
 
 
 def _diagnose_remote(args: argparse.Namespace, window: float) -> dict:
@@ -160,28 +211,49 @@ def _diagnose_remote(args: argparse.Namespace, window: float) -> dict:
         body["checks"] = args.checks
     if args.instance_id:
         body["instance_id"] = args.instance_id
-    r = requests.post(args.server.rstrip("/") + "/api/v1/diagnoses", json=body, timeout=60,
-                      headers={"Authorization": f"Bearer {token}"} if token else {})
+    url = args.server.rstrip("/") + "/api/v1/diagnoses"
+    try:
+        r = requests.post(url, json=body, timeout=60, headers={"Authorization": f"Bearer {token}"} if token else {})
+    except requests.RequestException as e:
+        raise RuntimeError(f"cannot reach {args.server}: {type(e).__name__}: {e}") from None
     if r.status_code != 201:
-        raise SystemExit(f"diag: the server answered {r.status_code}: {r.text[:500]}")
-    return r.json()
+        try:
+            err = r.json()["error"]
+            detail = err["message"] + (f" ({err['field']})" if err.get("field") else "")
+        except (ValueError, KeyError, TypeError):
+            detail = r.text[:500]
+        raise RuntimeError(f"the server answered {r.status_code}: {detail}")
+    try:
+        report = r.json()
+    except ValueError:
+        raise RuntimeError(f"the server's answer is not JSON: {r.text[:200]}") from None
+    if not isinstance(report, dict) or "health_status" not in report:
+        raise RuntimeError("the server's answer is not a diagnosis report")
+    return report
 
 
 def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
     import tempfile
     from pathlib import Path
 
+    from checks import catalogue as check_catalogue
     from diag.service import Service
 
+    unknown = [c for c in args.checks or [] if c not in check_catalogue.BY_ID]
+    if unknown:
+        raise ValueError(f"--check: unknown check {unknown[0]!r} (the ids: GET /api/v1/checks, or the "
+                         f"`checks` of `diag diagnose --format json`)")
     data_dir = Path(args.data_dir or "./data")
     if (data_dir / "metrics.db").exists():
         service = Service(_config(args, data_dir=str(data_dir)))
         try:
             return service.diagnose(args.instance_id, window, args.checks)
+        except KeyError:
+            raise ValueError(f"--instance-id: no instance {args.instance_id!r} in {data_dir}") from None
         finally:
             service.close()
     if args.data_dir:
-        raise SystemExit(f"diag: no history in {data_dir} (no metrics.db)")
+        raise ValueError(f"--data-dir: no history in {data_dir} (no metrics.db)")
     # No history: a short live sample, so rates exist; checks that need history say so.
     with tempfile.TemporaryDirectory() as tmp:
         service = Service(_config(args, data_dir=tmp))

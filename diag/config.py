@@ -7,6 +7,7 @@ A bad file is refused with its path, line and field.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,7 +38,9 @@ class _Strict(BaseModel):
 
 
 class Paths(_Strict):
-    root: Path = Path("/")  # where /usr/sbin/sshd, /run/sshd... are looked for
+    # The tree's root filesystem: where /usr/sbin/sshd, /run/sshd... are looked for, and
+    # where statvfs finds each mountpoint of proc's mount table (node_exporter's --path.rootfs).
+    root: Path = Path("/")
     proc: Path = Path("/proc")
     sys: Path = Path("/sys")
     kmsg: Path = Path("/dev/kmsg")
@@ -247,13 +250,34 @@ def _read_file(path: Path) -> tuple[str, dict[str, Any]]:
         else:
             data = yaml.safe_load(text) or {}
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(str(e).split(" (at line")[0], str(path), getattr(e, "lineno", None)) from None
+        message, line, column = _toml_error(e, text)
+        raise ConfigError(message if column is None else f"{message} (column {column})", str(path), line) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise ConfigError(str(getattr(e, "problem", e)), str(path), mark.line + 1 if mark else None) from None
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of settings", str(path), 1)
     return text, data
+
+
+_TOML_AT = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$", re.S)
+
+
+def _toml_error(e: tomllib.TOMLDecodeError, source: str) -> tuple[str, int | None, int | None]:
+    """Message, line and column of a TOML syntax error in `source`.
+
+    tomllib has `lineno`/`colno` only from Python 3.14; before, the position exists only
+    in the text, as "Invalid value (at line 2, column 8)" or "(at end of document)".
+    """
+    line, column = getattr(e, "lineno", None), getattr(e, "colno", None)
+    text = str(e)
+    m = _TOML_AT.match(text)
+    if m:
+        return m.group(1), line or int(m.group(2)), column or int(m.group(3))
+    message = text.split(" (at ")[0]
+    if line is None and text.endswith("(at end of document)"):
+        line = max(1, len(source.splitlines()))  # an unclosed bracket or string: its last line
+    return message, line, column
 
 
 def _line_of(text: str, loc: list[str], path: str) -> int | None:

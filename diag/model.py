@@ -70,6 +70,8 @@ class Batch:
       so a user can compare with what another tool reads from the same tree.
     - `signals`: kernel and state happenings.
     - `processes`: top processes by CPU and memory, kept as evidence for reports.
+    - `errors`: kinds of failures a collector survived (one mount's statvfs failed),
+      counted by the runner beside the failures that stopped a collector.
     """
 
     ts: float
@@ -78,6 +80,7 @@ class Batch:
     counters: dict[str, float] = field(default_factory=dict)
     signals: list[Signal] = field(default_factory=list)
     processes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
 
     def add(self, metric: str, value: float | None, **labels: str) -> None:
         """Append a sample; `None` (no rate yet, missing reading) is skipped."""
@@ -94,6 +97,7 @@ class Batch:
         self.counters.update(other.counters)
         self.signals.extend(other.signals)
         self.processes.update(other.processes)
+        self.errors.extend(other.errors)
 
     def to_json(self, instance_id: str) -> dict[str, Any]:
         return {

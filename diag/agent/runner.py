@@ -150,6 +150,7 @@ class Agent:
             dropped = self.buffer.dropped()
             if dropped:
                 body["dropped_batches"] = dropped  # said once the server is back
+            heard = True
             try:
                 client.post(self._url("/api/v1/ingest"), body, self.token)
             except client.ServerAway as e:
@@ -160,8 +161,9 @@ class Agent:
                     self._failed(f"refused: {e}")
                     break
                 log.error("the server refused batch %s for good, dropping it: %s", body["batch_id"], e)
+                heard = False  # the dropped count goes with the next batch instead
             self.buffer.ack(seq)
-            if dropped:
+            if dropped and heard:
                 self.buffer.reported(dropped)
                 log.info("back in touch: told the server %d batches were dropped", dropped)
             if self.backoff:

@@ -49,7 +49,7 @@ def test_fixture_t0():
 
 
 def test_fixture_t1():
-    c = ConnectionsCollector(HOST_T0, CollectorSettings())
+    c = ConnectionsCollector(HOST_T0, CollectorSettings(raw_counters=True))
     c.collect(1000.0)
     c.roots = HOST_T1
     b = c.collect(1010.0)
@@ -59,14 +59,18 @@ def test_fixture_t1():
     )
     assert one(b, "conntrack_usage") == 25.0  # 65536 / 262144
     assert one(b, "file_handles_usage") == 1.0  # 2000 / 200000
+    assert (b.counters["nf_conntrack_count"], b.counters["nf_conntrack_max"]) == (65536, 262144)
+    assert (b.counters["fs.file-nr.allocated"], b.counters["fs.file-nr.unused"], b.counters["fs.file-nr.max"]) == (
+        2000, 0, 200000)
 
 
 def test_no_conntrack_module_and_no_ipv6(tmp_path: Path):
     shutil.copytree(HOST_T0.proc, tmp_path / "proc")
     shutil.rmtree(tmp_path / "proc" / "sys" / "net" / "netfilter")
     (tmp_path / "proc" / "net" / "tcp6").unlink()
-    b = ConnectionsCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    b = ConnectionsCollector(Roots.under(tmp_path), CollectorSettings(raw_counters=True)).collect(1000.0)
     assert one(b, "conntrack_usage") is None
+    assert "nf_conntrack_count" not in b.counters and "nf_conntrack_max" not in b.counters  # absent, not 0
     assert states(b) == expected(LISTEN=2, ESTABLISHED=2, CLOSE_WAIT=1, FIN_WAIT1=1)
 
 
@@ -129,11 +133,15 @@ def test_live_collector_counts_our_listening_socket():
 
 
 def test_live_other_readings():
-    b = ConnectionsCollector(Roots(), CollectorSettings()).collect(time.time())
+    b = ConnectionsCollector(Roots(), CollectorSettings(raw_counters=True)).collect(time.time())
     assert set(states(b)) == set(TCP_STATES.values())
     allocated, free, maximum = (int(v) for v in Path("/proc/sys/fs/file-nr").read_text().split())
     assert one(b, "file_handles_usage") == pytest.approx((allocated - free) * 100.0 / maximum, rel=0.2, abs=1e-9)
+    assert b.counters["fs.file-nr.max"] == maximum  # the limit does not move under a test
+    assert b.counters["fs.file-nr.allocated"] == pytest.approx(allocated, rel=0.2)
     count = Path("/proc/sys/net/netfilter/nf_conntrack_count")
+    if count.exists():
+        assert b.counters["nf_conntrack_max"] == int(Path("/proc/sys/net/netfilter/nf_conntrack_max").read_text())
     if count.exists():
         usage = one(b, "conntrack_usage")
         assert usage is not None and 0 <= usage <= 100

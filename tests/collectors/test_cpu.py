@@ -28,8 +28,8 @@ def one(batch: Batch, metric: str, **labels: str) -> float | None:
     return values(batch, metric).get(tuple(sorted(labels.items())))
 
 
-def run_fixture() -> tuple[Batch, Batch]:
-    c = CpuCollector(HOST_T0, CollectorSettings())
+def run_fixture(settings: CollectorSettings | None = None) -> tuple[Batch, Batch]:
+    c = CpuCollector(HOST_T0, settings or CollectorSettings())
     first = c.collect(1000.0)
     c.roots = HOST_T1
     return first, c.collect(1010.0)
@@ -61,6 +61,18 @@ def test_fixture_percentages():
     assert (one(b, "load_1"), one(b, "load_5"), one(b, "load_15")) == (1.5, 0.75, 0.25)
     assert one(b, "psi_cpu_some") == 10.0  # total= +1 000 000 µs over 10 s
     assert (one(b, "procs_running"), one(b, "procs_blocked")) == (3, 2)
+
+
+def test_fixture_raw_counters_by_kernel_name():
+    _, b = run_fixture(CollectorSettings(raw_counters=True))
+    # t1: "cpu  4502 100 2059 63434 428 20 93 121 50 0", "cpu1 2953 50 1021 30995 181 10 75 111 25 0"
+    c = b.counters
+    assert (c["stat.cpu.user"], c["stat.cpu.nice"], c["stat.cpu.idle"], c["stat.cpu.steal"]) == (4502, 100, 63434, 121)
+    assert (c["stat.cpu1.system"], c["stat.cpu1.iowait"], c["stat.cpu1.softirq"]) == (1021, 181, 75)
+    assert "stat.cpu.guest" not in c  # guest is inside user: not read
+    assert c["pressure.cpu.some.total"] == 6935977 and c["pressure.cpu.full.total"] == 0
+    # the service does not ask for them: a cycle does not pay for them
+    assert run_fixture()[1].counters == {}
 
 
 def test_fixture_names_are_in_the_catalogue():
@@ -102,7 +114,7 @@ def _stat_jiffies() -> list[int]:
 
 
 def test_live_machine():
-    c = CpuCollector(Roots(), CollectorSettings())
+    c = CpuCollector(Roots(), CollectorSettings(raw_counters=True))
     c.collect(time.time())
     end = time.monotonic() + 0.3
     while time.monotonic() < end:  # some user time of our own in the interval
@@ -128,6 +140,8 @@ def test_live_machine():
     modes = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
     for mode, lo, hi in zip(modes, before, after):
         assert lo / HZ <= totals[mode] <= hi / HZ, mode
+        assert lo <= b.counters[f"stat.cpu.{mode}"] <= hi, mode
+    assert sum(1 for k in b.counters if k.endswith(".user") and k[8:9].isdigit()) == n_cores
 
     load = Path("/proc/loadavg").read_text().split()
     assert one(b, "load_1") == pytest.approx(float(load[0]), abs=0.5)

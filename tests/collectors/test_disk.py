@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 
@@ -21,8 +22,8 @@ def by_device(batch: Batch, metric: str) -> dict[str, float]:
     return {s.labels["device"]: s.value for s in batch.samples + batch.totals if s.metric == metric}
 
 
-def run_fixture() -> tuple[Batch, Batch]:
-    c = DiskCollector(HOST_T0, CollectorSettings())
+def run_fixture(settings: CollectorSettings | None = None) -> tuple[Batch, Batch]:
+    c = DiskCollector(HOST_T0, settings or CollectorSettings())
     first = c.collect(1000.0)
     c.roots = HOST_T1
     return first, c.collect(1010.0)
@@ -135,3 +136,40 @@ def test_live_totals_and_ranges():
         assert by_device(b, "disk_await_read")[dev] >= 0
         assert by_device(b, "disk_await_write")[dev] >= 0
     assert any(by_device(b, "disk_write_iops")[d] > 0 for d in expected), "fsync'd writes should show"
+
+
+def test_fixture_raw_counters_by_iostats_names():
+    assert run_fixture()[1].counters == {}  # only when asked for
+    _, b = run_fixture(CollectorSettings(raw_counters=True))
+    # t1: "254 0 vda 31957 8700 2062354 8918 8203 21948 2066120 11268 3 8544 20421 3561 44 77640 195 1017 44"
+    c = b.counters
+    assert (c["diskstats.vda.reads_completed"], c["diskstats.vda.reads_merged"], c["diskstats.vda.sectors_read"],
+            c["diskstats.vda.ms_reading"]) == (31957, 8700, 2062354, 8918)
+    assert (c["diskstats.vda.writes_completed"], c["diskstats.vda.sectors_written"], c["diskstats.vda.ms_writing"],
+            c["diskstats.vda.ios_in_progress"], c["diskstats.vda.ms_doing_io"],
+            c["diskstats.vda.weighted_ms_doing_io"]) == (8203, 2066120, 11268, 3, 8544, 20421)
+    assert (c["diskstats.vda.discards_completed"], c["diskstats.vda.flush_requests_completed"],
+            c["diskstats.vda.ms_flushing"]) == (3561, 1017, 44)
+    assert c["diskstats.dm-0.writes_completed"] == 11000
+    # the partition and the never-used devices are not the collector's: not read as counters either
+    assert not [k for k in c if k.startswith(("diskstats.vda1.", "diskstats.loop0.", "diskstats.ram0."))]
+
+
+def test_a_gone_device_is_forgotten(tmp_path):
+    shutil.copytree(HOST_T1.proc, tmp_path / "proc")
+    shutil.copytree(HOST_T1.sys, tmp_path / "sys")
+    stats = tmp_path / "proc" / "diskstats"
+    t1_text = stats.read_text()
+    stats.write_text("".join(line for line in t1_text.splitlines(True) if " dm-0 " not in line))
+    c = DiskCollector(HOST_T0, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T1
+    assert "dm-0" in by_device(c.collect(1010.0), "disk_read_iops")
+    c.roots = Roots.under(tmp_path)
+    b = c.collect(1020.0)
+    assert "dm-0" not in by_device(b, "disk_read_iops")
+    assert set(c._seen) == {"vda", "loop1"} and len(c.rates) == 2 * 7
+    # dm-0 re-created with the same name: a new baseline, no rate across the gap
+    stats.write_text(t1_text)
+    b = c.collect(1030.0)
+    assert "dm-0" not in by_device(b, "disk_read_iops") and by_device(b, "disk_read_iops")["vda"] == 0.0

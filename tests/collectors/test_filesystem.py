@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import subprocess
 import threading
@@ -12,6 +13,7 @@ import pytest
 
 from collectors.filesystem import FilesystemCollector
 from collectors.roots import Roots
+from collectors.runner import CollectionCycle
 from collectors.settings import CollectorSettings
 from tests.conftest import HOST_T0, HOST_T1
 from diag.catalogue import get
@@ -40,16 +42,26 @@ TABLE = {
 
 
 class Table:
-    """A statvfs that answers from TABLE, fails for /mnt/broken, and records its calls."""
+    """A statvfs that answers from TABLE, fails for /mnt/broken (and `fail`), and records
+    its calls: `paths` as called, `calls` as mountpoints (the fixture root taken off)."""
 
-    def __init__(self, hang: threading.Event | None = None) -> None:
+    def __init__(self, hang: threading.Event | None = None, root: str = "/",
+                 fail: dict[str, OSError] | None = None) -> None:
         self.calls: list[str] = []
+        self.paths: list[str] = []
         self.hang = hang
+        self.root = root
+        self.fail = fail or {}
 
-    def __call__(self, path: str) -> os.statvfs_result:
+    def __call__(self, full: str) -> os.statvfs_result:
+        self.paths.append(full)
+        assert self.root == "/" or full.startswith(self.root + "/"), f"{full} is outside the tree {self.root}"
+        path = full if self.root == "/" else full[len(self.root):]
         self.calls.append(path)
         if path == "/mnt/broken":
             raise OSError(errno.EIO, "Input/output error", path)
+        if path in self.fail:
+            raise self.fail[path]
         if path == "/mnt/nfs" and self.hang is not None:
             self.hang.wait(30)  # a dead NFS server: blocks until the test lets it go
         return TABLE[path]
@@ -60,6 +72,7 @@ def by_mount(batch: Batch, metric: str) -> dict[str, float]:
 
 
 def collector(roots: Roots, table: Table) -> FilesystemCollector:
+    table.root = str(roots.root)
     c = FilesystemCollector(roots, CollectorSettings())
     c.statvfs = table
     return c
@@ -106,6 +119,58 @@ def test_fixture_readonly_per_mount_and_superblock():
     assert ro["/var/www"] == 0.0
 
 
+def test_statvfs_goes_through_the_root():
+    table = Table()
+    collector(HOST_T0, table).collect(1000.0)
+    top = str(HOST_T0.root)
+    assert f"{top}/" in table.paths and f"{top}/mnt/my disk" in table.paths
+    assert all(p.startswith(top + "/") for p in table.paths)
+
+
+def test_a_tree_without_its_root_reports_only_the_readonly_flag(caplog):
+    # --proc of another machine, root left at "/": statvfs here would give this machine's
+    # numbers under that machine's mountpoints.
+    table = Table()
+    with caplog.at_level(logging.INFO, logger="collectors.filesystem"):
+        c = FilesystemCollector(HOST_T1.with_(root="/"), CollectorSettings())
+        c.statvfs = table
+        b = c.collect(1010.0)
+    assert table.paths == []
+    assert by_mount(b, "fs_usage") == {} and by_mount(b, "fs_inode_usage") == {}
+    ro = by_mount(b, "fs_readonly")
+    assert ro["/data"] == 1.0 and ro["/mnt/my disk"] == 1.0 and ro["/var/www"] == 0.0
+    assert any("read-only flag only" in r.getMessage() for r in caplog.records)
+
+
+def test_the_live_proc_statvfs_the_real_mountpoints():
+    b = FilesystemCollector(Roots(), CollectorSettings()).collect(time.time())
+    assert "/" in by_mount(b, "fs_readonly")
+    sv = os.statvfs("/")
+    used = (sv.f_blocks - sv.f_bfree) * sv.f_frsize
+    if used + sv.f_bavail * sv.f_frsize > 0:
+        assert by_mount(b, "fs_usage")["/"] == pytest.approx(used / (used + sv.f_bavail * sv.f_frsize) * 100, abs=0.5)
+
+
+@pytest.mark.parametrize("error", [OSError(errno.EACCES, "Permission denied"), OSError(errno.ENOENT, "No such file")])
+def test_failing_statvfs_is_counted_and_logged_once_per_mount_and_kind(caplog, error):
+    table = Table(fail={"/data": error})
+    cycle = CollectionCycle([collector(HOST_T0, table)])
+    kind = type(error).__name__  # PermissionError, FileNotFoundError
+    with caplog.at_level(logging.WARNING):
+        b = cycle.run(1000.0)
+        assert "/data" not in by_mount(b, "fs_usage") and by_mount(b, "fs_usage")["/"] == 75.0
+        assert cycle.errors[("filesystem", kind)] == 1 and cycle.errors[("filesystem", "OSError")] == 1  # + /mnt/broken
+        cycle.run(1010.0)  # within the minute: not retried, not counted again
+        assert cycle.errors[("filesystem", kind)] == 1
+        cycle.run(1061.0)  # retried, failed again: counted, not logged again
+        cycle.run(1122.0)
+    assert table.calls.count("/data") == 3
+    assert cycle.errors[("filesystem", kind)] == 3
+    logged = [r.getMessage() for r in caplog.records if "/data" in r.getMessage()]
+    assert len(logged) == 1 and str(HOST_T0.root / "data") in logged[0], logged
+    assert len([r for r in caplog.records if "/mnt/broken" in r.getMessage()]) == 1
+
+
 def test_failing_mount_skipped_for_a_minute():
     table = Table()
     c = collector(HOST_T0, table)
@@ -133,6 +198,8 @@ def test_hanging_statvfs_does_not_stop_the_cycle():
         c.collect(1010.0)
         c.collect(1070.0)
         assert table.calls.count("/mnt/nfs") == 1
+        # the timeout is a collector error like any other failure
+        assert b.errors.count("TimeoutError") == 1
     finally:
         release.set()
     time.sleep(0.1)

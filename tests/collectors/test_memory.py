@@ -24,8 +24,8 @@ def one(batch: Batch, metric: str) -> float | None:
     return found[0] if found else None
 
 
-def run_fixture() -> tuple[Batch, Batch]:
-    c = MemoryCollector(HOST_T0, CollectorSettings())
+def run_fixture(settings: CollectorSettings | None = None) -> tuple[Batch, Batch]:
+    c = MemoryCollector(HOST_T0, settings or CollectorSettings())
     first = c.collect(1000.0)
     c.roots = HOST_T1
     return first, c.collect(1010.0)
@@ -56,6 +56,12 @@ def test_fixture_second_cycle():
     assert one(b, "oom_kills") == 3  # oom_kill 2 -> 5
     assert one(b, "oom_kills_total") == 5
     assert b.counters["vmstat.oom_kill"] == 5
+    assert not [k for k in b.counters if k.startswith("pressure.")]  # only when asked for
+    # t1 PSI files, totals in µs by the files' own words
+    b = run_fixture(CollectorSettings(raw_counters=True))[1]
+    assert b.counters["pressure.memory.some.total"] == 1500000
+    assert b.counters["pressure.memory.full.total"] == 700000
+    assert b.counters["pressure.io.some.total"] == 2335262 and b.counters["pressure.io.full.total"] == 1970901
     for s in b.samples + b.totals:
         assert set(s.labels) == set(get(s.metric).labels)
 

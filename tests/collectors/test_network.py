@@ -216,3 +216,38 @@ def test_interface_born_between_refreshes_waits_for_its_scope(tmp_path):
     b = c.collect(1070.0)
     assert scopes(b)["tun9"] == "private"  # no address anywhere
     assert by_label(b, "net_in")["tun9"] == 5000 * 8 / 60
+
+
+def test_fixture_raw_counters_by_kernel_name():
+    assert run_fixture(CollectorSettings())[1].counters == {}  # only when asked for
+    _, b = run_fixture(CollectorSettings(raw_counters=True))
+    # t1 eth0: rx 98771556 B, 11990 pkts, errs 13, drop 27; tx 2621987 B, 6103 pkts, drop 7
+    c = b.counters
+    assert (c["netdev.eth0.rx_bytes"], c["netdev.eth0.rx_packets"], c["netdev.eth0.rx_errors"],
+            c["netdev.eth0.rx_dropped"]) == (98771556, 11990, 13, 27)
+    assert (c["netdev.eth0.tx_bytes"], c["netdev.eth0.tx_packets"], c["netdev.eth0.tx_dropped"]) == (2621987, 6103, 7)
+    assert c["netdev.eth1.multicast"] == 12 and c["netdev.veth9f3a1b2.tx_compressed"] == 0
+    assert c["netdev.lo.rx_bytes"] == 5193  # read, though lo gives no rate samples
+    assert len([k for k in c if k.startswith("netdev.eth0.")]) == 16
+
+
+def test_a_gone_interface_is_forgotten(tmp_path):
+    # t0, t1, then a tree where the veth is gone (container stopped), then it is back.
+    shutil.copytree(HOST_T1.proc / "net", tmp_path / "proc" / "net")
+    dev = tmp_path / "proc" / "net" / "dev"
+    t1_text = dev.read_text()
+    dev.write_text("".join(line for line in t1_text.splitlines(True) if "veth9f3a1b2" not in line))
+    gone = Roots.under(tmp_path)
+    c = NetworkCollector(HOST_T0, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T1
+    assert "veth9f3a1b2" in by_label(c.collect(1010.0), "net_in")
+    c.roots = gone
+    b = c.collect(1020.0)
+    assert "veth9f3a1b2" not in by_label(b, "net_in") and "veth9f3a1b2" not in by_label(b, "net_receive_bytes_total")
+    assert len(c.rates) == 4 * 8  # eth0, eth1, ens6, docker0: 8 columns each, nothing of the veth
+    # A veth of the same name later is a new interface: a new baseline, no rate from the old one's counters.
+    dev.write_text(t1_text)
+    b = c.collect(1030.0)
+    assert "veth9f3a1b2" not in by_label(b, "net_in")
+    assert by_label(b, "net_in")["eth0"] == 0.0  # the others carry on (same counters as at 1020)

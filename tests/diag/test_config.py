@@ -42,7 +42,25 @@ def test_bad_toml_value_names_its_line(tmp_path):
     f = write(tmp_path, "c.toml", 'port = 8081\n\n[store.retention]\nraw = "soon"\n')
     with pytest.raises(ConfigError) as e:
         load(f, env={})
-    assert (e.value.line, e.value.field) == (4, "store.retention.raw")
+    assert (e.value.path, e.value.line, e.value.field) == (str(f), 4, "store.retention.raw")
+    assert str(e.value).startswith(f"{f}:4: store.retention.raw: ")
+
+
+def test_toml_syntax_error_names_file_and_line(tmp_path):
+    # Python 3.11's TOMLDecodeError has no lineno: the position is in its text only.
+    f = write(tmp_path, "c.toml", 'port = 8081\n\n[store]\nhead_span = \n')
+    with pytest.raises(ConfigError) as e:
+        load(f, env={})
+    assert (e.value.path, e.value.line) == (str(f), 4)
+    assert e.value.message == "Invalid value (column 13)"
+    assert str(e.value) == f"{f}:4: Invalid value (column 13)"
+
+
+def test_toml_error_at_end_of_document_names_the_last_line(tmp_path):
+    f = write(tmp_path, "c.toml", 'port = 8081\nservice_ports = [22,\n')
+    with pytest.raises(ConfigError) as e:
+        load(f, env={})
+    assert (e.value.path, e.value.line, e.value.message) == (str(f), 2, "Invalid value")
 
 
 def test_unknown_setting_is_refused(tmp_path):
