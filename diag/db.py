@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS instances (
     local INTEGER NOT NULL DEFAULT 0,
     health_status TEXT,
     health_reasons TEXT NOT NULL DEFAULT '[]',
-    health_at REAL
+    health_at REAL,
+    interval REAL
 );
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS ingested_batches (batch_id TEXT PRIMARY KEY, at REAL 
 # gets them here, once. Only additive changes, so an older version still reads the file.
 ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("reports", "health_reasons", "TEXT NOT NULL DEFAULT '[]'"),
+    ("instances", "interval", "REAL"),  # an agent's own collection interval
 )
 
 

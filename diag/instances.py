@@ -14,7 +14,8 @@ def _row(r) -> dict[str, Any]:
     return {"instance_id": r["instance_id"], "hostname": r["hostname"], "labels": json.loads(r["labels"]),
             "first_seen": r["first_seen"], "last_seen": r["last_seen"], "local": bool(r["local"]),
             "monitoring": bool(r["monitoring"]), "health_status": r["health_status"] or "Initializing",
-            "health_reasons": json.loads(r["health_reasons"]), "evaluated_at": r["health_at"]}
+            "health_reasons": json.loads(r["health_reasons"]), "evaluated_at": r["health_at"],
+            "interval": r["interval"]}
 
 
 # An agent pushes every 10 s; writing its last_seen at most this often keeps diag.db's one
@@ -27,8 +28,8 @@ class Instances:
         self.db = db
         self._lock = threading.Lock()
         # What the row already says, so a repeat register() of an unchanged agent (every
-        # ingest) writes nothing: instance id -> (hostname, labels json, local).
-        self._registered: dict[str, tuple[str, str, bool]] = {}
+        # ingest) writes nothing: instance id -> (hostname, labels json, local, interval).
+        self._registered: dict[str, tuple[str, str, bool, float | None]] = {}
         # instance id -> (newest last_seen known, the value last written to the row)
         self._seen: dict[str, tuple[float, float | None]] = {}
         self._flushed_at: dict[str, float] = {}
@@ -37,25 +38,29 @@ class Instances:
         self.health_generation = 0
 
     def register(self, instance_id: str, *, hostname: str = "", labels: dict[str, str] | None = None,
-                 local: bool = False, now: float | None = None) -> None:
+                 local: bool = False, interval: float | None = None, now: float | None = None) -> None:
         labels_json = json.dumps(labels or {}, sort_keys=True)
         known = self._registered.get(instance_id)
-        # Empty hostname/labels never overwrite the row (see the upsert), so they change nothing either.
+        # Empty hostname/labels and no interval never overwrite the row (see the upsert), so
+        # they change nothing either.
         if known is not None and (not hostname or hostname == known[0]) and \
-                (labels_json == "{}" or labels_json == known[1]) and (not local or known[2]):
+                (labels_json == "{}" or labels_json == known[1]) and (not local or known[2]) and \
+                (interval is None or interval == known[3]):
             return
         now = time.time() if now is None else now
         with self.db.write() as c:
             c.execute(
-                "INSERT INTO instances (instance_id, hostname, labels, first_seen, local) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO instances (instance_id, hostname, labels, first_seen, local, interval) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(instance_id) DO UPDATE SET "
                 "hostname = CASE WHEN excluded.hostname != '' THEN excluded.hostname ELSE instances.hostname END, "
                 "labels = CASE WHEN excluded.labels != '{}' THEN excluded.labels ELSE instances.labels END, "
-                "local = MAX(instances.local, excluded.local)",
-                (instance_id, hostname, labels_json, now, int(local)))
-            row = c.execute("SELECT hostname, labels, local FROM instances WHERE instance_id = ?",
+                "local = MAX(instances.local, excluded.local), "
+                "interval = COALESCE(excluded.interval, instances.interval)",
+                (instance_id, hostname, labels_json, now, int(local), interval))
+            row = c.execute("SELECT hostname, labels, local, interval FROM instances WHERE instance_id = ?",
                             (instance_id,)).fetchone()
-        self._registered[instance_id] = (row["hostname"], row["labels"], bool(row["local"]))
+        self._registered[instance_id] = (row["hostname"], row["labels"], bool(row["local"]), row["interval"])
 
     def seen(self, instance_id: str, ts: float, now: float | None = None) -> None:
         """The newest sample time of an instance; kept in memory, written at most every

@@ -61,7 +61,8 @@ class Service:
         from diag.fleet import Fleet  # fleet: activations and agent tokens
 
         self.fleet = Fleet(self.db)
-        self.instances.register(self.instance_id, hostname=socket.gethostname(), local=True)
+        self.instances.register(self.instance_id, hostname=socket.gethostname(), local=True,
+                                interval=config.interval)
         for message in damaged:
             self.events.detected(self.instance_id, "Store.Error", time.time(), message, fold_key=message)
         self._running = False
@@ -140,7 +141,8 @@ class Service:
             log.warning("collection bookkeeping not written: %s", e)
 
     def ingest(self, instance_id: str, samples: SampleColumns, signals: list, *, batch_id: str | None = None,
-               hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None) -> bool:
+               hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None,
+               interval: float | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
         # and last-seen still come through here, once per batch id.
@@ -149,7 +151,7 @@ class Service:
         else:
             stored = self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
                                               np.array(samples.values, np.float64), batch_id=batch_id)
-        self.instances.register(instance_id, hostname=hostname, labels=labels)
+        self.instances.register(instance_id, hostname=hostname, labels=labels, interval=interval)
         if stored:
             newest = max(samples.ts, default=time.time())
             self.instances.seen(instance_id, newest)
@@ -224,7 +226,7 @@ class Service:
         caps = {s: (c.inbound, c.outbound) for s, c in self.config.network.bandwidth_caps.items()}
         ctx = diagnosis.StoreContext(
             store=self.store, events=self.events, instance_id=instance_id, start=now - window, end=now, now=now,
-            interval=self.config.interval, monitoring_since=inst["first_seen"], bandwidth_caps=caps,
+            interval=self.interval_of(inst), monitoring_since=inst["first_seen"], bandwidth_caps=caps,
             service_ports=self.config.service_ports, facts=lambda: self.facts_of(instance_id),
             processes=lambda: self._processes_of(instance_id))
         results = diagnosis.run_checks(ctx, checks)
@@ -270,6 +272,10 @@ class Service:
             self._health_changed(instance_id, inst["health_status"], health["health_status"], now)
         return health
 
+    def interval_of(self, inst: dict[str, Any]) -> float:
+        """How often the instance sends: what its agent said, else this service's own interval."""
+        return inst.get("interval") or self.config.interval
+
     def health_of(self, instance_id: str, now: float | None = None) -> dict[str, Any] | None:
         """The health state now: the latest full report, seen through today's freshness and
         maintenance (so a silent agent turns InsufficientData without waiting for a diagnosis)."""
@@ -281,7 +287,7 @@ class Service:
         state, reasons = health.compute(
             monitoring=inst["monitoring"], maintenance=self.events.maintaining(instance_id, now),
             checks=latest["checks"] if latest else None, last_sample=inst["last_seen"], now=now,
-            interval=self.config.interval, stopped_after=self.stopped_after)
+            interval=self.interval_of(inst), stopped_after=self.stopped_after)
         if state != inst["health_status"] and latest is not None:
             self._set_health(instance_id, state, reasons, now)
         return {"instance_id": instance_id, "health_status": state, "health_reasons": reasons,

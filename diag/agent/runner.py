@@ -126,7 +126,7 @@ class Agent:
         self.last_batch = batch
         body: dict[str, Any] = {
             "instance_id": self.instance_id, "batch_id": f"{self.instance_id}:{uuid.uuid4().hex}",
-            "hostname": self.hostname, "labels": self.cfg.labels,
+            "hostname": self.hostname, "labels": self.cfg.labels, "interval": self.cfg.interval,
             "samples": [s.to_json() for s in batch.samples],
             "signals": [{"ts": s.ts, "kind": s.kind, "message": s.message, "labels": s.labels}
                         for s in batch.signals]}

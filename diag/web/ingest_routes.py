@@ -43,6 +43,10 @@ def ingest():
     if not isinstance(hostname, str) or len(hostname) > 255:
         raise ApiError(422, "must be a string of at most 255 characters", "hostname")
     inst_labels = labels(body.get("labels"), "labels")
+    interval = body.get("interval")
+    if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
+                                 or not 0.1 <= interval <= 86400):
+        raise ApiError(422, "must be the sender's collection interval in seconds (0.1 to 86400)", "interval")
     facts = body.get("facts")
     if facts is not None and not isinstance(facts, dict):
         raise ApiError(422, "must be an object (a facts snapshot)", "facts")
@@ -50,7 +54,7 @@ def ingest():
         too_deep(facts, "facts")
     try:
         stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
-                                labels=inst_labels, facts=facts)
+                                labels=inst_labels, facts=facts, interval=float(interval) if interval else None)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     dropped = body.get("dropped_batches", 0)

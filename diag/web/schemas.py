@@ -24,7 +24,8 @@ INGEST_BODY = obj(optional={
     "instance_id": STR, "batch_id": STR, "hostname": STR, "labels": LABELS,
     "samples": arr(obj({"metric": STR, "value": NUM}, {"labels": LABELS, "ts": NUM})),
     "signals": arr(obj({"kind": STR}, {"ts": NUM, "message": STR, "labels": LABELS})),
-    "facts": ANY_OBJ,
+    "facts": ANY_OBJ, "interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
+    "dropped_batches": INT,
 })
 INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
                     {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})

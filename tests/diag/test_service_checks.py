@@ -109,3 +109,26 @@ def test_reports_of_an_older_database_gain_health_reasons(tmp_path):
     finally:
         db.close()
     Database(path).close()  # opening it again changes nothing
+
+
+def test_an_agent_is_judged_by_its_own_interval(tmp_path):
+    """A 60 s agent is not InsufficientData 30 s after a push to a server that collects every 10 s."""
+    from diag.model import SampleColumns
+
+    s = Service(load(env={}, data_dir=str(tmp_path / "d"), interval="10s"))
+    try:
+        now = time.time()
+        for iid, interval in (("slow-1", 60.0), ("plain-1", None)):
+            s.ingest(iid, SampleColumns([("cpu_usage",)], [1.0], [now]), [], interval=interval)
+            s.diagnose(iid, now=now)
+        assert s.instances.get("slow-1")["interval"] == 60.0
+        later = now + 45  # over 3 of the server's intervals, under one of the agent's
+        plain, slow = s.health_of("plain-1", later), s.health_of("slow-1", later)
+        assert plain["health_status"] == "InsufficientData"
+        assert "3 intervals of 10s" in plain["health_reasons"][0]["message"]
+        assert not any("intervals of" in r["message"] for r in slow["health_reasons"])
+        # a later batch without an interval keeps the one the agent gave
+        s.ingest("slow-1", SampleColumns([("cpu_usage",)], [1.0], [now + 1]), [])
+        assert s.instances.get("slow-1")["interval"] == 60.0
+    finally:
+        s.close()

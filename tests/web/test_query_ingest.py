@@ -72,6 +72,9 @@ def test_repeated_batch_id_is_stored_once(client):
     ({"samples": [{"metric": "cpu_usage", "value": 1, "labels": {"cpu": "0"}}]}, 422, "samples[0].labels"),
     ({"samples": "many"}, 422, "samples"),
     ({"instance_id": "../etc", "samples": []}, 422, "instance_id"),
+    ({"samples": [], "interval": 0}, 422, "interval"),
+    ({"samples": [], "interval": "10s"}, 422, "interval"),
+    ({"samples": [], "interval": True}, 422, "interval"),
 ])
 def test_bad_ingest_bodies_are_refused_and_store_nothing(client, service, body, status, field):
     good = {"metric": "ok_name", "labels": {}, "value": 1, "ts": time.time()}
