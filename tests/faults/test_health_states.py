@@ -69,3 +69,12 @@ def test_ingest_only_instance_falls_silent(serve, tmp_path):
     assert stopped and stopped["health_reasons"][0]["check_id"] == "state.stopped"
     listed = json.loads(http("GET", p.url + "/api/v1/instances")[2])["instances"]
     assert {"agent-x", stopped["instance_id"]} <= {i["instance_id"] for i in listed}
+    # It comes back: the next diagnosis clears state.stopped (an earlier silence is only a warning).
+    now = time.time()
+    samples = [{"metric": m, "labels": {}, "value": v, "ts": now - i} for i in range(5)
+               for m, v in (("cpu_usage", 12.0), ("mem_usage", 40.0), ("uptime", 2000.0 + i))]
+    # interval: the agent now says it sends every 60 s, so a slow test machine cannot make it look silent again
+    assert http("POST", p.url + "/api/v1/ingest", {"instance_id": "agent-x", "samples": samples, "interval": 60})[0] == 202
+    back = diagnose(p.url, instance_id="agent-x")
+    assert next(c for c in back["checks"] if c["id"] == "state.stopped")["status"] != "critical"
+    assert health(p.url, "agent-x")["health_status"] not in ("Impaired", "InsufficientData")

@@ -147,3 +147,26 @@ def test_a_full_buffer_drops_the_oldest_and_the_server_hears_the_count(tmp_path,
     # Every batch made was sent, is still waiting, or was dropped; and the server heard of every drop.
     assert told == made - sent - waiting >= 5
     assert _instances(server)["fleet-d"]["labels"] == {"role": "db"}
+
+
+def test_a_restarted_agent_reports_no_old_kernel_line_again(tmp_path, server, agents):
+    kmsg = tmp_path / "k.kmsg"
+    kmsg.write_text(hung_task(2, "kworker/u8:3", 4242))
+    args = ("--instance-id", "fleet-k", "--kmsg", str(kmsg), "--interval", "1s", "--token", INGEST)
+
+    def hung_count() -> int:
+        _, body = get_json(server.url + "/api/v1/events?instance_id=fleet-k&type=Kernel.HungTask")
+        return sum(e["details"]["count"] for e in body["events"])
+
+    a = AgentProcess(tmp_path, server.url, *args, name="k")
+    agents.append(a)
+    wait_for(lambda: hung_count() == 1, "the hung task reported once", 30, a)
+    a.stop()
+    sent = sum(_stored_uptime_points(server, "fleet-k"))
+    b = AgentProcess(tmp_path, server.url, *args, name="k")  # same data dir: its kernel-log position
+    agents.append(b)
+    wait_for(lambda: sum(_stored_uptime_points(server, "fleet-k")) >= sent + 3, "batches after the restart", 30, b)
+    assert hung_count() == 1  # the old line was not sent again
+    with kmsg.open("a") as f:  # and a new line still is
+        f.write(hung_task(3, "kworker/u8:4", 4343))
+    wait_for(lambda: hung_count() == 2, "the new hung task", 30, b)
