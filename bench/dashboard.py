@@ -17,6 +17,8 @@ Run: `.venv/bin/python bench/dashboard.py` (about a minute), or `--quick`.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import sys
 import tempfile
@@ -62,6 +64,16 @@ def fill(service: Service, days: float, now: float) -> int:
     return written
 
 
+def count_points(page: str) -> int:
+    """The data points (non-null y values) in the figures embedded in an instance page."""
+    m = re.search(r'<script type="application/json" id="figures">(.*?)</script>', page, re.S)
+    if m is None:
+        return 0
+    figs = json.loads(m.group(1))  # tojson escapes <, > and & as \u00XX: plain JSON
+    return sum(y is not None for f in figs.values() for t in f["data"] if t.get("name") != "events"
+               for y in t.get("y", []))
+
+
 def timed(client, path: str, runs: int) -> tuple[list[float], int, int]:
     times = []
     for _ in range(runs):
@@ -91,23 +103,31 @@ def main() -> int:
             client = create_app(service).test_client()
             iid = service.instance_id
             client.get(f"/instances/{iid}")  # warm: templates compiled, connections open
-            print(f"{'what':<34}{'median ms':>10}{'p90 ms':>9}{'gzip bytes':>12}{'raw bytes':>11}{'target':>9}")
+            print(f"{'what':<34}{'median ms':>10}{'p90 ms':>9}{'gzip bytes':>12}{'raw bytes':>11}{'points':>9}"
+                  f"{'target':>11}")
             ok = True
+            empty = []
             for key in ("1h", "24h", "7d", "31d"):
                 times, gz, raw = timed(client, f"/instances/{iid}?range={key}", runs)
+                # a fast page that draws nothing is no result: count what the charts hold
+                n = count_points(client.get(f"/instances/{iid}?range={key}").get_data(as_text=True))
+                if n == 0:
+                    empty.append(key)
                 med, p90 = statistics.median(times), sorted(times)[int(0.9 * (len(times) - 1))]
                 target = TARGETS.get(key)
                 mark = "" if target is None else ("ok" if med < target else "MISSED")
                 ok &= target is None or med < target
-                print(f"{'instance page, ' + key:<34}{med * 1000:>10.1f}{p90 * 1000:>9.1f}{gz:>12,}{raw:>11,}"
-                      f"{(f'<{target * 1000:.0f} ' + mark) if target else '':>9}")
+                print(f"{'instance page, ' + key:<34}{med * 1000:>10.1f}{p90 * 1000:>9.1f}{gz:>12,}{raw:>11,}{n:>9,}"
+                      f"{(f'<{target * 1000:.0f} ' + mark) if target else '':>11}")
+            if empty:
+                print(f"FAILED: the instance page's charts hold no data point over {', '.join(empty)}: "
+                      "the timings above measured an empty page", file=sys.stderr)
+                return 2
             for key in ("24h", "31d"):
                 times, gz, raw = timed(client, f"/instances/{iid}/charts?range={key}", runs)
                 print(f"{'auto-refresh JSON, ' + key:<34}{statistics.median(times) * 1000:>10.1f}"
                       f"{sorted(times)[int(0.9 * (len(times) - 1))] * 1000:>9.1f}{gz:>12,}{raw:>11,}")
             html = client.get(f"/instances/{iid}").get_data(as_text=True)
-            import re
-
             assets = re.findall(r'(?:src|href)="(/dashboard-static/[^"]+)"', html)
             total = 0
             for a in assets:

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
-from dashboards import policy_form
+from dashboards import alert_text, policy_form
 from dashboards.views import alerting, bp, service
 from diag import catalogue
 from diag.alerting.policy import PolicyError
@@ -24,8 +24,28 @@ def _alerting() -> Any:
     return a
 
 
+VERDICTS = {"fire": "fires", "pending": "pending", "ok": "ok", "keep": "keeps its state",
+            "insufficient": "insufficient data"}
+
+
+def test_view(policy: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A policy test's answer as the page's table: one row per (instance, condition)."""
+    rows = []
+    for r in result.get("results", []):
+        cond = str(r.get("condition", ""))
+        rows.append({"instance_id": r.get("instance_id"), "condition": alert_text.condition_text(policy, cond),
+                     "verdict": VERDICTS.get(r.get("verdict"), r.get("verdict")),
+                     "value": alert_text.value_text(r.get("value"), alert_text.metric_of(policy, cond)),
+                     "severity": r.get("severity"), "before": r.get("state_before"), "after": r.get("state_after"),
+                     "would_notify": r.get("would_notify"), "sends": len(r.get("notifications") or []),
+                     "message": r.get("message", "")})
+    return {"policy": policy, "evaluated_at": result.get("evaluated_at"), "rows": rows}
+
+
 def _page(values: dict[str, Any] | None = None, editing: str | None = None, errors: dict[str, str] | None = None,
-          status: int = 200, notice: str | None = None, test: dict[str, Any] | None = None) -> Any:
+          status: int = 200, notice: str | None = None, test: dict[str, Any] | None = None,
+          failed: bool = False) -> Any:
+    """The whole page; `failed` shows the notice as a failure, not as a done change."""
     a = _alerting()
     policies = a.repo.list("policy")
     if values is None:
@@ -37,9 +57,10 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
     metrics = sorted(set(catalogue.BY_NAME) | set(service().store.metric_names()))
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
-        "alerts.html", policies=policies, alerts=a.repo.alerts(["firing", "pending"]),
+        "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies),
         history=a.repo.history(time.time() - 7 * 86400, None, HISTORY), v=values, editing=editing,
-        errors=errors or {}, notice=notice or request.args.get("notice"), test=test, metrics=metrics,
+        errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
+        metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
         instances=service().instances.list()), status
@@ -85,7 +106,7 @@ def toggle_policy(policy_id: str) -> Any:
     try:
         a.patch_policy(policy_id, {"enabled": want})
     except PolicyError as e:
-        return _page(notice=f"could not change {cur['name']!r}: {e.message}", status=e.status)
+        return _page(notice=f"could not change {cur['name']!r}: {e.message}", status=e.status, failed=True)
     state = "enabled" if want else "disabled"
     return redirect(url_for("dash.alerts", notice=f"{state} {cur['name']!r}") + f"#policy-{policy_id}", 303)
 
@@ -109,8 +130,8 @@ def test_policy(policy_id: str) -> Any:
     try:
         result = a.test(policy_id, event)
     except PolicyError as e:
-        return _page(notice=f"test of {cur['name']!r} failed: {e.message}", status=e.status)
-    return _page(test={"policy": cur, "result": result})
+        return _page(notice=f"test of {cur['name']!r} failed: {e.message}", status=e.status, failed=True)
+    return _page(test=test_view(cur, result))
 
 
 def _policy_or_404(a: Any, policy_id: str) -> dict[str, Any]:

@@ -86,6 +86,7 @@ def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str,
                                         step=rng.step, agg=line.agg)
             traces += figures.series_of(line, frame)
         out[chart.key] = figures.figure(chart, traces, rng.start, rng.end, marks)
+    figures.even_rows(out)
     return out, events
 
 

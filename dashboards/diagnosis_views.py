@@ -16,6 +16,7 @@ WINDOWS = ("1h", "6h", "12h", "24h", "7d")
 RANK = {"not_applicable": 0, "ok": 1, "unknown": 2, "warning": 3, "critical": 4}
 CATEGORY_ORDER = ("storage", "performance", "state", "network", "access")
 STATUS_ORDER = ("critical", "warning", "unknown", "ok", "not_applicable")
+QUIET = ("ok", "not_applicable")  # statuses whose changed message is no new finding
 
 
 def grouped(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -30,10 +31,15 @@ def grouped(report: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
 
 
 def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Check by check, from `old` to `new`: worse, better, changed message only, added, gone."""
+    """Check by check, from `old` to `new`: worse, better, a new finding at the same bad
+    status, a changed message on a check that stayed ok (or n/a), added, gone.
+
+    Passing checks' messages move with every reading ("CPU 12 %" -> "CPU 14 %"), so they are
+    kept apart in `changed` rather than mixed with the findings that need a look."""
     a = {c["id"]: c for c in old["checks"]}
     b = {c["id"]: c for c in new["checks"]}
-    out: dict[str, list[dict[str, Any]]] = {"worse": [], "better": [], "same_status": [], "added": [], "removed": []}
+    out: dict[str, list[dict[str, Any]]] = {"worse": [], "better": [], "same_status": [], "changed": [],
+                                            "added": [], "removed": []}
     for cid, c in b.items():
         if cid not in a:
             out["added"].append({"id": cid, "name": c["name"], "new": c})
@@ -44,8 +50,8 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, A
             out["worse"].append(entry)
         elif after < before:
             out["better"].append(entry)
-        elif a[cid]["message"] != c["message"] and c["status"] != "ok":
-            out["same_status"].append(entry)
+        elif a[cid]["message"] != c["message"]:
+            out["changed" if c["status"] in QUIET else "same_status"].append(entry)
     out["removed"] = [{"id": cid, "name": c["name"], "old": c} for cid, c in a.items() if cid not in b]
     for k in ("worse", "better"):
         out[k].sort(key=lambda e: -RANK.get(e["new" if k == "worse" else "old"]["status"], 0))

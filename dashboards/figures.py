@@ -37,6 +37,7 @@ class Chart:
     kind: str = "line"  # or "bar" for per-interval counts
     percent: bool = False
     help: str = ""
+    wide: bool = False  # a row of its own on the page; the others go two to a row
 
 
 _COUNT = "sum"  # a per-interval count summed over a bucket is the count in that bucket
@@ -70,7 +71,7 @@ CHARTS: tuple[Chart, ...] = (
         Line("softnet_dropped", "softirq backlog drops", agg=_COUNT),
         Line("oom_kills", "OOM kills", agg=_COUNT),
     ), "count per bucket", kind="bar",
-          help="Drops and OOM kills counted in each bucket; events are the markers along the top."),
+          help="Drops and OOM kills counted in each bucket; events are the markers along the top.", wide=True),
 )
 
 BY_KEY = {c.key: c for c in CHARTS}
@@ -79,6 +80,52 @@ BY_KEY = {c.key: c for c in CHARTS}
 LEVEL_COLOURS = {"CRITICAL": "#c62828", "WARN": "#b26a00", "INFO": "#1565c0"}
 # A palette that stays distinguishable for the common colour-vision deficiencies (Okabe-Ito).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+
+
+# Layout in pixels. The legend sits in the bottom margin under the date ticks (two lines:
+# time, then the date), so a long legend grows the figure instead of covering the axis.
+PLOT_HEIGHT = 190
+TOP = 36
+TICKS = 44
+LEGEND_ROW = 20
+COLUMNS = 2
+
+
+def legend_rows(names: Sequence[str], width: float) -> int:
+    """How many rows a horizontal legend of these names takes in `width` pixels (an
+    estimate on the safe side: symbol and gap about 40 px, 7 px a character)."""
+    rows, used = 1, 0.0
+    for n in names:
+        w = 40 + 7 * len(n)
+        if used and used + w > width:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
+def even_rows(figs: dict[str, dict[str, Any]], charts: Sequence[Chart] | None = None) -> None:
+    """Give the charts that share a row of the page the same height and bottom margin, so
+    their plot areas line up whatever their legends need."""
+    row: list[dict[str, Any]] = []
+    rows: list[list[dict[str, Any]]] = []
+    for c in charts if charts is not None else CHARTS:
+        if c.key not in figs:
+            continue
+        if c.wide:
+            rows += [row, [figs[c.key]]] if row else [[figs[c.key]]]
+            row = []
+            continue
+        row.append(figs[c.key])
+        if len(row) == COLUMNS:
+            rows.append(row)
+            row = []
+    if row:
+        rows.append(row)
+    for r in rows:
+        height = max(f["layout"]["height"] for f in r)
+        bottom = max(f["layout"]["margin"]["b"] for f in r)
+        for f in r:
+            f["layout"]["height"], f["layout"]["margin"]["b"] = height, bottom
 
 
 def _round(v: float) -> float | None:
@@ -153,22 +200,21 @@ def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | Non
                                                                   for e in events]},
             "text": [f"{e['type']} ({e['level']}): {str(e['details'].get('message', ''))[:120]}" for e in events],
             "hovertemplate": "%{text}<extra></extra>"})
+    names = [t["name"] for t in data]
+    # a wide chart spans the page (about 1300 px at 1366), the others half of it
+    bottom = TICKS + LEGEND_ROW * legend_rows(names, 1200 if chart.wide else 560) if names else TICKS
     layout: dict[str, Any] = {
         "title": {"text": chart.title, "x": 0, "xanchor": "left", "font": {"size": 15}},
-        "margin": {"l": 60, "r": 16, "t": 36, "b": 36}, "height": 260,
+        "margin": {"l": 60, "r": 16, "t": TOP, "b": bottom}, "height": TOP + PLOT_HEIGHT + bottom,
         "xaxis": {"type": "date", "range": [int(start * 1000), int(end * 1000)], "gridcolor": "#e3e6ea"},
         "yaxis": _axis_format(chart),
-        "legend": {"orientation": "h", "y": -0.28, "x": 0},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"},
         "hovermode": "x unified", "shapes": shapes, "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
         "font": {"family": "system-ui, sans-serif", "size": 12},
         "barmode": "stack",
     }
-    if len(traces) > 4:
-        # a long legend (many mountpoints or devices) gets room instead of a scrollbar
-        layout["height"] += 19 * ((len(traces) + 1) // 2)
     if chart.key == "kernel":
         layout["yaxis2"] = {"overlaying": "y", "range": [0, 1.1], "visible": False, "fixedrange": True}
-        layout["height"] = 280
     if not traces:
         layout["annotations"] = [{"text": "no data in this range", "showarrow": False, "xref": "paper",
                                   "yref": "paper", "x": 0.5, "y": 0.5, "font": {"size": 14, "color": "#616161"}}]

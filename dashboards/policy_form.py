@@ -14,7 +14,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 COND_FIELDS = ("metric", "labels", "statistic", "period", "comparison", "threshold", "consecutive", "severity")
-EVENT_FIELDS = ("type", "level")
+EVENT_FIELDS = ("type", "level", "severity")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SILENCES = ("5m", "15m", "30m", "1h", "3h", "6h", "12h", "24h")
 MAX_ROWS = 20
@@ -83,9 +83,11 @@ def to_body(form: MultiDict) -> tuple[dict[str, Any], dict[str, list[int]]]:
     events = []
     for i in range(rows(form, "event_conditions", 1)):
         p = f"event_conditions[{i}]."
-        if not (g(p + "type") or g(p + "level")):
+        # A severity alone keeps the row, so the validator says it needs a type or level
+        # instead of the choice vanishing.
+        if not any(g(p + f) for f in EVENT_FIELDS):
             continue
-        events.append({"type": g(p + "type") or None, "level": g(p + "level") or None})
+        events.append({f: g(p + f) or None for f in EVENT_FIELDS})
         kept["event_conditions"].append(i)
     body["conditions"], body["event_conditions"] = conditions, events
     if form.get("effective.on") == "on":
@@ -139,7 +141,7 @@ def to_values(policy: dict[str, Any] | None) -> dict[str, Any]:
         "targets.labels": _labels_text(policy.get("targets", {}).get("labels")),
         "conditions": [{**c, "labels": _labels_text(c.get("labels")), "period": _duration(c.get("period"))}
                        for c in policy.get("conditions", [])] or [{}],
-        "event_conditions": [{"type": e.get("type") or "", "level": e.get("level") or ""}
+        "event_conditions": [{f: e.get(f) or "" for f in EVENT_FIELDS}
                              for e in policy.get("event_conditions", [])] or [{}],
         "effective.on": bool(eff), "effective.days": eff.get("days", list(DAYS)),
         "effective.start": eff.get("start", "00:00"), "effective.end": eff.get("end", "24:00"),

@@ -19,7 +19,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, r
                    url_for)
 from werkzeug.wrappers import Response as BaseResponse
 
-from dashboards import data, figures, security
+from dashboards import alert_text, data, figures, security
 from diag import report_format
 from diag.health import STATES
 
@@ -129,7 +129,10 @@ def _iso_input(ts: float | None) -> str:
 def _globals() -> dict[str, Any]:
     return {"csrf_token": security.csrf_token, "logged_in": security.logged_in,
             "token_required": security.token_required, "STATE_LOOK": STATE_LOOK, "STATES": STATES,
-            "plotly_url": url_for("dash.plotly_js", version=PLOTLY_VERSION)}
+            "plotly_url": url_for("dash.plotly_js", version=PLOTLY_VERSION),
+            "metric_condition_text": alert_text.metric_condition_text,
+            "event_condition_text": alert_text.event_condition_text, "event_severity": alert_text.event_severity,
+            "num4": alert_text.number}
 
 
 # -- plotly.js -----------------------------------------------------------------------------
@@ -186,11 +189,12 @@ def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
     if a is None:
         return None
     try:
-        alerts = a.repo.alerts(["firing"]) if hasattr(a, "repo") else a.alerts(["firing"])
+        alerts = a.repo.alerts(["firing"], instance_id=instance_id)
+        policies = a.repo.list("policy") if alerts else []
     except Exception:  # noqa: BLE001 - the overview stays up when alerting cannot answer
         current_app.logger.exception("firing alerts")
         return None
-    return [x for x in alerts if instance_id is None or x.get("instance_id") == instance_id]
+    return alert_text.annotate(alerts, policies)
 
 
 @bp.get("/")

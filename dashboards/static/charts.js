@@ -25,6 +25,11 @@
       .then(function (body) {
         draw(body.figures);
         document.getElementById("health").innerHTML = body.health_html;  // rendered (escaped) by the server
+        var stamp = document.getElementById("refreshed");
+        if (stamp) {  // says the data is fresh, so a stalled refresh is visible
+          stamp.dataset.at = String(body.generated_at);
+          stamp.textContent = "updated " + new Date(body.generated_at * 1000).toISOString().slice(11, 19) + " UTC";
+        }
         var stale = document.getElementById("stale");
         if (stale) stale.remove();
       })

@@ -1,14 +1,6 @@
-// Shared page behaviour: confirmations, the overview's auto-reload, fetch with the CSRF token.
+// Shared page behaviour: confirmations, busy buttons, the overview's auto-reload.
 (function () {
   "use strict";
-  var meta = document.querySelector('meta[name="csrf-token"]');
-  window.diagFetch = function (url, options) {
-    options = options || {};
-    options.credentials = "same-origin";
-    options.headers = Object.assign({"X-CSRF-Token": meta ? meta.content : "", "Accept": "application/json"},
-                                    options.headers || {});
-    return fetch(url, options);
-  };
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (ev) {
       if (!window.confirm(form.dataset.confirm)) ev.preventDefault();

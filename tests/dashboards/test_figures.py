@@ -90,3 +90,48 @@ def test_report_diff_says_what_got_better_and_worse():
     assert [e["id"] for e in d["better"]] == ["performance.cpu"]
     assert [e["id"] for e in d["added"]] == ["network.bw"] and [e["id"] for e in d["removed"]] == ["access.sshd"]
     assert d["same_status"] == []
+    assert d["changed"] == []
+
+
+def test_report_diff_keeps_changed_messages_of_passing_checks_apart():
+    def check(cid, status, message):
+        return {"id": cid, "name": cid, "status": status, "message": message}
+
+    old = {"checks": [check("performance.cpu", "ok", "CPU 12 %"), check("storage.disk", "warning", "92 % full"),
+                      check("state.reboot", "ok", "no reboot needed"), check("network.x", "not_applicable", "no NIC")]}
+    new = {"checks": [check("performance.cpu", "ok", "CPU 14 %"), check("storage.disk", "warning", "93 % full"),
+                      check("state.reboot", "ok", "no reboot needed"), check("network.x", "not_applicable", "none")]}
+    d = diff(old, new)
+    assert [e["id"] for e in d["changed"]] == ["performance.cpu", "network.x"]
+    assert [e["id"] for e in d["same_status"]] == ["storage.disk"]
+    assert d["worse"] == d["better"] == d["added"] == d["removed"] == []
+
+
+def test_charts_in_one_row_are_the_same_height_and_legends_sit_under_the_ticks(service):
+    rng = data.pick_range({"range": "1h"})
+    figs, _ = data.chart_figures(service, service.instance_id, rng)
+    assert len(figs["cpu"]["data"]) > len(figs["memory"]["data"])  # they would differ without even_rows
+    narrow = [c.key for c in figures.CHARTS if not c.wide]
+    for left, right in zip(narrow[::2], narrow[1::2]):
+        a, b = figs[left]["layout"], figs[right]["layout"]
+        assert (a["height"], a["margin"]) == (b["height"], b["margin"]), (left, right)
+    for key, fig in figs.items():
+        lay = fig["layout"]
+        # the plot area is the same on every chart; the legend is below it, in the bottom margin
+        assert lay["height"] - lay["margin"]["t"] - lay["margin"]["b"] == figures.PLOT_HEIGHT, key
+        assert lay["legend"]["yref"] == "container" and lay["legend"]["yanchor"] == "bottom", key
+        assert lay["margin"]["b"] >= figures.TICKS + figures.LEGEND_ROW * (1 if fig["data"] else 0), key
+
+
+def test_a_long_legend_gets_more_rows_and_its_row_mate_the_same_height():
+    chart = figures.BY_KEY["fs_usage"]
+    mounts = [(f"/mnt/a/rather/long/mount/point/number/{i}", [0], [1.0]) for i in range(6)]
+    tall = figures.figure(chart, mounts, NOW - 3600, NOW)
+    short = figures.figure(figures.BY_KEY["disk_await"], [("vda read", [0], [1.0])], NOW - 3600, NOW)
+    assert tall["layout"]["margin"]["b"] >= figures.TICKS + 3 * figures.LEGEND_ROW
+    assert tall["layout"]["height"] > short["layout"]["height"]
+    figs = {"disk_await": short, "fs_usage": tall}
+    figures.even_rows(figs)
+    assert short["layout"]["height"] == tall["layout"]["height"]
+    assert short["layout"]["margin"]["b"] == tall["layout"]["margin"]["b"]
+    assert figures.legend_rows(["a", "b"], 560) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import re
 import stat
+import time
 
 import pytest
 
@@ -215,3 +216,108 @@ def test_the_instance_page_switches_monitoring_off_and_on(service):
     assert service.health_of(service.instance_id)["health_status"] == "NotApplicable"
     client.post(f"{page}/monitoring", data={"csrf_token": token, "monitoring": "on"})
     assert service.instances.get(service.instance_id)["monitoring"] is True
+
+
+def _figures(html: str) -> dict:
+    import json
+
+    return json.loads(re.search(r'<script type="application/json" id="figures">(.*?)</script>', html, re.S).group(1))
+
+
+def _points(fig: dict) -> int:
+    return sum(y is not None for t in fig["data"] if t["name"] != "events" for y in t["y"])
+
+
+def test_a_custom_range_page_and_a_bad_one_falls_back_with_its_notice(service):
+    from datetime import datetime, timezone
+
+    client = create_app(service).test_client()
+    page = f"/instances/{service.instance_id}"
+    now = time.time()
+
+    def iso(ts: float) -> str:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+
+    start, end = iso(now - 1800), iso(now + 120)
+    r = client.get(f"{page}?range=custom&start={start}&end={end}")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    assert re.search(r'<span class="seg custom on">', html) and 'class="notice bad"' not in html
+    assert f'name="start" value="{start}"' in html and f'name="end" value="{end}"' in html
+    assert 'id="autorefresh"' not in html  # a fixed range does not move with the clock
+    figs = _figures(html)
+    t0 = datetime.strptime(start, "%Y-%m-%dT%H:%M").replace(tzinfo=timezone.utc).timestamp()
+    assert figs["cpu"]["layout"]["xaxis"]["range"][0] == int(t0 * 1000)
+    assert _points(figs["cpu"]) > 0 and _points(figs["memory"]) > 0
+    assert f"range=custom&amp;start={start}" in html  # auto-refresh and reloads ask for the same range
+
+    r = client.get(f"{page}?range=custom&start=yesterday-ish&end={end}")
+    assert r.status_code == 200
+    html = r.get_data(as_text=True)
+    notice = re.search(r'<p class="notice bad">(.*?)</p>', html, re.S)
+    assert notice and notice.group(1).startswith("custom range: ") and "showing the last 24 h" in notice.group(1)
+    assert re.search(r'class="seg on" href="[^"]*range=24h"', html)
+    assert _points(_figures(html)["cpu"]) > 0
+    r = client.get(f"{page}?range=custom&start={end}&end={start}")
+    assert "the start must be before the end; showing the last 24 h" in r.get_data(as_text=True)
+
+
+def test_one_event_is_one_event_and_no_event_leaves_no_open_div(service):
+    service.events.detected(service.instance_id, "Disk.IOError", time.time(), "I/O error on sda", fold_key="sda")
+    client = create_app(service).test_client()
+    html = client.get("/events?type=Disk.IOError&since=24h").get_data(as_text=True)
+    assert re.search(r'id="event-count">1 event</p>', html)
+    service.events.detected(service.instance_id, "Disk.IOError", time.time(), "I/O error on sdb", fold_key="sdb")
+    html = client.get("/events?type=Disk.IOError&since=24h").get_data(as_text=True)
+    assert re.search(r'id="event-count">2 events</p>', html)
+    html = client.get("/events?type=SystemMaintenance.Reboot&since=1h").get_data(as_text=True)
+    assert "No event." in html and re.search(r'id="event-count">0 events</p>', html)
+    assert html.count("<div") == html.count("</div>")
+
+
+def _copy_report(service, report: dict, **change) -> dict:
+    import copy
+    import uuid
+
+    new = copy.deepcopy(report)
+    new["report_id"] = "r-" + uuid.uuid4().hex[:12]
+    new["created_at"] = report["created_at"] + 60
+    for check in new["checks"]:
+        check.update(change.get(check["id"], {}))
+    service.reports.save(new)
+    return new
+
+
+def test_the_comparison_names_changed_messages_of_passing_checks(service):
+    first = service.diagnose()
+    ok = next(c for c in first["checks"] if c["status"] == "ok")
+    client = create_app(service).test_client()
+    same = _copy_report(service, first)
+    html = client.get(f"/diagnosis?a={first['report_id']}&b={same['report_id']}").get_data(as_text=True)
+    section = re.search(r'<section class="card diff" id="comparison">.*?</section>', html, re.S).group(0)
+    assert "Nothing changed: every check has the same status and message." in section
+
+    moved = _copy_report(service, first, **{ok["id"]: {"message": ok["message"] + " (and now more)"}})
+    html = client.get(f"/diagnosis?a={first['report_id']}&b={moved['report_id']}").get_data(as_text=True)
+    section = re.search(r'<section class="card diff" id="comparison">.*?</section>', html, re.S).group(0)
+    assert "Nothing changed" not in section
+    assert "Every check has the same status; only passing checks' messages changed" in section
+    assert "1 passing with a changed message" in section
+    changed = re.search(r'<details id="changed">.*?</details>', section, re.S).group(0)
+    assert "1 passing check with a changed message" in changed
+    assert f"<code>{ok['id']}</code>" in changed and "(and now more)" in changed
+
+
+def test_a_passing_check_shows_no_severity_and_a_failing_one_says_severity(service):
+    report = service.diagnose()
+    ok = next(c for c in report["checks"] if c["status"] == "ok")
+    bad = _copy_report(service, report, **{ok["id"]: {"status": "warning"}})
+    html = create_app(service).test_client().get(f"/diagnosis?report={report['report_id']}").get_data(as_text=True)
+    block = re.search(rf'<div class="check s-ok-row" id="check-{re.escape(ok["id"])}">.*?</div>\s*<div>', html,
+                      re.S).group(0)
+    assert "severity:" not in block
+    assert f'<div class="muted small">{ok["severity"].replace("_", "-")}</div>' not in block
+    html = create_app(service).test_client().get(f"/diagnosis?report={bad['report_id']}").get_data(as_text=True)
+    block = re.search(rf'<div class="check s-warning-row" id="check-{re.escape(ok["id"])}">.*?</div>\s*<div>', html,
+                      re.S).group(0)
+    assert f'<div class="muted small">severity: {ok["severity"].replace("_", "-")}</div>' in block
