@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from dashboards import figures
+from diag.store.types import StoreError
 from diag.units import parse_time
 from diag.web.query_routes import MAX_POINTS, default_step
 
@@ -73,21 +74,27 @@ def level_name(step: float) -> str:
     return "raw samples"
 
 
-def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str, dict], list[dict]]:
-    """Every chart of the instance page, and the events marked on them."""
+def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str, dict], list[dict], str | None]:
+    """Every chart of the instance page, the events marked on them, and why the charts
+    are empty when the store could not answer (an engine behind --store-url that is down)."""
     events = service.events.list(instance_id, since=rng.start, until=rng.end, limit=MAX_EVENTS_ON_CHART)
     # Scheduled maintenance in the future is not on a time axis that ends now.
     marks = [e for e in events if rng.start <= e["publish_time"] <= rng.end]
     out: dict[str, dict] = {}
+    failed: str | None = None
     for chart in figures.CHARTS:
         traces = []
-        for line in chart.lines:
-            frame = service.store.query(line.metric, instance_id=instance_id, start=rng.start, end=rng.end,
-                                        step=rng.step, agg=line.agg)
+        for line in chart.lines if failed is None else ():  # after one failure, ask no more
+            try:
+                frame = service.store.query(line.metric, instance_id=instance_id, start=rng.start, end=rng.end,
+                                            step=rng.step, agg=line.agg)
+            except StoreError as e:
+                failed = str(e)
+                break
             traces += figures.series_of(line, frame)
         out[chart.key] = figures.figure(chart, traces, rng.start, rng.end, marks)
     figures.even_rows(out)
-    return out, events
+    return out, events, failed
 
 
 def _latest(service: Any, metric: str, max_age: float) -> Any:

@@ -228,11 +228,11 @@ def instance(instance_id: str) -> Any:
     s = service()
     inst = _instance_or_404(instance_id)
     rng = data.pick_range(request.args)
-    figs, events = data.chart_figures(s, instance_id, rng)
+    figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
                            charts=figures.CHARTS, ranges=data.RANGES, level=data.level_name(rng.step),
-                           firing=_firing(instance_id), interval=s.config.interval)
+                           firing=_firing(instance_id), interval=s.config.interval, store_error=store_error)
 
 
 @bp.post("/instances/<instance_id>/monitoring")
@@ -249,10 +249,10 @@ def instance_charts(instance_id: str) -> Any:
     s = service()
     _instance_or_404(instance_id)
     rng = data.pick_range(request.args)
-    figs, _ = data.chart_figures(s, instance_id, rng)
+    figs, _, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     html = render_template("_health.html", health=health)
-    return jsonify({"figures": figs, "health_html": html, "generated_at": time.time()})
+    return jsonify({"figures": figs, "health_html": html, "generated_at": time.time(), "store_error": store_error})
 
 
 @bp.app_errorhandler(404)

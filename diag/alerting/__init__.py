@@ -70,12 +70,14 @@ class Alerting:
 
     def validate_policy(self, body: Any) -> Policy:
         p = parse(Policy, body)
-        known = set(self._metric_names())
+        known = set(self.metric_names())
         check_refs(p, metric_exists=known.__contains__, interval=self.service.config.interval,
                    group_exists=lambda g: self.repo.exists("contact_group", g))
         return p
 
-    def _metric_names(self) -> list[str]:
+    def metric_names(self) -> list[str]:
+        """Metric names a policy may use: the catalogue and what the store holds, or the
+        catalogue alone when the store cannot list (an engine that is down)."""
         from diag import catalogue
 
         names = list(catalogue.BY_NAME)

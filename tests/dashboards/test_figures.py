@@ -44,7 +44,7 @@ def service(tmp_path_factory):
 
 def test_every_figure_is_valid_plotly_and_charts_hold_this_machines_data(service):
     rng = data.pick_range({"range": "1h"})
-    figs, _ = data.chart_figures(service, service.instance_id, rng)
+    figs, _, _ = data.chart_figures(service, service.instance_id, rng)
     assert set(figs) == {c.key for c in figures.CHARTS}
     for key, fig in figs.items():
         go.Figure(fig)  # plotly's own validator: raises on any bad property
@@ -109,7 +109,7 @@ def test_report_diff_keeps_changed_messages_of_passing_checks_apart():
 
 def test_charts_in_one_row_are_the_same_height_and_legends_sit_under_the_ticks(service):
     rng = data.pick_range({"range": "1h"})
-    figs, _ = data.chart_figures(service, service.instance_id, rng)
+    figs, _, _ = data.chart_figures(service, service.instance_id, rng)
     assert len(figs["cpu"]["data"]) > len(figs["memory"]["data"])  # they would differ without even_rows
     narrow = [c.key for c in figures.CHARTS if not c.wide]
     for left, right in zip(narrow[::2], narrow[1::2]):

@@ -321,3 +321,22 @@ def test_a_passing_check_shows_no_severity_and_a_failing_one_says_severity(servi
     block = re.search(rf'<div class="check s-warning-row" id="check-{re.escape(ok["id"])}">.*?</div>\s*<div>', html,
                       re.S).group(0)
     assert f'<div class="muted small">severity: {ok["severity"].replace("_", "-")}</div>' in block
+
+
+def test_pages_answer_with_a_notice_when_the_metrics_engine_is_down(tmp_path):
+    from tests.conftest import free_port
+
+    s = Service(load(env={}, data_dir=str(tmp_path / "d"), store_url=f"http://127.0.0.1:{free_port()}"))
+    try:
+        client = create_app(s).test_client()
+        html = {"Accept": "text/html"}
+        page = client.get(f"/instances/{s.instance_id}", headers=html)
+        assert page.status_code == 200
+        text = page.get_data(as_text=True)
+        assert 'id="store-error"' in text and "unreachable" in text
+        charts = client.get(f"/instances/{s.instance_id}/charts")
+        assert charts.status_code == 200 and "unreachable" in charts.get_json()["store_error"]
+        for path in ("/", "/alerts", "/events", f"/diagnosis?instance_id={s.instance_id}"):
+            assert client.get(path, headers=html).status_code == 200, path
+    finally:
+        s.close()
