@@ -161,6 +161,8 @@ def _month(part: str) -> str:
 def _days(dom: str, dow: str) -> tuple[str, str]:
     """(day, day_of_week) for CronTrigger; `L`, `nL` and `n#k` move into its day field."""
     dom_free, dow_free = dom in ("?", "*"), dow in ("?", "*")
+    if dom == "?" and dow == "?":  # "no specific value" in both says nothing about the day: Quartz refuses it too
+        raise ScheduleError("? stands for one of day of month and day of week, not both: write * or a value in the other")
     if not dom_free and not dow_free:
         raise ScheduleError("set the day of month or the day of week, not both: write ? in the other")
     day = "*"

@@ -80,6 +80,9 @@ def test_cron_that_cannot_be_honoured_is_refused(engine):
     with pytest.raises(CommandError) as e:
         engine.invoke(command(timeout=120), [LOCAL], {}, "Period", "0 * * * * ?", None, AUDIT, now=T0)
     assert "at least the timeout" in e.value.message
+    with pytest.raises(CommandError) as e:  # "no specific value" for both day fields says nothing
+        engine.invoke(command(), [LOCAL], {}, "Period", "0 0 12 ? * ?", None, AUDIT, now=T0)
+    assert e.value.field == "frequency" and "not both" in e.value.message
 
 
 def test_at_runs_once(engine):
