@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests" / "fleet"))
 INTERVAL = 10.0
 
 
-def real_batch() -> list[dict]:
+def real_batch() -> tuple[list[dict], dict]:
     from collectors import registry
     from collectors.runner import CollectionCycle
     from collectors.roots import Roots
@@ -44,7 +44,8 @@ def real_batch() -> list[dict]:
     cycle = CollectionCycle(registry.build(Roots(), CollectorSettings()))
     cycle.run()
     time.sleep(1)
-    return [s.to_json() for s in cycle.run().samples]
+    batch = cycle.run()
+    return [s.to_json() for s in batch.samples], batch.processes
 
 
 def post(url: str, body: bytes, token: str) -> float:
@@ -56,7 +57,7 @@ def post(url: str, body: bytes, token: str) -> float:
     return time.perf_counter() - t0
 
 
-def fleet_round(url: str, samples: list[dict], n: int, seconds: float) -> dict:
+def fleet_round(url: str, batch: tuple[list[dict], dict], n: int, seconds: float) -> dict:
     """n agents, each pushing every 10 s (spread over the interval) for `seconds`."""
     lat: list[float] = []
     late = 0
@@ -67,7 +68,9 @@ def fleet_round(url: str, samples: list[dict], n: int, seconds: float) -> dict:
     def one(i: int, due: float) -> None:
         nonlocal late, errors
         now = time.time()
+        samples, processes = batch  # what a real agent sends, top processes and interval included
         body = json.dumps({"instance_id": f"sim-{i:05d}", "batch_id": f"sim-{i}-{due}", "hostname": f"h{i}",
+                           "interval": 10, "processes": processes,
                            "samples": [{**s, "ts": now} for s in samples]}).encode()
         try:
             d = post(url + "/api/v1/ingest", body, "bench-ingest")
@@ -172,7 +175,7 @@ def main() -> int:
     from conftest import ServeProcess
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
-    samples = real_batch()
+    batch = real_batch()
     served = ServeProcess(tmp / "server", env={"DIAG_INGEST_TOKEN": "bench-ingest"})
     url = served.url
     rows = []
@@ -180,7 +183,7 @@ def main() -> int:
         served.wait_ready()
         # Doubling, then the target itself and steps past it, so "1,000 agents" is measured, not guessed.
         for n in [x for x in (50, 100, 200, 400, 800, 1000, 1200, 1600, 2000, 3200) if x <= args.max_agents]:
-            r = fleet_round(url, samples, n, args.seconds)
+            r = fleet_round(url, batch, n, args.seconds)
             rows.append(r)
             print(f"  {n:5d} agents: p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
                   f"{r['pushes']} pushes, {r['errors']} errors, {r['late']} late", flush=True)
@@ -194,7 +197,7 @@ def main() -> int:
     ok = [r["agents"] for r in rows if r["p99_ms"] <= 200 and not r["errors"] and not r["late"]]
     ingest_max = max(ok, default=0)
     diag_max = int(300_000 / diag_ms)
-    print(f"\nsamples per batch: {len(samples)}")
+    print(f"\nsamples per batch: {len(batch[0])}")
     print(f"{'fleet size':>12} {'p50 ms':>8} {'p99 ms':>8} {'pushes':>7} {'errors':>7}")
     for r in rows:
         print(f"{r['agents']:>12} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['pushes']:>7} {r['errors']:>7}")

@@ -75,8 +75,9 @@ class CheckContext(Protocol):
         """Seconds since the facts snapshot was taken."""
         ...
 
-    def top_processes(self) -> dict[str, list[dict[str, Any]]]:
-        """The top processes at the latest collection: {"by_cpu": [...], "by_memory": [...]}."""
+    def top_processes(self, at: float | None = None) -> dict[str, Any]:
+        """The top processes {"by_cpu": [...], "by_memory": [...], "ts": taken at}: at the
+        latest collection, or in the 5 minutes holding `at` ({} when none was kept)."""
         ...
 
 

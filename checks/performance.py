@@ -18,11 +18,14 @@ from checks.windows import fmt_time, thresholds, window_peaks
 MiB = 1024 * 1024
 
 
-def _procs(ctx: CheckContext, key: str) -> list[dict[str, Any]]:
+def _procs(ctx: CheckContext, key: str, at: float | None = None) -> tuple[list[dict[str, Any]], float | None]:
+    """The top processes by `key` in the 5 minutes holding `at` (else at the latest
+    collection), and when they were taken."""
     try:
-        return list((ctx.top_processes() or {}).get(key) or [])
+        snap = (ctx.top_processes(at) if at is not None else None) or ctx.top_processes() or {}
+        return list(snap.get(key) or []), snap.get("ts")
     except Exception:  # noqa: BLE001 - process evidence is a bonus; the verdict stands without it
-        return []
+        return [], None
 
 
 def _proc_text(p: dict[str, Any], key: str) -> str:
@@ -42,9 +45,9 @@ def _window_check(metric: str, what: str, procs_key: str | None, advice: Any) ->
         p = max(peaks, key=lambda x: x.value)
         ev: dict[str, Any] = {"thresholds": th, "peak": round(p.value, 3), "peak_at": p.at,
                               "windows_over": p.buckets_over, "windows": p.buckets}
-        procs = _procs(ctx, procs_key) if procs_key else []
+        procs, taken = _procs(ctx, procs_key, p.at) if procs_key else ([], None)
         if procs_key:
-            ev["top_processes"] = procs
+            ev["top_processes"], ev["top_processes_at"] = procs, taken
         win = f"{th.get('window_seconds', 300) / 60:g}-min"
         if p.partial:
             return CheckResult("ok", f"less than one full {win} window of {metric} so far (average {p.value:.1f} %); "

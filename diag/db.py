@@ -62,6 +62,13 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- Batch ids seen while the samples go to an engine behind --store-url (the embedded store
 -- keeps its own): a retried batch must not record its signals and events twice.
 CREATE TABLE IF NOT EXISTS ingested_batches (batch_id TEXT PRIMARY KEY, at REAL NOT NULL);
+-- Top processes, the busiest collection of each 5 minutes (diag/process_history.py).
+CREATE TABLE IF NOT EXISTS process_snapshots (
+    instance_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (instance_id, ts)
+);
 """
 
 

@@ -35,7 +35,7 @@ class StoreContext:
                  interval: float, monitoring_since: float | None,
                  bandwidth_caps: Mapping[str, tuple[float | None, float | None]],
                  service_ports: Sequence[int], facts: Callable[[], tuple[dict | None, float | None]],
-                 processes: Callable[[], dict[str, list[dict[str, Any]]]]) -> None:
+                 processes: Callable[[float | None], dict[str, Any]]) -> None:
         self._store, self._events = store, events
         self.instance_id, self.start, self.end, self.now = instance_id, start, end, now
         self.interval, self.monitoring_since = interval, monitoring_since
@@ -74,8 +74,8 @@ class StoreContext:
             self._facts_cache = self._facts()
         return self._facts_cache
 
-    def top_processes(self) -> dict[str, list[dict[str, Any]]]:
-        return self._processes()
+    def top_processes(self, at: float | None = None) -> dict[str, Any]:
+        return self._processes(at)
 
 
 def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from diag.db import Database
 from diag.events import COUNTER_EVENTS, EventLog
 from diag.instances import Instances
 from diag.model import Batch, SampleColumns
+from diag.process_history import ProcessHistory
 from diag.reports import Reports
 from diag.reserve import Reserve
 
@@ -57,6 +58,7 @@ class Service:
         self.db = Database(config.data_dir / "diag.db")
         self.events = EventLog(self.db)
         self.instances = Instances(self.db)
+        self.processes = ProcessHistory(self.db)
         self.reports = Reports(self.db)
         from diag.fleet import Fleet  # fleet: activations and agent tokens
 
@@ -127,6 +129,7 @@ class Service:
             if self.collections == 0:  # only the first reboot seen counts
                 self._bookkeep(lambda: self.db.set_kv(f"unclean_stop:{self.instance_id}", False))
             self._bookkeep(lambda: self.instances.seen(self.instance_id, batch.ts))
+            self._bookkeep(lambda: self.processes.add(self.instance_id, batch.ts, batch.processes))
             # Even when nothing above could be written, /metrics and /healthz see this cycle.
             self.last_batch = batch
             self.collections += 1
@@ -142,7 +145,7 @@ class Service:
 
     def ingest(self, instance_id: str, samples: SampleColumns, signals: list, *, batch_id: str | None = None,
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None,
-               interval: float | None = None) -> bool:
+               interval: float | None = None, processes: dict | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
         # and last-seen still come through here, once per batch id.
@@ -159,6 +162,8 @@ class Service:
             self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)))
             if facts is not None:
                 self.set_facts(instance_id, facts, facts.get("taken_at", newest))
+            if processes:
+                self.processes.add(instance_id, newest, processes)
         return stored
 
     def _first_time(self, batch_id: str) -> bool:
@@ -173,6 +178,7 @@ class Service:
         report = self.store.maintain(now)
         self.events.expire(now)
         self.reports.expire(now)
+        self.processes.expire(now)
         for d in report.deletions:
             if d.reason == "size_cap":
                 self.events.detected(
@@ -228,7 +234,7 @@ class Service:
             store=self.store, events=self.events, instance_id=instance_id, start=now - window, end=now, now=now,
             interval=self.interval_of(inst), monitoring_since=inst["first_seen"], bandwidth_caps=caps,
             service_ports=self.config.service_ports, facts=lambda: self.facts_of(instance_id),
-            processes=lambda: self._processes_of(instance_id))
+            processes=lambda at: self.processes.at(instance_id, at))
         results = diagnosis.run_checks(ctx, checks)
         report = diagnosis.make_report(
             instance_id, ctx, results, full=len(checks) == len(self.checks),
@@ -329,11 +335,6 @@ class Service:
                                  fold_key=f"storage.readonly|{device}|{mountpoint}",
                                  labels={"check_id": result["id"], "device": device, "mountpoint": mountpoint})
 
-    def _processes_of(self, instance_id: str) -> dict[str, list[dict[str, Any]]]:
-        if instance_id == self.instance_id and self.last_batch is not None:
-            return self.last_batch.processes
-        return {}
-
     # -- service -------------------------------------------------------------------------------
 
     def store_size(self) -> int | None:
@@ -349,6 +350,7 @@ class Service:
             self.store.close()
             try:
                 self.instances.flush()  # last_seen values held back in memory
+                self.processes.flush()  # the open 5 minutes of top processes
             except sqlite3.OperationalError as e:
                 log.warning("last-seen times not written: %s", e)
             self.db.close()

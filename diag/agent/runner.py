@@ -127,7 +127,7 @@ class Agent:
         body: dict[str, Any] = {
             "instance_id": self.instance_id, "batch_id": f"{self.instance_id}:{uuid.uuid4().hex}",
             "hostname": self.hostname, "labels": self.cfg.labels, "interval": self.cfg.interval,
-            "samples": [s.to_json() for s in batch.samples],
+            "samples": [s.to_json() for s in batch.samples], "processes": batch.processes,
             "signals": [{"ts": s.ts, "kind": s.kind, "message": s.message, "labels": s.labels}
                         for s in batch.signals]}
         if batch.ts - self._last_facts >= self.cfg.facts_every:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 
@@ -47,6 +49,7 @@ def ingest():
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
                                  or not 0.1 <= interval <= 86400):
         raise ApiError(422, "must be the sender's collection interval in seconds (0.1 to 86400)", "interval")
+    processes = _processes(body.get("processes"))
     facts = body.get("facts")
     if facts is not None and not isinstance(facts, dict):
         raise ApiError(422, "must be an object (a facts snapshot)", "facts")
@@ -54,7 +57,8 @@ def ingest():
         too_deep(facts, "facts")
     try:
         stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
-                                labels=inst_labels, facts=facts, interval=float(interval) if interval else None)
+                                labels=inst_labels, facts=facts, interval=float(interval) if interval else None,
+                                processes=processes)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     dropped = body.get("dropped_batches", 0)
@@ -156,3 +160,35 @@ def _signals(raw: object, now: float) -> list[Signal]:
             raise ApiError(422, "must be a string of at most 4096 characters", f"{f}.message")
         out.append(Signal(ts, kind, message, labels(s.get("labels"), f"{f}.labels")))
     return out
+
+
+MAX_PROCESS_ROWS = 20
+
+
+def _processes(value: Any) -> dict[str, list[dict[str, Any]]] | None:
+    """An agent's top processes: {"by_cpu": [...], "by_memory": [...]}, each row
+    {"pid", "name", "cpu_percent", "rss_bytes"}; kept as evidence for its reports."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) - {"by_cpu", "by_memory"}:
+        raise ApiError(422, 'must be {"by_cpu": [...], "by_memory": [...]}', "processes")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, rows in value.items():
+        field = f"processes.{key}"
+        if not isinstance(rows, list) or len(rows) > MAX_PROCESS_ROWS:
+            raise ApiError(422, f"must be a list of at most {MAX_PROCESS_ROWS} processes", field)
+        kept = []
+        for i, r in enumerate(rows):
+            pid, name = (r.get("pid"), r.get("name")) if isinstance(r, dict) else (None, None)
+            cpu, rss = (r.get("cpu_percent"), r.get("rss_bytes")) if isinstance(r, dict) else (None, None)
+            if not (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(name, str)
+                    and len(name) <= 64 and _number_or_none(cpu) and _number_or_none(rss)):
+                raise ApiError(422, "must be {pid: int, name: str (<= 64), cpu_percent: number|null, "
+                                    "rss_bytes: number|null}", f"{field}[{i}]")
+            kept.append({"pid": pid, "name": name, "cpu_percent": cpu, "rss_bytes": rss})
+        out[key] = kept
+    return out
+
+
+def _number_or_none(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0)

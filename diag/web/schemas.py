@@ -20,12 +20,14 @@ METRIC = component("Metric", obj({"name": STR, "unit": STR, "kind": STR, "labels
 SERIES = obj({"instance_id": STR, "labels": LABELS, "points": arr(arr(NUM, minItems=2, maxItems=2))})
 QUERY_RESULT = component("QueryResult", obj({"metric": STR, "unit": STR, "step": NUM, "series": arr(SERIES)}))
 
+PROCESS = obj({"pid": INT, "name": STR}, {"cpu_percent": nullable(NUM), "rss_bytes": nullable(NUM)})
 INGEST_BODY = obj(optional={
     "instance_id": STR, "batch_id": STR, "hostname": STR, "labels": LABELS,
     "samples": arr(obj({"metric": STR, "value": NUM}, {"labels": LABELS, "ts": NUM})),
     "signals": arr(obj({"kind": STR}, {"ts": NUM, "message": STR, "labels": LABELS})),
     "facts": ANY_OBJ, "interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
     "dropped_batches": INT,
+    "processes": obj(optional={"by_cpu": arr(PROCESS), "by_memory": arr(PROCESS)}),
 })
 INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
                     {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})

@@ -144,7 +144,7 @@ class TableContext:
     def facts_age(self) -> float | None:
         return None if self._facts_at is None else self.now - self._facts_at
 
-    def top_processes(self) -> dict[str, list[dict[str, Any]]]:
+    def top_processes(self, at: float | None = None) -> dict[str, Any]:
         return self.processes
 
 

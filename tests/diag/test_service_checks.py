@@ -132,3 +132,23 @@ def test_an_agent_is_judged_by_its_own_interval(tmp_path):
         assert s.instances.get("slow-1")["interval"] == 60.0
     finally:
         s.close()
+
+
+def test_an_agents_top_processes_are_evidence_at_its_cpu_peak(tmp_path):
+    from diag.model import SampleColumns
+
+    s = Service(load(env={}, data_dir=str(tmp_path / "d")))
+    try:
+        now = time.time()
+        for i in range(90):  # 15 minutes at 10 s: CPU pinned at 97 % by java
+            ts = now - 900 + i * 10
+            procs = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 190.0, "rss_bytes": 2 << 30}],
+                     "by_memory": [{"pid": 4242, "name": "java", "cpu_percent": 190.0, "rss_bytes": 2 << 30}]}
+            s.ingest("busy-1", SampleColumns([("cpu_usage",), ("mem_usage",)], [97.0, 30.0], [ts, ts]), [],
+                     batch_id=f"b{i}", processes=procs)
+        cpu = next(c for c in s.diagnose("busy-1", window=3600, now=now)["checks"] if c["id"] == "performance.cpu")
+        assert cpu["status"] in ("warning", "critical")
+        assert cpu["evidence"]["top_processes"][0]["name"] == "java"
+        assert "java" in cpu["recommendation"]
+    finally:
+        s.close()

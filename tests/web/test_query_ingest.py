@@ -75,6 +75,9 @@ def test_repeated_batch_id_is_stored_once(client):
     ({"samples": [], "interval": 0}, 422, "interval"),
     ({"samples": [], "interval": "10s"}, 422, "interval"),
     ({"samples": [], "interval": True}, 422, "interval"),
+    ({"samples": [], "processes": [1]}, 422, "processes"),
+    ({"samples": [], "processes": {"by_cpu": [{"pid": "1", "name": "x"}]}}, 422, "processes.by_cpu[0]"),
+    ({"samples": [], "processes": {"by_memory": [{"pid": 1, "name": "x" * 65}]}}, 422, "processes.by_memory[0]"),
 ])
 def test_bad_ingest_bodies_are_refused_and_store_nothing(client, service, body, status, field):
     good = {"metric": "ok_name", "labels": {}, "value": 1, "ts": time.time()}
