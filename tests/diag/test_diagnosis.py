@@ -16,7 +16,7 @@ LABELS = {"mountpoint": "/data", "device": "/dev/vdb", "fstype": "ext4"}
 def context(store: SqliteStore, events: EventLog, now: float) -> diagnosis.StoreContext:
     return diagnosis.StoreContext(store=store, events=events, instance_id="i-1", start=now - 3600, end=now, now=now,
                                   interval=1.0, monitoring_since=now - 3600, bandwidth_caps={}, service_ports=[],
-                                  facts=lambda: (None, None), processes=lambda: {})
+                                  facts=lambda: (None, None), processes=lambda at: {})
 
 
 def test_two_collections_in_one_second_are_both_seen(tmp_path):

@@ -68,7 +68,7 @@ def synthetic(end: float, failing: bool) -> list[Sample]:
 def run(store, events: EventLog, instance_id: str, now: float) -> dict[str, dict]:
     ctx = diagnosis.StoreContext(store=store, events=events, instance_id=instance_id, start=now - 12 * 3600, end=now,
                                  now=now, interval=STEP, monitoring_since=now - SPAN, bandwidth_caps={},
-                                 service_ports=[], facts=lambda: (None, None), processes=lambda: {})
+                                 service_ports=[], facts=lambda: (None, None), processes=lambda at: {})
     return {r["id"]: r for r in diagnosis.run_checks(ctx, diagnosis.configured({}))}
 
 
