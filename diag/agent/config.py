@@ -7,6 +7,7 @@ light and needs a dozen keys.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -78,6 +79,7 @@ _TYPES = {f.name: f.type for f in fields(AgentConfig)}
 def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> AgentConfig:
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
+    lines: dict[str, int] = {}  # where each setting of the file is, for errors
     if path:
         p = Path(path)
         try:
@@ -87,25 +89,69 @@ def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> A
             raise AgentConfigError(f"{path}: {e}") from None
         if not isinstance(data, dict):
             raise AgentConfigError(f"{path}: the top level must be a mapping of settings")
+        lines = _toml_lines(text) if p.suffix == ".toml" else _yaml_lines(text)
         data = {**data.pop("paths", {}), **data}
+
+    def where(key: str) -> str:
+        if key in flags and flags[key] is not None or not path:
+            return ""
+        line = lines.get(key) or lines.get(f"paths.{key}")
+        return f"{path}:{line}: " if line else f"{path}: "
+
     for var, key in ENV.items():
         if env.get(var):
             data.setdefault(key, env[var])
     data.update({k: v for k, v in flags.items() if v is not None})
     unknown = sorted(set(data) - set(_TYPES))
     if unknown:
-        raise AgentConfigError(f"unknown setting {unknown[0]!r}")
+        raise AgentConfigError(f"{where(unknown[0])}unknown setting {unknown[0]!r}")
     cfg = AgentConfig()
     for key, value in data.items():
         try:
             setattr(cfg, key, _convert(key, value))
         except (TypeError, ValueError) as e:
-            raise AgentConfigError(f"{key}: {e}") from None
+            raise AgentConfigError(f"{where(key)}{key}: {e}") from None
     if not cfg.server:
         raise AgentConfigError("server: the server's URL is required (--server http://host:8080)")
     if not isinstance(cfg.labels, dict) or not all(isinstance(v, str) for v in cfg.labels.values()):
-        raise AgentConfigError("labels: must be a mapping of strings")
+        raise AgentConfigError(f"{where('labels')}labels: must be a mapping of strings")
+    try:  # read here, not at the first collection, so a bad cap stops the agent with its line
+        cfg.collector_settings()
+    except (AttributeError, TypeError, ValueError) as e:
+        raise AgentConfigError(f"{where('bandwidth_caps')}bandwidth_caps: {e}") from None
     return cfg
+
+
+def _yaml_lines(text: str) -> dict[str, int]:
+    """Line of each top-level key (and of each key under paths:), 1-based."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            out[str(k.value)] = k.start_mark.line + 1
+            if k.value == "paths" and isinstance(v, yaml.MappingNode):
+                for kk, _ in v.value:
+                    out[f"paths.{kk.value}"] = kk.start_mark.line + 1
+    return out
+
+
+def _toml_lines(text: str) -> dict[str, int]:
+    """Line of each top-level key and table (and of each key under [paths]), 1-based."""
+    out: dict[str, int] = {}
+    table = None
+    for n, line in enumerate(text.splitlines(), 1):
+        head = re.match(r"\s*\[\s*([A-Za-z0-9_.-]+)\s*\]", line)
+        if head:
+            table = head.group(1)
+            out.setdefault(table, n)
+            continue
+        key = re.match(r"\s*([A-Za-z0-9_-]+)\s*=", line)
+        if key and table in (None, "paths"):
+            out.setdefault(key.group(1) if table is None else f"paths.{key.group(1)}", n)
+    return out
 
 
 def _convert(key: str, value: Any) -> Any:
