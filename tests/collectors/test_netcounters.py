@@ -174,3 +174,28 @@ def test_live_tcp_accept_queue_overflow():
         srv.close()
     assert values(b)["tcp_listen_overflows"] >= 1
     assert before <= totals(b)[("tcp_listen_overflows_total", "")] <= after
+
+
+def _kernel_all() -> dict[str, float]:
+    """Every counter of /proc/net/snmp, netstat (header/value line pairs) and snmp6 (name value)."""
+    out: dict[str, float] = {}
+    for name in ("snmp", "netstat"):
+        lines = open(f"/proc/net/{name}").read().splitlines()
+        for head, vals in zip(lines[::2], lines[1::2]):
+            h, v = head.split(), vals.split()
+            out.update({f"{h[0][:-1]}.{k}": float(x) for k, x in zip(h[1:], v[1:])})
+    for line in open("/proc/net/snmp6").read().splitlines():
+        k, v = line.split()
+        proto = next(p for p in ("Ip6", "Icmp6", "UdpLite6", "Udp6") if k.startswith(p))
+        out[f"{proto}.{k[len(proto):]}"] = float(v)
+    return out
+
+
+def test_live_every_raw_counter_is_the_kernels():
+    before = _kernel_all()
+    b = NetCountersCollector(Roots(), CollectorSettings(raw_counters=True)).collect(time.time())
+    after = _kernel_all()
+    got = {k: v for k, v in b.counters.items() if k in before}
+    assert len(got) >= 100 and {"TcpExt.ListenOverflows", "Udp.RcvbufErrors", "Udp6.RcvbufErrors"} <= set(got)
+    for k, v in got.items():  # read between the two readings: within them (counters only grow)
+        assert min(before[k], after[k]) <= v <= max(before[k], after[k]), k
