@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 RAW_STEP = 0.001
 
 
+def _key(labels: Mapping[str, Any] | None) -> tuple:
+    return tuple(sorted(labels.items(), key=lambda kv: kv[0])) if labels else ()
+
+
 class StoreContext:
     """What a check may read, for one instance and window, backed by the service's parts."""
 
@@ -42,20 +46,36 @@ class StoreContext:
         self.bandwidth_caps, self.service_ports = bandwidth_caps, service_ports
         self._facts, self._processes = facts, processes
         self._facts_cache: tuple[dict | None, float | None] | None = None
+        # Several checks read the same series (kernel_signals, cpu_usage, disk_*): one
+        # store query each per diagnosis, and each check gets its own copy to change.
+        self._frames: dict[tuple, pd.DataFrame] = {}
+
+    def _once(self, key: tuple, read: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._frames[key] = read()
+        return frame.copy()
 
     def series(self, metric: str, lookback: float | None = None, *, step: float | None = None,
                agg: str = "avg", labels: Mapping[str, str] | None = None) -> pd.DataFrame:
         start = self.start if lookback is None else max(self.start, self.end - lookback)
-        frame = self._store.query(metric, instance_id=self.instance_id, labels=labels, start=start, end=self.end,
-                                  step=step or RAW_STEP, agg=agg if step else "last")
-        if not step:
-            frame["ts"] = frame["ts"].round(3)  # bucket starts, without float noise
-        return frame.drop(columns=["instance_id"], errors="ignore")
+
+        def read() -> pd.DataFrame:
+            frame = self._store.query(metric, instance_id=self.instance_id, labels=labels, start=start, end=self.end,
+                                      step=step or RAW_STEP, agg=agg if step else "last")
+            if not step:
+                frame["ts"] = frame["ts"].round(3)  # bucket starts, without float noise
+            return frame.drop(columns=["instance_id"], errors="ignore")
+
+        return self._once(("series", metric, start, step, agg, _key(labels)), read)
 
     def latest(self, metric: str, labels: Mapping[str, str] | None = None,
                max_age: float | None = None) -> pd.DataFrame:
-        frame = self._store.latest(metric, instance_id=self.instance_id, labels=labels, max_age=max_age)
-        return frame.drop(columns=["instance_id"], errors="ignore")
+        def read() -> pd.DataFrame:
+            frame = self._store.latest(metric, instance_id=self.instance_id, labels=labels, max_age=max_age)
+            return frame.drop(columns=["instance_id"], errors="ignore")
+
+        return self._once(("latest", metric, max_age, _key(labels)), read)
 
     def events(self, types: Sequence[str] | None = None, lookback: float | None = None) -> list[dict[str, Any]]:
         since = self.start if lookback is None else max(self.start, self.end - lookback)

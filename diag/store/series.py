@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +48,13 @@ def labels_match(labels: Mapping[str, str], filters: LabelFilter | None) -> bool
 class Catalogue:
     def __init__(self) -> None:
         self.info: dict[int, SeriesInfo] = {}
-        self.by_metric: dict[str, tuple[int, ...]] = {}
+        # Appended to by the writer only; a reader iterating one sees each id whole, and at
+        # worst not the newest (list.append is atomic under the GIL). Tuples rebuilt per
+        # series made loading a fleet's catalogue quadratic.
+        self.by_metric: dict[str, list[int]] = {}
+        # A diagnosis asks for one instance's metric: without this, each query walked the
+        # metric's series of every instance (2,000 agents: 0.8 ms a query, 223 ms a diagnosis).
+        self.by_instance_metric: dict[tuple[str, str], list[int]] = {}
         self._canonical: dict[tuple[str, str, str], int] = {}
         # Fast path for ingest: per instance, (metric, *labels.items()) in the order the
         # caller built the dict. Building that tuple is C-fast; sorting labels is not.
@@ -63,7 +69,8 @@ class Catalogue:
     def _add(self, sid: int, inst: str, metric: str, labels: dict[str, str]) -> None:
         self.info[sid] = SeriesInfo(sid, inst, metric, labels)
         self._canonical[(inst, metric, canonical_labels(labels))] = sid
-        self.by_metric[metric] = self.by_metric.get(metric, ()) + (sid,)
+        self.by_metric.setdefault(metric, []).append(sid)
+        self.by_instance_metric.setdefault((inst, metric), []).append(sid)
         self.fast.setdefault(inst, {})[(metric, *labels.items())] = sid
 
     def resolve(
@@ -99,7 +106,9 @@ class Catalogue:
 
     def match(self, metric: str | None, instance_id: str | None, labels: LabelFilter | None) -> list[SeriesInfo]:
         if metric is None:
-            sids: tuple[int, ...] = tuple(self.info)
+            sids: Sequence[int] = tuple(self.info)
+        elif instance_id is not None:
+            sids = self.by_instance_metric.get((instance_id, metric), ())
         else:
             sids = self.by_metric.get(metric, ())
         info = self.info
