@@ -15,6 +15,17 @@ import numpy as np
 
 
 
+# An owner's records, where they are in the buffers and when: (starts, ends, ts_min,
+# ts_max, count). Replaced whole on each append; the arrays grow by doubling and are only
+# written past `count`, so a reader holding an older tuple reads a consistent prefix.
+Blocks = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    empty = np.empty(0)
+    return empty.astype(np.int64), empty, empty
+
+
 @dataclass(frozen=True, slots=True)
 class HeadView:
     gen: int
@@ -22,14 +33,35 @@ class HeadView:
     ids: np.ndarray
     ts: np.ndarray
     vals: np.ndarray
+    # owner (an instance id) -> its Blocks: a fleet's head holds hours of every agent's
+    # points, and scanning them all for one instance's query grew with the fleet.
+    blocks: dict[str, Blocks] = field(default_factory=dict)
 
-    def select(self, sids: np.ndarray, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Points of the given series with start <= ts < end (any order)."""
+    def select(self, sids: np.ndarray, start: float, end: float,
+               owner: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points of the given series with start <= ts < end (any order). With `owner`,
+        every series is that owner's and only its records are read."""
         n = self.n
         if n == 0 or sids.size == 0:
-            empty = np.empty(0)
-            return empty.astype(np.int64), empty, empty
-        ids, ts = self.ids[:n], self.ts[:n]
+            return _empty()
+        if owner is not None:
+            got = self.blocks.get(owner)
+            if got is None:
+                return _empty()
+            starts, ends, tmin, tmax, count = got
+            keep = (ends[:count] <= n) & (tmax[:count] >= start) & (tmin[:count] < end)
+            s, e = starts[:count][keep], ends[:count][keep]
+            lengths = e - s
+            total = int(lengths.sum())
+            if total == 0:
+                return _empty()
+            # The positions of those records, without a Python loop over them.
+            offsets = np.cumsum(lengths) - lengths
+            where = np.repeat(s - offsets, lengths) + np.arange(total)
+            ids, ts = self.ids[where], self.ts[where]
+        else:
+            where = None
+            ids, ts = self.ids[:n], self.ts[:n]
         if sids.size == 1:
             mask = ids == sids[0]
         else:
@@ -39,7 +71,8 @@ class HeadView:
             mask = lut[ids]
         mask &= (ts >= start) & (ts < end)
         idx = np.flatnonzero(mask)
-        return ids[idx].astype(np.int64), ts[idx], self.vals[idx]
+        vals = self.vals[idx] if where is None else self.vals[where[idx]]
+        return ids[idx].astype(np.int64), ts[idx], vals
 
 
 @dataclass(slots=True)
@@ -48,6 +81,8 @@ class Record:
     start: int
     end: int
     ts_max: float
+    owner: str | None = None
+    ts_min: float = 0.0
 
 
 _ONE_TS, _ALL_TS = b"1", b"N"
@@ -91,7 +126,8 @@ class Head:
     def points(self) -> int:
         return self._view.n
 
-    def append(self, seq: int, ids: np.ndarray, ts: np.ndarray, vals: np.ndarray) -> None:
+    def append(self, seq: int, ids: np.ndarray, ts: np.ndarray, vals: np.ndarray, owner: str | None = None) -> None:
+        """One record (a batch of one instance, `owner`) at the end of the head."""
         v = self._view
         n, m = v.n, ids.size
         if n + m > v.ids.size:
@@ -100,12 +136,15 @@ class Head:
             new_ts = np.empty(cap)
             new_vals = np.empty(cap)
             new_ids[:n], new_ts[:n], new_vals[:n] = v.ids[:n], v.ts[:n], v.vals[:n]
-            v = HeadView(v.gen, n, new_ids, new_ts, new_vals)
+            v = HeadView(v.gen, n, new_ids, new_ts, new_vals, v.blocks)
         v.ids[n : n + m] = ids
         v.ts[n : n + m] = ts
         v.vals[n : n + m] = vals
-        self.records.append(Record(seq, n, n + m, float(ts.max())))
-        self._view = HeadView(v.gen, n + m, v.ids, v.ts, v.vals)
+        rec = Record(seq, n, n + m, float(ts.max()), owner, float(ts.min()))
+        self.records.append(rec)
+        if owner is not None:
+            _add_block(v.blocks, rec)
+        self._view = HeadView(v.gen, n + m, v.ids, v.ts, v.vals, v.blocks)
 
     def take(self, cutoff: float) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
         """Records whose every point is older than `cutoff`: their seqs and points."""
@@ -127,16 +166,35 @@ class Head:
         ids, ts, vals = np.empty(cap, np.int32), np.empty(cap), np.empty(cap)
         pos = 0
         records = []
+        blocks: dict[str, Blocks] = {}  # new positions: readers of the old view keep the old dict
         for r in keep:
             m = r.end - r.start
             ids[pos : pos + m] = v.ids[r.start : r.end]
             ts[pos : pos + m] = v.ts[r.start : r.end]
             vals[pos : pos + m] = v.vals[r.start : r.end]
-            records.append(Record(r.seq, pos, pos + m, r.ts_max))
+            rec = Record(r.seq, pos, pos + m, r.ts_max, r.owner, r.ts_min)
+            records.append(rec)
+            if rec.owner is not None:
+                _add_block(blocks, rec)
             pos += m
         self.records = records
-        self._view = HeadView(gen, pos, ids, ts, vals)
+        self._view = HeadView(gen, pos, ids, ts, vals, blocks)
 
     def set_gen(self, gen: int) -> None:
         v = self._view
-        self._view = HeadView(gen, v.n, v.ids, v.ts, v.vals)
+        self._view = HeadView(gen, v.n, v.ids, v.ts, v.vals, v.blocks)
+
+
+def _add_block(blocks: dict[str, Blocks], rec: Record) -> None:
+    """Publish one more record of its owner (a single dict store of a new tuple)."""
+    assert rec.owner is not None
+    got = blocks.get(rec.owner)
+    if got is None:
+        starts, ends = np.empty(16, np.int64), np.empty(16, np.int64)
+        tmin, tmax, count = np.empty(16), np.empty(16), 0
+    else:
+        starts, ends, tmin, tmax, count = got
+        if count == starts.size:
+            starts, ends, tmin, tmax = (np.concatenate([a, np.empty_like(a)]) for a in (starts, ends, tmin, tmax))
+    starts[count], ends[count], tmin[count], tmax[count] = rec.start, rec.end, rec.ts_min, rec.ts_max
+    blocks[rec.owner] = (starts, ends, tmin, tmax, count + 1)

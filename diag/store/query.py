@@ -148,6 +148,12 @@ def bucket_range(start: float, end: float, step: float, agg: str) -> tuple[float
     return math.floor(start / step) * step, math.ceil(end / step) * step
 
 
+def _owner(series: list[SeriesInfo]) -> str | None:
+    """The one instance all these series belong to (its head records alone are read)."""
+    owners = {s.instance_id for s in series}
+    return owners.pop() if len(owners) == 1 else None
+
+
 def run_query(
     conn: sqlite3.Connection,
     head: Head,
@@ -166,8 +172,10 @@ def run_query(
     need = rollups.needs(agg)
     level = choose_level(step, start, now, retention)
 
+    owner = _owner(series)
+
     def gather(view: HeadView) -> rollups.Partials:
-        hs, ht, hv = view.select(sid_arr, lo, hi)
+        hs, ht, hv = view.select(sid_arr, lo, hi, owner)
         if level == RAW:
             cs, ct, cv = read_chunks(conn, sids, lo, hi)
             return rollups.from_points(np.concatenate([cs, hs]), np.concatenate([ct, ht]), np.concatenate([cv, hv]), step, need)
@@ -186,8 +194,10 @@ def run_latest(
     sids = sorted(s.sid for s in series)
     lo = -math.inf if since is None else since
 
+    owner = _owner(series)
+
     def gather(view: HeadView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        hs, ht, hv = view.select(np.array(sids, dtype=np.int64), lo, math.inf)
+        hs, ht, hv = view.select(np.array(sids, dtype=np.int64), lo, math.inf, owner)
         found = set(np.unique(hs).tolist())
         parts = [(hs, ht, hv)]
         for sid in sids:

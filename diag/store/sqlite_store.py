@@ -77,7 +77,8 @@ class SqliteStore:
         (gen,) = conn.execute("SELECT value FROM meta WHERE key = 'gen'").fetchone()
         for seq, n, data in conn.execute("SELECT seq, n, data FROM head ORDER BY seq"):
             ids, ts, vals = unpack_record(data, n)
-            self.head.append(seq, ids, ts, vals)
+            info = self.catalogue.info.get(int(ids[0])) if n else None  # a batch is one instance's
+            self.head.append(seq, ids, ts, vals, info.instance_id if info else None)
             self._latest_seen = max(self._latest_seen, float(ts.max()))
         self.head.set_gen(int(gen))
 

@@ -199,7 +199,7 @@ class Writer:
         for sid, inst, key in created:
             self.catalogue.publish(sid, inst, key)
         for seq, id_arr, req in staged:
-            self.head.append(seq, id_arr, req.ts, req.vals)
+            self.head.append(seq, id_arr, req.ts, req.vals, req.instance_id)
             if req.keys is not None:
                 self.catalogue.shapes[req.instance_id] = (req.keys, id_arr)
         for req in group:
