@@ -60,6 +60,24 @@ class Rates:
         self._prev = {k: v for k, v in self._prev.items() if v[1] == now}
 
 
+class CounterNames:
+    """The raw counter names of one device or interface, `prefix.<name>.<field>`, built
+    once per name instead of every cycle. Bounded: veth and loop churn bring new names
+    forever, so past `limit` names the memo starts over."""
+
+    def __init__(self, prefix: str, fields: tuple[str, ...], limit: int = 4096) -> None:
+        self.prefix, self.fields, self.limit = prefix, fields, limit
+        self._names: dict[str, tuple[str, ...]] = {}
+
+    def __call__(self, name: str) -> tuple[str, ...]:
+        keys = self._names.get(name)
+        if keys is None:
+            if len(self._names) >= self.limit:
+                self._names.clear()
+            keys = self._names[name] = tuple(f"{self.prefix}.{name}.{f}" for f in self.fields)
+        return keys
+
+
 _CHUNK = 65536
 
 

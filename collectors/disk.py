@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from collectors.base import Rates, read_text
+from collectors.base import CounterNames, Rates, read_text
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -32,17 +32,7 @@ DISKSTATS_FIELDS = (
     "discards_completed", "discards_merged", "sectors_discarded", "ms_discarding",
     "flush_requests_completed", "ms_flushing",
 )
-_diskstats_keys: dict[str, tuple[str, ...]] = {}
-_DISKSTATS_KEYS_MAX = 4096  # device names churn (loop, nbd); the bound keeps this small
-
-
-def diskstats_keys(dev: str) -> tuple[str, ...]:
-    keys = _diskstats_keys.get(dev)
-    if keys is None:
-        if len(_diskstats_keys) >= _DISKSTATS_KEYS_MAX:
-            _diskstats_keys.clear()
-        keys = _diskstats_keys[dev] = tuple(f"diskstats.{dev}.{f}" for f in DISKSTATS_FIELDS)
-    return keys
+diskstats_keys = CounterNames("diskstats", DISKSTATS_FIELDS)
 
 
 class DiskCollector:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from collectors.base import Rates, read_int, read_text
+from collectors.base import CounterNames, Rates, read_int, read_text
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -58,18 +58,7 @@ NETDEV_FIELDS = (
     "tx_bytes", "tx_packets", "tx_errors", "tx_dropped", "tx_fifo_errors", "collisions",
     "tx_carrier_errors", "tx_compressed",
 )
-# interface -> its 16 counter names, built once per name rather than every cycle.
-_netdev_keys: dict[str, tuple[str, ...]] = {}
-_NETDEV_KEYS_MAX = 4096  # veth churn makes new names forever; the bound keeps this small
-
-
-def netdev_keys(iface: str) -> tuple[str, ...]:
-    keys = _netdev_keys.get(iface)
-    if keys is None:
-        if len(_netdev_keys) >= _NETDEV_KEYS_MAX:
-            _netdev_keys.clear()
-        keys = _netdev_keys[iface] = tuple(f"netdev.{iface}.{f}" for f in NETDEV_FIELDS)
-    return keys
+netdev_keys = CounterNames("netdev", NETDEV_FIELDS)
 
 
 def is_private(address: str) -> bool:

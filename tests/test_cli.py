@@ -109,7 +109,7 @@ def test_diagnose_reads_a_data_dir_and_prints_text(tmp_path):
     assert r.returncode == {"Ok": 0, "Warning": 1, "Impaired": 2}.get(state, 3), (state, r.stderr)
 
 
-def _fails_unknown(r: subprocess.CompletedProcess, *words: str) -> None:
+def assert_unknown_exit(r: subprocess.CompletedProcess, *words: str) -> None:
     """Exit 3 (UNKNOWN: not 1 = Warning, not 2 = Impaired), no report, one line that says why."""
     assert r.returncode == 3, (r.returncode, r.stdout[-500:], r.stderr[-2000:])
     assert r.stdout == "" and "Traceback" not in r.stderr
@@ -118,13 +118,13 @@ def _fails_unknown(r: subprocess.CompletedProcess, *words: str) -> None:
 
 
 def test_diagnose_errors_exit_3_with_one_line(tmp_path):
-    _fails_unknown(diag("diagnose", "--window", "often", cwd=tmp_path), "--window", "not a duration")
-    _fails_unknown(diag("diagnose", "--window", "0s", cwd=tmp_path), "--window")
-    _fails_unknown(diag("diagnose", "--data-dir", str(tmp_path / "nothing-here")), "--data-dir", "no history")
-    _fails_unknown(diag("diagnose", "--check", "storage.nope", cwd=tmp_path), "unknown check", "storage.nope")
+    assert_unknown_exit(diag("diagnose", "--window", "often", cwd=tmp_path), "--window", "not a duration")
+    assert_unknown_exit(diag("diagnose", "--window", "0s", cwd=tmp_path), "--window")
+    assert_unknown_exit(diag("diagnose", "--data-dir", str(tmp_path / "nothing-here")), "--data-dir", "no history")
+    assert_unknown_exit(diag("diagnose", "--check", "storage.nope", cwd=tmp_path), "unknown check", "storage.nope")
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("port: 8080\ninterval: often\n")
-    _fails_unknown(diag("diagnose", "--config", str(cfg), cwd=tmp_path), f"{cfg}:2: interval: not a duration")
+    assert_unknown_exit(diag("diagnose", "--config", str(cfg), cwd=tmp_path), f"{cfg}:2: interval: not a duration")
 
 
 def test_diagnose_of_an_unknown_instance_exits_3(tmp_path):
@@ -134,19 +134,19 @@ def test_diagnose_of_an_unknown_instance_exits_3(tmp_path):
     Service(load(env={}, data_dir=str(tmp_path / "data"))).close()
     (tmp_path / "data" / "metrics.db").touch()  # a data dir with history, but not of this instance
     r = diag("diagnose", "--data-dir", str(tmp_path / "data"), "--instance-id", "i-nobody")
-    _fails_unknown(r, "--instance-id", "i-nobody")
+    assert_unknown_exit(r, "--instance-id", "i-nobody")
 
 
 def test_diagnose_of_an_unreachable_server_exits_3(tmp_path):
     from tests.conftest import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    _fails_unknown(diag("diagnose", "--server", url, cwd=tmp_path), "cannot reach", url)
+    assert_unknown_exit(diag("diagnose", "--server", url, cwd=tmp_path), "cannot reach", url)
 
 
 def test_diagnose_refused_by_the_server_exits_3(serve, tmp_path):
     p = serve()
-    _fails_unknown(diag("diagnose", "--server", p.url, "--check", "storage.nope", cwd=tmp_path),
+    assert_unknown_exit(diag("diagnose", "--server", p.url, "--check", "storage.nope", cwd=tmp_path),
                    "the server answered 4")
     r = diag("diagnose", "--server", p.url, "--check", "storage.disk_usage", "--format", "json", cwd=tmp_path)
     report = json.loads(r.stdout)
