@@ -269,12 +269,13 @@ class Service:
         if inst is None:
             raise KeyError(instance_id)
         self.instances.set_monitoring(instance_id, enabled)
-        health = self.health_of(instance_id, now)
+        health = self.health_of(instance_id, now)  # stores the change, and its event, once a report exists
         assert health is not None
-        # health_of stores a change only once there is a report; a switch is a change of its
-        # own, and one from a never-diagnosed (Initializing) instance is an event too.
-        self.instances.set_health(instance_id, health["health_status"], health["health_reasons"], now)
-        if health["health_status"] != inst["health_status"]:
+        stored = self.instances.get(instance_id)
+        if stored is not None and stored["health_status"] != health["health_status"]:
+            # A never-diagnosed (Initializing) instance: health_of stored nothing, yet the
+            # switch is a change of state all the same.
+            self.instances.set_health(instance_id, health["health_status"], health["health_reasons"], now)
             self._health_changed(instance_id, inst["health_status"], health["health_status"], now)
         return health
 

@@ -1,9 +1,9 @@
 """Switching monitoring of an instance off and on through PATCH /api/v1/instances/{id}."""
 
-import time
 
 import pytest
 
+from tests.conftest import collected_service
 from diag.config import load
 from diag.service import Service
 from diag.web.app import create_app
@@ -11,8 +11,7 @@ from diag.web.app import create_app
 
 @pytest.fixture
 def service(tmp_path):
-    s = Service(load(env={}, data_dir=str(tmp_path / "data")))
-    s.collect()
+    s = collected_service(tmp_path / "data")
     yield s
     s.close()
 
@@ -71,3 +70,14 @@ def test_switching_needs_the_admin_token(tmp_path):
         assert ok.status_code == 200
     finally:
         s.close()
+
+
+def test_switching_a_diagnosed_instance_records_one_change(client, service):
+    iid = service.instance_id
+    service.diagnose(iid)
+    before = service.health_of(iid)["health_status"]
+    client.patch(f"/api/v1/instances/{iid}", json={"monitoring": False})
+    changes = [e for e in client.get(f"/api/v1/events?instance_id={iid}&type=Instance.HealthChanged")
+               .get_json()["events"] if e["details"]["labels"].get("to") == "NotApplicable"]
+    assert len(changes) == 1 and changes[0]["details"]["count"] == 1  # not folded twice into one
+    assert changes[0]["details"]["labels"]["from"] == before
