@@ -32,6 +32,20 @@ def need_tool(name: str) -> str:
     return path
 
 
+def collected_service(data_dir: Path, collections: int = 1, pause: float = 0.0, **flags):
+    """A real Service (diag.service) on `data_dir` that has run `collections` cycles,
+    `pause` seconds apart (rates need a second reading, CPU time moves in 10 ms ticks)."""
+    from diag.config import load
+    from diag.service import Service
+
+    s = Service(load(env={}, data_dir=str(data_dir), **flags))
+    for i in range(collections):
+        if i and pause:
+            time.sleep(pause)
+        s.collect()
+    return s
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -16,19 +16,15 @@ import pytest
 from werkzeug.datastructures import MultiDict
 
 from dashboards import alert_text
-from diag.config import load
+from tests.conftest import collected_service
 from diag.service import Service
 from diag.web.app import create_app
 from tests.alerting.alerting_helpers import Receiver, subscribe
 
 
 def _service(tmp_path) -> Service:
-    s = Service(load(env={}, data_dir=str(tmp_path / "data"),
-                     alerting={"defaults": False, "retry_base": 1, "retry_cap": 8}))
-    s.collect()
-    time.sleep(1)
-    s.collect()
-    return s
+    return collected_service(tmp_path / "data", collections=2, pause=1.0,
+                             alerting={"defaults": False, "retry_base": 1, "retry_cap": 8})
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.conftest import collected_service
 from diag.config import load
 from diag.service import Service
 from diag.web.app import create_app
@@ -20,10 +21,7 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def _service(tmp_path, **flags):
-    s = Service(load(env={}, data_dir=str(tmp_path / "data"), **flags))
-    s.collect()
-    s.collect()
-    return s
+    return collected_service(tmp_path / "data", collections=2, pause=0.2, **flags)  # CPU rates need ticks between
 
 
 @pytest.fixture

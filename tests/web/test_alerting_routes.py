@@ -7,10 +7,8 @@ import time
 
 import pytest
 
-from diag.config import load
-from diag.service import Service
 from diag.web.app import create_app
-from tests.conftest import need_tool
+from tests.conftest import collected_service, need_tool
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -20,7 +18,7 @@ POLICY = {"name": "cpu", "conditions": [{"metric": "cpu_usage", "period": "1m", 
 
 @pytest.fixture
 def service(tmp_path):
-    s = Service(load(env={}, data_dir=str(tmp_path / "data"), token=TOKEN))
+    s = collected_service(tmp_path / "data", collections=0, token=TOKEN)
     yield s
     s.close()
 

@@ -5,17 +5,13 @@ import time
 import pytest
 
 from checks import catalogue
-from diag.config import load
-from diag.service import Service
+from tests.conftest import collected_service
 from diag.web.app import create_app
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    s = Service(load(env={}, data_dir=str(tmp_path_factory.mktemp("data"))))
-    for _ in range(2):
-        s.collect()
-        time.sleep(0.2)
+    s = collected_service(tmp_path_factory.mktemp("data"), collections=2, pause=0.2)
     yield s
     s.close()
 

@@ -8,18 +8,15 @@ import pytest
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from diag.config import load
-from diag.service import Service
 from diag.web import metrics_fastpath
 from diag.web.app import create_app
-from tests.conftest import http, need_tool
+from tests.conftest import collected_service, http, need_tool
 from tests.faults.helpers import wait_for
 
 
 @pytest.fixture
 def service(tmp_path):
-    s = Service(load(env={}, data_dir=str(tmp_path / "data")))
-    s.collect()
+    s = collected_service(tmp_path / "data")
     yield s
     s.close()
 

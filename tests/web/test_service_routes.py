@@ -1,23 +1,17 @@
 """/healthz, /metrics and the catalogue through the Flask app over a real collection."""
 
-import time
 import subprocess
 
 import pytest
 
 from diag import catalogue
-from diag.config import load
-from diag.service import Service
 from diag.web.app import create_app
-from tests.conftest import need_tool
+from tests.conftest import collected_service, need_tool
 
 
 @pytest.fixture
 def service(tmp_path):
-    s = Service(load(env={}, data_dir=str(tmp_path / "data")))
-    s.collect()
-    time.sleep(0.2)  # CPU time moves in 10 ms ticks: the second reading must be later to give a rate
-    s.collect()  # the second cycle has rates
+    s = collected_service(tmp_path / "data", collections=2, pause=0.2)  # the second cycle has rates
     yield s
     s.close()
 
