@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from diag.config import load
+from tests.conftest import collected_service
 from diag.service import Service
 from diag.web.app import create_app
 
@@ -23,10 +23,7 @@ DISK_WARNS = {"storage.disk_usage": {"warning": 0.0, "critical": 100.0}}
 
 
 def _service(tmp_path, **flags) -> Service:
-    s = Service(load(env={}, data_dir=str(tmp_path / "data"), **flags))
-    s.collect()
-    s.collect()
-    return s
+    return collected_service(tmp_path / "data", collections=2, pause=0.2, **flags)
 
 
 @pytest.fixture

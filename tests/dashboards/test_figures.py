@@ -7,8 +7,7 @@ import pytest
 
 from dashboards import data, figures
 from dashboards.diagnosis_views import diff
-from diag.config import load
-from diag.service import Service
+from tests.conftest import collected_service
 from diag.web.query_routes import default_step
 
 NOW = 2_000_000_000.0
@@ -35,9 +34,7 @@ def test_custom_range_is_utc_and_a_bad_one_says_why():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    s = Service(load(env={}, data_dir=str(tmp_path_factory.mktemp("d"))))
-    for _ in range(3):
-        s.collect()
+    s = collected_service(tmp_path_factory.mktemp("d"), collections=3, pause=0.2)  # rates need ticks between
     yield s
     s.close()
 
