@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import queue
+import threading
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from diag.model import Batch
 
@@ -13,6 +17,127 @@ class Collector(Protocol):
     name: str
 
     def collect(self, now: float) -> Batch: ...
+
+
+class Parts:
+    """Failures of a collector's independent parts: one file that cannot be read costs
+    only the readings made from it, not the collector's others.
+
+    Each failure is counted in the batch as `<part>:<error type>` (the cycle turns that
+    into diag_collector_errors_total{kind=...}, so the metric alone names the file) and
+    logged once per kind: a file missing from a container is missing every cycle.
+    """
+
+    __slots__ = ("log", "_logged")
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
+        self._logged: set[str] = set()
+
+    def failed(self, batch: Batch, part: str, path: str, error: BaseException) -> None:
+        kind = f"{part}:{type(error).__name__}"
+        batch.errors.append(kind)
+        if kind not in self._logged:
+            self._logged.add(kind)
+            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self.log.warning("reading %s failed (%s: %s): the readings made from it are missing, the "
+                             "others are not; logged once per file and kind", path, type(error).__name__, why)
+
+
+class Stalled(TimeoutError):
+    """A call that may block on another process missed its deadline, or is skipped
+    because an earlier call with the same key is still stuck."""
+
+
+class _Job:
+    __slots__ = ("fn", "args", "done", "result", "error")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn, self.args = fn, args
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class _Worker:
+    """One daemon thread taking jobs from its queue until it gets None."""
+
+    def __init__(self, name: str) -> None:
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                job.result = job.fn(*job.args)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller, who decides
+                job.error = e
+            job.done.set()
+
+
+class DeadlineWorker:
+    """Calls that can block on another process, run on one persistent worker thread with
+    a deadline on each result.
+
+    Reading /proc/<pid>/cmdline or environ takes that process's memory lock: a process
+    stuck in a page fault on a hung mount (a stopped FUSE daemon, a dead NFS server)
+    holds it, and the read sleeps uninterruptibly until the mount answers, maybe never.
+    A thread cannot be killed, so a call that misses its deadline is abandoned: its
+    worker stays stuck, the next call gets a fresh worker, and the key (the pid) is
+    skipped while the stuck thread lives, so no cycle stacks a second thread on it. At
+    most `max_stuck` threads are ever abandoned; past that every call is refused until
+    one of them returns. Each stuck call is logged once, naming its key.
+    """
+
+    def __init__(self, kind: str, deadline: float, log: logging.Logger, max_stuck: int = 4) -> None:
+        self.kind, self.deadline, self.log, self.max_stuck = kind, deadline, log, max_stuck
+        self._worker: _Worker | None = None
+        # key -> (the stuck worker, monotonic time its call started)
+        self._stuck: dict[Any, tuple[_Worker, float]] = {}
+
+    def stuck(self) -> dict[Any, float]:
+        """Keys whose call is still blocked, with the monotonic time each call started."""
+        self._reap()
+        return {k: since for k, (_, since) in self._stuck.items()}
+
+    def _reap(self) -> None:
+        if self._stuck:
+            for key in [k for k, (w, _) in self._stuck.items() if not w.thread.is_alive()]:
+                del self._stuck[key]
+
+    def call(self, key: Any, fn: Callable[..., Any], *args: Any) -> Any:
+        """fn(*args) on the worker; raises Stalled past the deadline or while `key` is stuck."""
+        self._reap()
+        if key in self._stuck:
+            raise Stalled(f"{self.kind} {key}: still blocked since {time.monotonic() - self._stuck[key][1]:.0f} s ago")
+        if len(self._stuck) >= self.max_stuck:
+            raise Stalled(f"{self.kind} {key}: not tried, {len(self._stuck)} earlier calls are still blocked")
+        worker = self._worker
+        if worker is None:
+            worker = self._worker = _Worker(f"diag-{self.kind}")
+        job = _Job(fn, args)
+        started = time.monotonic()
+        worker.jobs.put(job)
+        if not job.done.wait(self.deadline):
+            worker.jobs.put(None)  # it ends once its call returns; a fresh worker takes its place
+            self._worker = None
+            self._stuck[key] = (worker, started)
+            self.log.warning("%s %s did not answer within %.1f s: abandoned, and skipped until it returns",
+                             self.kind, key, self.deadline)
+            raise Stalled(f"{self.kind} {key}: no answer within {self.deadline} s")
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def close(self) -> None:
+        """Let the idle worker end; stuck ones end when their call returns (daemon threads)."""
+        if self._worker is not None:
+            self._worker.jobs.put(None)
+            self._worker = None
 
 
 class Rates:
