@@ -1,14 +1,20 @@
-"""CPU: /proc/stat time shares, /proc/loadavg, PSI cpu, run queue."""
+"""CPU: /proc/stat time shares, /proc/loadavg, PSI cpu, run queue.
+
+The three files are read apart: one that cannot be read costs only its own readings.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
-from collectors.base import Rates, read_bytes
+from collectors.base import Parts, Rates, read_bytes
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
+
+log = logging.getLogger(__name__)
 
 USER_HZ = os.sysconf("SC_CLK_TCK")
 
@@ -82,10 +88,9 @@ class CpuCollector:
         self._raw = settings.raw_counters
         self._prev: dict[str, list[int]] = {}
         self._rates = Rates()
+        self.parts = Parts(log)
 
-    def collect(self, now: float) -> Batch:
-        batch = Batch(ts=now)
-        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
+    def _stat(self, batch: Batch, proc: str, now: float) -> None:
         cpus: dict[str, list[int]] = {}
         for line in read_bytes(f"{proc}/stat").decode("utf-8", "replace").splitlines():
             if line.startswith("cpu"):
@@ -123,14 +128,27 @@ class CpuCollector:
                 batch.add("cpu_core_usage", 100.0 - shares[_IDLE] - shares[_IOWAIT], cpu=name[3:])
         self._prev = cpus  # an offlined core drops out here and restarts its baseline
 
+    def _loadavg(self, batch: Batch, proc: str, now: float) -> None:
         load1, load5, load15 = read_bytes(f"{proc}/loadavg").split()[:3]
         batch.add("load_1", float(load1))
         batch.add("load_5", float(load5))
         batch.add("load_15", float(load15))
 
+    def _psi(self, batch: Batch, proc: str, now: float) -> None:
         psi = read_psi_totals(f"{proc}/pressure/cpu")
         if psi is not None:
             if self._raw:
                 psi_counters(batch.counters, "cpu", psi)
             batch.add("psi_cpu_some", psi_percent(self._rates, "cpu.some", psi.get("some"), now))
+
+    _PARTS = (("stat", _stat), ("loadavg", _loadavg), ("pressure/cpu", _psi))
+
+    def collect(self, now: float) -> Batch:
+        batch = Batch(ts=now)
+        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
+        for part, read in self._PARTS:
+            try:
+                read(self, batch, proc, now)
+            except Exception as e:  # noqa: BLE001 - one file's failure leaves the others
+                self.parts.failed(batch, part, f"{proc}/{part}", e)
         return batch

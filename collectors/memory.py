@@ -1,12 +1,19 @@
-"""Memory: /proc/meminfo levels, PSI memory and io, OOM kills from /proc/vmstat."""
+"""Memory: /proc/meminfo levels, PSI memory and io, OOM kills from /proc/vmstat.
+
+Each file is read apart: one that cannot be read costs only its own readings.
+"""
 
 from __future__ import annotations
 
-from collectors.base import Rates, read_bytes
+import logging
+
+from collectors.base import Parts, Rates, read_bytes
 from collectors.cpu import psi_counters, psi_percent, read_psi_totals
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
+
+log = logging.getLogger(__name__)
 
 
 def _vmstat_value(text: bytes, key: str) -> float | None:
@@ -49,10 +56,9 @@ class MemoryCollector:
         self.roots = roots
         self._raw = settings.raw_counters
         self._rates = Rates()
+        self.parts = Parts(log)
 
-    def collect(self, now: float) -> Batch:
-        batch = Batch(ts=now)
-        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
+    def _meminfo(self, batch: Batch, proc: str, now: float) -> None:
         mem = _meminfo(read_bytes(f"{proc}/meminfo"))  # kB
         total = mem["MemTotal"] * 1024
         available = mem.get("MemAvailable")
@@ -68,20 +74,39 @@ class MemoryCollector:
         swap_used = swap_total - mem.get("SwapFree", 0)
         batch.add("swap_usage", swap_used * 100.0 / swap_total if swap_total > 0 else 0.0)
 
-        for resource in ("memory", "io"):
-            psi = read_psi_totals(f"{proc}/pressure/{resource}")
-            if psi is None:
-                continue
-            if self._raw:
-                psi_counters(batch.counters, resource, psi)
-            for kind in ("some", "full"):
-                key = f"{resource}.{kind}"
-                batch.add(f"psi_{resource}_{kind}", psi_percent(self._rates, key, psi.get(kind), now))
+    def _psi(self, batch: Batch, proc: str, now: float, resource: str) -> None:
+        psi = read_psi_totals(f"{proc}/pressure/{resource}")
+        if psi is None:
+            return
+        if self._raw:
+            psi_counters(batch.counters, resource, psi)
+        for kind in ("some", "full"):
+            key = f"{resource}.{kind}"
+            batch.add(f"psi_{resource}_{kind}", psi_percent(self._rates, key, psi.get(kind), now))
 
+    def _psi_memory(self, batch: Batch, proc: str, now: float) -> None:
+        self._psi(batch, proc, now, "memory")
+
+    def _psi_io(self, batch: Batch, proc: str, now: float) -> None:
+        self._psi(batch, proc, now, "io")
+
+    def _vmstat(self, batch: Batch, proc: str, now: float) -> None:
         # oom_kill appeared in 4.13; older kernels give no sample rather than a zero.
         oom = _vmstat_value(read_bytes(f"{proc}/vmstat"), "oom_kill")
         if oom is not None:
             batch.counters["vmstat.oom_kill"] = oom
             batch.add_total("oom_kills_total", oom)
             batch.add("oom_kills", self._rates.delta("oom_kill", oom, now))
+
+    _PARTS = (("meminfo", _meminfo), ("pressure/memory", _psi_memory), ("pressure/io", _psi_io),
+              ("vmstat", _vmstat))
+
+    def collect(self, now: float) -> Batch:
+        batch = Batch(ts=now)
+        proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
+        for part, read in self._PARTS:
+            try:
+                read(self, batch, proc, now)
+            except Exception as e:  # noqa: BLE001 - one file's failure leaves the others
+                self.parts.failed(batch, part, f"{proc}/{part}", e)
         return batch

@@ -3,14 +3,20 @@
 Every raw value goes into `batch.counters` by the kernel's own name (`TcpExt.ListenOverflows`,
 `Udp6.RcvbufErrors`, `softnet.dropped`), so a user can check them against nstat; the few
 that mean "the kernel dropped something" also become per-interval deltas.
+
+The four files are read apart: one that cannot be read costs only the counters in it.
 """
 
 from __future__ import annotations
 
-from collectors.base import Rates, read_bytes, read_header_pairs
+import logging
+
+from collectors.base import Parts, Rates, read_bytes, read_header_pairs
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
+
+log = logging.getLogger(__name__)
 
 # snmp6 is `Udp6RcvbufErrors 0`: split the prefix off so the name matches snmp's `Udp.RcvbufErrors`.
 _SNMP6_PREFIXES = ("UdpLite6", "Icmp6", "Udp6", "Ip6")
@@ -61,22 +67,38 @@ class NetCountersCollector:
         self.roots = roots
         self.settings = settings
         self.rates = Rates()
+        self.parts = Parts(log)
+
+    @staticmethod
+    def _snmp6(path: str) -> dict[str, float]:
+        try:
+            return read_snmp6(read_bytes(path))
+        except FileNotFoundError:
+            return {}  # booted with ipv6.disable=1: the Udp6 readings are missing, not zero
+
+    @staticmethod
+    def _softnet(path: str) -> dict[str, float]:
+        return {"softnet.dropped": float(softnet_dropped(read_bytes(path)))}
+
+    _PARTS = (("net/snmp", read_header_pairs), ("net/netstat", read_header_pairs),
+              ("net/snmp6", _snmp6), ("net/softnet_stat", _softnet))
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
-        net = f"{self.roots.proc}/net"  # strings, not Path joins: cheaper per cycle
-        counters = read_header_pairs(f"{net}/snmp")
-        counters.update(read_header_pairs(f"{net}/netstat"))
-        try:
-            counters.update(read_snmp6(read_bytes(f"{net}/snmp6")))
-        except FileNotFoundError:
-            pass  # booted with ipv6.disable=1: the Udp6 readings are missing, not zero
-        counters["softnet.dropped"] = float(softnet_dropped(read_bytes(f"{net}/softnet_stat")))
-        batch.counters.update(counters)
+        proc = self.roots.proc  # strings, not Path joins: cheaper per cycle
+        counters = batch.counters
+        for part, read in self._PARTS:
+            path = f"{proc}/{part}"
+            try:
+                counters.update(read(path))
+            except Exception as e:  # noqa: BLE001 - one file's failure leaves the others
+                self.parts.failed(batch, part, path, e)
 
         for metric, keys in _DELTAS:
+            if keys[0] not in counters:
+                continue  # its file failed: Udp6's count alone would read as fewer drops
             parts = [self.rates.delta(k, counters[k], now) for k in keys if k in counters]
-            if parts and None not in parts:
+            if None not in parts:
                 batch.add(metric, sum(parts))  # type: ignore[arg-type]
 
         get = counters.get

@@ -103,10 +103,43 @@ def test_no_psi_gives_no_sample(tmp_path: Path):
     assert one(b, "load_1") == 0.02
 
 
-def test_missing_stat_raises(tmp_path: Path):
+def test_without_stat_load_and_pressure_are_still_read(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "stat").unlink()
+    b = CpuCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert one(b, "load_1") == 0.02
+    assert one(b, "procs_running") is None and not values(b, "cpu_seconds_total")
+    assert b.errors == ["stat:FileNotFoundError"]
+
+
+def test_a_bad_loadavg_costs_only_the_load(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "loadavg").write_text("\n")
+    b = CpuCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert one(b, "load_1") is None
+    assert one(b, "cpu_seconds_total", mode="user") is not None and one(b, "procs_running") is not None
+    assert b.errors == ["loadavg:ValueError"]
+
+
+def test_a_bad_pressure_file_costs_only_psi(tmp_path: Path):
+    for t, src in (("t0", HOST_T0), ("t1", HOST_T1)):
+        shutil.copytree(src.proc, tmp_path / t / "proc")
+    (tmp_path / "t1" / "proc" / "pressure" / "cpu").write_text("some avg10=0.00 total=12x\n")
+    c = CpuCollector(Roots.under(tmp_path / "t0"), CollectorSettings())
+    c.collect(1000.0)
+    c.roots = Roots.under(tmp_path / "t1")
+    b = c.collect(1010.0)
+    assert one(b, "psi_cpu_some") is None
+    assert one(b, "cpu_usage") is not None and one(b, "load_1") is not None
+    assert b.errors == ["pressure/cpu:ValueError"]
+
+
+def test_an_empty_proc_gives_nothing_and_counts_each_missing_file(tmp_path: Path):
     (tmp_path / "proc").mkdir()
-    with pytest.raises(FileNotFoundError):
-        CpuCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    b = CpuCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert b.samples == [] and b.totals == []
+    # No PSI is a kernel without it (psi=0), not a failure.
+    assert b.errors == ["stat:FileNotFoundError", "loadavg:FileNotFoundError"]
 
 
 def _stat_jiffies() -> list[int]:

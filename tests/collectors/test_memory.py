@@ -89,10 +89,47 @@ def test_missing_psi_and_oom_kill_give_no_sample(tmp_path: Path):
     assert one(b, "mem_usage") == 25.0
 
 
-def test_missing_meminfo_raises(tmp_path: Path):
-    (tmp_path / "proc").mkdir()
-    with pytest.raises(FileNotFoundError):
-        MemoryCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+def test_without_meminfo_pressure_and_oom_kills_are_still_read(tmp_path: Path):
+    for t, src in (("t0", HOST_T0), ("t1", HOST_T1)):
+        shutil.copytree(src.proc, tmp_path / t / "proc")
+        (tmp_path / t / "proc" / "meminfo").unlink()
+    c = MemoryCollector(Roots.under(tmp_path / "t0"), CollectorSettings())
+    c.collect(1000.0)
+    c.roots = Roots.under(tmp_path / "t1")
+    b = c.collect(1010.0)
+    assert one(b, "mem_total") is None and one(b, "swap_usage") is None
+    assert all(one(b, m) is not None for m in (*PSI, "oom_kills", "oom_kills_total"))
+    assert b.errors == ["meminfo:FileNotFoundError"]
+
+
+def test_a_meminfo_without_memtotal_costs_only_the_memory_levels(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    meminfo = tmp_path / "proc" / "meminfo"
+    meminfo.write_text("".join(line for line in meminfo.read_text().splitlines(True) if not line.startswith("MemTotal:")))
+    b = MemoryCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert one(b, "mem_usage") is None
+    assert one(b, "oom_kills_total") is not None
+    assert b.errors == ["meminfo:KeyError"]
+
+
+def test_a_bad_pressure_file_costs_only_its_own_psi(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "pressure" / "io").write_text("full avg10=0.00 total=many\n")
+    c = MemoryCollector(Roots.under(tmp_path), CollectorSettings(raw_counters=True))
+    b = c.collect(1000.0)
+    assert "pressure.memory.some.total" in b.counters
+    assert not any(k.startswith("pressure.io.") for k in b.counters)
+    assert one(b, "mem_usage") is not None
+    assert b.errors == ["pressure/io:ValueError"]
+
+
+def test_without_vmstat_the_levels_are_still_read(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "vmstat").unlink()
+    b = MemoryCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert one(b, "oom_kills_total") is None
+    assert one(b, "mem_total") is not None
+    assert b.errors == ["vmstat:FileNotFoundError"]
 
 
 def _meminfo_kb(key: str) -> int:

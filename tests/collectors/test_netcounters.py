@@ -95,9 +95,31 @@ def test_ipv6_disabled_is_a_missing_reading(tmp_path):
     b = c.collect(1010.0)
     assert values(b)["udp_rcvbuf_errors"] == 100
     assert ("udp_rcvbuf_errors_total", "udp6") not in totals(b)
-    (tmp_path / "t1" / "proc" / "net" / "snmp").unlink()
-    with pytest.raises(FileNotFoundError):
-        c.collect(1020.0)
+    assert b.errors == []  # a kernel without IPv6, not a failure
+
+
+@pytest.mark.parametrize("missing", ["snmp", "netstat", "snmp6", "softnet_stat"])
+def test_a_file_that_cannot_be_read_costs_only_its_counters(tmp_path, missing):
+    for t, src in (("t0", HOST_T0), ("t1", HOST_T1)):
+        shutil.copytree(src.proc / "net", tmp_path / t / "proc" / "net")
+    # A directory in the file's place: it exists (so snmp6 is not "no IPv6") but reads EISDIR.
+    broken = tmp_path / "t1" / "proc" / "net" / missing
+    broken.unlink()
+    broken.mkdir()
+    c = NetCountersCollector(Roots.under(tmp_path / "t0"), CollectorSettings())
+    whole = c.collect(1000.0)
+    c.roots = Roots.under(tmp_path / "t1")
+    b = c.collect(1010.0)
+    assert b.errors == [f"net/{missing}:IsADirectoryError"]
+    lost = {k for k in whole.counters if k not in b.counters}
+    prefixes = {"snmp": ("Ip.", "Icmp.", "IcmpMsg.", "Tcp.", "Udp.", "UdpLite."), "netstat": ("TcpExt.", "IpExt.", "MPTcpExt."),
+                "snmp6": ("Ip6.", "Icmp6.", "Udp6.", "UdpLite6."), "softnet_stat": ("softnet.",)}[missing]
+    assert lost and all(k.startswith(prefixes) for k in lost), lost
+    kept = values(b)
+    # each delta is there unless its own counter was in the broken file
+    assert ("tcp_listen_overflows" in kept) == (missing != "netstat")
+    assert ("udp_rcvbuf_errors" in kept) == (missing != "snmp")
+    assert ("softnet_dropped" in kept) == (missing != "softnet_stat")
 
 
 def test_totals_match_node_exporter():
