@@ -7,6 +7,7 @@ import os
 import queue
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -95,7 +96,10 @@ class DeadlineWorker:
 
     def __init__(self, kind: str, deadline: float, log: logging.Logger, max_stuck: int = 4) -> None:
         self.kind, self.deadline, self.log, self.max_stuck = kind, deadline, log, max_stuck
-        self._worker: _Worker | None = None
+        # The idle worker, in a holder the finalizer shares: a collector dropped without
+        # close() must not leave a thread waiting on its queue forever.
+        self._idle: list[_Worker | None] = [None]
+        self._finalizer = weakref.finalize(self, _end_idle, self._idle)
         # key -> (the stuck worker, monotonic time its call started)
         self._stuck: dict[Any, tuple[_Worker, float]] = {}
 
@@ -116,15 +120,15 @@ class DeadlineWorker:
             raise Stalled(f"{self.kind} {key}: still blocked since {time.monotonic() - self._stuck[key][1]:.0f} s ago")
         if len(self._stuck) >= self.max_stuck:
             raise Stalled(f"{self.kind} {key}: not tried, {len(self._stuck)} earlier calls are still blocked")
-        worker = self._worker
+        worker = self._idle[0]
         if worker is None:
-            worker = self._worker = _Worker(f"diag-{self.kind}")
+            worker = self._idle[0] = _Worker(f"diag-{self.kind}")
         job = _Job(fn, args)
         started = time.monotonic()
         worker.jobs.put(job)
         if not job.done.wait(self.deadline):
             worker.jobs.put(None)  # it ends once its call returns; a fresh worker takes its place
-            self._worker = None
+            self._idle[0] = None
             self._stuck[key] = (worker, started)
             self.log.warning("%s %s did not answer within %.1f s: abandoned, and skipped until it returns",
                              self.kind, key, self.deadline)
@@ -134,10 +138,15 @@ class DeadlineWorker:
         return job.result
 
     def close(self) -> None:
-        """Let the idle worker end; stuck ones end when their call returns (daemon threads)."""
-        if self._worker is not None:
-            self._worker.jobs.put(None)
-            self._worker = None
+        """Let the idle worker end; stuck ones end when their call returns (daemon threads).
+        A later call starts a new worker."""
+        _end_idle(self._idle)
+
+
+def _end_idle(holder: list[_Worker | None]) -> None:
+    if holder[0] is not None:
+        holder[0].jobs.put(None)
+        holder[0] = None
 
 
 class Rates:

@@ -14,18 +14,29 @@ substitute for stat: it counts the leader thread only (a threaded process would 
 fraction of its CPU), and statm's resident pages are an exact sum on 6.x kernels where
 stat's rss is the per-CPU counters' cheap reading. Reclaim can shrink a sleeping
 process's RSS, so each skipped process still has its stat read once in REFRESH_CYCLES.
+
+Neither stat nor schedstat takes the process's memory lock (fs/proc/array.c reads the
+mm's counters without it), so a process stuck in a page fault on a hung mount does not
+block them. /proc/<pid>/cmdline does (access_remote_vm), and it is read only to name a
+top process whose 15-character comm the kernel truncated (as psutil's name() does), once
+per process, on a DeadlineWorker: a stuck read costs one cycle CMDLINE_DEADLINE_S, then
+that pid keeps its comm until the read returns.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import resource
 import weakref
 
+from collectors.base import DeadlineWorker, Parts, Stalled, read_bytes
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
+
+log = logging.getLogger(__name__)
 
 USER_HZ = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -37,6 +48,11 @@ _UTIME, _STIME, _THREADS, _START, _RSS = 11, 12, 17, 19, 21
 # An idle process skipped on its schedstat has its stat line (RSS, which reclaim can
 # shrink while it sleeps) read anew at least once in this many cycles, a share each cycle.
 REFRESH_CYCLES = 6
+# The kernel keeps 15 bytes of a process name (TASK_COMM_LEN - 1).
+COMM_LEN = 15
+# A cmdline read answers in microseconds unless the process's memory lock is held by a
+# page fault on a hung mount; then it may sleep for minutes.
+CMDLINE_DEADLINE_S = 0.5
 # pid -> (stat line, starttime, utime + stime, rss pages, single-threaded, schedstat,
 # its kept descriptor (both None unless single-threaded and kept), the cycle phase
 # of its stat refresh)
@@ -73,6 +89,14 @@ def _comm(data: bytes) -> str:
     return head[head.index(b"(") + 1 :].decode("utf-8", "replace")
 
 
+def full_name(comm: str, cmdline: bytes) -> str:
+    """The name the kernel cut to 15 bytes, from argv[0] when it starts with it
+    (systemd-network -> systemd-networkd); otherwise comm, since a process may rewrite
+    its argv (postgres: checkpointer) and that is no name."""
+    exe = cmdline.split(b"\0", 1)[0].rsplit(b"/", 1)[-1].decode("utf-8", "replace")
+    return exe if exe.startswith(comm) and len(exe) <= 64 else comm
+
+
 class ProcessesCollector:
     name = "processes"
 
@@ -88,11 +112,38 @@ class ProcessesCollector:
         self._prev: dict[str, _Seen] = {}
         self._prev_now: float | None = None
         self._finalizer = weakref.finalize(self, _close_all_of, (self._fds, self._sched_fds))
+        self.parts = Parts(log)
+        # How cmdline is read: a test gives a reader that blocks, as a hung mount would.
+        self.read_cmdline = read_bytes
+        self.cmdlines = DeadlineWorker("cmdline", CMDLINE_DEADLINE_S, log)
+        # (pid, starttime) -> full name of a top process whose comm was cut
+        self._names: dict[tuple[str, bytes], str] = {}
 
     def close(self) -> None:
         """Close the kept stat files; later cycles still work, opening each file anew."""
         self._finalizer()
         self._fd_budget = 0
+        self.cmdlines.close()
+
+    def _name(self, batch: Batch, pid: str, seen: _Seen) -> str:
+        comm = _comm(seen[0])
+        if len(comm.encode()) < COMM_LEN:
+            return comm
+        key = (pid, seen[1])
+        name = self._names.get(key)
+        if name is None:
+            path = f"{self.roots.proc}/{pid}/cmdline"
+            try:
+                name = full_name(comm, self.cmdlines.call(pid, self.read_cmdline, path))
+            except Stalled:
+                batch.errors.append("pid/cmdline:Stalled")  # DeadlineWorker logged the pid once
+                return comm  # not remembered: read again once the stuck read returns
+            except OSError:
+                name = comm  # exited, or not ours to read
+            if len(self._names) >= 4 * self._top + 64:
+                self._names.clear()  # a bound, not an eviction policy: refilled from the next tops
+            self._names[key] = name
+        return name
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
@@ -180,9 +231,13 @@ class ProcessesCollector:
                 rss_of[pid] = before[3]
                 continue
             # comm may hold spaces and ')': the fields start after the last ')'.
-            f = data[data.rindex(b")") + 1 :].split(None, 22)
-            ticks = int(f[_UTIME]) + int(f[_STIME])
-            start, rss, single = f[_START], int(f[_RSS]), f[_THREADS] == b"1"
+            try:
+                f = data[data.rindex(b")") + 1 :].split(None, 22)
+                ticks = int(f[_UTIME]) + int(f[_STIME])
+                start, rss, single = f[_START], int(f[_RSS]), f[_THREADS] == b"1"
+            except (ValueError, IndexError) as e:  # one odd stat line costs only that process
+                self.parts.failed(batch, "pid/stat", f"{proc}/{pid}/stat", e)
+                continue
             if not single and sfd is not None:
                 del sfds[pid]
                 close(sfd)
@@ -215,7 +270,7 @@ class ProcessesCollector:
             used = used_of.get(pid, unchanged)
             pct = None if used is None else used * 100.0 / USER_HZ / interval
             rss = rss_of[pid] * PAGE_SIZE
-            return {"pid": int(pid), "name": _comm(cur[pid][0]), "cpu_percent": pct, "rss_bytes": rss}
+            return {"pid": int(pid), "name": self._name(batch, pid, cur[pid]), "cpu_percent": pct, "rss_bytes": rss}
 
         # sorted(..., reverse=True)[:n] is what heapq.nlargest is documented to equal (ties
         # keep listing order), with the key lookups done in C. Idle processes are no

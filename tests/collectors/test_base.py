@@ -1,13 +1,18 @@
-"""collectors.base: raw whole-file reads and the cached snmp/netstat header names."""
+"""collectors.base: raw whole-file reads, the cached snmp/netstat header names, and
+DeadlineWorker, which runs calls that can block on another process."""
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from collectors.base import read_bytes, read_header_pairs, read_text
+from collectors.base import DeadlineWorker, Stalled, read_bytes, read_header_pairs, read_text
 
 
 def test_read_bytes_reads_past_one_chunk(tmp_path: Path):
@@ -74,3 +79,39 @@ def test_header_pairs_live_match_a_plain_parse():
             if got == want:  # counters may move between the two reads; retry then
                 break
         assert got == want and len(got) > 20, name
+
+
+def test_deadline_worker_refuses_every_call_past_max_stuck_and_recovers():
+    release = threading.Event()
+    w = DeadlineWorker("cmdline", 0.05, logging.getLogger("test"), max_stuck=2)
+    for pid in (1, 2):
+        with pytest.raises(Stalled):
+            w.call(pid, release.wait)
+    assert set(w.stuck()) == {1, 2}
+    with pytest.raises(Stalled, match="2 earlier calls are still blocked"):
+        w.call(3, lambda: "never run")  # a third thread would stack on the same hung mount
+    release.set()
+    for _ in range(100):
+        if not w.stuck():
+            break
+        time.sleep(0.01)
+    assert w.call(3, lambda: "answered") == "answered"
+    w.close()
+
+
+def test_deadline_worker_hands_back_the_calls_own_error():
+    w = DeadlineWorker("cmdline", 1.0, logging.getLogger("test"))
+    with pytest.raises(FileNotFoundError):
+        w.call(1, read_bytes, "/proc/no-such-pid/cmdline")
+    assert w.stuck() == {}  # an error is an answer, not a stall
+    w.close()
+
+
+def test_a_dropped_deadline_worker_ends_its_thread():
+    w = DeadlineWorker("cmdline", 1.0, logging.getLogger("test"))
+    w.call(1, int, "5")
+    thread = w._idle[0].thread
+    del w
+    gc.collect()
+    thread.join(1.0)
+    assert not thread.is_alive()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from collectors.processes import REFRESH_CYCLES, ProcessesCollector
+from collectors.processes import REFRESH_CYCLES, ProcessesCollector, full_name
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from tests.conftest import HOST_T0, HOST_T1
@@ -236,3 +239,76 @@ def test_live_sleeping_process_that_wakes_is_ranked_in_the_next_cycle():
         child.kill()
         child.wait()
         c.close()
+
+
+def tree_with_a_cut_name(tmp_path: Path) -> Roots:
+    """t0 with python3 (pid 101) renamed to the 15 bytes the kernel keeps of systemd-networkd."""
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    stat = tmp_path / "proc" / "101" / "stat"
+    stat.write_bytes(stat.read_bytes().replace(b"(python3)", b"(systemd-network)"))
+    (tmp_path / "proc" / "101" / "cmdline").write_bytes(b"/lib/systemd/systemd-networkd\0--debug\0")
+    return Roots.under(tmp_path)
+
+
+def names(b: Batch) -> dict[int, str]:
+    return {r["pid"]: r["name"] for r in b.processes["by_memory"]}
+
+
+def test_a_name_the_kernel_cut_is_completed_from_argv0(tmp_path: Path):
+    c = ProcessesCollector(tree_with_a_cut_name(tmp_path), CollectorSettings())
+    assert names(c.collect(1000.0))[101] == "systemd-networkd"
+    assert names(c.collect(1010.0))[202] == "postgres"  # short names are never looked up
+
+
+def test_a_rewritten_argv_is_no_name():
+    assert full_name("systemd-network", b"networkd: worker 3\0") == "systemd-network"  # setproctitle
+    assert full_name("kworker/u16:3-e", b"") == "kworker/u16:3-e"  # kernel threads have no argv
+    assert full_name("systemd-network", b"/lib/systemd/systemd-networkd\0") == "systemd-networkd"
+
+
+def test_a_blocked_cmdline_read_costs_one_deadline_and_is_not_stacked(tmp_path: Path, caplog):
+    # A process faulting on a hung mount holds its memory lock; reading its cmdline then
+    # sleeps until the mount answers. The fake reader sleeps until the test releases it.
+    hung_mount_answers = threading.Event()
+    calls: list[str] = []
+
+    def read(path: str) -> bytes:
+        calls.append(path)
+        hung_mount_answers.wait(10)
+        return Path(path).read_bytes()
+
+    c = ProcessesCollector(tree_with_a_cut_name(tmp_path), CollectorSettings())
+    c.read_cmdline = read
+    c.cmdlines.deadline = 0.2
+    threads = threading.active_count()
+    with caplog.at_level(logging.WARNING, logger="collectors.processes"):
+        t0 = time.monotonic()
+        first = c.collect(1000.0)
+        took_first = time.monotonic() - t0
+        t0 = time.monotonic()
+        second = c.collect(1010.0)
+        took_second = time.monotonic() - t0
+    assert 0.2 <= took_first < 0.4  # the deadline, not the hung read
+    assert took_second < 0.1  # the stuck pid is skipped, not waited on again
+    assert names(first)[101] == names(second)[101] == "systemd-network"  # its comm meanwhile
+    assert first.errors == second.errors == ["pid/cmdline:Stalled"]  # counted every cycle
+    assert len(calls) == 1 and threading.active_count() <= threads + 1  # one stuck thread, no second
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 1 and "cmdline 101" in logged[0], logged
+
+    hung_mount_answers.set()
+    for _ in range(100):  # the stuck thread returns and ends
+        if not c.cmdlines.stuck():
+            break
+        time.sleep(0.01)
+    third = c.collect(1020.0)
+    assert names(third)[101] == "systemd-networkd" and third.errors == []
+    c.close()
+
+
+def test_an_odd_stat_line_costs_only_that_process(tmp_path: Path):
+    shutil.copytree(HOST_T0.proc, tmp_path / "proc")
+    (tmp_path / "proc" / "202" / "stat").write_bytes(b"202 (postgres) S 1 2 3\n")  # cut short
+    b = ProcessesCollector(Roots.under(tmp_path), CollectorSettings()).collect(1000.0)
+    assert [r["pid"] for r in b.processes["by_memory"]] == [101, 707, 606, 303, 404]
+    assert b.errors == ["pid/stat:IndexError"]
