@@ -104,7 +104,7 @@ class TaskClient:
                                         task["mode"], task["owner"], task["group"], bool(task["overwrite"]))
             else:
                 ex = Execution(task["script"], timeout=float(task["timeout"]), working_dir=task.get("working_dir", ""),
-                               username=task.get("username", ""))
+                               username=task.get("username", ""), env=task.get("env") or {})
                 with self._lock:
                     self._running[task["task_id"]] = ex
                 result = ex.run()

@@ -9,7 +9,7 @@ from typing import Any
 from diag.commands import states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
-from diag.commands.repository import record_json
+from diag.commands.repository import record_env, record_json
 from diag.commands.runner import OUTPUT_CAP, Result
 
 BATCH = 20
@@ -47,7 +47,8 @@ def _task(inv: dict[str, Any], r: Any) -> dict[str, Any]:
         task.update({k: spec[k] for k in ("file_name", "content_b64", "target_dir", "mode", "owner", "group",
                                           "overwrite")})
     else:
-        task.update({"script": r["script"], "working_dir": spec["working_dir"], "username": spec["username"]})
+        task.update({"script": r["script"], "env": record_env(r), "working_dir": spec["working_dir"],
+                     "username": spec["username"]})
     return task
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
-from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_json
+from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_env, record_json
 from diag.commands.runner import Execution, Result
 from diag.commands.schedule import Schedule, ScheduleError, parse
 
@@ -167,14 +167,14 @@ class Commands:
     def _fire(self, inv: dict[str, Any], instance_ids: list[str], now: float) -> None:
         spec = inv["spec"]
         for iid in instance_ids:
-            script = None
+            script, env = None, None
             if inv["kind"] == "command":
-                script = parameters.substitute(spec["content"], spec["values"], {
+                script, env = parameters.substitute(spec["content"], spec["values"], {
                     "diag::InstanceId": iid, "diag::InvokeId": inv["invoke_id"],
                     "diag::CommandId": inv["command_id"] or ""})
             task_id = new_id("r")
             with self._lock:
-                self.repo.add_record(task_id, inv["invoke_id"], iid, script, spec.get("timeout", 60), now)
+                self.repo.add_record(task_id, inv["invoke_id"], iid, script, spec.get("timeout", 60), now, env)
                 if iid != self.settings.local_id:
                     self._work.add(iid)
             if iid == self.settings.local_id:
@@ -296,7 +296,8 @@ class Commands:
             self.repo.set_status(r["task_id"], states.RUNNING, start_time=time.time())
             return sendfile.write(spec["file_name"], base64.b64decode(spec["content_b64"]), spec["target_dir"],
                                   spec["mode"], spec["owner"], spec["group"], spec["overwrite"])
-        ex = Execution(r["script"], timeout=r["timeout"], working_dir=spec["working_dir"], username=spec["username"])
+        ex = Execution(r["script"], timeout=r["timeout"], working_dir=spec["working_dir"], username=spec["username"],
+                       env=record_env(r))
         with self._lock:
             if not self.repo.set_status(r["task_id"], states.RUNNING, only_if=(states.PENDING,),
                                         start_time=time.time(), delivered_at=time.time()):

@@ -1,17 +1,32 @@
-"""`{{key}}` parameters: found by a small shell-lexical scan, substituted quoted for where they stand.
+"""`{{key}}` parameters: the shell never parses a value.
 
-shlex.quote alone is only safe in an unquoted word: inside "double quotes" its single quotes
-are literal and `$(...)` in the value would run. So each placeholder is quoted for its own
-context (unquoted, double-quoted, single-quoted), and placeholders where no quoting can keep
-a value inert (here-documents, comments, backticks, `${...}`, `$((...))`, `$'...'`) are
-refused when the command is saved. The guarantee is that a value arrives as literal text;
-a script that then `eval`s it, or compares it with `[[ -eq ]]`, is asking for code.
+Each `{{key}}` in the saved script becomes `${DIAG_P_key+"${DIAG_P_key}"}` and the values
+travel beside the script, as environment variables of the run (to agents too, in the
+task's `env`). Pasting quoted values into the text cannot be made safe: that needs the
+exact quoting context of every placeholder, and a scanner that guesses bash's grammar
+disagrees with bash somewhere (issue 15: `$(#'`, `$(...)#'`, a `case x)` in `"$(...)"`,
+`(( ))`). An expansion's result is never parsed again as shell code, in any context.
+The `${V+"${V}"}` form is one quoted word both unquoted and inside "double quotes"
+(in bash and dash alike), so a misjudged context cannot word-split a value into extra
+arguments either.
+
+What remains is where bash evaluates text as arithmetic or code after expansion: in
+`(( ))`, `$(( ))`, `$[ ]`, `let`, `[[ -eq ]]` and `eval` a value such as `a[$(cmd)]`
+runs `cmd`, from a variable as much as from the text. A placeholder textually inside such
+a construct is refused, by plain text matching that does not care about quotes (so it
+cannot be fooled the way a scanner is; it may refuse a harmless template). A script that
+copies a parameter into a variable and later does arithmetic on it must check it is a
+number first (`case $n in ''|*[!0-9]*) exit 2;; esac`), as with any untrusted input.
+
+The scanner below is now only a lint: it refuses placeholders where the expansion would
+not happen (single quotes, `$'...'`, comments, here-documents) or is hard to read
+(backticks, `${...}`). If it misjudges a context, the result is a refusal or literal text,
+never code.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 PLACEHOLDER = re.compile(r"\{\{\s*(diag::[A-Za-z]+|[A-Za-z0-9_-]{1,64})\s*\}\}")
@@ -19,7 +34,15 @@ BUILTINS = ("diag::InstanceId", "diag::InvokeId", "diag::CommandId")
 MAX_PARAMETERS = 20
 _WORD_BREAK = set(" \t\n;&|()<>")
 _WHERE = {"comment": "a comment", "heredoc": "a here-document", "bq": "backticks", "brace": "${...}",
-          "arith": "$((...))", "ansi": "$'...'"}
+          "arith": "$((...))", "ansi": "$'...'", "sq": "single quotes"}
+BUILTIN_ENV = {"diag::InstanceId": "DIAG_INSTANCE_ID", "diag::InvokeId": "DIAG_INVOKE_ID",
+               "diag::CommandId": "DIAG_COMMAND_ID"}
+ENV_NAME = re.compile(r"^DIAG_[A-Za-z0-9_]+$")
+# Text that opens an arithmetic (or eval) reading of what follows, and what closes it; None:
+# to the end of the line. Plain text matching on purpose: quotes do not hide a construct.
+_EVALUATING = ((re.compile(r"\(\("), "))"), (re.compile(r"\$\["), "]"),
+               (re.compile(r"(?:^|[\s;&|(`{!])(?:let|eval)(?=[\s;&|)`}]|$)", re.M), None),
+               (re.compile(r"\[\[(?:(?!\]\]).)*?-(?:eq|ne|lt|le|gt|ge)\b", re.S), "]]"))
 
 
 class ParameterError(ValueError):
@@ -33,7 +56,7 @@ class Placeholder:
     start: int
     end: int
     name: str
-    context: str  # "sh" (unquoted), "dq" or "sq"
+    context: str  # "sh" (unquoted) or "dq"; a lint's guess, never relied on for safety
 
 
 def scan(content: str) -> list[Placeholder]:
@@ -56,7 +79,7 @@ def scan(content: str) -> list[Placeholder]:
             continue
         m = PLACEHOLDER.match(content, i) if content.startswith("{{", i) else None
         if m:
-            if ctx not in ("sh", "sub", "dq", "sq"):
+            if ctx not in ("sh", "sub", "dq"):
                 _refuse(m.group(1), ctx)
             out.append(Placeholder(m.start(), m.end(), m.group(1), "sh" if ctx == "sub" else ctx))
             i, word_start = m.end(), False
@@ -165,14 +188,29 @@ def _heredoc_word(s: str, i: int, pending: list[str]) -> int:
 
 
 def _refuse(name: str, ctx: str) -> None:
-    raise ParameterError(f"{{{{{name}}}}} stands inside {_WHERE.get(ctx, ctx)}, where no quoting keeps a value "
-                         "from becoming code; assign it to a variable first (v={{" + name + "}}) and use \"$v\"",
-                         "content")
+    raise ParameterError(f"{{{{{name}}}}} stands inside {_WHERE.get(ctx, ctx)}, where it would not expand as a "
+                         "value; assign it to a variable first (v={{" + name + "}}) and use \"$v\"", "content")
+
+
+def _refuse_evaluating(content: str) -> None:
+    """Placeholders inside text that bash evaluates as arithmetic or code after expansion."""
+    for opener, closer in _EVALUATING:
+        for m in opener.finditer(content):
+            end = content.find(closer, m.end()) if closer else content.find("\n", m.end())
+            span = content[m.start():len(content) if end < 0 else end]
+            found = PLACEHOLDER.search(span)
+            if found:
+                raise ParameterError(
+                    f"{{{{{found.group(1)}}}}} stands where bash evaluates it as arithmetic or code "
+                    f"({m.group(0).strip()} ...): a value such as a[$(cmd)] would run cmd. Copy it to a variable "
+                    "(n={{" + found.group(1) + "}}), check it is a number (case $n in ''|*[!0-9]*) exit 2;; esac), "
+                    "then use $n", "content")
 
 
 def names(content: str) -> list[str]:
     """The custom parameter names, in order of first use; refuses unknown built-ins and too many."""
     seen: dict[str, None] = {}
+    _refuse_evaluating(content)
     for p in scan(content):
         if p.name.startswith("diag::"):
             if p.name not in BUILTINS:
@@ -202,19 +240,25 @@ def check_values(wanted: list[str], values: object) -> dict[str, str]:
     return dict(values)
 
 
-def quote(value: str, context: str) -> str:
-    if context == "dq":
-        return "".join("\\" + c if c in '\\$`"' else c for c in value)
-    if context == "sq":
-        return "'" + shlex.quote(value) + "'"  # close the quote, the quoted value, reopen
-    return shlex.quote(value)
+def env_name(name: str) -> str:
+    """The variable that carries a parameter: DIAG_P_<key>, or DIAG_PH_<hex> for a key with
+    '-' (not valid in a shell name); the prefixes differ, so no two keys share a variable."""
+    if name in BUILTIN_ENV:
+        return BUILTIN_ENV[name]
+    if re.fullmatch(r"[A-Za-z0-9_]+", name):
+        return f"DIAG_P_{name}"
+    return "DIAG_PH_" + name.encode().hex()
 
 
-def substitute(content: str, values: dict[str, str], builtins: dict[str, str]) -> str:
-    parts, last = [], 0
+def substitute(content: str, values: dict[str, str], builtins: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """The script to save and the environment to run it with: each placeholder becomes an
+    expansion of its variable; the values go only into the environment."""
+    parts, env, last = [], {}, 0
     for p in scan(content):
+        var = env_name(p.name)
+        env[var] = builtins[p.name] if p.name.startswith("diag::") else values[p.name]
         parts.append(content[last:p.start])
-        parts.append(quote(builtins[p.name] if p.name.startswith("diag::") else values[p.name], p.context))
+        parts.append(f'${{{var}+"${{{var}}}"}}')
         last = p.end
     parts.append(content[last:])
-    return "".join(parts)
+    return "".join(parts), env

@@ -20,7 +20,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS command_records (task_id TEXT PRIMARY KEY, invoke_id TEXT NOT NULL, "
     "instance_id TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER, output BLOB NOT NULL DEFAULT x'', "
     "dropped INTEGER NOT NULL DEFAULT 0, error_code TEXT, error_info TEXT, created_at REAL NOT NULL, "
-    "start_time REAL, finish_time REAL, delivered_at REAL, script TEXT, timeout REAL NOT NULL)",
+    "start_time REAL, finish_time REAL, delivered_at REAL, script TEXT, timeout REAL NOT NULL, env TEXT)",
     "CREATE INDEX IF NOT EXISTS records_by_instance ON command_records (instance_id, status)",
     "CREATE INDEX IF NOT EXISTS records_by_invoke ON command_records (invoke_id, instance_id, created_at)",
 )
@@ -31,6 +31,11 @@ KEEP_RECORDS = 100  # per invocation and instance: a periodic one must not grow 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def record_env(r: Any) -> dict[str, str]:
+    """A record's parameter variables (see parameters.substitute)."""
+    return json.loads(r["env"]) if r["env"] else {}
 
 
 def record_json(r: Any) -> dict[str, Any]:
@@ -46,6 +51,10 @@ class Repository:
         with db.write() as c:
             for stmt in SCHEMA:
                 c.execute(stmt)
+            # Stores from before parameters travelled as variables: their records' scripts
+            # carry the values inline and run as they are.
+            if "env" not in {row[1] for row in c.execute("PRAGMA table_info(command_records)")}:
+                c.execute("ALTER TABLE command_records ADD COLUMN env TEXT")
 
     # -- commands --------------------------------------------------------------------------
 
@@ -143,11 +152,11 @@ class Repository:
     # -- records ---------------------------------------------------------------------------
 
     def add_record(self, task_id: str, invoke_id: str, instance_id: str, script: str | None, timeout: float,
-                   now: float) -> None:
+                   now: float, env: dict[str, str] | None = None) -> None:
         with self.db.write() as c:
             c.execute("INSERT INTO command_records (task_id, invoke_id, instance_id, status, created_at, script, "
-                      "timeout) VALUES (?, ?, ?, 'Pending', ?, ?, ?)",
-                      (task_id, invoke_id, instance_id, now, script, timeout))
+                      "timeout, env) VALUES (?, ?, ?, 'Pending', ?, ?, ?, ?)",
+                      (task_id, invoke_id, instance_id, now, script, timeout, json.dumps(env) if env else None))
             c.execute("UPDATE invocation_instances SET repeats = repeats + 1 WHERE invoke_id = ? AND instance_id = ?",
                       (invoke_id, instance_id))
             c.execute("DELETE FROM command_records WHERE task_id IN (SELECT task_id FROM command_records "

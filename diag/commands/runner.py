@@ -1,9 +1,12 @@
 """The local executor, shared by the service (its own instance) and `diag agent`.
 
 The script goes to a file (mode 0700, in a private 0700 directory) and runs as
-[shell, file] - never a shell string built from input - in its own session, so the
-timeout and stop can SIGKILL the whole process group. Output (stdout and stderr, merged)
-keeps the first 24 KiB as bytes and counts the rest.
+[shell, file] - never a shell string built from input - in its own session, with its
+parameters as DIAG_* environment variables (never in the text: see parameters.py).
+A child can leave the session (`setsid`), so each run also gets a cgroup of its own when
+one can be made (see cgroups.py): the timeout and stop kill every process in it, and the
+process group as well. Output (stdout and stderr, merged) keeps the first 24 KiB as bytes
+and counts the rest.
 """
 
 from __future__ import annotations
@@ -19,9 +22,16 @@ import threading
 import time
 from dataclasses import dataclass
 
+from diag.commands import cgroups
+from diag.commands.parameters import ENV_NAME
+
 OUTPUT_CAP = 24 * 1024
 SHELL = shutil.which("bash") or "/bin/sh"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# What starts in place of the script: it waits for one line on stdin, which the runner sends
+# once the process is in its cgroup, so no child can be forked outside it; EOF instead (the
+# runner failed) runs nothing. A fixed string: no input ever reaches it.
+GATE = 'read -r line || exit 125; exec "$@" </dev/null'
 
 
 @dataclass
@@ -45,12 +55,16 @@ class Execution:
     """One run of one script; `stop()` may be called from any thread."""
 
     def __init__(self, script: str, *, timeout: float, working_dir: str = "", username: str = "",
-                 shell: str = SHELL) -> None:
+                 shell: str = SHELL, env: dict[str, str] | None = None) -> None:
         self.script, self.timeout, self.working_dir, self.username, self.shell = (
             script, timeout, working_dir, username, shell)
+        # Only DIAG_* names: parameters must not set PATH, LD_PRELOAD or the like.
+        self.params = {k: v for k, v in (env or {}).items()
+                       if isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) and "\x00" not in v}
         self._stop_r, self._stop_w = os.pipe()
         self._stopped = threading.Event()
         self.pid: int | None = None
+        self.group: cgroups.Cgroup | None = None
 
     def stop(self) -> None:
         if not self._stopped.is_set():
@@ -90,19 +104,37 @@ class Execution:
             if as_other:
                 os.chown(tmp, user.pw_uid, user.pw_gid)
                 os.chown(path, user.pw_uid, user.pw_gid)
-            env = {"PATH": PATH, "HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name,
+            env = {**self.params, "PATH": PATH, "HOME": user.pw_dir, "USER": user.pw_name, "LOGNAME": user.pw_name,
                    "SHELL": user.pw_shell or "/bin/sh", "LANG": os.environ.get("LANG", "C.UTF-8")}
             ids = ({"user": user.pw_uid, "group": user.pw_gid,
                     "extra_groups": os.getgrouplist(user.pw_name, user.pw_gid)} if as_other else {})
             start = time.time()
+            group = cgroups.create()
             try:
-                proc = subprocess.Popen([self.shell, path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True,
-                                        close_fds=True, **ids)
+                proc = subprocess.Popen([self.shell, "-c", GATE, "diag-command", self.shell, path],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        cwd=cwd, env=env, start_new_session=True, close_fds=True, **ids)
             except OSError as e:
+                if group:
+                    group.remove()
                 return failed("ExecutionException", f"cannot start {self.shell}: {e.strerror}")
             self.pid = proc.pid
-            return self._supervise(proc, start)
+            assert proc.stdin is not None
+            try:
+                if group and not group.add(proc.pid):
+                    group.remove()
+                    group = None  # the process group kill alone, as without cgroups
+                proc.stdin.write(b"go\n")
+            except OSError:
+                pass  # it died already; _supervise reports how
+            finally:
+                proc.stdin.close()
+            self.group = group
+            try:
+                return self._supervise(proc, start)
+            finally:
+                if group:
+                    group.release()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -138,6 +170,8 @@ class Execution:
                         outcome = "stop"
             if outcome != "exit":
                 _kill_group(proc.pid)
+                if self.group:
+                    self.group.kill()  # children that left the process group with setsid
             proc.wait()
             # What the script wrote just before it ended; children that keep the pipe open
             # (nohup daemons) do not hold the result: read what is there, then let go.
@@ -153,9 +187,9 @@ class Execution:
         r = Result("Finished", output=bytes(kept), dropped=dropped, start_time=start, finish_time=end)
         if outcome == "timeout":
             r.status, r.error_code = "Failed", "ExecutionTimeout"
-            r.error_info = f"still running after the timeout ({self.timeout:g}s): its process group was killed"
+            r.error_info = f"still running after the timeout ({self.timeout:g}s): {self._killed()} killed"
         elif outcome == "stop":
-            r.status, r.error_info = "Stopped", "stopped by the operator: its process group was killed"
+            r.status, r.error_info = "Stopped", f"stopped by the operator: {self._killed()} killed"
         else:
             code = proc.returncode
             r.exit_code = code if code >= 0 else 128 - code  # as a shell reports a death by signal
@@ -163,6 +197,10 @@ class Execution:
                 r.error_code = "ExitCodeNonzero"
                 r.error_info = f"exit code {r.exit_code}" + (f" (signal {-code})" if code < 0 else "")
         return r
+
+
+    def _killed(self) -> str:
+        return "its cgroup and process group were" if self.group else "its process group was"
 
 
 def _read(fd: int) -> bytes | None:

@@ -123,7 +123,9 @@ def test_a_simulated_agent_takes_its_task_and_reports(engine):
                         now=T0)
     assert delivery.poll(engine, "i-other", None, now=T0 + 1)["tasks"] == []  # not another instance's
     got = delivery.poll(engine, REMOTE, "b1", now=T0 + 1)
-    assert [t["script"] for t in got["tasks"]] == ["echo hi i-remote"]
+    # The value travels beside the script, never inside it (parameters.py).
+    assert [(t["script"], t["env"]) for t in got["tasks"]] == [
+        ('echo hi ${DIAG_INSTANCE_ID+"${DIAG_INSTANCE_ID}"}', {"DIAG_INSTANCE_ID": "i-remote"})]
     assert delivery.poll(engine, REMOTE, "b1", now=T0 + 2)["tasks"] == []  # handed out once
     task = got["tasks"][0]["task_id"]
     with pytest.raises(CommandError):

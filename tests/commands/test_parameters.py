@@ -10,21 +10,24 @@ from diag.commands.runner import SHELL
 EVIL = "$(touch {marker}); ;rm -rf x `id` \"' \\ \n{{{{other}}}}"
 
 
-def run(script: str) -> str:
-    return subprocess.run([SHELL, "-c", script], capture_output=True, text=True, check=True).stdout
+def run(script: str, env: dict[str, str]) -> str:
+    return subprocess.run([SHELL, "-c", script], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", **env}).stdout
 
 
 @pytest.mark.parametrize("template", [
     "printf '%s' {{v}}",
     "printf '%s' \"{{v}}\"",
-    "printf '%s' 'pre{{v}}post'",
+    "printf '%s' \"pre{{v}}post\"",
     "printf '%s' \"$(printf '%s' {{v}})\"",
     "x={{v}}; printf '%s' \"$x\"",
 ])
 def test_value_arrives_verbatim(template, tmp_path):
     marker = tmp_path / "pwned"
     value = EVIL.format(marker=marker)
-    out = run(parameters.substitute(template, {"v": value}, {}))
+    script, env = parameters.substitute(template, {"v": value}, {})
+    assert marker.name not in script  # the value is not in the text the shell parses
+    out = run(script, env)
     expected = value
     if "pre{{v}}post" in template:
         expected = "pre" + value + "post"
@@ -40,6 +43,7 @@ def test_value_arrives_verbatim(template, tmp_path):
     "echo ${HOME:-{{v}}}",
     "echo $(( {{v}} + 1 ))",
     "echo $'{{v}}'",
+    "printf '%s' 'pre{{v}}post'",  # would stay literal text: the value is not in the script
 ])
 def test_unsafe_places_are_refused(template):
     with pytest.raises(parameters.ParameterError) as e:

@@ -3,10 +3,12 @@
 import os
 import pwd
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
-from diag.commands import sendfile
+from diag.commands import cgroups, sendfile
 from diag.commands.runner import OUTPUT_CAP, Execution
 
 
@@ -93,3 +95,61 @@ def test_send_file_modes_and_overwrite(tmp_path):
     over = sendfile.write("a.conf", b"y", str(tmp_path), "0644", "", "", True)
     assert over.status == "Finished" and (tmp_path / "a.conf").read_bytes() == b"y"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.conf"]  # no temp file left
+
+
+def _sleepers(tag: str) -> list[int]:
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                if f.read().split(b"\0")[:2] == [b"sleep", tag.encode()] and alive(int(d)):
+                    pids.append(int(d))
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def _only(version, controller):
+    real = cgroups._hierarchies
+
+    def pick(proc):
+        return [h for h in real(proc) if h[2] == version and (controller is None or h[0].name == controller)]
+    return pick
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root")
+@pytest.mark.parametrize("hierarchy", [None, (2, None), (1, "freezer"), (1, "pids")])
+def test_timeout_kills_a_child_that_left_the_session(hierarchy, monkeypatch):
+    # setsid puts the child in a new session and process group: killpg never reaches it.
+    if hierarchy:
+        monkeypatch.setattr(cgroups, "_hierarchies", _only(*hierarchy))
+        if not cgroups._hierarchies(Path("/proc")):
+            pytest.skip(f"no writable {hierarchy} hierarchy here")
+    tag = str(300 + uuid.uuid4().int % 1000 / 1000)  # a unique `sleep 300.xyz`
+    r = Execution(f"setsid sleep {tag} &\nsetsid -f sleep {tag}\nsleep {tag}\n", timeout=2).run()
+    assert r.status == "Failed" and r.error_code == "ExecutionTimeout" and "cgroup" in r.error_info
+    deadline = time.monotonic() + 5
+    while _sleepers(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sleepers(tag) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root")
+def test_a_daemon_left_by_a_finished_run_keeps_running_and_its_cgroup_goes():
+    tag = str(300 + uuid.uuid4().int % 1000 / 1000)
+    r = Execution(f"setsid -f sleep {tag}\necho started", timeout=10).run()
+    try:
+        assert r.status == "Finished" and r.output == b"started\n"
+        assert len(_sleepers(tag)) == 1
+        for mount, own, _, _ in cgroups._hierarchies(Path("/proc")):
+            runs = mount / own.lstrip("/") / cgroups.DIR_NAME
+            assert not runs.exists() or not [p for p in runs.iterdir() if p.is_dir()]
+    finally:
+        for pid in _sleepers(tag):
+            os.kill(pid, 9)
+
+
+def test_parameters_come_as_diag_variables_only():
+    r = Execution('printf "%s|%s" "$DIAG_P_v" "$PATH"', timeout=10,
+                  env={"DIAG_P_v": "$(id)", "PATH": "/evil", "LD_PRELOAD": "/evil.so"}).run()
+    assert r.output.decode().split("|") == ["$(id)", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
