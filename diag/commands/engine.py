@@ -108,10 +108,32 @@ class Commands:
             raise CommandError(403, conflict, "content")
         self.repo.save_command(command_id, cmd, now, saved=saved)
 
-    def file_allowed(self, path: str) -> bool:
-        """With an allow-list, a file may be sent only to a path listed as `file:<path>`:
-        writing a file (into /etc/cron.d, say) is running code by another road."""
-        return not self.settings.allow or f"file:{path}" in self.settings.allow
+    def file_refusal(self, path: str, mode: str, owner: str, group: str) -> tuple[str, str] | None:
+        """Why sending this file is refused, as (field, message); None when it may go.
+
+        With an allow-list, a file may be sent only to a path listed as `file:<path>`:
+        writing a file (into /etc/cron.d, say) is running code by another road. The entry may
+        limit the rest: `file:/etc/app.conf mode=0640 owner=root group=app` admits at most
+        those mode bits and exactly that owner and group. Setuid, setgid and sticky bits are
+        refused unless such an entry names them in its mode, allow-list or not: a root-owned
+        setuid file is a privilege escalation for whoever can run it."""
+        bits = int(mode, 8)
+        entries = [_file_entry(e) for e in self.settings.allow if e.startswith("file:")]
+        entries = [e for e in entries if e is not None and e["path"] == path]
+        if self.settings.allow and not entries:
+            return "target_dir", f"sending a file to {path} is not on the allow-list of this service (file:{path})"
+        if bits & sendfile.SPECIAL_BITS and not any("mode" in e and int(e["mode"], 8) & bits == bits
+                                                    for e in entries):
+            return "mode", (f"mode {mode} sets setuid, setgid or sticky bits; only an allow-list entry "
+                            f"'file:{path} mode={mode} owner=...' admits that")
+        for e in entries:
+            if ("mode" not in e or bits & ~int(e["mode"], 8) == 0) and e.get("owner", owner) == owner \
+                    and e.get("group", group) == group:
+                return None
+        if entries:
+            return "mode", f"the allow-list admits {path} only as: " + "; ".join(
+                " ".join(f"{k}={v}" for k, v in e.items() if k != "path") for e in entries)
+        return None
 
     def invoke(self, command: dict[str, Any], instance_ids: list[str], values: Any, repeat_mode: str,
                frequency: str | None, timeout: float | None, audit: dict[str, Any], now: float | None = None,
@@ -137,9 +159,9 @@ class Commands:
                   now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         path = f"{spec['target_dir'].rstrip('/')}/{spec['file_name']}"
-        if not self.file_allowed(path):
-            raise CommandError(403, f"sending a file to {path} is not on the allow-list of this service (file:{path})",
-                               "target_dir")
+        refusal = self.file_refusal(path, spec["mode"], spec["owner"], spec["group"])
+        if refusal:
+            raise CommandError(403, refusal[1], refusal[0])
         return self._create("file", None, spec, instance_ids, "Once", "", Schedule("now", periodic=False),
                             audit, now)
 
@@ -335,3 +357,19 @@ class Commands:
                "created_at": inv["created_at"], "next_run": inv["next_run"], "audit": inv["audit"],
                "instances": instances}
         return out
+
+
+def _file_entry(entry: str) -> dict[str, str] | None:
+    """`file:<path> [mode=0640] [owner=u] [group=g]` as a dict; None when malformed (it then
+    admits nothing)."""
+    words = entry[len("file:"):].split()
+    if not words:
+        return None
+    out, opts = {"path": words[0]}, words[1:]
+    for opt in opts:
+        key, _, value = opt.partition("=")
+        if key not in ("mode", "owner", "group") or not value or (key == "mode" and not sendfile.MODE.match(value)):
+            log.warning("ignoring the malformed allow-list entry %r", entry)
+            return None
+        out[key] = value
+    return out

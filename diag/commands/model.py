@@ -68,7 +68,7 @@ def command(body: dict, base: dict | None = None) -> dict[str, Any]:
     """A full command from a create body, or `base` updated by a PUT body."""
     if base is not None:
         body = {**base, **{k: v for k, v in body.items() if k != "command_id"}}
-    cmd_type = body.get("type") or "RunShellScript"
+    cmd_type = body.get("type", "RunShellScript")  # "" or null is a wrong type, not the default
     if cmd_type != "RunShellScript":
         raise CommandError(422, "only RunShellScript is supported", "type")
     text = content(body)

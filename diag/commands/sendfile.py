@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grp
 import os
+import posixpath
 import pwd
 import re
 import tempfile
@@ -14,14 +15,22 @@ from diag.commands.runner import Result, failed
 
 MAX_BYTES = 32 * 1024
 MODE = re.compile(r"^0?[0-7]{3,4}$")
+SPECIAL_BITS = 0o7000  # setuid, setgid, sticky
+# Kernel filesystems: a file "sent" there is a kernel knob written or an error, never a file.
+VIRTUAL_DIRS = ("/proc", "/sys", "/dev")
+NAME_MAX = 255  # bytes, as the kernel counts
 
 
 def check(name: object, target_dir: object, mode: object) -> str | None:
     """The first field that is wrong, as 'field: message'; None when all are well formed."""
-    if not isinstance(name, str) or not 1 <= len(name) <= 255 or "/" in name or "\x00" in name or name in (".", ".."):
-        return "name: a file name of 1-255 characters without '/'"
+    if (not isinstance(name, str) or not name or len(name.encode()) > NAME_MAX or "/" in name or "\x00" in name
+            or name in (".", "..")):
+        return f"name: a file name of 1-{NAME_MAX} bytes without '/'"
     if not isinstance(target_dir, str) or not target_dir.startswith("/") or "\x00" in target_dir or len(target_dir) > 1024:
         return "target_dir: an absolute directory path"
+    norm = posixpath.normpath("/" + target_dir.lstrip("/"))
+    if any(norm == d or norm.startswith(d + "/") for d in VIRTUAL_DIRS):
+        return f"target_dir: {norm} is on a kernel filesystem ({', '.join(VIRTUAL_DIRS)}), not a place for files"
     if not isinstance(mode, str) or not MODE.match(mode):
         return "mode: an octal mode such as \"0644\""
     return None
@@ -40,7 +49,11 @@ def write(name: str, content: bytes, target_dir: str, mode: str = "0644", owner:
         return failed("ExecutionException", f"unknown owner {owner!r} or group {group!r} on this machine")
     if not overwrite and os.path.lexists(path):
         return failed("FileAlreadyExists", f"{path} exists and overwrite is false")
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=target_dir)
+    try:
+        # Not named after the file: a 250-byte name plus a suffix would exceed NAME_MAX.
+        fd, tmp = tempfile.mkstemp(prefix=".diag-sendfile-", dir=target_dir)
+    except OSError as e:
+        return failed("ExecutionException", f"cannot create a file in {target_dir}: {e.strerror}")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content)
@@ -57,7 +70,9 @@ def write(name: str, content: bytes, target_dir: str, mode: str = "0644", owner:
     except OSError as e:
         return failed("ExecutionException", f"cannot write {path}: {e.strerror}")
     finally:
-        if os.path.lexists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
     return Result("Finished", exit_code=0, output=f"wrote {len(content)} bytes to {path}".encode(),
                   start_time=start, finish_time=time.time())

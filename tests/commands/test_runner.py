@@ -153,3 +153,15 @@ def test_parameters_come_as_diag_variables_only():
     r = Execution('printf "%s|%s" "$DIAG_P_v" "$PATH"', timeout=10,
                   env={"DIAG_P_v": "$(id)", "PATH": "/evil", "LD_PRELOAD": "/evil.so"}).run()
     assert r.output.decode().split("|") == ["$(id)", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+
+
+def test_send_file_where_no_file_can_be_made_fails_with_the_reason(tmp_path):
+    # What an agent does with a task whose directory the server could not judge: /proc is a
+    # directory, yet no file can be created there.
+    for name, target in [("x", "/proc/self"), ("n" * 255, str(tmp_path))]:
+        r = sendfile.write(name, b"data", target)
+        assert r.status in ("Failed", "Finished"), r
+        if r.status == "Failed":
+            assert r.error_code == "ExecutionException" and "cannot" in r.error_info
+    assert sendfile.write("x", b"", "/proc/self").status == "Failed"
+    assert (tmp_path / ("n" * 255)).read_bytes() == b"data"
