@@ -47,6 +47,11 @@ REMOTE_TYPES = frozenset({
 # default as node_exporter's --collector.filesystem.mount-points-exclude.
 EXCLUDED_UNDER = ("/dev", "/proc", "/sys")
 EXCLUDED_BELOW = ("/run/credentials/", "/var/lib/docker/", "/var/lib/containers/storage/")
+# Superblock options by which a filesystem says it refuses writes on its own after errors
+# while the mount table still reads "rw": ext4 after `errors=remount-ro` on recent kernels
+# (6.18 shows "rw,errors=remount-ro,emergency_ro" there; statvfs has no ST_RDONLY and every
+# write fails with EROFS), and after a forced shutdown (EIO).
+FORCED_RO_OPTIONS = frozenset({"emergency_ro", "shutdown"})
 STATVFS_TIMEOUT_S = 1.0
 RETRY_AFTER_S = 60.0
 
@@ -58,6 +63,9 @@ class Mount:
     fstype: str
     readonly: bool
     dev_root: tuple[str, str]  # major:minor and root within it: same pair = a bind mount
+    # Read-only by the filesystem's own doing under a read-write mount (see FORCED_RO_OPTIONS):
+    # no administrator chose it, so it is a fault whatever the history says.
+    forced: bool = False
 
 
 def _unescape(path: str) -> str:
@@ -93,15 +101,19 @@ def read_mounts(roots: Roots) -> list[Mount]:
         fstype = f[sep + 1]
         if fstype in PSEUDO_TYPES:
             continue
-        # The per-mount flag (`mount -o remount,ro /x`) is field 6; an ext4 that hit an
-        # error and remounted itself read-only marks only the superblock options, yet
-        # writes fail just the same, so either one makes it read-only (as /proc/mounts does).
-        ro = "ro" in f[5].split(",") or "ro" in f[sep + 3].split(",")
+        # The per-mount flag (`mount -o remount,ro /x`) is field 6. A filesystem that turns
+        # itself read-only after an error leaves it "rw": older kernels set "ro" in the
+        # superblock options (the last field), recent ones keep "rw" there too and add
+        # emergency_ro. Writes fail just the same in every case.
+        mount_ro = "ro" in f[5].split(",")
+        sb_opts = f[sep + 3].split(",")
+        forced = not mount_ro and ("ro" in sb_opts or not FORCED_RO_OPTIONS.isdisjoint(sb_opts))
+        ro = mount_ro or forced
         path = _unescape(f[4])
         if path.startswith(EXCLUDED_BELOW) or any(path == p or path.startswith(p + "/") for p in EXCLUDED_UNDER):
             continue
         by_path.pop(path, None)  # re-insert so order follows the mount that is visible
-        by_path[path] = Mount(path, _unescape(f[sep + 2]), fstype, ro, (f[2], f[3]))
+        by_path[path] = Mount(path, _unescape(f[sep + 2]), fstype, ro, (f[2], f[3]), forced)
     seen: set[tuple[str, str]] = set()
     out: list[Mount] = []
     for m in by_path.values():
@@ -211,6 +223,7 @@ class FilesystemCollector:
 
 def _add(batch: Batch, m: Mount, st: os.statvfs_result | None) -> None:
     labels = {"mountpoint": m.mountpoint, "device": m.device, "fstype": m.fstype}
+    batch.add("fs_forced_readonly", 1.0 if m.forced else 0.0, **labels)
     if st is None:  # no statvfs for this tree: the mount table's read-only flag only
         batch.add("fs_readonly", 1.0 if m.readonly else 0.0, **labels)
         return
@@ -221,4 +234,7 @@ def _add(batch: Batch, m: Mount, st: os.statvfs_result | None) -> None:
         batch.add("fs_usage", used / (used + avail) * 100.0, **labels)
     if st.f_files > 0:  # btrfs, vfat and others have no inode table
         batch.add("fs_inode_usage", (st.f_files - st.f_ffree) / st.f_files * 100.0, **labels)
-    batch.add("fs_readonly", 1.0 if m.readonly else 0.0, **labels)
+    # statvfs has ST_RDONLY for a read-only mount or superblock; the mount table read a moment
+    # earlier may predate a change, so either counts (ext4's emergency_ro sets neither flag).
+    ro = m.readonly or bool(st.f_flag & os.ST_RDONLY)
+    batch.add("fs_readonly", 1.0 if ro else 0.0, **labels)
