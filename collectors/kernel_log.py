@@ -9,6 +9,10 @@ is the event log's work.
 The position (boot id + last sequence number) is kept in `state_dir/kmsg.json`, so a
 restart of the service neither repeats nor skips a record. A panic kept in pstore from
 the previous boot is reported once (see `collectors/pstore.py`).
+
+Operators' rules for the kernel log (config `log_patterns` with `source: kernel`) see the
+records the catalogue does not know, from any facility: an operator who names a line wants
+it, whoever wrote it. Their permanent conditions are kept in the same state file, per boot.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import json
 import logging
 import os
 import stat
+import time
 from pathlib import Path
 
 from collectors.base import read_text
 from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, classify
+from collectors.log_files import KERNEL, RuleMatcher
 from collectors.pstore import find_pstore_panics
 from collectors.roots import Roots
 from collectors.state import read_btime
@@ -198,6 +204,9 @@ class KernelLogCollector:
         self._save_failed = False
         # Records overwritten before they were read (sequence gaps on the device).
         self.lost = 0
+        rules = [r for r in settings.log_rules if r.source == KERNEL]
+        self._user = RuleMatcher(rules) if rules else None
+        self._user_pending: list[Signal] = []
 
     def close(self) -> None:
         if self._reader is not None:
@@ -219,9 +228,14 @@ class KernelLogCollector:
         batch = Batch(ts=now)
         counts = dict.fromkeys(SIGNAL_KINDS, 0)
 
+        if self._user_pending:
+            batch.signals += self._user_pending
+            self._user_pending = []
         records = reader.read()
         if records:
             self._process(records, reader, counts, batch)
+        if self._user is not None:
+            self._user.gauges(batch)
         if not self._pstore_done:
             self._pstore_done = True
             self._check_pstore(counts, batch)
@@ -242,6 +256,12 @@ class KernelLogCollector:
         if self._boot_id is not None and state.get("boot_id") == self._boot_id and isinstance(seq, int):
             self._last_seq = seq
         self._pstore_seen = [str(k) for k in state.get("pstore", [])]
+        if self._user is not None:
+            held = state.get("held")
+            if isinstance(held, dict) and held:
+                self._user = RuleMatcher(self._user.rules, held)
+                if self._boot_id is None or state.get("boot_id") != self._boot_id:
+                    self._user_pending = self._user.reboot(time.time())
         fd = os.open(self.roots.kmsg, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         if stat.S_ISCHR(os.fstat(fd).st_mode):
             self._reader = _DeviceReader(fd)
@@ -253,6 +273,7 @@ class KernelLogCollector:
         folds: dict[tuple[str, ...], list] = {}  # fold key -> [first report, count]
         device = isinstance(reader, _DeviceReader)
         last = self._last_seq
+        user: list[tuple[float, str, dict[str, str]]] = []
         for rec in records:
             seq = rec[1]
             if last is not None:
@@ -263,6 +284,9 @@ class KernelLogCollector:
             last = seq
             rep = self._assembler.feed(rec)
             if rep is None:
+                # Appended after the catalogue: a line it knows is never an operator's too.
+                if self._user is not None and classify(rec[3]) is None:
+                    user.append((self._btime + rec[2] / 1e6, rec[3], {"seq": str(seq), "priority": str(rec[0] & 7)}))
                 continue
             counts[rep.kind] += 1
             labels = rep.labels
@@ -278,6 +302,9 @@ class KernelLogCollector:
             labels["priority"] = str(rep.prio & 7)
             ts = self._btime + rep.usec / 1e6
             batch.signals.append(Signal(ts, rep.kind, rep.message, labels, n, tuple(rep.lines)))
+        if user and self._user is not None:
+            # Conditions set or cleared here are saved with the position just below.
+            batch.signals += self._user.match(user)
         if last is not None and last != self._last_seq:
             self._last_seq = last
             self._save()
@@ -314,6 +341,8 @@ class KernelLogCollector:
         if self._state_path is None:
             return
         data = {"boot_id": self._boot_id, "seq": self._last_seq, "pstore": self._pstore_seen}
+        if self._user is not None:
+            data["held"] = self._user.held
         tmp = self._state_path.with_name(self._state_path.name + ".tmp")
         try:
             self._state_path.parent.mkdir(parents=True, exist_ok=True)

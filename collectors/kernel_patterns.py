@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 CRITICAL = "CRITICAL"
 WARN = "WARN"
+INFO = "INFO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,3 +173,52 @@ def event_of(kind: str) -> tuple[str, str]:
     """(event type, level) for a signal kind, for the event log."""
     k = KINDS[kind]
     return k.event, k.level
+
+
+# -- operators' own patterns ------------------------------------------------------------------
+# Appended from config (`log_patterns`), after the catalogue above: a line the catalogue
+# knows stays the catalogue's finding, so a user rule cannot rename a hung task.
+
+CUSTOM = "custom"  # the Signal kind of every user-rule match; its event type travels in labels
+CUSTOM_PREFIX = "Custom."
+USER_LEVELS = (CRITICAL, WARN, INFO)
+# Labels a user-rule signal sets itself; a named group may not take these names.
+RESERVED_LABELS = ("type", "level", "rule", "source", "condition", "seq", "priority", "unit", "identifier")
+
+
+@dataclass(frozen=True, slots=True)
+class UserRule:
+    """One operator rule, node-problem-detector style: a regex, an event type, a level, and
+    whether a match is a passing happening (temporary) or a lasting condition (permanent).
+
+    `source` is "kernel" (/dev/kmsg), "journal" (systemd's journal), or a file's path.
+    A permanent rule's condition holds until `clear` matches a line of the same source or the
+    machine reboots: a log line can say a fault began, and only another line (or a new boot)
+    can say it ended; the service cannot re-check a state it knows only by its wording.
+    """
+
+    name: str
+    source: str
+    regex: re.Pattern[str]
+    level: str = WARN
+    permanent: bool = False
+    clear: re.Pattern[str] | None = None
+
+    @property
+    def event(self) -> str:
+        return CUSTOM_PREFIX + self.name
+
+
+def custom_event(labels: dict[str, str]) -> tuple[str, str, str]:
+    """(event type, level, fold key) of a user-rule signal, from the labels it carries: an
+    agent's rules are in its own config, so the server learns them only from the signal.
+    A type outside `Custom.` is not believed, so a config cannot forge a kernel event."""
+    etype = labels.get("type", "")
+    if not etype.startswith(CUSTOM_PREFIX) or len(etype) <= len(CUSTOM_PREFIX):
+        etype = CUSTOM_PREFIX + "Unnamed"
+    level = labels.get("level", WARN)
+    if level not in USER_LEVELS:
+        level = WARN
+    # A cleared condition is its own event, not one more count of the fault it ends.
+    fold = "|".join((CUSTOM, etype, labels.get("source", ""), labels.get("condition", "")))
+    return etype, level, fold

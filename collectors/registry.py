@@ -8,6 +8,7 @@ from collectors.cpu import CpuCollector
 from collectors.disk import DiskCollector
 from collectors.filesystem import FilesystemCollector
 from collectors.kernel_log import KernelLogCollector
+from collectors.log_files import LogFilesCollector
 from collectors.memory import MemoryCollector
 from collectors.netcounters import NetCountersCollector
 from collectors.network import NetworkCollector
@@ -25,6 +26,7 @@ ALL = (
     FilesystemCollector,
     NetCountersCollector,
     KernelLogCollector,
+    LogFilesCollector,
     StateCollector,
     ProcessesCollector,
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collectors.kernel_patterns import UserRule
+
 
 @dataclass(frozen=True, slots=True)
 class BandwidthCap:
@@ -35,3 +37,6 @@ class CollectorSettings:
     # --json`. Off in the service and agent: nothing there reads them, and the ~100 dict
     # entries a cycle cost more than the 0.1 ms budget allows (bench/collect.py).
     raw_counters: bool = False
+    # Operators' own rules (config `log_patterns`): kernel-log ones after the catalogue,
+    # file and journal ones in collectors/log_files.py.
+    log_rules: tuple[UserRule, ...] = ()

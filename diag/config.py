@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo,
+                      field_validator)
 
+from collectors.kernel_patterns import RESERVED_LABELS, UserRule
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
 from diag.units import parse_bitrate, parse_duration, parse_size
@@ -106,6 +108,48 @@ class CommandsConfig(_Strict):  # remote commands (diag/commands), used only wit
     workers: Annotated[int, Field(ge=1, le=64)] = 4  # concurrent runs on this instance
 
 
+def _regex(value: str | None) -> str | None:
+    """A regex that compiles, or the reason it does not (the loader adds file, line and field)."""
+    if value is not None:
+        try:
+            compiled = re.compile(value)
+        except re.error as e:
+            raise ValueError(f"regex does not compile: {e.msg} at position {e.pos}") from None
+        taken = sorted(set(compiled.groupindex) & set(RESERVED_LABELS))
+        if taken:
+            raise ValueError(f"group name {taken[0]!r} is a label the service sets itself")
+    return value
+
+
+class LogPattern(_Strict):
+    """An operator's log rule (node-problem-detector's system-log monitor rule)."""
+
+    pattern: str
+    source: str = "kernel"  # "kernel" (/dev/kmsg), "journal", or a log file's absolute path
+    type: Literal["temporary", "permanent"] = "temporary"
+    level: Literal["CRITICAL", "WARN", "INFO"] = "WARN"
+    clear: str | None = None  # permanent only: a line ending the condition
+
+    _pattern = field_validator("pattern", "clear")(_regex)
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if v not in ("kernel", "journal") and not v.startswith("/"):
+            raise ValueError('"kernel", "journal" or an absolute path of a log file')
+        return v
+
+    @field_validator("clear")
+    @classmethod
+    def _clear_needs_permanent(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None and info.data.get("type") != "permanent":
+            raise ValueError("clear ends a condition: only a permanent rule has one")
+        return v
+
+
+RuleName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
+
+
 class Config(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -127,6 +171,8 @@ class Config(_Strict):
     checks: dict[str, dict[str, float]] = {}
     # Treat lines that user space wrote to /dev/kmsg as kernel findings (for fault drills).
     kmsg_user_records: bool = False
+    # Operators' own log rules, by name (the event type is Custom.<name>); README "Your own log patterns".
+    log_patterns: dict[RuleName, LogPattern] = {}
     paths: Paths = Paths()
     network: Network = Network()
     store: StoreConfig = StoreConfig()
@@ -152,6 +198,10 @@ class Config(_Strict):
             interface_scopes=dict(self.network.interface_scopes),
             top_processes=self.top_processes,
             kmsg_user_records=self.kmsg_user_records,
+            log_rules=tuple(
+                UserRule(name, p.source, re.compile(p.pattern), p.level, p.type == "permanent",
+                         re.compile(p.clear) if p.clear is not None else None)
+                for name, p in self.log_patterns.items()),
         )
 
     def resolved_instance_id(self) -> str:

@@ -102,11 +102,14 @@ class EventLog:
             return self.detected(instance_id, etype, signal.ts, signal.message, labels=labels,
                                  fold_key=labels.get("boot_id", ""), kind="reboot")
         kind = kernel_patterns.KINDS.get(signal.kind)
-        if kind is None:
-            etype, level, fold = "Kernel." + signal.kind, WARN, ()
+        if signal.kind == kernel_patterns.CUSTOM:  # an operator's rule (config log_patterns)
+            etype, level, key = kernel_patterns.custom_event(labels)
         else:
-            etype, level, fold = kind.event, kind.level, kind.fold
-        key = "|".join([signal.kind, *(labels.get(k, "") for k in fold)])
+            if kind is None:
+                etype, level, fold = "Kernel." + signal.kind, WARN, ()
+            else:
+                etype, level, fold = kind.event, kind.level, kind.fold
+            key = "|".join([signal.kind, *(labels.get(k, "") for k in fold)])
         return self.detected(instance_id, etype, signal.ts, signal.message, level=level, labels=labels,
                              fold_key=key, count=signal.count, lines=signal.lines, kind=signal.kind)
 
