@@ -115,6 +115,7 @@ METRICS: tuple[Metric, ...] = (
     _m("kernel", "psi_io_some", "percent", "gauge", (), "Share of time some task stalled on I/O (PSI)."),
     _m("kernel", "psi_io_full", "percent", "gauge", (), "Share of time all tasks stalled on I/O (PSI)."),
     _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...)."),
+    _m("kernel", "log_condition", "bool", "gauge", ("rule",), "1 while a permanent rule of config log_patterns holds its condition: set by its pattern, ended by its clear line or a reboot."),
     # state
     _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
     _m("state", "procs_running", "count", "gauge", (), "Runnable tasks (procs_running in /proc/stat)."),
