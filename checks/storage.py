@@ -145,6 +145,16 @@ def _inode_advice(top: dict[str, Any]) -> str:
 
 # -- storage.readonly -------------------------------------------------------------------------
 
+# A kernel line's time is boot time (whole seconds) plus the kernel's clock, a sample's is the
+# start of its cycle: a mount-table reading made after the line can carry a time this much
+# before it.
+EVIDENCE_SLACK_S = 5.0
+
+
+def _kernel_lines(e: dict[str, Any]) -> list[str]:
+    return [ln for ln in [e["message"], *e["lines"]] if ln]
+
+
 def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     frame = ctx.series("fs_readonly", check.lookback)
     # Only the kernel's word counts: a Disk.ReadOnly the service raised from this very check
@@ -156,7 +166,15 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
         return CheckResult("unknown", "no fs_readonly samples in the lookback", {"events": evs})
     newest = float(frame["ts"].max())
     interval = float(ctx.interval)
-    now_ro, recovered, by_design, matched = [], [], [], set()
+    # Filesystems that turned themselves read-only under a rw mount (errors=remount-ro):
+    # older data and agents have no such series, and then the kernel line must say it.
+    forced_now = set()
+    forced = ctx.latest("fs_forced_readonly")
+    if not forced.empty:
+        for r in forced.itertuples(index=False):
+            if float(r.value) >= 0.5 and float(r.ts) >= newest - stale_after(ctx):
+                forced_now.add((str(r.mountpoint), str(r.device)))
+    now_ro, unconfirmed, recovered, by_design, matched = [], [], [], [], set()
     for labels, ts, v in groups(frame):
         dev = os.path.basename(labels.get("device", "")) or labels.get("device", "")
         dev_events = [e for e in evs if dev and os.path.basename(e["labels"].get("device", "")) == dev]
@@ -166,27 +184,61 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
         current = ts[-1] >= newest - stale_after(ctx)
         base = {"mountpoint": labels.get("mountpoint", ""), "device": labels.get("device", ""),
                 "fstype": labels.get("fstype", "")}
+        lines = [ln for e in dev_events for ln in _kernel_lines(e)]
         if current and ro[-1]:
             was_rw = bool((~ro).any())
-            if was_rw or dev_events:
+            is_forced = (base["mountpoint"], base["device"]) in forced_now
+            if was_rw or dev_events or is_forced:
                 since = episodes[-1].start if was_rw else None
-                now_ro.append({**base, "since": since, "events": [e["time"] for e in dev_events]})
+                now_ro.append({**base, "since": since, "after_errors": is_forced,
+                               "events": [e["time"] for e in dev_events], "kernel_lines": lines})
             else:
                 by_design.append(base["mountpoint"])
             continue
         for r in episodes:
             recovered.append({**base, "from": r.start, "to": r.end})
         for e in dev_events:
-            recovered.append({**base, "from": e["time"], "to": e["last_time"], "event_id": e["event_id"]})
+            if not current:
+                recovered.append({**base, "from": e["time"], "to": e["last_time"], "event_id": e["event_id"],
+                                  "evidence": f"unmounted after {fmt_time(float(ts[-1]))}"})
+                continue
+            # Writable again only if the mount table said so: it showed the filesystem read-only
+            # after the kernel's line and read-write later (a remount, or a fresh mount; mount ids
+            # are reused, so the id alone proves nothing). A kernel that keeps "rw" in the table
+            # for a filesystem refusing writes gives no such reading: then it stays read-only.
+            seen_ro = np.flatnonzero(ro & (ts >= e["last_time"] - EVIDENCE_SLACK_S))
+            if seen_ro.size:
+                i = int(seen_ro[-1])
+                j = i + 1 + int(np.argmax(~ro[i + 1:]))
+                recovered.append({**base, "from": e["time"], "to": e["last_time"], "event_id": e["event_id"],
+                                  "evidence": f"the mount table showed it read-only at {fmt_time(float(ts[i]))} "
+                                              f"and read-write from {fmt_time(float(ts[j]))}"})
+            else:
+                unconfirmed.append({**base, "since": e["time"], "last": e["last_time"], "event_id": e["event_id"],
+                                    "kernel_lines": _kernel_lines(e)})
     unmatched = [e for e in evs if id(e) not in matched]
-    ev = {"readonly_now": now_ro, "recovered": recovered, "readonly_by_design": by_design,
-          "unmatched_events": unmatched, "events": evs}
+    ev = {"readonly_now": now_ro, "readonly_unconfirmed_rw": unconfirmed, "recovered": recovered,
+          "readonly_by_design": by_design, "unmatched_events": unmatched, "events": evs}
     if now_ro:
-        r0 = now_ro[0]
+        r0 = next((r for r in now_ro if r["after_errors"]), now_ro[0])
         names = ", ".join(f"{r['mountpoint']} ({r['device']})" for r in now_ro)
         since = f" since {fmt_time(r0['since'])}" if r0["since"] else ""
-        return CheckResult(level_status(check, True, True), f"read-only now after being read-write: {names}{since}",
-                           ev, _readonly_advice(r0))
+        if r0["after_errors"]:
+            msg = (f"read-only after errors: {names}{since}; the filesystem refuses writes under a read-write mount "
+                   f"(superblock options ro, emergency_ro or shutdown)")
+        else:
+            msg = f"read-only now after being read-write: {names}{since}"
+        if r0["kernel_lines"]:
+            msg += f"; kernel: \"{r0['kernel_lines'][-1]}\""
+        return CheckResult(level_status(check, True, True), msg, ev, _readonly_advice(r0))
+    if unconfirmed:
+        r0 = unconfirmed[-1]
+        names = ", ".join(sorted({f"{r['mountpoint']} ({r['device']})" for r in unconfirmed}))
+        line = f" (\"{r0['kernel_lines'][0]}\")" if r0["kernel_lines"] else ""
+        msg = (f"the kernel made {names} read-only at {fmt_time(r0['last'])}{line} and nothing since shows it "
+               f"writable again: the mount table never showed it read-only and then remounted, as some kernels keep "
+               f"\"rw\" there for a filesystem that refuses writes")
+        return CheckResult(level_status(check, True, True), msg, ev, _readonly_advice(r0))
     if unmatched:
         devs = ", ".join(sorted({e["labels"].get("device", "?") for e in unmatched}))
         return CheckResult("warning", f"the kernel log reported a read-only remount of {devs}, which is not among the "
@@ -208,8 +260,10 @@ def _readonly_advice(r: dict[str, Any]) -> str:
     return (f"{mp} ({dev}, {fstype}) was remounted read-only, usually by the filesystem after an error. Read the cause "
             f"in `dmesg -T | grep -iE 'remount|error|I/O'`; rule out a full disk or inode table (`df -h {mp}`, "
             f"`df -i {mp}`). Snapshot or back up the data first. For a data disk: stop its users, `umount {mp}`, run "
-            f"{repair}, then mount it again; for the root filesystem reboot so fsck runs at boot. Repeated I/O errors "
-            f"for {dev} mean a failing disk: replace it.")
+            f"{repair}, then mount it again; for the root filesystem reboot so fsck runs at boot. `mount -o "
+            f"remount,rw` does not undo a read-only the filesystem imposed after errors (recent kernels even report "
+            f"success and it still refuses writes: try `touch {mp}/.rw-test`). Repeated I/O errors for {dev} mean a "
+            f"failing disk: replace it.")
 
 
 # -- storage.io_util / storage.latency --------------------------------------------------------

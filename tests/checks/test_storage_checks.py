@@ -237,3 +237,76 @@ def test_io_errors_unknown_when_the_kernel_log_was_not_read():
     # The reads stopped 13 h ago: no evidence for this lookback again.
     ctx.at(NOW + 13 * 3600)
     assert evaluate("storage.io_errors", ctx).status == "unknown"
+
+
+# What Linux 6.18 showed after real I/O errors on an ext4 mounted errors=remount-ro (tests/faults/
+# test_ext4_faults.py): "EXT4-fs (loop0): Remounting filesystem read-only", mount options "rw",
+# superblock options "rw,errors=remount-ro,emergency_ro", no ST_RDONLY, EROFS on every write.
+EXT4_RO_LINE = "EXT4-fs (loop0): Remounting filesystem read-only"
+
+
+def ext4_ctx(ro: np.ndarray, forced: np.ndarray | None = None) -> TableContext:
+    ctx = TableContext(NOW)
+    ts = ctx.times(len(ro) * 10)
+    labels = {"mountpoint": "/mnt/d", "device": "/dev/loop0", "fstype": "ext4"}
+    ctx.add("fs_readonly", ts, ro, **labels)
+    if forced is not None:
+        ctx.add("fs_forced_readonly", ts, forced, **labels)
+    return ctx
+
+
+def test_readonly_after_errors_is_critical_without_a_history_or_a_kernel_line():
+    # The kernel line has left the lookback (or the ring buffer): the mount table alone says it.
+    r = evaluate("storage.readonly", ext4_ctx(np.ones(360), np.ones(360)))
+    assert r.status == "critical" and r.evidence["readonly_by_design"] == []
+    assert "after errors" in r.message and "/mnt/d" in r.message and "emergency_ro" in r.message
+    assert "remount,rw` does not undo" in r.recommendation
+
+
+def test_kernel_readonly_line_with_a_rw_mount_table_is_never_recovered():
+    # Data from a collector (or kernel) that read "rw" all along: only the kernel line knows.
+    ctx = ext4_ctx(np.zeros(360))
+    ctx.event("Disk.ReadOnly", NOW - 600, message=EXT4_RO_LINE, labels={"device": "loop0", "fstype": "EXT4"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "critical", r.message
+    assert "recovered" not in r.message and EXT4_RO_LINE in r.message
+    [u] = r.evidence["readonly_unconfirmed_rw"]
+    assert u["mountpoint"] == "/mnt/d" and u["kernel_lines"] == [EXT4_RO_LINE]
+
+
+def test_readonly_before_the_kernel_line_is_no_evidence_of_recovery_after_it():
+    v = np.zeros(360)
+    v[100:110] = 1  # an earlier episode, over long before the line
+    ctx = ext4_ctx(v, np.zeros(360))
+    ctx.event("Disk.ReadOnly", NOW - 600, message=EXT4_RO_LINE, labels={"device": "loop0"})
+    assert evaluate("storage.readonly", ctx).status == "critical"
+
+
+def test_readonly_after_errors_recovers_when_the_mount_table_shows_it_rw_again():
+    v = np.zeros(360)
+    v[300:340] = 1  # emergency_ro seen from the line on, then umount + fsck + mount
+    ctx = ext4_ctx(v, v)
+    ctx.event("Disk.ReadOnly", NOW - 595, message=EXT4_RO_LINE, labels={"device": "loop0"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "ok" and "recovered" in r.message
+    [by_event] = [x for x in r.evidence["recovered"] if "event_id" in x]
+    assert "read-only at" in by_event["evidence"] and "read-write from" in by_event["evidence"]
+
+
+def test_readonly_after_errors_still_critical_while_the_table_says_so():
+    v = np.zeros(360)
+    v[300:] = 1  # `mount -o remount,rw` "succeeded" yet emergency_ro stays (6.18)
+    ctx = ext4_ctx(v, v)
+    ctx.event("Disk.ReadOnly", NOW - 595, message=EXT4_RO_LINE, labels={"device": "loop0"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "critical" and r.message.startswith("read-only after errors: /mnt/d (/dev/loop0)")
+    assert EXT4_RO_LINE in r.message
+
+
+def test_readonly_unmounted_after_the_kernel_line_is_not_read_only_now():
+    ctx = TableContext(NOW)
+    ctx.add("fs_readonly", ctx.times(600, end=NOW - 3000), 0.0, mountpoint="/mnt/d", device="/dev/loop0", fstype="ext4")
+    ctx.add("fs_readonly", ctx.times(3600), 0.0, mountpoint="/", device="/dev/vda", fstype="ext4")
+    ctx.event("Disk.ReadOnly", NOW - 3300, message=EXT4_RO_LINE, labels={"device": "loop0"})
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "ok" and "unmounted after" in r.evidence["recovered"][0]["evidence"]

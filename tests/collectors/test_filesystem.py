@@ -243,3 +243,135 @@ def test_real_tmpfs(tmp_path):
         assert by_mount(c.collect(time.time()), "fs_readonly")[mnt] == 0.0
     finally:
         subprocess.run(["umount", mnt], check=False)
+
+
+# mountinfo lines as kernels print them for an ext4 that hit I/O errors with errors=remount-ro.
+# 6.18 (seen in tests/faults/test_ext4_faults.py): both fields "rw", emergency_ro in the
+# superblock options; older kernels: "ro" in the superblock options only.
+EXT4_AFTER_ERRORS = {
+    "new": "46 27 7:0 / /mnt/new rw,relatime - ext4 /dev/loop0 rw,errors=remount-ro,emergency_ro",
+    "old": "47 27 7:1 / /mnt/old rw,relatime - ext4 /dev/loop1 ro,errors=remount-ro,data=ordered",
+    "shut": "48 27 7:2 / /mnt/shut rw,relatime - ext4 /dev/loop2 rw,shutdown",
+    "admin": "49 27 7:3 / /mnt/admin ro,relatime - ext4 /dev/loop3 ro,errors=remount-ro",
+    "fine": "50 27 7:4 / /mnt/fine rw,relatime - ext4 /dev/loop4 rw,errors=remount-ro",
+}
+RW = st(4096, 1000, 900, 900, 100, 90)
+
+
+def ext4_tree(tmp_path) -> Roots:
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "self" / "mountinfo").write_text("\n".join(EXT4_AFTER_ERRORS.values()) + "\n")
+    return Roots.under(tmp_path)
+
+
+def test_ext4_readonly_after_errors_on_new_and_old_kernels(tmp_path):
+    c = FilesystemCollector(ext4_tree(tmp_path), CollectorSettings())
+    c.statvfs = lambda path: RW  # as on 6.18: no ST_RDONLY for emergency_ro
+    b = c.collect(1000.0)
+    ro, forced = by_mount(b, "fs_readonly"), by_mount(b, "fs_forced_readonly")
+    assert ro == {"/mnt/new": 1.0, "/mnt/old": 1.0, "/mnt/shut": 1.0, "/mnt/admin": 1.0, "/mnt/fine": 0.0}
+    # Read-only by the administrator's choice (the mount itself ro) is no fault of the filesystem.
+    assert forced == {"/mnt/new": 1.0, "/mnt/old": 1.0, "/mnt/shut": 1.0, "/mnt/admin": 0.0, "/mnt/fine": 0.0}
+    for s in b.samples:
+        assert set(s.labels) == set(get(s.metric).labels), s
+
+
+def test_ext4_readonly_after_errors_without_statvfs(tmp_path):
+    # Another machine's tree: the mount table alone still says it.
+    c = FilesystemCollector(ext4_tree(tmp_path).with_(root="/"), CollectorSettings())
+    b = c.collect(1000.0)
+    assert by_mount(b, "fs_readonly")["/mnt/new"] == 1.0 and by_mount(b, "fs_forced_readonly")["/mnt/new"] == 1.0
+
+
+def test_statvfs_read_only_flag_counts(tmp_path):
+    c = FilesystemCollector(ext4_tree(tmp_path), CollectorSettings())
+    c.statvfs = lambda path: os.statvfs_result((4096, 4096, 1000, 900, 900, 100, 90, 90, os.ST_RDONLY, 255))
+    ro = by_mount(c.collect(1000.0), "fs_readonly")
+    assert ro["/mnt/fine"] == 1.0
+
+
+# ---- what can hang goes to a thread; a stuck mount is a finding
+
+
+class Blocking(Table):
+    """A statvfs that blocks on some mountpoints until released, recording the thread used."""
+
+    def __init__(self, hang_on: set[str], release: threading.Event, root: str = "/") -> None:
+        super().__init__(root=root)
+        self.hang_on, self.release = hang_on, release
+        self.threads: dict[str, str] = {}
+
+    def __call__(self, full: str) -> os.statvfs_result:
+        path = full if self.root == "/" else full[len(self.root):]
+        self.threads[path] = threading.current_thread().name
+        if path in self.hang_on:
+            self.release.wait(30)
+        return super().__call__(full) if path in TABLE or path == "/mnt/broken" else TABLE["/data"]
+
+
+def with_mounts(tmp_path, lines: list[str]) -> Roots:
+    """The fixture host's mount table plus `lines`, in a tree of its own."""
+    import shutil
+
+    shutil.copytree(HOST_T0.root, tmp_path / "host", symlinks=True)
+    roots = Roots.under(tmp_path / "host")
+    mi = roots.proc / "self" / "mountinfo"
+    mi.write_text(mi.read_text() + "".join(line + "\n" for line in lines))
+    return roots
+
+
+FUSE_LINES = [
+    "90 25 0:90 / /mnt/sshfs rw,nosuid,nodev,relatime - fuse.sshfs me@host:/srv rw,user_id=0,group_id=0",
+    "91 25 0:91 / /mnt/plain rw,relatime - fuse diagtest rw,user_id=0,group_id=0",
+    "92 25 8:33 / /mnt/win rw,relatime - fuseblk /dev/sdc1 rw,user_id=0,group_id=0",
+    "93 25 0:93 / /mnt/odd rw,relatime - somethingnew odd rw",
+]
+
+
+def test_only_types_that_can_hang_get_a_thread(tmp_path):
+    roots = with_mounts(tmp_path, FUSE_LINES)
+    table = Blocking(set(), threading.Event())
+    collector(roots, table).collect(1000.0)
+    threaded = {p for p, name in table.threads.items() if name == "statvfs"}
+    # fuse, fuse.*, fuseblk, network and unknown types; ext4, tmpfs, vfat... answered inline
+    assert threaded == {"/mnt/nfs", "/mnt/sshfs", "/mnt/plain", "/mnt/win", "/mnt/odd"}
+
+
+def test_a_stopped_fuse_daemon_costs_one_deadline_once_and_is_reported_stuck(tmp_path, caplog):
+    roots = with_mounts(tmp_path, FUSE_LINES)
+    release = threading.Event()
+    table = Blocking({"/mnt/sshfs", "/mnt/win"}, release)
+    c = collector(roots, table)
+    c.statvfs_timeout = 0.3
+    cycle = CollectionCycle([c])
+    try:
+        with caplog.at_level(logging.WARNING, logger="collectors.filesystem"):
+            t = time.monotonic()
+            b = cycle.run(1000.0)
+            first = time.monotonic() - t
+            t = time.monotonic()
+            b2 = cycle.run(1010.0)
+            second = time.monotonic() - t
+            b3 = cycle.run(1100.0)
+        assert first < 1.0  # two stuck mounts share one 0.3 s deadline
+        assert second < 0.2  # and the next cycles do not wait on them at all
+        assert by_mount(b, "fs_usage")["/"] == 75.0 and "/mnt/sshfs" not in by_mount(b, "fs_usage")
+        assert by_mount(b, "fs_stuck") == {"/mnt/sshfs": 0.3, "/mnt/win": 0.3, "/mnt/nfs": 0.0,
+                                           "/mnt/plain": 0.0, "/mnt/odd": 0.0}
+        assert by_mount(b2, "fs_stuck")["/mnt/sshfs"] == 10.0 and by_mount(b3, "fs_stuck")["/mnt/sshfs"] == 100.0
+        stuck = [s for s in b3.samples if s.metric == "fs_stuck" and s.labels["mountpoint"] == "/mnt/sshfs"]
+        assert stuck[0].labels == {"mountpoint": "/mnt/sshfs", "device": "me@host:/srv", "fstype": "fuse.sshfs"}
+        # the mount table's flag is still reported while statvfs is stuck
+        assert by_mount(b3, "fs_readonly")["/mnt/sshfs"] == 0.0
+        # never a second thread on a stuck mount; counted once, logged once per mount
+        assert table.calls.count("/mnt/sshfs") == 1
+        assert cycle.errors[("filesystem", "TimeoutError")] == 2
+        lines = [r.getMessage() for r in caplog.records if "/mnt/sshfs" in r.getMessage()]
+        assert len(lines) == 1 and "stuck" in lines[0] and "fuse.sshfs" in lines[0], lines
+    finally:
+        release.set()
+    time.sleep(0.1)
+    with caplog.at_level(logging.WARNING, logger="collectors.filesystem"):
+        b4 = cycle.run(1110.0)  # answered again: asked at once, no minute's wait, cleared
+    assert by_mount(b4, "fs_stuck")["/mnt/sshfs"] == 0.0 and "/mnt/sshfs" in by_mount(b4, "fs_usage")
+    assert any("answers again after 110 s" in r.getMessage() for r in caplog.records)
