@@ -34,13 +34,15 @@ PSEUDO_TYPES = frozenset({
     "binfmt_misc", "nsfs", "devtmpfs", "squashfs", "erofs", "rpc_pipefs", "nfsd",
     "selinuxfs", "efivarfs", "ramfs",
 })
-# statfs on these goes over the network or to a userspace daemon and can block for
-# good (dead NFS server, hung FUSE daemon), so it runs in a thread the cycle can abandon.
-# Local filesystems answer statfs from memory and are called directly (a thread each
-# would cost more than the rest of the collector).
-REMOTE_TYPES = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "9p", "afs",
-    "lustre", "gpfs", "beegfs", "ocfs2", "gfs2",
+# Filesystems whose statfs the kernel answers from memory: called directly, since a thread
+# each would cost more than the rest of the collector. Every other type goes to a thread
+# the cycle abandons at a deadline: statfs on a network filesystem, FUSE (sshfs, s3fs,
+# ntfs-3g as fuseblk) or a type this list does not know can wait for good on a dead
+# server or a stopped daemon. An allow-list, because a wrong guess here costs a thread,
+# while a wrong guess the other way blocks the whole cycle.
+LOCAL_TYPES = frozenset({
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "vfat", "msdos", "exfat", "f2fs", "zfs",
+    "jfs", "reiserfs", "ntfs3", "hfsplus", "nilfs2", "bcachefs", "udf", "iso9660", "minix",
 })
 # Mount points under these are kernel views or other programs' private layers, whatever
 # their type (a tmpfs on /sys/fs/cgroup, /dev/shm, each container's overlay): the same
@@ -126,7 +128,8 @@ def read_mounts(roots: Roots) -> list[Mount]:
 class _Call:
     """statvfs in a daemon thread, so a blocked one is left behind, not waited for."""
 
-    def __init__(self, fn: StatvfsFn, path: str) -> None:
+    def __init__(self, fn: StatvfsFn, path: str, started: float) -> None:
+        self.started = started  # the cycle's time: a stuck mount is reported since then
         self.result: os.statvfs_result | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(fn, path), daemon=True, name="statvfs")
@@ -165,8 +168,17 @@ class FilesystemCollector:
         if entry is None:
             return False
         until, call = entry
-        if now < until or (call is not None and call.thread.is_alive()):
-            return True  # never stack a second blocked thread on the same mount
+        if call is not None:
+            if call.thread.is_alive():
+                return True  # never stack a second blocked thread on the same mount
+            # The stuck call came back: the mount answers again, so ask it now rather than
+            # a minute later, and say so once.
+            del self.skipped[path]
+            self._logged.discard((path, "TimeoutError"))
+            log.warning("filesystem: statvfs %s answers again after %.0f s", self._prefix + path, now - call.started)
+            return False
+        if now < until:
+            return True
         del self.skipped[path]
         return False
 
@@ -177,8 +189,23 @@ class FilesystemCollector:
         batch.errors.append(kind)
         if (m.mountpoint, kind) not in self._logged:
             self._logged.add((m.mountpoint, kind))
-            log.warning("filesystem: statvfs %s (%s) failed: %s; retried every %.0f s, logged once per mount "
-                        "and kind", self._prefix + m.mountpoint, m.fstype, error, RETRY_AFTER_S)
+            if call is not None:
+                log.warning("filesystem: statvfs %s (%s, %s) is stuck: %s; the cycle goes on without it, reports it "
+                            "as fs_stuck and asks again only once that call returns", self._prefix + m.mountpoint,
+                            m.fstype, m.device, error)
+            else:
+                log.warning("filesystem: statvfs %s (%s) failed: %s; retried every %.0f s, logged once per mount "
+                            "and kind", self._prefix + m.mountpoint, m.fstype, error, RETRY_AFTER_S)
+
+    def _stuck(self, batch: Batch, m: Mount, now: float) -> bool:
+        """fs_stuck for a mount whose abandoned call has not returned; False when there is none."""
+        entry = self.skipped.get(m.mountpoint)
+        call = entry[1] if entry else None
+        if call is None or not call.thread.is_alive():
+            return False
+        # At least the deadline it already waited through in the cycle that started it.
+        batch.add("fs_stuck", max(self.statvfs_timeout, now - call.started), **_labels(m))
+        return True
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
@@ -192,9 +219,17 @@ class FilesystemCollector:
             present = {m.mountpoint for m in every}
             self.skipped = {p: e for p, e in self.skipped.items() if p in present}
             self._logged = {k for k in self._logged if k[0] in present}
-        mounts = [m for m in every if not self._skip(m.mountpoint, now)]
+        mounts = []
+        for m in every:
+            if not self._skip(m.mountpoint, now):
+                mounts.append(m)
+                continue
+            # Without statvfs the mount table's read-only flag is still known.
+            self._stuck(batch, m, now)
+            _add(batch, m, None)
         prefix = self._prefix
-        calls = {m.mountpoint: _Call(self.statvfs, prefix + m.mountpoint) for m in mounts if m.fstype in REMOTE_TYPES}
+        calls = {m.mountpoint: _Call(self.statvfs, prefix + m.mountpoint, now)
+                 for m in mounts if m.fstype not in LOCAL_TYPES}
         # One shared deadline: several dead servers cost one timeout, not one each.
         deadline = time.monotonic() + self.statvfs_timeout
         for m in mounts:
@@ -204,7 +239,7 @@ class FilesystemCollector:
                 st = self.statvfs(prefix + m.mountpoint)
             except OSError as e:
                 self._failed(batch, m, now, e)
-                continue
+                st = None
             _add(batch, m, st)
         for m in mounts:
             call = calls.get(m.mountpoint)
@@ -213,12 +248,18 @@ class FilesystemCollector:
             call.thread.join(max(0.0, deadline - time.monotonic()))
             if call.thread.is_alive():
                 self._failed(batch, m, now, TimeoutError(f"no answer within {self.statvfs_timeout:g} s"), call)
-                continue
-            if call.result is None:
-                self._failed(batch, m, now, call.error or OSError("statvfs gave nothing"))
-                continue
+                self._stuck(batch, m, now)
+            else:
+                # 0 for every mount that could hang and did not: the finding clears on its own.
+                batch.add("fs_stuck", 0.0, **_labels(m))
+                if call.result is None:
+                    self._failed(batch, m, now, call.error or OSError("statvfs gave nothing"))
             _add(batch, m, call.result)
         return batch
+
+
+def _labels(m: Mount) -> dict[str, str]:
+    return {"mountpoint": m.mountpoint, "device": m.device, "fstype": m.fstype}
 
 
 def _add(batch: Batch, m: Mount, st: os.statvfs_result | None) -> None:

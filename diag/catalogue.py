@@ -105,6 +105,7 @@ METRICS: tuple[Metric, ...] = (
     _m("filesystem", "fs_usage", "percent", "gauge", _FS, "Space used, as df reports it: used / (used + available to users)."),
     _m("filesystem", "fs_inode_usage", "percent", "gauge", _FS, "Inodes used."),
     _m("filesystem", "fs_readonly", "bool", "gauge", _FS, "1 when the filesystem is mounted read-only."),
+    _m("filesystem", "fs_stuck", "s", "gauge", _FS, "How long statvfs on a network, FUSE or other non-local filesystem has waited unanswered (a dead server, a stopped daemon); 0 when it answers. Local filesystems are not asked in a thread and have no series."),
     _m("filesystem", "fs_forced_readonly", "bool", "gauge", _FS, "1 when the filesystem turned itself read-only under a read-write mount, as after errors with errors=remount-ro (superblock options ro, emergency_ro or shutdown): a fault, never a choice."),
     # kernel signals
     _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval."),
