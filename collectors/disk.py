@@ -20,7 +20,9 @@ SECTOR = 512
 # Whether a name is a whole device does not change while the name exists; look again
 # now and then in case a device appeared in diskstats before sysfs caught up.
 WHOLE_REFRESH_S = 60.0
-# Kernels create these by the dozen; one that never did I/O is noise.
+# Kernels create these by the dozen; one that never did I/O is noise. One with I/O in
+# flight is not, even before its first completion: a loop device over a file on a hung
+# FUSE or NFS mount may never complete one, and storage.io_hang must see it.
 _IDLE_PREFIXES = ("ram", "loop", "zram")
 # The statistics after major, minor and name, by Documentation/admin-guide/iostats.rst
 # ("Field 1 -- # of reads completed", ...), for `batch.counters` as `diskstats.<dev>.<name>`.
@@ -70,7 +72,7 @@ class DiskCollector:
             reads, rsect, rms = int(f[3]), int(f[5]), int(f[6])
             writes, wsect, wms = int(f[7]), int(f[9]), int(f[10])
             inflight, io_ms = int(f[11]), int(f[12])
-            if dev.startswith(_IDLE_PREFIXES) and reads == 0 and writes == 0:
+            if dev.startswith(_IDLE_PREFIXES) and reads == 0 and writes == 0 and inflight == 0:
                 continue
             if not self.is_whole(dev):
                 continue

@@ -173,3 +173,30 @@ def test_a_gone_device_is_forgotten(tmp_path):
     stats.write_text(t1_text)
     b = c.collect(1030.0)
     assert "dm-0" not in by_device(b, "disk_read_iops") and by_device(b, "disk_read_iops")["vda"] == 0.0
+
+
+def _with_loop0(tmp_path, name: str, line: str) -> Roots:
+    shutil.copytree(HOST_T0.sys, tmp_path / name / "sys")
+    (tmp_path / name / "proc").mkdir(parents=True)
+    text = (HOST_T0.proc / "diskstats").read_text()
+    (tmp_path / name / "proc" / "diskstats").write_text(
+        "".join(line + "\n" if " loop0 " in old else old for old in text.splitlines(True)))
+    return Roots.under(tmp_path / name)
+
+
+def test_a_loop_device_with_io_in_flight_is_read_before_its_first_completion(tmp_path):
+    # As the kernel showed it: a loop device over a file on a FUSE mount whose daemon is
+    # stopped, one direct write in flight from its start, none ever completed, io_ticks rising.
+    t0 = _with_loop0(tmp_path, "t0", "   7       0 loop0 0 0 0 0 0 0 0 0 1 2000 2 0 0 0 0 0 0")
+    t1 = _with_loop0(tmp_path, "t1", "   7       0 loop0 0 0 0 0 0 0 0 0 1 12000 2 0 0 0 0 0 0")
+    c = DiskCollector(t0, CollectorSettings())
+    first = c.collect(1000.0)
+    assert by_device(first, "disk_inflight")["loop0"] == 1.0
+    c.roots = t1
+    b = c.collect(1010.0)
+    assert by_device(b, "disk_inflight")["loop0"] == 1.0
+    assert by_device(b, "disk_read_iops")["loop0"] == 0.0 and by_device(b, "disk_write_iops")["loop0"] == 0.0
+    assert by_device(b, "disk_util")["loop0"] == 100.0
+    assert by_device(b, "disk_writes_completed_total")["loop0"] == 0.0
+    # ram0 and zram0 never did I/O and have none in flight: still left out
+    assert "ram0" not in by_device(b, "disk_inflight") and "zram0" not in by_device(b, "disk_inflight")
