@@ -117,7 +117,7 @@ class PrometheusStore:
         name = known.exposition_name if known else metric
         parts = [f"instance_id={_quote(instance_id)}"] if instance_id else []
         for key, want in (labels or {}).items():
-            if isinstance(want, re.Pattern):
+            if not isinstance(want, str):  # re.Pattern or an RE2 pattern: PromQL's engine is RE2 too
                 parts.append(f"{key}=~{_quote(want.pattern)}")  # PromQL regexes are anchored, like fullmatch
             else:
                 parts.append(f"{key}={_quote(want)}")

@@ -13,10 +13,11 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import re2
 
 from . import encoding, rollups
 from .head import Head, HeadView
@@ -24,6 +25,34 @@ from .series import SeriesInfo
 from .types import AGGS, BLOCK, LEVELS, RAW, Retention, StoreError
 
 _IN_MAX = 30000  # below SQLite's bound-parameter limit
+
+# A label regex comes from whoever can send a query. Python's `re` backtracks, so `(.+)+!`
+# against a long label held the GIL and froze the whole service; RE2 (as PromQL uses)
+# matches in time linear in the input and refuses what it cannot do so (backreferences,
+# lookaround). Its memory per pattern is bounded too, and the pattern's length.
+MAX_PATTERN = 1024
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a user's bad pattern is their 400, not a line on our stderr
+_RE2_OPTIONS.max_mem = 8 << 20
+
+
+class Matcher(Protocol):
+    """A compiled label regex: `fullmatch` as PromQL's anchored `=~`, and its `pattern`."""
+
+    pattern: str
+
+    def fullmatch(self, text: str) -> Any: ...
+
+
+def compile_matcher(pattern: str) -> Matcher:
+    """A user's label regex, compiled by RE2. ValueError with RE2's reason when refused."""
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(f"longer than {MAX_PATTERN} characters")
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as e:
+        reason = e.args[0] if e.args else e
+        raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
 def choose_level(step: float, start: float, now: float, retention: Retention) -> int:

@@ -37,7 +37,7 @@ def labels_match(labels: Mapping[str, str], filters: LabelFilter | None) -> bool
         return True
     for key, want in filters.items():
         have = labels.get(key, "")
-        if isinstance(want, re.Pattern):
+        if not isinstance(want, str):  # re.Pattern, or an RE2 pattern (diag.store.query.compile_matcher)
             if want.fullmatch(have) is None:
                 return False
         elif have != want:

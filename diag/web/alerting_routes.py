@@ -9,13 +9,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from diag.alerting.policy import PolicyError
-from diag.units import parse_duration, parse_time
+from diag.units import parse_duration
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.openapi import INT, arr, doc, obj, query
 from diag.web.schemas import (ALERT, ALERT_HISTORY, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_GROUP_BODY, POLICY,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
-from diag.web.validate import json_body
+from diag.web.validate import json_body, time_param
 
 bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
 
@@ -137,10 +137,7 @@ def list_alerts():
 def alert_history():
     since = None
     if "since" in request.args:
-        try:
-            since = parse_time(request.args["since"], time.time())
-        except ValueError as e:
-            raise ApiError(400, str(e), "since") from None
+        since = time_param(request.args["since"], time.time(), "since")
     try:
         limit = int(request.args.get("limit", "1000"))
     except ValueError:

@@ -10,7 +10,7 @@ from diag.events import MAINTENANCE, STATUSES, EventError
 from diag.units import parse_duration, parse_time
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, json_body, string
+from diag.web.validate import INSTANCE_ID, json_body, string, time_param
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import EVENT, EVENT_BODY
 
@@ -24,10 +24,7 @@ def _service():
 def _time_arg(name: str, now: float) -> float | None:
     if name not in request.args:
         return None
-    try:
-        return parse_time(request.args[name], now)
-    except ValueError as e:
-        raise ApiError(400, str(e), name) from None
+    return time_param(request.args[name], now, name)
 
 
 @bp.get("/events")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import time
 
 import numpy as np
@@ -11,9 +10,10 @@ import orjson
 from flask import Blueprint, Response, current_app, request
 
 from diag import catalogue
-from diag.units import parse_duration, parse_time
+from diag.store.query import Matcher, compile_matcher
+from diag.units import parse_duration
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, LABEL_NAME
+from diag.web.validate import INSTANCE_ID, LABEL_NAME, time_param
 from diag.web.openapi import doc, enum, query
 from diag.web.schemas import QUERY_RESULT
 
@@ -26,14 +26,11 @@ RESERVED = {"metric", "instance_id", "start", "end", "step", "agg"}
 
 
 def _time(name: str, default: str, now: float) -> float:
-    try:
-        return parse_time(request.args.get(name, default), now)
-    except ValueError as e:
-        raise ApiError(400, str(e), name) from None
+    return time_param(request.args.get(name, default), now, name)
 
 
-def _label_filters() -> dict[str, str | re.Pattern[str]]:
-    out: dict[str, str | re.Pattern[str]] = {}
+def _label_filters() -> dict[str, str | Matcher]:
+    out: dict[str, str | Matcher] = {}
     for key, value in request.args.items():
         if key in RESERVED:
             continue
@@ -41,8 +38,8 @@ def _label_filters() -> dict[str, str | re.Pattern[str]]:
             raise ApiError(400, f"{key!r} is not a label name", key)
         if value.startswith("~"):  # device=~sd.* : a regular expression, matched whole
             try:
-                out[key] = re.compile(value[1:])
-            except re.error as e:
+                out[key] = compile_matcher(value[1:])
+            except ValueError as e:
                 raise ApiError(400, f"bad regular expression: {e}", key) from None
         else:
             out[key] = value

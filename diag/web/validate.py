@@ -18,6 +18,23 @@ MAX_LABEL_VALUE = 512
 
 
 MAX_DEPTH = 32
+# UNIX seconds a query may name: well past any retention either way, and small enough that
+# spans, bucket counts and datetimes built from them stay finite (end=1e400 parsed as inf).
+MAX_ABS_TIME = 1e11
+
+
+def time_param(value: str, now: float, field: str) -> float:
+    """A time query parameter (UNIX seconds, RFC 3339, now, -1h), refused with a 400 unless finite
+    and within MAX_ABS_TIME."""
+    from diag.units import parse_time
+
+    try:
+        t = parse_time(value, now)
+    except (ValueError, OverflowError) as e:
+        raise ApiError(400, str(e), field) from None
+    if not (math.isfinite(t) and abs(t) <= MAX_ABS_TIME):
+        raise ApiError(400, f"{value[:40]!r} is not a time within {MAX_ABS_TIME:.0e} s of 1970", field)
+    return t
 
 
 def json_body(walk: bool = True) -> dict[str, Any]:
