@@ -34,8 +34,9 @@ class StateCollector:
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
         self._state_file = Path(settings.state_dir) / STATE_FILE if settings.state_dir else None
-        # The boot this collector has recorded; None until the first cycle looked.
+        # The boot this collector has recorded (id, start); None until the first cycle looked.
         self._known_boot_id: str | None = None
+        self._known_boot_time: int | None = None
         self._write_failed = False
         # Readable by the agent and facts without another file read.
         self.boot_id: str | None = None
@@ -53,34 +54,44 @@ class StateCollector:
 
         if boot_id == self._known_boot_id:
             return batch
-        previous = self._known_boot_id if self._known_boot_id is not None else self._load()
+        if self._known_boot_id is not None:
+            previous, previous_btime = self._known_boot_id, self._known_boot_time
+        else:
+            previous, previous_btime = self._load()
         if previous is not None and previous != boot_id:
             when = datetime.fromtimestamp(btime, timezone.utc).isoformat()
+            labels = {"boot_id": boot_id, "previous_boot_id": previous}
+            if previous_btime is not None:
+                # The boot that ended is [previous_boot_time, ts): only its faults made this reboot.
+                labels["previous_boot_time"] = str(previous_btime)
             batch.signals.append(
                 Signal(
                     ts=float(btime),
                     kind="reboot",
                     message=f"the machine rebooted (booted at {when}; boot id {previous} before, {boot_id} now)",
-                    labels={"boot_id": boot_id, "previous_boot_id": previous},
+                    labels=labels,
                 )
             )
         self._save(boot_id, btime)
-        self._known_boot_id = boot_id
+        self._known_boot_id, self._known_boot_time = boot_id, btime
         return batch
 
-    def _load(self) -> str | None:
-        """The boot id a previous run recorded; None on a first run or an unreadable file."""
+    def _load(self) -> tuple[str | None, int | None]:
+        """The boot id and boot time a previous run recorded; (None, None) on a first run or
+        an unreadable file, a None time when the file has none."""
         if self._state_file is None:
-            return None
+            return None, None
         try:
             data = json.loads(self._state_file.read_text())
-            return str(data["boot_id"])
+            boot_id = str(data["boot_id"])
         except FileNotFoundError:
-            return None
+            return None, None
         except (OSError, ValueError, KeyError, TypeError) as e:
             # A damaged file must not invent a reboot: treat it as a first run.
             log.warning("ignoring unreadable %s: %s", self._state_file, e)
-            return None
+            return None, None
+        btime = data.get("boot_time")
+        return boot_id, btime if isinstance(btime, int) and not isinstance(btime, bool) else None
 
     def _save(self, boot_id: str, btime: int) -> None:
         if self._state_file is None:

@@ -60,14 +60,25 @@ COUNTER_EVENTS = {
     "udp_rcvbuf_errors": "Network.UdpBufferFull",
     "udp_sndbuf_errors": "Network.UdpBufferFull",
 }
-# A reboot right after one of these (or with a panic in pstore) is a failure, not routine.
+# A reboot is a failure when the boot that just ended ended badly: a panic kept in pstore
+# from that boot, one of these in its last kernel lines, or the service stopped uncleanly.
 FAILURE_BEFORE_REBOOT = ("Kernel.Panic", "Kernel.HardLockup", "Kernel.SoftLockup", "Kernel.HungTask")
+# How far before its end a boot's kernel lines count: a hung task hours before a planned
+# reboot did not cause it. A pstore record counts anywhere in the boot: it is the crash dump.
+LAST_LINES_S = 3600
 
 
 class EventError(ValueError):
     def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _row(r) -> dict[str, Any]:
@@ -84,7 +95,9 @@ class EventLog:
 
     def record_batch(self, instance_id: str, batch: Batch) -> list[dict[str, Any]]:
         """Events from one collection: its signals, and the counters whose rise is an event."""
-        out = [self.record_signal(instance_id, s) for s in batch.signals]
+        # Reboots last: a pstore panic of the boot that ended may come in the same batch, and
+        # it decides what the reboot was.
+        out = [self.record_signal(instance_id, s) for s in sorted(batch.signals, key=lambda s: s.kind == "reboot")]
         for s in batch.samples:
             etype = COUNTER_EVENTS.get(s.metric)
             if etype and s.value > 0:
@@ -95,7 +108,7 @@ class EventLog:
     def record_signal(self, instance_id: str, signal: Signal) -> dict[str, Any]:
         labels = dict(signal.labels)
         if signal.kind == "reboot":
-            failed = self._failure_before(instance_id, signal.ts)
+            failed = self._failure_before(instance_id, signal.ts, _float(labels.get("previous_boot_time")))
             etype = "InstanceFailure.Reboot" if failed else "Instance.Reboot"
             if failed:
                 labels["cause"] = failed
@@ -140,13 +153,26 @@ class EventLog:
                       (event_id, instance_id, etype, level, ts, ts, ts, ts, fold_key, json.dumps(details)))
             return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone())
 
-    def _failure_before(self, instance_id: str, boot_ts: float) -> str | None:
+    def _failure_before(self, instance_id: str, boot_ts: float, previous_boot: float | None) -> str | None:
+        """Why the boot that ended before `boot_ts` ended badly, from that boot's evidence only:
+        what happened before an earlier reboot was that reboot's cause, not this one's."""
+        if previous_boot is None or previous_boot >= boot_ts:
+            # An agent too old to say when its previous boot began: the last boot we recorded.
+            rows = self.db.read("SELECT MAX(publish_time) AS t FROM events WHERE instance_id = ? "
+                                "AND type IN ('Instance.Reboot', 'InstanceFailure.Reboot') AND publish_time < ?",
+                                (instance_id, boot_ts))
+            previous_boot = rows[0]["t"] if rows and rows[0]["t"] is not None else boot_ts - LAST_LINES_S
+        # An event that began in that boot, or that was still being repeated in its last hour.
         rows = self.db.read(
-            f"SELECT type FROM events WHERE instance_id = ? AND type IN ({','.join('?' * len(FAILURE_BEFORE_REBOOT))}) "
-            "AND publish_time BETWEEN ? AND ? ORDER BY publish_time DESC LIMIT 1",
-            (instance_id, *FAILURE_BEFORE_REBOOT, boot_ts - 3600, boot_ts + 600))
-        if rows:
-            return rows[0]["type"]
+            f"SELECT type, details, publish_time, last_time FROM events WHERE instance_id = ? "
+            f"AND type IN ({','.join('?' * len(FAILURE_BEFORE_REBOOT))}) AND publish_time < ? AND last_time >= ? "
+            "ORDER BY publish_time DESC", (instance_id, *FAILURE_BEFORE_REBOOT, boot_ts, previous_boot))
+        for r in rows:
+            from_pstore = json.loads(r["details"]).get("labels", {}).get("source") == "pstore"
+            if from_pstore or min(r["last_time"], boot_ts) >= boot_ts - LAST_LINES_S:
+                return r["type"]
+        # Set by Service.start only when this run found its previous run's marker: that run
+        # was in the boot that ended (boot.json names the boot the service last ran in).
         unclean = self.db.get_kv(f"unclean_stop:{instance_id}")
         return "unclean stop" if unclean else None
 

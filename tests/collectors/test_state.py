@@ -50,7 +50,8 @@ def test_reboot_seen_across_a_restart_is_reported_once(tmp_path: Path):
     c = StateCollector(HOST_T0, settings)
     (sig,) = c.collect(1000.0).signals
     assert sig.kind == "reboot"
-    assert sig.labels == {"boot_id": FIXTURE_BOOT_ID, "previous_boot_id": "11111111-2222-3333-4444-555555555555"}
+    assert sig.labels == {"boot_id": FIXTURE_BOOT_ID, "previous_boot_id": "11111111-2222-3333-4444-555555555555",
+                          "previous_boot_time": "1"}
     assert sig.ts == FIXTURE_BTIME
     assert FIXTURE_BOOT_ID in sig.message
     assert c.collect(1010.0).signals == []  # next cycle
@@ -67,7 +68,8 @@ def test_reboot_while_running(tmp_path: Path):
     stat = roots.proc / "stat"
     stat.write_text(stat.read_text().replace(f"btime {FIXTURE_BTIME}", "btime 1795700000"))
     (sig,) = c.collect(1010.0).signals
-    assert sig.labels == {"boot_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "previous_boot_id": FIXTURE_BOOT_ID}
+    assert sig.labels == {"boot_id": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", "previous_boot_id": FIXTURE_BOOT_ID,
+                          "previous_boot_time": str(FIXTURE_BTIME)}
     assert sig.ts == 1795700000
     assert c.boot_time == 1795700000
     assert c.collect(1020.0).signals == []

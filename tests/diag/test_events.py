@@ -93,3 +93,71 @@ def test_alibaba_notification_shape(log):
     shape = alibaba_shape(e)
     assert shape["name"] == "Instance:SystemMaintenance.Reboot:Scheduled" and shape["resourceId"] == "i-1"
     assert set(shape) == {"id", "eventTime", "level", "name", "product", "resourceId", "content"}
+
+
+def _boot(proc, boot_id: str, btime: int) -> None:
+    (proc / "sys/kernel/random").mkdir(parents=True, exist_ok=True)
+    (proc / "sys/kernel/random/boot_id").write_text(boot_id + "\n")
+    (proc / "stat").write_text(f"cpu  1 0 1 100 0 0 0 0 0 0\nbtime {btime}\n")
+    (proc / "uptime").write_text("30.00 20.00\n")
+
+
+def test_panic_then_a_clean_reboot_is_one_failure_then_one_routine_reboot(log, tmp_path):
+    """Each boot's collectors are new (the service starts with the machine) and share the
+    state dir; the pstore record stays in place, as it does until systemd-pstore archives it."""
+    import os
+    import shutil
+
+    from collectors.kernel_log import KernelLogCollector
+    from collectors.roots import Roots
+    from collectors.runner import CollectionCycle
+    from collectors.settings import CollectorSettings
+    from collectors.state import StateCollector
+    from tests.conftest import FIXTURES
+
+    proc, pstore, kmsg = tmp_path / "proc", tmp_path / "pstore", tmp_path / "kmsg"
+    pstore.mkdir()
+    kmsg.write_text("")
+    roots = Roots(proc=proc, kmsg=kmsg, pstore=pstore)
+    settings = CollectorSettings(state_dir=tmp_path / "state")
+    boot_a, boot_b, boot_c = int(T), int(T) + 86400, int(T) + 86400 + 1200  # C: 20 minutes after the crash reboot
+
+    def run_boot(boot_id: str, btime: int) -> list[dict]:
+        _boot(proc, boot_id, btime)
+        cycle = CollectionCycle([KernelLogCollector(roots, settings), StateCollector(roots, settings)])
+        return [e for e in log.record_batch("i-1", cycle.run(btime + 30.0)) if e["type"].endswith("Reboot")]
+
+    assert run_boot("aaaa", boot_a) == []  # first run ever: no reboot to judge
+    dump = pstore / "dmesg-ramoops-0"
+    shutil.copy(FIXTURES / "pstore" / "dmesg-ramoops-0", dump)
+    os.utime(dump, (boot_b - 40, boot_b - 40))  # boot A panicked 40 s before boot B began
+    (crash,) = run_boot("bbbb", boot_b)
+    (routine,) = run_boot("cccc", boot_c)
+    assert (crash["type"], crash["level"], crash["details"]["labels"]["cause"]) == \
+        ("InstanceFailure.Reboot", "CRITICAL", "Kernel.Panic")
+    assert crash["publish_time"] == boot_b and crash["details"]["labels"]["previous_boot_time"] == str(boot_a)
+    # The panic is an hour-old fault of the boot before: this reboot ended boot B, which was clean.
+    assert (routine["type"], routine["level"]) == ("Instance.Reboot", "INFO")
+    assert "cause" not in routine["details"]["labels"]
+    assert [e["type"] for e in log.list("i-1", types=["InstanceFailure.Reboot", "Instance.Reboot"])] == \
+        ["Instance.Reboot", "InstanceFailure.Reboot"]
+    assert len(log.list("i-1", types=["Kernel.Panic"])) == 1
+
+
+def test_only_the_last_hour_of_kernel_lines_of_the_ended_boot_decides(log):
+    # A hung task long before a planned reboot did not cause it; one in the new boot neither.
+    log.record_signal("i-1", Signal(T - 5 * 3600, "hung_task", "INFO: task dd:1 blocked", {"task": "dd", "pid": "1"}))
+    log.record_signal("i-1", Signal(T + 60, "soft_lockup", "watchdog: BUG: soft lockup", {"cpu": "1"}))
+    plain = log.record_signal("i-1", Signal(T, "reboot", "rebooted", {"boot_id": "b2", "previous_boot_time": str(T - 86400)}))
+    assert plain["type"] == "Instance.Reboot"
+    log.record_signal("i-2", Signal(T - 600, "hung_task", "INFO: task dd:1 blocked", {"task": "dd", "pid": "1"}))
+    failed = log.record_signal("i-2", Signal(T, "reboot", "rebooted", {"boot_id": "b2", "previous_boot_time": str(T - 86400)}))
+    assert failed["type"] == "InstanceFailure.Reboot" and failed["details"]["labels"]["cause"] == "Kernel.HungTask"
+
+
+def test_a_reboot_without_its_previous_boot_time_is_bounded_by_the_last_recorded_boot(log):
+    """An older agent does not send previous_boot_time: the last reboot event is that boot's start."""
+    log.record_signal("i-1", Signal(T - 60, "panic", "Kernel panic - not syncing: Fatal exception", {"source": "pstore"}))
+    first = log.record_signal("i-1", Signal(T, "reboot", "rebooted", {"boot_id": "b2"}))
+    second = log.record_signal("i-1", Signal(T + 900, "reboot", "rebooted", {"boot_id": "b3"}))
+    assert (first["type"], second["type"]) == ("InstanceFailure.Reboot", "Instance.Reboot")
