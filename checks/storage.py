@@ -46,45 +46,118 @@ def wide(ctx: CheckContext, metrics: list[str], lookback: float, key: str = "dev
 
 def _io_hang(ctx: CheckContext, check: Check) -> CheckResult:
     th = thresholds(check)
+    disks = _disk_hangs(ctx, check, th["seconds"])
+    mounts = _stuck_mounts(ctx, check, th["seconds"])
+    if isinstance(disks, str) and mounts is None:
+        return CheckResult("unknown", disks, {"thresholds": th})
+    hangs = [] if isinstance(disks, str) else disks[0]
+    ev: dict[str, Any] = {"thresholds": th, "devices_checked": 0 if isinstance(disks, str) else disks[1],
+                          "hangs": hangs}
+    if mounts is not None:
+        ev["stuck_mounts"] = mounts
+    if isinstance(disks, str):
+        ev["disks_unknown"] = disks
+    # A hung task is not needed (the kernel may never print one: submit_bio_wait waits in
+    # slices short of hung_task_timeout_secs), but where there is one it is evidence.
+    hung = [event_json(e) for e in events_for(ctx, check, ["Kernel.HungTask"])]
+    if hung:
+        ev["hung_tasks"] = hung
+    now_devs = [h["device"] for h in hangs if h["ongoing"]]
+    stuck = [m for m in (mounts or []) if m["finding"]]
+    stuck_now = [m for m in stuck if m["ongoing"]]
+    if not hangs and not stuck:
+        msg = f"every disk completed its I/O (no stall of {th['seconds']:g} s or more)"
+        if isinstance(disks, str):
+            msg = f"{disks}; "
+        else:
+            msg += "; "
+        msg += "every filesystem answered statvfs" if mounts is not None else "no filesystem that can hang is mounted"
+        return CheckResult("ok" if not isinstance(disks, str) else "unknown", msg, ev)
+    status = level_status(check, bool(now_devs or stuck_now), True)
+    parts = []
+    if now_devs:
+        worst = max((h for h in hangs if h["ongoing"]), key=lambda h: h["seconds"])
+        parts.append(f"{', '.join(now_devs)}: I/O in flight and none completed for "
+                     f"{fmt_duration(worst['seconds'])}, through the latest sample")
+    if stuck_now:
+        parts.append("; ".join(f"{m['mountpoint']} ({m['fstype']}) has not answered statvfs since "
+                               f"{fmt_time(m['since'])}" for m in stuck_now))
+    if not parts:
+        if hangs:
+            w = max(hangs, key=lambda h: h["seconds"])
+            parts.append(f"{w['device']} stopped completing I/O for {fmt_duration(w['seconds'])} at "
+                         f"{fmt_time(w['start'])} ({len(hangs)} stall(s) in the lookback; it completes I/O again now)")
+        if stuck:
+            parts.append("; ".join(f"{m['mountpoint']} ({m['fstype']}) did not answer statvfs for "
+                                   f"{fmt_duration(m['seconds'])} from {fmt_time(m['since'])} (it answers again now)"
+                                   for m in stuck))
+    recs = []
+    if hangs:
+        dev = max(hangs, key=lambda h: (h["ongoing"], h["seconds"]))["device"]
+        recs.append(
+            f"Disk {dev} stopped completing I/O. Look for tasks stuck in D state "
+            f"(`ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'`), read `dmesg -T | grep -iE 'blocked for more than|"
+            f"I/O error|reset|timeout'`, and watch `iostat -x 1 {dev}`: r/s and w/s at 0 while aqu-sz stays above 0 "
+            f"confirms the hang; `cat /sys/block/{dev}/inflight` shows the stuck requests. A loop device hangs with "
+            f"the filesystem its backing file is on (`losetup -l`). On a cloud or network disk the backing storage "
+            f"is the usual cause (ask the provider, fail over); on a local disk check `smartctl -a /dev/{dev}` and "
+            f"the controller.")
+    if stuck:
+        m = max(stuck, key=lambda m: (m["ongoing"], m["seconds"]))
+        recs.append(
+            f"{m['mountpoint']} ({m['fstype']}, {m['device']}) does not answer: every process that touches it hangs. "
+            f"For FUSE (sshfs, s3fs...) find its daemon (`ps -ef | grep -i {m['fstype'].split('.')[-1]}`, "
+            f"`fuser -vm {m['mountpoint']}` may hang too) and check that it runs (state T means stopped: "
+            f"`kill -CONT <pid>`) and reaches its server; for NFS/CIFS check the server and the network. If it "
+            f"cannot come back, `umount -l {m['mountpoint']}` (or `umount -f` for NFS) detaches it; for FUSE "
+            f"`echo 1 > /sys/fs/fuse/connections/<dev minor>/abort` ends the stuck requests.")
+    return CheckResult(status, "; ".join(parts), ev, " ".join(recs))
+
+
+def _disk_hangs(ctx: CheckContext, check: Check, seconds: float) -> tuple[list[dict[str, Any]], int] | str:
+    """Per device, the runs with I/O in flight and no completion (iops from the completed
+    counters at 0) held for `seconds`; or why they cannot be judged."""
     frame = wide(ctx, ["disk_inflight", "disk_read_iops", "disk_write_iops"], check.lookback)
     if frame is None or "disk_inflight" not in frame:
-        return CheckResult("unknown", "no disk_inflight samples in the lookback", {"thresholds": th})
+        return "no disk_inflight samples in the lookback"
     if "disk_read_iops" not in frame and "disk_write_iops" not in frame:
-        return CheckResult("unknown", "no disk_read_iops or disk_write_iops samples in the lookback", {"thresholds": th})
+        return "no disk_read_iops or disk_write_iops samples in the lookback"
     done = frame.reindex(columns=["disk_read_iops", "disk_write_iops"]).sum(axis=1, min_count=1).to_numpy(dtype=float)
     infl = frame["disk_inflight"].to_numpy(dtype=float)
     # Only points with both readings say anything; NaN compares False on both sides.
     mask = (infl > 0) & (done == 0)
-    hangs, now_devs = [], []
+    hangs = []
     devices = frame["device"].to_numpy()
     ts_all = frame["ts"].to_numpy(dtype=float)
     for dev in pd.unique(devices):
         sel = devices == dev
         ts, m, v = ts_all[sel], mask[sel], infl[sel]
-        for r in held(ts, m, v, float(ctx.interval), th["seconds"]):
-            now = r.end == ts[-1]
-            hangs.append({"device": str(dev), **r.to_json(), "inflight_max": r.peak, "ongoing": bool(now)})
-            if now:
-                now_devs.append(str(dev))
-    ev = {"thresholds": th, "devices_checked": int(len(pd.unique(devices))), "hangs": hangs}
-    if not hangs:
-        return CheckResult("ok", f"every disk completed its I/O (no stall of {th['seconds']:g} s or more)", ev)
-    status = level_status(check, bool(now_devs), True)
-    worst = max(hangs, key=lambda h: (h["ongoing"], h["seconds"]))
-    dev = worst["device"]
-    if now_devs:
-        msg = (f"{', '.join(now_devs)}: I/O in flight and none completed for {fmt_duration(worst['seconds'])}, "
-               f"through the latest sample")
-    else:
-        msg = (f"{dev} stopped completing I/O for {fmt_duration(worst['seconds'])} at {fmt_time(worst['start'])} "
-               f"({len(hangs)} stall(s) in the lookback; it completes I/O again now)")
-    rec = (f"Disk {dev} stopped completing I/O. Look for tasks stuck in D state "
-           f"(`ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'`), read `dmesg -T | grep -iE 'blocked for more than|"
-           f"I/O error|reset|timeout'`, and watch `iostat -x 1 {dev}`: r/s and w/s at 0 while aqu-sz stays above 0 "
-           f"confirms the hang; `cat /sys/block/{dev}/inflight` shows the stuck requests. On a cloud or network disk the "
-           f"backing storage is the usual cause (ask the provider, fail over); on a local disk check "
-           f"`smartctl -a /dev/{dev}` and the controller.")
-    return CheckResult(status, msg, ev, rec)
+        for r in held(ts, m, v, float(ctx.interval), seconds):
+            hangs.append({"device": str(dev), **r.to_json(), "inflight_max": r.peak, "ongoing": bool(r.end == ts[-1])})
+    return hangs, int(len(pd.unique(devices)))
+
+
+def _stuck_mounts(ctx: CheckContext, check: Check, seconds: float) -> list[dict[str, Any]] | None:
+    """Mounts whose statvfs went unanswered (fs_stuck), each with since when; a finding once
+    unanswered for `seconds`. None when no mount that can hang reported at all."""
+    frame = ctx.series("fs_stuck", check.lookback)
+    if frame.empty:
+        return None
+    newest = float(frame["ts"].max())
+    out = []
+    for labels, ts, v in groups(frame, ["mountpoint", "device", "fstype"]):
+        stuck = v > 0
+        if not stuck.any():
+            continue
+        current = ts[-1] >= newest - stale_after(ctx)
+        ongoing = bool(current and stuck[-1])
+        # The latest stuck point knows how long the call had waited then: since = ts - value.
+        last = int(np.flatnonzero(stuck)[-1])
+        longest = float(v[stuck].max())
+        out.append({**labels, "since": float(ts[last] - v[last]), "seconds": round(longest, 3),
+                    "ongoing": ongoing, "until": None if ongoing else float(ts[last]),
+                    "finding": longest >= seconds})
+    return out
 
 
 # -- storage.disk_usage / storage.inode_usage -----------------------------------------------

@@ -71,6 +71,54 @@ def test_io_hang_threshold_is_read_from_the_check():
     assert check.evaluate(ctx_with_disk(inflight, done), check).status == "ok"
 
 
+def stuck_ctx(ctx: TableContext, values: np.ndarray, mp: str = "/mnt/sshfs") -> TableContext:
+    ctx.add("fs_stuck", ctx.times(len(values) * 10), values, mountpoint=mp, device="me@host:/srv", fstype="fuse.sshfs")
+    return ctx
+
+
+def test_io_hang_a_mount_that_stopped_answering_is_critical_with_where_what_and_since():
+    stuck = np.zeros(360)
+    stuck[-5:] = [1, 11, 21, 31, 41]  # the collector's seconds unanswered, one point every 10 s
+    r = evaluate("storage.io_hang", stuck_ctx(ctx_with_disk(np.zeros(360), np.full(360, 5.0)), stuck))
+    assert r.status == "critical"
+    [m] = r.evidence["stuck_mounts"]
+    assert m["mountpoint"] == "/mnt/sshfs" and m["fstype"] == "fuse.sshfs" and m["device"] == "me@host:/srv"
+    assert m["since"] == NOW - 41 and m["ongoing"] is True and m["seconds"] == 41
+    assert "/mnt/sshfs (fuse.sshfs) has not answered statvfs since" in r.message
+    assert "kill -CONT" in r.recommendation and "umount -l /mnt/sshfs" in r.recommendation
+    assert r.evidence["hangs"] == []
+
+
+def test_io_hang_a_stuck_mount_is_judged_without_disk_samples_and_clears():
+    stuck = np.zeros(360)
+    stuck[-5:] = [1, 11, 21, 31, 41]
+    assert evaluate("storage.io_hang", stuck_ctx(TableContext(NOW), stuck)).status == "critical"
+    stuck[-1] = 0  # answered again: an earlier episode only
+    r = evaluate("storage.io_hang", stuck_ctx(TableContext(NOW), stuck))
+    assert r.status == "warning" and "it answers again now" in r.message
+    assert r.evidence["stuck_mounts"][0]["until"] == NOW - 10
+    # shorter than the threshold: noted, not a finding
+    stuck[:] = 0
+    stuck[-2:] = [1, 11]
+    r = evaluate("storage.io_hang", stuck_ctx(ctx_with_disk(np.zeros(360), np.full(360, 5.0)), stuck))
+    assert r.status == "ok" and r.evidence["stuck_mounts"][0]["finding"] is False
+    r = evaluate("storage.io_hang", stuck_ctx(ctx_with_disk(np.zeros(360), np.full(360, 5.0)), np.zeros(360)))
+    assert r.status == "ok" and "every filesystem answered statvfs" in r.message
+
+
+def test_io_hang_a_device_never_completing_anything_is_found_with_no_hung_task():
+    # The real loop device over a frozen FUSE mount: I/O in flight from its first reading,
+    # no completion ever, no kernel line.
+    ctx = TableContext(NOW)
+    ts = ctx.times(60)
+    ctx.add("disk_inflight", ts, 1.0, device="loop1")
+    ctx.add("disk_read_iops", ts[1:], 0.0, device="loop1")  # no rate on the first reading
+    ctx.add("disk_write_iops", ts[1:], 0.0, device="loop1")
+    r = evaluate("storage.io_hang", ctx)
+    assert r.status == "critical" and r.message.startswith("loop1: I/O in flight")
+    assert "losetup -l" in r.recommendation and "hung_tasks" not in r.evidence
+
+
 # -- disk_usage / inode_usage ---------------------------------------------------------------------
 
 def fs_ctx(metric: str, values: dict[str, float]) -> TableContext:
