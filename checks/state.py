@@ -113,6 +113,44 @@ def _last_sample(ctx: CheckContext) -> float | None:
     return last
 
 
+# Stalls are read in buckets: a 12 h lookback of raw points of every collector would cost
+# a diagnosis tens of thousands of rows for a series that is almost always 0.
+STALL_STEP = 60.0
+# A cycle this many intervals after the one before came late: the collection overran.
+LATE_FACTOR = 1.5
+
+
+def _stalls(ctx: CheckContext, check: Check) -> list[dict]:
+    """Collectors whose calls hung in the lookback (`collector_stalled`): while one is
+    stalled its readings are missing, and that absence is no sign of health."""
+    frame = ctx.series("collector_stalled", check.lookback, step=STALL_STEP, agg="max")
+    if frame.empty or "collector" not in frame:
+        return []
+    out = []
+    for name, g in frame.groupby("collector"):
+        g = g.sort_values("ts")
+        ts, hit = g["ts"].to_numpy(dtype=float), g["value"].to_numpy(dtype=float) > 0
+        if not hit.any():
+            continue
+        now = bool(hit[-1])
+        clear = np.flatnonzero(~hit)
+        # Since: the first bucket of the run that is still going on, else of the last run.
+        last_hit = int(np.flatnonzero(hit)[-1])
+        before = clear[clear < last_hit]
+        first = int(before[-1]) + 1 if before.size else 0
+        out.append({"collector": str(name), "stalled_now": now, "since": float(ts[first]),
+                    "until": None if now else float(ts[last_hit]) + STALL_STEP,
+                    "stalled_minutes": int(hit.sum()) * STALL_STEP / 60})
+    return sorted(out, key=lambda s: (not s["stalled_now"], -s["since"]))
+
+
+def _late_cycles(ctx: CheckContext, d: np.ndarray, limit: float) -> dict:
+    """Intervals between samples longer than the collection interval, short of a gap: cycles
+    that overran or were skipped while the previous one still ran."""
+    late = d[(d > LATE_FACTOR * ctx.interval) & (d < limit)] if d.size and ctx.interval else d[:0]
+    return {"count": int(late.size), "longest_seconds": float(late.max()) if late.size else None}
+
+
 def _stopped(ctx: CheckContext, check: Check) -> CheckResult:
     th = thresholds(check)
     limit = th["seconds"]
@@ -122,18 +160,27 @@ def _stopped(ctx: CheckContext, check: Check) -> CheckResult:
     age = float(ctx.now) - last
     frame = ctx.series("uptime", check.lookback)
     gaps = []
+    d = np.empty(0)
     if len(frame) > 1:
         ts = np.sort(frame["ts"].to_numpy(dtype=float))
         d = np.diff(ts)
         for i in np.flatnonzero(d >= limit):
             gaps.append({"from": float(ts[i]), "to": float(ts[i + 1]), "seconds": float(d[i])})
-    ev = {"thresholds": th, "last_sample": last, "age_seconds": round(age, 3), "gaps": gaps}
+    stalls = _stalls(ctx, check)
+    ev = {"thresholds": th, "last_sample": last, "age_seconds": round(age, 3), "gaps": gaps,
+          "stalled_collectors": stalls, "late_cycles": _late_cycles(ctx, d, limit)}
     if age >= limit:
         return CheckResult(level_status(check, True, True),
                            f"no sample for {fmt_duration(age)} (last at {fmt_time(last)})", ev,
                            "The instance stopped reporting: check that it is powered on and reachable (ping, the "
                            "console or VNC), then that `diag agent` runs there (its service status and log) and "
                            "can reach the server.")
+    stuck = [x for x in stalls if x["stalled_now"]]
+    if stuck:
+        names = ", ".join(f"{x['collector']} (since {fmt_time(x['since'])})" for x in stuck)
+        return CheckResult(level_status(check, False, True),
+                           f"reporting, but without the readings of stalled collector(s): {names}", ev,
+                           _STALL_ADVICE)
     if gaps:
         g = max(gaps, key=lambda x: x["seconds"])
         return CheckResult(level_status(check, False, True),
@@ -141,7 +188,18 @@ def _stopped(ctx: CheckContext, check: Check) -> CheckResult:
                            f"({len(gaps)} gap(s) in the lookback)", ev,
                            "The instance or its agent was down for a while: compare with state.reboot and the agent's "
                            "log for that time.")
+    if stalls:
+        names = ", ".join(f"{x['collector']} ({fmt_time(x['since'])} to {fmt_time(x['until'])})" for x in stalls)
+        return CheckResult(level_status(check, False, True),
+                           f"reporting now, but collector(s) stalled earlier in the lookback, their readings "
+                           f"missing meanwhile: {names}", ev, _STALL_ADVICE)
     return CheckResult("ok", f"reporting (last sample {fmt_duration(age)} ago)", ev)
+
+
+_STALL_ADVICE = ("A collector's call did not return (the service's log names it): most often a hung mount (NFS, "
+                 "FUSE, sshfs, s3fs whose server or daemon is gone) or a process stuck in D state. See "
+                 "storage.io_hang, `findmnt` and `cat /proc/<pid>/stack` of tasks in D state; the collector "
+                 "resumes by itself once the call returns.")
 
 
 CHECKS: tuple[Check, ...] = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from collectors.base import CounterNames, Rates, read_int, read_text
+from collectors.base import CounterNames, Rates, read_bytes, read_int, read_text
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from diag.model import Batch
@@ -187,6 +187,7 @@ class NetworkCollector:
         # scope -> [in, out, in over known-speed links, out over known-speed links, speed]
         sums: dict[str, list[float]] = {}
         rate = self.rates.rate
+        net = str(self.roots.sys / "class" / "net")
         for iface, counters in dev.items():
             for col, metric, scale, total in _COLUMNS:
                 batch.add_total(total, counters[col], interface=iface)
@@ -194,6 +195,7 @@ class NetworkCollector:
             # An interface born since the last refresh has no known scope yet: keep its
             # baseline but give no sample rather than one under a wrong scope label.
             values = [rate((iface, col), counters[col], now) for col, _, _, _ in _COLUMNS]
+            _link(batch, f"{net}/{iface}/", iface)
             if scope is None:
                 continue
             for (_, metric, scale, _), v in zip(_COLUMNS, values):
@@ -219,6 +221,26 @@ class NetworkCollector:
             batch.add("bandwidth_usage_in", _usage(b_in, k_in, cap.inbound if cap else None, speed), scope=scope)
             batch.add("bandwidth_usage_out", _usage(b_out, k_out, cap.outbound if cap else None, speed), scope=scope)
         return batch
+
+
+def _link(batch: Batch, path: str, iface: str) -> None:
+    """Operational state and carrier, read every cycle unlike addresses and speed: a link
+    that goes down must show within one interval, not at the next refresh."""
+    try:
+        oper = read_bytes(path + "operstate").strip()
+    except OSError:
+        return  # a tree without it (an old capture): no reading rather than a guess
+    if oper == b"up":  # the kernel sets up only with a carrier: spare the second read
+        batch.add("net_up", 1.0, interface=iface)
+        batch.add("net_carrier", 1.0, interface=iface)
+        return
+    try:
+        carrier: float | None = float(read_bytes(path + "carrier").strip())
+    except (OSError, ValueError):
+        carrier = None  # EINVAL while the interface is administratively down
+    # lo, tun and many virtual devices report "unknown" while passing traffic.
+    batch.add("net_up", 1.0 if oper == b"unknown" and carrier == 1.0 else 0.0, interface=iface)
+    batch.add("net_carrier", carrier, interface=iface)
 
 
 def _usage(bits: float, known_bits: float, cap: float | None, speed: float) -> float | None:

@@ -86,6 +86,8 @@ METRICS: tuple[Metric, ...] = (
     _m("bandwidth", "net_in_errors", "1/s", "rate", _NET, "Receive errors per second."),
     _m("bandwidth", "net_out_errors", "1/s", "rate", _NET, "Send errors per second."),
     _m("bandwidth", "net_link_speed", "bit/s", "gauge", ("interface",), "Negotiated link speed from /sys/class/net/*/speed."),
+    _m("bandwidth", "net_up", "bool", "gauge", ("interface",), "1 when the interface's operational state (/sys/class/net/*/operstate) lets traffic pass: up, or unknown (lo, tun) with a carrier; read every collection, so a link that goes down shows within one interval."),
+    _m("bandwidth", "net_carrier", "bool", "gauge", ("interface",), "1 when the interface has a carrier (/sys/class/net/*/carrier); no sample while it is administratively down, when the kernel does not say."),
     _m("bandwidth", "bandwidth_usage_in", "percent", "gauge", ("scope",), "Inbound bandwidth of a scope against its configured cap, or the link speed."),
     _m("bandwidth", "bandwidth_usage_out", "percent", "gauge", ("scope",), "Outbound bandwidth of a scope against its configured cap, or the link speed."),
     # connections
@@ -121,6 +123,7 @@ METRICS: tuple[Metric, ...] = (
     _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
     _m("state", "procs_running", "count", "gauge", (), "Runnable tasks (procs_running in /proc/stat)."),
     _m("state", "procs_blocked", "count", "gauge", (), "Tasks blocked on I/O (procs_blocked in /proc/stat)."),
+    _m("state", "collector_stalled", "bool", "gauge", ("collector",), "1 while a collector's call has not returned within its budget (a hung mount, a stuck process): its readings are missing, and it is not called again until the stuck call returns."),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect

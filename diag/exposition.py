@@ -88,11 +88,30 @@ class ServiceCollector(Collector):
         runs.add_metric([], s.collections)
         yield runs
         dur = GaugeMetricFamily("diag_collection_duration_seconds", "Wall time of the last collection cycle, by collector.", labels=["collector"])
-        for name, seconds in s.cycle.durations.items():
+        for name, seconds in list(s.cycle.durations.items()):
             dur.add_metric([name], seconds)
         yield dur
+        cycle = s.cycle
+        if cycle.last_duration is not None:
+            last = GaugeMetricFamily("diag_collection_cycle_seconds",
+                                     "Wall time of the last whole collection cycle (compare with the interval).")
+            last.add_metric([], cycle.last_duration)
+            yield last
+        over = CounterMetricFamily("diag_collection_overruns",
+                                   "Collection cycles that took longer than the collection interval.")
+        over.add_metric([], cycle.overruns)
+        yield over
+        # Every collector, 0 for those never stalled, so a rate() needs no absent() beside it.
+        stalls = CounterMetricFamily("diag_collector_stalls",
+                                     "Collection cycles that went on without a collector: its call had not "
+                                     "returned within its budget, or was still stuck from an earlier cycle.",
+                                     labels=["collector"])
+        counts = dict(cycle.stalls)
+        for c in cycle.collectors:
+            stalls.add_metric([c.name], counts.get(c.name, 0))
+        yield stalls
         errs = CounterMetricFamily("diag_collector_errors", "Collector failures by collector and error kind.", labels=["collector", "kind"])
-        for (name, kind), n in s.cycle.errors.items():
+        for (name, kind), n in list(s.cycle.errors.items()):
             errs.add_metric([name, kind], n)
         yield errs
         jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by job and outcome.", labels=["job", "outcome"])

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 from datetime import datetime, timedelta, timezone
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
@@ -17,7 +17,10 @@ from diag.service import Service
 
 log = logging.getLogger(__name__)
 
-_OUTCOME = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed"}
+# "skipped": the run was due while the previous one still ran (max_instances), the mark
+# of an overrunning job that APScheduler otherwise only logs.
+_OUTCOME = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED: "missed",
+            EVENT_JOB_MAX_INSTANCES: "skipped"}
 
 
 def build(service: Service) -> BackgroundScheduler:
@@ -53,7 +56,7 @@ def build(service: Service) -> BackgroundScheduler:
             service.last_error = f"{event.job_id}: {event.exception!r}"
             log.error("job %s failed: %r", event.job_id, event.exception)
 
-    sched.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    sched.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     # Durations are measured around the call itself: the listener's events carry only the
     # scheduled time, which would add the scheduler's own lateness to every run.
     for job in sched.get_jobs():

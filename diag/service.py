@@ -51,7 +51,7 @@ class Service:
         settings = config.collector_settings()
         if settings.state_dir is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.cycle = CollectionCycle(registry.build(config.roots, settings))
+        self.cycle = CollectionCycle(registry.build(config.roots, settings), interval=config.interval)
         damaged = [m for m in (lifecycle.check_database(config.data_dir / name)
                                for name in ("metrics.db", "diag.db") if store is None or name == "diag.db") if m]
         self.store = store if store is not None else _open_store(config)

@@ -113,3 +113,42 @@ def test_stopped_counts_any_metric_and_reports_earlier_gaps():
     assert r.status == "warning"
     [g] = r.evidence["gaps"]
     assert g["seconds"] == 1020.0 and g["from"] == NOW - 4010
+
+
+def test_stopped_says_which_collector_is_stalled_and_since_when():
+    """A stalled collector leaves its metrics empty while the instance still reports: the
+    check must not read that silence as health."""
+    ctx = TableContext(NOW)
+    ts = ctx.times(3600)
+    ctx.add("uptime", ts, 1.0)
+    ctx.add("collector_stalled", ts, 0.0, collector="cpu")
+    stuck_from = NOW - 600
+    ctx.add("collector_stalled", ts, (ts >= stuck_from).astype(float), collector="filesystem")
+    r = evaluate("state.stopped", ctx)
+    assert r.status == "warning", r.message
+    [s] = r.evidence["stalled_collectors"]
+    assert s["collector"] == "filesystem" and s["stalled_now"] and s["until"] is None
+    assert stuck_from - 60 <= s["since"] <= stuck_from  # bucketed by the minute
+    assert "filesystem" in r.message and "cpu" not in r.message
+
+    # It returned 20 minutes later: reporting whole again, the stall stays in the evidence.
+    later = NOW + 1200
+    ctx.at(later)
+    ts2 = ctx.times(1200, end=later)
+    ctx.add("uptime", ts2, 1.0)
+    ctx.add("collector_stalled", ts2, (ts2 < NOW + 300).astype(float), collector="filesystem")
+    r = evaluate("state.stopped", ctx)
+    assert r.status == "warning" and "earlier" in r.message, r.message
+    [s] = r.evidence["stalled_collectors"]
+    assert not s["stalled_now"] and s["until"] is not None and s["until"] <= NOW + 360
+
+
+def test_stopped_counts_late_cycles_short_of_a_gap():
+    ctx = TableContext(NOW, interval=10.0)
+    ts = ctx.times(3600)
+    ts = ts[(ts < NOW - 1000) | (ts > NOW - 960)]  # NOW-1010 to NOW-950: a cycle overran, the next were skipped
+    ctx.add("uptime", ts, 1.0)
+    r = evaluate("state.stopped", ctx)
+    assert r.status == "ok" and r.evidence["gaps"] == []
+    assert r.evidence["late_cycles"] == {"count": 1, "longest_seconds": 60.0}
+    assert r.evidence["stalled_collectors"] == []
