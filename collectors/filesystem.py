@@ -54,7 +54,11 @@ EXCLUDED_BELOW = ("/run/credentials/", "/var/lib/docker/", "/var/lib/containers/
 # (6.18 shows "rw,errors=remount-ro,emergency_ro" there; statvfs has no ST_RDONLY and every
 # write fails with EROFS), and after a forced shutdown (EIO).
 FORCED_RO_OPTIONS = frozenset({"emergency_ro", "shutdown"})
-STATVFS_TIMEOUT_S = 1.0
+# Well inside the cycle's smallest per-collector budget (runner.MIN_BUDGET, 0.5 s): a stuck
+# mount must cost its own readings, never make the runner drop every filesystem's. A
+# healthy network or FUSE filesystem answers in milliseconds; a slower one is asked again
+# as soon as its late call returns.
+STATVFS_TIMEOUT_S = 0.3
 RETRY_AFTER_S = 60.0
 
 
