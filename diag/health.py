@@ -2,6 +2,8 @@
 
 Precedence, first match wins (PRODUCT.md): NotApplicable, Maintaining, Initializing,
 Impaired, InsufficientData, Warning, Ok. A check's status decides, not its severity.
+An `unknown` check is not a passed one: when the core checks, or most checks, cannot be
+judged, the state is InsufficientData, never Ok.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import Any
 STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
 # Without these the machine cannot be judged at all (InsufficientData).
 CORE_CHECKS = ("performance.cpu", "performance.memory")
+# When more than this share of the applicable checks cannot be judged, "no check failed"
+# says nothing: an agent with 23 of 30 checks unknown is not Ok.
+UNKNOWN_SHARE = 0.5
 
 
 def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: list[dict[str, Any]] | None,
@@ -41,15 +46,34 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     if age is not None and age >= 3 * interval:
         return "InsufficientData", [{"check_id": "state.stopped", "status": "unknown",
                                      "message": f"no sample for {age:.0f}s (3 intervals of {interval:g}s)"}]
-    missing = [_reason(c) for c in results if c["id"] in CORE_CHECKS and c["status"] == "unknown"]
-    if missing:
-        return "InsufficientData", missing
     warning = [_reason(c) for c in results if c["status"] == "warning"]
     if earlier is not None:
         warning.insert(0, earlier)
+    unjudged = _unjudged(results)
+    if unjudged:
+        # PRODUCT.md's precedence puts InsufficientData before Warning; the warnings found
+        # are still reasons, so a judged problem is not hidden behind the grey.
+        return "InsufficientData", unjudged + warning
     if warning:
         return "Warning", warning
     return "Ok", []
+
+
+def _unjudged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reasons the machine cannot be judged: an unknown core check, or most applicable
+    checks unknown (with a count first, then each check and why); [] when it can be."""
+    unknown = [c for c in results if c["status"] == "unknown"]
+    core = [c for c in unknown if c["id"] in CORE_CHECKS]
+    applicable = [c for c in results if c["status"] != "not_applicable"]
+    most = len(unknown) > UNKNOWN_SHARE * len(applicable)
+    if not core and not most:
+        return []
+    reasons = [_reason(c) for c in core]
+    if most:
+        reasons.append({"check_id": None, "status": "unknown",
+                        "message": f"{len(unknown)} of {len(applicable)} applicable checks cannot be judged"})
+        reasons += [_reason(c) for c in unknown if c["id"] not in CORE_CHECKS]
+    return reasons
 
 
 def _reason(c: dict[str, Any]) -> dict[str, Any]:

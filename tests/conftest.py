@@ -46,6 +46,15 @@ def collected_service(data_dir: Path, collections: int = 1, pause: float = 0.0, 
     return s
 
 
+def own_kmsg(directory: Path) -> Path:
+    """An empty kernel log for a service that must find a healthy machine: the real faults
+    other tests make (hung tasks, I/O errors, OOM kills) stay in the host's ring buffer for
+    the rest of the boot. Pass it as `--kmsg` or `paths={"kmsg": ...}`."""
+    path = directory / "own.kmsg"
+    path.touch()
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -78,3 +78,37 @@ def test_state_stopped_critical_in_the_report_follows_freshness():
 def test_state_stopped_ok_or_unknown_changes_nothing():
     assert state(HEALTHY + [check("state.stopped", "ok")]) == ("Ok", [])
     assert state(HEALTHY + [check("state.stopped", "unknown")]) == ("Ok", [])
+
+
+def _agent_with_little_data(n_unknown: int = 23, n_na: int = 4) -> list[dict]:
+    """Like an agent that pushes CPU and memory only: those are judged, most others not."""
+    return (HEALTHY + [check(f"network.c{i}", "unknown") for i in range(n_unknown)]
+            + [check(f"network.na{i}", "not_applicable") for i in range(n_na)])
+
+
+def test_mostly_unknown_is_insufficient_data_with_each_unjudged_check():
+    s, reasons = state(_agent_with_little_data())
+    assert s == "InsufficientData"
+    assert reasons[0] == {"check_id": None, "status": "unknown", "message": "23 of 26 applicable checks cannot be judged"}
+    assert [r["check_id"] for r in reasons[1:]] == [f"network.c{i}" for i in range(23)]
+    assert reasons[1]["message"] == "network.c0 is unknown"
+
+
+def test_a_few_unknown_checks_beside_judged_ones_leave_it_ok():
+    # Half of the applicable checks judged is enough: not "most" unknown.
+    assert state(_agent_with_little_data(n_unknown=3)) == ("Ok", [])
+    assert state(HEALTHY + [check("network.c0", "unknown"), check("network.c1", "unknown"),
+                            check("network.c2", "unknown")]) == ("Ok", [])
+    # Not-applicable checks are not unknown ones.
+    assert state(HEALTHY + [check(f"access.n{i}", "not_applicable") for i in range(20)]) == ("Ok", [])
+
+
+def test_a_critical_check_is_impaired_even_when_most_are_unknown():
+    s, reasons = state(_agent_with_little_data() + [check("storage.readonly", "critical")])
+    assert s == "Impaired" and [r["check_id"] for r in reasons] == ["storage.readonly"]
+
+
+def test_a_warning_among_mostly_unknown_checks_is_still_a_reason():
+    s, reasons = state(_agent_with_little_data() + [check("network.kernel_drops", "warning")])
+    assert s == "InsufficientData" and reasons[-1]["check_id"] == "network.kernel_drops"
+    assert reasons[-1]["status"] == "warning"
