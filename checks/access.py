@@ -26,7 +26,8 @@ def _with_facts(part: str | None, fn: Callable[[CheckContext, Check, dict, dict]
         if facts is None:
             return CheckResult("unknown", NO_FACTS, {})
         age = ctx.facts_age()
-        ev: dict[str, Any] = {"facts_age_seconds": None if age is None else round(float(age), 3)}
+        ev: dict[str, Any] = {"facts_age_seconds": None if age is None else round(float(age), 3),
+                              "facts_taken_at": facts.get("taken_at")}
         if part is not None:
             got = facts.get(part)
             if got is None:

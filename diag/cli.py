@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -15,6 +16,10 @@ from diag import __version__
 from diag.units import parse_duration
 
 log = logging.getLogger("diag")
+
+# How long SIGTERM waits for running jobs: a collection ends within its collectors'
+# budgets and a facts snapshot within its deadline, so only a job stuck past those is left.
+STOP_WAIT_S = 5.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +252,7 @@ def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
     if (data_dir / "metrics.db").exists():
         service = Service(_config(args, data_dir=str(data_dir)))
         try:
-            return service.diagnose(args.instance_id, window, args.checks)
+            return service.diagnose(args.instance_id, window, args.checks, fresh_facts=True)
         except KeyError:
             raise ValueError(f"--instance-id: no instance {args.instance_id!r} in {data_dir}") from None
         finally:
@@ -262,7 +267,7 @@ def _diagnose_local(args: argparse.Namespace, window: float) -> dict:
                 service.collect()
                 if i < 2:
                     time.sleep(1)
-            return service.diagnose(None, window, args.checks)
+            return service.diagnose(None, window, args.checks, fresh_facts=True)
         finally:
             service.close()
 
@@ -323,10 +328,23 @@ def _serve(args: argparse.Namespace) -> int:
              server.effective_port, service.instance_id, cfg.data_dir)
     stop.wait()
     log.info("stopping: finishing the running collection")
-    sched.shutdown(wait=True)  # lets a running collection and its write complete
+    # Lets a running collection and its write complete, but a job stuck in a call that
+    # never returns (a tool or a mount that hangs) must not hold SIGTERM for ever.
+    closing = threading.Thread(target=sched.shutdown, kwargs={"wait": True}, name="shutdown", daemon=True)
+    closing.start()
+    closing.join(STOP_WAIT_S)
+    if closing.is_alive():
+        running = getattr(sched._executors.get("default"), "_instances", {})  # no public API for this
+        log.warning("stopping without waiting for job(s) still running after %g s: %s", STOP_WAIT_S,
+                    ", ".join(sorted(j for j, n in running.items() if n)) or "?")
     server.close()
-    service.close()
+    service.close()  # waits for a collection holding the service's lock: cycles end within their budgets
     log.info("stopped cleanly")
+    if closing.is_alive():
+        # The scheduler's pool threads are joined at interpreter exit, the stuck one with them.
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

@@ -80,6 +80,8 @@ class Service:
         self.reserve = Reserve(config.data_dir / "reserve")
         self._lock = threading.Lock()
         self._facts: dict[str, tuple[dict, float]] = {}
+        self._snapshots = None  # collectors.facts.Snapshots, built with the first snapshot
+        self._facts_late = False
         # Before alerting: its default policies take their thresholds from these.
         self.checks = diagnosis.configured(config.checks)
         self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
@@ -190,12 +192,26 @@ class Service:
                                  fold_key="disk_full")
         return report
 
-    def take_facts(self, now: float | None = None) -> dict:
+    def take_facts(self, now: float | None = None) -> dict | None:
+        """A new snapshot of this host's facts, within the facts deadline. When none can be
+        taken in time (netlink or a tool hangs) the last one stays, with its age, and None
+        is returned without one; logged once until a snapshot succeeds again."""
         from collectors import facts
 
-        now = time.time() if now is None else now
-        snap = facts.snapshot(self.config.roots, now, self.config.service_ports)
-        self.set_facts(self.instance_id, snap, now)
+        if self._snapshots is None:
+            self._snapshots = facts.Snapshots()
+        try:
+            snap = self._snapshots.take(self.config.roots, now, self.config.service_ports)
+        except facts.FactsTimeout as e:
+            if not self._facts_late:
+                self._facts_late = True
+                log.warning("%s: diagnoses use the last snapshot, with its age", e)
+            held = self._facts.get(self.instance_id)
+            return held[0] if held else None
+        if self._facts_late:
+            self._facts_late = False
+            log.warning("facts snapshots are taken in time again")
+        self.set_facts(self.instance_id, snap, snap["taken_at"])
         return snap
 
     def set_facts(self, instance_id: str, snap: dict, taken_at: float) -> None:
@@ -206,28 +222,34 @@ class Service:
         if instance_id not in self._facts:
             stored = self.db.get_kv(f"facts:{instance_id}")
             if stored is None:
-                if instance_id != self.instance_id:
+                if instance_id != self.instance_id or self.take_facts() is None:
                     return None, None
-                self.take_facts()
             else:
                 self._facts[instance_id] = (stored["facts"], stored["taken_at"])
         snap, taken = self._facts[instance_id]
         if instance_id == self.instance_id and time.time() - taken > FACTS_EVERY:
-            snap = self.take_facts()
-            taken = self._facts[instance_id][1]
+            self.take_facts()
+            snap, taken = self._facts[instance_id]
         return snap, taken
 
     # -- diagnosis and health --------------------------------------------------------------
 
     def diagnose(self, instance_id: str | None = None, window: float = 12 * 3600,
-                 check_ids: list[str] | None = None, now: float | None = None) -> dict[str, Any]:
+                 check_ids: list[str] | None = None, now: float | None = None,
+                 fresh_facts: bool = False) -> dict[str, Any]:
         """Run checks over the window ending now; the report is stored and, when it covers
-        every check, sets the instance's health."""
+        every check, sets the instance's health.
+
+        `fresh_facts`: a diagnosis someone asked for (API, CLI) judges this host's
+        interfaces, routes, listeners and firewall as they are now, not as the scheduled
+        snapshot saw them minutes ago. An agent's facts come with its batches."""
         now = time.time() if now is None else now
         instance_id = instance_id or self.instance_id
         inst = self.instances.get(instance_id)
         if inst is None:
             raise KeyError(instance_id)
+        if fresh_facts and instance_id == self.instance_id:
+            self.take_facts()
         checks = diagnosis.select(self.checks, check_ids)
         caps = {s: (c.inbound, c.outbound) for s, c in self.config.network.bandwidth_caps.items()}
         ctx = diagnosis.StoreContext(

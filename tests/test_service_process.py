@@ -46,3 +46,52 @@ def test_sigterm_stops_cleanly_and_keeps_data(serve):
     assert p.stop(signal.SIGTERM) == 0, p.output()
     assert "stopped cleanly" in p.output()
     assert (p.data_dir / "metrics.db").exists()
+
+
+def _metric(text: str, name: str, **labels: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_sigterm_stops_within_seconds_while_a_collector_and_the_facts_are_stuck(serve, tmp_path):
+    """Real blocking calls, not a test hook: /proc/net/dev and one process's comm are FIFOs
+    with no writer, so open(2) blocks in the kernel as on a hung mount. Collection keeps
+    its interval without the network collector, says so once, and SIGTERM still ends the
+    process in seconds although the facts snapshot (a scheduler job) never returns."""
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    top = tmp_path / "host"
+    shutil.copytree(FIXTURES / "host" / "t0", top)
+    (top / "proc" / "net" / "dev").unlink()
+    os.mkfifo(top / "proc" / "net" / "dev")
+    os.mkfifo(top / "proc" / "101" / "comm")
+    (top / "dev").mkdir()
+    (top / "dev" / "kmsg").write_bytes(b"")
+    p = serve("--interval", "1s", "--proc", str(top / "proc"), "--sys", str(top / "sys"),
+              "--kmsg", str(top / "dev" / "kmsg"))
+    text = http("GET", p.url + "/metrics")[2].decode()
+    t0, n0 = time.monotonic(), _metric(text, "diag_collections_total")
+    time.sleep(5)
+    text = http("GET", p.url + "/metrics")[2].decode()
+    n1 = _metric(text, "diag_collections_total")
+    assert n1 - n0 >= (time.monotonic() - t0) - 1.5, (n0, n1)  # the 1 s interval held
+    assert _metric(text, "collector_stalled", collector="network") == 1.0
+    assert _metric(text, "collector_stalled", collector="cpu") == 0.0
+    assert _metric(text, "diag_collector_stalls_total", collector="network") >= n1 - 1
+    assert _metric(text, "load_1") is not None  # the other collectors deliver
+    out = p.output()
+    assert out.count("collector network has not returned") == 1, out
+
+    t = time.monotonic()
+    assert p.stop(signal.SIGTERM, timeout=30) == 0, p.output()
+    took = time.monotonic() - t
+    print(f"SIGTERM to exit with a stuck collector and a stuck facts job: {took:.2f} s")
+    assert took < 8, p.output()
+    out = p.output()
+    assert "stopped cleanly" in out
+    assert "stopping without waiting for job(s) still running" in out and "facts" in out, out

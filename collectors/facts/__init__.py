@@ -8,6 +8,8 @@ error themselves, so their errors go in the top-level "errors" map, keyed by par
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 
 # Imported under other names so that `collectors.facts.firewall` etc. stay the modules.
@@ -24,7 +26,60 @@ DHCP_CLIENTS = {"dhclient": "dhclient", "dhcpcd": "dhcpcd", "udhcpc": "udhcpc",
                 "systemd-network": "systemd-networkd", "NetworkManager": "NetworkManager",
                 "wickedd-dhcp4": "wicked", "wickedd-dhcp6": "wicked"}
 
-__all__ = ["snapshot", "DHCP_CLIENTS"]
+__all__ = ["snapshot", "Snapshots", "FactsTimeout", "DHCP_CLIENTS"]
+
+# Netlink, iptables-save/nft (5 s each at most) and /proc/<pid> reads of a process stuck
+# in its memory lock can all hang; an answer later than this is no longer "now".
+DEADLINE_S = 10.0
+
+
+class FactsTimeout(TimeoutError):
+    pass
+
+
+class Snapshots:
+    """Takes snapshots on a daemon thread, waiting at most `deadline` for each.
+
+    One at a time: a snapshot that is stuck is never stacked on. A caller that finds one
+    running waits for it to end and then takes its own, since the one running began
+    before the caller asked; all within its deadline, else FactsTimeout, and the stuck
+    thread is left behind (a daemon: it does not hold the process at exit).
+    """
+
+    def __init__(self, deadline: float = DEADLINE_S) -> None:
+        self.deadline = deadline
+        self._lock = threading.Lock()
+        self._running: tuple[threading.Thread, float, dict] | None = None
+
+    def take(self, roots: Roots, now: float | None, service_ports: Sequence[int] = ()) -> dict:
+        end = time.monotonic() + self.deadline
+        while True:
+            with self._lock:
+                running = self._running
+                if running is None or not running[0].is_alive():
+                    box: dict = {}
+                    t = threading.Thread(target=self._take, args=(box, roots, now, service_ports),
+                                         name="facts", daemon=True)
+                    self._running = running = (t, time.time(), box)
+                    t.start()
+                    mine = True
+                else:
+                    mine = False
+            running[0].join(max(0.0, end - time.monotonic()))
+            if running[0].is_alive():
+                raise FactsTimeout(f"the facts snapshot did not finish within {self.deadline:g} s (one has been "
+                                   f"running since {time.strftime('%H:%M:%S', time.localtime(running[1]))})")
+            if mine:
+                if "error" in running[2]:
+                    raise running[2]["error"]
+                return running[2]["snap"]
+
+    @staticmethod
+    def _take(box: dict, roots: Roots, now: float | None, ports: Sequence[int]) -> None:
+        try:
+            box["snap"] = snapshot(roots, time.time() if now is None else now, ports)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+            box["error"] = e
 
 
 def _dhcp_clients(roots: Roots, procs: list[Proc]) -> list[dict]:

@@ -52,7 +52,7 @@ def create_diagnosis():
                 raise ApiError(422, f"unknown check {c!r}: see GET /api/v1/checks", f"checks[{i}]")
     if service.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}", "instance_id")
-    report = service.diagnose(instance_id, seconds, check_ids)
+    report = service.diagnose(instance_id, seconds, check_ids, fresh_facts=True)
     return jsonify(report), 201
 
 
