@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import collected_service
+from tests.conftest import collected_service, own_kmsg
 from diag.config import load
 from diag.service import Service
 from diag.web.app import create_app
@@ -21,7 +21,9 @@ MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def _service(tmp_path, **flags):
-    return collected_service(tmp_path / "data", collections=2, pause=0.2, **flags)  # CPU rates need ticks between
+    # A kernel log of its own: counted events must be the test's, not real faults other tests left.
+    return collected_service(tmp_path / "data", collections=2, pause=0.2,  # CPU rates need ticks between
+                             paths={"kmsg": str(own_kmsg(tmp_path))}, **flags)
 
 
 @pytest.fixture
