@@ -13,6 +13,7 @@ from dashboards.views import alerting, bp, service
 from diag import catalogue
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
+from diag.web import secrets  # delivery history quotes webhook URLs: shown masked
 
 HISTORY = 100
 
@@ -58,7 +59,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
         "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies),
-        history=a.repo.history(time.time() - 7 * 86400, None, HISTORY), v=values, editing=editing,
+        history=[secrets.mask_history(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
         errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
         metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),

@@ -143,7 +143,29 @@ def secure_transport() -> bool:
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site: a login must not become an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: a login must not become an open redirect. Browsers drop tabs
+    and newlines from a URL (`/\t/evil.com` is `//evil.com` to them) and read `\\` as `/`,
+    so any whitespace, control character or backslash refuses the target outright."""
+    if not target or not target.startswith("/") or len(target) > 2048:
+        return "/"
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
         return "/"
     return target
+
+
+def refuse_unless_logged_in() -> Any:
+    """With reads protected, a page needs a login: a redirect to it for a browser, a 401 for
+    what a script fetches (the charts' JSON)."""
+    if logged_in():
+        return None
+    wants_html = request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+    if not wants_html or request.path.endswith("/charts"):
+        from flask import jsonify
+
+        return jsonify({"error": {"code": "Unauthorized", "message": "log in first (reads need the admin token)"}}), 401
+    from flask import redirect, url_for
+
+    return redirect(url_for("dash.login", next=safe_next(request.full_path.rstrip("?"))), 303)

@@ -6,8 +6,11 @@ A bad file is refused with its path, line and field.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -159,8 +162,9 @@ class Config(_Strict):
     token: str | None = None
     ingest_token: str | None = None
     store_url: str | None = None
-    # Fleet: only the admin token may read the API and /metrics (agents' own endpoints excepted).
-    protect_reads: bool = False
+    # Only the admin token (or a dashboard login) may read the API, /metrics and the pages
+    # (agents' own endpoints excepted). Unset: on when listening beyond loopback with a token.
+    protect_reads: bool | None = None
     enable_commands: bool = False
     top_processes: int = Field(5, ge=1, le=50)
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
@@ -208,15 +212,40 @@ class Config(_Strict):
         return self.instance_id or instance_id_from(self.roots.etc)
 
 
-LOOPBACK = ("127.", "::1", "localhost")
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` resolves to is a loopback one. A name is resolved, not
+    read: `127.anywhere` may well be 0.0.0.0. A name that does not resolve is not loopback."""
+    return _loopback(host.strip())
+
+
+@functools.lru_cache(maxsize=64)
+def _loopback(host: str) -> bool:
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not name:
+        return False  # "" binds every interface
+    try:
+        infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False
+    try:
+        return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
+    except ValueError:
+        return False
+
+
+def reads_protected(config: Config) -> bool:
+    """protect_reads as set, else on whenever the service answers beyond this machine."""
+    if config.protect_reads is not None:
+        return config.protect_reads
+    return bool(config.token) and not is_loopback(config.host)
 
 
 def check_listen(config: Config) -> None:
     """The service answers only this machine unless an admin token protects it."""
-    if not config.host.startswith(LOOPBACK) and config.host != "[::1]" and not config.token:
+    if not config.token and not is_loopback(config.host):
         raise ConfigError(
-            f"refusing to listen on {config.host} without a token: set DIAG_TOKEN (or token in the config) "
-            "or listen on 127.0.0.1", field="host")
+            f"refusing to listen on {config.host} without a token: it is not (or does not resolve only to) a "
+            "loopback address; set DIAG_TOKEN (or token in the config) or listen on 127.0.0.1", field="host")
     if config.protect_reads and not config.token:
         raise ConfigError("protect_reads needs an admin token (DIAG_TOKEN) to read with", field="protect_reads")
 

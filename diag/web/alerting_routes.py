@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
-from diag.web import auth
+from diag.web import auth, secrets
 from diag.web.errors import ApiError
 from diag.web.openapi import INT, arr, doc, obj, query
 from diag.web.schemas import (ALERT, ALERT_HISTORY, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_GROUP_BODY, POLICY,
@@ -106,7 +106,7 @@ def test_policy(policy_id: str):
     unknown = set(body) - {"event"}
     if unknown:
         raise ApiError(422, "unknown field", sorted(unknown)[0])
-    return jsonify(_call(_alerting().test, policy_id, body.get("event")))
+    return jsonify(secrets.mask_preview(_call(_alerting().test, policy_id, body.get("event"))))
 
 
 # -- alerts and history ---------------------------------------------------------------------
@@ -144,7 +144,8 @@ def alert_history():
         raise ApiError(400, "must be an integer", "limit") from None
     if not 1 <= limit <= 10000:
         raise ApiError(400, "must be between 1 and 10000", "limit")
-    return jsonify({"history": _alerting().repo.history(since, request.args.get("alert_id"), limit)})
+    rows = _alerting().repo.history(since, request.args.get("alert_id"), limit)
+    return jsonify({"history": [secrets.mask_history(r) for r in rows]})
 
 
 # -- silences -------------------------------------------------------------------------------
@@ -211,7 +212,14 @@ def delete_silence(silence_id: str):
 
 def _save(kind: str, body: Any, obj_id: str | None = None) -> dict[str, Any]:
     a = _alerting()
-    return _call(a.save_contact if kind == "contact" else a.save_group, body, obj_id)
+    if kind == "contact":
+        body = secrets.restore(body, a.repo.get(kind, obj_id) if obj_id else None)
+        return secrets.mask_contact(_call(a.save_contact, body, obj_id))
+    return _call(a.save_group, body, obj_id)
+
+
+def _shown(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return secrets.mask_contact(obj) if kind == "contact" else obj
 
 
 def _register(path: str) -> None:
@@ -219,7 +227,7 @@ def _register(path: str) -> None:
     ep = path.replace("-", "_")
 
     def list_():
-        return jsonify({_PLURAL[kind]: _alerting().repo.list(kind)})
+        return jsonify({_PLURAL[kind]: [_shown(kind, o) for o in _alerting().repo.list(kind)]})
 
     def create():
         auth.require("token")
@@ -229,7 +237,7 @@ def _register(path: str) -> None:
         obj = _alerting().repo.get(kind, obj_id)
         if obj is None:
             raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
-        return jsonify(obj)
+        return jsonify(_shown(kind, obj))
 
     def put(obj_id: str):
         auth.require("token")

@@ -78,23 +78,34 @@ def agent_for(instance_id: str) -> None:
         raise ApiError(403, f"this agent token belongs to instance {bound}")
 
 
-# Reads that stay open with protect_reads: liveness, and the agents' own endpoints (checked above).
+# Reads that stay open with protect_reads: liveness, the agents' own endpoints (checked above),
+# the login page and the static files it needs.
 _OPEN_READS = ("/healthz", "/api/v1/agents/")
+_OPEN_PAGES = ("/login", "/dashboard-static/")
 
 
 def install(app) -> None:
-    """With `protect_reads`, every API read and /metrics needs the admin token."""
+    """With reads protected (config.reads_protected), every read needs the admin token: API
+    reads and /metrics as a bearer token; the dashboard's pages a login session or the token."""
+    from diag.config import reads_protected
 
     @app.before_request
-    def _protect_reads() -> None:
+    def _protect_reads():
         cfg = current_app.extensions["diag"]["service"].config
-        if not getattr(cfg, "protect_reads", False) or request.method not in ("GET", "HEAD"):
-            return
+        if request.method not in ("GET", "HEAD") or not reads_protected(cfg):
+            return None
         path = request.path
-        if path.startswith(_OPEN_READS) or not (path.startswith("/api/") or path == "/metrics"):
-            return  # the dashboard's pages answer to its own login (dashboards/security.py)
+        if path.startswith(_OPEN_READS):
+            return None
         got = _bearer()
-        if got is None or not _matches(got, cfg.token):
+        if got is not None and _matches(got, cfg.token):
+            return None
+        if path.startswith("/api/") or path == "/metrics":
             if got is not None and (_matches(got, cfg.ingest_token) or _agent_instance(got) is not None):
                 raise ApiError(403, "reads need the admin token (protect_reads is on)")
             raise ApiError(401, "reads need the admin token (protect_reads is on)")
+        if path == "/login" or path.startswith(_OPEN_PAGES[1]):
+            return None
+        from dashboards import security
+
+        return security.refuse_unless_logged_in()

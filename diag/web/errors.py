@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 _CODES = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-          405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+          405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 421: "MisdirectedRequest", 415: "UnsupportedMediaType",
           422: "InvalidParameter", 424: "FailedDependency", 429: "TooManyRequests", 507: "InsufficientStorage",
           503: "Unavailable"}
 

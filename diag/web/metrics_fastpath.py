@@ -3,8 +3,9 @@
 Prometheus scrapes every 15 s or more, so a body at most one second old is as good as
 a fresh one; serving it from bytes keeps /metrics cheap under many concurrent
 scrapers (and a scrape storm cannot starve the API). While one request renders a new
-body, the others get the previous one instead of waiting for it. With `protect_reads`
-the request goes through Flask, where the token is checked.
+body, the others get the previous one instead of waiting for it. With reads protected,
+or a Host header the service does not answer to (diag.web.origin), the request goes
+through Flask, where the token and the Host are checked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any, Callable, Iterable
 
 from flask import Flask
 from prometheus_client.exposition import choose_encoder
+
+from diag.config import reads_protected
+from diag.web.origin import host_allowed
 
 MAX_AGE = 1.0
 
@@ -29,7 +33,7 @@ class MetricsFastPath:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         ext = self.app.extensions["diag"]
         if (environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") != "GET"
-                or ext["service"].config.protect_reads):
+                or reads_protected(ext["service"].config) or not host_allowed(ext["service"].config, environ)):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         body, content_type = self.body(environ.get("HTTP_ACCEPT", ""))
