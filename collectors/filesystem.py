@@ -39,7 +39,8 @@ PSEUDO_TYPES = frozenset({
 # the cycle abandons at a deadline: statfs on a network filesystem, FUSE (sshfs, s3fs,
 # ntfs-3g as fuseblk) or a type this list does not know can wait for good on a dead
 # server or a stopped daemon. An allow-list, because a wrong guess here costs a thread,
-# while a wrong guess the other way blocks the whole cycle.
+# while a wrong guess the other way blocks the whole cycle. overlay asks its upper layer,
+# which is local in every container runtime's layout.
 LOCAL_TYPES = frozenset({
     "ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "vfat", "msdos", "exfat", "f2fs", "zfs",
     "jfs", "reiserfs", "ntfs3", "hfsplus", "nilfs2", "bcachefs", "udf", "iso9660", "minix",
@@ -267,7 +268,7 @@ def _labels(m: Mount) -> dict[str, str]:
 
 
 def _add(batch: Batch, m: Mount, st: os.statvfs_result | None) -> None:
-    labels = {"mountpoint": m.mountpoint, "device": m.device, "fstype": m.fstype}
+    labels = _labels(m)
     batch.add("fs_forced_readonly", 1.0 if m.forced else 0.0, **labels)
     if st is None:  # no statvfs for this tree: the mount table's read-only flag only
         batch.add("fs_readonly", 1.0 if m.readonly else 0.0, **labels)
