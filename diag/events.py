@@ -93,19 +93,35 @@ class EventLog:
 
     # -- detected events -------------------------------------------------------------------
 
-    def record_batch(self, instance_id: str, batch: Batch) -> list[dict[str, Any]]:
-        """Events from one collection: its signals, and the counters whose rise is an event."""
-        # Reboots last: a pstore panic of the boot that ended may come in the same batch, and
-        # it decides what the reboot was.
-        out = [self.record_signal(instance_id, s) for s in sorted(batch.signals, key=lambda s: s.kind == "reboot")]
-        for s in batch.samples:
-            etype = COUNTER_EVENTS.get(s.metric)
-            if etype and s.value > 0:
-                out.append(self.detected(instance_id, etype, s.ts, f"{s.metric} rose by {s.value:g}",
-                                         fold_key=s.metric, labels={"metric": s.metric}, count=int(s.value)))
+    def record_batch(self, instance_id: str, batch: Batch, *, batch_id: str | None = None,
+                     extra: Iterable[dict[str, Any]] = ()) -> list[dict[str, Any]] | None:
+        """Events from one collection: its signals, and the counters whose rise is an event;
+        `extra` are more `detected()` keyword sets of the same batch.
+
+        All in one transaction with `batch_id` marked done (ingested_batches), so a batch's
+        events are recorded whole or not at all: a retry after a failure records them once,
+        and a retry after success (None is returned) records nothing."""
+        if batch_id is None and not batch.signals and not extra and \
+                not any(COUNTER_EVENTS.get(s.metric) and s.value > 0 for s in batch.samples):
+            return []  # nothing to write: no transaction (diag.db has one write lock for all)
+        with self.db.write() as c:
+            if batch_id is not None and c.execute("INSERT OR IGNORE INTO ingested_batches VALUES (?, ?)",
+                                                  (batch_id, time.time())).rowcount == 0:
+                return None
+            # Reboots last: a pstore panic of the boot that ended may come in the same batch, and
+            # it decides what the reboot was.
+            out = [self.record_signal(instance_id, s, _c=c)
+                   for s in sorted(batch.signals, key=lambda s: s.kind == "reboot")]
+            for s in batch.samples:
+                etype = COUNTER_EVENTS.get(s.metric)
+                if etype and s.value > 0:
+                    out.append(self._detected(c, instance_id, etype, s.ts, f"{s.metric} rose by {s.value:g}",
+                                              fold_key=s.metric, labels={"metric": s.metric}, count=int(s.value)))
+            for kw in extra:
+                out.append(self._detected(c, instance_id, **kw))
         return out
 
-    def record_signal(self, instance_id: str, signal: Signal) -> dict[str, Any]:
+    def record_signal(self, instance_id: str, signal: Signal, *, _c: Any = None) -> dict[str, Any]:
         labels = dict(signal.labels)
         if signal.kind == "reboot":
             failed = self._failure_before(instance_id, signal.ts, _float(labels.get("previous_boot_time")))
@@ -113,7 +129,7 @@ class EventLog:
             if failed:
                 labels["cause"] = failed
             return self.detected(instance_id, etype, signal.ts, signal.message, labels=labels,
-                                 fold_key=labels.get("boot_id", ""), kind="reboot")
+                                 fold_key=labels.get("boot_id", ""), kind="reboot", _c=_c)
         kind = kernel_patterns.KINDS.get(signal.kind)
         if signal.kind == kernel_patterns.CUSTOM:  # an operator's rule (config log_patterns)
             etype, level, key = kernel_patterns.custom_event(labels)
@@ -124,34 +140,43 @@ class EventLog:
                 etype, level, fold = kind.event, kind.level, kind.fold
             key = "|".join([signal.kind, *(labels.get(k, "") for k in fold)])
         return self.detected(instance_id, etype, signal.ts, signal.message, level=level, labels=labels,
-                             fold_key=key, count=signal.count, lines=signal.lines, kind=signal.kind)
+                             fold_key=key, count=signal.count, lines=signal.lines, kind=signal.kind, _c=_c)
 
     def detected(self, instance_id: str, etype: str, ts: float, message: str, *, level: str | None = None,
                  labels: dict[str, str] | None = None, fold_key: str = "", count: int = 1,
-                 lines: Iterable[str] = (), kind: str | None = None) -> dict[str, Any]:
-        """Record a happening, folding it into a recent event of the same fault."""
-        level = level or TYPES.get(etype, (WARN, ""))[0]
+                 lines: Iterable[str] = (), kind: str | None = None, _c: Any = None) -> dict[str, Any]:
+        """Record a happening, folding it into a recent event of the same fault. `_c`: the
+        caller's open transaction (record_batch), else one of its own."""
+        kw = dict(level=level, labels=labels, fold_key=fold_key, count=count, lines=lines, kind=kind)
+        if _c is not None:
+            return self._detected(_c, instance_id, etype, ts, message, **kw)
         with self.db.write() as c:
-            prev = c.execute(
-                "SELECT * FROM events WHERE instance_id = ? AND type = ? AND fold_key = ? AND status = 'Executed' "
-                "AND last_time >= ? ORDER BY last_time DESC LIMIT 1",
-                (instance_id, etype, fold_key, ts - FOLD_WINDOW)).fetchone()
-            if prev is not None:
-                details = json.loads(prev["details"])
-                details["count"] = details.get("count", 1) + count
-                details["lines"] = (details.get("lines", []) + list(lines))[:MAX_LINES]
-                details["last_message"] = message
-                c.execute("UPDATE events SET last_time = ?, details = ? WHERE event_id = ?",
-                          (max(ts, prev["last_time"]), json.dumps(details), prev["event_id"]))
-                return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (prev["event_id"],)).fetchone())
-            details = {"message": message, "labels": labels or {}, "count": count, "lines": list(lines)[:MAX_LINES]}
-            if kind:
-                details["kind"] = kind
-            event_id = "e-" + uuid.uuid4().hex[:16]
-            c.execute("INSERT INTO events (event_id, instance_id, type, level, status, publish_time, not_before, "
-                      "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, ?, 'Executed', ?, ?, ?, ?, ?, ?)",
-                      (event_id, instance_id, etype, level, ts, ts, ts, ts, fold_key, json.dumps(details)))
-            return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone())
+            return self._detected(c, instance_id, etype, ts, message, **kw)
+
+    def _detected(self, c: Any, instance_id: str, etype: str, ts: float, message: str, *, level: str | None = None,
+                  labels: dict[str, str] | None = None, fold_key: str = "", count: int = 1,
+                  lines: Iterable[str] = (), kind: str | None = None) -> dict[str, Any]:
+        level = level or TYPES.get(etype, (WARN, ""))[0]
+        prev = c.execute(
+            "SELECT * FROM events WHERE instance_id = ? AND type = ? AND fold_key = ? AND status = 'Executed' "
+            "AND last_time >= ? ORDER BY last_time DESC LIMIT 1",
+            (instance_id, etype, fold_key, ts - FOLD_WINDOW)).fetchone()
+        if prev is not None:
+            details = json.loads(prev["details"])
+            details["count"] = details.get("count", 1) + count
+            details["lines"] = (details.get("lines", []) + list(lines))[:MAX_LINES]
+            details["last_message"] = message
+            c.execute("UPDATE events SET last_time = ?, details = ? WHERE event_id = ?",
+                      (max(ts, prev["last_time"]), json.dumps(details), prev["event_id"]))
+            return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (prev["event_id"],)).fetchone())
+        details = {"message": message, "labels": labels or {}, "count": count, "lines": list(lines)[:MAX_LINES]}
+        if kind:
+            details["kind"] = kind
+        event_id = "e-" + uuid.uuid4().hex[:16]
+        c.execute("INSERT INTO events (event_id, instance_id, type, level, status, publish_time, not_before, "
+                  "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, ?, 'Executed', ?, ?, ?, ?, ?, ?)",
+                  (event_id, instance_id, etype, level, ts, ts, ts, ts, fold_key, json.dumps(details)))
+        return _row(c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone())
 
     def _failure_before(self, instance_id: str, boot_ts: float, previous_boot: float | None) -> str | None:
         """Why the boot that ended before `boot_ts` ended badly, from that boot's evidence only:

@@ -147,31 +147,33 @@ class Service:
 
     def ingest(self, instance_id: str, samples: SampleColumns, signals: list, *, batch_id: str | None = None,
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None,
-               interval: float | None = None, processes: dict | None = None) -> bool:
-        """A batch pushed by an agent or a user; False when `batch_id` was already stored."""
+               interval: float | None = None, processes: dict | None = None,
+               extra_events: list[dict] | None = None) -> bool:
+        """A batch pushed by an agent or a user; False when `batch_id` was already stored.
+
+        Two databases take a batch: the samples go to the store, the rest to diag.db. A batch
+        is done only once both hold it: each write is idempotent by batch id (the store keeps
+        its own batch ids; facts, processes and last_seen overwrite), and the batch is marked
+        done in diag.db in the transaction of its events, last. So a retry after a failure
+        between the two completes the batch instead of being taken for a duplicate."""
+        if batch_id is not None and self.db.read("SELECT 1 FROM ingested_batches WHERE batch_id = ?", (batch_id,)):
+            return False
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
         # and last-seen still come through here, once per batch id.
-        if getattr(self.store, "read_only", False):
-            stored = batch_id is None or self._first_time(batch_id)
-        else:
-            stored = self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
-                                              np.array(samples.values, np.float64), batch_id=batch_id)
+        if not getattr(self.store, "read_only", False):
+            # False: an earlier try stored the samples, then failed before the end.
+            self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
+                                     np.array(samples.values, np.float64), batch_id=batch_id)
         self.instances.register(instance_id, hostname=hostname, labels=labels, interval=interval)
-        if stored:
-            newest = max(samples.ts, default=time.time())
-            self.instances.seen(instance_id, newest)
-            counters = samples.samples(COUNTER_EVENTS)  # the only samples events look at
-            self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)))
-            if facts is not None:
-                self.set_facts(instance_id, facts, facts.get("taken_at", newest))
-            if processes:
-                self.processes.add(instance_id, newest, processes)
-        return stored
-
-    def _first_time(self, batch_id: str) -> bool:
-        with self.db.write() as c:
-            return c.execute("INSERT OR IGNORE INTO ingested_batches VALUES (?, ?)",
-                             (batch_id, time.time())).rowcount == 1
+        newest = max(samples.ts, default=time.time())
+        self.instances.seen(instance_id, newest)
+        if facts is not None:
+            self.set_facts(instance_id, facts, facts.get("taken_at", newest))
+        if processes:
+            self.processes.add(instance_id, newest, processes)
+        counters = samples.samples(COUNTER_EVENTS)  # the only samples events look at
+        return self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)),
+                                        batch_id=batch_id, extra=extra_events or ()) is not None
 
     def maintain(self, now: float | None = None) -> Any:
         now = time.time() if now is None else now

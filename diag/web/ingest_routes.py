@@ -36,9 +36,8 @@ def ingest():
     now = time.time()
     instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
     auth.may_push(instance_id)  # an agent token pushes only for its own instance
-    batch_id = body.get("batch_id")
-    if batch_id is not None:
-        string(batch_id, "batch_id", max_len=128)
+    # The OpenAPI document says a string, not nullable: `null` is refused, not read as absent.
+    batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
     samples = _samples(body.get("samples", []), now, lambda keys: service.store.unknown_series(instance_id, keys))
     signals = _signals(body.get("signals", []), now)
     hostname = body.get("hostname", "")
@@ -55,22 +54,24 @@ def ingest():
         raise ApiError(422, "must be an object (a facts snapshot)", "facts")
     if facts is not None:
         too_deep(facts, "facts")
+    extra = []
+    dropped = body.get("dropped_batches", 0)
+    if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+        # The agent's buffer overflowed while the server was away: a gap the operator should
+        # know of, recorded with the batch's other events (once, whatever the retries).
+        extra.append({"etype": "Agent.BatchesDropped", "ts": now, "level": "WARN", "fold_key": str(batch_id),
+                      "message": f"the agent dropped {dropped} batches while the server was away (buffer full)"})
     try:
         stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
                                 labels=inst_labels, facts=facts, interval=float(interval) if interval else None,
-                                processes=processes)
+                                processes=processes, extra_events=extra)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
-    dropped = body.get("dropped_batches", 0)
-    if stored and isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
-        # The agent's buffer overflowed while the server was away: a gap the operator should know of.
-        service.events.detected(instance_id, "Agent.BatchesDropped", now,
-                                f"the agent dropped {dropped} batches while the server was away (buffer full)",
-                                level="WARN", fold_key=str(batch_id))
     # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
     kept = not getattr(service.store, "read_only", False)
-    return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept else 0,
-                    "signals": len(signals), "duplicate": not stored, "batch_id": batch_id,
+    # A duplicate stored nothing this time: it claims no samples and no signals.
+    return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept and stored else 0,
+                    "signals": len(signals) if stored else 0, "duplicate": not stored, "batch_id": batch_id,
                     "samples_stored": kept}), 202
 
 

@@ -1,0 +1,95 @@
+"""Ingest under hostile or unlucky conditions (issue 15, defects 4, 8, 9 and 20's batch_id),
+each against a real `diag serve` with its real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import http
+
+ADMIN, INGEST = "admin-tok-integrity", "ingest-tok-integrity"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def push(server, body: dict, token: str = INGEST) -> tuple[int, dict, dict]:
+    status, headers, raw = http("POST", server.url + "/api/v1/ingest", body, bearer(token))
+    return status, headers, json.loads(raw)
+
+
+def events(server, instance_id: str, etype: str) -> list[dict]:
+    q = urlencode({"instance_id": instance_id, "type": etype})
+    return json.loads(http("GET", f"{server.url}/api/v1/events?{q}")[2])["events"]
+
+
+def point_count(server, metric: str, instance_id: str) -> float:
+    """How many points of `metric` the store counts over the last hour (every series)."""
+    q = urlencode({"metric": metric, "instance_id": instance_id, "agg": "count", "start": "-1h", "step": "1h"})
+    status, _, raw = http("GET", f"{server.url}/api/v1/query?{q}")
+    assert status == 200, raw
+    return sum(p[1] for s in json.loads(raw)["series"] for p in s["points"])
+
+
+@pytest.fixture
+def server(serve, tmp_path):
+    return serve("--interval", "1h", "--kmsg", str(tmp_path / "own.kmsg"),
+                 env={"DIAG_TOKEN": ADMIN, "DIAG_INGEST_TOKEN": INGEST})
+
+
+# -- defect 4 ---------------------------------------------------------------------------------
+
+def test_a_batch_whose_diag_db_write_failed_is_completed_by_its_retry(server):
+    """The samples commit in metrics.db, then diag.db refuses the batch's OOM kill (a real
+    SQLite error from the real file, raised by a trigger another connection installs). The
+    agent's retry must store the kill, not be answered `duplicate: true` with it lost."""
+    now = time.time()
+    body = {"instance_id": "oom-1", "batch_id": "oom-1:b1", "hostname": "oom-host",
+            "samples": [{"metric": "jobs_done", "labels": {}, "value": 3, "ts": now}],
+            "signals": [{"ts": now, "kind": "oom_kill", "message": "Out of memory: Killed process 4242 (hog)",
+                         "labels": {"pid": "4242", "process": "hog"}}]}
+    diag_db = sqlite3.connect(server.data_dir / "diag.db", timeout=30, isolation_level=None)
+    diag_db.execute("CREATE TRIGGER refuse_events BEFORE INSERT ON events "
+                    "BEGIN SELECT RAISE(ABORT, 'diag.db refuses the write'); END")
+    try:
+        status, _, first = push(server, body)
+        assert status == 500, first
+        assert point_count(server, "jobs_done", "oom-1") == 1  # the first database did take it
+    finally:
+        diag_db.execute("DROP TRIGGER refuse_events")
+        diag_db.close()
+
+    status, _, retry = push(server, body)
+    assert status == 202, retry
+    assert (retry["duplicate"], retry["signals"]) == (False, 1)
+    kills = events(server, "oom-1", "Kernel.OOMKill")
+    assert len(kills) == 1 and kills[0]["details"]["labels"]["pid"] == "4242"
+    assert point_count(server, "jobs_done", "oom-1") == 1  # the samples are not stored twice
+    inst = json.loads(http("GET", server.url + "/api/v1/instances/oom-1")[2])
+    assert inst["last_seen"] == pytest.approx(now) and inst["hostname"] == "oom-host"
+
+    # Now it is whole: a third send is a duplicate that claims nothing and records nothing.
+    status, _, again = push(server, body)
+    assert status == 202 and again["duplicate"] is True
+    assert (again["signals"], again["accepted"]) == (0, 0)
+    kills = events(server, "oom-1", "Kernel.OOMKill")
+    assert len(kills) == 1 and kills[0]["details"]["count"] == 1
+
+
+# -- defect 20 (batch_id) -------------------------------------------------------------------
+
+def test_a_null_batch_id_is_refused_as_the_document_says(server):
+    spec = json.loads(http("GET", server.url + "/api/v1/openapi.json")[2])
+    ingest = spec["paths"]["/api/v1/ingest"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    batch_id = ingest["properties"]["batch_id"]
+    assert batch_id["type"] == "string" and not batch_id.get("nullable")  # what the validator must match
+    status, _, body = push(server, {"instance_id": "null-1", "batch_id": None,
+                                    "samples": [{"metric": "jobs_done", "value": 1, "ts": time.time()}]})
+    assert status == 422 and body["error"]["field"] == "batch_id", body
+    assert http("GET", server.url + "/api/v1/instances/null-1")[0] == 404
