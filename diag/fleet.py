@@ -50,6 +50,9 @@ class Fleet:
         # token hash -> instance id; revoke() drops its entries under the same lock
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
+        # Instances with an agent token of their own: the shared ingest token may not write
+        # them (it would rewrite their hostname and labels, which pick policy targets).
+        self._bound: set[str] = {r["instance_id"] for r in db.read("SELECT DISTINCT instance_id FROM agent_tokens")}
 
     def create_activation(self, count: int, expires_in: float, description: str = "",
                           now: float | None = None) -> dict[str, Any]:
@@ -92,7 +95,12 @@ class Fleet:
                                              f"revoke its token first (DELETE /api/v1/agents/{instance_id}/token)")
             c.execute("UPDATE activations SET remaining = remaining - 1 WHERE activation_id = ?", (activation_id,))
             c.execute("INSERT INTO agent_tokens VALUES (?, ?, ?, ?)", (_hash(token), instance_id, activation_id, now))
+            self._bound.add(instance_id)
         return token
+
+    def has_agent(self, instance_id: str) -> bool:
+        """Whether the instance has an agent token of its own."""
+        return instance_id in self._bound
 
     def revoke(self, instance_id: str) -> bool:
         """Forget every agent token of an instance; False when it had none."""
@@ -100,6 +108,7 @@ class Fleet:
             gone = c.execute("DELETE FROM agent_tokens WHERE instance_id = ?", (instance_id,)).rowcount > 0
             for h in [h for h, iid in self._tokens.items() if iid == instance_id]:
                 del self._tokens[h]
+            self._bound.discard(instance_id)
         return gone
 
     def instance_of(self, token: str) -> str | None:

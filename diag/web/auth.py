@@ -60,6 +60,13 @@ def may_push(instance_id: str | None) -> None:
         raise ApiError(401, "a valid bearer token is required (Authorization: Bearer <token>)")
 
 
+def shared_ingest_token() -> bool:
+    """Whether the request pushes with the shared ingest token (and not the admin's)."""
+    cfg = current_app.extensions["diag"]["service"].config
+    got = _bearer()
+    return got is not None and not _matches(got, cfg.token) and _matches(got, cfg.ingest_token)
+
+
 def agent_for(instance_id: str) -> None:
     """An agent's own endpoints (`/api/v1/agents/{id}/tasks`...): always a token, and only
     the agent token bound to `instance_id` (or the admin token) may use them."""

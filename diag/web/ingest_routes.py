@@ -44,6 +44,16 @@ def ingest():
     if not isinstance(hostname, str) or len(hostname) > 255:
         raise ApiError(422, "must be a string of at most 255 characters", "hostname")
     inst_labels = labels(body.get("labels"), "labels")
+    if auth.shared_ingest_token():
+        # Everyone who pushes holds the shared token: it may not speak for a machine that has
+        # a token of its own, nor rename or relabel the server (labels pick policy targets).
+        fleet = getattr(service, "fleet", None)
+        if fleet is not None and fleet.has_agent(instance_id):
+            raise ApiError(403, f"instance {instance_id} has its own agent token: only that token pushes for it",
+                           "instance_id")
+        if instance_id == service.instance_id and (hostname or inst_labels):
+            raise ApiError(403, "the ingest token may not set the server's own hostname or labels",
+                           "hostname" if hostname else "labels")
     interval = body.get("interval")
     if interval is not None and (isinstance(interval, bool) or not isinstance(interval, (int, float))
                                  or not 0.1 <= interval <= 86400):

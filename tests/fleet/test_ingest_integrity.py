@@ -93,3 +93,41 @@ def test_a_null_batch_id_is_refused_as_the_document_says(server):
                                     "samples": [{"metric": "jobs_done", "value": 1, "ts": time.time()}]})
     assert status == 422 and body["error"]["field"] == "batch_id", body
     assert http("GET", server.url + "/api/v1/instances/null-1")[0] == 404
+
+
+# -- defect 8 ---------------------------------------------------------------------------------
+
+def test_the_shared_ingest_token_cannot_rewrite_an_agents_or_the_servers_instance(server):
+    act = json.loads(http("POST", server.url + "/api/v1/activations", {"count": 1, "expires_in": "1h"},
+                          bearer(ADMIN))[2])
+    status, _, raw = http("POST", server.url + "/api/v1/agents/register", {
+        "activation_id": act["activation_id"], "activation_code": act["activation_code"], "instance_id": "own-8"})
+    assert status == 201, raw
+    agent_token = json.loads(raw)["agent_token"]
+    sample = [{"metric": "jobs_done", "value": 1, "ts": time.time()}]
+    status, _, _ = push(server, {"instance_id": "own-8", "hostname": "db-1", "labels": {"env": "prod"},
+                                 "samples": sample}, agent_token)
+    assert status == 202
+    local = next(i for i in json.loads(http("GET", server.url + "/api/v1/instances")[2])["instances"] if i["local"])
+
+    # The shared token, used to move the agent's machine and the server out of their policies.
+    status, _, body = push(server, {"instance_id": "own-8", "hostname": "evil", "labels": {"env": "dev"},
+                                    "samples": sample})
+    assert status == 403 and body["error"]["field"] == "instance_id", body
+    status, _, body = push(server, {"instance_id": "own-8", "samples": sample})  # nor data in its name
+    assert status == 403, body
+    for rewrite in ({"hostname": "evil"}, {"labels": {"env": "dev"}}):
+        status, _, body = push(server, {"instance_id": local["instance_id"], **rewrite, "samples": sample})
+        assert status == 403, body
+
+    own = json.loads(http("GET", server.url + "/api/v1/instances/own-8")[2])
+    assert (own["hostname"], own["labels"]) == ("db-1", {"env": "prod"})
+    after = json.loads(http("GET", server.url + f"/api/v1/instances/{local['instance_id']}")[2])
+    assert (after["hostname"], after["labels"]) == (local["hostname"], local["labels"])
+
+    # What the shared token is for still works: its own agents' instances, custom metrics.
+    assert push(server, {"instance_id": "shared-8", "hostname": "web-1", "samples": sample})[0] == 202
+    assert push(server, {"instance_id": local["instance_id"], "samples": sample})[0] == 202
+    # The agent's own token and the admin's still write the agent's instance.
+    assert push(server, {"instance_id": "own-8", "hostname": "db-2", "samples": sample}, agent_token)[0] == 202
+    assert push(server, {"instance_id": "own-8", "hostname": "db-3", "samples": sample}, ADMIN)[0] == 202
