@@ -5,8 +5,9 @@ write thread commits the batch as one head row and publishes it (writer.py).
 Reads: each calling thread has its own connection; see query.py for how a read is
 kept consistent with the in-memory head without locks.
 
-Two points of one series at the same ts are both kept (no last-write-wins): every
-aggregate then counts both. Retries of one batch are made idempotent by `batch_id`.
+A point whose series already has one at its ts is dropped at ingest (the first one
+stays; writer.py), within a batch and against the head and chunks, so a replay never
+counts twice. Retries of one batch are made idempotent by `batch_id`.
 """
 
 from __future__ import annotations
@@ -70,7 +71,21 @@ class SqliteStore:
         conn = connect(self.path, synchronous=synchronous, writer=True)
         self.catalogue.load(conn)
         self._recover(conn)
+        newest = self._newest(conn)
         self.writer = Writer(conn, self.head, self.catalogue)
+        self.writer.newest = newest
+
+    def _newest(self, conn: sqlite3.Connection) -> np.ndarray:
+        """Per series id, its newest stored ts (head and chunks): what ingest dedups against."""
+        top = max(self.catalogue.info, default=-1) + 1
+        newest = np.full(top, -np.inf)
+        for sid, t in conn.execute("SELECT series_id, MAX(t_max) FROM chunks GROUP BY series_id"):
+            if sid < top:
+                newest[sid] = t
+        v = self.head.view()
+        if v.n:
+            np.maximum.at(newest, v.ids[: v.n], v.ts[: v.n])
+        return newest
 
     def _recover(self, conn: sqlite3.Connection) -> None:
         """Rebuild the in-memory head from the durable head rows."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import encoding
 from .head import Head, pack_record
 from .series import Catalogue
 from .types import StoreError, StoreFullError
@@ -85,6 +86,10 @@ class Writer:
         self.conn = conn
         self.head = head
         self.catalogue = catalogue
+        # Series id -> the newest ts stored for it (head or chunks), -inf when none: a point
+        # newer than that is new for sure, so only a late or repeated one is looked up.
+        # Only ever too high (set before a commit that may fail), which costs a look-up only.
+        self.newest = np.full(0, -np.inf)
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
@@ -176,11 +181,16 @@ class Writer:
                                     created.append((sid, req.instance_id, key))
                                 ids[i] = sid
                     id_arr = np.fromiter(ids, np.int32, len(ids))
+                if req.keys is not None:
+                    req.id_arr = id_arr  # the shape of the whole batch, duplicates included
+                ids_kept, ts, vals = self._new_points(conn, req.instance_id, id_arr, req.ts, req.vals, staged)
+                if ids_kept.size == 0:
+                    continue
                 cur = conn.execute(
                     "INSERT INTO head (ts_min, ts_max, n, data) VALUES (?, ?, ?, ?)",
-                    (float(req.ts.min()), float(req.ts.max()), n, pack_record(id_arr, req.ts, req.vals)),
+                    (float(ts.min()), float(ts.max()), ids_kept.size, pack_record(ids_kept, ts, vals)),
                 )
-                staged.append((int(cur.lastrowid), id_arr, req))
+                staged.append((int(cur.lastrowid), ids_kept, ts, vals, req))
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -198,9 +208,67 @@ class Writer:
         # the head is rebuilt from the file at the next open.)
         for sid, inst, key in created:
             self.catalogue.publish(sid, inst, key)
-        for seq, id_arr, req in staged:
-            self.head.append(seq, id_arr, req.ts, req.vals, req.instance_id)
-            if req.keys is not None:
-                self.catalogue.shapes[req.instance_id] = (req.keys, id_arr)
+        for seq, id_arr, ts, vals, req in staged:
+            self.head.append(seq, id_arr, ts, vals, req.instance_id)
+        for req in group:
+            if req.keys is not None and req.id_arr is not None and req.result:
+                self.catalogue.shapes[req.instance_id] = (req.keys, req.id_arr)
         for req in group:
             req.finish()
+
+    def _new_points(self, conn: sqlite3.Connection, instance_id: str, ids: np.ndarray, ts: np.ndarray,
+                    vals: np.ndarray, staged: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch without the points whose (series, ts) is stored already (head, chunks,
+        or earlier in this group) or repeated within it (the first one stays). A sender's
+        replay of one point would otherwise count again in every count, sum and average."""
+        n = ids.size
+        one_ts = bool(ts[0] == ts[-1] and (ts == ts[0]).all())
+        top = int(ids.max()) + 1
+        if top > self.newest.size:
+            self.newest = np.concatenate([self.newest, np.full(max(top, 2 * self.newest.size) - self.newest.size,
+                                                               -np.inf)])
+        newest = self.newest
+        keep = None
+        # Within the batch: with one ts (a collection), a repeat is a repeated series id.
+        if not one_ts or np.unique(ids).size < n:
+            order = np.lexsort((ts, ids))  # stable: the first of equal points comes first
+            si, st = ids[order], ts[order]
+            same = (si[1:] == si[:-1]) & (st[1:] == st[:-1])
+            if same.any():
+                keep = np.ones(n, dtype=bool)
+                keep[order[1:][same]] = False
+        stale = ts <= newest[ids]
+        if keep is not None:
+            stale &= keep
+        if stale.any():
+            found = self._stored(conn, instance_id, ids[stale], ts[stale], staged)
+            if found.any():
+                if keep is None:
+                    keep = np.ones(n, dtype=bool)
+                keep[np.flatnonzero(stale)[found]] = False
+        if keep is not None:
+            ids, ts, vals = ids[keep], ts[keep], vals[keep]
+        if ids.size:
+            if one_ts:
+                newest[ids] = np.maximum(newest[ids], ts[0])
+            else:
+                np.maximum.at(newest, ids, ts)
+        return ids, ts, vals
+
+    def _stored(self, conn: sqlite3.Connection, instance_id: str, ids: np.ndarray, ts: np.ndarray,
+                staged: list) -> np.ndarray:
+        """Which of these (series, ts) points the store holds: the late or repeated points
+        of a batch, few; looked up in this instance's head records, its chunks and the
+        records staged earlier in the same commit."""
+        lo, hi = float(ts.min()), float(ts.max())
+        sids = np.unique(ids).astype(np.int64)
+        h_ids, h_ts, _ = self.head.view().select(sids, lo, np.nextafter(hi, np.inf), owner=instance_id)
+        have = set(zip(h_ids.tolist(), h_ts.tolist()))
+        for sid in sids.tolist():
+            for (blob,) in conn.execute("SELECT ts FROM chunks WHERE series_id = ? AND t_max >= ? AND t_min <= ?",
+                                        (sid, lo, hi)):
+                have.update((sid, t) for t in encoding.decode_ts(blob).tolist() if lo <= t <= hi)
+        for _seq, s_ids, s_ts, _vals, req in staged:
+            if req.instance_id == instance_id:
+                have.update(zip(s_ids.tolist(), s_ts.tolist()))
+        return np.fromiter(((i, t) in have for i, t in zip(ids.tolist(), ts.tolist())), bool, ids.size)

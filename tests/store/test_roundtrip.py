@@ -143,12 +143,27 @@ def test_label_filters_series_latest(tmp_path: Path) -> None:
         assert latest.ts.tolist() == [T0 + 20] and latest.value.tolist() == [42.0]
 
 
-def test_same_ts_points_are_both_kept(tmp_path: Path) -> None:
+def test_a_series_keeps_one_point_per_ts(tmp_path: Path) -> None:
+    """Issue 15 (9): a replayed point was stored again each time, so count and sum grew.
+    The first point at a ts stays, whether the repeat is in its batch, in the head or in
+    chunks, and after a reopen."""
+    def agg(store, how: str) -> list[float]:
+        return store.query("load_1", start=T0, end=T0 + 10, step=10, agg=how).value.tolist()
+
     with SqliteStore(tmp_path / "s.db") as store:
         store.write("a", [Sample("load_1", {}, 1.0, T0), Sample("load_1", {}, 3.0, T0)])
-        df = store.query("load_1", start=T0, end=T0 + 10, step=10, agg="count")
-        assert df.value.tolist() == [2.0]
-        assert store.query("load_1", start=T0, end=T0 + 10, step=10, agg="last").value.tolist() == [3.0]
+        assert (agg(store, "count"), agg(store, "last")) == ([1.0], [1.0])
+        for _ in range(3):  # in the head
+            store.write("a", [Sample("load_1", {}, 5.0, T0), Sample("load_1", {}, 2.0, T0 + 1)])
+        assert (agg(store, "count"), agg(store, "sum")) == ([2.0], [3.0])
+        store.maintain(T0 + 5 * 3600)  # into chunks
+        store.write("a", [Sample("load_1", {}, 7.0, T0), Sample("load_1", {}, 4.0, T0 + 2)])
+        assert (agg(store, "count"), agg(store, "sum")) == ([3.0], [7.0])
+    with SqliteStore(tmp_path / "s.db") as store:
+        store.write("a", [Sample("load_1", {}, 9.0, T0 + 2), Sample("load_1", {}, 9.0, T0 + 1)])
+        assert (agg(store, "count"), agg(store, "sum")) == ([3.0], [7.0])
+        store.maintain(T0 + 10 * 3600)
+        assert (agg(store, "count"), agg(store, "sum")) == ([3.0], [7.0])
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
