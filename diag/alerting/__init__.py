@@ -260,8 +260,8 @@ class Alerting:
             kind = None  # an event has no recovery: its alert just ages out
         return row, step, kind
 
-    def deliver(self, now: float | None = None) -> dict[str, int]:
-        return dict(self.outbox.deliver(now))
+    def deliver(self, now: float | None = None, wait: float | None = None) -> dict[str, int]:
+        return dict(self.outbox.deliver(now, wait=wait))
 
     def expire(self, now: float | None = None) -> None:
         now = time.time() if now is None else now

@@ -11,6 +11,14 @@ receiver accepted a notification and before its row was marked delivered: the ro
 sent again after the restart, with the same idempotency key (the `Idempotency-Key`
 header, the mail's Message-ID; Alertmanager deduplicates by labels itself). After the
 row is marked delivered it is never sent again.
+
+Each receiver (an HTTP origin, or the mail server) has its own lane: a pass starts one
+thread per receiver with due rows and sends that receiver's rows in order, so a
+receiver that hangs holds only its own lane, never another contact's notices; a lane
+still busy from an earlier pass is skipped, never doubled. An HTTP attempt has a hard
+wall-clock deadline (`deadline`), after which it counts as a failure and is retried
+with backoff; the rest of that lane waits for the next pass rather than each row
+waiting out the deadline in turn.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import logging
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +42,9 @@ from diag.db import Database
 
 log = logging.getLogger(__name__)
 
+DEADLINE = 10.0  # seconds, one HTTP attempt as a whole
+MAX_LANES = 16  # receivers attempted at once; more wait for a lane to come free
+
 
 def idempotency_key(*parts: object) -> str:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
@@ -43,7 +55,9 @@ class Outbox:
         self.db = db
         self.settings = settings  # config.alerting: smtp, retry_base, retry_cap, give_up_after
         self._send = send
+        self.deadline = DEADLINE
         self._lock = threading.Lock()
+        self._busy: set[str] = set()  # receivers with a lane in flight
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
     def enqueue(self, c: sqlite3.Connection, notice: dict[str, Any], contact: dict[str, Any],
@@ -69,22 +83,53 @@ class Outbox:
     def backoff(self, attempts: int) -> float:
         return float(min(self.settings.retry_cap, self.settings.retry_base * 2 ** max(0, attempts - 1)))
 
-    def deliver(self, now: float | None = None, limit: int = 200) -> Counter[str]:
-        """Send what is due now; returns outcomes counted (delivered, retry, failed)."""
+    def deliver(self, now: float | None = None, limit: int = 200, wait: float | None = None) -> Counter[str]:
+        """Start sending what is due now, one lane per receiver, and wait for those lanes up
+        to `wait` seconds (default: an attempt's deadline and a second); returns the
+        outcomes (delivered, retry, failed) of the attempts finished by then. A lane that
+        outlives the wait goes on and records its outcomes itself."""
         done: Counter[str] = Counter()
+        now = time.time() if now is None else now
+        started = []
         with self._lock:
-            now = time.time() if now is None else now
             rows = self.db.read("SELECT * FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ? "
-                                "ORDER BY created_at LIMIT ?", (now, limit))
+                                "ORDER BY created_at, rowid LIMIT ?", (now, limit))
+            lanes: dict[str, list[sqlite3.Row]] = {}
             for r in rows:
-                done[self._attempt(r, now)] += 1
-        return done
+                lane = receiver(json.loads(r["channel"]))
+                if lane not in self._busy:
+                    lanes.setdefault(lane, []).append(r)
+            for lane, mine in list(lanes.items())[:max(0, MAX_LANES - len(self._busy))]:
+                self._busy.add(lane)
+                t = threading.Thread(target=self._lane, args=(lane, mine, now, done), name=f"outbox {lane}",
+                                     daemon=True)
+                t.start()
+                started.append(t)
+        end = time.monotonic() + (self.deadline + 1 if wait is None else wait)
+        for t in started:
+            t.join(max(0.0, end - time.monotonic()))
+        with self._lock:
+            return Counter(done)
+
+    def _lane(self, lane: str, rows: list[sqlite3.Row], now: float, done: Counter[str]) -> None:
+        try:
+            for r in rows:
+                outcome = self._attempt(r, now)
+                with self._lock:
+                    done[outcome] += 1
+                if outcome == "retry":  # the receiver is failing now: its other rows wait for a later pass
+                    break
+        except Exception:  # noqa: BLE001 - e.g. the database closed under a late lane at shutdown
+            log.exception("delivery lane %s stopped", lane)
+        finally:
+            with self._lock:
+                self._busy.discard(lane)
 
     def _attempt(self, r: sqlite3.Row, now: float) -> str:
         channel = json.loads(r["channel"])
         attempts = r["attempts"] + 1
         try:
-            detail = self._send(channel, json.loads(r["payload"]), r["key"], self.settings)
+            detail = self._send(channel, json.loads(r["payload"]), r["key"], self.settings, deadline=self.deadline)
             outcome = "delivered"
         except DeliveryError as e:
             detail = str(e)[:500]
@@ -110,7 +155,8 @@ class Outbox:
                                    policy_id=a["policy_id"] if a else None, instance_id=a["instance_id"] if a else None,
                                    condition=a["condition"] if a else None, channel=_describe(channel),
                                    outcome=outcome, detail=f"attempt {attempts}: {detail}")
-        self.outcomes[(channel["type"], outcome)] += 1
+        with self._lock:
+            self.outcomes[(channel["type"], outcome)] += 1
         return outcome
 
     def counts(self) -> dict[str, int]:
@@ -119,6 +165,14 @@ class Outbox:
     def list(self, limit: int = 200) -> list[dict[str, Any]]:
         return [{k: r[k] for k in r.keys() if k != "payload"} for r in
                 self.db.read("SELECT * FROM alert_outbox ORDER BY created_at DESC LIMIT ?", (limit,))]
+
+
+def receiver(channel: dict[str, Any]) -> str:
+    """The lane a channel's notices travel: its URL's origin, or the one mail server."""
+    if channel["type"] == "email":
+        return "smtp"
+    u = urllib.parse.urlsplit(str(channel.get("url", "")))
+    return f"{u.scheme}://{u.netloc.rpartition('@')[2]}".lower()
 
 
 def _describe(channel: dict[str, Any]) -> str:

@@ -12,15 +12,16 @@ class DeliveryError(Exception):
         self.permanent = permanent
 
 
-def send(channel: dict[str, Any], payload: Any, key: str, settings: Any) -> str:
-    """Deliver through the channel's notifier; returns a short outcome detail."""
+def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadline: float = 10.0) -> str:
+    """Deliver through the channel's notifier within `deadline` seconds (HTTP channels; mail
+    keeps smtp.timeout); returns a short outcome detail."""
     from diag.alerting.notifiers import alertmanager, email, webhook
 
     kind = channel["type"]
     if kind == "webhook":
-        return webhook.send(channel, payload, key, settings)
+        return webhook.send(channel, payload, key, settings, deadline)
     if kind == "email":
         return email.send(channel, payload, key, settings)
     if kind == "alertmanager":
-        return alertmanager.send(channel, payload, key, settings)
+        return alertmanager.send(channel, payload, key, settings, deadline)
     raise DeliveryError(f"unknown channel type {kind!r}", permanent=True)

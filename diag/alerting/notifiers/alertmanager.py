@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from diag.alerting.notifiers.webhook import post_json
+from diag.alerting.notifiers.webhook import TIMEOUT, post_json
 
 
 def endpoint(url: str) -> str:
@@ -13,6 +13,6 @@ def endpoint(url: str) -> str:
     return url if url.endswith("/api/v2/alerts") else url + "/api/v2/alerts"
 
 
-def send(channel: dict[str, Any], payload: Any, key: str, settings: Any) -> str:
-    r = post_json(endpoint(channel["url"]), payload, key, channel.get("headers"))
+def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadline: float = TIMEOUT) -> str:
+    r = post_json(endpoint(channel["url"]), payload, key, channel.get("headers"), timeout=deadline)
     return f"HTTP {r.status_code}"
