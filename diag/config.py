@@ -105,6 +105,18 @@ class AlertingConfig(_Strict):
 # -- end alerting --------------------------------------------------------------------------
 
 
+class IngestConfig(_Strict):
+    """Bounds on what pushers may store (POST /api/v1/ingest answers 429 beyond them)."""
+
+    # New series one instance may have in all: a flood of label values grew the store by
+    # 191 MB in 3 s.
+    max_series_per_instance: int = Field(50_000, ge=1)
+    # Points per second each token (or, with none, each client address) may push on
+    # average, and at once: a token bucket refilled at points_per_second up to points_burst.
+    points_per_second: float = Field(200_000, gt=0)
+    points_burst: int = Field(1_000_000, ge=1)
+
+
 class CommandsConfig(_Strict):  # remote commands (diag/commands), used only with enable_commands
     allow: list[str] = []  # command names (or name@sha256 of the content) that may run; empty: any
     delivery_timeout: Duration = 60  # a task no agent collected by then fails (AgentNotOnline)
@@ -182,6 +194,7 @@ class Config(_Strict):
     store: StoreConfig = StoreConfig()
     alerting: AlertingConfig = AlertingConfig()
     commands: CommandsConfig = CommandsConfig()
+    ingest: IngestConfig = IngestConfig()
 
     @field_validator("instance_id")
     @classmethod

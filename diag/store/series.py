@@ -61,6 +61,7 @@ class Catalogue:
         self.fast: dict[str, dict[tuple, int]] = {}
         # Per instance, the keys and ids of its last new-shaped batch (see write()).
         self.shapes: dict[str, tuple[list[tuple], np.ndarray]] = {}
+        self.per_instance: dict[str, int] = {}  # series of each instance (ingest's budget)
 
     def load(self, conn: sqlite3.Connection) -> None:
         for sid, inst, metric, labels in conn.execute("SELECT id, instance_id, metric, labels FROM series"):
@@ -68,6 +69,7 @@ class Catalogue:
 
     def _add(self, sid: int, inst: str, metric: str, labels: dict[str, str]) -> None:
         self.info[sid] = SeriesInfo(sid, inst, metric, labels)
+        self.per_instance[inst] = self.per_instance.get(inst, 0) + 1
         self._canonical[(inst, metric, canonical_labels(labels))] = sid
         self.by_metric.setdefault(metric, []).append(sid)
         self.by_instance_metric.setdefault((inst, metric), []).append(sid)

@@ -135,6 +135,9 @@ class SqliteStore:
             self._latest_seen = max(self._latest_seen, float(ts.max()))
         return bool(result)
 
+    def series_count(self, instance_id: str) -> int:
+        return self.catalogue.per_instance.get(instance_id, 0)
+
     def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
         # The write thread only ever adds to these; reading them from another thread is safe.
         shape = self.catalogue.shapes.get(instance_id)

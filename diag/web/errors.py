@@ -16,10 +16,12 @@ _CODES = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None):
+    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.field = status, message, field
         self.code = code or _CODES.get(status, "Error")
+        self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
 def error_response(status: int, message: str, field: str | None = None, code: str | None = None):
@@ -32,7 +34,9 @@ def error_response(status: int, message: str, field: str | None = None, code: st
 def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(e: ApiError):
-        return error_response(e.status, e.message, e.field, e.code)
+        body, status = error_response(e.status, e.message, e.field, e.code)
+        body.headers.update(e.headers)
+        return body, status
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):

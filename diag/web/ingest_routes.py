@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 
 from diag import catalogue
 from diag.model import Sample, SampleColumns, Signal
@@ -40,6 +42,7 @@ def ingest():
     batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
     samples = _samples(body.get("samples", []), now, lambda keys: service.store.unknown_series(instance_id, keys))
     signals = _signals(body.get("signals", []), now)
+    _within_budgets(service, instance_id, samples)
     hostname = body.get("hostname", "")
     if not isinstance(hostname, str) or len(hostname) > 255:
         raise ApiError(422, "must be a string of at most 255 characters", "hostname")
@@ -83,6 +86,53 @@ def ingest():
     return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept and stored else 0,
                     "signals": len(signals) if stored else 0, "duplicate": not stored, "batch_id": batch_id,
                     "samples_stored": kept}), 202
+
+
+class _Buckets:
+    """Per pusher, a token bucket of points (config `ingest`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.held: dict[str, tuple[float, float]] = {}  # pusher -> (points left, at)
+
+    def take(self, who: str, n: int, rate: float, burst: int) -> float:
+        """0 when `n` points may go now (and takes them), else the seconds to wait."""
+        now = time.monotonic()
+        with self.lock:
+            left, at = self.held.get(who, (float(burst), now))
+            left = min(float(burst), left + (now - at) * rate)
+            if n <= left:
+                self.held[who] = (left - n, now)
+                return 0.0
+            self.held[who] = (left, now)
+            return (n - left) / rate
+
+
+def _within_budgets(service: Any, instance_id: str, samples: SampleColumns) -> None:
+    cfg = service.config.ingest
+    n = len(samples.keys)
+    if n > cfg.points_burst:
+        raise ApiError(413, f"at most {cfg.points_burst} points per batch (ingest.points_burst)", "samples")
+    count = getattr(service.store, "series_count", None)
+    if count is not None and n:
+        try:
+            new = {samples.keys[i] for i in service.store.unknown_series(instance_id, samples.keys)}
+        except TypeError:
+            new = set()
+        # Concurrent pushes of one instance may each pass: the budget can be passed by a few
+        # batches' worth, never flooded.
+        if new and count(instance_id) + len(new) > cfg.max_series_per_instance:
+            raise ApiError(429, f"instance {instance_id} has {count(instance_id)} series; {len(new)} more would "
+                                f"pass ingest.max_series_per_instance ({cfg.max_series_per_instance})",
+                           "samples", code="TooManySeries", headers={"Retry-After": "3600"})
+    token = request.headers.get("Authorization", "")
+    who = hashlib.sha256(token.encode()).hexdigest() if token else "addr:" + (request.remote_addr or "")
+    buckets = current_app.extensions["diag"].setdefault("ingest_buckets", _Buckets())
+    wait = buckets.take(who, n, cfg.points_per_second, cfg.points_burst)
+    if wait:
+        raise ApiError(429, f"this token pushed more than ingest.points_per_second ({cfg.points_per_second:g}) "
+                            f"allows; retry in {math.ceil(wait)} s", "samples", code="TooManyPoints",
+                       headers={"Retry-After": str(math.ceil(wait))})
 
 
 def _samples(raw: object, now: float, unknown: Callable[[list[tuple]], list[int]]) -> SampleColumns:

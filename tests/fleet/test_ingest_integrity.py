@@ -131,3 +131,36 @@ def test_the_shared_ingest_token_cannot_rewrite_an_agents_or_the_servers_instanc
     # The agent's own token and the admin's still write the agent's instance.
     assert push(server, {"instance_id": "own-8", "hostname": "db-2", "samples": sample}, agent_token)[0] == 202
     assert push(server, {"instance_id": "own-8", "hostname": "db-3", "samples": sample}, ADMIN)[0] == 202
+
+
+# -- defect 9 ---------------------------------------------------------------------------------
+
+def test_replays_series_floods_and_point_floods_are_bounded(serve, tmp_path):
+    config = tmp_path / "bounds.yaml"
+    config.write_text("ingest:\n  max_series_per_instance: 40\n  points_per_second: 50\n  points_burst: 300\n")
+    server = serve("--config", str(config), "--interval", "1h", "--kmsg", str(tmp_path / "own.kmsg"),
+                   env={"DIAG_TOKEN": ADMIN, "DIAG_INGEST_TOKEN": INGEST})
+    now = time.time()
+    one = {"instance_id": "dup-9", "samples": [{"metric": "jobs_done", "value": 2, "ts": now}]}
+    for _ in range(5):  # the same point, sent again and again (and twice in one batch)
+        assert push(server, {**one, "samples": one["samples"] * 2})[0] == 202
+    assert point_count(server, "jobs_done", "dup-9") == 1
+
+    flood = [{"metric": "flood", "labels": {"k": str(i)}, "value": 1, "ts": now} for i in range(30)]
+    assert push(server, {"instance_id": "dup-9", "samples": flood})[0] == 202  # 31 series: within 40
+    more = [{"metric": "flood", "labels": {"k": str(i)}, "value": 1, "ts": now} for i in range(30, 40)]
+    status, headers, body = push(server, {"instance_id": "dup-9", "samples": more})
+    assert status == 429 and body["error"]["code"] == "TooManySeries", body
+    assert int(headers["Retry-After"]) > 0
+    assert point_count(server, "flood", "dup-9") == 30  # none of the refused batch is stored
+    assert push(server, {"instance_id": "dup-9", "samples": flood[:5]})[0] == 202  # known series still go
+
+    # The token has spent ~50 of its 300; a 300-point batch must wait for the bucket.
+    big = [{"metric": "flood", "labels": {"k": str(i % 30)}, "value": 1, "ts": now + 1 + i // 30}
+           for i in range(300)]
+    status, headers, body = push(server, {"instance_id": "dup-9", "samples": big})
+    assert status == 429 and body["error"]["code"] == "TooManyPoints", body
+    assert 1 <= int(headers["Retry-After"]) <= 6
+    assert push(server, {"instance_id": "dup-9", "samples": big + big[:1]})[0] == 413  # never fits
+    status, _, body = push(server, {"instance_id": "other-9", "samples": big[:10]}, ADMIN)
+    assert status == 202, body  # another token's budget is its own
