@@ -26,7 +26,8 @@ class Metric:
     description: str
     area: str
     # The name in /metrics when the canonical one breaks Prometheus naming rules
-    # (promtool refuses a gauge ending in `_total`); PrometheusStore reads it back.
+    # (promtool refuses a gauge ending in `_total`; in OpenMetrics a gauge `x` and the
+    # counter `x_total`, whose family is `x`, are one name twice); PrometheusStore reads it back.
     exposed_as: str = ""
 
     @property
@@ -75,7 +76,8 @@ METRICS: tuple[Metric, ...] = (
     _m("memory", "swap_usage", "percent", "gauge", (), "Swap in use; 0 when there is no swap."),
     _m("memory", "psi_memory_some", "percent", "gauge", (), "Share of time some task stalled on memory (PSI)."),
     _m("memory", "psi_memory_full", "percent", "gauge", (), "Share of time all tasks stalled on memory (PSI)."),
-    _m("memory", "oom_kills", "count", "delta", (), "Processes killed by the OOM killer during the interval (vmstat oom_kill)."),
+    _m("memory", "oom_kills", "count", "delta", (), "Processes killed by the OOM killer during the interval (vmstat oom_kill).",
+       exposed_as="oom_kills_delta"),
     # bandwidth
     _m("bandwidth", "net_in", "bit/s", "rate", _NET, "Bits received per second on an interface."),
     _m("bandwidth", "net_out", "bit/s", "rate", _NET, "Bits sent per second on an interface."),
@@ -110,14 +112,20 @@ METRICS: tuple[Metric, ...] = (
     _m("filesystem", "fs_stuck", "s", "gauge", _FS, "How long statvfs on a network, FUSE or other non-local filesystem has waited unanswered (a dead server, a stopped daemon); 0 when it answers. Local filesystems are not asked in a thread and have no series."),
     _m("filesystem", "fs_forced_readonly", "bool", "gauge", _FS, "1 when the filesystem turned itself read-only under a read-write mount, as after errors with errors=remount-ro (superblock options ro, emergency_ro or shutdown): a fault, never a choice."),
     # kernel signals
-    _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval."),
-    _m("kernel", "tcp_listen_drops", "count", "delta", (), "Connection requests dropped by listening sockets (TcpExt.ListenDrops), per interval."),
-    _m("kernel", "udp_rcvbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full receive buffer, per interval."),
-    _m("kernel", "udp_sndbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full send buffer, per interval."),
-    _m("kernel", "softnet_dropped", "count", "delta", (), "Packets dropped for a full softirq backlog (/proc/net/softnet_stat), per interval."),
+    _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval.",
+       exposed_as="tcp_listen_overflows_delta"),
+    _m("kernel", "tcp_listen_drops", "count", "delta", (), "Connection requests dropped by listening sockets (TcpExt.ListenDrops), per interval.",
+       exposed_as="tcp_listen_drops_delta"),
+    _m("kernel", "udp_rcvbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full receive buffer, per interval.",
+       exposed_as="udp_rcvbuf_errors_delta"),
+    _m("kernel", "udp_sndbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full send buffer, per interval.",
+       exposed_as="udp_sndbuf_errors_delta"),
+    _m("kernel", "softnet_dropped", "count", "delta", (), "Packets dropped for a full softirq backlog (/proc/net/softnet_stat), per interval.",
+       exposed_as="softnet_dropped_delta"),
     _m("kernel", "psi_io_some", "percent", "gauge", (), "Share of time some task stalled on I/O (PSI)."),
     _m("kernel", "psi_io_full", "percent", "gauge", (), "Share of time all tasks stalled on I/O (PSI)."),
-    _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...)."),
+    _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...).",
+       exposed_as="kernel_signals_delta"),
     _m("kernel", "log_condition", "bool", "gauge", ("rule",), "1 while a permanent rule of config log_patterns holds its condition: set by its pattern, ended by its clear line or a reboot."),
     # state
     _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
