@@ -30,7 +30,7 @@ def list_checks():
 
 
 @bp.post("/diagnoses")
-@doc("Run a diagnosis now; the report is stored.", body=DIAGNOSIS_BODY, responses={201: REPORT})
+@doc("Run a diagnosis now; the report is stored.", body=DIAGNOSIS_BODY, body_required=False, responses={201: REPORT})
 def create_diagnosis():
     auth.require("token")
     body = json_body() if request.content_length else {}

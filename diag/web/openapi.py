@@ -74,9 +74,12 @@ ERRORS = (400, 401, 403, 404, 409, 413, 422, 424, 503, 507)
 
 def doc(summary: str, *, responses: dict[int, dict[str, Any] | None], body: dict[str, Any] | None = None,
         params: list[dict[str, Any]] | None = None, method: str | None = None,
-        content_type: str = "application/json", tags: list[str] | None = None) -> Callable:
+        content_type: str = "application/json", tags: list[str] | None = None,
+        body_required: bool = True) -> Callable:
     """Describe a view's operation. `responses` maps a status to its JSON schema (None: no
-    body). Every error status answers the one error shape; they are added here."""
+    body). Every error status answers the one error shape; they are added here.
+    `body_required=False` for a view that works without a body: the document is fuzzed,
+    and a request without one must be answered as the document says."""
 
     def wrap(view: Callable) -> Callable:
         ops = getattr(view, "openapi", {})
@@ -91,7 +94,7 @@ def doc(summary: str, *, responses: dict[int, dict[str, Any] | None], body: dict
             op["responses"].setdefault(str(status), {"description": "error",
                                                      "content": {"application/json": {"schema": ref("Error")}}})
         if body is not None:
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+            op["requestBody"] = {"required": body_required, "content": {"application/json": {"schema": body}}}
         if params:
             op["parameters"] = params
         if tags:
