@@ -10,7 +10,6 @@ import os
 import sys
 import threading
 import time
-import warnings
 
 from diag import __version__
 from diag.units import parse_duration
@@ -88,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "agent":
         return args.func(args)  # the light agent reads its own config, without pydantic
     from diag.config import ConfigError  # here, not at the top: `diag agent` must not load it
+    from diag.lifecycle import StartRefused
 
     try:
         return args.func(args)
     except ConfigError as e:
+        print(f"diag: {e}", file=sys.stderr)
+        return 2
+    except StartRefused as e:  # the data dir is in use, or a database cannot be opened safely
         print(f"diag: {e}", file=sys.stderr)
         return 2
 
@@ -285,8 +288,6 @@ def _rules_export(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from waitress.server import create_server
-
     from diag import lifecycle, scheduler as scheduling
     from diag.service import Service
     from diag.config import check_listen
@@ -298,21 +299,15 @@ def _serve(args: argparse.Namespace) -> int:
     from diag.config import check_commands  # remote commands: refuse them without a token
 
     check_commands(cfg)
+    # Before anything in the data dir is read: a second service on it must not touch it.
+    lifecycle.lock_data_dir(cfg.data_dir)
     service = Service(cfg)
     service.start()
     sched = scheduling.build(service)
     app = create_app(service, sched)
-    # recv_bytes: request bodies arrive in one read instead of 8 KiB pieces (an agent's
-    # batch is tens of KiB). send_bytes: a worker thread leaves a response of up to
-    # 256 KiB to the event loop to send instead of sending it itself; eight workers in
-    # send() at once, each then waiting its turn for the GIL, made /metrics at 64
-    # connections 3,600 req/s with a p99 of 98 ms, against 8,200-8,900 and 12-14 ms
-    # (bench/http_service.py). waitress calls send_bytes deprecated but has no other knob
-    # for this; pyproject.toml keeps waitress below 4 so its removal cannot surprise us.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        server = create_server(app, host=cfg.host, port=cfg.port, threads=8, ident="diag", recv_bytes=256 * 1024,
-                               send_bytes=256 * 1024)
+    from diag.web import server as web_server
+
+    server = web_server.create(app, cfg.host, cfg.port)  # guarded against slowloris: see there
     # What start-up built (pandas, plotly, the catalogues) lives as long as the process,
     # yet every full collection walks it: frozen, it is skipped. A larger first generation
     # lets an ingest request's thousands of short-lived dicts die young instead of being

@@ -52,10 +52,15 @@ class Service:
         if settings.state_dir is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.cycle = CollectionCycle(registry.build(config.roots, settings), interval=config.interval)
-        damaged = [m for m in (lifecycle.check_database(config.data_dir / name)
-                               for name in ("metrics.db", "diag.db") if store is None or name == "diag.db") if m]
+        ours = [config.data_dir / name for name in ("metrics.db", "diag.db")
+                if (store is None and not config.store_url) or name == "diag.db"]
+        for path in ours:  # all before any is opened: opening one makes it non-empty
+            lifecycle.check_held(path)
+        damaged = [m for m in map(lifecycle.check_database, ours) if m]
         self.store = store if store is not None else _open_store(config)
         self.db = Database(config.data_dir / "diag.db")
+        for path in ours:
+            lifecycle.mark_held(path)
         self.events = EventLog(self.db)
         self.instances = Instances(self.db)
         self.processes = ProcessHistory(self.db)
