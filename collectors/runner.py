@@ -6,6 +6,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import Counter
 
 from collectors.base import Collector
@@ -44,8 +45,13 @@ class _Runner:
     it is stuck in (reporting it late to the cycle), then ends; a new runner takes the rest.
     """
 
+    # How often an idle runner looks whether its cycle is gone.
+    IDLE_CHECK_S = 5.0
+
     def __init__(self, cycle: "CollectionCycle") -> None:
-        self.cycle = cycle
+        # Weak: a runner waiting for work must not keep a dropped cycle, and with it every
+        # collector and the files they hold open, alive for the life of the process.
+        self.cycle = weakref.ref(cycle)
         self.abandoned = False
         self.jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.thread = threading.Thread(target=self._loop, name="collector-runner", daemon=True)
@@ -53,9 +59,15 @@ class _Runner:
 
     def _loop(self) -> None:
         while True:
-            job = self.jobs.get()
+            try:
+                job = self.jobs.get(timeout=self.IDLE_CHECK_S)
+            except queue.Empty:
+                if self.cycle() is None:
+                    return
+                continue
             if not self._work(job):
                 return
+            del job  # the finished job holds the collectors: keep nothing while idle
 
     def _work(self, job: _Job) -> bool:
         """Runs `job` from its cursor on; False once this runner was abandoned."""
@@ -79,7 +91,9 @@ class _Runner:
             took = time.perf_counter() - t0
             with job.lock:
                 if self.abandoned:
-                    self.cycle._returned_late(c, got, took)
+                    cycle = self.cycle()
+                    if cycle is not None:
+                        cycle._returned_late(c, got, took)
                     return False
                 job.results[i] = (got, took)
                 # Cleared with the result, under one lock: else the cycle could take this
