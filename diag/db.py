@@ -16,6 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from diag.store.schema import is_full_error
+from diag.store.types import StoreFullError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     instance_id TEXT PRIMARY KEY,
@@ -92,7 +95,15 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     return added
 
 
+class DatabaseFullError(StoreFullError, sqlite3.OperationalError):
+    """The disk under diag.db is full. Still a sqlite3.OperationalError, for the callers
+    that already keep going past one."""
+
+
 class Database:
+    # Why the last write failed for want of room; None once one succeeds (/healthz reads it).
+    full: str | None = None
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
@@ -126,16 +137,31 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        A full disk raises DatabaseFullError (a StoreFullError: the routes answer 507)."""
         conn = self._conn()
         with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:  # SQLite may have rolled back itself (SQLITE_FULL)
+                        conn.execute("ROLLBACK")
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                if is_full_error(e) and not isinstance(e, DatabaseFullError):
+                    self.full = f"{self.path.name}: {e}"
+                    raise DatabaseFullError(f"{self.path.name} cannot write now: {e}") from e
                 raise
-            conn.execute("COMMIT")
+            self.full = None
 
     def get_kv(self, key: str) -> Any:
         rows = self.read("SELECT value FROM kv WHERE key = ?", (key,))

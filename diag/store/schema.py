@@ -65,6 +65,10 @@ INSERT OR IGNORE INTO meta VALUES ('gen', 0), ('schema', 1);
 """
 
 
+# The WAL is checkpointed at this size, and cut back to it after a larger transaction.
+WAL_LIMIT_BYTES = 4 << 20
+
+
 def connect(path: Path, *, synchronous: str = "FULL", writer: bool = False) -> sqlite3.Connection:
     """One connection per thread; the writer's also creates the schema.
 
@@ -84,7 +88,10 @@ def connect(path: Path, *, synchronous: str = "FULL", writer: bool = False) -> s
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         # The WAL file is truncated back to this after a checkpoint, so it cannot
         # keep the disk space of one big compaction forever.
-        conn.execute("PRAGMA journal_size_limit = 67108864")
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+        # SQLite's default checkpoints after 1,000 pages: 64 MiB of WAL with our pages, on
+        # top of what store.size_cap allows, enough to fill a small disk by itself.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_LIMIT_BYTES // PAGE_SIZE}")
         conn.executescript(DDL)
     else:
         conn.execute("PRAGMA query_only = 1")

@@ -68,6 +68,7 @@ class SqliteStore:
         self._readers_lock = threading.Lock()
         self._closed = False
         self._latest_seen = 0.0
+        self.full: str | None = None  # why the last write failed for want of room (/healthz)
         conn = connect(self.path, synchronous=synchronous, writer=True)
         self.catalogue.load(conn)
         self._recover(conn)
@@ -130,7 +131,12 @@ class SqliteStore:
             fast = self.catalogue.fast.get(instance_id, {})
             req.ids = list(map(fast.get, keys))
             req.keys = keys
-        result = self.writer.submit(req)
+        try:
+            result = self.writer.submit(req)
+        except StoreFullError as e:
+            self.full = str(e)
+            raise
+        self.full = None
         if ts.size:
             self._latest_seen = max(self._latest_seen, float(ts.max()))
         return bool(result)

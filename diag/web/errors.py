@@ -38,6 +38,13 @@ def install(app: Flask) -> None:
         body.headers.update(e.headers)
         return body, status
 
+    from diag.store.types import StoreFullError
+
+    @app.errorhandler(StoreFullError)
+    def _full(e: StoreFullError):
+        # A full disk is the server's condition, not a bug: every write route says so alike.
+        return error_response(507, f"the service cannot write now: {e}", code="InsufficientStorage")
+
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
         return error_response(e.code or 500, e.description or e.name)

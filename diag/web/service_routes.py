@@ -88,6 +88,11 @@ def healthz():
         failing.append(f"collection: none for more than {grace:.0f}s")
     if service.store_failing is not None:  # collecting, but the samples are lost (disk full, ...)
         failing.append(service.store_failing)
+    # Writes refused for want of room (ingest, or any route writing diag.db): the last one
+    # failed, so the service is not doing its job even while it still answers reads.
+    for full in (getattr(service.store, "full", None), getattr(service.db, "full", None)):
+        if full and f"store: {full}" != service.store_failing:
+            failing.append(f"disk full: {full}")
     body = {"status": "ok" if not failing else "failing", "version": __version__,
             "instance_id": service.instance_id, "last_collection": last}
     if failing:

@@ -124,3 +124,91 @@ def test_an_emptied_database_refuses_to_start(tmp_path, name):
         again.wait_ready()
     finally:
         assert again.stop() == 0, again.output()
+
+
+# -- 17: a real full filesystem -------------------------------------------------------------------
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 96 MiB tmpfs: a disk that really fills (ENOSPC), unmounted after."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(path: Path) -> None:
+    """Append to `path` until the filesystem has no byte left."""
+    chunk = b"\0" * (1 << 20)
+    with open(path, "ab", buffering=0) as f:  # a failed write raises now, not at close
+        for _ in range(200):  # more MiB than the filesystem has
+            try:
+                f.write(chunk)
+            except OSError:
+                break
+        for _ in range(1 << 12):  # the last partial MiB
+            try:
+                f.write(b"\0" * 256)
+            except OSError:
+                return
+
+
+def _batch(i: int, now: float, series: int = 100, points: int = 80) -> dict:
+    # Under the 1 MiB body limit; a new series set each time, so every batch takes new pages.
+    return {"instance_id": "agent-full", "batch_id": f"full-{i}", "samples": [
+        {"metric": "jobs", "labels": {"n": str(n), "b": str(i)}, "value": p / 7, "ts": now - points + p}
+        for n in range(series) for p in range(points)]}
+
+
+@pytest.mark.slow
+def test_a_full_disk_answers_507_everywhere_and_healthz_says_so(small_fs):
+    data = small_fs / "data"
+    p = ServeProcess(data, "--interval", "1s", "--kmsg", str(own_kmsg(small_fs)))
+    try:
+        p.wait_ready()
+        # The WAL stays small while tens of MiB go in: it is checkpointed long before
+        # SQLite's default 1,000 pages (64 MiB here).
+        wal, biggest = data / "metrics.db-wal", 0
+        now = time.time()
+        for i in range(150):  # 8,000 new series each: tens of MiB in all
+            status, _, body = http("POST", p.url + "/api/v1/ingest", _batch(i, now), timeout=30)
+            assert status == 202, body
+            biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+        assert biggest <= 8 << 20, f"the WAL grew to {biggest / 2**20:.1f} MiB"
+
+        ballast = small_fs / "ballast"
+        statuses = []
+        for i in range(60):  # each success had room (the service gives back its reserve): fill again
+            _fill(ballast)
+            status, _, body = http("POST", p.url + "/api/v1/ingest", _batch(1000 + i, time.time(), 50, 20), timeout=30)
+            statuses.append(status)
+            if status == 507:
+                break
+        assert statuses[-1] == 507 and 500 not in statuses, statuses
+        status, _, body = http("GET", p.url + "/healthz")
+        assert status == 503, body
+        assert any("full" in f for f in json.loads(body)["failing"]), body
+
+        # A route writing diag.db: 507 too, never 500.
+        statuses = []
+        for i in range(200):
+            _fill(ballast)
+            status, _, body = http("POST", p.url + "/api/v1/events", {
+                "type": "SystemMaintenance.Reboot", "not_before": time.time() + 3600 + i, "duration": 60})
+            statuses.append(status)
+            if status >= 500:
+                break
+        assert statuses[-1] == 507, (statuses[-5:], body)
+        status, _, body = http("GET", p.url + "/healthz")
+        assert status == 503, body
+    finally:
+        out = p.output()
+        p.stop()
+    assert "Traceback" not in out or "disk is full" in out
