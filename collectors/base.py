@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -35,6 +36,15 @@ class Parts:
         self.log = log
         self._logged: set[str] = set()
 
+    def read_each(self, owner: Any, batch: Batch, proc: str, now: float,
+                  readers: tuple[tuple[str, Callable[..., None]], ...]) -> None:
+        """Calls each `read(owner, batch, proc, now)` of (file under proc, read) pairs, apart."""
+        for part, read in readers:
+            try:
+                read(owner, batch, proc, now)
+            except Exception as e:  # noqa: BLE001 - one file's failure leaves the others
+                self.failed(batch, part, f"{proc}/{part}", e)
+
     def failed(self, batch: Batch, part: str, path: str, error: BaseException) -> None:
         kind = f"{part}:{type(error).__name__}"
         batch.errors.append(kind)
@@ -43,6 +53,49 @@ class Parts:
             why = error.strerror if isinstance(error, OSError) and error.strerror else error
             self.log.warning("reading %s failed (%s: %s): the readings made from it are missing, the "
                              "others are not; logged once per file and kind", path, type(error).__name__, why)
+
+
+class StateFile:
+    """A collector's position kept across restarts (JSON), written by temp + rename so a
+    reader never sees half a file. No fsync: a position matters within one boot, and the
+    page cache outlives a restart of the service. An unwritable file is logged once per
+    outage; collecting goes on, and a restart then reads again from further back."""
+
+    def __init__(self, path: Path | None, what: str, log: logging.Logger) -> None:
+        self.path, self.what, self.log = path, what, log
+        self._failed = False
+        self._text: str | None = None
+
+    def load(self, unreadable: str) -> dict:
+        """The saved dict, or {} (logged, saying `unreadable`: what happens instead)."""
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as e:
+            self.log.warning("%s %s unreadable (%s): %s", self.what, self.path, e, unreadable)
+            return {}
+
+    def save(self, data: dict) -> None:
+        if self.path is None:
+            return
+        text = json.dumps(data, sort_keys=True)
+        if text == self._text:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, self.path)
+            self._text = text
+            self._failed = False
+        except OSError as e:
+            if not self._failed:
+                self.log.warning("cannot save %s to %s: %s (logged once per outage)", self.what, self.path, e)
+            self._failed = True
 
 
 class Stalled(TimeoutError):

@@ -17,14 +17,13 @@ it, whoever wrote it. Their permanent conditions are kept in the same state file
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
 import time
 from pathlib import Path
 
-from collectors.base import read_text
+from collectors.base import StateFile, read_text
 from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, classify
 from collectors.log_files import KERNEL, RuleMatcher
 from collectors.pstore import find_pstore_panics
@@ -190,7 +189,8 @@ class KernelLogCollector:
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
-        self._state_path = settings.state_dir / STATE_FILE if settings.state_dir else None
+        self._state = StateFile(settings.state_dir / STATE_FILE if settings.state_dir else None,
+                                "kernel-log position", log)
         self._reader: _DeviceReader | _FileReader | None = None
         self._assembler = ReportAssembler(settings.kmsg_user_records)
         self._totals = dict.fromkeys(SIGNAL_KINDS, 0)
@@ -201,7 +201,6 @@ class KernelLogCollector:
         self._last_seq: int | None = None
         self._pstore_seen: list[str] = []
         self._pstore_done = False
-        self._save_failed = False
         # Records overwritten before they were read (sequence gaps on the device).
         self.lost = 0
         rules = [r for r in settings.log_rules if r.source == KERNEL]
@@ -324,33 +323,10 @@ class KernelLogCollector:
             self._save()
 
     def _load(self) -> dict:
-        if self._state_path is None:
-            return {}
-        try:
-            data = json.loads(self._state_path.read_text())
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            log.warning("kernel-log position %s unreadable (%s): reading the whole buffer", self._state_path, e)
-            return {}
+        return self._state.load("reading the whole buffer")
 
     def _save(self) -> None:
-        """temp + rename: a reader never sees half a file. No fsync: the position only
-        matters within one boot, and the page cache outlives a restart of the service."""
-        if self._state_path is None:
-            return
         data = {"boot_id": self._boot_id, "seq": self._last_seq, "pstore": self._pstore_seen}
         if self._user is not None:
             data["held"] = self._user.held
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        try:
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(data))
-            os.replace(tmp, self._state_path)
-            self._save_failed = False
-        except OSError as e:
-            # Reading goes on; a restart would then re-read the buffer. Logged once per outage.
-            if not self._save_failed:
-                log.warning("cannot save kernel-log position to %s: %s", self._state_path, e)
-            self._save_failed = True
+        self._state.save(data)

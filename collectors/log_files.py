@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from collectors.base import read_text
+from collectors.base import StateFile, read_text
 from collectors.kernel_patterns import CUSTOM, INFO, UserRule
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
@@ -330,19 +330,18 @@ class LogFilesCollector:
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots
-        self._state_path = settings.state_dir / STATE_FILE if settings.state_dir else None
+        self._state = StateFile(settings.state_dir / STATE_FILE if settings.state_dir else None,
+                                "log-file positions", log)
         rules = [r for r in settings.log_rules if r.source != KERNEL]
         by_source: dict[str, list[UserRule]] = {}
         for r in rules:
             by_source.setdefault(r.source, []).append(r)
         self._rules = by_source
         self._started = False
-        self._save_failed = False
         self._tails: dict[str, _Tail] = {}
         self._journal: _Journal | None = None
         self._matchers: dict[str, RuleMatcher] = {}
         self._boot_id: str | None = None
-        self._saved_text: str | None = None
 
     def _start(self, now: float) -> list[Signal]:
         self._started = True
@@ -406,35 +405,11 @@ class LogFilesCollector:
             pass
 
     def _load(self) -> dict:
-        if self._state_path is None:
-            return {}
-        try:
-            data = json.loads(self._state_path.read_text())
-            return data if isinstance(data, dict) else {}
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as e:
-            log.warning("log-file positions %s unreadable (%s): files are read from their end", self._state_path, e)
-            return {}
+        return self._state.load("files are read from their end")
 
     def _save(self) -> None:
-        if self._state_path is None:
-            return
-        data = {"boot_id": self._boot_id,
-                "files": {s: p for s, t in self._tails.items() if (p := t.position()) is not None},
-                "held": {s: m.held for s, m in self._matchers.items() if m.held},
-                "journal_cursor": self._journal.cursor if self._journal is not None else None}
-        text = json.dumps(data, sort_keys=True)
-        if text == self._saved_text:
-            return
-        tmp = self._state_path.with_name(self._state_path.name + ".tmp")
-        try:
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text)
-            os.replace(tmp, self._state_path)
-            self._saved_text = text
-            self._save_failed = False
-        except OSError as e:
-            if not self._save_failed:
-                log.warning("cannot save log-file positions to %s: %s (logged once)", self._state_path, e)
-            self._save_failed = True
+        self._state.save({
+            "boot_id": self._boot_id,
+            "files": {s: p for s, t in self._tails.items() if (p := t.position()) is not None},
+            "held": {s: m.held for s, m in self._matchers.items() if m.held},
+            "journal_cursor": self._journal.cursor if self._journal is not None else None})

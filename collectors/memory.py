@@ -104,9 +104,5 @@ class MemoryCollector:
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
         proc = str(self.roots.proc)  # string paths: a Path join per file costs more than its read
-        for part, read in self._PARTS:
-            try:
-                read(self, batch, proc, now)
-            except Exception as e:  # noqa: BLE001 - one file's failure leaves the others
-                self.parts.failed(batch, part, f"{proc}/{part}", e)
+        self.parts.read_each(self, batch, proc, now, self._PARTS)
         return batch
