@@ -47,7 +47,11 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(e: HTTPException):
-        return error_response(e.code or 500, e.description or e.name)
+        body, status = error_response(e.code or 500, e.description or e.name)
+        # Keep the exception's own headers but its text/html Content-Type: a 405 must name the
+        # methods the resource allows (`Allow`, RFC 9110 15.5.6), a 429 or 503 its Retry-After.
+        body.headers.extend((k, v) for k, v in e.get_headers() if k.lower() != "content-type")
+        return body, status
 
     @app.errorhandler(Exception)
     def _unexpected(e: Exception):
