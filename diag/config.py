@@ -19,9 +19,11 @@ import yaml
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo,
                       field_validator)
 
-from collectors.kernel_patterns import RESERVED_LABELS, UserRule
+from collectors import kernel_patterns as rules
+from collectors.kernel_patterns import UserRule
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
+from diag.config_lines import line_of as _line_of
 from diag.units import parse_bitrate, parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -123,46 +125,26 @@ class CommandsConfig(_Strict):  # remote commands (diag/commands), used only wit
     workers: Annotated[int, Field(ge=1, le=64)] = 4  # concurrent runs on this instance
 
 
-def _regex(value: str | None) -> str | None:
-    """A regex that compiles, or the reason it does not (the loader adds file, line and field)."""
-    if value is not None:
-        try:
-            compiled = re.compile(value)
-        except re.error as e:
-            raise ValueError(f"regex does not compile: {e.msg} at position {e.pos}") from None
-        taken = sorted(set(compiled.groupindex) & set(RESERVED_LABELS))
-        if taken:
-            raise ValueError(f"group name {taken[0]!r} is a label the service sets itself")
-    return value
-
-
 class LogPattern(_Strict):
     """An operator's log rule (node-problem-detector's system-log monitor rule)."""
 
     pattern: str
     source: str = "kernel"  # "kernel" (/dev/kmsg), "journal", or a log file's absolute path
-    type: Literal["temporary", "permanent"] = "temporary"
-    level: Literal["CRITICAL", "WARN", "INFO"] = "WARN"
+    type: Literal[rules.RULE_TYPES] = "temporary"
+    level: Literal[rules.USER_LEVELS] = "WARN"
     clear: str | None = None  # permanent only: a line ending the condition
 
-    _pattern = field_validator("pattern", "clear")(_regex)
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, v: str) -> str:
-        if v not in ("kernel", "journal") and not v.startswith("/"):
-            raise ValueError('"kernel", "journal" or an absolute path of a log file')
-        return v
+    # The checks live with the rules, so that the agent (no pydantic) refuses what this refuses.
+    _pattern = field_validator("pattern", "clear")(rules.check_regex)
+    _source = field_validator("source")(rules.check_source)
 
     @field_validator("clear")
     @classmethod
     def _clear_needs_permanent(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None and info.data.get("type") != "permanent":
-            raise ValueError("clear ends a condition: only a permanent rule has one")
-        return v
+        return rules.check_clear(v, info.data.get("type"))
 
 
-RuleName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
+RuleName = Annotated[str, StringConstraints(pattern=rules.RULE_NAME.pattern)]
 
 
 class Config(_Strict):
@@ -215,10 +197,8 @@ class Config(_Strict):
             interface_scopes=dict(self.network.interface_scopes),
             top_processes=self.top_processes,
             kmsg_user_records=self.kmsg_user_records,
-            log_rules=tuple(
-                UserRule(name, p.source, re.compile(p.pattern), p.level, p.type == "permanent",
-                         re.compile(p.clear) if p.clear is not None else None)
-                for name, p in self.log_patterns.items()),
+            log_rules=tuple(UserRule.of(name, p.source, p.pattern, p.level, p.type, p.clear)
+                            for name, p in self.log_patterns.items()),
         )
 
     def resolved_instance_id(self) -> str:
@@ -370,43 +350,3 @@ def _toml_error(e: tomllib.TOMLDecodeError, source: str) -> tuple[str, int | Non
     if line is None and text.endswith("(at end of document)"):
         line = max(1, len(source.splitlines()))  # an unclosed bracket or string: its last line
     return message, line, column
-
-
-def _line_of(text: str, loc: list[str], path: str) -> int | None:
-    """The line where the field at `loc` (or its nearest existing parent) is written."""
-    if path.endswith(".toml"):
-        return _toml_line(text, loc)
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for key in loc:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for k, v in node.value:
-            if k.value == key:
-                line, node = k.start_mark.line + 1, v
-                break
-        else:
-            break
-    return line
-
-
-def _toml_line(text: str, loc: list[str]) -> int | None:
-    """TOML keeps no positions; find `key =` under the table header naming the parents."""
-    best = None
-    table: list[str] = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("["):
-            table = [p.strip().strip('"') for p in line.strip("[]").split(".")]
-            if table == loc[: len(table)]:
-                best = best or n
-            continue
-        if "=" in line and not line.startswith("#"):
-            key = [p.strip().strip('"') for p in line.split("=", 1)[0].split(".")]
-            full = table + key
-            if full == loc[: len(full)]:
-                best = n
-    return best

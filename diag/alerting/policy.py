@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.events import TYPES
 from diag.units import parse_duration
 
@@ -116,7 +117,14 @@ class EventCondition(_Strict):
     def _type(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        if v.endswith(".*"):
+        if v.startswith(CUSTOM_PREFIX):
+            # Operators name these in log_patterns, on the server or on any agent, so the
+            # server cannot list them: any name the log_patterns config accepts is one.
+            name = v[len(CUSTOM_PREFIX):]
+            if name != "*" and not RULE_NAME.match(name):
+                raise ValueError(f"{v[:80]!r}: a Custom event type is Custom.<rule name> (the rule's name in "
+                                 f"log_patterns, matching {RULE_NAME.pattern}) or Custom.*")
+        elif v.endswith(".*"):
             if not any(t.startswith(v[:-1]) for t in TYPES):
                 raise ValueError(f"no event type starts with {v[:-1]!r}")
         elif v not in TYPES:
