@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from collectors.facts.firewall import firewall as _firewall
 from collectors.facts.interfaces import interfaces as _interfaces
 from collectors.facts.listening import listening as _listening
+from collectors.base import Stalled
 from collectors.facts.processes import Proc, cmdline, scan
 from collectors.facts.routes import routes as _routes
 from collectors.facts.sshd import sshd_facts
@@ -82,9 +83,18 @@ class Snapshots:
             box["error"] = e
 
 
-def _dhcp_clients(roots: Roots, procs: list[Proc]) -> list[dict]:
-    return [{"pid": p.pid, "name": DHCP_CLIENTS[p.comm], "cmdline": cmdline(roots.proc, p.pid)}
-            for p in procs if p.comm in DHCP_CLIENTS]
+def _dhcp_clients(roots: Roots, procs: list[Proc], errors: dict[str, str]) -> list[dict]:
+    out = []
+    for p in procs:
+        if p.comm not in DHCP_CLIENTS:
+            continue
+        try:
+            line = cmdline(roots.proc, p.pid)
+        except Stalled as e:  # the client is still listed: that it runs is the finding
+            line = ""
+            errors["dhcp_clients"] = str(e)
+        out.append({"pid": p.pid, "name": DHCP_CLIENTS[p.comm], "cmdline": line})
+    return out
 
 
 def snapshot(roots: Roots, now: float, service_ports: Sequence[int] = ()) -> dict:
@@ -116,11 +126,12 @@ def snapshot(roots: Roots, now: float, service_ports: Sequence[int] = ()) -> dic
         fw = {"tool": None, "rules_checked": 0, "drops": [], "error": f"{type(e).__name__}: {e}"}
     if "processes" in errors:
         errors["dhcp_clients"] = errors["processes"]
+    dhcp = _dhcp_clients(roots, procs, errors)
     return {
         "taken_at": now,
         "sshd": sshd,
         "interfaces": ifaces,
-        "dhcp_clients": _dhcp_clients(roots, procs),
+        "dhcp_clients": dhcp,
         "routes": _routes(roots),
         "firewall": fw,
         "listening": listen,

@@ -2,17 +2,32 @@
 
 `cmdline` and `stat` are read only for the few processes whose name matched, so a scan
 of a busy host costs one small read per pid.
+
+Reading another process's `cmdline` takes its memory lock (access_remote_vm): a process
+stuck in a page fault on a hung mount holds it, and the read sleeps in the kernel until
+the mount answers, maybe never. So `cmdline` runs on a DeadlineWorker: a stuck read
+costs one snapshot CMDLINE_DEADLINE_S, is logged once, and that pid is skipped (not
+stacked on) until the read returns. `comm` and `stat` take no such lock.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from collectors.base import DeadlineWorker, Stalled, read_bytes
+
+log = logging.getLogger(__name__)
 
 # The kernel keeps 15 characters of a process name (TASK_COMM_LEN - 1):
 # systemd-networkd shows up as "systemd-network".
 COMM_LEN = 15
+# A cmdline read answers in microseconds unless the process's memory lock is held; a few
+# DHCP clients a snapshot, each waited on at most this, fit the snapshot's own deadline.
+CMDLINE_DEADLINE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +64,35 @@ def named(procs: list[Proc], names: tuple[str, ...]) -> list[Proc]:
     return [p for p in procs if p.comm in wanted]
 
 
+class _Cmdlines:
+    """The worker that reads cmdline files, and how many reads it gave up on.
+
+    One per process: a stuck read's pid must stay known across snapshots, or each
+    snapshot would stack a new thread on it. The lock keeps DeadlineWorker (which is not
+    thread-safe) to one caller; snapshots run one at a time anyway (facts.Snapshots).
+    """
+
+    def __init__(self) -> None:
+        self.worker = DeadlineWorker("cmdline", CMDLINE_DEADLINE_S, log)
+        self.stalls = 0  # reads abandoned or skipped because one was stuck
+        self.lock = threading.Lock()
+
+
+CMDLINES = _Cmdlines()
+
+
 def cmdline(proc: Path, pid: int) -> str:
-    """The command line with NULs as spaces; "" for a kernel thread or a vanished process."""
-    data = _read(f"{proc}/{pid}/cmdline")
+    """The command line with NULs as spaces; "" for a kernel thread or a vanished process.
+    Raises Stalled when the read did not answer in time, or one of the same pid is stuck."""
+    path = f"{proc}/{pid}/cmdline"
+    with CMDLINES.lock:
+        try:
+            data = CMDLINES.worker.call(path, read_bytes, path)
+        except Stalled:
+            CMDLINES.stalls += 1  # the worker logged the pid once, when it gave up on it
+            raise
+        except OSError:  # the process exited while we looked, or it is not ours to read
+            return ""
     return data.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace") if data else ""
 
 

@@ -28,3 +28,56 @@ def test_live_finds_this_process():
     assert me and me[0].comm == Path("/proc/self/comm").read_text().strip()
     assert ppid(Path("/proc"), os.getpid()) == os.getppid()
     assert cmdline(Path("/proc"), os.getpid()).split()[0] == Path("/proc/self/cmdline").read_bytes().split(b"\0")[0].decode()
+
+
+def test_a_stuck_cmdline_read_is_abandoned_logged_once_and_never_stacked(tmp_path, caplog):
+    """A real blocking read: the DHCP client's cmdline is a FIFO with no writer, so open(2)
+    blocks in the kernel as a read under a held memory lock does on a hung mount."""
+    import logging
+    import shutil
+    import threading
+    import time
+
+    from collectors import facts
+    from collectors.facts import processes
+    from collectors.roots import Roots
+
+    top = tmp_path / "host"
+    shutil.copytree(FIX / "running", top, symlinks=True)
+    fifo = top / "proc" / "455" / "cmdline"
+    text = fifo.read_bytes()
+    fifo.unlink()
+    os.mkfifo(fifo)
+    before = processes.CMDLINES.stalls
+    threads = threading.active_count()
+    with caplog.at_level(logging.WARNING, logger="collectors.facts.processes"):
+        t0 = time.monotonic()
+        s = facts.snapshot(Roots.under(top), 1.0)
+        took = time.monotonic() - t0
+        assert processes.CMDLINE_DEADLINE_S <= took < processes.CMDLINE_DEADLINE_S + 2
+        assert s["dhcp_clients"] == [{"pid": 455, "name": "dhclient", "cmdline": ""}]  # still listed
+        assert f"{fifo}" in s["errors"]["dhcp_clients"]
+        for _ in range(3):
+            t0 = time.monotonic()
+            s = facts.snapshot(Roots.under(top), 2.0)
+            assert time.monotonic() - t0 < 0.5  # skipped at once, not waited on again
+            assert "still blocked" in s["errors"]["dhcp_clients"]
+        assert processes.CMDLINES.stalls - before == 4
+        assert threading.active_count() <= threads + 2  # the stuck reader and one fresh worker, no more
+    stuck = [r for r in caplog.records if str(fifo) in r.getMessage()]
+    assert len(stuck) == 1, [r.getMessage() for r in caplog.records]
+
+    fd = os.open(fifo, os.O_WRONLY)  # a reader waits, so this opens at once and frees it
+    try:
+        plain = fifo.with_name("cmdline.plain")
+        plain.write_bytes(text)
+        plain.replace(fifo)
+        os.write(fd, text)
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + 5
+    while processes.CMDLINES.worker.stuck() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    s = facts.snapshot(Roots.under(top), 3.0)
+    assert s["dhcp_clients"][0]["cmdline"].startswith("/sbin/dhclient -1 -4")
+    assert "dhcp_clients" not in s["errors"]
