@@ -71,6 +71,32 @@ def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], fami
         yield fam
 
 
+def cycle_families(cycle) -> Iterator[Metric]:  # collectors.runner.CollectionCycle
+    """The collection cycle's own health, served alike by `diag serve` and `diag agent`."""
+    if cycle.last_duration is not None:
+        last = GaugeMetricFamily("diag_collection_cycle_seconds",
+                                 "Wall time of the last whole collection cycle (compare with the interval).")
+        last.add_metric([], cycle.last_duration)
+        yield last
+    over = CounterMetricFamily("diag_collection_overruns",
+                               "Collection cycles that took longer than the collection interval.")
+    over.add_metric([], cycle.overruns)
+    yield over
+    # Every collector, 0 for those never stalled, so a rate() needs no absent() beside it.
+    stalls = CounterMetricFamily("diag_collector_stalls",
+                                 "Collection cycles that went on without a collector: its call had not "
+                                 "returned within its budget, or was still stuck from an earlier cycle.",
+                                 labels=["collector"])
+    counts = dict(cycle.stalls)
+    for c in cycle.collectors:
+        stalls.add_metric([c.name], counts.get(c.name, 0))
+    yield stalls
+    errs = CounterMetricFamily("diag_collector_errors", "Collector failures by collector and error kind.", labels=["collector", "kind"])
+    for (name, kind), n in list(cycle.errors.items()):
+        errs.add_metric([name, kind], n)
+    yield errs
+
+
 class ServiceCollector(Collector):
     """The service's own health: collection cost, collector errors, jobs, store size."""
 
@@ -91,29 +117,7 @@ class ServiceCollector(Collector):
         for name, seconds in list(s.cycle.durations.items()):
             dur.add_metric([name], seconds)
         yield dur
-        cycle = s.cycle
-        if cycle.last_duration is not None:
-            last = GaugeMetricFamily("diag_collection_cycle_seconds",
-                                     "Wall time of the last whole collection cycle (compare with the interval).")
-            last.add_metric([], cycle.last_duration)
-            yield last
-        over = CounterMetricFamily("diag_collection_overruns",
-                                   "Collection cycles that took longer than the collection interval.")
-        over.add_metric([], cycle.overruns)
-        yield over
-        # Every collector, 0 for those never stalled, so a rate() needs no absent() beside it.
-        stalls = CounterMetricFamily("diag_collector_stalls",
-                                     "Collection cycles that went on without a collector: its call had not "
-                                     "returned within its budget, or was still stuck from an earlier cycle.",
-                                     labels=["collector"])
-        counts = dict(cycle.stalls)
-        for c in cycle.collectors:
-            stalls.add_metric([c.name], counts.get(c.name, 0))
-        yield stalls
-        errs = CounterMetricFamily("diag_collector_errors", "Collector failures by collector and error kind.", labels=["collector", "kind"])
-        for (name, kind), n in list(s.cycle.errors.items()):
-            errs.add_metric([name, kind], n)
-        yield errs
+        yield from cycle_families(s.cycle)
         jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by job and outcome.", labels=["job", "outcome"])
         for (job, outcome), n in s.job_outcomes.items():
             jobs.add_metric([job, outcome], n)

@@ -1,7 +1,8 @@
 """The agent's settings: a small YAML/TOML file, the environment, then flags (last wins).
 
 Not diag.config: that one is pydantic and the server's whole config; the agent stays
-light and needs a dozen keys.
+light and needs a dozen keys. What both take, `log_patterns`, is checked by the same
+functions (collectors/kernel_patterns.py), so an agent refuses what the server refuses.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from typing import Any
 
 import yaml
 
+from collectors.kernel_patterns import RuleError, UserRule, parse_rules
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
+from diag.config_lines import line_of
 from diag.identity import instance_id_from
 from diag.units import parse_bitrate, parse_duration
 
@@ -51,6 +54,9 @@ class AgentConfig:
     root: Path = Path("/")
     bandwidth_caps: dict[str, dict[str, Any]] = field(default_factory=dict)
     interface_scopes: dict[str, str] = field(default_factory=dict)
+    # Operators' own log rules, as the server's `log_patterns` (README "Your own log
+    # patterns"): their matches reach the server as Custom.<name> events.
+    log_patterns: tuple[UserRule, ...] = ()
 
     @property
     def roots(self) -> Roots:
@@ -61,7 +67,7 @@ class AgentConfig:
         caps = {s: BandwidthCap(_rate(c.get("inbound")), _rate(c.get("outbound"))) for s, c in self.bandwidth_caps.items()}
         return CollectorSettings(state_dir=self.data_dir / "state", bandwidth_caps=caps,
                                  interface_scopes=dict(self.interface_scopes), top_processes=self.top_processes,
-                                 kmsg_user_records=self.kmsg_user_records)
+                                 kmsg_user_records=self.kmsg_user_records, log_rules=self.log_patterns)
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or instance_id_from(self.etc)
@@ -80,6 +86,7 @@ def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> A
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     lines: dict[str, int] = {}  # where each setting of the file is, for errors
+    text = ""
     if path:
         p = Path(path)
         try:
@@ -109,6 +116,10 @@ def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> A
     for key, value in data.items():
         try:
             setattr(cfg, key, _convert(key, value))
+        except RuleError as e:  # the line of the rule's own field, as the server names it
+            loc = [key, *e.loc]
+            line = line_of(text, loc, str(path)) if path else None
+            raise AgentConfigError(f"{path}:{line}: " * bool(line) + f"{'.'.join(loc)}: {e.message}") from None
         except (TypeError, ValueError) as e:
             raise AgentConfigError(f"{where(key)}{key}: {e}") from None
     if not cfg.server:
@@ -155,6 +166,8 @@ def _toml_lines(text: str) -> dict[str, int]:
 
 
 def _convert(key: str, value: Any) -> Any:
+    if key == "log_patterns":
+        return parse_rules(value)
     if key in ("interval", "facts_every", "max_backoff"):
         seconds = parse_duration(value) if isinstance(value, str) else float(value)
         if not seconds > 0:

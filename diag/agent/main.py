@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+import threading
 
 from diag.agent.config import AgentConfigError, load
 from diag.lifecycle import stop_on_signals
@@ -24,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
 
     agent = Agent(cfg)
     stop_on_signals(agent.stop)
+    stopped = threading.Event()
+    threading.Thread(target=_exit_when_stuck, args=(agent, stopped), name="stop-watch", daemon=True).start()
     if cfg.listen:
         from diag.agent.metrics import serve
 
@@ -36,4 +41,23 @@ def run(args: argparse.Namespace) -> int:
     finally:
         agent.close()
     log.info("stopped")
+    stopped.set()
     return 0
+
+
+def _exit_when_stuck(agent, stopped: threading.Event) -> None:
+    """After SIGTERM, give the loop STOP_WAIT_S to finish its cycle or send, as `diag serve`
+    gives its jobs; then exit without it. A collector's budget (0.4 x interval: 24 s at
+    1 m), a send to a server that does not answer (15 s) or a call stuck for good must not
+    hold SIGTERM. The buffer is SQLite: a write cut short is rolled back at the next start."""
+    from diag.cli import STOP_WAIT_S
+
+    agent.stop.wait()
+    if stopped.wait(STOP_WAIT_S):
+        return
+    stalled = ", ".join(sorted(agent.cycle.stalled))
+    log.warning("stopping without waiting for the agent's loop, still %s after %g s%s", agent.phase, STOP_WAIT_S,
+                f" (stalled collectors: {stalled})" if stalled else "")
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(0)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from diag.exposition import BatchCollector
+from diag.exposition import BatchCollector, cycle_families
 
 
 class AgentCollector(Collector):
@@ -28,11 +28,7 @@ class AgentCollector(Collector):
             c = CounterMetricFamily(name, help_)
             c.add_metric([], value)
             yield c
-        errs = CounterMetricFamily("diag_collector_errors", "Collector failures by collector and error kind.",
-                                   labels=["collector", "kind"])
-        for (name, kind), n in a.cycle.errors.items():
-            errs.add_metric([name, kind], n)
-        yield errs
+        yield from cycle_families(a.cycle)  # overruns and stalls, as `diag serve` says them
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -1,7 +1,10 @@
 """The agent's loop: collect every interval, buffer, send in order with backoff.
 
-One thread does everything but `/metrics` (prometheus-client's own server thread), so
-the buffer sees one writer and batches leave in the order they were made.
+One thread collects, buffers and sends, so the buffer sees one writer and batches leave
+in the order they were made. Besides it: `/metrics` (prometheus-client's own server
+thread), the task poll, and the facts snapshot, which can hang (netlink, a tool, a
+process's /proc files) and so is taken on a thread of its own and handed to the next
+batch: a stuck snapshot never holds a collection.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ class Agent:
         settings = cfg.collector_settings()
         if settings.state_dir is not None:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.cycle = CollectionCycle(registry.build(cfg.roots, settings))
+        # With the interval: per-collector budgets of 0.4 x interval, and overruns counted.
+        self.cycle = CollectionCycle(registry.build(cfg.roots, settings), interval=cfg.interval)
         self.buffer = Buffer(cfg.data_dir / "buffer.db", cfg.buffer_batches)
         self.token = cfg.token
         self.last_batch: Batch | None = None
@@ -47,8 +51,11 @@ class Agent:
         self.send_failures = 0
         self.backoff = 0.0
         self._next_send = 0.0
-        self._last_facts = 0.0
+        self._facts_ready: dict[str, Any] | None = None  # taken, not yet in a batch
+        self._facts_lock = threading.Lock()
+        self._facts_late = False
         self.stop = threading.Event()
+        self.phase = "starting"  # what the loop is doing, for a stop that cannot wait for it
 
     # -- registration ----------------------------------------------------------------------------
 
@@ -82,17 +89,22 @@ class Agent:
     # -- the loop ----------------------------------------------------------------------------------
 
     def run(self) -> None:
+        self.phase = "registering"
         self.ensure_token()
         threading.Thread(target=self._poll_tasks, name="tasks", daemon=True).start()
+        threading.Thread(target=self._facts_loop, name="facts-loop", daemon=True).start()
         next_collect = time.monotonic()
         while not self.stop.is_set():
             now = time.monotonic()
             if now >= next_collect:
+                self.phase = "collecting"
                 self.collect_once()
                 next_collect += self.cfg.interval
                 if next_collect < now:  # a long stall: skip the missed cycles, do not burst
                     next_collect = now + self.cfg.interval
+            self.phase = "sending"
             self.flush()
+            self.phase = "waiting"
             wake = next_collect if not len(self.buffer) else min(next_collect, self._next_send)
             self.stop.wait(max(0.05, wake - time.monotonic()))
 
@@ -121,7 +133,7 @@ class Agent:
         tasks.join(5)
 
     def collect_once(self, now: float | None = None) -> dict[str, Any]:
-        """One collection into the buffer (with facts every few minutes)."""
+        """One collection into the buffer (with the facts, when a snapshot was taken since the last)."""
         batch = self.cycle.run(now)
         self.last_batch = batch
         body: dict[str, Any] = {
@@ -130,9 +142,10 @@ class Agent:
             "samples": [s.to_json() for s in batch.samples], "processes": batch.processes,
             "signals": [{"ts": s.ts, "kind": s.kind, "message": s.message, "labels": s.labels}
                         for s in batch.signals]}
-        if batch.ts - self._last_facts >= self.cfg.facts_every:
-            body["facts"] = self._facts(batch.ts)
-            self._last_facts = batch.ts
+        with self._facts_lock:
+            snap, self._facts_ready = self._facts_ready, None
+        if snap is not None:
+            body["facts"] = snap
         dropped = self.buffer.append(body)
         if dropped:
             self.dropped_total += dropped
@@ -181,14 +194,38 @@ class Agent:
         self._next_send = time.monotonic() + delay
         log.warning("%s; %d batches buffered; retry in %.1fs", why, len(self.buffer), delay)
 
-    def _facts(self, now: float) -> dict[str, Any]:
+    def _facts_loop(self) -> None:
+        """A snapshot every `facts_every`, through facts.Snapshots as `diag serve` takes them:
+        on a daemon thread, within its deadline, never stacked on a stuck one."""
         from collectors import facts
 
+        snapshots = facts.Snapshots()
+        while not self.stop.is_set():
+            snap = self._facts(snapshots)
+            if snap is not None:
+                with self._facts_lock:
+                    self._facts_ready = snap
+            self.stop.wait(self.cfg.facts_every)
+
+    def _facts(self, snapshots: Any) -> dict[str, Any] | None:
+        """A snapshot, or None when none came in time: the server keeps the last one, with its age."""
+        from collectors import facts
+
+        now = time.time()
         try:
-            return facts.snapshot(self.cfg.roots, now, self.cfg.service_ports)
+            snap = snapshots.take(self.cfg.roots, now, self.cfg.service_ports)
+        except facts.FactsTimeout as e:
+            if not self._facts_late:  # once until a snapshot succeeds again
+                self._facts_late = True
+                log.warning("%s: the server keeps the last snapshot, with its age", e)
+            return None
         except Exception as e:  # noqa: BLE001 - facts are best effort; the metrics still go
             log.warning("facts snapshot failed: %s", e)
             return {"taken_at": now, "errors": {"snapshot": f"{type(e).__name__}: {e}"}}
+        if self._facts_late:
+            self._facts_late = False
+            log.warning("facts snapshots are taken in time again")
+        return snap
 
     def _url(self, path: str) -> str:
         return self.cfg.server.rstrip("/") + path

@@ -51,3 +51,60 @@ def test_a_bad_flag_names_the_setting_without_a_file_line(tmp_path):
 def test_the_server_is_required():
     with pytest.raises(AgentConfigError, match="server"):
         load(None, env={})
+
+
+# The server's own cases (tests/collectors/test_log_files.py), refused the same way here.
+@pytest.mark.parametrize("name, text, want", [
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  NfsTimeout:\n    source: /var/log/syslog\n"
+               "    pattern: 'nfs: server (?P<server>\\S+ not responding'\n",
+     ":5: log_patterns.NfsTimeout.pattern: regex does not compile: missing ), unterminated subpattern at position 12"),
+    ("a.toml", 'server = "http://s:1"\n\n[log_patterns.Ok]\npattern = "fine"\n\n[log_patterns.NfsTimeout]\n'
+               "level = \"WARN\"\nclear = '('\ntype = \"permanent\"\npattern = 'x'\n",
+     ":8: log_patterns.NfsTimeout.clear: regex does not compile"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    pattern: x\n    source: var/log/syslog\n",
+     ":5: log_patterns.Bad.source: \"kernel\", \"journal\" or an absolute path"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    pattern: x\n    level: ERROR\n",
+     ":5: log_patterns.Bad.level: Input should be 'CRITICAL' or 'WARN' or 'INFO'"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    pattern: x\n    clear: y\n",
+     ":5: log_patterns.Bad.clear: clear ends a condition: only a permanent rule has one"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    pattern: '(?P<type>x)'\n",
+     ":4: log_patterns.Bad.pattern: group name 'type' is a label the service sets itself"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  bad-name:\n    pattern: x\n", ":3: log_patterns.bad-name: "),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    pattern: x\n    colour: red\n",
+     ":5: log_patterns.Bad.colour: unknown setting"),
+    ("a.yaml", "server: http://s:1\nlog_patterns:\n  Bad:\n    source: journal\n", ":3: log_patterns.Bad.pattern: "),
+])
+def test_a_bad_log_pattern_names_file_line_and_field(tmp_path, name, text, want):
+    path = write(tmp_path, name, text)
+    with pytest.raises(AgentConfigError) as e:
+        load(path, env={})
+    assert str(e.value).startswith(path + want), str(e.value)
+
+
+def test_the_server_refuses_what_the_agent_refuses(tmp_path):
+    """One set of checks: each bad rule above is refused by the server's config too."""
+    from diag.config import ConfigError, load as server_load
+
+    for body in ("  Bad:\n    pattern: '(x'\n", "  Bad:\n    pattern: x\n    level: ERROR\n",
+                 "  Bad:\n    pattern: x\n    clear: y\n", "  bad-name:\n    pattern: x\n"):
+        agent_file = write(tmp_path, "agent.yaml", "server: http://s:1\nlog_patterns:\n" + body)
+        server_file = write(tmp_path, "serve.yaml", "log_patterns:\n" + body)
+        with pytest.raises(AgentConfigError):
+            load(agent_file, env={})
+        with pytest.raises(ConfigError):
+            server_load(server_file, env={})
+
+
+def test_good_log_patterns_become_the_collectors_rules(tmp_path):
+    path = write(tmp_path, "a.yaml", "server: http://s:1\nlog_patterns:\n  AppCrash:\n    source: /var/log/app.log\n"
+                                     "    pattern: 'panic: (?P<what>\\w+)'\n    level: CRITICAL\n"
+                                     "  NfsDown:\n    pattern: 'nfs: server \\S+ not responding'\n"
+                                     "    type: permanent\n    clear: 'nfs: server \\S+ OK'\n")
+    rules = {r.name: r for r in load(path, env={}).collector_settings().log_rules}
+    assert set(rules) == {"AppCrash", "NfsDown"}
+    crash, nfs = rules["AppCrash"], rules["NfsDown"]
+    assert (crash.source, crash.level, crash.permanent, crash.event) == ("/var/log/app.log", "CRITICAL", False,
+                                                                         "Custom.AppCrash")
+    assert crash.regex.search("panic: boom").group("what") == "boom"
+    assert (nfs.source, nfs.level, nfs.permanent) == ("kernel", "WARN", True)
+    assert nfs.clear is not None and nfs.clear.search("nfs: server filer OK")
