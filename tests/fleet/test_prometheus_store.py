@@ -36,8 +36,12 @@ def _value(m: catalogue.Metric, failing: bool, i: int, n: int) -> float:
         return 0.0  # 100 s of I/O in flight and none completed: a hang
     if failing and m.name == "disk_util":
         return 100.0
-    if m.name == "fs_readonly":
+    if m.name in ("fs_readonly", "fs_forced_readonly"):
         return 1.0 if failing and i > n // 2 else 0.0
+    if m.name in ("net_up", "net_carrier"):
+        return 1.0
+    if m.unit == "bool" or m.name == "fs_stuck":
+        return 0.0  # no stalled collector, no held log condition, no mount waiting
     if m.unit == "percent":
         return (97.0 + wobble / 2) if failing else (10.0 + wobble)
     if m.kind == "delta":
