@@ -1,8 +1,13 @@
-"""A full disk, exhausted inodes and a read-only remount, through the real service."""
+"""A full disk, exhausted inodes and a read-only remount, through the real service.
+
+These faults show in statvfs and the mount table, not in the kernel log: each service gets
+a kernel log of its own, so lines other real-fault tests left in the host's ring buffer
+(an ext4 remounted read-only on a loop device since detached) do not colour its findings."""
 
 import os
 import subprocess
 
+from tests.conftest import own_kmsg
 from tests.faults.helpers import diagnose, health, result, tmpfs, wait_for
 
 
@@ -18,7 +23,7 @@ def fill(path, chunk=64 * 1024) -> None:
 
 def test_full_tmpfs_is_critical_impaired_then_clears(serve, tmp_path):
     with tmpfs(tmp_path / "full", "size=1m") as mnt:
-        p = serve("--interval", "1s")
+        p = serve("--interval", "1s", "--kmsg", str(own_kmsg(tmp_path)))
         fill(mnt / "blob")
         check = lambda: result(diagnose(p.url, "storage.disk_usage"), "storage.disk_usage")  # noqa: E731
         got = wait_for(lambda: (c := check())["status"] == "critical" and c)
@@ -39,7 +44,7 @@ def test_full_tmpfs_is_critical_impaired_then_clears(serve, tmp_path):
 
 def test_exhausted_inodes_are_critical(serve, tmp_path):
     with tmpfs(tmp_path / "inodes", "size=4m,nr_inodes=32") as mnt:
-        p = serve("--interval", "1s")
+        p = serve("--interval", "1s", "--kmsg", str(own_kmsg(tmp_path)))
         made = 0
         try:
             while made < 1000:
@@ -55,7 +60,7 @@ def test_exhausted_inodes_are_critical(serve, tmp_path):
 
 def test_readonly_remount_is_critical_and_clears_when_rw_again(serve, tmp_path):
     with tmpfs(tmp_path / "ro", "size=1m") as mnt:
-        p = serve("--interval", "1s")
+        p = serve("--interval", "1s", "--kmsg", str(own_kmsg(tmp_path)))
         check = lambda: result(diagnose(p.url, "storage.readonly"), "storage.readonly")  # noqa: E731
         assert wait_for(lambda: check()["status"] == "ok")
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
