@@ -140,6 +140,10 @@ def test_a_daemon_left_by_a_finished_run_keeps_running_and_its_cgroup_goes():
     r = Execution(f"setsid -f sleep {tag}\necho started", timeout=10).run()
     try:
         assert r.status == "Finished" and r.output == b"started\n"
+        # setsid -f returns before its child has exec'd sleep: give the exec a moment.
+        deadline = time.monotonic() + 3
+        while not _sleepers(tag) and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert len(_sleepers(tag)) == 1
         for mount, own, _, _ in cgroups._hierarchies(Path("/proc")):
             runs = mount / own.lstrip("/") / cgroups.DIR_NAME
