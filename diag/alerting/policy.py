@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      field_validator, model_validator)
 
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.events import TYPES
@@ -76,7 +77,7 @@ class Condition(_Strict):
     period: Duration = 300.0
     comparison: Literal["<", "<=", ">", ">=", "==", "!="]
     threshold: float
-    consecutive: int = Field(1, ge=1, le=100)
+    consecutive: StrictInt = Field(1, ge=1, le=100)  # strict: not "3" or 3.0 (the API says integer)
     severity: Literal["critical", "warning", "info"] = "warning"
 
     @field_validator("labels")
@@ -217,14 +218,14 @@ class Effective(_Strict):
 
 class Policy(_Strict):
     name: str = Field(min_length=1, max_length=200)
-    enabled: bool = True
+    enabled: StrictBool = True  # strict: not "yes" or 1 (the API says boolean)
     targets: Targets = Targets()
     match: Literal["any", "all"] = "any"
     conditions: list[Condition] = Field([], max_length=20)
     event_conditions: list[EventCondition] = Field([], max_length=20)
     effective: Effective | None = None
     silence: Duration = SILENCE_MAX
-    notify_recovery: bool = True
+    notify_recovery: StrictBool = True
     missing_data: Literal["insufficient", "ok", "breaching", "keep"] = "insufficient"
     contact_groups: list[str] = Field([], max_length=50)
     description: str = Field("", max_length=2000)

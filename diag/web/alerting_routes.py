@@ -12,8 +12,9 @@ from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
 from diag.web import auth, secrets
 from diag.web.errors import ApiError
-from diag.web.openapi import INT, arr, doc, obj, query
-from diag.web.schemas import (ALERT, ALERT_HISTORY, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_GROUP_BODY, POLICY,
+from diag.web.openapi import arr, doc, obj, query
+from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP,
+                              CONTACT_GROUP_BODY, POLICY, TIME_IN, between,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
 from diag.web.validate import json_body, time_param
 
@@ -113,7 +114,7 @@ def test_policy(policy_id: str):
 
 @bp.get("/alerts")
 @doc("Alerts, by default the pending and firing ones.", responses={200: obj({"alerts": arr(ALERT)})}, params=[
-    query("state", description="all, or comma-separated ok, pending, firing, resolved"), query("policy_id"),
+    query("state", ALERT_STATES_PARAM), query("policy_id"),
     query("instance_id")])
 def list_alerts():
     state = request.args.get("state")
@@ -133,7 +134,7 @@ def list_alerts():
 @bp.get("/alerts/history")
 @doc("State changes, notifications and delivery outcomes, newest first.",
      responses={200: obj({"history": arr(ALERT_HISTORY)})},
-     params=[query("since"), query("alert_id"), query("limit", INT)])
+     params=[query("since", TIME_IN), query("alert_id"), query("limit", between(1, 10000, "integer"))])
 def alert_history():
     since = None
     if "since" in request.args:

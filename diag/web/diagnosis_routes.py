@@ -10,8 +10,8 @@ from diag.units import parse_duration
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, json_body, string
-from diag.web.openapi import INT, arr, doc, obj, query
-from diag.web.schemas import CHECK, DIAGNOSIS_BODY, REPORT, REPORT_SUMMARY
+from diag.web.openapi import arr, doc, obj, query
+from diag.web.schemas import CHECK, DIAGNOSIS_BODY, REPORT, REPORT_SUMMARY, between
 
 bp = Blueprint("diagnosis_api", __name__, url_prefix="/api/v1", template_folder="templates")
 
@@ -58,7 +58,7 @@ def create_diagnosis():
 
 @bp.get("/diagnoses")
 @doc("Stored reports, newest first.", responses={200: obj({"reports": arr(REPORT_SUMMARY)})},
-     params=[query("instance_id"), query("limit", INT)])
+     params=[query("instance_id"), query("limit", between(1, 1000, "integer"))])
 def list_diagnoses():
     instance_id = request.args.get("instance_id")
     try:

@@ -12,7 +12,7 @@ from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, json_body, string, time_param
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import EVENT, EVENT_BODY
+from diag.web.schemas import EVENT, EVENT_BODY, EVENT_STATUS_PARAM, TIME_IN
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 
@@ -29,8 +29,8 @@ def _time_arg(name: str, now: float) -> float | None:
 
 @bp.get("/events")
 @doc("The event log, newest first.", responses={200: obj({"events": arr(EVENT)})}, params=[
-    query("instance_id"), query("type", description="comma-separated types"), query("status"),
-    query("since"), query("until")])
+    query("instance_id"), query("type", description="comma-separated types"), query("status", EVENT_STATUS_PARAM),
+    query("since", TIME_IN), query("until", TIME_IN)])
 def list_events():
     now = time.time()
     status = request.args.get("status")

@@ -38,6 +38,8 @@ def create_activation():
         raise ApiError(422, f"must be a whole number from 1 to {fleet.MAX_COUNT}", "count")
     raw = body.get("expires_in", "1h")
     try:
+        if isinstance(raw, bool):  # float(True) is 1.0: a boolean is no duration (the document says so)
+            raise TypeError
         expires_in = parse_duration(raw) if isinstance(raw, str) else float(raw)
     except (TypeError, ValueError):
         raise ApiError(422, "must be a duration like 1h or a number of seconds", "expires_in") from None

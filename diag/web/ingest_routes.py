@@ -17,7 +17,7 @@ from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string, too_deep
-from diag.web.openapi import doc
+from diag.web.openapi import doc, ref
 from diag.web.schemas import INGEST_BODY, INGEST_RESULT
 
 bp = Blueprint("ingest_api", __name__, url_prefix="/api/v1")
@@ -30,7 +30,7 @@ MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
 
 @bp.post("/ingest")
 @doc("Store a batch of samples and signals (agents, custom metrics).", body=INGEST_BODY,
-     responses={202: INGEST_RESULT})
+     responses={202: INGEST_RESULT, 429: ref("Error")})
 def ingest():
     auth.may_push(None)  # a bad token is a 401 before the body is read
     service = current_app.extensions["diag"]["service"]

@@ -52,7 +52,7 @@ def get_health(instance_id: str):
 
 @bp.patch("/instances/<instance_id>")
 @doc("Switch monitoring of an instance off (`NotApplicable`: no scheduled diagnosis, no alerts; "
-     "its data is still stored) or on again.", body=obj({"monitoring": BOOL}), responses={200: INSTANCE})
+     "its data is still stored) or on again.", body=obj({"monitoring": BOOL}, extra=False), responses={200: INSTANCE})
 def change_instance(instance_id: str):
     auth.require("token")
     body = json_body()

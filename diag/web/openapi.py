@@ -25,7 +25,10 @@ LABELS: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "st
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {**schema, "nullable": True}
+    out = {**schema, "nullable": True}
+    if "enum" in schema:  # OpenAPI 3.0.3: an enum that allows null lists it
+        out["enum"] = [*schema["enum"], None]
+    return out
 
 
 def arr(items: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -69,7 +72,25 @@ def component(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 # -- the decorator ---------------------------------------------------------------------------
 
-ERRORS = (400, 401, 403, 404, 409, 413, 422, 424, 503, 507)
+# 421: every route refuses a Host that is not loopback when the server has no token (DNS rebinding).
+ERRORS = (400, 401, 403, 404, 409, 413, 421, 422, 424, 503, 507)
+
+
+def live(fn: Callable[[], Any]) -> Callable[[], Any]:
+    """A value of a schema known only when the document is served (the configured interval,
+    the metric names the store holds, the time now): build() calls it, in the request."""
+    fn.openapi_live = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _resolve(value: Any) -> Any:
+    if callable(value) and getattr(value, "openapi_live", False):
+        return _resolve(value())
+    if isinstance(value, dict):
+        return {k: _resolve(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v) for v in value]
+    return value
 
 
 def doc(summary: str, *, responses: dict[int, dict[str, Any] | None], body: dict[str, Any] | None = None,
@@ -133,10 +154,10 @@ def build(app: Flask) -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {"title": "diag", "version": __version__,
                  "description": "Monitoring and self-diagnosis for Linux machines."},
-        "components": {"schemas": COMPONENTS,
+        "components": {"schemas": _resolve(COMPONENTS),
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{}, {"bearer": []}],
-        "paths": paths,
+        "paths": _resolve(paths),
     }
 
 

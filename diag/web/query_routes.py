@@ -15,7 +15,7 @@ from diag.units import parse_duration
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, time_param
 from diag.web.openapi import doc, enum, query
-from diag.web.schemas import QUERY_RESULT
+from diag.web.schemas import INSTANCE_ID_OR_EMPTY, QUERY_RESULT, STEP_PARAM, TIME_IN
 
 bp = Blueprint("query_api", __name__, url_prefix="/api/v1")
 
@@ -48,8 +48,9 @@ def _label_filters() -> dict[str, str | Matcher]:
 
 @bp.get("/query")
 @doc("One metric's series over a window, bucketed by step.", responses={200: QUERY_RESULT}, params=[
-    query("metric", required=True), query("instance_id"), query("start", description="UNIX s, RFC 3339, now, -1h"),
-    query("end"), query("step", description="a duration such as 60s or 5m"),
+    query("metric", {"type": "string", "minLength": 1}, required=True), query("instance_id", INSTANCE_ID_OR_EMPTY),
+    query("start", TIME_IN, description="default -1h; before end"), query("end", TIME_IN, description="default now"),
+    query("step", STEP_PARAM),
     query("agg", enum(*AGGS))])
 def query():
     service = current_app.extensions["diag"]["service"]

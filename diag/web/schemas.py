@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
+import time
+from zoneinfo import available_timezones
+
+from flask import current_app
+
+from checks import catalogue as check_catalogue
 from checks.base import STATUSES
-from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS
+from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
+from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
-from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES
+from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
 from diag.health import STATES
-from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, nullable, obj
+from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
+from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
+
+# -- what the validators take, as schemas -------------------------------------------------------
+# The document is fuzzed (tests/web/test_openapi.py): a request it allows must be accepted, so
+# each input schema is as strict as the route's validator (diag/web/validate.py, the pydantic
+# models of diag/alerting/policy.py), never looser.
+
+
+def text(max_len: int, min_len: int = 1, pattern: str | None = None) -> dict:
+    out: dict = {"type": "string", "minLength": min_len, "maxLength": max_len}
+    if pattern:
+        out["pattern"] = pattern
+    return out
+
+
+def between(lo: float, hi: float, kind: str = "number") -> dict:
+    return {"type": kind, "minimum": lo, "maximum": hi}
+
+
+INSTANCE_ID_IN = text(128, pattern=INSTANCE_ID.pattern)
+# Label names as patternProperties (JSON Schema draft 4, which OpenAPI 3.0 tools validate with;
+# `propertyNames` came in draft 6 and they ignore it).
+LABELS_IN = {"type": "object", "maxProperties": 32, "additionalProperties": False,
+             "patternProperties": {LABEL_NAME.pattern: {"type": "string", "maxLength": MAX_LABEL_VALUE}}}
+# diag.units.parse_time: `now`, UNIX seconds, `-<duration>` before now, RFC 3339 with a zone;
+# within MAX_ABS_TIME of 1970 (the bounds below keep every form inside it).
+LABELS_OR_NULL = nullable(LABELS_IN)  # validate.labels reads null as no labels
+TIME_IN = {"type": "string", "description": "UNIX seconds, RFC 3339 with a zone, now, or -1h (before now)",
+           "pattern": r"^(now|-?[0-9]{1,10}(\.[0-9]{1,6})?|-[0-9]{1,5}(\.[0-9]{1,3})?(ms|s|m|h|d|w)"
+                      r"|(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]"
+                      r":[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]))$"}
+assert MAX_ABS_TIME >= 1e10  # the patterns above allow 10 digits
+
+
+def duration_text(pattern: str, description: str) -> dict:
+    """A duration as diag.units.parse_duration reads it, within a route's bounds."""
+    return {"type": "string", "pattern": f"^({pattern})$", "description": description}
+
+
+_MIN_1_TO_1440 = "[1-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440"
+_MIN_5_TO_1440 = "[5-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440"
+_H_1_TO_24 = "[1-9]|1[0-9]|2[0-4]"
 
 HEALTH_STATUS = enum(*STATES)
 
@@ -21,13 +70,29 @@ SERIES = obj({"instance_id": STR, "labels": LABELS, "points": arr(arr(NUM, minIt
 QUERY_RESULT = component("QueryResult", obj({"metric": STR, "unit": STR, "step": NUM, "series": arr(SERIES)}))
 
 PROCESS = obj({"pid": INT, "name": STR}, {"cpu_percent": nullable(NUM), "rss_bytes": nullable(NUM)})
+# The body parser (orjson) reads an integer beyond 2**64 - 1 as a float, which is no pid.
+_PROCESS_IN = obj({"pid": {"type": "integer", "minimum": 1, "maximum": 2**64 - 1}, "name": text(64, 0)},
+                  {"cpu_percent": nullable({"type": "number", "minimum": 0}),
+                   "rss_bytes": nullable({"type": "number", "minimum": 0})})
+# Sample times: no older than the raw retention (48 h), at most 5 minutes ahead; as of when
+# the document is served (an hour inside the first bound, so the document stays true a while).
+_SAMPLE_TS = live(lambda: {"type": "number", "minimum": round(time.time() - 47 * 3600),
+                           "maximum": round(time.time() + 300),
+                           "description": "UNIX seconds, within the last 48 h (bounds as of serving this document)"})
+_SIGNAL_TS = live(lambda: {"type": "number", "maximum": round(time.time() + 300),
+                           "description": "UNIX seconds, at most 5 minutes ahead (as of serving this document)"})
 INGEST_BODY = obj(optional={
-    "instance_id": STR, "batch_id": STR, "hostname": STR, "labels": LABELS,
-    "samples": arr(obj({"metric": STR, "value": NUM}, {"labels": LABELS, "ts": NUM})),
-    "signals": arr(obj({"kind": STR}, {"ts": NUM, "message": STR, "labels": LABELS})),
-    "facts": ANY_OBJ, "interval": {"type": "number", "minimum": 0.1, "maximum": 86400},
-    "dropped_batches": INT,
-    "processes": obj(optional={"by_cpu": arr(PROCESS), "by_memory": arr(PROCESS)}),
+    "instance_id": INSTANCE_ID_IN, "batch_id": text(128), "hostname": text(255, 0), "labels": LABELS_OR_NULL,
+    "samples": arr(obj({"metric": text(200, pattern=METRIC_NAME.pattern), "value": NUM},
+                       {"labels": LABELS_OR_NULL, "ts": _SAMPLE_TS}),
+                   maxItems=20_000, description="a catalogue metric takes exactly its catalogue labels"),
+    "signals": arr(obj({"kind": text(100, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,99}$")},
+                       {"ts": _SIGNAL_TS, "message": text(4096, 0), "labels": LABELS_OR_NULL}), maxItems=1000),
+    "facts": nullable(ANY_OBJ), "interval": nullable({"type": "number", "minimum": 0.1, "maximum": 86400}),
+    "dropped_batches": {"description": "batches the agent dropped; only a positive integer counts, any other "
+                                       "value is ignored"},
+    "processes": nullable(obj(optional={"by_cpu": arr(_PROCESS_IN, maxItems=20),
+                                        "by_memory": arr(_PROCESS_IN, maxItems=20)}, extra=False)),
 })
 INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
                     {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})
@@ -46,7 +111,12 @@ REPORT_SUMMARY = component("ReportSummary", obj({
 REPORT = component("Report", obj({
     "report_id": STR, "instance_id": STR, "created_at": NUM, "window": WINDOW, "health_status": HEALTH_STATUS,
     "summary": SUMMARY, "health_reasons": arr(REASON), "checks": arr(CHECK_RESULT)}))
-DIAGNOSIS_BODY = obj(optional={"instance_id": STR, "window": STR, "checks": arr(STR)})
+DIAGNOSIS_BODY = obj(optional={
+    "instance_id": INSTANCE_ID_IN,
+    "window": duration_text(r"([6-9][0-9]|[1-9][0-9]{2,5})s|[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2})h"
+                            r"|([1-9]|[12][0-9]|3[01])d", "from 1m to 31d, like 12h"),
+    "checks": live(lambda: nullable(arr(enum(*sorted(check_catalogue.BY_ID)), minItems=1,
+                                          maxItems=len(check_catalogue.ALL))))})  # null: every check
 
 INSTANCE = component("Instance", obj({
     "instance_id": STR, "hostname": STR, "labels": LABELS, "health_status": HEALTH_STATUS,
@@ -60,15 +130,26 @@ EVENT = component("Event", obj({
     "event_id": STR, "instance_id": STR, "type": STR, "level": enum(*LEVELS), "status": enum(*EVENT_STATUSES),
     "publish_time": NUM, "not_before": nullable(NUM), "finish_time": nullable(NUM), "details": ANY_OBJ}))
 EVENT_BODY = obj({"type": enum(*MAINTENANCE)}, {
-    "instance_id": STR, "not_before": {"oneOf": [NUM, STR]}, "duration": STR, "comment": STR})
+    "instance_id": INSTANCE_ID_IN,
+    # Not in the past: UNIX seconds from when this document was served, `now`, or a time after 2033.
+    "not_before": {"oneOf": [live(lambda: {"type": "number", "minimum": round(time.time())}),
+                             {"type": "string", "pattern": r"^(now|[2-9][0-9]{9}(\.[0-9]{1,6})?)$"}]},
+    "duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d"),
+    "comment": text(1024, 0)})
 
 # -- fleet ------------------------------------------------------------------------------------
 
-ACTIVATION_BODY = obj(optional={"count": INT, "expires_in": {"oneOf": [STR, NUM]}, "description": STR})
+ACTIVATION_BODY = obj(optional={
+    "count": between(1, 1000, "integer"),
+    "expires_in": {"oneOf": [duration_text(r"[1-9][0-9]{0,3}[smh]|([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d",
+                                           "more than 0 and at most 365d"),
+                             {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 365 * 86400}]},
+    "description": text(1000, 0)})
 ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
                   "remaining": INT, "created_at": NUM, "expires_at": NUM})
-REGISTER_BODY = obj({"activation_id": STR, "activation_code": STR, "instance_id": STR},
-                    {"hostname": STR, "labels": LABELS})
+_NON_EMPTY = {"type": "string", "minLength": 1}  # empty or missing: 401
+REGISTER_BODY = obj({"activation_id": _NON_EMPTY, "activation_code": _NON_EMPTY, "instance_id": INSTANCE_ID_IN},
+                    {"hostname": text(255, 0), "labels": LABELS_OR_NULL})
 REGISTERED = obj({"instance_id": STR, "agent_token": STR})
 # One shape for the three kinds: "command" carries script/working_dir/username, "file" the
 # file fields, "stop" only the task_id of a record to stop.
@@ -124,32 +205,95 @@ ALERT_STATE = enum("ok", "pending", "firing", "resolved")
 SEVERITY = enum(*SEVERITIES)
 EVENT_LEVEL = enum(*LEVELS)
 DURATION_IN = {"oneOf": [NUM, STR]}  # "5m" or seconds
-_TARGETS = {"instances": arr(STR), "labels": LABELS}
-_EFFECTIVE_IN = {"days": arr({"oneOf": [STR, INT]}), "start": STR, "end": STR, "timezone": STR}
+
+
+def _dur_in(lo: float, hi: float, minutes: str, hours: str = _H_1_TO_24, description: str = "") -> dict:
+    """A policy duration: seconds, or text like 5m / 2h / 1d (diag.units), from lo to hi seconds."""
+    return {"oneOf": [between(lo, hi), duration_text(f"({minutes})m|({hours})h|1d", description)]}
+
+
+def _period_in() -> dict:
+    # At least one collection interval (check_refs), so it depends on the configured interval.
+    interval = float(current_app.extensions["diag"]["service"].config.interval)
+    if interval <= 60:
+        return _dur_in(max(1.0, interval), 86400, _MIN_1_TO_1440, description="from the collection interval to 1d")
+    return {**between(interval, 86400), "description": "seconds, from the collection interval to 1d"}
+
+
+def _metric_names() -> dict:
+    # The catalogue and what the store holds (Alerting.metric_names), as of serving this document.
+    return enum(*sorted(set(current_app.extensions["diag"]["service"].alerting.metric_names())))
+
+
+def _group_ids() -> dict:
+    # The contact groups that exist when this document is served: an unknown one is refused.
+    ids = sorted(g["contact_group_id"] for g in current_app.extensions["diag"]["service"].alerting.repo.list(
+        "contact_group"))
+    return enum(*ids) if ids else {"type": "string", "not": {}, "description": "no contact group exists yet"}
+
+
+_EVENT_FAMILIES = sorted({t[:i + 1] + "*" for t in EVENT_TYPES for i, ch in enumerate(t) if ch == "."})
+_HHMM_IN = {"type": "string", "pattern": r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
+_DAY_IN = {"oneOf": [{"type": "string", "description": "mon..sun (only the first three letters count)",
+                      "pattern": "^([Mm][Oo][Nn]|[Tt][Uu][Ee]|[Ww][Ee][Dd]|[Tt][Hh][Uu]|[Ff][Rr][Ii]|[Ss][Aa][Tt]"
+                                 "|[Ss][Uu][Nn])"}, between(1, 7, "integer")]}
+_TIMEZONE = component("TimeZone", enum(*sorted(available_timezones())))
+_EFFECTIVE_IN = obj(optional={"days": arr(_DAY_IN, minItems=1), "start": _HHMM_IN, "end": _HHMM_IN,
+                              "timezone": _TIMEZONE}, extra=False)
+_EFFECTIVE_IN["description"] = "start and end may not be equal (default 00:00 and 24:00)"
+# instances: ["*"] (every instance, the default) or instance ids; with no instances, a label selector.
+_TARGETS_IN = {**obj(optional={
+    "instances": {"anyOf": [arr(enum("*"), maxItems=1), arr({"type": "string", "not": enum("*")})]},
+    "labels": LABELS_IN}, extra=False),
+    "not": {"required": ["instances"], "properties": {"instances": {"maxItems": 0}, "labels": {"maxProperties": 0}}}}
+_CONDITION_IN = obj({"metric": live(_metric_names), "comparison": enum(*COMPARISONS), "threshold": NUM},
+                    {"labels": LABELS_IN, "statistic": enum(*STATISTICS), "period": live(_period_in),
+                     "consecutive": between(1, 100, "integer"), "severity": enum(*SEVERITIES)}, extra=False)
+# A known type, a family (`Kernel.*`), or Custom.<log_patterns rule name> / Custom.*.
+_EVENT_TYPE_IN = {"anyOf": [enum(*EVENT_TYPES, *_EVENT_FAMILIES),
+                            {"type": "string", "pattern": "^" + CUSTOM_PREFIX.replace(".", "\\.")
+                             + "(\\*|" + RULE_NAME.pattern.strip("^$") + ")$"}]}
+_EVENT_CONDITION_IN = {**obj(optional={"type": nullable(_EVENT_TYPE_IN),
+                                       "level": nullable(enum(*LEVELS)), "severity": nullable(enum(*SEVERITIES))},
+                             extra=False),
+                       "anyOf": [{"required": ["type"], "properties": {"type": _EVENT_TYPE_IN}},
+                                 {"required": ["level"], "properties": {"level": enum(*LEVELS)}}]}
 
 
 def _policy_fields(out: bool) -> dict:
     """The policy's fields as a body takes them (durations as text or seconds) or as stored."""
-    dur = NUM if out else DURATION_IN
+    if not out:
+        return {"enabled": BOOL, "targets": _TARGETS_IN, "match": enum("any", "all"),
+                "conditions": arr(_CONDITION_IN, maxItems=20), "event_conditions": arr(_EVENT_CONDITION_IN, maxItems=20),
+                "effective": nullable(_EFFECTIVE_IN),
+                "silence": _dur_in(SILENCE_MIN, SILENCE_MAX, _MIN_5_TO_1440, description="from 5m to 24h"),
+                "notify_recovery": BOOL, "missing_data": enum(*MISSING),
+                "contact_groups": arr(live(_group_ids), maxItems=50), "description": text(2000, 0)}
     cond = obj({"metric": STR, "comparison": enum(*COMPARISONS), "threshold": NUM},
-               {"labels": LABELS, "statistic": enum(*STATISTICS), "period": dur, "consecutive": INT,
+               {"labels": LABELS, "statistic": enum(*STATISTICS), "period": NUM, "consecutive": INT,
                 "severity": SEVERITY}, extra=out)
     ev = obj(optional={"type": nullable(STR), "level": nullable(EVENT_LEVEL), "severity": nullable(SEVERITY)},
              extra=False)
-    eff = obj({"days": arr(enum(*DAYS)), "start": STR, "end": STR, "timezone": STR}) if out else \
-        obj(optional=_EFFECTIVE_IN, extra=False)
-    return {"enabled": BOOL, "targets": obj(optional=_TARGETS, extra=out), "match": enum("any", "all"),
-            "conditions": arr(cond), "event_conditions": arr(ev), "effective": nullable(eff), "silence": dur,
-            "notify_recovery": BOOL, "missing_data": enum(*MISSING), "contact_groups": arr(STR), "description": STR}
+    eff = obj({"days": arr(enum(*DAYS)), "start": STR, "end": STR, "timezone": STR})
+    return {"enabled": BOOL, "targets": obj(optional={"instances": arr(STR), "labels": LABELS}),
+            "match": enum("any", "all"), "conditions": arr(cond), "event_conditions": arr(ev),
+            "effective": nullable(eff), "silence": NUM, "notify_recovery": BOOL, "missing_data": enum(*MISSING),
+            "contact_groups": arr(STR), "description": STR}
 
 
-POLICY_BODY = obj({"name": STR}, _policy_fields(out=False), extra=False)
-POLICY_PATCH_BODY = obj(optional={"name": STR, **_policy_fields(out=False)}, extra=False)
+# A policy needs at least one condition or event condition.
+POLICY_BODY = {**obj({"name": text(200)}, _policy_fields(out=False), extra=False),
+               "anyOf": [{"required": ["conditions"], "properties": {"conditions": {"minItems": 1}}},
+                         {"required": ["event_conditions"], "properties": {"event_conditions": {"minItems": 1}}}]}
+# A change is applied to the stored policy: a list may be emptied only when the policy keeps a
+# condition of the other kind, which depends on what is stored (a 422 says so).
+POLICY_PATCH_BODY = obj(optional={"name": text(200), **_policy_fields(out=False)}, extra=False)
+POLICY_PATCH_BODY["description"] = "the policy after the change must still have a condition or an event condition"
 POLICY = component("AlertPolicy", obj({
     "policy_id": STR, "id": STR, "name": STR, **_policy_fields(out=True), "source": STR, "created_at": NUM,
     "updated_at": NUM}))
-POLICY_TEST_BODY = obj(optional={"event": obj({"type": STR}, {"level": EVENT_LEVEL, "instance_id": STR,
-                                                             "message": STR})}, extra=False)
+POLICY_TEST_BODY = obj(optional={"event": nullable(obj({"type": enum(*EVENT_TYPES)}, {
+    "level": EVENT_LEVEL, "instance_id": STR, "message": STR}))}, extra=False)
 CHANNEL_BODY = obj({"type": enum("webhook", "email", "alertmanager")},
                    {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
                     "headers": LABELS}, extra=False)
@@ -167,13 +311,36 @@ ALERT = component("Alert", obj({
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
-SILENCE_BODY = obj(optional={"alert_id": STR, "policy_id": STR, "instance_id": STR, "duration": STR,
-                             "comment": STR}, extra=False)
+_SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
+                                              r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
+                   "comment": text(1024, 0)}
+# Exactly one target: an alert, a policy or an instance.
+SILENCE_BODY = {"oneOf": [obj({target: text(128)}, _SILENCE_COMMON, extra=False)
+                          for target in ("alert_id", "policy_id", "instance_id")]}
 SILENCE = component("Silence", obj({
     "silence_id": STR, "alert_id": nullable(STR), "policy_id": nullable(STR), "instance_id": nullable(STR),
     "comment": STR, "created_at": NUM, "ends_at": NUM}))
-CONTACT_BODY = obj({"name": STR, "channels": arr(CHANNEL_BODY)}, extra=False)
+_CHANNEL_COMMON = {"format": enum("json", "alertmanager", "alibaba"), "headers": {"type": "object",
+                                                                                  "additionalProperties": STR}}
+CHANNEL_IN = {"oneOf": [
+    obj({"type": enum("webhook", "alertmanager"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
+        {"address": nullable(STR), **_CHANNEL_COMMON}, extra=False),
+    obj({"type": enum("email"), "address": {"type": "string", "pattern": r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+$"}},
+        {"url": nullable(STR), **_CHANNEL_COMMON}, extra=False)]}
+CONTACT_BODY = obj({"name": text(200), "channels": arr(CHANNEL_IN, minItems=1, maxItems=20)}, extra=False)
 CONTACT = component("Contact", obj({"contact_id": STR, "name": STR, "channels": arr(CHANNEL), "created_at": NUM}))
-CONTACT_GROUP_BODY = obj({"name": STR}, {"contacts": arr(STR)}, extra=False)
+# Each contact must exist (a 422 names the unknown one): a schema cannot say that.
+CONTACT_GROUP_BODY = obj({"name": text(200)}, {"contacts": arr(STR, maxItems=200)}, extra=False)
 CONTACT_GROUP = component("ContactGroup", obj({"contact_group_id": STR, "name": STR, "contacts": arr(STR),
                                                "created_at": NUM}))
+
+# -- query parameters ---------------------------------------------------------------------------
+
+_STATES = "(ok|pending|firing|resolved)"
+ALERT_STATES_PARAM = {"type": "string", "description": "all, or comma-separated ok, pending, firing, resolved",
+                      "pattern": f"^(all|,*{_STATES}(,+{_STATES})*,*)$"}
+EVENT_STATUS_PARAM = enum(*EVENT_STATUSES)
+INSTANCE_ID_OR_EMPTY = {"type": "string", "pattern": f"^$|{INSTANCE_ID.pattern}", "maxLength": 128,
+                        "description": "empty or left out: this server"}
+STEP_PARAM = {"type": "string", "pattern": r"^([1-9][0-9]{0,5}(\.[0-9]{1,3})?(s|m|h|d|w)?)$",
+              "description": "a duration such as 60s or 5m (at least 1s)"}

@@ -35,7 +35,8 @@ def mask_url(url: Any) -> Any:
     netloc = ("[" + host + "]" if ":" in host else host) + (f":{port}" if port is not None else "")
     if parts.username is not None or parts.password is not None:
         netloc = f"{MASK}@{netloc}"
-    rest = url.split(parts.netloc, 1)[1] if parts.netloc else ""
+    # urlsplit drops tabs and newlines, so its netloc may not be in the URL as given: mask the rest then.
+    rest = url.split(parts.netloc, 1)[1] if parts.netloc in url else "/" + MASK
     return f"{parts.scheme}://{netloc}" + ("/" + MASK if rest not in ("", "/") else rest)
 
 

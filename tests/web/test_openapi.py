@@ -1,23 +1,17 @@
 """The OpenAPI document describes every JSON endpoint, and the live service honours it:
-schemathesis fuzzes each operation (bounded) and every answer must be a non-5xx that
-matches its schema."""
+schemathesis (its CLI, every check) fuzzes each operation with 100 examples and finds no 5xx,
+no schema violation, no request the document allows rejected and none it forbids accepted."""
 
-import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from diag.config import load
 from diag.service import Service
 from diag.web.app import create_app
-from tests.conftest import http
 
 
 def test_every_api_route_is_documented(tmp_path):
@@ -45,28 +39,73 @@ def live(tmp_path_factory):
     assert p.stop() == 0, p.output()
 
 
-@pytest.fixture(scope="module")
-def api_schema(live):
-    status, _, raw = http("GET", live.url + "/api/v1/openapi.json")
-    assert status == 200
-    return schemathesis.openapi.from_dict(json.loads(raw))
+# What a schema cannot state, told to schemathesis for the one operation it concerns (each
+# rejection is a documented 4xx):
+# - GET /query: `start` before `end`, and (end - start) / step at most 11,000 points, relate two
+#   parameters; each parameter alone is as strict as the route.
+# - POST /contact-groups and PUT /contact-groups/{obj_id}: each id in `contacts` must name a contact
+#   that exists (422 names the unknown one); ids are not a set a document can list.
+# - POST, PUT and PATCH /alert-policies: `effective.start` and `effective.end` may not be equal
+#   (two fields again); and a PATCH must leave the policy a condition or an event condition, so
+#   whether `conditions: []` is taken depends on the stored policy.
+# - POST /events (`not_before` at most 60 s in the past) and POST /ingest (sample and signal
+#   times at most 5 minutes ahead, samples no older than 48 h): the document's bounds are as of
+#   when it was served, the route's move with the clock, so a value just past the document's
+#   bound is (rightly) accepted later in the run. There a 201/202 to data the document forbids
+#   is not counted (`--checks all` enables every check, so it is told by status); the positive
+#   check still holds the route to everything the document allows.
+# One operation each, by operationId (include-path and include-method together would match either).
+CONFIG = """
+[[operations]]
+include-operation-id = "get_query_api_query"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_alerting_api_create_contact_groups"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "put_alerting_api_put_contact_groups"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_alerting_api_create_policy"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "put_alerting_api_replace_policy"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "patch_alerting_api_change_policy"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_events_api_schedule_event"
+checks.negative_data_rejection.expected-statuses = ["201", "400", "401", "403", "404", "406", "409", "413", "422", "428"]
+
+[[operations]]
+include-operation-id = "post_ingest_api_ingest"
+checks.negative_data_rejection.expected-statuses = ["202", "400", "401", "403", "404", "406", "409", "413", "422", "428"]
+"""
 
 
-def test_live_api_honours_its_schema(api_schema, live):
-    # One hypothesis run per operation, 100 examples each (as issue 15 asks of a fuzzing
-    # run); the whole API takes about a minute.
-    failures = []
-    for result in api_schema.get_all_operations():
-        operation = result.ok()
-
-        @given(operation.as_strategy())
-        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def run(case):
-            case.call_and_validate(base_url=live.url, checks=[not_a_server_error, response_schema_conformance,
-                                           status_code_conformance, content_type_conformance])
-
-        try:
-            run()
-        except Exception as e:  # noqa: BLE001 - collect every operation's failure, then report all
-            failures.append(f"{operation.label}: {str(e)[:600]}")
-    assert failures == []
+def test_live_api_honours_its_schema(live, tmp_path):
+    # Every check schemathesis has (5xx, schema conformance, the `Allow` of a 405, positive data
+    # accepted, negative data rejected, ...), its examples, coverage and fuzzing phases, 100
+    # examples per operation as issue 15 asks; about a minute.
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    report = tmp_path / "report"
+    cmd = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), "run",
+           live.url + "/api/v1/openapi.json", "--checks", "all", "--max-examples", "100",
+           "--phases", "examples,coverage,fuzzing", "--seed", "15", "--no-color", "--workers", "4",
+           "--report", "ndjson", "--report-dir", str(report)]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache too
+    out = run.stdout + run.stderr
+    # Each failure's operation, check, what it expected and the answer, then the summary.
+    marks = r"\s*(_{3,}|- ST\d|Expected:|Invalid component|\[\d{3}\]|`)"
+    brief = [line[:400] for line in out.splitlines() if re.match(marks, line)]
+    assert run.returncode == 0, "\n".join(brief) + out[out.find("= SUMMARY ="):]
+    assert re.search(r"Tested: (\d+)", out) and int(re.search(r"Tested: (\d+)", out).group(1)) >= 50, out[-3000:]
+    assert "failures" not in out.splitlines()[-1], out[-3000:]
