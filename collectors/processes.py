@@ -31,10 +31,11 @@ import os
 import resource
 import weakref
 
+from collectors.apps import OTHER, AppGroups
 from collectors.base import DeadlineWorker, Parts, Stalled, read_bytes
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
-from diag.model import Batch
+from diag.model import Batch, Sample
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,12 @@ COMM_LEN = 15
 CMDLINE_DEADLINE_S = 0.5
 # pid -> (stat line, starttime, utime + stime, rss pages, single-threaded, schedstat,
 # its kept descriptor (both None unless single-threaded and kept), the cycle phase
-# of its stat refresh)
-_Seen = tuple[bytes, bytes, int, int, bool, "bytes | None", "int | None", int]
+# of its stat refresh, its application group, the offset of the ')' ending comm in the
+# stat line the group was named from, or -1 while its full name could not be read)
+_Seen = tuple[bytes, bytes, int, int, bool, "bytes | None", "int | None", int, str, int]
+# Field 9 of stat (after the ')': 6), PF_KTHREAD in include/linux/sched.h.
+_FLAGS = 6
+PF_KTHREAD = 0x00200000
 
 
 def _fd_budget() -> int:
@@ -116,8 +121,12 @@ class ProcessesCollector:
         # How cmdline is read: a test gives a reader that blocks, as a hung mount would.
         self.read_cmdline = read_bytes
         self.cmdlines = DeadlineWorker("cmdline", CMDLINE_DEADLINE_S, log)
-        # (pid, starttime) -> full name of a top process whose comm was cut
+        # (pid, starttime) -> full name of a process whose comm was cut
         self._names: dict[tuple[str, bytes], str] = {}
+        self._groups = AppGroups(settings.app_groups)
+        self._top_apps = settings.top_apps
+        self._cpus: tuple[str, int] | None = None  # (proc root, CPUs its stat lists)
+        self._stalled: set[str] = set()  # pids whose cmdline read was stuck this cycle
 
     def close(self) -> None:
         """Close the kept stat files; later cycles still work, opening each file anew."""
@@ -129,24 +138,60 @@ class ProcessesCollector:
         comm = _comm(seen[0])
         if len(comm.encode()) < COMM_LEN:
             return comm
-        key = (pid, seen[1])
+        return self._full_name(batch, pid, seen[1], comm) or comm
+
+    def _full_name(self, batch: Batch, pid: str, start: bytes, comm: str) -> str | None:
+        """The name of a process whose comm was cut; None while its cmdline read is stuck."""
+        key = (pid, start)
         name = self._names.get(key)
         if name is None:
             path = f"{self.roots.proc}/{pid}/cmdline"
             try:
                 name = full_name(comm, self.cmdlines.call(pid, self.read_cmdline, path))
             except Stalled:
-                batch.errors.append("pid/cmdline:Stalled")  # DeadlineWorker logged the pid once
-                return comm  # not remembered: read again once the stuck read returns
+                if pid not in self._stalled:  # asked for its group and again as a top process
+                    self._stalled.add(pid)
+                    batch.errors.append("pid/cmdline:Stalled")  # DeadlineWorker logged the pid once
+                return None  # not remembered: read again once the stuck read returns
             except OSError:
                 name = comm  # exited, or not ours to read
-            if len(self._names) >= 4 * self._top + 64:
-                self._names.clear()  # a bound, not an eviction policy: refilled from the next tops
+            # Every long-named process is named once for its group; a bound, not an
+            # eviction policy: a process keeps its group in _prev, and tops are read anew.
+            if len(self._names) >= 4 * self._top + 1024:
+                self._names.clear()
             self._names[key] = name
         return name
 
+    def _app(self, batch: Batch, pid: str, data: bytes, cut: int, flags: bytes, start: bytes) -> tuple[str, int]:
+        """The group of a process whose comm is new (a new process, or an exec), and the
+        `cut` to store with it (-1 to name it again next time, its cmdline being stuck)."""
+        comm = data[data.index(b"(") + 1 : cut].decode("utf-8", "replace")
+        kthread = bool(int(flags) & PF_KTHREAD)
+        if kthread or cut - data.index(b"(") - 1 < COMM_LEN:
+            return self._groups.of(comm, kthread), cut
+        name = self._full_name(batch, pid, start, comm)
+        return self._groups.of(name or comm), cut if name is not None else -1
+
+    def _cpu_count(self) -> int:
+        """CPUs the kernel counts in /proc/stat (cpu_usage's 100 %), read once per root."""
+        proc = str(self.roots.proc)
+        if self._cpus is None or self._cpus[0] != proc:
+            n = 0
+            try:
+                with open(f"{proc}/stat", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"cpu") and line[3:4].isdigit():
+                            n += 1
+                        elif n:
+                            break
+            except OSError:
+                pass
+            self._cpus = (proc, n or os.cpu_count() or 1)
+        return self._cpus[1]
+
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
+        self._stalled.clear()
         prev, prev_now = self._prev, self._prev_now
         interval = now - prev_now if prev_now is not None else 0.0
         cur: dict[str, _Seen] = {}
@@ -227,12 +272,13 @@ class ProcessesCollector:
             if before is not None and before[0] == data:
                 # Most processes sleep through a cycle and their stat line does not change.
                 cur[pid] = before if sched == before[5] and sfd == before[6] else \
-                    (*before[:5], sched, sfd, before[7])
+                    (*before[:5], sched, sfd, *before[7:])
                 rss_of[pid] = before[3]
                 continue
             # comm may hold spaces and ')': the fields start after the last ')'.
             try:
-                f = data[data.rindex(b")") + 1 :].split(None, 22)
+                cut = data.rindex(b")")
+                f = data[cut + 1 :].split(None, 22)
                 ticks = int(f[_UTIME]) + int(f[_STIME])
                 start, rss, single = f[_START], int(f[_RSS]), f[_THREADS] == b"1"
             except (ValueError, IndexError) as e:  # one odd stat line costs only that process
@@ -242,9 +288,18 @@ class ProcessesCollector:
                 del sfds[pid]
                 close(sfd)
                 sfd = sched = None
+            # comm changes only at exec or prctl: the group is named again only then.
+            if before is not None and before[9] == cut and before[1] == start and before[0][:cut] == data[:cut]:
+                app, named = before[8], cut
+            else:
+                try:
+                    app, named = self._app(batch, pid, data, cut, f[_FLAGS], start)
+                except (ValueError, IndexError) as e:
+                    self.parts.failed(batch, "pid/stat", f"{proc}/{pid}/stat", e)
+                    continue
             # schedstat read before this stat line vouches for it; read after, it would not.
             cur[pid] = (data, start, ticks, rss, single, sched, sfd,
-                        before[7] if before is not None else hash(pid) % REFRESH_CYCLES)
+                        before[7] if before is not None else hash(pid) % REFRESH_CYCLES, app, named)
             rss_of[pid] = rss
             if interval <= 0:
                 used = None
@@ -279,4 +334,42 @@ class ProcessesCollector:
         by_cpu = [pid for _, pid in sorted(busy, key=_first, reverse=True)[:top]]
         by_mem = sorted(rss_of, key=rss_of.__getitem__, reverse=True)[:top]
         batch.processes = {"by_cpu": [row(p) for p in by_cpu], "by_memory": [row(p) for p in by_mem]}
+        self._app_samples(batch, now, cur, busy, interval)
         return batch
+
+    def _app_samples(self, batch: Batch, now: float, cur: dict[str, _Seen], busy: list[tuple[int, str]],
+                     interval: float) -> None:
+        """app_cpu_usage, app_memory_rss and app_processes of the top groups by CPU and by
+        memory, from this cycle's readings; every other group summed into "other"."""
+        rss: dict[str, int] = {}
+        count: dict[str, int] = {}
+        rss_get, count_get = rss.get, count.get
+        for seen in cur.values():
+            app = seen[8]
+            rss[app] = rss_get(app, 0) + seen[3]
+            count[app] = count_get(app, 0) + 1
+        ticks: dict[str, int] = {}
+        for used, pid in busy:
+            app = cur[pid][8]
+            ticks[app] = ticks.get(app, 0) + used
+        n = self._top_apps
+        kept = set(sorted(rss, key=rss.__getitem__, reverse=True)[:n])
+        kept.update(sorted(ticks, key=ticks.__getitem__, reverse=True)[:n])
+        rest = [a for a in rss if a not in kept]
+        if rest:
+            # An operator's group may share a name with nothing: "other" is refused as a
+            # group name, but an executable called "other" is folded in with the rest.
+            kept.discard(OTHER)
+            rest = [a for a in rss if a not in kept]
+            rss[OTHER] = sum(rss[a] for a in rest)
+            count[OTHER] = sum(count[a] for a in rest)
+            ticks[OTHER] = sum(ticks.get(a, 0) for a in rest)
+            kept.add(OTHER)
+        pct = 100.0 / USER_HZ / interval / self._cpu_count() if interval > 0 else None
+        out = batch.samples
+        for app in sorted(kept):
+            labels = {"app": app}
+            if pct is not None:
+                out.append(Sample("app_cpu_usage", labels, ticks.get(app, 0) * pct, now))
+            out.append(Sample("app_memory_rss", labels, float(rss[app] * PAGE_SIZE), now))
+            out.append(Sample("app_processes", labels, float(count[app]), now))

@@ -30,6 +30,11 @@ class CollectorSettings:
     # Interface -> scope, overriding the address-based guess.
     interface_scopes: dict[str, str] = field(default_factory=dict)
     top_processes: int = 5
+    # Application groups kept per cycle: the top N by CPU and the top N by memory, the
+    # rest summed into "other" (collectors/apps.py), so series stay bounded on any host.
+    top_apps: int = 10
+    # Operators' groups (config `app_groups`): group -> process names or globs, in order.
+    app_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Count kernel-log lines written from user space as findings (fault-injection tests).
     kmsg_user_records: bool = False
     # Also put every raw counter a collector parses (per-CPU jiffies, /proc/net/dev,

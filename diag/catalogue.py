@@ -131,6 +131,10 @@ METRICS: tuple[Metric, ...] = (
     _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
     _m("state", "procs_running", "count", "gauge", (), "Runnable tasks (procs_running in /proc/stat)."),
     _m("state", "procs_blocked", "count", "gauge", (), "Tasks blocked on I/O (procs_blocked in /proc/stat)."),
+    # applications (collectors/processes.py, groups in collectors/apps.py)
+    _m("applications", "app_cpu_usage", "percent", "gauge", ("app",), "CPU time of an application group (processes by executable, or the config's app_groups; kernel threads are `kernel`), as a share of the whole machine like cpu_usage, over the last interval; the top N groups by CPU and by memory (top_apps), the rest summed as `other`."),
+    _m("applications", "app_memory_rss", "bytes", "gauge", ("app",), "Resident memory summed over an application group's processes (a page shared by several processes counts in each, as in ps); the same groups as app_cpu_usage."),
+    _m("applications", "app_processes", "count", "gauge", ("app",), "Processes in an application group; the same groups as app_cpu_usage."),
     _m("state", "collector_stalled", "bool", "gauge", ("collector",), "1 while a collector's call has not returned within its budget (a hung mount, a stuck process): its readings are missing, and it is not called again until the stuck call returns."),
 )
 

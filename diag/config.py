@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo,
                       field_validator)
 
+from collectors import apps as app_rules
 from collectors import kernel_patterns as rules
 from collectors.kernel_patterns import UserRule
 from collectors.roots import Roots
@@ -145,6 +146,9 @@ class LogPattern(_Strict):
 
 
 RuleName = Annotated[str, StringConstraints(pattern=rules.RULE_NAME.pattern)]
+# Checked by collectors/apps.py, which the agent shares.
+AppGroupName = Annotated[str, AfterValidator(app_rules.check_group_name)]
+AppPattern = Annotated[str, AfterValidator(app_rules.check_pattern)]
 
 
 class Config(_Strict):
@@ -161,6 +165,10 @@ class Config(_Strict):
     protect_reads: bool | None = None
     enable_commands: bool = False
     top_processes: int = Field(5, ge=1, le=50)
+    # Application groups charted per cycle: the top N by CPU and by memory, the rest as "other".
+    top_apps: int = Field(10, ge=1, le=50)
+    # Operators' application groups: {web: [nginx, "php-fpm*"]}, first match in order wins.
+    app_groups: dict[AppGroupName, Annotated[list[AppPattern], Field(min_length=1)]] = {}
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
     service_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
     diagnose_every: Duration = 300
@@ -196,6 +204,8 @@ class Config(_Strict):
             bandwidth_caps={s: BandwidthCap(c.inbound, c.outbound) for s, c in self.network.bandwidth_caps.items()},
             interface_scopes=dict(self.network.interface_scopes),
             top_processes=self.top_processes,
+            top_apps=self.top_apps,
+            app_groups={name: tuple(pats) for name, pats in self.app_groups.items()},
             kmsg_user_records=self.kmsg_user_records,
             log_rules=tuple(UserRule.of(name, p.source, p.pattern, p.level, p.type, p.clear)
                             for name, p in self.log_patterns.items()),
@@ -291,7 +301,7 @@ def load(path: str | Path | None = None, env: dict[str, str] | None = None, **fl
         loc, msg = problem
     except ValidationError as e:
         err = e.errors()[0]
-        loc = [str(p) for p in err["loc"]]
+        loc = [str(p) for p in err["loc"] if p != "[key]"]  # a bad dict key: the key's own path
         msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
     line = _line_of(text, loc, str(path)) if path is not None else None
     raise ConfigError(msg, str(path) if line else None, line, ".".join(loc))

@@ -19,6 +19,10 @@ def line_of(text: str, loc: list[str], path: str) -> int | None:
         return None
     line = None
     for key in loc:
+        if isinstance(node, yaml.SequenceNode) and key.isdigit() and int(key) < len(node.value):
+            node = node.value[int(key)]  # a list item (app_groups' patterns): its own line
+            line = node.start_mark.line + 1
+            continue
         if not isinstance(node, yaml.MappingNode):
             break
         for k, v in node.value:

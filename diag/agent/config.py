@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from collectors.apps import AppGroupError, parse_app_groups
 from collectors.kernel_patterns import RuleError, UserRule, parse_rules
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
@@ -44,6 +45,9 @@ class AgentConfig:
     buffer_batches: int = 8640  # a day at 10 s
     max_backoff: float = 300.0
     top_processes: int = 5
+    top_apps: int = 10
+    # Application groups, as the server's `app_groups`, checked by the same functions.
+    app_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     service_ports: list[int] = field(default_factory=list)
     kmsg_user_records: bool = False
     proc: Path = Path("/proc")
@@ -67,6 +71,7 @@ class AgentConfig:
         caps = {s: BandwidthCap(_rate(c.get("inbound")), _rate(c.get("outbound"))) for s, c in self.bandwidth_caps.items()}
         return CollectorSettings(state_dir=self.data_dir / "state", bandwidth_caps=caps,
                                  interface_scopes=dict(self.interface_scopes), top_processes=self.top_processes,
+                                 top_apps=self.top_apps, app_groups=dict(self.app_groups),
                                  kmsg_user_records=self.kmsg_user_records, log_rules=self.log_patterns)
 
     def resolved_instance_id(self) -> str:
@@ -116,8 +121,8 @@ def load(path: str | None, env: dict[str, str] | None = None, **flags: Any) -> A
     for key, value in data.items():
         try:
             setattr(cfg, key, _convert(key, value))
-        except RuleError as e:  # the line of the rule's own field, as the server names it
-            loc = [key, *e.loc]
+        except (RuleError, AppGroupError) as e:  # the line of the entry's own field, as the server names it
+            loc = [key, *map(str, e.loc)]
             line = line_of(text, loc, str(path)) if path else None
             raise AgentConfigError(f"{path}:{line}: " * bool(line) + f"{'.'.join(loc)}: {e.message}") from None
         except (TypeError, ValueError) as e:
@@ -168,6 +173,8 @@ def _toml_lines(text: str) -> dict[str, int]:
 def _convert(key: str, value: Any) -> Any:
     if key == "log_patterns":
         return parse_rules(value)
+    if key == "app_groups":
+        return parse_app_groups(value)
     if key in ("interval", "facts_every", "max_backoff"):
         seconds = parse_duration(value) if isinstance(value, str) else float(value)
         if not seconds > 0:
@@ -175,9 +182,11 @@ def _convert(key: str, value: Any) -> Any:
         return seconds
     if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir"):
         return Path(value)
-    if key in ("buffer_batches", "top_processes"):
+    if key in ("buffer_batches", "top_processes", "top_apps"):
         n = int(value)
         if n < 1:
             raise ValueError("must be at least 1")
+        if key == "top_apps" and n > 50:
+            raise ValueError("must be at most 50")
         return n
     return value
