@@ -26,6 +26,9 @@ class Line:
     by: str | None = None  # sum the series over everything but this label (bandwidth by scope)
     label: str | None = None  # one series per value of this label (devices, mountpoints)
     agg: str = "avg"
+    # With `label`: only the `top` values with the highest mean over the range get a
+    # trace of their own; the others (and the collector's own "other") are summed as "other".
+    top: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,9 +41,11 @@ class Chart:
     percent: bool = False
     help: str = ""
     wide: bool = False  # a row of its own on the page; the others go two to a row
+    stacked: bool = False  # areas stacked on each other: parts of one whole (application groups)
 
 
 _COUNT = "sum"  # a per-interval count summed over a bucket is the count in that bucket
+APP_TOP = 8
 
 CHARTS: tuple[Chart, ...] = (
     Chart("cpu", "CPU", (Line("cpu_usage", "total"), Line("cpu_user", "user"), Line("cpu_system", "system"),
@@ -48,6 +53,12 @@ CHARTS: tuple[Chart, ...] = (
           "%", percent=True, help="Share of CPU time, all cores."),
     Chart("memory", "Memory", (Line("mem_usage", "memory"), Line("swap_usage", "swap")), "%", percent=True,
           help="Memory in use: (total - available) / total; swap in use."),
+    # As many groups as the palette has colours, so no two share one; the rest are grey "other".
+    Chart("apps_cpu", "Applications: CPU", (Line("app_cpu_usage", "", label="app", top=APP_TOP),), "%", percent=True,
+          stacked=True, help="Share of the machine's CPU time by application (executable, or your app_groups); "
+                             "the busiest over the range, the rest as other."),
+    Chart("apps_memory", "Applications: memory", (Line("app_memory_rss", "", label="app", top=APP_TOP),), "B",
+          stacked=True, help="Resident memory summed by application; the largest over the range, the rest as other."),
     Chart("bandwidth", "Bandwidth", (Line("net_in", "in", by="scope"), Line("net_out", "out", by="scope")),
           "bit/s", help="Bits per second, summed over the interfaces of each scope (public, private)."),
     Chart("disk_iops", "Disk IOPS", (Line("disk_read_iops", "read", label="device"),
@@ -75,6 +86,8 @@ CHARTS: tuple[Chart, ...] = (
 )
 
 BY_KEY = {c.key: c for c in CHARTS}
+OTHER = "other"
+OTHER_COLOUR = "#9e9e9e"
 
 # Health colours (PRODUCT.md), shared with the CSS; a state is never shown by colour alone.
 LEVEL_COLOURS = {"CRITICAL": "#c62828", "WARN": "#b26a00", "INFO": "#1565c0"}
@@ -145,6 +158,9 @@ def series_of(line: Line, frame: pd.DataFrame | None) -> list[tuple[str, list[in
         summed = frame.groupby([line.by, "ts"], sort=True)["value"].sum().reset_index()
         groups: Iterable[tuple[Any, pd.DataFrame]] = summed.groupby(line.by, sort=True)
         fmt = f"{line.name} {{}}"
+    elif line.label is not None and line.label in frame.columns and line.top:
+        groups = _top_and_other(frame, line.label, line.top)
+        fmt = "{}"
     elif line.label is not None and line.label in frame.columns:
         groups = frame.groupby(line.label, sort=True)
         fmt = f"{{}} {line.name}".rstrip() if line.name else "{}"
@@ -161,12 +177,25 @@ def series_of(line: Line, frame: pd.DataFrame | None) -> list[tuple[str, list[in
     return out
 
 
+def _top_and_other(frame: pd.DataFrame, label: str, top: int) -> list[tuple[str, pd.DataFrame]]:
+    """The `top` label values by mean over the frame, largest first (the bottom of a
+    stack), then "other": every other value summed per time. The collector already folds
+    its own rest into "other"; a group that was in its top only part of the range joins it here."""
+    means = frame[frame[label] != OTHER].groupby(label, sort=True)["value"].mean()
+    kept = list(means.sort_values(ascending=False, kind="stable").index[:top])
+    out: list[tuple[str, pd.DataFrame]] = [(k, frame[frame[label] == k]) for k in kept]
+    rest = frame[~frame[label].isin(kept)]
+    if not rest.empty:
+        out.append((OTHER, rest.groupby("ts", sort=True)["value"].sum().reset_index()))
+    return out
+
+
 def _axis_format(chart: Chart) -> dict[str, Any]:
     y: dict[str, Any] = {"title": {"text": chart.axis}, "automargin": True, "rangemode": "tozero",
                          "gridcolor": "#e3e6ea", "zeroline": False}
     if chart.percent:
         y.update(range=[0, 100], ticksuffix=" %")
-    elif chart.axis in ("bit/s", "B/s"):
+    elif chart.axis in ("bit/s", "B/s", "B"):
         y["tickformat"] = "~s"  # 1.2M, 350k: SI prefixes, with the unit in the title
     return y
 
@@ -176,8 +205,8 @@ def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | Non
     """One chart's figure; `events` become dotted lines, and markers on the kernel chart."""
     data: list[dict[str, Any]] = []
     for i, (name, xs, ys) in enumerate(traces):
-        colour = PALETTE[i % len(PALETTE)]
-        hover = "%{y:.3~s}" if chart.axis in ("bit/s", "B/s") else "%{y:.4~g}"
+        colour = OTHER_COLOUR if chart.stacked and name == OTHER else PALETTE[i % len(PALETTE)]
+        hover = "%{y:.3~s}" if chart.axis in ("bit/s", "B/s", "B") else "%{y:.4~g}"
         trace: dict[str, Any] = {"type": "bar" if chart.kind == "bar" else "scatter", "name": name, "x": xs, "y": ys,
                                  "hovertemplate": f"{name}: {hover} {chart.axis}<extra></extra>"}
         if chart.kind == "bar":
@@ -187,6 +216,9 @@ def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | Non
             sparse = sum(y is not None for y in ys) < 60
             trace.update(mode="lines+markers" if sparse else "lines", line={"width": 1.5, "color": colour},
                          marker={"size": 4, "color": colour}, connectgaps=False)
+            if chart.stacked:
+                # A group missing at a time (out of the collector's top then) adds nothing there.
+                trace.update(stackgroup="one", stackgaps="infer zero", line={"width": 0.5, "color": colour})
         data.append(trace)
     shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": int(e["publish_time"] * 1000),
                "x1": int(e["publish_time"] * 1000), "y0": 0, "y1": 1,

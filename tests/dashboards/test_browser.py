@@ -116,9 +116,9 @@ _DRAWN = """() => Object.fromEntries([...document.querySelectorAll('.plot')].map
     traces: (el.data || []).map(t => t.name),
     empty: ((el.layout || {}).annotations || []).some(a => a.text === 'no data in this range')}]))"""
 # Charts of what every Linux machine has while it runs: CPU, memory, a network interface, a
-# block device with some I/O, a mounted filesystem. Disk await needs I/O completed in the
+# block device with some I/O, a mounted filesystem, processes (application groups). Disk await needs I/O completed in the
 # range, which an idle machine may not have; the kernel chart's counters are often zero.
-ALWAYS = ("cpu", "memory", "bandwidth", "disk_iops", "disk_bps", "disk_util", "fs_usage")
+ALWAYS = ("cpu", "memory", "apps_cpu", "apps_memory", "bandwidth", "disk_iops", "disk_bps", "disk_util", "fs_usage")
 
 
 def test_charts_hold_data_points_and_refresh(watched, served):
@@ -137,6 +137,7 @@ def test_charts_hold_data_points_and_refresh(watched, served):
     assert kernel <= set(drawn["kernel"]["traces"]), drawn["kernel"]
     assert drawn["kernel"]["points"] > 0  # counts of zero are points too: the counters were read
     assert page.locator("#chart-cpu .main-svg .scatterlayer path.js-line").count() > 0
+    assert page.locator("#chart-apps_memory .main-svg .scatterlayer path.js-fill").count() > 0  # stacked areas
 
     # auto-refresh: a fetch of /charts, then the charts, the health panel and the time stamp
     # all come from its answer
