@@ -80,6 +80,13 @@ class CheckContext(Protocol):
         latest collection, or in the 5 minutes holding `at` ({} when none was kept)."""
         ...
 
+    def plugin_result(self, name: str) -> dict[str, Any] | None:
+        """The last run of the configured plugin `name` (collectors.plugins.PluginRun as a
+        dict: status, message, exit_code, started, duration, user, long_output, perfdata),
+        None when it has not run, {"status": "not_applicable", "message"} on an instance
+        it does not run on."""
+        ...
+
 
 Evaluate = Callable[[CheckContext, "Check"], CheckResult]
 

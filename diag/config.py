@@ -146,6 +146,56 @@ class LogPattern(_Strict):
 
 
 RuleName = Annotated[str, StringConstraints(pattern=rules.RULE_NAME.pattern)]
+
+
+def _number_arg(v: Any) -> Any:
+    # `[check_load, -w, 5]` in YAML: an argument that looks like a number is still an argument.
+    return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+_Arg = Annotated[str, BeforeValidator(_number_arg), Field(min_length=1)]
+
+
+class Plugin(_Strict):
+    """A Nagios-compatible plugin run as a check (plugin.<name>); README "Plugin checks"."""
+
+    command: Annotated[list[_Arg], Field(min_length=1, max_length=256)]
+    timeout: Annotated[Duration, Field(le=3600)] = 10
+    interval: Annotated[Duration, Field(ge=1)] = 60
+    severity: Literal["critical", "non_critical"] = "critical"
+    recommendation: str = ""
+    description: str = ""
+    # Before `user`, whose check reads it. Root only when the config says so in these words.
+    run_as_root: bool = False
+    user: str | None = None  # default: nobody (when the service is root; else the service's own user)
+
+    @field_validator("command")
+    @classmethod
+    def _absolute(cls, v: list[str]) -> list[str]:
+        # No shell and no PATH lookup: what runs is the file named, whoever edits PATH.
+        if not v[0].startswith("/"):
+            raise ValueError(f"the program must be an absolute path (no shell, no PATH lookup), not {v[0]!r}")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _not_root(cls, v: str | None, info: ValidationInfo) -> str | None:
+        import pwd
+
+        if v is None:
+            return v
+        if info.data.get("run_as_root"):
+            raise ValueError("run_as_root: true runs the plugin as root; leave user out")
+        try:
+            uid = pwd.getpwnam(v).pw_uid
+        except KeyError:
+            raise ValueError(f"no user {v!r} on this machine") from None
+        if uid == 0:
+            raise ValueError(f"{v} is root: a plugin runs as root only with run_as_root: true")
+        return v
+
+
+PluginName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 # Checked by collectors/apps.py, which the agent shares.
 AppGroupName = Annotated[str, AfterValidator(app_rules.check_group_name)]
 AppPattern = Annotated[str, AfterValidator(app_rules.check_pattern)]
@@ -179,6 +229,8 @@ class Config(_Strict):
     kmsg_user_records: bool = False
     # Operators' own log rules, by name (the event type is Custom.<name>); README "Your own log patterns".
     log_patterns: dict[RuleName, LogPattern] = {}
+    # Nagios-compatible plugins run as checks, by name (check id plugin.<name>); README "Plugin checks".
+    plugins: dict[PluginName, Plugin] = {}
     paths: Paths = Paths()
     network: Network = Network()
     store: StoreConfig = StoreConfig()

@@ -39,8 +39,10 @@ class StoreContext:
                  interval: float, monitoring_since: float | None,
                  bandwidth_caps: Mapping[str, tuple[float | None, float | None]],
                  service_ports: Sequence[int], facts: Callable[[], tuple[dict | None, float | None]],
-                 processes: Callable[[float | None], dict[str, Any]]) -> None:
+                 processes: Callable[[float | None], dict[str, Any]],
+                 plugins: Callable[[str], dict[str, Any] | None] = lambda name: None) -> None:
         self._store, self._events = store, events
+        self._plugins = plugins
         self.instance_id, self.start, self.end, self.now = instance_id, start, end, now
         self.interval, self.monitoring_since = interval, monitoring_since
         self.bandwidth_caps, self.service_ports = bandwidth_caps, service_ports
@@ -97,6 +99,9 @@ class StoreContext:
     def top_processes(self, at: float | None = None) -> dict[str, Any]:
         return self._processes(at)
 
+    def plugin_result(self, name: str) -> dict[str, Any] | None:
+        return self._plugins(name)
+
 
 def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any]]:
     out = []
@@ -127,7 +132,8 @@ def select(checks: Sequence[Check], check_ids: Sequence[str] | None) -> list[Che
     """The checks asked for, in catalogue order; KeyError names an unknown id."""
     if not check_ids:
         return list(checks)
-    unknown = [c for c in check_ids if c not in check_catalogue.BY_ID]
+    known = {c.id for c in checks}  # the catalogue's and the configured plugins'
+    unknown = [c for c in check_ids if c not in known]
     if unknown:
         raise KeyError(unknown[0])
     wanted = set(check_ids)

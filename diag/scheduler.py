@@ -49,6 +49,8 @@ def build(service: Service) -> BackgroundScheduler:
     if getattr(service, "commands", None) is not None:  # remote commands hook: schedules, delivery timeouts
         sched.add_job(service.commands.tick, IntervalTrigger(seconds=1), id="commands", next_run_time=now)
 
+    service.plugins.schedule(sched)  # plugin checks: their own intervals, in their own pool
+
     def _count(event: JobEvent) -> None:
         outcome = _OUTCOME[event.code]
         service.job_outcomes[(event.job_id, outcome)] += 1

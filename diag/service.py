@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 
 from collectors import registry
 from collectors.runner import CollectionCycle
+from checks import plugin as plugin_checks
 from diag import diagnosis, health, lifecycle
 from diag.config import Config
 from diag.db import Database
@@ -88,7 +89,11 @@ class Service:
         self._snapshots = None  # collectors.facts.Snapshots, built with the first snapshot
         self._facts_late = False
         # Before alerting: its default policies take their thresholds from these.
-        self.checks = diagnosis.configured(config.checks)
+        from diag.plugins import Plugins, specs  # plugin checks: run off the collection thread
+
+        plugin_specs = specs(config.plugins)
+        self.plugins = Plugins(plugin_specs, instance_id=self.instance_id, store=self.store, db=self.db)
+        self.checks = diagnosis.configured(config.checks) + list(plugin_checks.make(plugin_specs.values()))
         self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
         from diag.alerting import Alerting  # alerting hook: policies, evaluator, outbox
 
@@ -263,7 +268,9 @@ class Service:
             store=self.store, events=self.events, instance_id=instance_id, start=now - window, end=now, now=now,
             interval=self.interval_of(inst), monitoring_since=inst["first_seen"], bandwidth_caps=caps,
             service_ports=self.config.service_ports, facts=lambda: self.facts_of(instance_id),
-            processes=lambda at: self.processes.at(instance_id, at))
+            processes=lambda at: self.processes.at(instance_id, at),
+            # A plugin runs on this host and judges it only: not another instance.
+            plugins=self.plugins.result if instance_id == self.instance_id else plugin_checks.elsewhere)
         results = diagnosis.run_checks(ctx, checks)
         report = diagnosis.make_report(
             instance_id, ctx, results, full=len(checks) == len(self.checks),
@@ -376,6 +383,7 @@ class Service:
     def close(self) -> None:
         if self.commands is not None:  # remote commands hook: kill local runs first
             self.commands.close()
+        self.plugins.close()
         with self._lock:
             self.store.close()
             try:

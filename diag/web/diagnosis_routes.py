@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from checks import catalogue as check_catalogue
 from diag import report_format
 from diag.units import parse_duration
 from diag.web import auth
@@ -45,10 +44,11 @@ def create_diagnosis():
         raise ApiError(422, "must be a duration from 1m to 31d, like 12h", "window")
     check_ids = body.get("checks")
     if check_ids is not None:
-        if not isinstance(check_ids, list) or not check_ids or len(check_ids) > len(check_catalogue.ALL):
+        known = {c.id for c in service.checks}  # the catalogue's and the configured plugin checks
+        if not isinstance(check_ids, list) or not check_ids or len(check_ids) > len(known):
             raise ApiError(422, "must be a non-empty list of check ids", "checks")
         for i, c in enumerate(check_ids):
-            if not isinstance(c, str) or c not in check_catalogue.BY_ID:
+            if not isinstance(c, str) or c not in known:
                 raise ApiError(422, f"unknown check {c!r}: see GET /api/v1/checks", f"checks[{i}]")
     if service.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}", "instance_id")

@@ -7,7 +7,6 @@ from zoneinfo import available_timezones
 
 from flask import current_app
 
-from checks import catalogue as check_catalogue
 from checks.base import STATUSES
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
@@ -115,8 +114,8 @@ DIAGNOSIS_BODY = obj(optional={
     "instance_id": INSTANCE_ID_IN,
     "window": duration_text(r"([6-9][0-9]|[1-9][0-9]{2,5})s|[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2})h"
                             r"|([1-9]|[12][0-9]|3[01])d", "from 1m to 31d, like 12h"),
-    "checks": live(lambda: nullable(arr(enum(*sorted(check_catalogue.BY_ID)), minItems=1,
-                                          maxItems=len(check_catalogue.ALL))))})  # null: every check
+    "checks": live(lambda: nullable(arr(enum(*sorted(_check_ids())), minItems=1,
+                                          maxItems=len(_check_ids()))))})  # null: every check
 
 INSTANCE = component("Instance", obj({
     "instance_id": STR, "hostname": STR, "labels": LABELS, "health_status": HEALTH_STATUS,
@@ -218,6 +217,11 @@ def _period_in() -> dict:
     if interval <= 60:
         return _dur_in(max(1.0, interval), 86400, _MIN_1_TO_1440, description="from the collection interval to 1d")
     return {**between(interval, 86400), "description": "seconds, from the collection interval to 1d"}
+
+
+def _check_ids() -> set[str]:
+    # The catalogue's and the configured plugin checks (plugin.<name>), as of serving this document.
+    return {c.id for c in current_app.extensions["diag"]["service"].checks}
 
 
 def _metric_names() -> dict:
