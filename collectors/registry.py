@@ -16,6 +16,7 @@ from collectors.processes import ProcessesCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
+from collectors.textfile import TextfileCollector
 
 ALL = (
     CpuCollector,
@@ -29,6 +30,7 @@ ALL = (
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
+    TextfileCollector,
 )
 
 

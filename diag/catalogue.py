@@ -136,6 +136,9 @@ METRICS: tuple[Metric, ...] = (
     _m("applications", "app_memory_rss", "bytes", "gauge", ("app",), "Resident memory summed over an application group's processes (a page shared by several processes counts in each, as in ps); the same groups as app_cpu_usage."),
     _m("applications", "app_processes", "count", "gauge", ("app",), "Processes in an application group; the same groups as app_cpu_usage."),
     _m("state", "collector_stalled", "bool", "gauge", ("collector",), "1 while a collector's call has not returned within its budget (a hung mount, a stuck process): its readings are missing, and it is not called again until the stuck call returns."),
+    # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
+    _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
+    _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect

@@ -18,7 +18,7 @@ from diag.store.prometheus import EngineUnavailable, PrometheusStore
 
 LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth0", "kind": "x", "mountpoint": "/",
                 "scope": "public", "state": "established", "rule": "NfsTimeout", "collector": "disk",
-                "app": "postgres"}
+                "app": "postgres", "file": "backup.prom"}
 STEP = 10.0
 # Checks that read facts or events (kernel log, boot id changes) rather than metric
 # series, and network.public_ip, which reports what it finds and never fails.
