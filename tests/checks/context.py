@@ -211,6 +211,20 @@ def fill_healthy(ctx: TableContext, seconds: float = DEFAULT_LOOKBACK, *, seed: 
         ctx.add(m, ts, 0.0)
     ctx.add("conntrack_usage", ts, noise(5, 1))
     ctx.add("file_handles_usage", ts, noise(2, 0.5))
+    # a server with a mirrored boot disk, ECC memory and sensors with limits, all calm
+    ctx.add("md_disks", ts, 2.0, array="md0")
+    ctx.add("md_disks_active", ts, 2.0, array="md0")
+    ctx.add("md_disks_failed", ts, 0.0, array="md0")
+    ctx.add("md_degraded", ts, 0.0, array="md0")
+    for mc in ("mc0", "mc1"):
+        ctx.add("edac_correctable_errors", ts, 0.0, controller=mc)
+        ctx.add("edac_uncorrectable_errors", ts, 0.0, controller=mc)
+    ctx.add("cpu_core_throttles", ts, 0.0)
+    ctx.add("cpu_package_throttles", ts, 0.0)
+    for sensor in ("Package id 0", "Core 0"):
+        ctx.add("hw_temperature", ts, noise(50, 3), chip="coretemp", sensor=sensor)
+        ctx.add("hw_temperature_max", ts, 84.0, chip="coretemp", sensor=sensor)
+        ctx.add("hw_temperature_crit", ts, 100.0, chip="coretemp", sensor=sensor)
     kernel_log_read(ctx, float(ts[0]), float(ts[-1]))
     ctx.set_facts(facts_snapshot(ctx.now - 60), taken_at=ctx.now - 60)
     ctx.processes = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 88.0, "rss_bytes": 2 << 30}],
