@@ -7,7 +7,6 @@ from collectors.connections import ConnectionsCollector
 from collectors.cpu import CpuCollector
 from collectors.disk import DiskCollector
 from collectors.filesystem import FilesystemCollector
-from collectors.hardware import HardwareCollector
 from collectors.kernel_log import KernelLogCollector
 from collectors.log_files import LogFilesCollector
 from collectors.memory import MemoryCollector
@@ -17,6 +16,7 @@ from collectors.processes import ProcessesCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
+from collectors.textfile import TextfileCollector
 
 ALL = (
     CpuCollector,
@@ -25,12 +25,12 @@ ALL = (
     ConnectionsCollector,
     DiskCollector,
     FilesystemCollector,
-    HardwareCollector,
     NetCountersCollector,
     KernelLogCollector,
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
+    TextfileCollector,
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
 from diag import catalogue
@@ -45,6 +45,7 @@ class BatchCollector(Collector):
             extra = {"instance_id": self._instance_id(), **extra}
         yield from _families(batch.samples, catalogue.METRICS, GaugeMetricFamily, extra)
         yield from _families(batch.totals, catalogue.COUNTERS, CounterMetricFamily, extra)
+        yield from _user_families(batch.samples, extra)
 
     def describe(self) -> Iterable[Metric]:
         return []
@@ -68,6 +69,24 @@ def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], fami
                 continue
             seen.add(values)
             fam.add_metric(list(values), s.value)
+        yield fam
+
+
+def _user_families(samples: list[Sample], extra: dict[str, str]) -> Iterator[Metric]:
+    """Series outside the catalogue (the files of textfile_dir), untyped as their type is
+    not kept: an engine that scrapes this endpoint (a fleet with store_url) must see them
+    too, as node_exporter serves its textfiles."""
+    by_metric: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        if s.metric not in catalogue.BY_NAME:
+            by_metric[s.metric].append(s)
+    for name in sorted(by_metric):
+        got = by_metric[name]
+        own = sorted({k for s in got for k in s.labels if k not in extra})  # the instance's labels win
+        fam = UnknownMetricFamily(name, "A series of the instance's own, outside the catalogue (textfile_dir).",
+                                  labels=[*extra, *own])
+        for s in got:
+            fam.add_metric([*extra.values(), *(s.labels.get(k, "") for k in own)], s.value)
         yield fam
 
 

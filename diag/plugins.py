@@ -88,6 +88,15 @@ class Plugins:
             self._last[name] = stored
         return self._last[name]
 
+    def unit(self, metric: str) -> str:
+        """The unit of a plugin's perfdata series (from its UOM), "" when not one of theirs."""
+        for name in self.specs:
+            last = self.result(name) if metric.startswith(f"plugin_{name}_") else None
+            for p in (last or {}).get("perfdata", ()):
+                if p["metric"] == metric:
+                    return p["unit"]
+        return ""
+
     def schedule(self, sched: Any) -> None:
         """A job per plugin on the scheduler, in an executor of their own."""
         if not self.specs:

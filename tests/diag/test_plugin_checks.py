@@ -171,3 +171,40 @@ def test_a_bad_toml_entry_is_refused_with_file_line_and_field(tmp_path):
     e = refused(tmp_path, "c.toml", '[plugins.disk]\ncommand = ["sh", "-c", "df"]\n')
     assert (e.line, e.field) == (2, "plugins.disk.command") and "absolute path" in e.message
     assert str(e).startswith(f"{tmp_path / 'c.toml'}:2: plugins.disk.command: ")
+
+
+def test_perfdata_are_queried_like_custom_metrics_with_their_unit_and_the_api_lists_the_check(tmp_path, plugin_dir):
+    from diag.web.app import create_app
+
+    cmd = script(plugin_dir, "web.sh", "echo \"HTTP OK | time=0.25s;1;2;0 size=2KB 'hit rate'=97.5%\"\n")
+    s = service_with(tmp_path, {"web": {"command": [cmd], "recommendation": "Look at the web server."}})
+    try:
+        s.plugins.run("web")
+        client = create_app(s).test_client()
+        got = client.get("/api/v1/query?metric=plugin_web_time&start=-10m").get_json()
+        assert got["unit"] == "s" and [p[1] for p in got["series"][0]["points"]] == [0.25]
+        got = client.get("/api/v1/query?metric=plugin_web_hit_rate&start=-10m").get_json()
+        assert got["unit"] == "percent" and [p[1] for p in got["series"][0]["points"]] == [97.5]
+        assert client.get("/api/v1/query?metric=plugin_web_size&start=-10m").get_json()["unit"] == "bytes"
+        listed = {c["id"]: c for c in client.get("/api/v1/checks").get_json()["checks"]}
+        assert (listed["plugin.web"]["category"], listed["plugin.web"]["recommendation"]) == (
+            "plugin", "Look at the web server.")
+        r = client.post("/api/v1/diagnoses", json={"checks": ["plugin.web"]})
+        assert r.status_code == 201 and [c["status"] for c in r.get_json()["checks"]] == ["ok"]
+    finally:
+        s.close()
+
+
+def test_the_scheduler_runs_plugins_in_their_own_pool_never_stacked(tmp_path, plugin_dir):
+    from diag import scheduler
+
+    cmd = script(plugin_dir, "ok.sh", "echo OK\n")
+    s = service_with(tmp_path, {"a": {"command": [cmd], "interval": "15s"}, "b": {"command": [cmd]}})
+    try:
+        sched = scheduler.build(s)
+        jobs = {j.id: j for j in sched.get_jobs()}
+        assert {jobs["plugin.a"].executor, jobs["plugin.b"].executor} == {"plugins"}
+        assert jobs["collect"].executor == "default"
+        assert (jobs["plugin.a"].max_instances, jobs["plugin.a"].trigger.interval.total_seconds()) == (1, 15)
+    finally:
+        s.close()
