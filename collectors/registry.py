@@ -17,6 +17,7 @@ from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
 from collectors.textfile import TextfileCollector
+from collectors.textfile import TextfileCollector
 
 ALL = (
     CpuCollector,
@@ -30,6 +31,7 @@ ALL = (
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
+    TextfileCollector,
     TextfileCollector,
 )
 

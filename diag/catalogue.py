@@ -139,6 +139,9 @@ METRICS: tuple[Metric, ...] = (
     # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
     _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
     _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
+    # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
+    _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
+    _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
