@@ -127,6 +127,11 @@ class ProcessesCollector:
         self._top_apps = settings.top_apps
         self._cpus: tuple[str, int] | None = None  # (proc root, CPUs its stat lists)
         self._stalled: set[str] = set()  # pids whose cmdline read was stuck this cycle
+        # Resident pages and processes per group over the processes in _prev, kept up to
+        # date from the processes that changed: a sum over every process each cycle cost
+        # 0.1-0.2 ms with 400 processes, most of which did not run.
+        self._app_rss: dict[str, int] = {}
+        self._app_count: dict[str, int] = {}
 
     def close(self) -> None:
         """Close the kept stat files; later cycles still work, opening each file anew."""
@@ -212,6 +217,8 @@ class ProcessesCollector:
         fds, sfds, proc = self._fds, self._sched_fds, str(self.roots.proc)
         pread, open_, read, close, rdonly = os.pread, os.open, os.read, os.close, os.O_RDONLY
         prev_get, fds_get = prev.get, fds.get
+        app_rss, app_count = self._app_rss, self._app_count
+        app_rss_get, app_count_get = app_rss.get, app_count.get
         for pid in os.listdir(proc):
             # Inlined reading: a method call per process is a measurable share of the cycle.
             before = prev_get(pid)
@@ -300,6 +307,15 @@ class ProcessesCollector:
             # schedstat read before this stat line vouches for it; read after, it would not.
             cur[pid] = (data, start, ticks, rss, single, sched, sfd,
                         before[7] if before is not None else hash(pid) % REFRESH_CYCLES, app, named)
+            if before is None:
+                app_rss[app] = app_rss_get(app, 0) + rss
+                app_count[app] = app_count_get(app, 0) + 1
+            elif before[8] != app or before[3] != rss:
+                app_rss[before[8]] -= before[3]
+                app_rss[app] = app_rss_get(app, 0) + rss
+                if before[8] != app:
+                    app_count[before[8]] -= 1
+                    app_count[app] = app_count_get(app, 0) + 1
             rss_of[pid] = rss
             if interval <= 0:
                 used = None
@@ -316,6 +332,12 @@ class ProcessesCollector:
         for kept in (fds, sfds):
             for pid in [p for p in kept if p not in cur]:
                 close(kept.pop(pid))
+        for pid in prev.keys() - cur.keys():  # exited (or unreadable): out of their group
+            gone = prev[pid]
+            app_rss[gone[8]] -= gone[3]
+            app_count[gone[8]] -= 1
+        for app in [a for a, n in app_count.items() if n == 0]:
+            del app_count[app], app_rss[app]
         self._prev, self._prev_now = cur, now  # pids that disappeared are forgotten here
 
         # An unchanged stat line means no ticks this interval (none without an interval).
@@ -341,13 +363,7 @@ class ProcessesCollector:
                      interval: float) -> None:
         """app_cpu_usage, app_memory_rss and app_processes of the top groups by CPU and by
         memory, from this cycle's readings; every other group summed into "other"."""
-        rss: dict[str, int] = {}
-        count: dict[str, int] = {}
-        rss_get, count_get = rss.get, count.get
-        for seen in cur.values():
-            app = seen[8]
-            rss[app] = rss_get(app, 0) + seen[3]
-            count[app] = count_get(app, 0) + 1
+        rss, count = dict(self._app_rss), dict(self._app_count)
         ticks: dict[str, int] = {}
         for used, pid in busy:
             app = cur[pid][8]
@@ -357,8 +373,7 @@ class ProcessesCollector:
         kept.update(sorted(ticks, key=ticks.__getitem__, reverse=True)[:n])
         rest = [a for a in rss if a not in kept]
         if rest:
-            # An operator's group may share a name with nothing: "other" is refused as a
-            # group name, but an executable called "other" is folded in with the rest.
+            # No operator group is called "other", but an executable may be: it joins the rest.
             kept.discard(OTHER)
             rest = [a for a in rss if a not in kept]
             rss[OTHER] = sum(rss[a] for a in rest)

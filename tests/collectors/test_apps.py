@@ -215,3 +215,45 @@ def test_agent_refuses_what_the_server_refuses(tmp_path: Path):
         load_agent(str(bad), env={})
     with pytest.raises(AppGroupError):
         parse_app_groups({"other": ["x"]})
+
+
+def test_sums_kept_from_changes_equal_a_full_recount_through_churn(tmp_path: Path):
+    # The collector updates group sums from the processes that changed; over cycles of
+    # starts, exits, execs, RSS changes, reused pids and a broken stat line, they must
+    # equal a count over the whole tree.
+    import random
+
+    rnd = random.Random(21)
+    names = ["nginx", "postgres", "bash", "make", "cc1"]
+    procs = {pid: (rnd.choice(names), 0, rnd.randint(1, 500), 4194304, 1000 + pid) for pid in range(100, 160)}
+    c = ProcessesCollector(Roots.under(tmp_path), CollectorSettings(top_apps=50))
+    for cycle in range(25):
+        root = tmp_path / f"c{cycle}"
+        _tree(root, procs)
+        broken = rnd.choice(sorted(procs))
+        (root / "proc" / str(broken) / "stat").write_text(f"{broken} (x) S 1\n")
+        c.roots = Roots.under(root)
+        got = apps(c.collect(1000.0 + 10 * cycle))
+        want: dict[str, list[int]] = {}
+        for pid, (name, _, rss, _, _) in procs.items():
+            if pid != broken:
+                want.setdefault(name, [0, 0])
+                want[name][0] += rss * PAGE
+                want[name][1] += 1
+        assert {a: [v["app_memory_rss"], v["app_processes"]] for a, v in got.items()} == want, cycle
+        for pid in rnd.sample(sorted(procs), 15):
+            name, ticks, rss, flags, start = procs[pid]
+            change = rnd.choice(("exit", "exec", "rss", "run", "reuse"))
+            if change == "exit":
+                del procs[pid]
+            elif change == "exec":
+                procs[pid] = (rnd.choice(names), ticks + 1, rss, flags, start)
+            elif change == "rss":
+                procs[pid] = (name, ticks, rnd.randint(1, 500), flags, start)
+            elif change == "run":
+                procs[pid] = (name, ticks + 5, rss, flags, start)
+            else:
+                procs[pid] = (rnd.choice(names), 0, rnd.randint(1, 500), flags, start + 7)
+        for _ in range(5):
+            pid = rnd.randint(100, 200)
+            procs.setdefault(pid, (rnd.choice(names), 3, rnd.randint(1, 500), 4194304, 5000 + cycle))
