@@ -7,6 +7,7 @@ from collectors.connections import ConnectionsCollector
 from collectors.cpu import CpuCollector
 from collectors.disk import DiskCollector
 from collectors.filesystem import FilesystemCollector
+from collectors.hardware import HardwareCollector
 from collectors.kernel_log import KernelLogCollector
 from collectors.log_files import LogFilesCollector
 from collectors.memory import MemoryCollector
@@ -26,6 +27,7 @@ ALL = (
     ConnectionsCollector,
     DiskCollector,
     FilesystemCollector,
+    HardwareCollector,
     NetCountersCollector,
     KernelLogCollector,
     LogFilesCollector,

@@ -142,6 +142,28 @@ METRICS: tuple[Metric, ...] = (
     # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
     _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
     _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
+    # sensors and hardware (collectors/hardware.py): hwmon, thermal_throttle, EDAC, /proc/mdstat
+    _m("hardware", "hw_temperature", "celsius", "gauge", ("chip", "sensor"), "A temperature from /sys/class/hwmon (temp*_input); chip is the driver's name (coretemp, nvme...), sensor its temp*_label or temp<N>.",
+       exposed_as="hw_temperature_celsius"),
+    _m("hardware", "hw_temperature_max", "celsius", "gauge", ("chip", "sensor"), "The sensor's own high limit (temp*_max), where its driver gives one: at or over it the hardware is hotter than it should run.",
+       exposed_as="hw_temperature_max_celsius"),
+    _m("hardware", "hw_temperature_crit", "celsius", "gauge", ("chip", "sensor"), "The sensor's own critical limit (temp*_crit), where its driver gives one: at or over it the hardware throttles or shuts down.",
+       exposed_as="hw_temperature_crit_celsius"),
+    _m("hardware", "hw_fan_speed", "rpm", "gauge", ("chip", "sensor"), "A fan's speed from /sys/class/hwmon (fan*_input), revolutions per minute.",
+       exposed_as="hw_fan_speed_rpm"),
+    _m("hardware", "cpu_core_throttles", "count", "delta", (), "Times a CPU core was throttled for heat (thermal_throttle/core_throttle_count, one CPU per physical core), per interval.",
+       exposed_as="cpu_core_throttles_delta"),
+    _m("hardware", "cpu_package_throttles", "count", "delta", (), "Times a CPU package was throttled for heat or power (thermal_throttle/package_throttle_count, one per package), per interval.",
+       exposed_as="cpu_package_throttles_delta"),
+    _m("hardware", "edac_correctable_errors", "count", "delta", ("controller",), "Memory errors corrected by ECC (EDAC mc*/ce_count), per interval: rising counts foretell a failing DIMM.",
+       exposed_as="edac_correctable_errors_delta"),
+    _m("hardware", "edac_uncorrectable_errors", "count", "delta", ("controller",), "Memory errors ECC could not correct (EDAC mc*/ue_count), per interval: data was lost or a process or the kernel was killed.",
+       exposed_as="edac_uncorrectable_errors_delta"),
+    _m("hardware", "md_disks", "count", "gauge", ("array",), "Members a software RAID array needs (the n of [n/m] in /proc/mdstat; raid0 and linear: their members; 0 while inactive)."),
+    _m("hardware", "md_disks_active", "count", "gauge", ("array",), "Members of the array in sync (the m of [n/m] in /proc/mdstat)."),
+    _m("hardware", "md_disks_failed", "count", "gauge", ("array",), "Members marked failed, (F), in /proc/mdstat."),
+    _m("hardware", "md_degraded", "bool", "gauge", ("array",), "1 when an active array runs with fewer members in sync than it needs ([2/1] [U_]): one more failure may lose data."),
+    _m("hardware", "md_sync_progress", "percent", "gauge", ("array", "action"), "Progress of the resync, recovery, reshape, check or repair running on the array (0 while pending or delayed); no sample when none runs."),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
@@ -169,6 +191,10 @@ COUNTERS: tuple[Metric, ...] = (
     _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
     _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
     _m("kernel", "kernel_log_lost_total", "count", "counter", (), "Kernel-log records overwritten in the ring buffer before the service read them."),
+    _m("hardware", "cpu_core_throttles_total", "count", "counter", (), "Sum of thermal_throttle/core_throttle_count over the physical cores."),
+    _m("hardware", "cpu_package_throttles_total", "count", "counter", (), "Sum of thermal_throttle/package_throttle_count over the packages."),
+    _m("hardware", "edac_correctable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ce_count: memory errors corrected since boot."),
+    _m("hardware", "edac_uncorrectable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ue_count: memory errors not corrected since boot."),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS + COUNTERS}

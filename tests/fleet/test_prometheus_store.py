@@ -18,7 +18,9 @@ from diag.store.prometheus import EngineUnavailable, PrometheusStore
 
 LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth0", "kind": "x", "mountpoint": "/",
                 "scope": "public", "state": "established", "rule": "NfsTimeout", "collector": "disk",
-                "app": "postgres", "file": "backup.prom"}
+                "app": "postgres", "chip": "coretemp", "sensor": "Core 0", "array": "md0", "action": "resync",
+                "controller": "mc0",
+                "file": "backup.prom"}
 STEP = 10.0
 # Checks that read facts or events (kernel log, boot id changes) rather than metric
 # series, and network.public_ip, which reports what it finds and never fails.
@@ -41,6 +43,11 @@ def _value(m: catalogue.Metric, failing: bool, i: int, n: int) -> float:
         return 1.0 if failing and i > n // 2 else 0.0
     if m.name in ("net_up", "net_carrier"):
         return 1.0
+    if m.name in ("md_degraded", "md_disks_failed"):
+        return 1.0 if failing and i > n // 2 else 0.0  # a member failed: the mirror runs on one disk
+    if m.name in ("hw_temperature", "hw_temperature_max", "hw_temperature_crit", "hw_fan_speed"):
+        return {"hw_temperature": (105.0 if failing else 45.0) + wobble, "hw_temperature_max": 84.0,
+                "hw_temperature_crit": 100.0, "hw_fan_speed": 1200.0}[m.name]
     if m.unit == "bool" or m.name == "fs_stuck":
         return 0.0  # no stalled collector, no held log condition, no mount waiting
     if m.unit == "percent":
