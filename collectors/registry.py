@@ -18,7 +18,6 @@ from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
 from collectors.textfile import TextfileCollector
-from collectors.textfile import TextfileCollector
 
 ALL = (
     CpuCollector,
@@ -33,7 +32,6 @@ ALL = (
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
-    TextfileCollector,
     TextfileCollector,
 )
 

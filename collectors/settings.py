@@ -50,8 +50,3 @@ class CollectorSettings:
     textfile_dir: Path | None = None
     textfile_max_series_per_file: int = 1000
     textfile_max_series: int = 10000
-    # node_exporter's textfile convention (collectors/textfile.py): the directory of *.prom
-    # files to read, None for none; and the series kept from one file and from all of them.
-    textfile_dir: Path | None = None
-    textfile_max_series_per_file: int = 1000
-    textfile_max_series: int = 10000

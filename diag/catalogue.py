@@ -139,9 +139,6 @@ METRICS: tuple[Metric, ...] = (
     # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
     _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
     _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
-    # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
-    _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
-    _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
     # sensors and hardware (collectors/hardware.py): hwmon, thermal_throttle, EDAC, /proc/mdstat
     _m("hardware", "hw_temperature", "celsius", "gauge", ("chip", "sensor"), "A temperature from /sys/class/hwmon (temp*_input); chip is the driver's name (coretemp, nvme...), sensor its temp*_label or temp<N>.",
        exposed_as="hw_temperature_celsius"),

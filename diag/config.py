@@ -234,11 +234,6 @@ class Config(_Strict):
     textfile_dir: Path | None = None
     textfile_max_series_per_file: int = Field(1000, ge=1)
     textfile_max_series: int = Field(10000, ge=1)
-    # node_exporter's textfile convention: *.prom files in this directory become series of
-    # this instance (collectors/textfile.py; README "Your own metrics from files"). None: off.
-    textfile_dir: Path | None = None
-    textfile_max_series_per_file: int = Field(1000, ge=1)
-    textfile_max_series: int = Field(10000, ge=1)
     # Nagios-compatible plugins run as checks, by name (check id plugin.<name>); README "Plugin checks".
     plugins: dict[PluginName, Plugin] = {}
     paths: Paths = Paths()
@@ -269,8 +264,6 @@ class Config(_Strict):
             top_apps=self.top_apps,
             app_groups={name: tuple(pats) for name, pats in self.app_groups.items()},
             kmsg_user_records=self.kmsg_user_records,
-            textfile_dir=self.textfile_dir, textfile_max_series_per_file=self.textfile_max_series_per_file,
-            textfile_max_series=self.textfile_max_series,
             textfile_dir=self.textfile_dir, textfile_max_series_per_file=self.textfile_max_series_per_file,
             textfile_max_series=self.textfile_max_series,
             log_rules=tuple(UserRule.of(name, p.source, p.pattern, p.level, p.type, p.clear)
