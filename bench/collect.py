@@ -1,6 +1,6 @@
 """CPU cost of one full collection cycle, beside one node_exporter scrape, same machine, same run.
 
-    .venv/bin/python bench/collect.py [--cycles 200] [--scrapes 200] [--idle-procs 300] [--serve-minutes 0]
+    .venv/bin/python bench/collect.py [--cycles 200] [--scrapes 200] [--idle-procs 300] [--serve-minutes 0] [--systemd-units 50]
 
 Prints a table: our median CPU seconds per cycle, node_exporter's median CPU seconds
 per scrape (from its threads' /proc/<pid>/task/*/schedstat), scraped as Prometheus
@@ -47,8 +47,41 @@ def proc_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def our_cycle(cycles: int, state_dir: Path) -> tuple[float, dict[str, float]]:
-    cycle = CollectionCycle(registry.build(Roots(), CollectorSettings(state_dir=state_dir)))
+def fake_systemd(top: Path, units: int) -> Path:
+    """`units` systemd units, a fifth failed and a tenth restarting in a loop, answered by
+    the fake systemctl of tests/fixtures/systemd (put first on PATH here); returns the
+    root whose run/systemd/system says systemd runs. Its listing (two systemctl runs, about
+    2 ms of our CPU) is refreshed every 60 ms instead of 60 s: about once per 5 cycles
+    here, as once per 6 cycles of a 10 s interval, so the refresh thread's CPU falls into
+    the measured cycles as often as in service."""
+    from collectors import systemd
+
+    scenario = top / "systemd"
+    (scenario / "show").mkdir(parents=True)
+    (scenario / "root" / "run" / "systemd" / "system").mkdir(parents=True)
+    lines = []
+    for i in range(units):
+        name = f"app{i:02d}.service"
+        active, sub = ("failed", "failed") if i % 5 == 0 else ("activating", "auto-restart") if i % 10 == 1 \
+            else ("active", "running")
+        lines.append(f"{name} loaded {active} {sub} Application {i}")
+        (scenario / "show" / name).write_text(f"Id={name}\nActiveState={active}\nSubState={sub}\n"
+                                              f"Result={'exit-code' if active != 'active' else 'success'}\n"
+                                              f"NRestarts={i % 10 == 1 and 5 or 0}\nInactiveEnterTimestamp=\n")
+    (scenario / "list-units").write_text("\n".join(lines) + "\n")
+    os.environ["DIAG_FAKE_SYSTEMD"] = str(scenario)
+    fixtures = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "systemd" / "bin"
+    os.environ["PATH"] = f"{fixtures}{os.pathsep}{os.environ['PATH']}"
+    systemd.REFRESH_S = 0.06
+    return scenario / "root"
+
+
+def our_cycle(cycles: int, state_dir: Path, systemd_root: Path | None = None) -> tuple[float, dict[str, float]]:
+    collectors = registry.build(Roots(), CollectorSettings(state_dir=state_dir))
+    if systemd_root is not None:
+        collectors = [type(c)(Roots(root=systemd_root), CollectorSettings(state_dir=state_dir))
+                      if c.name == "systemd" else c for c in collectors]
+    cycle = CollectionCycle(collectors)
     cycle.run()  # baseline reading and the first full read of the kernel log
     costs, per = [], {c.name: [] for c in cycle.collectors}
     last = time.process_time()
@@ -156,14 +189,17 @@ def main() -> None:
     ap.add_argument("--scrapes", type=int, default=200)
     ap.add_argument("--idle-procs", type=int, default=300)
     ap.add_argument("--serve-minutes", type=float, default=0)
+    ap.add_argument("--systemd-units", type=int, default=50,
+                    help="units (failed, restarting or active) fed through a fake systemctl; 0: the machine as is")
     args = ap.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        units_root = fake_systemd(Path(tmp), args.systemd_units) if args.systemd_units else None
         for label, extra in (("as is", 0), (f"+{args.idle_procs} idle processes", args.idle_procs)):
             sleepers = [subprocess.Popen(["sleep", "3600"]) for _ in range(extra)]
             try:
-                ours, per = our_cycle(args.cycles, Path(tmp) / f"state{extra}")
+                ours, per = our_cycle(args.cycles, Path(tmp) / f"state{extra}", units_root)
                 theirs = node_exporter_scrape(args.scrapes)
             finally:
                 for p in sleepers:

@@ -202,6 +202,119 @@ _STALL_ADVICE = ("A collector's call did not return (the service's log names it)
                  "resumes by itself once the call returns.")
 
 
+# -- state.failed_units ---------------------------------------------------------------------
+
+# What systemd's Result of a failed unit means, and where to look first.
+_RESULTS = {
+    "exit-code": "its process exited with an error status: its own log lines say why (a bad config, a port in use, "
+                 "a missing file or dependency)",
+    "signal": "its process was killed by a signal (the OOM killer? see `journalctl -k | grep -i oom`)",
+    "core-dump": "its process crashed and dumped core: `coredumpctl info {unit}` shows the stack",
+    "timeout": "it did not start or stop within TimeoutStartSec/TimeoutStopSec: something it waits for (the "
+               "network, a mount, a socket) never came, or it starts too slowly",
+    "start-limit-hit": "it failed too often in a row and systemd gave up restarting it (StartLimitBurst): fix the "
+                       "first failure in its log, then `systemctl reset-failed {unit}`",
+    "watchdog": "it stopped answering systemd's watchdog (WatchdogSec): it hung",
+    "oom-kill": "the kernel's OOM killer killed it: see performance.memory and its MemoryMax",
+    "resources": "systemd could not set it up (a user, directory, file or namespace it needs is missing)",
+    "exec-condition": "its ExecCondition refused to start it",
+}
+_UNIT_STALE = 300.0
+
+
+def _units_facts(ctx: CheckContext) -> dict:
+    snap = ctx.facts()
+    got = snap.get("systemd") if isinstance(snap, dict) else None
+    return got if isinstance(got, dict) else {}
+
+
+def _failed_units(ctx: CheckContext, check: Check) -> CheckResult:
+    th = thresholds(check)
+    sd = _units_facts(ctx)
+    ev: dict = {"thresholds": th}
+    if sd:
+        ev["facts_age_seconds"] = ctx.facts_age()
+    count = ctx.series("systemd_units_failed", check.lookback)
+    if count.empty:
+        if sd.get("present") is False:
+            return CheckResult("not_applicable", sd.get("reason") or "systemd is not running on this machine", ev)
+        if sd.get("error"):
+            return CheckResult("unknown", f"systemd runs, but its units could not be listed: {sd['error']}", ev)
+        return CheckResult("unknown", "no systemd unit readings in the lookback, and no facts to tell whether "
+                                      "systemd runs here", ev)
+    stale = max(_UNIT_STALE, 3 * float(ctx.interval))
+    last = count.loc[count["ts"].idxmax()]
+    current = float(last["ts"]) >= float(ctx.end) - stale
+    ev["failed_now"] = int(last["value"]) if current else None
+    by_name = {u["unit"]: u for key in ("failed", "restarting") for u in sd.get(key) or [] if isinstance(u, dict)}
+
+    units = []
+    frame = ctx.series("systemd_unit_failed", check.lookback)
+    if not frame.empty:
+        for name, g in frame.groupby("unit", sort=True):
+            g = g.sort_values("ts")
+            hit = g[g["value"] >= 1]
+            if hit.empty:
+                continue
+            row = g.iloc[-1]
+            now = current and float(row["value"]) >= 1 and float(row["ts"]) >= float(ctx.end) - stale
+            f = by_name.get(str(name), {})
+            u = {"unit": str(name), "result": str(hit.iloc[-1]["result"]), "failed_now": bool(now),
+                 "last_seen_failed": float(hit["ts"].max()), "since": f.get("since", "")}
+            for k in ("lines", "lines_error"):
+                if k in f:
+                    u[k] = f[k]
+            units.append(u)
+    units.sort(key=lambda u: (not u["failed_now"], u["unit"]))
+    loops = []
+    # A loop is a present condition: restarts in the lookback's last hour, not over 12 h.
+    loop_window = th["restart_window_seconds"]
+    restarts = ctx.series("systemd_unit_restarts", min(check.lookback, loop_window))
+    if not restarts.empty:
+        for name, n in restarts.groupby("unit", sort=True)["value"].sum().items():
+            if n >= th["restarts"]:
+                f = by_name.get(str(name), {})
+                loop = {"unit": str(name), "restarts": int(n), "sub_state": f.get("sub_state", ""),
+                        "result": f.get("result", "")}
+                for k in ("lines", "lines_error"):
+                    if k in f:
+                        loop[k] = f[k]
+                loops.append(loop)
+    loops.sort(key=lambda x: -x["restarts"])
+    ev["units"], ev["restart_loops"] = units, loops
+
+    now_failed = [u for u in units if u["failed_now"]]
+    hidden = (ev["failed_now"] or 0) - len(now_failed)  # beyond the per-unit bound
+    window = fmt_duration(check.lookback)
+    parts = []
+    if now_failed or hidden > 0:
+        names = ", ".join(f"{u['unit']} ({u['result']})" for u in now_failed)
+        more = f"{' and ' if names else ''}{hidden} more" if hidden > 0 else ""
+        parts.append(f"{ev['failed_now']} failed unit(s) now: {names}{more}")
+    earlier = [u for u in units if not u["failed_now"]]
+    if earlier:
+        parts.append("failed earlier in the last " + window + ": " +
+                     ", ".join(f"{u['unit']} ({u['result']}, last at {fmt_time(u['last_seen_failed'])})" for u in earlier))
+    if loops:
+        parts.append("restarting in a loop: " + ", ".join(f"{x['unit']} restarted {x['restarts']} times in the last "
+                                                          f"{fmt_duration(loop_window)}" for x in loops))
+    if not parts:
+        return CheckResult("ok", f"no failed unit and no restart loop in the last {window}", ev)
+    status = "critical" if (now_failed or hidden > 0) and check.severity == "critical" else "warning"
+    recs = []
+    for u in (now_failed or earlier)[:3]:
+        why = _RESULTS.get(u["result"], f"its result is {u['result']}").format(unit=u["unit"])
+        recs.append(f"{u['unit']} failed: {why}. Read `systemctl status {u['unit']}` and `journalctl -u {u['unit']} -b "
+                    f"-n 50` (its last lines are in the evidence), fix the cause, then `systemctl restart {u['unit']}`; "
+                    f"a unit no longer needed is `systemctl disable --now` and `systemctl reset-failed`.")
+    for x in loops[:3]:
+        recs.append(f"{x['unit']} fails soon after each start and its Restart= setting brings it back "
+                    f"({x['restarts']} restarts in the last {fmt_duration(loop_window)}): read `journalctl -u {x['unit']} -b` for the "
+                    f"failure and fix its cause (often a dependency that is not up, or a config error); RestartSec= "
+                    f"and StartLimitBurst= decide how fast it loops.")
+    return CheckResult(status, "; ".join(parts), ev, " ".join(recs))
+
+
 CHECKS: tuple[Check, ...] = (
     Check("state.kernel_fault", "state", "Kernel faults", "critical",
           "Hung tasks, soft or hard lockups, and kernel panics in the kernel log.",
@@ -215,4 +328,8 @@ CHECKS: tuple[Check, ...] = (
           "No sample from the instance for 5 minutes.",
           "Check that the instance is on and that its agent runs and reaches the server.",
           _stopped, thresholds={"seconds": 300}),
+    Check("state.failed_units", "state", "Failed systemd units", "critical",
+          "systemd units in the failed state, and services that restart in a loop (their NRestarts rising).",
+          "Read the unit's status and journal, fix the cause, then restart it (or reset-failed a unit no longer needed).",
+          _failed_units, thresholds={"restarts": 3, "restart_window_seconds": 3600}),
 )

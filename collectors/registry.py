@@ -17,6 +17,7 @@ from collectors.processes import ProcessesCollector
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from collectors.state import StateCollector
+from collectors.systemd import SystemdCollector
 from collectors.textfile import TextfileCollector
 
 ALL = (
@@ -32,6 +33,7 @@ ALL = (
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
+    SystemdCollector,
     TextfileCollector,
 )
 

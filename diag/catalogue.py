@@ -161,6 +161,11 @@ METRICS: tuple[Metric, ...] = (
     _m("hardware", "md_disks_failed", "count", "gauge", ("array",), "Members marked failed, (F), in /proc/mdstat."),
     _m("hardware", "md_degraded", "bool", "gauge", ("array",), "1 when an active array runs with fewer members in sync than it needs ([2/1] [U_]): one more failure may lose data."),
     _m("hardware", "md_sync_progress", "percent", "gauge", ("array", "action"), "Progress of the resync, recovery, reshape, check or repair running on the array (0 while pending or delayed); no sample when none runs."),
+    # systemd units (collectors/systemd.py); no series on a machine without systemd
+    _m("systemd", "systemd_units_failed", "count", "gauge", (), "systemd units in the failed state (`systemctl --failed`), listed at most every 60 s off the collection thread."),
+    _m("systemd", "systemd_unit_failed", "bool", "gauge", ("unit", "result"), "1 while a unit is failed, labelled with systemd's Result (exit-code, signal, core-dump, timeout, start-limit-hit...); 0 for 10 minutes after it leaves the failed state. Only failed units have a series, at most 20."),
+    _m("systemd", "systemd_unit_restarts", "count", "delta", ("unit",), "Automatic restarts of a service (its NRestarts rise) during the interval; only units that restarted or waited to restart (auto-restart) in the last hour have a series, at most 20.",
+       exposed_as="systemd_unit_restarts_delta"),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
@@ -188,6 +193,7 @@ COUNTERS: tuple[Metric, ...] = (
     _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
     _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
     _m("kernel", "kernel_log_lost_total", "count", "counter", (), "Kernel-log records overwritten in the ring buffer before the service read them."),
+    _m("systemd", "systemd_unit_restarts_total", "count", "counter", ("unit",), "NRestarts of a service as systemd counts it (since it was last started by hand), for the units of systemd_unit_restarts."),
     _m("hardware", "cpu_core_throttles_total", "count", "counter", (), "Sum of thermal_throttle/core_throttle_count over the physical cores."),
     _m("hardware", "cpu_package_throttles_total", "count", "counter", (), "Sum of thermal_throttle/package_throttle_count over the packages."),
     _m("hardware", "edac_correctable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ce_count: memory errors corrected since boot."),

@@ -20,6 +20,7 @@ from collectors.base import Stalled
 from collectors.facts.processes import Proc, cmdline, scan
 from collectors.facts.routes import routes as _routes
 from collectors.facts.sshd import sshd_facts
+from collectors.systemd import facts as _systemd
 from collectors.roots import Roots
 
 # Programs that keep a lease alive, by the name the kernel shows (15 characters at most).
@@ -127,6 +128,10 @@ def snapshot(roots: Roots, now: float, service_ports: Sequence[int] = ()) -> dic
     if "processes" in errors:
         errors["dhcp_clients"] = errors["processes"]
     dhcp = _dhcp_clients(roots, procs, errors)
+    try:
+        units = _systemd(roots)
+    except Exception as e:  # keep the rest of the snapshot whatever breaks here
+        units = {"present": None, "error": f"{type(e).__name__}: {e}"}
     return {
         "taken_at": now,
         "sshd": sshd,
@@ -135,5 +140,6 @@ def snapshot(roots: Roots, now: float, service_ports: Sequence[int] = ()) -> dic
         "routes": _routes(roots),
         "firewall": fw,
         "listening": listen,
+        "systemd": units,
         "errors": errors,
     }

@@ -211,6 +211,7 @@ def fill_healthy(ctx: TableContext, seconds: float = DEFAULT_LOOKBACK, *, seed: 
         ctx.add(m, ts, 0.0)
     ctx.add("conntrack_usage", ts, noise(5, 1))
     ctx.add("file_handles_usage", ts, noise(2, 0.5))
+    ctx.add("systemd_units_failed", ts, 0.0)  # systemd runs, no unit failed
     # a server with a mirrored boot disk, ECC memory and sensors with limits, all calm
     ctx.add("md_disks", ts, 2.0, array="md0")
     ctx.add("md_disks_active", ts, 2.0, array="md0")

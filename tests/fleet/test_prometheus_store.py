@@ -19,7 +19,7 @@ from diag.store.prometheus import EngineUnavailable, PrometheusStore
 LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth0", "kind": "x", "mountpoint": "/",
                 "scope": "public", "state": "established", "rule": "NfsTimeout", "collector": "disk",
                 "app": "postgres", "chip": "coretemp", "sensor": "Core 0", "array": "md0", "action": "resync",
-                "controller": "mc0",
+                "controller": "mc0", "unit": "nginx.service", "result": "exit-code",
                 "file": "backup.prom"}
 STEP = 10.0
 # Checks that read facts or events (kernel log, boot id changes) rather than metric
@@ -43,6 +43,8 @@ def _value(m: catalogue.Metric, failing: bool, i: int, n: int) -> float:
         return 1.0 if failing and i > n // 2 else 0.0
     if m.name in ("net_up", "net_carrier"):
         return 1.0
+    if m.name.startswith("systemd_"):
+        return 1.0 if failing and i > n // 2 else 0.0  # a unit failed, restarting once per interval
     if m.name in ("md_degraded", "md_disks_failed"):
         return 1.0 if failing and i > n // 2 else 0.0  # a member failed: the mirror runs on one disk
     if m.name in ("hw_temperature", "hw_temperature_max", "hw_temperature_crit", "hw_fan_speed"):

@@ -10,7 +10,7 @@ from collectors.facts import snapshot
 from collectors.roots import Roots
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "facts"
-PARTS = {"taken_at", "sshd", "interfaces", "dhcp_clients", "routes", "firewall", "listening", "errors"}
+PARTS = {"taken_at", "sshd", "interfaces", "dhcp_clients", "routes", "firewall", "listening", "systemd", "errors"}
 SSHD_KEYS = {"installed", "binary", "running", "pids", "ports", "config_path", "config_exists",
              "config_files", "settings", "host_keys", "privsep_dir"}
 
