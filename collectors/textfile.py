@@ -55,7 +55,12 @@ MAX_FILE_BYTES = 4 << 20
 # Labels the service adds or uses itself (the /metrics instance label, the query API's
 # parameters): a file's series may not carry them.
 RESERVED_LABELS = frozenset({"instance_id", "metric", "start", "end", "step", "agg"})
-MAX_LABEL_VALUE = 512  # as the ingest API refuses longer values
+# The ingest API's bounds (diag/web/validate.py): an agent pushes these series, and one
+# series past them would have its whole batch refused by the server.
+MAX_NAME = 200
+MAX_LABELS = 32
+MAX_LABEL_NAME = 100
+MAX_LABEL_VALUE = 512
 # Names of this collector's own series; a file may not use them either.
 OWN = ("textfile_scrape_error", "textfile_mtime_seconds")
 
@@ -127,9 +132,15 @@ def parse(text: str, max_series: int) -> list[tuple[Key, float]]:
 def _check_names(name: str, labels: dict[str, str]) -> None:
     if name in catalogue.BY_NAME or name in OWN:
         raise TextfileError(f"{name} is a metric of the service itself; name yours otherwise")
+    if len(name) > MAX_NAME:
+        raise TextfileError(f"{name[:40]}...: a metric name is at most {MAX_NAME} characters")
+    if len(labels) > MAX_LABELS:
+        raise TextfileError(f"{name}: more than {MAX_LABELS} labels")
     for k, v in labels.items():
         if k in RESERVED_LABELS:
             raise TextfileError(f"{name}: the label {k!r} is reserved by the service")
+        if len(k) > MAX_LABEL_NAME:
+            raise TextfileError(f"{name}: a label name is at most {MAX_LABEL_NAME} characters")
         if len(v) > MAX_LABEL_VALUE:
             raise TextfileError(f"{name}: the value of label {k!r} is longer than {MAX_LABEL_VALUE} characters")
 

@@ -61,6 +61,11 @@ class AgentConfig:
     # Operators' own log rules, as the server's `log_patterns` (README "Your own log
     # patterns"): their matches reach the server as Custom.<name> events.
     log_patterns: tuple[UserRule, ...] = ()
+    # The server's textfile settings (README "Your own metrics from files"): the series reach
+    # the server in the batches, as the agent's other readings do.
+    textfile_dir: Path | None = None
+    textfile_max_series_per_file: int = 1000
+    textfile_max_series: int = 10000
 
     @property
     def roots(self) -> Roots:
@@ -72,7 +77,10 @@ class AgentConfig:
         return CollectorSettings(state_dir=self.data_dir / "state", bandwidth_caps=caps,
                                  interface_scopes=dict(self.interface_scopes), top_processes=self.top_processes,
                                  top_apps=self.top_apps, app_groups=dict(self.app_groups),
-                                 kmsg_user_records=self.kmsg_user_records, log_rules=self.log_patterns)
+                                 kmsg_user_records=self.kmsg_user_records, log_rules=self.log_patterns,
+                                 textfile_dir=self.textfile_dir,
+                                 textfile_max_series_per_file=self.textfile_max_series_per_file,
+                                 textfile_max_series=self.textfile_max_series)
 
     def resolved_instance_id(self) -> str:
         return self.instance_id or instance_id_from(self.etc)
@@ -180,9 +188,9 @@ def _convert(key: str, value: Any) -> Any:
         if not seconds > 0:
             raise ValueError("must be positive")
         return seconds
-    if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir"):
+    if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir", "textfile_dir"):
         return Path(value)
-    if key in ("buffer_batches", "top_processes", "top_apps"):
+    if key in ("buffer_batches", "top_processes", "top_apps", "textfile_max_series_per_file", "textfile_max_series"):
         n = int(value)
         if n < 1:
             raise ValueError("must be at least 1")

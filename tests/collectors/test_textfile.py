@@ -136,6 +136,9 @@ def test_a_file_that_was_never_good_gives_the_error_and_no_series(tmp_path: Path
     ("half_written 1\nhalf_writ", "no newline"),
     ("cpu_usage 99\n", "metric of the service"),
     ('mine{instance_id="x"} 1\n', "reserved"),
+    ("m" * 201 + " 1\n", "at most 200 characters"),  # the ingest API's bounds: an agent pushes these
+    ("many{" + ",".join(f'l{i}="v"' for i in range(33)) + "} 1\n", "more than 32 labels"),
+    ('long{v="' + "x" * 513 + '"} 1\n', "longer than 512"),
 ])
 def test_what_node_exporter_refuses_is_an_error_that_keeps_the_last_good_values(tmp_path: Path, caplog, text, why):
     f = tmp_path / "x.prom"
@@ -278,5 +281,36 @@ def test_textfile_series_are_stored_queried_and_take_a_policy_through_the_servic
         body["conditions"][0]["metric"] = "backup_last_failure_seconds"
         r = client.post("/api/v1/alert-policies", json=body)
         assert r.status_code == 422 and "unknown metric" in r.get_json()["error"]["message"]
+    finally:
+        s.close()
+
+
+def test_an_agents_textfile_series_reach_the_server_through_ingest(tmp_path: Path):
+    """The agent takes textfile_dir from its own config; its batch, pushed as the agent
+    pushes it (Batch.to_json), is accepted whole by the server and queried back."""
+    import time
+
+    from diag.agent.config import load as load_agent
+    from diag.config import load
+    from diag.service import Service
+    from diag.web.app import create_app
+
+    d = tmp_path / "textfiles"
+    d.mkdir()
+    replace(d / "backup.prom", GOOD)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"server: http://127.0.0.1:1\ntextfile_dir: {d}\ntextfile_max_series: 50\n")
+    settings = load_agent(str(cfg), env={}).collector_settings()
+    assert (settings.textfile_dir, settings.textfile_max_series) == (d, 50)
+    batch = TextfileCollector(Roots(), settings).collect(time.time())
+    s = Service(load(env={}, data_dir=str(tmp_path / "data")))
+    try:
+        client = create_app(s).test_client()
+        body = batch.to_json("agent-1")
+        r = client.post("/api/v1/ingest", json={"instance_id": "agent-1", "samples": body["samples"]})
+        assert r.status_code == 202, r.get_json()
+        assert r.get_json()["accepted"] == len(batch.samples) == 7 + 2  # the file's, its mtime and error
+        q = client.get("/api/v1/query?metric=request_seconds_bucket&instance_id=agent-1&start=-5m&agg=last")
+        assert {x["labels"]["le"]: x["points"][-1][1] for x in q.get_json()["series"]} == {"0.5": 3.0, "+Inf": 5.0}
     finally:
         s.close()
