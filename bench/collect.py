@@ -31,6 +31,7 @@ from collectors.roots import Roots  # noqa: E402
 from collectors.runner import CollectionCycle  # noqa: E402
 from collectors.settings import CollectorSettings  # noqa: E402
 from tests.conftest import ServeProcess, free_port  # noqa: E402
+from bench.containers import container_cgroups  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -189,12 +190,15 @@ def main() -> None:
     ap.add_argument("--scrapes", type=int, default=200)
     ap.add_argument("--idle-procs", type=int, default=300)
     ap.add_argument("--serve-minutes", type=float, default=0)
+    ap.add_argument("--containers", type=int, default=200,
+                    help="synthetic container cgroups made for the run (root only); 0: the machine as is")
     ap.add_argument("--systemd-units", type=int, default=50,
                     help="units (failed, restarting or active) fed through a fake systemctl; 0: the machine as is")
     args = ap.parse_args()
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, container_cgroups(args.containers) as made:
+        print(made)
         units_root = fake_systemd(Path(tmp), args.systemd_units) if args.systemd_units else None
         for label, extra in (("as is", 0), (f"+{args.idle_procs} idle processes", args.idle_procs)):
             sleepers = [subprocess.Popen(["sleep", "3600"]) for _ in range(extra)]

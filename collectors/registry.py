@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collectors.base import Collector
+from collectors.cgroups import CgroupsCollector
 from collectors.connections import ConnectionsCollector
 from collectors.cpu import CpuCollector
 from collectors.disk import DiskCollector
@@ -33,6 +34,7 @@ ALL = (
     LogFilesCollector,
     StateCollector,
     ProcessesCollector,
+    CgroupsCollector,
     SystemdCollector,
     TextfileCollector,
 )

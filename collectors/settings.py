@@ -35,6 +35,10 @@ class CollectorSettings:
     top_apps: int = 10
     # Operators' groups (config `app_groups`): group -> process names or globs, in order.
     app_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Containers and cgroups kept per cycle (collectors/cgroups.py): the top N by CPU and by
+    # memory, plus every one using at least this share of its memory limit (at most 50 more).
+    top_containers: int = 5
+    containers_over_percent: float = 80.0
     # Count kernel-log lines written from user space as findings (fault-injection tests).
     kmsg_user_records: bool = False
     # Also put every raw counter a collector parses (per-CPU jiffies, /proc/net/dev,

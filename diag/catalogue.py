@@ -54,6 +54,7 @@ def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], desc
 _NET = ("interface", "scope")
 _DISK = ("device",)
 _FS = ("mountpoint", "device", "fstype")
+_CONT = ("container", "runtime", "cgroup")
 
 METRICS: tuple[Metric, ...] = (
     # CPU
@@ -136,9 +137,28 @@ METRICS: tuple[Metric, ...] = (
     _m("applications", "app_memory_rss", "bytes", "gauge", ("app",), "Resident memory summed over an application group's processes (a page shared by several processes counts in each, as in ps); the same groups as app_cpu_usage."),
     _m("applications", "app_processes", "count", "gauge", ("app",), "Processes in an application group; the same groups as app_cpu_usage."),
     _m("state", "collector_stalled", "bool", "gauge", ("collector",), "1 while a collector's call has not returned within its budget (a hung mount, a stuck process): its readings are missing, and it is not called again until the stuck call returns."),
+    # containers and cgroups (collectors/cgroups.py): only the top_containers by CPU and by
+    # memory, those at or over containers_over_percent of their limit and those OOM-killed
+    # have series; `cgroup` is the path, as the kernel's OOM lines give it (task_memcg)
+    _m("containers", "containers", "count", "gauge", (), "Containers, systemd services and scopes and other cgroups found where containers live; no series without a cgroup filesystem."),
+    _m("containers", "container_cpu_usage", "percent", "gauge", _CONT, "CPU time of a container over the last interval(s) it was read, in percent of one CPU (200 = two cores busy), as docker stats shows it."),
+    _m("containers", "container_memory_used", "bytes", "gauge", _CONT, "Memory a container uses that the kernel cannot simply reclaim: usage minus inactive page cache (the working set, as the kubelet and docker stats count it)."),
+    _m("containers", "container_memory_limit", "bytes", "gauge", _CONT, "A container's memory limit (memory.max, memory.limit_in_bytes); no series when it has none."),
+    _m("containers", "container_memory_usage", "percent", "gauge", _CONT, "container_memory_used against the container's memory limit: at 100 % the kernel OOM-kills inside it."),
+    _m("containers", "container_oom_kills", "count", "delta", _CONT, "Processes the OOM killer killed inside a container during the interval (memory.events or memory.oom_control oom_kill).",
+       exposed_as="container_oom_kills_delta"),
+    _m("containers", "container_psi_memory_some", "percent", "gauge", _CONT, "Share of time some task of a container stalled on memory (its memory.pressure), where the kernel keeps PSI per cgroup."),
+    _m("containers", "container_psi_memory_full", "percent", "gauge", _CONT, "Share of time all tasks of a container stalled on memory (its memory.pressure)."),
+    _m("containers", "container_io_read_bps", "bytes/s", "rate", _CONT, "Bytes a container read from block devices per second (io.stat rbytes, blkio io_service_bytes Read)."),
+    _m("containers", "container_io_write_bps", "bytes/s", "rate", _CONT, "Bytes a container wrote to block devices per second (io.stat wbytes, blkio io_service_bytes Write)."),
     # the textfile convention (collectors/textfile.py); the files' own series are stored under their own names
     _m("textfile", "textfile_scrape_error", "bool", "gauge", ("file",), "1 when a *.prom file of textfile_dir could not be used this collection (syntax error, timestamp, duplicate series, over a cap, unreadable; `.` for the directory itself), 0 when it was read whole; a file in error keeps the series of its last good version."),
     _m("textfile", "textfile_mtime_seconds", "s", "gauge", ("file",), "Modification time (UNIX seconds) of the version of a *.prom file whose series are stored: its last good one."),
+    # systemd units (collectors/systemd.py); no series on a machine without systemd
+    _m("systemd", "systemd_units_failed", "count", "gauge", (), "systemd units in the failed state (`systemctl --failed`), listed at most every 60 s off the collection thread."),
+    _m("systemd", "systemd_unit_failed", "bool", "gauge", ("unit", "result"), "1 while a unit is failed, labelled with systemd's Result (exit-code, signal, core-dump, timeout, start-limit-hit...); 0 for 10 minutes after it leaves the failed state. Only failed units have a series, at most 20."),
+    _m("systemd", "systemd_unit_restarts", "count", "delta", ("unit",), "Automatic restarts of a service (its NRestarts rise) during the interval; only units that restarted or waited to restart (auto-restart) in the last hour have a series, at most 20.",
+       exposed_as="systemd_unit_restarts_delta"),
     # sensors and hardware (collectors/hardware.py): hwmon, thermal_throttle, EDAC, /proc/mdstat
     _m("hardware", "hw_temperature", "celsius", "gauge", ("chip", "sensor"), "A temperature from /sys/class/hwmon (temp*_input); chip is the driver's name (coretemp, nvme...), sensor its temp*_label or temp<N>.",
        exposed_as="hw_temperature_celsius"),
@@ -161,11 +181,6 @@ METRICS: tuple[Metric, ...] = (
     _m("hardware", "md_disks_failed", "count", "gauge", ("array",), "Members marked failed, (F), in /proc/mdstat."),
     _m("hardware", "md_degraded", "bool", "gauge", ("array",), "1 when an active array runs with fewer members in sync than it needs ([2/1] [U_]): one more failure may lose data."),
     _m("hardware", "md_sync_progress", "percent", "gauge", ("array", "action"), "Progress of the resync, recovery, reshape, check or repair running on the array (0 while pending or delayed); no sample when none runs."),
-    # systemd units (collectors/systemd.py); no series on a machine without systemd
-    _m("systemd", "systemd_units_failed", "count", "gauge", (), "systemd units in the failed state (`systemctl --failed`), listed at most every 60 s off the collection thread."),
-    _m("systemd", "systemd_unit_failed", "bool", "gauge", ("unit", "result"), "1 while a unit is failed, labelled with systemd's Result (exit-code, signal, core-dump, timeout, start-limit-hit...); 0 for 10 minutes after it leaves the failed state. Only failed units have a series, at most 20."),
-    _m("systemd", "systemd_unit_restarts", "count", "delta", ("unit",), "Automatic restarts of a service (its NRestarts rise) during the interval; only units that restarted or waited to restart (auto-restart) in the last hour have a series, at most 20.",
-       exposed_as="systemd_unit_restarts_delta"),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
@@ -193,11 +208,12 @@ COUNTERS: tuple[Metric, ...] = (
     _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
     _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
     _m("kernel", "kernel_log_lost_total", "count", "counter", (), "Kernel-log records overwritten in the ring buffer before the service read them."),
-    _m("systemd", "systemd_unit_restarts_total", "count", "counter", ("unit",), "NRestarts of a service as systemd counts it (since it was last started by hand), for the units of systemd_unit_restarts."),
+    _m("containers", "container_oom_kills_total", "count", "counter", _CONT, "OOM kills inside a container since its cgroup was made, for the containers of container_oom_kills."),
     _m("hardware", "cpu_core_throttles_total", "count", "counter", (), "Sum of thermal_throttle/core_throttle_count over the physical cores."),
     _m("hardware", "cpu_package_throttles_total", "count", "counter", (), "Sum of thermal_throttle/package_throttle_count over the packages."),
     _m("hardware", "edac_correctable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ce_count: memory errors corrected since boot."),
     _m("hardware", "edac_uncorrectable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ue_count: memory errors not corrected since boot."),
+    _m("systemd", "systemd_unit_restarts_total", "count", "counter", ("unit",), "NRestarts of a service as systemd counts it (since it was last started by hand), for the units of systemd_unit_restarts."),
 )
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS + COUNTERS}

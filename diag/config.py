@@ -219,6 +219,11 @@ class Config(_Strict):
     top_apps: int = Field(10, ge=1, le=50)
     # Operators' application groups: {web: [nginx, "php-fpm*"]}, first match in order wins.
     app_groups: dict[AppGroupName, Annotated[list[AppPattern], Field(min_length=1)]] = {}
+    # Containers and cgroups with series each cycle: the top N by CPU and by memory, plus every
+    # one at or over this share of its memory limit (keep it at or below the warning threshold
+    # of performance.container_memory, or a container between the two is seen only in a top N).
+    top_containers: int = Field(5, ge=1, le=50)
+    containers_over_percent: float = Field(80.0, gt=0, le=100)
     # Ports a user must be able to reach (access.port_listening, access.firewall); sshd's own are added.
     service_ports: list[Annotated[int, Field(ge=1, le=65535)]] = []
     diagnose_every: Duration = 300
@@ -262,6 +267,7 @@ class Config(_Strict):
             interface_scopes=dict(self.network.interface_scopes),
             top_processes=self.top_processes,
             top_apps=self.top_apps,
+            top_containers=self.top_containers, containers_over_percent=self.containers_over_percent,
             app_groups={name: tuple(pats) for name, pats in self.app_groups.items()},
             kmsg_user_records=self.kmsg_user_records,
             textfile_dir=self.textfile_dir, textfile_max_series_per_file=self.textfile_max_series_per_file,

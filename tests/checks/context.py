@@ -226,6 +226,11 @@ def fill_healthy(ctx: TableContext, seconds: float = DEFAULT_LOOKBACK, *, seed: 
         ctx.add("hw_temperature", ts, noise(50, 3), chip="coretemp", sensor=sensor)
         ctx.add("hw_temperature_max", ts, 84.0, chip="coretemp", sensor=sensor)
         ctx.add("hw_temperature_crit", ts, 100.0, chip="coretemp", sensor=sensor)
+    # two containers well inside their memory limits, never OOM-killed
+    ctx.add("containers", ts, 12.0)
+    for name, runtime, path in (("web", "docker", "/docker/a1"), ("nginx.service", "systemd", "/system.slice/nginx.service")):
+        ctx.add("container_memory_usage", ts, noise(40, 3), container=name, runtime=runtime, cgroup=path)
+        ctx.add("container_oom_kills", ts, 0.0, container=name, runtime=runtime, cgroup=path)
     kernel_log_read(ctx, float(ts[0]), float(ts[-1]))
     ctx.set_facts(facts_snapshot(ctx.now - 60), taken_at=ctx.now - 60)
     ctx.processes = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 88.0, "rss_bytes": 2 << 30}],

@@ -18,6 +18,8 @@ PRODUCT = Path(__file__).resolve().parents[2].parent / "shared" / "spec" / "PROD
 
 # issue -> the (id, category, severity) rows it added to the catalogue beyond PRODUCT.md's table
 BEYOND_PRODUCT: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "21: containers and cgroups": (("performance.container_memory", "performance", "critical"),),
+    "21: systemd units": (("state.failed_units", "state", "critical"),),
     "21: sensors and hardware": (("hardware.raid", "hardware", "critical"),
                                  ("hardware.memory_errors", "hardware", "critical"),
                                  ("hardware.throttling", "hardware", "non_critical"),

@@ -20,6 +20,7 @@ LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth
                 "scope": "public", "state": "established", "rule": "NfsTimeout", "collector": "disk",
                 "app": "postgres", "chip": "coretemp", "sensor": "Core 0", "array": "md0", "action": "resync",
                 "controller": "mc0", "unit": "nginx.service", "result": "exit-code",
+                "container": "web", "runtime": "docker", "cgroup": "/system.slice/docker-a1.scope",
                 "file": "backup.prom"}
 STEP = 10.0
 # Checks that read facts or events (kernel log, boot id changes) rather than metric
