@@ -84,12 +84,14 @@ class _File:
 
     def __init__(self) -> None:
         self.seen: tuple[int, int, int, int] | None = None  # (dev, ino, mtime_ns, size) last read
-        self.good: list[tuple[Key, float]] = []
+        # (key, metric, labels, value): the labels dict is built once per version and shared
+        # by every cycle's Sample (nothing downstream mutates a sample's labels).
+        self.good: list[tuple[Key, str, dict[str, str], float]] = []
         self.mtime: float | None = None  # of the good version; None: never read well
         self.error: Problem | None = None  # of the version last read, or None when it was good
 
 
-def parse(text: str, max_series: int) -> list[tuple[Key, float]]:
+def parse(text: str, max_series: int) -> list[tuple[Key, str, dict[str, str], float]]:
     """The series of one file's text, in file order; TextfileError names what is wrong.
 
     More than `max_series` is not an error here: the caller flags it, keeping the first
@@ -104,7 +106,7 @@ def parse(text: str, max_series: int) -> list[tuple[Key, float]]:
             if name in types:
                 raise TextfileError(f"second TYPE line for {name}")
             types.add(name)
-    out: list[tuple[Key, float]] = []
+    out: list[tuple[Key, str, dict[str, str], float]] = []
     seen: set[Key] = set()
     try:
         for family in text_string_to_metric_families(text):
@@ -119,7 +121,7 @@ def parse(text: str, max_series: int) -> list[tuple[Key, float]]:
                 seen.add(key)
                 if not math.isfinite(s.value):
                     continue  # NaN and ±Inf are valid exposition but not storable values
-                out.append((key, float(s.value)))
+                out.append((key, s.name, dict(s.labels), float(s.value)))
                 if len(out) > max_series:
                     return out
     except TextfileError:
@@ -159,6 +161,8 @@ class TextfileCollector:
         self.max_total = settings.textfile_max_series
         self._files: dict[str, _File] = {}
         self._logged: dict[str, Problem] = {}  # file (or "." for the directory) -> problem last logged
+        # (each file's name, version and problem; the series to store; each file's problem after the merge)
+        self._merged: tuple[tuple, list[tuple[str, dict[str, str], float]], dict[str, Problem | None]] = ((), [], {})
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
@@ -175,11 +179,35 @@ class TextfileCollector:
         for gone in [n for n in self._files if n not in present]:
             del self._files[gone]
             self._logged.pop(gone, None)
-        taken: set[Key] = set()
+        problems = {name: self._read(name, self._files.setdefault(name, _File())) for name in names}
+        # Which series each file gives, and each file's problem, change only with the files:
+        # the merge (duplicates, the cap) is redone only then, not for every unchanged cycle.
+        versions = tuple((name, self._files[name].seen, problems[name]) for name in names)
+        if versions != self._merged[0]:
+            self._merged = (versions, *self._merge(names, problems))
+        _, rows, merged = self._merged
+        batch.samples.extend([Sample(metric, labels, value, now) for metric, labels, value in rows])
         for name in names:
-            f = self._files.setdefault(name, _File())
-            problem = self._read(name, f)
-            for key, value in f.good:
+            f, problem = self._files[name], merged[name]
+            if problem is None:
+                self._recovered(name)
+            else:
+                self._say(batch, name, problem)
+            if f.mtime is not None:
+                batch.add("textfile_mtime_seconds", f.mtime, file=name)
+            batch.add("textfile_scrape_error", 0.0 if problem is None else 1.0, file=name)
+        return batch
+
+    def _merge(self, names: list[str], problems: dict[str, Problem | None]
+               ) -> tuple[list[tuple[str, dict[str, str], float]], dict[str, Problem | None]]:
+        """The series to store, files in name order, and each file's problem after the
+        duplicates across files and the overall cap."""
+        taken: set[Key] = set()
+        rows: list[tuple[str, dict[str, str], float]] = []
+        merged: dict[str, Problem | None] = {}
+        for name in names:
+            problem = problems[name]
+            for key, metric, labels, value in self._files[name].good:
                 if key in taken:
                     problem = problem or ("duplicate", f"{_show(key)} is also in a file before it (by name), "
                                                        "which keeps it")
@@ -189,15 +217,9 @@ class TextfileCollector:
                                                  f"({self.max_total}) series; the rest are dropped")
                     break
                 taken.add(key)
-                batch.samples.append(Sample(key[0], dict(key[1:]), value, now))
-            if problem is None:
-                self._recovered(name)
-            else:
-                self._say(batch, name, problem)
-            if f.mtime is not None:
-                batch.add("textfile_mtime_seconds", f.mtime, file=name)
-            batch.add("textfile_scrape_error", 0.0 if problem is None else 1.0, file=name)
-        return batch
+                rows.append((metric, labels, value))
+            merged[name] = problem
+        return rows, merged
 
     def _read(self, name: str, f: _File) -> Problem | None:
         """Reads and parses `name` when it changed since the last cycle; its problem, or None."""
