@@ -1,6 +1,6 @@
 """CPU cost of one full collection cycle, beside one node_exporter scrape, same machine, same run.
 
-    .venv/bin/python bench/collect.py [--cycles 200] [--scrapes 200] [--idle-procs 300] [--serve-minutes 0] [--systemd-units 50]
+    .venv/bin/python bench/collect.py [--cycles 200] [--scrapes 200] [--idle-procs 300] [--serve-minutes 0] [--systemd-units 50] [--sensors 20]
 
 Prints a table: our median CPU seconds per cycle, node_exporter's median CPU seconds
 per scrape (from its threads' /proc/<pid>/task/*/schedstat), scraped as Prometheus
@@ -77,8 +77,61 @@ def fake_systemd(top: Path, units: int) -> Path:
     return scenario / "root"
 
 
-def our_cycle(cycles: int, state_dir: Path, systemd_root: Path | None = None) -> tuple[float, dict[str, float]]:
+def sensor_tree(top: Path, sensors: int = 20) -> Path:
+    """A /sys and /proc with `sensors` hwmon sensors (CPU temperatures with limits, fans,
+    two NVMe drives read through the deadline worker as on a real server), 2 EDAC memory
+    controllers, 8 cores' thermal_throttle counters and two md arrays, one resyncing; the
+    hardware collector of the cycle reads this instead of the VM's empty /sys."""
+    from collectors.hardware import MAX_SENSORS
+
+    sensors = min(sensors, MAX_SENSORS)
+    hw = top / "hardware"
+
+    def w(rel: str, text: str) -> None:
+        (hw / rel).parent.mkdir(parents=True, exist_ok=True)
+        (hw / rel).write_text(text + "\n")
+
+    # Two NVMe drives, up to five fans, the rest CPU temperatures.
+    nvme = min(2, sensors)
+    fans = min(5, sensors - nvme)
+    temps = sensors - nvme - fans
+    w("sys/class/hwmon/hwmon0/name", "coretemp")
+    for i in range(1, temps + 1):
+        w(f"sys/class/hwmon/hwmon0/temp{i}_input", str(40000 + 1000 * i))
+        w(f"sys/class/hwmon/hwmon0/temp{i}_label", "Package id 0" if i == 1 else f"Core {i - 2}")
+        w(f"sys/class/hwmon/hwmon0/temp{i}_max", "84000")
+        w(f"sys/class/hwmon/hwmon0/temp{i}_crit", "100000")
+    w("sys/class/hwmon/hwmon1/name", "nct6775")
+    for i in range(1, fans + 1):
+        w(f"sys/class/hwmon/hwmon1/fan{i}_input", str(900 + 100 * i))
+    for i in range(nvme):
+        w(f"sys/class/hwmon/hwmon{2 + i}/name", "nvme")
+        w(f"sys/class/hwmon/hwmon{2 + i}/temp1_input", "38850")
+        w(f"sys/class/hwmon/hwmon{2 + i}/temp1_label", "Composite")
+        w(f"sys/class/hwmon/hwmon{2 + i}/temp1_max", "84850")
+        os.symlink(f"nvme{i}", hw / f"sys/class/hwmon/hwmon{2 + i}/device")
+    for mc in ("mc0", "mc1"):
+        w(f"sys/devices/system/edac/mc/{mc}/ce_count", "0")
+        w(f"sys/devices/system/edac/mc/{mc}/ue_count", "0")
+    for cpu in range(8):
+        w(f"sys/devices/system/cpu/cpu{cpu}/topology/core_id", str(cpu))
+        w(f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id", "0")
+        w(f"sys/devices/system/cpu/cpu{cpu}/thermal_throttle/core_throttle_count", "0")
+        w(f"sys/devices/system/cpu/cpu{cpu}/thermal_throttle/package_throttle_count", "0")
+    w("proc/mdstat", "Personalities : [raid1]\n"
+                     "md0 : active raid1 sdb1[1] sda1[0]\n      248896 blocks [2/2] [UU]\n\n"
+                     "md1 : active raid1 sdb2[1] sda2[0]\n      195310144 blocks [2/2] [UU]\n"
+                     "      [=>...................]  resync =  8.5% (16775552/195310144) finish=17.0min speed=259783K/sec\n\n"
+                     "unused devices: <none>")
+    return hw
+
+
+def our_cycle(cycles: int, state_dir: Path, systemd_root: Path | None = None,
+              hardware_top: Path | None = None) -> tuple[float, dict[str, float]]:
     collectors = registry.build(Roots(), CollectorSettings(state_dir=state_dir))
+    if hardware_top is not None:
+        collectors = [type(c)(Roots(proc=hardware_top / "proc", sys=hardware_top / "sys"), CollectorSettings())
+                      if c.name == "hardware" else c for c in collectors]
     if systemd_root is not None:
         collectors = [type(c)(Roots(root=systemd_root), CollectorSettings(state_dir=state_dir))
                       if c.name == "systemd" else c for c in collectors]
@@ -194,16 +247,20 @@ def main() -> None:
                     help="synthetic container cgroups made for the run (root only); 0: the machine as is")
     ap.add_argument("--systemd-units", type=int, default=50,
                     help="units (failed, restarting or active) fed through a fake systemctl; 0: the machine as is")
+    ap.add_argument("--sensors", type=int, default=20,
+                    help="hwmon sensors (with EDAC, throttle and md arrays) in a tree the hardware collector reads; "
+                         "0: the machine as is")
     args = ap.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp, container_cgroups(args.containers) as made:
         print(made)
         units_root = fake_systemd(Path(tmp), args.systemd_units) if args.systemd_units else None
+        hw_top = sensor_tree(Path(tmp), args.sensors) if args.sensors else None
         for label, extra in (("as is", 0), (f"+{args.idle_procs} idle processes", args.idle_procs)):
             sleepers = [subprocess.Popen(["sleep", "3600"]) for _ in range(extra)]
             try:
-                ours, per = our_cycle(args.cycles, Path(tmp) / f"state{extra}", units_root)
+                ours, per = our_cycle(args.cycles, Path(tmp) / f"state{extra}", units_root, hw_top)
                 theirs = node_exporter_scrape(args.scrapes)
             finally:
                 for p in sleepers:

@@ -3,6 +3,8 @@ exact values, and on the live machine without errors."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import time
 from pathlib import Path
@@ -146,14 +148,28 @@ def test_hwmon_is_discovered_once_and_values_read_every_cycle(host, monkeypatch)
     assert sample(b.samples, "hw_temperature", chip="nct6775", sensor="temp2") == 30.0
 
 
-def test_a_failing_sensor_costs_only_its_reading_and_a_vanished_chip_is_looked_for_again(host):
+def sysfs_gone(monkeypatch) -> None:
+    """A kept-open file of a removed device answers ENODEV in sysfs; a fixture tree's
+    deleted file would still read, so deleted files answer as sysfs does."""
+    real = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(" (deleted)"):
+            raise OSError(errno.ENODEV, "No such device")
+        return real(fd, n, offset)
+
+    monkeypatch.setattr(hardware.os, "pread", pread)
+
+
+def test_a_failing_sensor_costs_only_its_reading_and_a_vanished_chip_is_looked_for_again(host, monkeypatch):
+    sysfs_gone(monkeypatch)
     c = HardwareCollector(Roots.under(host), CollectorSettings())
     c.collect(100.0)
     write(host, "sys/class/hwmon/hwmon0/temp1_input", "not a number")
     shutil.rmtree(host / "sys/class/hwmon/hwmon1")
     b = c.collect(110.0)
-    assert sorted(b.errors) == ["hwmon/coretemp:ValueError", "hwmon/nct6775:FileNotFoundError",
-                                "hwmon/nct6775:FileNotFoundError", "hwmon/nct6775:FileNotFoundError"]
+    assert sorted(b.errors) == ["hwmon/coretemp:ValueError", "hwmon/nct6775:OSError",
+                                "hwmon/nct6775:OSError", "hwmon/nct6775:OSError"]
     assert sample(b.samples, "hw_temperature", chip="coretemp", sensor="Core 0") == 48.0
     assert sample(b.samples, "hw_temperature", chip="it87", sensor="temp1") == -5.0
     b = c.collect(120.0)  # rediscovered at once: the chip is gone, not an error every cycle
@@ -168,10 +184,10 @@ def test_a_device_chip_that_hangs_is_abandoned_at_its_deadline(host, monkeypatch
     release = __import__("threading").Event()
     real = hardware._read_all
 
-    def slow(sensors):
+    def slow(sensors, files):
         if sensors[0].chip.startswith("nvme:nvme1"):
             release.wait(10)
-        return real(sensors)
+        return real(sensors, files)
 
     monkeypatch.setattr(hardware, "_read_all", slow)
     t0 = time.monotonic()
@@ -183,7 +199,14 @@ def test_a_device_chip_that_hangs_is_abandoned_at_its_deadline(host, monkeypatch
     b = c.collect(110.0)  # still stuck: skipped at once, never a second thread on it
     assert time.monotonic() - t0 < 0.15
     assert b.errors == ["hwmon/nvme:nvme1:Stalled"]
+    assert sample(b.samples, "hw_temperature", chip="nvme:nvme0", sensor="Composite") == 41.85
     release.set()
+    deadline = time.monotonic() + 5
+    while c.device_reads.stuck() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    b = c.collect(120.0)  # the stuck read returned: the chip is read again
+    assert b.errors == []
+    assert sample(b.samples, "hw_temperature", chip="nvme:nvme1", sensor="Composite") == 86.85
 
 
 # -- EDAC and thermal throttling ----------------------------------------------------------------
@@ -233,7 +256,7 @@ def test_many_cores_are_read_in_turn_and_no_rise_is_lost(tmp_path, monkeypatch):
     c = HardwareCollector(Roots.under(tmp_path), CollectorSettings())
     reads = []
     real = hardware._read_number
-    monkeypatch.setattr(hardware, "_read_number", lambda p: reads.append(p) or real(p))
+    monkeypatch.setattr(hardware, "_read_number", lambda f, p: reads.append(p) or real(f, p))
     for t in range(3):  # 10 files, 4 a cycle: every one has its baseline after 3 cycles
         b = c.collect(100.0 + 10 * t)
         assert len(reads) == 4 * (t + 1)
