@@ -138,7 +138,7 @@ def test_a_bad_regex_in_toml_is_refused_with_file_line_and_field(tmp_path):
     ("  Bad:\n    pattern: x\n    level: ERROR\n", "log_patterns.Bad.level", "CRITICAL"),
     ("  Bad:\n    pattern: x\n    clear: y\n", "log_patterns.Bad.clear", "only a permanent rule"),
     ("  Bad:\n    pattern: '(?P<type>x)'\n", "log_patterns.Bad.pattern", "label the service sets"),
-    ("  bad-name:\n    pattern: x\n", "log_patterns.bad-name.[key]", "String should match pattern"),
+    ("  bad-name:\n    pattern: x\n", "log_patterns.bad-name", "String should match pattern"),
 ])
 def test_other_bad_rules_are_refused_with_their_field(tmp_path, body, field, message):
     f = tmp_path / "c.yaml"
