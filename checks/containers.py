@@ -20,6 +20,10 @@ from checks.windows import fmt_time, thresholds
 MiB = 1024 * 1024
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
 
+# A message is read on a phone: a host where twenty test cgroups were OOM-killed names
+# the first few and counts the rest.
+MESSAGE_ITEMS = 5
+
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [] if frame.empty else frame.to_dict("records")
@@ -129,7 +133,10 @@ def _container_memory(ctx: CheckContext, check: Check) -> CheckResult:
         else:
             parts.append(f"{_who(c)} reached {c['peak']:.1f} %{lim} at {fmt_time(c['peak_at'])}")
     first = (ev["oom_kills"] or sorted(near, key=lambda c: -c["percent"]))[0]
-    return CheckResult(status, "; ".join(parts), ev, _advice(first))
+    # The latest kills and the fullest containers lead; the evidence keeps every one.
+    shown = parts[:MESSAGE_ITEMS] + ([f"and {len(parts) - MESSAGE_ITEMS} more (see the evidence)"]
+                                     if len(parts) > MESSAGE_ITEMS else [])
+    return CheckResult(status, "; ".join(shown), ev, _advice(first))
 
 
 def _advice(c: dict[str, Any]) -> str:
