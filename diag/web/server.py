@@ -28,9 +28,9 @@ HEADER_DEADLINE_S = 10.0
 # The whole request, body included: an agent's largest batch (20,000 samples, a few MiB)
 # over a slow link still fits.
 REQUEST_DEADLINE_S = 60.0
-# Agents behind one NAT share an address, but each holds one connection at a time,
-# and a finished request is never what gets evicted.
-PER_PEER = 64
+# Unfinished requests one address may hold at once. Agents behind one NAT share an
+# address, each with one connection at a time; only half-read requests count.
+PER_PEER = 256
 CONNECTION_LIMIT = 4000
 # Idle keep-alive connections: an agent sends every 10 s by default, and reconnects.
 IDLE_TIMEOUT_S = 30
@@ -73,15 +73,21 @@ class GuardedChannel(HTTPChannel):
 
 
 def _make_room(new: GuardedChannel) -> None:
-    """Keep one address under PER_PEER connections: evict its oldest unfinished one."""
-    mine = [c for c in list(new._map.values())
-            if isinstance(c, GuardedChannel) and c.peer == new.peer and not c.will_close]
-    if len(mine) <= PER_PEER:
+    """Keep one address under PER_PEER unfinished requests: evict its oldest unfinished one.
+
+    Only connections with a request half-read count: a busy client (a load test, a reverse
+    proxy or a NAT that puts many users behind one address) holds many connections whose
+    requests arrive whole, and closing one of those, or the new one, would reset a
+    legitimate request. A slowloris client's connections are all unfinished. The new
+    connection is unfinished too (nothing read yet), so it is never the one evicted."""
+    unfinished = [c for c in list(new._map.values())
+                  if isinstance(c, GuardedChannel) and c.peer == new.peer and not c.will_close
+                  and c.started is not None]
+    if len(unfinished) <= PER_PEER:
         return
-    unfinished = [c for c in mine if c is not new and c.started is not None]
-    victim = min(unfinished, key=lambda c: c.started) if unfinished else new
+    victim = min((c for c in unfinished if c is not new), key=lambda c: c.started)
     victim.will_close = True
-    log.debug("closing a connection of %s: more than %d open", new.peer, PER_PEER)
+    log.debug("closing a connection of %s: more than %d unfinished requests", new.peer, PER_PEER)
 
 
 def _maintenance(self, now: float) -> None:
