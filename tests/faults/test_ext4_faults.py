@@ -151,8 +151,11 @@ def test_ext4_errors_remount_ro_is_critical_until_repaired(serve, tmp_path):
             text = c["message"] + json.dumps(c["evidence"])
             return c if c["status"] == "critical" and "Remounting filesystem read-only" in text else None
 
-        got = wait_for(critical_with_the_kernel_line, timeout=30)
-        assert got, (kernel, readonly())
+        got = wait_for(critical_with_the_kernel_line, timeout=60)
+        # On failure, say whether the kernel's own buffer still holds the line (it is small,
+        # and the writeback errors that follow the remount can push a line out of it).
+        assert got, (kernel, readonly(), [ln for ln in subprocess.run(["dmesg"], capture_output=True, text=True)
+                                          .stdout.splitlines() if Path(loop).name in ln][-8:])
         assert str(mnt) in got["message"] and "recovered" not in got["message"], got
         err = wait_for(lambda: (c := io_errors())["status"] == "critical" and c, timeout=30)
         assert err and Path(loop).name in err["message"], io_errors()
