@@ -55,6 +55,15 @@ def own_kmsg(directory: Path) -> Path:
     return path
 
 
+def scraped_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of `name` with `labels` in a Prometheus text scrape."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

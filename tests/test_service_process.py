@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import ROOT, free_port, http
+from tests.conftest import ROOT, free_port, http, scraped_value
 
 
 def test_make_run_serves_healthz_and_cpu_usage(tmp_path):
@@ -48,14 +48,6 @@ def test_sigterm_stops_cleanly_and_keeps_data(serve):
     assert (p.data_dir / "metrics.db").exists()
 
 
-def _metric(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_sigterm_stops_within_seconds_while_a_collector_and_the_facts_are_stuck(serve, tmp_path):
     """Real blocking calls, not a test hook: /proc/net/dev and one process's comm are FIFOs
     with no writer, so open(2) blocks in the kernel as on a hung mount. Collection keeps
@@ -75,15 +67,15 @@ def test_sigterm_stops_within_seconds_while_a_collector_and_the_facts_are_stuck(
     p = serve("--interval", "1s", "--proc", str(top / "proc"), "--sys", str(top / "sys"),
               "--kmsg", str(top / "dev" / "kmsg"))
     text = http("GET", p.url + "/metrics")[2].decode()
-    t0, n0 = time.monotonic(), _metric(text, "diag_collections_total")
+    t0, n0 = time.monotonic(), scraped_value(text, "diag_collections_total")
     time.sleep(5)
     text = http("GET", p.url + "/metrics")[2].decode()
-    n1 = _metric(text, "diag_collections_total")
+    n1 = scraped_value(text, "diag_collections_total")
     assert n1 - n0 >= (time.monotonic() - t0) - 1.5, (n0, n1)  # the 1 s interval held
-    assert _metric(text, "collector_stalled", collector="network") == 1.0
-    assert _metric(text, "collector_stalled", collector="cpu") == 0.0
-    assert _metric(text, "diag_collector_stalls_total", collector="network") >= n1 - 1
-    assert _metric(text, "load_1") is not None  # the other collectors deliver
+    assert scraped_value(text, "collector_stalled", collector="network") == 1.0
+    assert scraped_value(text, "collector_stalled", collector="cpu") == 0.0
+    assert scraped_value(text, "diag_collector_stalls_total", collector="network") >= n1 - 1
+    assert scraped_value(text, "load_1") is not None  # the other collectors deliver
     out = p.output()
     assert out.count("collector network has not returned") == 1, out
 

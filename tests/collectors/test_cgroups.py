@@ -18,6 +18,7 @@ from collectors.cgroups import CgroupsCollector, classify
 from collectors.roots import Roots
 from collectors.settings import CollectorSettings
 from tests.conftest import FIXTURES, collected_service
+from tests.faults.helpers import memory_cgroup_root
 
 A, B, C, D = "a1" * 32, "b2" * 32, "c3" * 32, "d4" * 32
 MiB = 1 << 20
@@ -221,23 +222,10 @@ while True:
 """
 
 
-def _memory_hierarchy() -> tuple[Path, str]:
-    v1 = Path("/sys/fs/cgroup/memory")
-    if (v1 / "memory.limit_in_bytes").exists():
-        return v1, "v1"
-    v2 = Path("/sys/fs/cgroup")
-    try:
-        if "memory" in (v2 / "cgroup.controllers").read_text().split():
-            return v2, "v2"
-    except OSError:
-        pass
-    pytest.skip("no memory cgroup controller mounted (neither v1 memory nor v2 with memory enabled)")
-
-
 def test_a_real_container_oom_killed_at_its_limit_is_named_by_the_check(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("making a cgroup needs root")
-    root, version = _memory_hierarchy()
+    root, version = memory_cgroup_root()
     unit = f"diag-oom-{uuid.uuid4().hex[:8]}.service"
     cg = root / unit
     cg.mkdir()

@@ -61,3 +61,17 @@ def health(url: str, instance_id: str) -> dict:
     status, _, raw = http("GET", f"{url}/api/v1/instances/{instance_id}/health")
     assert status == 200, raw
     return json.loads(raw)
+
+
+def memory_cgroup_root() -> tuple[Path, str]:
+    """(where to make a memory cgroup, "v1" or "v2"); skips when there is none."""
+    v1 = Path("/sys/fs/cgroup/memory")
+    if (v1 / "memory.limit_in_bytes").exists():
+        return v1, "v1"
+    for v2 in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        try:
+            if "memory" in (v2 / "cgroup.controllers").read_text().split():
+                return v2, "v2"
+        except OSError:
+            continue
+    pytest.skip("no memory cgroup controller mounted (neither v1 memory nor v2 with memory enabled)")

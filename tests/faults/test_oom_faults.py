@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import collected_service
-from tests.faults.helpers import need_root
+from tests.faults.helpers import memory_cgroup_root, need_root
 
 LIMIT = 32 * 1024 * 1024
 COMM = "diag-oom-hog"  # the kernel names the victim by its comm (15 characters at most)
@@ -41,25 +41,11 @@ while True:
 """
 
 
-def _memory_cgroup_root() -> tuple[Path, str]:
-    """(where to make a memory cgroup, "v1" or "v2"); skips when there is none."""
-    v1 = Path("/sys/fs/cgroup/memory")
-    if (v1 / "memory.limit_in_bytes").exists():
-        return v1, "v1"
-    for v2 in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-        try:
-            if "memory" in (v2 / "cgroup.controllers").read_text().split():
-                return v2, "v2"
-        except OSError:
-            continue
-    pytest.skip("no memory cgroup controller mounted (neither v1 memory nor v2 with memory enabled)")
-
-
 @contextmanager
 def memory_cgroup(limit: int):
     """A memory cgroup limited to `limit` bytes without swap to spill into; removed after."""
     need_root()
-    root, version = _memory_cgroup_root()
+    root, version = memory_cgroup_root()
     cg = root / f"diag-oom-{uuid.uuid4().hex[:8]}"
     cg.mkdir()
     try:

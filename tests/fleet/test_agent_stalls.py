@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import FIXTURES, free_port, http
+from tests.conftest import FIXTURES, free_port, http, scraped_value
 from tests.fleet.fleet_helpers import AgentProcess, Server, wait_for
 
 INGEST = "ingest-token-stalls"
@@ -37,14 +37,6 @@ def _stuck_host(tmp_path: Path) -> list[str]:
     return ["--proc", str(top / "proc"), "--sys", str(top / "sys"), "--kmsg", str(top / "dev" / "kmsg")]
 
 
-def _metric(text: str, name: str, **labels: str) -> float | None:
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def test_an_agent_keeps_its_interval_and_says_so_while_a_collector_is_stuck(tmp_path, server):
     port = free_port()
     a = AgentProcess(tmp_path, server.url, "--instance-id", "stuck-1", "--interval", "1s", "--token", INGEST,
@@ -56,21 +48,21 @@ def test_an_agent_keeps_its_interval_and_says_so_while_a_collector_is_stuck(tmp_
             except OSError:
                 return None
             text = body.decode()
-            return text if status == 200 and (_metric(text, "diag_agent_batches_sent_total") or 0) >= 1 else None
+            return text if status == 200 and (scraped_value(text, "diag_agent_batches_sent_total") or 0) >= 1 else None
 
         text = wait_for(scrape, "the agent's first batch sent", 30, a)
-        t0, n0 = time.monotonic(), _metric(text, "diag_agent_batches_sent_total")
+        t0, n0 = time.monotonic(), scraped_value(text, "diag_agent_batches_sent_total")
         time.sleep(4)
         text = scrape()
         assert text is not None
-        n1 = _metric(text, "diag_agent_batches_sent_total")
+        n1 = scraped_value(text, "diag_agent_batches_sent_total")
         assert n1 - n0 >= (time.monotonic() - t0) - 1.5, (n0, n1)  # the 1 s interval held
-        assert _metric(text, "collector_stalled", collector="network") == 1.0
-        assert _metric(text, "collector_stalled", collector="cpu") == 0.0
-        assert _metric(text, "diag_collector_stalls_total", collector="network") >= 3
-        assert _metric(text, "diag_collector_stalls_total", collector="cpu") == 0
-        assert _metric(text, "diag_collection_overruns_total") == 0  # the stuck call cost its budget, not a cycle
-        assert _metric(text, "load_1") is not None  # the other collectors deliver
+        assert scraped_value(text, "collector_stalled", collector="network") == 1.0
+        assert scraped_value(text, "collector_stalled", collector="cpu") == 0.0
+        assert scraped_value(text, "diag_collector_stalls_total", collector="network") >= 3
+        assert scraped_value(text, "diag_collector_stalls_total", collector="cpu") == 0
+        assert scraped_value(text, "diag_collection_overruns_total") == 0  # the stuck call cost its budget, not a cycle
+        assert scraped_value(text, "load_1") is not None  # the other collectors deliver
         out = a.output()
         assert out.count("collector network has not returned") == 1, out
         # Its budget is 0.4 x the agent's 1 s interval, not the 5 s of a cycle without one.
