@@ -18,7 +18,7 @@ def event_json(event: dict[str, Any]) -> dict[str, Any]:
     return {"event_id": event.get("event_id", ""), "type": event["type"], "level": event.get("level", ""),
             "time": float(event["publish_time"]), "last_time": event_time(event),
             "message": d.get("last_message") or d.get("message", ""), "count": int(d.get("count", 1)),
-            "labels": dict(d.get("labels") or {}), "lines": list(d.get("lines") or [])}
+            "labels": dict(d.get("labels") or {}), "lines": list(d.get("lines") or []), "kind": d.get("kind", "")}
 
 
 def recent_ref(ctx: CheckContext) -> float:

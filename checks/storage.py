@@ -232,9 +232,13 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     frame = ctx.series("fs_readonly", check.lookback)
     # Only the kernel's word counts: a Disk.ReadOnly the service raised from this very check
     # (labelled with its check_id) is no evidence of its own.
-    events = [e for e in events_for(ctx, check, ["Disk.ReadOnly"])
+    events = [e for e in events_for(ctx, check, ["Disk.ReadOnly", "Disk.IOError"])
               if not ((e.get("details") or {}).get("labels") or {}).get("check_id")]
-    evs = [event_json(e) for e in events]
+    evs = [event_json(e) for e in events if e["type"] == "Disk.ReadOnly"]
+    # ext4 rate-limits its own messages (10 in 5 s per filesystem), so after a burst of errors
+    # "Remounting filesystem read-only" may never be logged; the filesystem's errors (journal
+    # aborted, "EXT4-fs error") are then the kernel's account of why it refuses writes.
+    fs_errors = [event_json(e) for e in events if (e.get("details") or {}).get("kind") == "fs_error"]
     if frame.empty:
         return CheckResult("unknown", "no fs_readonly samples in the lookback", {"events": evs})
     newest = float(frame["ts"].max())
@@ -261,6 +265,9 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
         if current and ro[-1]:
             was_rw = bool((~ro).any())
             is_forced = (base["mountpoint"], base["device"]) in forced_now
+            if is_forced and not lines:
+                lines = [ln for e in sorted(fs_errors, key=lambda e: e["last_time"])
+                         if dev and os.path.basename(e["labels"].get("device", "")) == dev for ln in _kernel_lines(e)]
             if was_rw or dev_events or is_forced:
                 since = episodes[-1].start if was_rw else None
                 now_ro.append({**base, "since": since, "after_errors": is_forced,
@@ -269,7 +276,11 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
                 by_design.append(base["mountpoint"])
             continue
         for r in episodes:
-            recovered.append({**base, "from": r.start, "to": r.end})
+            rw_after = np.flatnonzero(~ro & (ts > r.end))
+            seen = (f"read-write from {fmt_time(float(ts[rw_after[0]]))}" if rw_after.size
+                    else f"no reading after {fmt_time(r.end)} (unmounted)")
+            recovered.append({**base, "from": r.start, "to": r.end,
+                              "evidence": f"the mount table showed it read-only from {fmt_time(r.start)}; {seen}"})
         for e in dev_events:
             if not current:
                 recovered.append({**base, "from": e["time"], "to": e["last_time"], "event_id": e["event_id"],

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from collectors.base import StateFile, read_text
-from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, classify
+from collectors.kernel_patterns import KINDS, SIGNAL_KINDS, SUPPRESSED, classify
 from collectors.log_files import KERNEL, RuleMatcher
 from collectors.pstore import find_pstore_panics
 from collectors.roots import Roots
@@ -83,11 +83,17 @@ class ReportAssembler:
         # facility (the kernel rewrites facility 0 to LOG_USER), so by default they are no
         # finding: a kernel fault is what the kernel said, not a script imitating it.
         self.user_records = user_records
+        # Kernel lines that the kernel's own rate limits dropped, as its notices counted them.
+        self.suppressed = 0
 
     def feed(self, rec: Record) -> _Report | None:
         prio, _seq, usec, msg = rec
         cur = self.open
-        continues = cur is not None and prio >> 3 == cur.facility and 0 <= usec - cur.last_usec <= REPORT_GAP_US
+        if prio >> 3 == 0 and (m := SUPPRESSED.match(msg)):
+            self.suppressed += int(m["count"])
+            return None
+        continues = (cur is not None and prio >> 3 == cur.facility and 0 <= usec - cur.last_usec <= REPORT_GAP_US
+                     and KINDS[cur.kind].traced)
         hit = classify(msg) if prio >> 3 == 0 or self.user_records else None
         if hit is not None:
             pat, labels = hit
@@ -245,6 +251,7 @@ class KernelLogCollector:
             batch.add("kernel_signals", n, kind=kind)
             batch.add_total("kernel_signals_total", self._totals[kind], kind=kind)
         batch.add_total("kernel_log_lost_total", self.lost)
+        batch.add_total("kernel_log_suppressed_total", self._assembler.suppressed)
         return batch
 
     def _start(self) -> None:

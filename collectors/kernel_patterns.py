@@ -31,6 +31,10 @@ class Kind:
     event: str
     level: str
     fold: tuple[str, ...]
+    # A report of this kind goes on after its first line (a call trace, a register or memory
+    # dump). A one-line kind takes no lines after it: in a storm of I/O errors the next
+    # unrelated warning is not its evidence.
+    traced: bool = True
 
 
 # One row per signal kind: the event it maps to, its level, and its fold key. Every pattern
@@ -43,11 +47,11 @@ KINDS: dict[str, Kind] = {
     "panic": Kind("Kernel.Panic", CRITICAL, ()),
     "oops": Kind("Kernel.Panic", CRITICAL, ()),
     "oom_kill": Kind("Kernel.OOMKill", CRITICAL, ("pid",)),
-    "io_error": Kind("Disk.IOError", CRITICAL, ("device",)),
-    "fs_error": Kind("Disk.IOError", CRITICAL, ("device",)),
-    "readonly_remount": Kind("Disk.ReadOnly", CRITICAL, ("device",)),
-    "conntrack_full": Kind("Network.ConntrackFull", WARN, ()),
-    "link_down": Kind("Network.LinkDown", WARN, ("interface",)),
+    "io_error": Kind("Disk.IOError", CRITICAL, ("device",), traced=False),
+    "fs_error": Kind("Disk.IOError", CRITICAL, ("device",), traced=False),
+    "readonly_remount": Kind("Disk.ReadOnly", CRITICAL, ("device",), traced=False),
+    "conntrack_full": Kind("Network.ConntrackFull", WARN, (), traced=False),
+    "link_down": Kind("Network.LinkDown", WARN, ("interface",), traced=False),
 }
 
 
@@ -158,6 +162,11 @@ PATTERNS: tuple[Pattern, ...] = (
 )
 
 SIGNAL_KINDS: tuple[str, ...] = tuple(KINDS)
+
+# lib/ratelimit.c ___ratelimit: "%s: %d callbacks suppressed" (the caller's name, or a
+# subsystem's such as "EXT4-fs"): the kernel dropped that many of its own lines. It belongs to
+# no report, and it is how an operator learns why an expected line is missing.
+SUPPRESSED = re.compile(r"^(?P<source>\S+): (?P<count>\d+) callbacks suppressed$")
 
 
 def classify(message: str) -> tuple[Pattern, dict[str, str]] | None:

@@ -67,10 +67,12 @@ class TableContext:
 
     def event(self, etype: str, ts: float, *, level: str = "CRITICAL", message: str = "", last_time: float | None = None,
               labels: Mapping[str, str] | None = None, lines: Sequence[str] = (), count: int = 1,
-              status: str = "Executed") -> dict[str, Any]:
+              status: str = "Executed", kind: str = "") -> dict[str, Any]:
         e = {"event_id": f"e-{len(self._events):04d}", "instance_id": self.instance_id, "type": etype, "level": level,
              "status": status, "publish_time": float(ts), "last_time": float(last_time if last_time is not None else ts),
              "details": {"message": message or etype, "labels": dict(labels or {}), "count": count, "lines": list(lines)}}
+        if kind:
+            e["details"]["kind"] = kind
         self._events.append(e)
         return e
 

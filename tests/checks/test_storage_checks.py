@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from checks.base import RECENT
+from checks.windows import fmt_time
 from tests.checks.context import TableContext, evaluate, kernel_log_read
 
 NOW = 1_800_000_000.0
@@ -204,7 +205,9 @@ def test_readonly_recovery_is_ok_and_names_the_episode():
     assert r.status == "ok"
     episodes = [x for x in r.evidence["recovered"] if "event_id" not in x]
     assert episodes == [{"mountpoint": "/data", "device": "/dev/sdb1", "fstype": "ext4",
-                         "from": NOW - 2590, "to": NOW - 2300}]
+                         "from": NOW - 2590, "to": NOW - 2300,
+                         "evidence": f"the mount table showed it read-only from {fmt_time(NOW - 2590)}; "
+                                     f"read-write from {fmt_time(NOW - 2290)}"}]
     assert "recovered" in r.message and "/data" in r.message
 
 
@@ -309,6 +312,29 @@ def test_readonly_after_errors_is_critical_without_a_history_or_a_kernel_line():
     assert r.status == "critical" and r.evidence["readonly_by_design"] == []
     assert "after errors" in r.message and "/mnt/d" in r.message and "emergency_ro" in r.message
     assert "remount,rw` does not undo" in r.recommendation
+
+
+def test_readonly_after_errors_cites_the_filesystem_errors_when_ext4_rate_limited_its_line():
+    # What 6.18 logged in one real run: three "potential data loss" lines and the writeback
+    # errors used up ext4's message budget, "EXT4-fs: 2 callbacks suppressed" followed, and
+    # "Remounting filesystem read-only" was never logged. The journal abort and the error are.
+    v = np.zeros(360)
+    v[300:] = 1
+    ctx = ext4_ctx(v, v)
+    # The two lines fold into one event per device ("Aborting journal…" then the error), which keeps the last.
+    ctx.event("Disk.IOError", NOW - 600, message="EXT4-fs error (device loop0) in __ext4_new_inode:1181: IO failure",
+              labels={"device": "loop0"}, kind="fs_error", last_time=NOW - 599, count=2)
+    ctx.event("Disk.IOError", NOW - 600, message="Buffer I/O error on dev loop0, logical block 285, lost async page write",
+              labels={"device": "loop0"}, kind="io_error")
+    ctx.event("Disk.IOError", NOW - 600, message="EXT4-fs error (device sdb1): ext4_find_entry:1455: comm ls",
+              labels={"device": "sdb1"}, kind="fs_error")
+    r = evaluate("storage.readonly", ctx)
+    assert r.status == "critical" and "/mnt/d" in r.message
+    assert r.message.endswith('kernel: "EXT4-fs error (device loop0) in __ext4_new_inode:1181: IO failure"'), r.message
+    [now] = r.evidence["readonly_now"]
+    assert now["kernel_lines"] == ["EXT4-fs error (device loop0) in __ext4_new_inode:1181: IO failure"]
+    # Block-layer errors are not the filesystem's account, and another device's errors are not this one's.
+    assert r.evidence["events"] == []
 
 
 def test_kernel_readonly_line_with_a_rw_mount_table_is_never_recovered():

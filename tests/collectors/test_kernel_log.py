@@ -25,6 +25,7 @@ FIX = Path(__file__).resolve().parent.parent / "fixtures"
 KMSG = FIX / "kmsg"
 REAL = KMSG / "linux-6.18-real-faults.kmsg"
 HAND = KMSG / "handwritten-faults.kmsg"
+RATELIMITED = KMSG / "linux-6.18-ext4-ratelimited.kmsg"
 BTIME = 1795600000  # tests/fixtures/kmsg/proc/stat
 
 # First lines of reports in the real capture, by kind (their sequence numbers).
@@ -115,6 +116,18 @@ def test_only_first_lines_are_findings() -> None:
         if rep is not None:
             found.setdefault(rep.kind, []).append(rep.seq)
     assert found == {"hung_task": HUNG, "io_error": IO, "fs_error": FS, "readonly_remount": RO, "oom_kill": OOM}
+
+
+def test_rate_limit_notices_are_counted_and_belong_to_no_report(tmp_path: Path) -> None:
+    """The kernel's "N callbacks suppressed" lines say how many lines it dropped itself."""
+    b = KernelLogCollector(roots(RATELIMITED, tmp_path), CollectorSettings()).collect(1000.0)
+    [total] = [s.value for s in b.totals if s.metric == "kernel_log_suppressed_total"]
+    assert total == 89 + 89 + 752 + 3
+    fs = by_key(b)[("fs_error", "loop0")]
+    assert fs.message.startswith("EXT4-fs (loop0): failed to convert unwritten extents")
+    # I/O and filesystem errors are one-line reports: the warnings between them are not their evidence.
+    assert {s.kind for s in b.signals} == {"io_error", "fs_error"} and all(s.lines == () for s in b.signals)
+    assert not [s for s in b.signals if s.kind == "readonly_remount"]  # the kernel never logged it
 
 
 def test_handwritten_kinds(tmp_path: Path) -> None:
