@@ -17,6 +17,8 @@ from diag.model import Batch
 
 class Collector(Protocol):
     name: str
+    # What it reads (files, calls, programs), for the reference table in the README.
+    sources: tuple[str, ...]
 
     def collect(self, now: float) -> Batch: ...
 

@@ -289,6 +289,7 @@ def _fd_budget() -> int:
 
 class CgroupsCollector:
     name = "cgroups"
+    sources = ('/sys/fs/cgroup (v1 and v2)', 'runtime metadata (Docker config.v2.json, Podman containers.json, kubelet links)')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -203,6 +203,7 @@ def _read_numbers(path: str) -> list[int] | None:
 
 class ConnectionsCollector:
     name = "connections"
+    sources = ('netlink sock_diag (or /proc/net/tcp, tcp6)', '/proc/net/sockstat', '/proc/sys/net/netfilter/nf_conntrack_{count,max}', '/proc/sys/fs/file-nr')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -82,6 +82,7 @@ def _shares(prev: list[int], cur: list[int]) -> list[float] | None:
 
 class CpuCollector:
     name = "cpu"
+    sources = ('/proc/stat', '/proc/loadavg', '/proc/pressure/cpu')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -39,6 +39,7 @@ diskstats_keys = CounterNames("diskstats", DISKSTATS_FIELDS)
 
 class DiskCollector:
     name = "disk"
+    sources = ('/proc/diskstats',)
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

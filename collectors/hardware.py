@@ -282,6 +282,7 @@ def _read_number(files: OpenFiles, path: str) -> float:
 
 class HardwareCollector:
     name = "hardware"
+    sources = ('/sys/class/hwmon', '/sys/devices/system/cpu/cpu*/thermal_throttle', '/sys/devices/system/edac/mc', '/proc/mdstat')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -192,6 +192,7 @@ def _read_boot_id(proc: Path) -> str | None:
 
 class KernelLogCollector:
     name = "kernel_log"
+    sources = ('/dev/kmsg', '/sys/fs/pstore')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -327,6 +327,7 @@ class LogFilesCollector:
     """The rules whose source is a file or the journal; nothing to do without them."""
 
     name = "log_files"
+    sources = ('files named by `log_patterns`', '`journalctl -o json` (one bounded run a cycle)')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

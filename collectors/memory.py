@@ -51,6 +51,7 @@ def _meminfo(text: bytes) -> dict[str, float]:
 
 class MemoryCollector:
     name = "memory"
+    sources = ('/proc/meminfo', '/proc/pressure/memory', '/proc/pressure/io', '/proc/vmstat')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

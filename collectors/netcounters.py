@@ -62,6 +62,7 @@ def softnet_dropped(text: str | bytes) -> int:
 
 class NetCountersCollector:
     name = "netcounters"
+    sources = ('/proc/net/snmp', '/proc/net/snmp6', '/proc/net/netstat', '/proc/net/softnet_stat')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

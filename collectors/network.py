@@ -145,6 +145,7 @@ def interface_addresses(roots: Roots) -> dict[str, set[str]]:
 
 class NetworkCollector:
     name = "network"
+    sources = ('/proc/net/dev', '/proc/net/fib_trie', '/proc/net/route', '/proc/net/if_inet6', '/sys/class/net/*/speed')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -23,6 +23,9 @@ from typing import Any, Callable
 
 from diag.model import Sample
 
+# For the reference table in the README: what a plugin check reads is its own business.
+SOURCES = ("the exit code, first line and performance data of each configured plugin (config `plugins`)",)
+
 EXIT_STATUS = {0: "ok", 1: "warning", 2: "critical"}
 # A plugin that prints megabytes is wrong, not informative: the message and evidence keep this much.
 MAX_OUTPUT = 64 * 1024

@@ -104,6 +104,7 @@ def full_name(comm: str, cmdline: bytes) -> str:
 
 class ProcessesCollector:
     name = "processes"
+    sources = ('/proc/<pid>/stat', '/proc/<pid>/schedstat', '/proc/<pid>/cmdline (with a deadline, for truncated names)')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

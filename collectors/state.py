@@ -30,6 +30,7 @@ def read_btime(proc: Path) -> int:
 
 class StateCollector:
     name = "state"
+    sources = ('/proc/uptime', '/proc/stat (btime)', '/proc/sys/kernel/random/boot_id')
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

@@ -170,6 +170,7 @@ def journal_tail(unit: str, timeout: float, lines: int = JOURNAL_LINES) -> list[
 
 class SystemdCollector:
     name = "systemd"
+    sources = ('`systemctl list-units` and `systemctl show`',)
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.roots = roots

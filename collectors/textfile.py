@@ -154,6 +154,7 @@ def _show(key: Key) -> str:
 
 class TextfileCollector:
     name = "textfile"
+    sources = ('`textfile_dir`/*.prom',)
 
     def __init__(self, roots: Roots, settings: CollectorSettings) -> None:
         self.dir = settings.textfile_dir

@@ -36,3 +36,12 @@ def test_every_metric_and_check_is_documented_in_the_api():
     assert all(m.description for m in metrics.METRICS + metrics.COUNTERS)
     assert all(c.description and c.recommendation for c in checks.ALL)
     assert not re.search(r"TODO|FIXME", README)
+
+
+def test_the_readme_reference_tables_are_the_code_s():
+    """Every collector with what it reads and every check with what it reads: rendered from the
+    code, so a new collector or check fails here until `python -m diag.reference` is pasted in."""
+    from diag import reference
+
+    start, end = README.index(reference.BEGIN), README.index(reference.END) + len(reference.END)
+    assert README[start:end] == reference.render()

@@ -23,6 +23,12 @@ from collectors.facts.sshd import sshd_facts
 from collectors.systemd import facts as _systemd
 from collectors.roots import Roots
 
+# What the snapshot reads (the reference table in the README lists it beside the collectors).
+SOURCES = ("/proc/<pid>/comm and cmdline (sshd, DHCP clients)", "/proc/<pid>/fd (owners of listening sockets)",
+           "/etc/ssh/sshd_config and its host keys", "/sys/class/net, /proc/net/fib_trie, route, if_inet6, ipv6_route",
+           "/proc/net/tcp, tcp6, udp, udp6 (listening sockets)", "`iptables-save`, `ip6tables-save`, `nft -j list ruleset`",
+           "`systemctl` and `journalctl` (the failed and restarting units, their last lines)")
+
 # Programs that keep a lease alive, by the name the kernel shows (15 characters at most).
 DHCP_CLIENTS = {"dhclient": "dhclient", "dhcpcd": "dhcpcd", "udhcpc": "udhcpc",
                 "systemd-network": "systemd-networkd", "NetworkManager": "NetworkManager",
