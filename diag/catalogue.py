@@ -208,7 +208,7 @@ COUNTERS: tuple[Metric, ...] = (
     _m("kernel", "softnet_dropped_total", "count", "counter", (), "Sum of the dropped column of /proc/net/softnet_stat."),
     _m("kernel", "kernel_signals_total", "count", "counter", ("kind",), "Kernel-log findings since the service started reading, by kind."),
     _m("kernel", "kernel_log_lost_total", "count", "counter", (), "Kernel-log records overwritten in the ring buffer before the service read them."),
-    _m("kernel", "kernel_log_suppressed_total", "count", "counter", (), "Kernel-log lines the kernel's own rate limits dropped (its \"N callbacks suppressed\" notices): a fault's line may be among them."),
+    _m("kernel", "kernel_log_suppressed_total", "count", "counter", (), "Kernel-log lines the kernel's own rate limits dropped (its N callbacks suppressed notices): a fault's line may be among them."),
     _m("containers", "container_oom_kills_total", "count", "counter", _CONT, "OOM kills inside a container since its cgroup was made, for the containers of container_oom_kills."),
     _m("hardware", "cpu_core_throttles_total", "count", "counter", (), "Sum of thermal_throttle/core_throttle_count over the physical cores."),
     _m("hardware", "cpu_package_throttles_total", "count", "counter", (), "Sum of thermal_throttle/package_throttle_count over the packages."),
