@@ -94,7 +94,7 @@ METRICS: tuple[Metric, ...] = (
     _m("bandwidth", "bandwidth_usage_in", "percent", "gauge", ("scope",), "Inbound bandwidth of a scope against its configured cap, or the link speed."),
     _m("bandwidth", "bandwidth_usage_out", "percent", "gauge", ("scope",), "Outbound bandwidth of a scope against its configured cap, or the link speed."),
     # connections
-    _m("connections", "tcp_connections", "count", "gauge", ("state",), "TCP sockets by state (IPv4 and IPv6)."),
+    _m("connections", "tcp_connections", "count", "gauge", ("state",), "TCP sockets by state (IPv4 and IPv6); on a live system the states but TIME_WAIT are counted every third collection (the count walks the kernel's whole connection hash) and repeated between."),
     _m("connections", "conntrack_usage", "percent", "gauge", (), "Connection-tracking table entries against nf_conntrack_max."),
     _m("connections", "file_handles_usage", "percent", "gauge", (), "Allocated file handles against fs.file-max."),
     # disk I/O

@@ -176,6 +176,7 @@ def test_live_netlink_and_proc_agree(legacy: bool):
 
 def test_live_collector_counts_our_listening_socket():
     c = ConnectionsCollector(Roots(), CollectorSettings())
+    c.tcp_states_every = 1  # a dump each cycle, to compare with the kernel at once
 
     def listening() -> int:
         return int(states(c.collect(time.time()))["LISTEN"])
@@ -244,3 +245,25 @@ def test_sockstat_without_a_tw_field_is_none(tmp_path: Path):
     (tmp_path / "net" / "sockstat").write_text("sockets: used 8\nTCP: inuse 1 orphan 0\n")
     assert sockstat_time_wait(tmp_path) is None
     assert sockstat_time_wait(tmp_path / "missing") is None
+
+
+def test_live_states_are_dumped_every_third_cycle_and_time_wait_each_cycle(monkeypatch):
+    dumps, sockstat_reads = [], []
+    real = connections.sock_diag_tcp_states
+
+    def counted(*args, **kwargs) -> list[int]:
+        dumps.append(1)
+        return real(*args, **kwargs)
+
+    def time_wait(proc) -> int:  # a count that moves every read, to see which cycle used which
+        sockstat_reads.append(1)
+        return 1000 + len(sockstat_reads)
+
+    monkeypatch.setattr(connections, "sock_diag_tcp_states", counted)
+    monkeypatch.setattr(connections, "sockstat_time_wait", time_wait)
+    c = ConnectionsCollector(Roots(), CollectorSettings())
+    assert c.tcp_states_every == connections.TCP_STATES_EVERY == 3
+    seen = [states(c.collect(time.time() + i)) for i in range(7)]
+    assert len(dumps) == 3  # cycles 1, 4 and 7
+    assert [s["LISTEN"] for s in seen[:3]] == [seen[0]["LISTEN"]] * 3  # repeated between dumps
+    assert [s["TIME_WAIT"] for s in seen] == [1001 + i for i in range(7)]  # fresh every cycle
