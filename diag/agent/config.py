@@ -46,6 +46,9 @@ class AgentConfig:
     max_backoff: float = 300.0
     top_processes: int = 5
     top_apps: int = 10
+    # Containers given series, as the server's settings of the same names.
+    top_containers: int = 5
+    containers_over_percent: float = 80.0
     # Application groups, as the server's `app_groups`, checked by the same functions.
     app_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     service_ports: list[int] = field(default_factory=list)
@@ -77,6 +80,8 @@ class AgentConfig:
         return CollectorSettings(state_dir=self.data_dir / "state", bandwidth_caps=caps,
                                  interface_scopes=dict(self.interface_scopes), top_processes=self.top_processes,
                                  top_apps=self.top_apps, app_groups=dict(self.app_groups),
+                                 top_containers=self.top_containers,
+                                 containers_over_percent=self.containers_over_percent,
                                  kmsg_user_records=self.kmsg_user_records, log_rules=self.log_patterns,
                                  textfile_dir=self.textfile_dir,
                                  textfile_max_series_per_file=self.textfile_max_series_per_file,
@@ -190,11 +195,17 @@ def _convert(key: str, value: Any) -> Any:
         return seconds
     if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir", "textfile_dir"):
         return Path(value)
-    if key in ("buffer_batches", "top_processes", "top_apps", "textfile_max_series_per_file", "textfile_max_series"):
+    if key in ("buffer_batches", "top_processes", "top_apps", "top_containers", "textfile_max_series_per_file",
+               "textfile_max_series"):
         n = int(value)
         if n < 1:
             raise ValueError("must be at least 1")
-        if key == "top_apps" and n > 50:
+        if key in ("top_apps", "top_containers") and n > 50:
             raise ValueError("must be at most 50")
         return n
+    if key == "containers_over_percent":
+        p = float(value)
+        if not 0 < p <= 100:
+            raise ValueError("must be more than 0 and at most 100")
+        return p
     return value

@@ -33,6 +33,8 @@ def test_file_env_and_flags_in_that_order(tmp_path):
     ("a.yaml", "server: http://s:1\nbandwidth_caps:\n  public: {inbound: fast}\n", ":2: bandwidth_caps: "),
     ("a.toml", 'server = "http://s:1"\ninterval = "10s"\ntop_processes = -1\n', ":3: top_processes: "),
     ("a.toml", 'server = "http://s:1"\n[paths]\nnope = "/x"\n', ":3: unknown setting 'nope'"),
+    ("a.yaml", "server: http://s:1\ntop_containers: 51\n", ":2: top_containers: must be at most 50"),
+    ("a.yaml", "server: http://s:1\ncontainers_over_percent: 0\n", ":2: containers_over_percent: must be more than 0"),
 ])
 def test_a_bad_setting_names_file_line_and_setting(tmp_path, name, text, want):
     path = write(tmp_path, name, text)
@@ -108,3 +110,11 @@ def test_good_log_patterns_become_the_collectors_rules(tmp_path):
     assert crash.regex.search("panic: boom").group("what") == "boom"
     assert (nfs.source, nfs.level, nfs.permanent) == ("kernel", "WARN", True)
     assert nfs.clear is not None and nfs.clear.search("nfs: server filer OK")
+
+
+def test_container_bounds_reach_the_collectors(tmp_path):
+    path = write(tmp_path, "a.yaml", "server: http://s:1\ntop_containers: 12\ncontainers_over_percent: 65\n")
+    settings = load(path, env={}).collector_settings()
+    assert (settings.top_containers, settings.containers_over_percent) == (12, 65.0)
+    defaults = load(write(tmp_path, "b.yaml", "server: http://s:1\n"), env={}).collector_settings()
+    assert (defaults.top_containers, defaults.containers_over_percent) == (5, 80.0)
