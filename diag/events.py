@@ -4,6 +4,13 @@ maintenance, each with a type, a level and a lifecycle (PRODUCT.md "Events").
 Detected events are `Executed` at once. Repeats of one fault (same instance, type and
 fold key, within FOLD_WINDOW of the last report) fold into one event with a count, so a
 disk spewing I/O errors for an hour is one event, not a thousand.
+
+Scheduled maintenance follows the seed's lifecycle (Alibaba 001, "系统事件的状态和窗口期"):
+`Inquiring` waits, without a time limit, for the operator to accept it (then `Scheduled`);
+`Scheduled` becomes `Executing` at its `not_before` and ends at its `finish_time`. A reboot or
+redeploy is checked against what the machine did: a reboot seen in the window makes it
+`Executed`, none by RESULT_GRACE after the window `Failed`, and a reboot the operator made
+before the window (in the seed's "user operation window") `Avoided`.
 """
 
 from __future__ import annotations
@@ -53,6 +60,14 @@ TYPES: dict[str, tuple[str, str]] = {
     "SystemMaintenance.Redeploy": (INFO, "a user scheduled a redeploy"),
 }
 MAINTENANCE = tuple(t for t in TYPES if t.startswith("SystemMaintenance."))
+# Maintenance that is a reboot, and the events that show a reboot happened.
+REBOOTING = ("SystemMaintenance.Reboot", "SystemMaintenance.Redeploy")
+REBOOTS = ("Instance.Reboot", "InstanceFailure.Reboot")
+# A machine may boot slowly and an agent report late: a reboot reported this long after the
+# window still makes the maintenance Executed, and only then is it Failed.
+RESULT_GRACE = 600
+# Statuses that are still to come (kept past RETENTION, shown as upcoming).
+PENDING = ("Inquiring", "Scheduled", "Executing")
 
 # Per-interval counters whose rise is an event, and the event.
 COUNTER_EVENTS = {
@@ -128,8 +143,14 @@ class EventLog:
             etype = "InstanceFailure.Reboot" if failed else "Instance.Reboot"
             if failed:
                 labels["cause"] = failed
-            return self.detected(instance_id, etype, signal.ts, signal.message, labels=labels,
-                                 fold_key=labels.get("boot_id", ""), kind="reboot", _c=_c)
+            event = self.detected(instance_id, etype, signal.ts, signal.message, labels=labels,
+                                  fold_key=labels.get("boot_id", ""), kind="reboot", _c=_c)
+            if _c is not None:
+                self._avoided(_c, instance_id, event)
+            else:
+                with self.db.write() as c:
+                    self._avoided(c, instance_id, event)
+            return event
         kind = kernel_patterns.KINDS.get(signal.kind)
         if signal.kind == kernel_patterns.CUSTOM:  # an operator's rule (config log_patterns)
             etype, level, key = kernel_patterns.custom_event(labels)
@@ -203,8 +224,21 @@ class EventLog:
 
     # -- scheduled maintenance ------------------------------------------------------------
 
+    def _avoided(self, c: Any, instance_id: str, reboot: dict[str, Any]) -> None:
+        """A reboot before a planned reboot's window: the operator did it, the plan is Avoided."""
+        ts = reboot["publish_time"]
+        for r in c.execute(f"SELECT * FROM events WHERE instance_id = ? AND type IN ({','.join('?' * len(REBOOTING))}) "
+                           "AND status IN ('Inquiring', 'Scheduled') AND publish_time <= ? AND not_before > ?",
+                           (instance_id, *REBOOTING, ts, ts)).fetchall():
+            details = json.loads(r["details"])
+            details["result"] = f"the machine rebooted before the window ({reboot['event_id']})"
+            details["reboot_event_id"] = reboot["event_id"]
+            c.execute("UPDATE events SET status = 'Avoided', finish_time = ?, last_time = ?, details = ? "
+                      "WHERE event_id = ?", (ts, ts, json.dumps(details), r["event_id"]))
+
     def schedule(self, instance_id: str, etype: str, not_before: float, duration: float,
-                 comment: str = "", now: float | None = None) -> dict[str, Any]:
+                 comment: str = "", now: float | None = None, *, inquire: bool = False) -> dict[str, Any]:
+        """`inquire`: the event waits in Inquiring for the operator's accept() before it runs."""
         now = time.time() if now is None else now
         if etype not in MAINTENANCE:
             raise EventError(422, f"type must be one of {', '.join(MAINTENANCE)}", "type")
@@ -216,19 +250,48 @@ class EventLog:
         details = {"message": comment or f"{etype} scheduled", "duration": duration, "labels": {}, "count": 1}
         with self.db.write() as c:
             c.execute("INSERT INTO events (event_id, instance_id, type, level, status, publish_time, not_before, "
-                      "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, 'INFO', 'Scheduled', ?, ?, ?, ?, '', ?)",
-                      (event_id, instance_id, etype, now, not_before, not_before + duration, now, json.dumps(details)))
+                      "finish_time, last_time, fold_key, details) VALUES (?, ?, ?, 'INFO', ?, ?, ?, ?, ?, '', ?)",
+                      (event_id, instance_id, etype, "Inquiring" if inquire else "Scheduled", now, not_before,
+                       not_before + duration, now, json.dumps(details)))
+        self.tick(now)
+        return self.get(event_id)
+
+    def _pending(self, c: Any, event_id: str, allowed: tuple[str, ...], what: str) -> Any:
+        r = c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        if r is None:
+            raise EventError(404, f"no event {event_id}")
+        if r["status"] not in allowed:
+            raise EventError(409, f"an event that is {r['status']} cannot be {what}")
+        return r
+
+    def accept(self, event_id: str, now: float | None = None) -> dict[str, Any]:
+        """The operator's answer to an Inquiring event: it is Scheduled, and a window already
+        due starts now, for its whole duration."""
+        now = time.time() if now is None else now
+        with self.db.write() as c:
+            r = self._pending(c, event_id, ("Inquiring",), "accepted")
+            start = max(r["not_before"], now)
+            c.execute("UPDATE events SET status = 'Scheduled', not_before = ?, finish_time = ?, last_time = ? "
+                      "WHERE event_id = ?", (start, start + (r["finish_time"] - r["not_before"]), now, event_id))
+        self.tick(now)
+        return self.get(event_id)
+
+    def reschedule(self, event_id: str, not_before: float, now: float | None = None) -> dict[str, Any]:
+        """A new start for an event not yet running, keeping its duration."""
+        now = time.time() if now is None else now
+        if not_before < now - 60:
+            raise EventError(409, "not_before is in the past", "not_before")
+        with self.db.write() as c:
+            r = self._pending(c, event_id, ("Inquiring", "Scheduled"), "rescheduled")
+            c.execute("UPDATE events SET not_before = ?, finish_time = ?, last_time = ? WHERE event_id = ?",
+                      (not_before, not_before + (r["finish_time"] - r["not_before"]), now, event_id))
         self.tick(now)
         return self.get(event_id)
 
     def cancel(self, event_id: str, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         with self.db.write() as c:
-            r = c.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)).fetchone()
-            if r is None:
-                raise EventError(404, f"no event {event_id}")
-            if r["status"] not in ("Inquiring", "Scheduled"):
-                raise EventError(409, f"an event that is {r['status']} cannot be canceled")
+            self._pending(c, event_id, ("Inquiring", "Scheduled"), "canceled")
             c.execute("UPDATE events SET status = 'Canceled', finish_time = ?, last_time = ? WHERE event_id = ?",
                       (now, now, event_id))
         return self.get(event_id)
@@ -242,11 +305,32 @@ class EventLog:
                 changed.append(r["event_id"])
             c.execute("UPDATE events SET status = 'Executing', last_time = ? WHERE status = 'Scheduled' AND not_before <= ?",
                       (now, now))
-            for r in c.execute("SELECT event_id FROM events WHERE status = 'Executing' AND finish_time <= ?", (now,)):
-                changed.append(r["event_id"])
-            c.execute("UPDATE events SET status = 'Executed', last_time = ? WHERE status = 'Executing' AND finish_time <= ?",
-                      (now, now))
+            for r in c.execute("SELECT * FROM events WHERE status = 'Executing' AND finish_time <= ?", (now,)).fetchall():
+                status, details = self._result(c, r, now)
+                if status is not None:
+                    c.execute("UPDATE events SET status = ?, last_time = ?, details = ? WHERE event_id = ?",
+                              (status, now, json.dumps(details), r["event_id"]))
+                    changed.append(r["event_id"])
         return [self.get(e) for e in dict.fromkeys(changed)]
+
+    @staticmethod
+    def _result(c: Any, r: Any, now: float) -> tuple[str | None, dict[str, Any]]:
+        """How a finished window ended: (status, details), or (None, _) while a reboot may still be reported."""
+        details = json.loads(r["details"])
+        if r["type"] not in REBOOTING:
+            return "Executed", details
+        seen = c.execute(f"SELECT event_id, publish_time FROM events WHERE instance_id = ? "
+                         f"AND type IN ({','.join('?' * len(REBOOTS))}) AND publish_time >= ? AND publish_time <= ? "
+                         "ORDER BY publish_time LIMIT 1",
+                         (r["instance_id"], *REBOOTS, r["not_before"], r["finish_time"] + RESULT_GRACE)).fetchone()
+        if seen is not None:
+            details.update(result=f"the machine rebooted in the window ({seen['event_id']})",
+                           reboot_event_id=seen["event_id"])
+            return "Executed", details
+        if now < r["finish_time"] + RESULT_GRACE:
+            return None, details
+        details["result"] = "no reboot was seen in the window"
+        return "Failed", details
 
     def maintaining(self, instance_id: str, now: float | None = None) -> dict[str, Any] | None:
         """The maintenance event executing on this instance now, if any."""
@@ -292,8 +376,8 @@ class EventLog:
     def expire(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
         with self.db.write() as c:
-            return c.execute("DELETE FROM events WHERE last_time < ? AND status NOT IN ('Scheduled', 'Executing')",
-                             (now - RETENTION,)).rowcount
+            return c.execute(f"DELETE FROM events WHERE last_time < ? AND status NOT IN ({','.join('?' * len(PENDING))})",
+                             (now - RETENTION, *PENDING)).rowcount
 
 
 def alibaba_shape(event: dict[str, Any], product: str = "diag") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The event log over HTTP: list, schedule maintenance, cancel."""
+"""The event log over HTTP: list, schedule maintenance, accept, reschedule, cancel."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, json_body, string, time_param
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import EVENT, EVENT_BODY, EVENT_STATUS_PARAM, TIME_IN
+from diag.web.schemas import EVENT, EVENT_BODY, EVENT_PATCH_BODY, EVENT_STATUS_PARAM, TIME_IN
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 
@@ -56,11 +56,10 @@ def schedule_event():
     etype = body.get("type")
     if etype not in MAINTENANCE:
         raise ApiError(422, f"must be one of {', '.join(MAINTENANCE)}", "type")
-    try:
-        nb = body.get("not_before", now)
-        not_before = float(nb) if isinstance(nb, (int, float)) and not isinstance(nb, bool) else parse_time(str(nb), now)
-    except ValueError as e:
-        raise ApiError(422, str(e), "not_before") from None
+    not_before = _not_before(body.get("not_before", now), now)
+    inquire = body.get("inquire", False)
+    if not isinstance(inquire, bool):
+        raise ApiError(422, "must be true or false", "inquire")
     try:
         duration = parse_duration(body.get("duration", "1h"))
     except (ValueError, TypeError) as e:
@@ -69,10 +68,48 @@ def schedule_event():
     if not isinstance(comment, str) or len(comment) > 1024:
         raise ApiError(422, "must be a string of at most 1024 characters", "comment")
     try:
-        event = s.events.schedule(instance_id, etype, not_before, duration, comment, now)
+        event = s.events.schedule(instance_id, etype, not_before, duration, comment, now, inquire=inquire)
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None
     return jsonify(event), 201
+
+
+def _not_before(value: object, now: float) -> float:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return parse_time(str(value), now)
+    except ValueError as e:
+        raise ApiError(422, str(e), "not_before") from None
+
+
+@bp.post("/events/<event_id>/accept")
+@doc("Accept an Inquiring event: it becomes Scheduled (Executing at once when its time has come).",
+     responses={200: EVENT})
+def accept_event(event_id: str):
+    auth.require("token")
+    try:
+        return jsonify(_service().events.accept(event_id))
+    except EventError as e:
+        raise ApiError(e.status, e.message, e.field) from None
+
+
+@bp.patch("/events/<event_id>")
+@doc("Reschedule an event that has not started: a new not_before, the same duration; 409 in the past or "
+     "once Executing.", body=EVENT_PATCH_BODY, responses={200: EVENT})
+def reschedule_event(event_id: str):
+    auth.require("token")
+    body = json_body()
+    now = time.time()
+    unknown = set(body) - {"not_before"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    if "not_before" not in body:
+        raise ApiError(422, "required", "not_before")
+    try:
+        return jsonify(_service().events.reschedule(event_id, _not_before(body["not_before"], now), now))
+    except EventError as e:
+        raise ApiError(e.status, e.message, e.field) from None
 
 
 @bp.post("/events/<event_id>/cancel")

@@ -128,13 +128,17 @@ HEALTH = obj({"instance_id": STR, "health_status": HEALTH_STATUS, "health_reason
 EVENT = component("Event", obj({
     "event_id": STR, "instance_id": STR, "type": STR, "level": enum(*LEVELS), "status": enum(*EVENT_STATUSES),
     "publish_time": NUM, "not_before": nullable(NUM), "finish_time": nullable(NUM), "details": ANY_OBJ}))
+# Not in the past: UNIX seconds from when this document was served, `now`, or a time after 2033.
+_NOT_BEFORE = {"oneOf": [live(lambda: {"type": "number", "minimum": round(time.time())}),
+                         {"type": "string", "pattern": r"^(now|[2-9][0-9]{9}(\.[0-9]{1,6})?)$"}]}
 EVENT_BODY = obj({"type": enum(*MAINTENANCE)}, {
     "instance_id": INSTANCE_ID_IN,
-    # Not in the past: UNIX seconds from when this document was served, `now`, or a time after 2033.
-    "not_before": {"oneOf": [live(lambda: {"type": "number", "minimum": round(time.time())}),
-                             {"type": "string", "pattern": r"^(now|[2-9][0-9]{9}(\.[0-9]{1,6})?)$"}]},
+    "not_before": _NOT_BEFORE,
     "duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d"),
-    "comment": text(1024, 0)})
+    "comment": text(1024, 0),
+    # Created Inquiring: it waits for POST /events/{id}/accept before it runs.
+    "inquire": BOOL})
+EVENT_PATCH_BODY = obj({"not_before": _NOT_BEFORE}, extra=False)
 
 # -- fleet ------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import pytest
 
 from diag.db import Database
-from diag.events import FOLD_WINDOW, RETENTION, EventError, EventLog, alibaba_shape
+from diag.events import FOLD_WINDOW, RESULT_GRACE, RETENTION, EventError, EventLog, alibaba_shape
 from diag.model import Batch, Sample, Signal
 
 T = 1_800_000_000.0
@@ -53,8 +53,76 @@ def test_maintenance_lifecycle(log):
     log.tick(T + 100)
     assert log.get(e["event_id"])["status"] == "Executing"
     assert log.maintaining("i-1", T + 200)["event_id"] == e["event_id"]
+    reboot = log.record_signal("i-1", Signal(T + 300, "reboot", "rebooted", {"boot_id": "b2"}))  # the planned reboot
     log.tick(T + 700)
-    assert log.get(e["event_id"])["status"] == "Executed" and log.maintaining("i-1", T + 700) is None
+    done = log.get(e["event_id"])
+    assert done["status"] == "Executed" and log.maintaining("i-1", T + 700) is None
+    assert done["details"]["reboot_event_id"] == reboot["event_id"]
+
+
+def test_a_stop_needs_no_reboot(log):
+    e = log.schedule("i-1", "SystemMaintenance.Stop", T + 100, 600, now=T)
+    log.tick(T + 700)
+    assert log.get(e["event_id"])["status"] == "Executed"
+
+
+def test_a_planned_reboot_without_a_reboot_fails_once_the_grace_is_over(log):
+    e = log.schedule("i-1", "SystemMaintenance.Reboot", T + 100, 600, now=T)
+    log.record_signal("i-2", Signal(T + 300, "reboot", "rebooted", {"boot_id": "other"}))  # another machine's
+    log.tick(T + 700)
+    assert log.get(e["event_id"])["status"] == "Executing"  # a slow boot may still report
+    assert log.maintaining("i-1", T + 700) is None  # the window itself is over: alerts are no longer held
+    log.tick(T + 700 + RESULT_GRACE)
+    failed = log.get(e["event_id"])
+    assert failed["status"] == "Failed" and failed["details"]["result"] == "no reboot was seen in the window"
+
+
+def test_a_reboot_reported_late_still_counts(log):
+    e = log.schedule("i-1", "SystemMaintenance.Redeploy", T + 100, 600, now=T)
+    log.tick(T + 800)
+    log.record_signal("i-1", Signal(T + 650, "reboot", "rebooted", {"boot_id": "b9"}))  # booted in the window
+    log.tick(T + 900)
+    assert log.get(e["event_id"])["status"] == "Executed"
+
+
+def test_a_reboot_before_the_window_avoids_it(log):
+    planned = log.schedule("i-1", "SystemMaintenance.Reboot", T + 3600, 600, now=T)
+    asked = log.schedule("i-1", "SystemMaintenance.Redeploy", T + 7200, 600, now=T, inquire=True)
+    stop = log.schedule("i-1", "SystemMaintenance.Stop", T + 3600, 600, now=T)
+    reboot = log.record_signal("i-1", Signal(T + 60, "reboot", "rebooted", {"boot_id": "b2"}))
+    for e in (planned, asked):
+        got = log.get(e["event_id"])
+        assert got["status"] == "Avoided" and got["details"]["reboot_event_id"] == reboot["event_id"]
+        assert got["finish_time"] == T + 60
+    assert log.get(stop["event_id"])["status"] == "Scheduled"  # a stop is not avoided by a reboot
+
+
+def test_an_inquiring_event_waits_for_its_answer(log):
+    e = log.schedule("i-1", "SystemMaintenance.Reboot", T + 100, 600, now=T, inquire=True)
+    assert e["status"] == "Inquiring"
+    log.tick(T + 5000)  # no time limit, never runs unasked
+    assert log.get(e["event_id"])["status"] == "Inquiring" and log.maintaining("i-1", T + 5000) is None
+    accepted = log.accept(e["event_id"], now=T + 5000)  # late: the window starts now, whole
+    assert (accepted["status"], accepted["not_before"], accepted["finish_time"]) == ("Executing", T + 5000, T + 5600)
+    with pytest.raises(EventError) as err:
+        log.accept(e["event_id"], now=T + 5001)
+    assert err.value.status == 409
+
+
+def test_reschedule_keeps_the_duration_and_is_refused_in_the_past_or_once_running(log):
+    e = log.schedule("i-1", "SystemMaintenance.Stop", T + 100, 600, now=T)
+    moved = log.reschedule(e["event_id"], T + 1000, now=T + 10)
+    assert (moved["status"], moved["not_before"], moved["finish_time"]) == ("Scheduled", T + 1000, T + 1600)
+    with pytest.raises(EventError) as err:
+        log.reschedule(e["event_id"], T - 500, now=T + 10)
+    assert err.value.status == 409 and err.value.field == "not_before"
+    log.tick(T + 1000)
+    with pytest.raises(EventError) as err:
+        log.reschedule(e["event_id"], T + 5000, now=T + 1001)
+    assert err.value.status == 409 and "Executing" in err.value.message
+    with pytest.raises(EventError) as err:
+        log.reschedule("e-nope", T + 5000, now=T)
+    assert err.value.status == 404
 
 
 def test_cancel_only_before_it_runs(log):

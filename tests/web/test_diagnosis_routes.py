@@ -111,3 +111,39 @@ def test_events_filter_by_type_and_bad_filters(client, service):
     assert got and {e["type"] for e in got} == {"Network.LinkDown"}
     assert client.get("/api/v1/events?status=Done").status_code == 400
     assert client.get("/api/v1/events?since=yesterday").status_code == 400
+
+
+def test_an_inquiring_maintenance_is_accepted_rescheduled_and_refused_once_running(client, service):
+    soon = time.time() + 3600
+    e = client.post("/api/v1/events", json={"type": "SystemMaintenance.Reboot", "not_before": soon,
+                                            "duration": "30m", "inquire": True}).get_json()
+    assert e["status"] == "Inquiring"
+    moved = client.patch(f"/api/v1/events/{e['event_id']}", json={"not_before": soon + 600})
+    assert moved.status_code == 200 and moved.get_json()["not_before"] == soon + 600
+    assert moved.get_json()["finish_time"] == soon + 600 + 1800  # the same 30 minutes
+    accepted = client.post(f"/api/v1/events/{e['event_id']}/accept")
+    assert accepted.status_code == 200 and accepted.get_json()["status"] == "Scheduled"
+    again = client.post(f"/api/v1/events/{e['event_id']}/accept")
+    assert again.status_code == 409 and "Scheduled" in again.get_json()["error"]["message"]
+    # Once executing it can no longer move.
+    now = client.post("/api/v1/events", json={"type": "SystemMaintenance.Stop", "not_before": "now"}).get_json()
+    assert now["status"] == "Executing"
+    r = client.patch(f"/api/v1/events/{now['event_id']}", json={"not_before": soon})
+    assert r.status_code == 409
+    client.post(f"/api/v1/events/{now['event_id']}/cancel")  # 409 too; the window ends by itself
+    assert client.post("/api/v1/events/e-nope/accept").status_code == 404
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"not_before": time.time() - 86400}, 409, "not_before"),
+    ({"not_before": "someday"}, 422, "not_before"),
+    ({}, 422, "not_before"),
+    ({"not_before": "now", "duration": "1h"}, 422, "duration"),
+])
+def test_bad_reschedules_change_nothing(client, service, body, status, field):
+    e = client.post("/api/v1/events", json={"type": "SystemMaintenance.Stop", "not_before": time.time() + 7200}).get_json()
+    r = client.patch(f"/api/v1/events/{e['event_id']}", json=body)
+    assert r.status_code == status and r.get_json()["error"]["field"] == field
+    assert service.events.get(e["event_id"])["not_before"] == e["not_before"]
+    bad = client.post("/api/v1/events", json={"type": "SystemMaintenance.Stop", "inquire": "yes"})
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "inquire"
