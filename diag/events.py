@@ -38,6 +38,7 @@ TYPES: dict[str, tuple[str, str]] = {
     "InstanceFailure.Reboot": (CRITICAL, "a reboot after a kernel panic, watchdog or unclean stop"),
     "Instance.Reboot": (INFO, "any other reboot"),
     "Instance.HealthChanged": (INFO, "the health state changed"),
+    "Instance.StateChange": (INFO, "the machine stopped reporting or is back, or its monitoring was switched off or on"),
     "Kernel.HungTask": (CRITICAL, "the kernel log reports a task blocked too long"),
     "Kernel.SoftLockup": (CRITICAL, "the kernel log reports a soft lockup"),
     "Kernel.HardLockup": (CRITICAL, "the kernel log reports a hard lockup (NMI watchdog)"),

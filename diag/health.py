@@ -90,3 +90,18 @@ def _stopped_earlier(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
     if c["status"] == "warning":
         return _reason(c)
     return {"check_id": c["id"], "status": "warning", "message": f"was silent at the last diagnosis: {c['message']}"}
+
+
+def _stopped(reasons: list[dict[str, Any]] | None) -> bool:
+    return any(r.get("check_id") == "state.stopped" and r.get("status") == "critical" for r in reasons or ())
+
+
+def running_change(before: list[dict[str, Any]] | None, after: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """(state, cause) when the health reasons say the machine stopped reporting or is back."""
+    was, now = _stopped(before), _stopped(after)
+    if was == now:
+        return None
+    if now:
+        msg = next(r["message"] for r in after if r.get("check_id") == "state.stopped")
+        return "Stopped", msg
+    return "Running", "reporting again"

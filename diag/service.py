@@ -313,6 +313,9 @@ class Service:
             # switch is a change of state all the same.
             self.instances.set_health(instance_id, health["health_status"], health["health_reasons"], now)
             self._health_changed(instance_id, inst["health_status"], health["health_status"], now)
+        if inst["monitoring"] != enabled:
+            self._state_changed(instance_id, ("Monitored", "monitoring switched on") if enabled
+                                else ("Unmonitored", "monitoring switched off"), now)
         return health
 
     def interval_of(self, inst: dict[str, Any]) -> float:
@@ -331,15 +334,27 @@ class Service:
             monitoring=inst["monitoring"], maintenance=self.events.maintaining(instance_id, now),
             checks=latest["checks"] if latest else None, last_sample=inst["last_seen"], now=now,
             interval=self.interval_of(inst), stopped_after=self.stopped_after)
-        if state != inst["health_status"] and latest is not None:
+        if latest is not None and (state != inst["health_status"]
+                                   or health.running_change(inst["health_reasons"], reasons)):
             self._set_health(instance_id, state, reasons, now)
         return {"instance_id": instance_id, "health_status": state, "health_reasons": reasons,
                 "evaluated_at": now, "latest_report_id": latest["report_id"] if latest else None}
 
     def _set_health(self, instance_id: str, state: str, reasons: list[dict], now: float) -> None:
+        before = self.instances.get(instance_id)
         prev = self.instances.set_health(instance_id, state, reasons, now)
         if prev is not None and prev != state:
             self._health_changed(instance_id, prev, state, now)
+        if before is not None:
+            change = health.running_change(before["health_reasons"], reasons)
+            if change:
+                self._state_changed(instance_id, change, now)
+
+    def _state_changed(self, instance_id: str, change: tuple[str, str], now: float) -> None:
+        """The seed's Instance:StateChange: the service saw the machine (or its monitoring) go or come back."""
+        state, cause = change
+        self.events.detected(instance_id, "Instance.StateChange", now, f"{state}: {cause}",
+                             labels={"state": state, "cause": cause}, fold_key=f"{now}")
 
     def _health_changed(self, instance_id: str, prev: str, state: str, now: float) -> None:
         self.events.detected(instance_id, "Instance.HealthChanged", now, f"health {prev} -> {state}",

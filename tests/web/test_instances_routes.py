@@ -81,3 +81,33 @@ def test_switching_a_diagnosed_instance_records_one_change(client, service):
                .get_json()["events"] if e["details"]["labels"].get("to") == "NotApplicable"]
     assert len(changes) == 1 and changes[0]["details"]["count"] == 1  # not folded twice into one
     assert changes[0]["details"]["labels"]["from"] == before
+
+
+def state_changes(client, iid: str) -> list[tuple[str, str]]:
+    events = client.get(f"/api/v1/events?instance_id={iid}&type=Instance.StateChange").get_json()["events"]
+    return [(e["details"]["labels"]["state"], e["details"]["labels"]["cause"]) for e in reversed(events)]
+
+
+def test_a_machine_that_stops_reporting_and_comes_back_changes_state_twice(client, service):
+    iid = service.instance_id
+    service.diagnose(iid)
+    seen = service.instances.get(iid)["last_seen"]
+    assert state_changes(client, iid) == []
+    silent = service.health_of(iid, seen + service.stopped_after + 1)  # no sample for 5 minutes
+    assert silent["health_status"] == "Impaired"
+    [(state, cause)] = state_changes(client, iid)
+    assert state == "Stopped" and cause.startswith("no sample for")
+    service.health_of(iid, seen + service.stopped_after + 60)  # still silent: no second event
+    assert len(state_changes(client, iid)) == 1
+    back = seen + service.stopped_after + 90
+    service.collect(back)  # the agent (here: the collector) is back
+    service.health_of(iid, back + 1)
+    assert state_changes(client, iid)[1:] == [("Running", "reporting again")], state_changes(client, iid)
+
+
+def test_monitoring_off_and_on_are_state_changes(client, service):
+    iid = service.instance_id
+    client.patch(f"/api/v1/instances/{iid}", json={"monitoring": False})
+    client.patch(f"/api/v1/instances/{iid}", json={"monitoring": False})  # no change, no event
+    client.patch(f"/api/v1/instances/{iid}", json={"monitoring": True})
+    assert state_changes(client, iid) == [("Unmonitored", "monitoring switched off"), ("Monitored", "monitoring switched on")]
