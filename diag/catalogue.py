@@ -8,8 +8,9 @@ Kinds:
 - `gauge`: a level read as it is (percent, bytes, count);
 - `rate`: per second, computed from a kernel counter and its previous reading;
 - `delta`: how much a kernel counter rose during the last collection interval;
-- `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` only,
-  so a Prometheus user can `rate()` it.
+- `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` so a
+  Prometheus user can `rate()` it; stored only where its entry says so (the interface
+  byte counters).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ METRICS: tuple[Metric, ...] = (
     _m("bandwidth", "net_carrier", "bool", "gauge", ("interface",), "1 when the interface has a carrier (/sys/class/net/*/carrier); no sample while it is administratively down, when the kernel does not say."),
     _m("bandwidth", "bandwidth_usage_in", "percent", "gauge", ("scope",), "Inbound bandwidth of a scope against its configured cap, or the link speed."),
     _m("bandwidth", "bandwidth_usage_out", "percent", "gauge", ("scope",), "Outbound bandwidth of a scope against its configured cap, or the link speed."),
+    # traffic volume (issue 20): bytes per interval, so a `sum` over a period is the bytes of that period
+    _m("bandwidth", "net_in_bytes", "bytes", "delta", _NET, "Bytes received on an interface during the interval (the rise of its /proc/net/dev counter): the `sum` over a period is the inbound traffic of that period, e.g. an alert policy on bytes per 5 minutes."),
+    _m("bandwidth", "net_out_bytes", "bytes", "delta", _NET, "Bytes sent on an interface during the interval: the `sum` over a period is the outbound traffic of that period."),
     # connections
     _m("connections", "tcp_connections", "count", "gauge", ("state",), "TCP sockets by state (IPv4 and IPv6)."),
     _m("connections", "conntrack_usage", "percent", "gauge", (), "Connection-tracking table entries against nf_conntrack_max."),
@@ -188,8 +192,8 @@ METRICS: tuple[Metric, ...] = (
 COUNTERS: tuple[Metric, ...] = (
     _m("cpu", "cpu_seconds_total", "s", "counter", ("mode",), "CPU time spent in each mode, all cores."),
     _m("memory", "oom_kills_total", "count", "counter", (), "OOM kills since boot (vmstat oom_kill)."),
-    _m("bandwidth", "net_receive_bytes_total", "bytes", "counter", ("interface",), "Bytes received on an interface."),
-    _m("bandwidth", "net_transmit_bytes_total", "bytes", "counter", ("interface",), "Bytes sent on an interface."),
+    _m("bandwidth", "net_receive_bytes_total", "bytes", "counter", ("interface",), "Bytes received on an interface (its /proc/net/dev counter); also stored, so the query API answers it."),
+    _m("bandwidth", "net_transmit_bytes_total", "bytes", "counter", ("interface",), "Bytes sent on an interface; also stored, so the query API answers it."),
     _m("bandwidth", "net_receive_packets_total", "count", "counter", ("interface",), "Packets received on an interface."),
     _m("bandwidth", "net_transmit_packets_total", "count", "counter", ("interface",), "Packets sent on an interface."),
     _m("bandwidth", "net_receive_drops_total", "count", "counter", ("interface",), "Received packets dropped."),
