@@ -24,6 +24,10 @@ BEYOND_PRODUCT: dict[str, tuple[tuple[str, str, str], ...]] = {
                                  ("hardware.memory_errors", "hardware", "critical"),
                                  ("hardware.throttling", "hardware", "non_critical"),
                                  ("hardware.temperature", "hardware", "critical")),
+    "20: GPU metrics": (("hardware.gpu_memory", "hardware", "non_critical"),
+                        ("hardware.gpu_temperature", "hardware", "critical"),
+                        ("hardware.gpu_ecc", "hardware", "critical"),
+                        ("hardware.gpu_xid", "hardware", "critical")),
     "20: the seed's instance expiry and account arrears rows": (("network.instance_expired", "network", "critical"),
                                                                ("network.account_arrears", "network", "critical")),
 }
