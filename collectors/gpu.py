@@ -74,13 +74,18 @@ def _is(nvml: Any, e: BaseException, *names: str) -> bool:
     return value is not None and any(value == _code(nvml, n) for n in names)
 
 
-def discover(nvml: Any) -> list[Gpu]:
-    """On the worker: init NVML and describe every GPU. Raises nvml.NVMLError from init."""
+def discover(nvml: Any, missing: dict[int, BaseException]) -> list[Gpu]:
+    """On the worker: init NVML and describe every GPU; a GPU NVML cannot open (lost, no
+    permission) goes into `missing` and the others are kept. Raises nvml.NVMLError from init."""
     nvml.nvmlInit()
     n = nvml.nvmlDeviceGetCount()
     gpus = []
     for i in range(n):
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
+        try:
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+        except nvml.NVMLError as e:
+            missing[i] = e
+            continue
         labels = {"gpu": str(i), "name": "", "uuid": "", "pci": ""}
         for key, read in (("name", lambda: _text(nvml.nvmlDeviceGetName(h))),
                           ("uuid", lambda: _text(nvml.nvmlDeviceGetUUID(h))),
@@ -95,7 +100,7 @@ def discover(nvml: Any) -> list[Gpu]:
         except nvml.NVMLError:
             g.slowdown = None
         gpus.append(g)
-    if not gpus:
+    if not gpus and not missing:
         nvml.nvmlShutdown()
     return gpus
 
@@ -147,6 +152,7 @@ class GpuCollector:
         self._retry_at: float | None = None
         self._started = False
         self._stuck_part = "nvml"  # the GPU whose reading missed its deadline
+        self._reopen_at: float | None = None
 
     def _module(self) -> Any | None:
         if self._nvml is not None:
@@ -165,8 +171,9 @@ class GpuCollector:
             self._not_here("the nvidia-ml-py package (pynvml) is not installed" if self.roots.is_live
                            else "a fixture tree: NVML would read this machine's GPUs", now)
             return
+        missing: dict[int, BaseException] = {}
         try:
-            gpus = self.calls.call("init", discover, nvml)
+            gpus = self.calls.call("init", discover, nvml, missing)
         except Stalled as e:
             self.parts.failed(batch, "nvml_init", "nvmlInit", e)
             return  # asked again next cycle; the worker refuses at once while init is stuck
@@ -177,15 +184,22 @@ class GpuCollector:
                 self.parts.failed(batch, "nvml_init", "nvmlInit", e)
                 self._retry_at = now + RETRY_S
             return
-        if not gpus:
+        for i, e in sorted(missing.items()):
+            self.parts.failed(batch, f"gpu{i}", f"GPU {i}", e)
+        if not gpus and not missing:
             self._not_here("NVML reports no GPU", now)
             return
         self.gpus, self.absent, self._retry_at = gpus, None, None
         self._started = True
+        # A GPU NVML could not open (lost after an Xid 79, until a reset) is looked for
+        # again with a new init, not every cycle.
+        self._reopen_at = now + RETRY_S if missing else None
         log.info("GPU metrics from NVML: %s", ", ".join(f"{g.index} {g.labels['name']}" for g in gpus))
 
     def collect(self, now: float) -> Batch:
         batch = Batch(ts=now)
+        if self._reopen_at is not None and now >= self._reopen_at and not self.calls.stuck():
+            self._shutdown()
         if self.gpus is None:
             if self._retry_at is not None and now < self._retry_at:
                 return batch
@@ -238,15 +252,20 @@ class GpuCollector:
                              ("ecc_uncorrected", "gpu_ecc_uncorrected_errors")):
             if name in r:
                 batch.add_total(f"{metric}_total", r[name], **lab)
-                batch.add(metric, self.rates.delta((g.index, name), r[name], now), **lab)
+                # keyed by the board, not the index: a new init may number the GPUs anew
+                batch.add(metric, self.rates.delta((lab["uuid"] or g.index, name), r[name], now), **lab)
 
-    def close(self) -> None:
+    def _shutdown(self) -> None:
         nvml = self._module() if self._started else None
         if nvml is not None:
             try:
                 self.calls.call("shutdown", nvml.nvmlShutdown)
-            except Exception:  # noqa: BLE001 - closing: nothing left to do with an error
+            except Exception:  # noqa: BLE001 - NVML is let go either way; init starts it anew
                 pass
         self._started = False
         self.gpus = None
+        self._retry_at = self._reopen_at = None
+
+    def close(self) -> None:
+        self._shutdown()
         self.calls.close()

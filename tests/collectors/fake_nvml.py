@@ -93,6 +93,8 @@ class FakeNvml:
 
     def nvmlDeviceGetHandleByIndex(self, i: int) -> FakeGpu:  # noqa: N802
         self._ready()
+        if self.gpus[i].lost:
+            raise NVMLError(NVML_ERROR_GPU_IS_LOST)
         return self.gpus[i]
 
     def _ready(self) -> None:

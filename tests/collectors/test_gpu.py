@@ -81,6 +81,22 @@ def test_a_lost_gpu_costs_only_its_own_readings():
     assert set(values(c.collect(1020.0), "gpu_utilization")) == {"0", "1"}
 
 
+def test_a_gpu_lost_before_the_first_reading_is_looked_for_again_later():
+    nvml = FakeNvml(two_gpus())
+    nvml.gpus[0].lost = True
+    c = GpuCollector(Roots(), CollectorSettings(), nvml=nvml)
+    b = c.collect(1000.0)
+    assert set(values(b, "gpu_utilization")) == {"1"} and b.errors == ["gpu0:NVMLError"]
+    assert values(b, "gpu_utilization") == {"1": 3.0} and [g.labels["pci"] for g in c.gpus] == ["0000:86:00"]
+    nvml.gpus[0].lost = False  # reset: it answers again
+    assert set(values(c.collect(1010.0), "gpu_utilization")) == {"1"}  # not re-initialised every cycle
+    b = c.collect(1000.0 + RETRY_S)
+    assert set(values(b, "gpu_utilization")) == {"0", "1"} and nvml.inits == 2 and nvml.shutdowns == 1
+    # each GPU keeps its own identity
+    assert {s.labels["gpu"]: s.labels["pci"] for s in b.samples if s.metric == "gpu_temperature"} == {
+        "0": "0000:3b:00", "1": "0000:86:00"}
+
+
 @pytest.mark.parametrize("code, why", [(12, "no NVIDIA driver: NVML Shared Library Not Found"),
                                        (9, "no NVIDIA driver: Driver Not Loaded")])
 def test_no_driver_no_series_no_error_and_asked_again_only_after_a_while(code, why):
