@@ -164,6 +164,7 @@ class GpuCollector:
             log.info("no GPU metrics: %s (asked again every %.0f s)", why, RETRY_S)
         self.absent = why
         self._retry_at = now + RETRY_S
+        self.calls.close()  # no thread waits idle for 10 minutes; the next try starts one
 
     def _start(self, batch: Batch, now: float) -> None:
         nvml = self._module()
