@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from checks import access, containers, hardware, network, performance, state, storage
+from checks import access, containers, gpu, hardware, network, performance, state, storage
 from checks.base import Check
 
-ALL: tuple[Check, ...] = storage.CHECKS + performance.CHECKS + containers.CHECKS + state.CHECKS + network.CHECKS + access.CHECKS + hardware.CHECKS
+ALL: tuple[Check, ...] = storage.CHECKS + performance.CHECKS + containers.CHECKS + state.CHECKS + network.CHECKS + access.CHECKS + hardware.CHECKS + gpu.CHECKS
 BY_ID: dict[str, Check] = {c.id: c for c in ALL}
 
 if len(BY_ID) != len(ALL):  # a duplicated id would silently hide a check

@@ -57,6 +57,17 @@ def _cloud_only(ctx: CheckContext, check: Check) -> CheckResult:
     return CheckResult("not_applicable", CLOUD_ONLY, {})
 
 
+# Issue 20: the seed's "实例业务状态" rows (instance expired, account in arrears) are a
+# provider's billing state, which nothing on the machine can read; each is its own row of
+# a report, as in the seed, and says why it does not apply.
+BILLING_ONLY = ("cloud provider feature: a self-hosted machine has no subscription term that expires and no "
+                "provider account that can fall into arrears")
+
+
+def _billing_only(ctx: CheckContext, check: Check) -> CheckResult:
+    return CheckResult("not_applicable", BILLING_ONLY, {})
+
+
 def _bandwidth(ctx: CheckContext, check: Check) -> CheckResult:
     th = thresholds(check)
     rows, seen = [], 0
@@ -231,6 +242,13 @@ CHECKS: tuple[Check, ...] = (
     Check("network.public_ip_arrears", "network", "Public address in arrears", "critical",
           "Cloud only: the public address is cut off for unpaid bills.",
           "Not applicable on a self-hosted machine.", _cloud_only),
+    # issue 20: the seed's instance business state rows
+    Check("network.instance_expired", "network", "Instance expired", "critical",
+          "Cloud only: the prepaid instance reached the end of its term and is stopped or about to be released.",
+          "Not applicable on a self-hosted machine; on a cloud instance, renew it before it expires.", _billing_only),
+    Check("network.account_arrears", "network", "Account in arrears", "critical",
+          "Cloud only: the provider account is in arrears, so its pay-as-you-go instances are stopped.",
+          "Not applicable on a self-hosted machine; on a cloud instance, top up the account.", _billing_only),
     Check("network.bandwidth", "network", "Bandwidth usage", "non_critical",
           "Public/private in/out bandwidth against the cap or link speed, as 5-minute averages.",
           "Find the traffic with iftop and the process with `lsof -i`; raise the cap if it is expected.",

@@ -32,6 +32,8 @@ READS: dict[str, tuple[str, ...]] = {
     "network.kernel_drops": ("udp_rcvbuf_errors", "udp_sndbuf_errors", "tcp_listen_overflows", "tcp_listen_drops",
                              "softnet_dropped"),
     "network.connection_limit": ("conntrack_usage", "file_handles_usage", "event:Network.ConntrackFull"),
+    "network.instance_expired": (),
+    "network.account_arrears": (),
     "network.nic_errors": ("net_in_errors", "net_out_errors", "net_in_drops", "net_out_drops"),
     "access.sshd": ("facts:sshd",),
     "access.ssh_files": ("facts:sshd",),
@@ -46,4 +48,8 @@ READS: dict[str, tuple[str, ...]] = {
     "hardware.memory_errors": ("edac_correctable_errors", "edac_uncorrectable_errors"),
     "hardware.throttling": ("cpu_core_throttles", "cpu_package_throttles"),
     "hardware.temperature": ("hw_temperature", "hw_temperature_crit", "hw_temperature_max"),
+    "hardware.gpu_memory": ("gpu_memory_usage",),
+    "hardware.gpu_temperature": ("gpu_temperature", "gpu_temperature_slowdown"),
+    "hardware.gpu_ecc": ("gpu_ecc_corrected_errors", "gpu_ecc_uncorrected_errors", "gpu_memory_total"),
+    "hardware.gpu_xid": ("kernel_signals", "gpu_memory_total", "event:GPU.XidError"),
 }

@@ -52,7 +52,18 @@ KINDS: dict[str, Kind] = {
     "readonly_remount": Kind("Disk.ReadOnly", CRITICAL, ("device",), traced=False),
     "conntrack_full": Kind("Network.ConntrackFull", WARN, (), traced=False),
     "link_down": Kind("Network.LinkDown", WARN, ("interface",), traced=False),
+    # NVIDIA's driver (issue 20): one event type, two levels. An Xid that NVIDIA's Xid
+    # catalogue resolves with a GPU reset, a reboot or service (XID_CRITICAL) is critical;
+    # the others (13, 31, 43, 45...) usually come from the application that used the GPU.
+    "gpu_xid_critical": Kind("GPU.XidError", CRITICAL, ("pci", "xid"), traced=False),
+    "gpu_xid": Kind("GPU.XidError", WARN, ("pci", "xid"), traced=False),
 }
+
+# 46 GPU stopped processing, 48 double-bit ECC error, 62 internal micro-controller halt,
+# 63/64 ECC page retirement or row remapping recorded / failed, 74 NVLink error, 79 GPU has
+# fallen off the bus, 92 high single-bit ECC rate, 95 uncontained ECC error, 119/120 GSP
+# RPC timeout / GSP error, 140 unrecovered ECC error, 154 GPU recovery action changed.
+XID_CRITICAL = (46, 48, 62, 63, 64, 74, 79, 92, 95, 119, 120, 140, 154)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,8 @@ def _p(kind: str, needle: str, regex: str, role: str = "finding") -> Pattern:
 
 
 _DEV = r"(?P<device>[^\s,()]+)"
+_XID = (r"^NVRM: Xid \((?:PCI:)?(?P<pci>[0-9a-fA-F]{{4}}:[0-9a-fA-F]{{2}}:[0-9a-fA-F]{{2}})[^)]*\): (?P<xid>{xid}), "
+        r"(?:pid=(?:'?<unknown>'?|(?P<pid>\d+)), (?:name=(?:<unknown>|(?P<process>[^,]*)), )?)?(?P<detail>.*?)\s*$")
 
 # Order matters: the first pattern that matches a line decides it. Panic comes first
 # because its reason may quote another report ("Kernel panic - not syncing: Hard LOCKUP",
@@ -159,6 +172,12 @@ PATTERNS: tuple[Pattern, ...] = (
     # e1000e/ixgbe: netdev_info "NIC Link is Down" ("e1000e 0000:00:19.0 eth0: NIC Link is Down");
     # igb: "igb: %s NIC Link is Down"; e1000: "%s NIC Link is Down"; phylib: "Link is Down".
     _p("link_down", "ink is ", r"(?P<interface>[^\s:]+):? (?:NIC )?Link is [Dd]own"),
+    # NVIDIA's kernel_rc.c (open-gpu-kernel-modules): "NVRM: Xid (PCI:%04x:%02x:%02x): %d, pid=%s,
+    # name=%s, %s", pid '<unknown>' and name <unknown> when no process is to blame; a MIG GPU
+    # adds " GPU-I:%02u GPU-CI:%02u" inside the parenthesis; drivers before ~460 printed
+    # "NVRM: Xid (0000:01:00): 13, <detail>" without PCI: and without pid and name.
+    _p("gpu_xid_critical", "NVRM: Xid", _XID.format(xid="|".join(map(str, XID_CRITICAL)))),
+    _p("gpu_xid", "NVRM: Xid", _XID.format(xid=r"\d+")),
 )
 
 SIGNAL_KINDS: tuple[str, ...] = tuple(KINDS)

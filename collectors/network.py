@@ -187,21 +187,31 @@ class NetworkCollector:
 
         # scope -> [in, out, in over known-speed links, out over known-speed links, speed]
         sums: dict[str, list[float]] = {}
-        rate = self.rates.rate
+        delta = self.rates.delta
         net = str(self.roots.sys / "class" / "net")
         for iface, counters in dev.items():
             for col, metric, scale, total in _COLUMNS:
                 batch.add_total(total, counters[col], interface=iface)
+            # The byte counters are stored too (issue 20), not only shown on /metrics: the
+            # query API answers them, and an agent pushes them like any sample.
+            batch.add("net_receive_bytes_total", counters[0], interface=iface)
+            batch.add("net_transmit_bytes_total", counters[8], interface=iface)
             scope = self.scopes.get(iface)
             # An interface born since the last refresh has no known scope yet: keep its
             # baseline but give no sample rather than one under a wrong scope label.
-            values = [rate((iface, col), counters[col], now) for col, _, _, _ in _COLUMNS]
+            elapsed = self.rates.elapsed((iface, 0), now)  # one reading time for all its columns
+            deltas = [delta((iface, col), counters[col], now) for col, _, _, _ in _COLUMNS]
+            values = [None if d is None or not elapsed else d / elapsed for d in deltas]
             _link(batch, f"{net}/{iface}/", iface)
             if scope is None:
                 continue
             for (_, metric, scale, _), v in zip(_COLUMNS, values):
                 if v is not None:
                     batch.add(metric, v * scale, interface=iface, scope=scope)
+            # Bytes per interval, not rate x interval: after a missed cycle the delta still
+            # holds every byte, so a sum over any period is the volume the kernel counted.
+            batch.add("net_in_bytes", deltas[0], interface=iface, scope=scope)
+            batch.add("net_out_bytes", deltas[4], interface=iface, scope=scope)
             speed = self.speeds.get(iface)
             if speed is not None:
                 batch.add("net_link_speed", speed, interface=iface)

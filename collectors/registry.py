@@ -8,6 +8,7 @@ from collectors.connections import ConnectionsCollector
 from collectors.cpu import CpuCollector
 from collectors.disk import DiskCollector
 from collectors.filesystem import FilesystemCollector
+from collectors.gpu import GpuCollector
 from collectors.hardware import HardwareCollector
 from collectors.kernel_log import KernelLogCollector
 from collectors.log_files import LogFilesCollector
@@ -29,6 +30,7 @@ ALL = (
     DiskCollector,
     FilesystemCollector,
     HardwareCollector,
+    GpuCollector,
     NetCountersCollector,
     KernelLogCollector,
     LogFilesCollector,

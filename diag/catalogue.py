@@ -8,8 +8,9 @@ Kinds:
 - `gauge`: a level read as it is (percent, bytes, count);
 - `rate`: per second, computed from a kernel counter and its previous reading;
 - `delta`: how much a kernel counter rose during the last collection interval;
-- `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` only,
-  so a Prometheus user can `rate()` it.
+- `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` so a
+  Prometheus user can `rate()` it; stored only where its entry says so (the interface
+  byte counters).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ _NET = ("interface", "scope")
 _DISK = ("device",)
 _FS = ("mountpoint", "device", "fstype")
 _CONT = ("container", "runtime", "cgroup")
+_GPU = ("gpu", "name", "uuid", "pci")  # index, model, NVML UUID, PCI address as the driver's Xid lines print it
 
 METRICS: tuple[Metric, ...] = (
     # CPU
@@ -93,6 +95,9 @@ METRICS: tuple[Metric, ...] = (
     _m("bandwidth", "net_carrier", "bool", "gauge", ("interface",), "1 when the interface has a carrier (/sys/class/net/*/carrier); no sample while it is administratively down, when the kernel does not say."),
     _m("bandwidth", "bandwidth_usage_in", "percent", "gauge", ("scope",), "Inbound bandwidth of a scope against its configured cap, or the link speed."),
     _m("bandwidth", "bandwidth_usage_out", "percent", "gauge", ("scope",), "Outbound bandwidth of a scope against its configured cap, or the link speed."),
+    # traffic volume (issue 20): bytes per interval, so a `sum` over a period is the bytes of that period
+    _m("bandwidth", "net_in_bytes", "bytes", "delta", _NET, "Bytes received on an interface during the interval (the rise of its /proc/net/dev counter): the `sum` over a period is the inbound traffic of that period, e.g. an alert policy on bytes per 5 minutes."),
+    _m("bandwidth", "net_out_bytes", "bytes", "delta", _NET, "Bytes sent on an interface during the interval: the `sum` over a period is the outbound traffic of that period."),
     # connections
     _m("connections", "tcp_connections", "count", "gauge", ("state",), "TCP sockets by state (IPv4 and IPv6); on a live system the states but TIME_WAIT are counted every third collection (the count walks the kernel's whole connection hash) and repeated between."),
     _m("connections", "conntrack_usage", "percent", "gauge", (), "Connection-tracking table entries against nf_conntrack_max."),
@@ -181,6 +186,24 @@ METRICS: tuple[Metric, ...] = (
     _m("hardware", "md_disks_failed", "count", "gauge", ("array",), "Members marked failed, (F), in /proc/mdstat."),
     _m("hardware", "md_degraded", "bool", "gauge", ("array",), "1 when an active array runs with fewer members in sync than it needs ([2/1] [U_]): one more failure may lose data."),
     _m("hardware", "md_sync_progress", "percent", "gauge", ("array", "action"), "Progress of the resync, recovery, reshape, check or repair running on the array (0 while pending or delayed); no sample when none runs."),
+    # NVIDIA GPUs through NVML (collectors/gpu.py, issue 20); no series without a GPU, its driver or nvidia-ml-py
+    _m("gpu", "gpu_utilization", "percent", "gauge", _GPU, "Share of the last sample period (1/6 s to 1 s, by model) in which one or more kernels ran on the GPU (NVML utilization.gpu)."),
+    _m("gpu", "gpu_memory_used", "bytes", "gauge", _GPU, "GPU memory allocated (NVML memory info used): the GPU memory use the seeds' GPU instances report."),
+    _m("gpu", "gpu_memory_total", "bytes", "gauge", _GPU, "GPU memory installed (NVML memory info total).",
+       exposed_as="gpu_memory_total_bytes"),
+    _m("gpu", "gpu_memory_usage", "percent", "gauge", _GPU, "gpu_memory_used against gpu_memory_total: at 100 % a new allocation on the GPU fails (CUDA out of memory)."),
+    _m("gpu", "gpu_temperature", "celsius", "gauge", _GPU, "GPU core temperature (NVML NVML_TEMPERATURE_GPU).",
+       exposed_as="gpu_temperature_celsius"),
+    _m("gpu", "gpu_temperature_slowdown", "celsius", "gauge", _GPU, "The GPU's own slowdown temperature (NVML threshold SLOWDOWN): at or over it the GPU lowers its clocks to cool down; no series when the board does not say.",
+       exposed_as="gpu_temperature_slowdown_celsius"),
+    _m("gpu", "gpu_power", "W", "gauge", _GPU, "Power the board draws (NVML power usage).",
+       exposed_as="gpu_power_watts"),
+    _m("gpu", "gpu_power_limit", "W", "gauge", _GPU, "The power limit the driver enforces on the board (NVML enforced power limit).",
+       exposed_as="gpu_power_limit_watts"),
+    _m("gpu", "gpu_ecc_corrected_errors", "count", "delta", _GPU, "GPU memory errors ECC corrected (NVML volatile count, since the driver loaded), per interval; no series on a board without ECC or with it off.",
+       exposed_as="gpu_ecc_corrected_errors_delta"),
+    _m("gpu", "gpu_ecc_uncorrected_errors", "count", "delta", _GPU, "GPU memory errors ECC could not correct (double-bit), per interval: the application using that memory got wrong data or was stopped (Xid 48), and the GPU needs a reset to retire the page or remap the row.",
+       exposed_as="gpu_ecc_uncorrected_errors_delta"),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
@@ -188,8 +211,8 @@ METRICS: tuple[Metric, ...] = (
 COUNTERS: tuple[Metric, ...] = (
     _m("cpu", "cpu_seconds_total", "s", "counter", ("mode",), "CPU time spent in each mode, all cores."),
     _m("memory", "oom_kills_total", "count", "counter", (), "OOM kills since boot (vmstat oom_kill)."),
-    _m("bandwidth", "net_receive_bytes_total", "bytes", "counter", ("interface",), "Bytes received on an interface."),
-    _m("bandwidth", "net_transmit_bytes_total", "bytes", "counter", ("interface",), "Bytes sent on an interface."),
+    _m("bandwidth", "net_receive_bytes_total", "bytes", "counter", ("interface",), "Bytes received on an interface (its /proc/net/dev counter); also stored, so the query API answers it."),
+    _m("bandwidth", "net_transmit_bytes_total", "bytes", "counter", ("interface",), "Bytes sent on an interface; also stored, so the query API answers it."),
     _m("bandwidth", "net_receive_packets_total", "count", "counter", ("interface",), "Packets received on an interface."),
     _m("bandwidth", "net_transmit_packets_total", "count", "counter", ("interface",), "Packets sent on an interface."),
     _m("bandwidth", "net_receive_drops_total", "count", "counter", ("interface",), "Received packets dropped."),
@@ -214,6 +237,8 @@ COUNTERS: tuple[Metric, ...] = (
     _m("hardware", "cpu_package_throttles_total", "count", "counter", (), "Sum of thermal_throttle/package_throttle_count over the packages."),
     _m("hardware", "edac_correctable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ce_count: memory errors corrected since boot."),
     _m("hardware", "edac_uncorrectable_errors_total", "count", "counter", ("controller",), "EDAC mc*/ue_count: memory errors not corrected since boot."),
+    _m("gpu", "gpu_ecc_corrected_errors_total", "count", "counter", _GPU, "NVML volatile corrected ECC error count of a GPU: since the driver loaded."),
+    _m("gpu", "gpu_ecc_uncorrected_errors_total", "count", "counter", _GPU, "NVML volatile uncorrected ECC error count of a GPU: since the driver loaded."),
     _m("systemd", "systemd_unit_restarts_total", "count", "counter", ("unit",), "NRestarts of a service as systemd counts it (since it was last started by hand), for the units of systemd_unit_restarts."),
 )
 

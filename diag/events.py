@@ -53,6 +53,7 @@ TYPES: dict[str, tuple[str, str]] = {
     "Network.UdpBufferFull": (WARN, "UDP datagrams dropped for a full socket buffer"),
     "Network.ConntrackFull": (WARN, "the connection-tracking table is full"),
     "Network.LinkDown": (WARN, "a network link went down"),
+    "GPU.XidError": (CRITICAL, "the NVIDIA driver reported an Xid error in the kernel log (WARN for Xids an application usually causes)"),
     "Store.SizeCap": (WARN, "the metric store reached its size cap and dropped the oldest raw data"),
     "Store.Error": (CRITICAL, "the metric store could not write (disk full?), or a damaged database was moved aside"),
     "Service.UncleanStop": (WARN, "the service was killed or crashed: its previous run did not stop cleanly"),

@@ -233,6 +233,15 @@ def fill_healthy(ctx: TableContext, seconds: float = DEFAULT_LOOKBACK, *, seed: 
     for name, runtime, path in (("web", "docker", "/docker/a1"), ("nginx.service", "systemd", "/system.slice/nginx.service")):
         ctx.add("container_memory_usage", ts, noise(40, 3), container=name, runtime=runtime, cgroup=path)
         ctx.add("container_oom_kills", ts, 0.0, container=name, runtime=runtime, cgroup=path)
+    # two calm GPUs (issue 20): memory half used, cool, no ECC error; no Xid in the log
+    for g, name, pci in (("0", "NVIDIA A100-SXM4-80GB", "0000:3b:00"), ("1", "NVIDIA A100-SXM4-80GB", "0000:86:00")):
+        lab = {"gpu": g, "name": name, "uuid": f"GPU-{g}", "pci": pci}
+        ctx.add("gpu_memory_total", ts, 80.0 * 2**30, **lab)
+        ctx.add("gpu_memory_usage", ts, noise(50, 3), **lab)
+        ctx.add("gpu_temperature", ts, noise(55, 2), **lab)
+        ctx.add("gpu_temperature_slowdown", ts, 92.0, **lab)
+        ctx.add("gpu_ecc_corrected_errors", ts, 0.0, **lab)
+        ctx.add("gpu_ecc_uncorrected_errors", ts, 0.0, **lab)
     kernel_log_read(ctx, float(ts[0]), float(ts[-1]))
     ctx.set_facts(facts_snapshot(ctx.now - 60), taken_at=ctx.now - 60)
     ctx.processes = {"by_cpu": [{"pid": 4242, "name": "java", "cpu_percent": 88.0, "rss_bytes": 2 << 30}],

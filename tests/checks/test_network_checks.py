@@ -43,6 +43,22 @@ def test_cloud_only_rows(check_id):
     assert r.message == "cloud provider feature: no DDoS black hole / billing on a self-hosted machine"
 
 
+@pytest.mark.parametrize("check_id", ["network.instance_expired", "network.account_arrears"])
+def test_billing_rows_are_their_own_checks_and_never_apply(check_id):
+    # Even on a host full of data (a cloud VM's own metrics look the same): billing state
+    # is the provider's, and nothing on the machine shows it.
+    from tests.checks.context import fill_healthy
+
+    for ctx in (TableContext(NOW), fill_healthy(TableContext(NOW))):
+        r = evaluate(check_id, ctx)
+        assert r.status == "not_applicable"
+        assert r.message.startswith("cloud provider feature: a self-hosted machine has no subscription term")
+    from checks.catalogue import get
+
+    c = get(check_id)
+    assert (c.category, c.severity) == ("network", "critical")
+
+
 def test_bandwidth():
     ctx = TableContext(NOW)
     assert evaluate("network.bandwidth", ctx).status == "unknown"

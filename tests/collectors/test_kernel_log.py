@@ -156,6 +156,41 @@ def test_handwritten_kinds(tmp_path: Path) -> None:
                          "oops": 1, "conntrack_full": 3, "link_down": 2, "panic": 1}
 
 
+GPU_XID = KMSG / "handwritten-gpu-xid.kmsg"
+
+
+def test_gpu_xid_lines(tmp_path: Path) -> None:
+    b = KernelLogCollector(roots(GPU_XID, tmp_path), CollectorSettings()).collect(1000.0)
+    sig = {(s.labels["pci"], s.labels["xid"]): s for s in b.signals}
+    assert len(sig) == len(b.signals) == 5
+    # two lines of one application fault (Xid 13, same GPU, same cycle) are one finding
+    app = sig[("0000:3b:00", "13")]
+    assert (app.kind, app.count, app.labels["pid"], app.labels["process"], app.labels["seq"]) == ("gpu_xid", 2, "4711", "python3", "3002")
+    assert app.ts == pytest.approx(BTIME + 7120.000010)
+    assert app.lines == ()  # one-line kind: the segfault line after it is not its evidence
+    dbe = sig[("0000:86:00", "48")]
+    assert dbe.kind == "gpu_xid_critical" and "pid" not in dbe.labels and "process" not in dbe.labels
+    assert dbe.labels["detail"].startswith("An uncorrectable double bit error (DBE)")
+    assert sig[("0000:86:00", "63")].kind == "gpu_xid_critical"
+    bus = sig[("0000:3b:00", "79")]
+    assert (bus.kind, bus.count, bus.labels["detail"]) == ("gpu_xid_critical", 1, "GPU has fallen off the bus.")
+    assert bus.message == "NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus."
+    assert sig[("0000:01:00", "31")].kind == "gpu_xid"  # the older form, without PCI: and pid
+    assert counts(b) == {**dict.fromkeys(SIGNAL_KINDS, 0.0), "gpu_xid": 3, "gpu_xid_critical": 3}
+
+
+def test_gpu_xid_events_fold_and_take_their_level(tmp_path: Path) -> None:
+    from diag.db import Database
+    from diag.events import EventLog
+
+    log = EventLog(Database(tmp_path / "diag.db"))
+    b = KernelLogCollector(roots(GPU_XID, tmp_path), CollectorSettings()).collect(1000.0)
+    log.record_batch("i-1", b)
+    events = log.list(types=["GPU.XidError"])
+    assert sorted((e["details"]["labels"]["xid"], e["level"], e["details"]["count"]) for e in events) == [
+        ("13", "WARN", 2), ("31", "WARN", 1), ("48", "CRITICAL", 1), ("63", "CRITICAL", 1), ("79", "CRITICAL", 1)]
+
+
 def _split(path: Path, before_seq: int) -> tuple[str, str]:
     """The file's text before the record `before_seq`, and from it on."""
     text = path.read_text()

@@ -9,12 +9,15 @@ from collectors.kernel_patterns import CRITICAL, KINDS, PATTERNS, SIGNAL_KINDS, 
 # The event types of spec/PRODUCT.md ("Events") that kernel-log signals raise.
 SPEC_EVENTS = {"Kernel.HungTask", "Kernel.SoftLockup", "Kernel.HardLockup", "Kernel.Panic", "Kernel.OOMKill",
                "Kernel.RCUStall", "Disk.IOError", "Disk.ReadOnly", "Network.ConntrackFull", "Network.LinkDown"}
+# Beyond PRODUCT.md's table: NVIDIA's Xid lines (issue 20).
+GPU_EVENTS = {"GPU.XidError"}
 
 
 def test_catalogue_is_consistent() -> None:
     assert set(SIGNAL_KINDS) == {"hung_task", "soft_lockup", "hard_lockup", "rcu_stall", "panic", "oops", "oom_kill",
-                                 "io_error", "fs_error", "readonly_remount", "conntrack_full", "link_down"}
-    assert {k.event for k in KINDS.values()} == SPEC_EVENTS
+                                 "io_error", "fs_error", "readonly_remount", "conntrack_full", "link_down",
+                                 "gpu_xid_critical", "gpu_xid"}
+    assert {k.event for k in KINDS.values()} == SPEC_EVENTS | GPU_EVENTS
     assert event_of("oops") == ("Kernel.Panic", CRITICAL) and event_of("link_down") == ("Network.LinkDown", WARN)
     for p in PATTERNS:
         assert p.role in {"finding", "follow", "header", "context"}
@@ -65,6 +68,22 @@ CASES = [
     ("e1000: eth0 NIC Link is Down", "link_down", {"interface": "eth0"}),
     ("ixgbe 0000:03:00.0 eth2: NIC Link is Down", "link_down", {"interface": "eth2"}),
     ("igb 0000:01:00.0 eth1: igb: eth1 NIC Link is Down", "link_down", {"interface": "eth1"}),
+    # NVIDIA kernel_rc.c: "NVRM: Xid (PCI:%04x:%02x:%02x): %d, pid=%s, name=%s, %s", MIG and older forms
+    ("NVRM: Xid (PCI:0000:3b:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.", "gpu_xid_critical",
+     {"pci": "0000:3b:00", "xid": "79", "pid": None, "process": None, "detail": "GPU has fallen off the bus."}),
+    ("NVRM: Xid (PCI:0000:cb:00): 109, pid=1797828, name=pt_main_thread, Ch 00000008, errorString CTX SWITCH TIMEOUT, Info 0x58005",
+     "gpu_xid", {"pci": "0000:cb:00", "xid": "109", "pid": "1797828", "process": "pt_main_thread",
+                 "detail": "Ch 00000008, errorString CTX SWITCH TIMEOUT, Info 0x58005"}),
+    ("NVRM: Xid (PCI:0000:3b:00 GPU-I:01 GPU-CI:00): 48, pid=412, name=python3, An uncorrectable double bit error (DBE) has been detected on GPU in the framebuffer at partition 1, subpartition 0.",
+     "gpu_xid_critical", {"pci": "0000:3b:00", "xid": "48", "pid": "412"}),
+    ("NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping, reset gpu to activate.",
+     "gpu_xid_critical", {"xid": "63", "pid": "1896", "detail": "Row Remapper: New row marked for remapping, reset gpu to activate."}),
+    ("NVRM: Xid (0000:01:00): 13, 0005 00000000 0000502d 00000104 00000000 00000100", "gpu_xid",
+     {"pci": "0000:01:00", "xid": "13"}),
+    # 4 and 154 are not 46 and 15: the number ends at its comma
+    ("NVRM: Xid (PCI:0000:01:00): 4, Channel 1", "gpu_xid", {"xid": "4"}),
+    ("NVRM: Xid (PCI:0000:01:00): 154, GPU recovery action changed from 0x0 (None) to 0x2 (Node Reboot Required)",
+     "gpu_xid_critical", {"xid": "154"}),
 ]
 
 
@@ -89,6 +108,10 @@ def test_wording_of_other_kernels(line: str, kind: str, labels: dict[str, str]) 
     "Future hung task reports are suppressed, see sysctl kernel.hung_task_warnings",
     "net_ratelimit: 3939 callbacks suppressed",
     "[  15776]     0 15776    15420    13861    12192     1669         0   163840        0             0 python3",
+    # the driver's lines around an Xid 79 are part of it, never a second finding
+    "NVRM: GPU at PCI:0000:3b:00: GPU-5b1c0e42-8d07-4b1a-9c3e-2f6d7a9e1b04",
+    "NVRM: GPU 0000:3b:00.0: GPU has fallen off the bus.",
+    "NVRM: A GPU crash dump has been created. If possible, please run",
 ])
 def test_not_a_finding(line: str) -> None:
     hit = classify(line)

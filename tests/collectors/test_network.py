@@ -251,3 +251,45 @@ def test_a_gone_interface_is_forgotten(tmp_path):
     b = c.collect(1030.0)
     assert "veth9f3a1b2" not in by_label(b, "net_in")
     assert by_label(b, "net_in")["eth0"] == 0.0  # the others carry on (same counters as at 1020)
+
+
+# -- traffic volume (issue 20) ----------------------------------------------------------------------
+
+def samples_of(batch: Batch, metric: str) -> dict[str, tuple[float, dict[str, str]]]:
+    """Only batch.samples (what is stored and pushed), not the /metrics totals."""
+    return {s.labels["interface"]: (s.value, s.labels) for s in batch.samples if s.metric == metric}
+
+
+def test_bytes_per_interval_and_stored_byte_counters():
+    first, b = run_fixture(CollectorSettings())
+    assert samples_of(first, "net_in_bytes") == {}  # a first reading is a baseline
+    # The raw counters are samples from the first reading on, labelled as the catalogue says.
+    assert samples_of(first, "net_receive_bytes_total")["eth0"] == (86271556, {"interface": "eth0"})
+    assert samples_of(b, "net_transmit_bytes_total")["eth0"] == (2621987, {"interface": "eth0"})
+    assert "lo" not in samples_of(b, "net_receive_bytes_total")
+    # eth0 rx 86,271,556 -> 98,771,556 B and tx +2,500,000 B within the 10 s
+    assert samples_of(b, "net_in_bytes")["eth0"] == (12_500_000, {"interface": "eth0", "scope": "public"})
+    assert samples_of(b, "net_out_bytes")["eth0"][0] == 2_500_000
+    # bytes = rate x interval on every interface (net_in is bit/s)
+    for iface, (v, _) in samples_of(b, "net_in_bytes").items():
+        assert v == pytest.approx(by_label(b, "net_in")[iface] / 8 * 10)
+
+
+def test_a_missed_cycle_keeps_every_byte():
+    # Two collections 30 s apart (two cycles lost to a stall): the volume is the whole rise,
+    # and the rate is spread over the 30 s, not the 10 s interval.
+    c = NetworkCollector(HOST_T0, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T1
+    b = c.collect(1030.0)
+    assert samples_of(b, "net_in_bytes")["eth0"][0] == 12_500_000
+    assert by_label(b, "net_in")["eth0"] == pytest.approx(12_500_000 * 8 / 30)
+
+
+def test_counters_going_backwards_give_no_volume():
+    c = NetworkCollector(HOST_T1, CollectorSettings())
+    c.collect(1000.0)
+    c.roots = HOST_T0
+    b = c.collect(1010.0)
+    assert samples_of(b, "net_in_bytes") == {} and samples_of(b, "net_out_bytes") == {}
+    assert samples_of(b, "net_receive_bytes_total")["eth0"][0] == 86271556

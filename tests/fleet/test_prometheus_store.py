@@ -21,13 +21,14 @@ LABEL_VALUES = {"cpu": "0", "device": "vda", "fstype": "ext4", "interface": "eth
                 "app": "postgres", "chip": "coretemp", "sensor": "Core 0", "array": "md0", "action": "resync",
                 "controller": "mc0", "unit": "nginx.service", "result": "exit-code",
                 "container": "web", "runtime": "docker", "cgroup": "/system.slice/docker-a1.scope",
-                "file": "backup.prom"}
+                "file": "backup.prom", "gpu": "0", "name": "NVIDIA A100-SXM4-80GB", "uuid": "GPU-5b1c0e42",
+                "pci": "0000:3b:00"}
 STEP = 10.0
 # Checks that read facts or events (kernel log, boot id changes) rather than metric
 # series, and network.public_ip, which reports what it finds and never fails.
 NOT_METRIC_BASED = {"access.default_route", "access.firewall", "access.nic_config", "access.port_listening",
                     "access.root_login", "access.ssh_files", "access.sshd", "network.public_ip",
-                    "state.kernel_fault", "state.reboot", "storage.io_errors"}
+                    "state.kernel_fault", "state.reboot", "storage.io_errors", "hardware.gpu_xid"}
 SPAN = 3 * 3600.0
 
 
@@ -51,6 +52,8 @@ def _value(m: catalogue.Metric, failing: bool, i: int, n: int) -> float:
     if m.name in ("hw_temperature", "hw_temperature_max", "hw_temperature_crit", "hw_fan_speed"):
         return {"hw_temperature": (105.0 if failing else 45.0) + wobble, "hw_temperature_max": 84.0,
                 "hw_temperature_crit": 100.0, "hw_fan_speed": 1200.0}[m.name]
+    if m.name in ("gpu_temperature", "gpu_temperature_slowdown"):  # the GPU's own slowdown limit is 92 °C
+        return (95.0 if failing else 50.0) + wobble if m.name == "gpu_temperature" else 92.0
     if m.unit == "bool" or m.name == "fs_stuck":
         return 0.0  # no stalled collector, no held log condition, no mount waiting
     if m.unit == "percent":
