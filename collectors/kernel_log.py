@@ -30,7 +30,7 @@ from collectors.pstore import find_pstore_panics
 from collectors.roots import Roots
 from collectors.state import read_btime
 from collectors.settings import CollectorSettings
-from diag.model import Batch, Signal
+from diag.model import Batch, KernelLine, Signal
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,10 @@ MAX_LINES = 30
 # A report's lines are printed within milliseconds; a record later than this after the
 # previous one of the report (or from another facility, such as a user-space write) ends it.
 REPORT_GAP_US = 1_000_000
+# Kernel lines handed on per cycle (to the server's kernel-log store, or an agent's batch).
+# A flood (a driver printing thousands a second) keeps the newest: the store keeps the newest
+# lines per instance anyway, and an agent's batch must stay within the ingest bound.
+MAX_LINES_PER_CYCLE = 1000
 # /dev/kmsg returns one record per read(); EINVAL if the buffer is smaller than the record.
 READ_SIZE = 16384
 
@@ -280,6 +284,7 @@ class KernelLogCollector:
         device = isinstance(reader, _DeviceReader)
         last = self._last_seq
         user: list[tuple[float, str, dict[str, str]]] = []
+        lines: list[KernelLine] = []
         for rec in records:
             seq = rec[1]
             if last is not None:
@@ -288,6 +293,7 @@ class KernelLogCollector:
                 if device and seq > last + 1:
                     self.lost += seq - last - 1
             last = seq
+            lines.append(KernelLine(self._btime + rec[2] / 1e6, rec[0] & 7, seq, rec[3]))
             rep = self._assembler.feed(rec)
             if rep is None:
                 # Appended after the catalogue: a line it knows is never an operator's too.
@@ -308,6 +314,7 @@ class KernelLogCollector:
             labels["priority"] = str(rep.prio & 7)
             ts = self._btime + rep.usec / 1e6
             batch.signals.append(Signal(ts, rep.kind, rep.message, labels, n, tuple(rep.lines)))
+        batch.kernel_lines += lines[-MAX_LINES_PER_CYCLE:]
         if user and self._user is not None:
             # Conditions set or cleared here are saved with the position just below.
             batch.signals += self._user.match(user)

@@ -14,6 +14,7 @@ from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
 from diag.health import STATES
+from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
@@ -87,12 +88,21 @@ INGEST_BODY = obj(optional={
                    maxItems=20_000, description="a catalogue metric takes exactly its catalogue labels"),
     "signals": arr(obj({"kind": text(100, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,99}$")},
                        {"ts": _SIGNAL_TS, "message": text(4096, 0), "labels": LABELS_OR_NULL}), maxItems=1000),
+    "kernel_lines": arr(obj({"ts": _SIGNAL_TS, "level": between(0, 7, "integer"),
+                             "seq": between(0, 2**63 - 1, "integer"), "message": text(4096, 0)}),
+                        maxItems=1000, description="the kernel-log records read since the last batch"),
     "facts": nullable(ANY_OBJ), "interval": nullable({"type": "number", "minimum": 0.1, "maximum": 86400}),
     "dropped_batches": {"description": "batches the agent dropped; only a positive integer counts, any other "
                                        "value is ignored"},
     "processes": nullable(obj(optional={"by_cpu": arr(_PROCESS_IN, maxItems=20),
                                         "by_memory": arr(_PROCESS_IN, maxItems=20)}, extra=False)),
 })
+KERNEL_LEVEL_PARAM = enum(*LEVEL_NAMES, "error", "warn", "panic", *map(str, range(8)))
+KERNEL_LOG = component("KernelLog", obj({
+    "instance_id": STR, "truncated": BOOL,
+    "lines": arr(obj({"ts": NUM, "level": enum(*LEVEL_NAMES), "priority": between(0, 7, "integer"),
+                      "seq": INT, "message": STR})),
+    "kept": obj({"lines": INT, "seconds": NUM})}))
 INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
                     {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})
 
