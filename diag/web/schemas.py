@@ -97,6 +97,13 @@ INGEST_BODY = obj(optional={
     "processes": nullable(obj(optional={"by_cpu": arr(_PROCESS_IN, maxItems=20),
                                         "by_memory": arr(_PROCESS_IN, maxItems=20)}, extra=False)),
 })
+STATUS = component("Status", obj({
+    "version": STR, "instance_id": STR, "started_at": NUM,
+    "store": obj({"kind": enum("embedded", "remote"), "head_span_seconds": nullable(NUM),
+                  "size_cap_bytes": nullable(INT),
+                  "levels": arr(obj({"level": enum("raw", "1m", "5m", "1h", "1d"),
+                                     "resolution_seconds": nullable(INT), "retention_seconds": NUM}))}),
+    "kernel_log": obj({"lines_per_instance": INT, "retention_seconds": NUM})}))
 KERNEL_LEVEL_PARAM = enum(*LEVEL_NAMES, "error", "warn", "panic", *map(str, range(8)))
 KERNEL_LOG = component("KernelLog", obj({
     "instance_id": STR, "truncated": BOOL,
