@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS kernel_lines (
     message TEXT NOT NULL,
     PRIMARY KEY (instance_id, ts, seq)
 );
+-- Retention deletes by age across instances: without it, a scan of every kept line.
+CREATE INDEX IF NOT EXISTS kernel_lines_by_age ON kernel_lines (ts);
 """
 
 
