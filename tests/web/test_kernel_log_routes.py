@@ -163,3 +163,18 @@ def test_the_page_shows_the_lines_escaped_with_iso_times(client, service):
     assert "since: a time like" in text and "limit: a number of lines" in text
     # the page uses the shared stylesheet's classes only and scrolls sideways inside its card at 390 px
     assert '<div class="scrollx">' in html and 'name="viewport"' in html
+
+
+def test_protected_reads_cover_the_kernel_log_and_the_status(tmp_path, kmsg):
+    s = Service(load(env={}, data_dir=str(tmp_path / "locked"), paths={"kmsg": str(kmsg)}, token="admin-t0ken",
+                     protect_reads=True))
+    try:
+        s.collect()
+        c = create_app(s).test_client()
+        for url in (f"/api/v1/instances/{s.instance_id}/kernel-log", "/api/v1/status"):
+            assert c.get(url).status_code == 401
+            assert c.get(url, headers={"Authorization": "Bearer admin-t0ken"}).status_code == 200
+        page = c.get(f"/instances/{s.instance_id}/kernel-log", headers={"Accept": "text/html"})
+        assert page.status_code in (302, 303, 401) and b"Out of memory" not in page.data
+    finally:
+        s.close()
