@@ -150,9 +150,11 @@ def test_the_page_shows_the_lines_escaped_with_iso_times(client, service):
     assert "&lt;script&gt;alert(&#39;kmsg&#39;)&lt;/script&gt; &amp; done" in html
     lines = _log(client, iid)["lines"]
     first = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(lines[0]["ts"]))
-    assert re.search(re.escape(first) + r"\.\d{3}Z", html)  # ISO 8601, 24-hour, UTC
+    # ISO 8601, 24-hour, UTC, in the machine-readable attribute and as the text shown
+    assert re.search(r'<time datetime="' + re.escape(first) + r'\.\d{3}Z">', html)
+    assert re.search(re.escape(first) + r"\.\d{3}Z", re.sub(r"<[^>]+>", "", html))
     assert not re.search(r"\b(AM|PM)\b", html)
-    rows = re.findall(r"<tr>\s*<td class=\"nowrap\">.*?</tr>", html, re.S)
+    rows = re.findall(r"<tr>\s*<td class=\"when\">.*?</tr>", html, re.S)
     assert len(rows) == 4
     # filtered: severity err or worse, and a bad input is named on the page, not a 500
     err_only = client.get(f"/instances/{iid}/kernel-log?level=err").get_data(as_text=True)
