@@ -21,6 +21,7 @@ import logging
 import os
 import stat
 import time
+from collections import deque
 from pathlib import Path
 
 from collectors.base import StateFile, read_text
@@ -40,10 +41,13 @@ MAX_LINES = 30
 # A report's lines are printed within milliseconds; a record later than this after the
 # previous one of the report (or from another facility, such as a user-space write) ends it.
 REPORT_GAP_US = 1_000_000
-# Kernel lines handed on per cycle (to the server's kernel-log store, or an agent's batch).
-# A flood (a driver printing thousands a second) keeps the newest: the store keeps the newest
-# lines per instance anyway, and an agent's batch must stay within the ingest bound.
+# Kernel lines handed on per cycle (to the server's kernel-log store, or an agent's batch,
+# which must stay within the ingest bound); more wait for the next cycles, so the boot's
+# lines of a first read of the whole ring buffer still arrive. Beyond MAX_BACKLOG waiting
+# (a driver printing thousands a second) the oldest go: the store keeps the newest anyway.
+# Lines still waiting when the process stops are not read again (the position is past them).
 MAX_LINES_PER_CYCLE = 1000
+MAX_BACKLOG = 10_000
 # /dev/kmsg returns one record per read(); EINVAL if the buffer is smaller than the record.
 READ_SIZE = 16384
 
@@ -216,6 +220,7 @@ class KernelLogCollector:
         rules = [r for r in settings.log_rules if r.source == KERNEL]
         self._user = RuleMatcher(rules) if rules else None
         self._user_pending: list[Signal] = []
+        self._lines: deque[KernelLine] = deque(maxlen=MAX_BACKLOG)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -248,6 +253,9 @@ class KernelLogCollector:
         if not self._pstore_done:
             self._pstore_done = True
             self._check_pstore(counts, batch)
+        backlog = self._lines
+        for _ in range(min(len(backlog), MAX_LINES_PER_CYCLE)):
+            batch.kernel_lines.append(backlog.popleft())
 
         for kind in SIGNAL_KINDS:
             n = counts[kind]
@@ -284,7 +292,7 @@ class KernelLogCollector:
         device = isinstance(reader, _DeviceReader)
         last = self._last_seq
         user: list[tuple[float, str, dict[str, str]]] = []
-        lines: list[KernelLine] = []
+        lines = self._lines
         for rec in records:
             seq = rec[1]
             if last is not None:
@@ -314,7 +322,6 @@ class KernelLogCollector:
             labels["priority"] = str(rep.prio & 7)
             ts = self._btime + rep.usec / 1e6
             batch.signals.append(Signal(ts, rep.kind, rep.message, labels, n, tuple(rep.lines)))
-        batch.kernel_lines += lines[-MAX_LINES_PER_CYCLE:]
         if user and self._user is not None:
             # Conditions set or cleared here are saved with the position just below.
             batch.signals += self._user.match(user)
