@@ -3,6 +3,7 @@ time and severity, as `GET /api/v1/instances/{id}/kernel-log` serves it."""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -16,8 +17,15 @@ from diag.kernel_lines import LEVEL_NAMES, MAX_LIMIT, parse_level
 PAGE_LIMIT = 1000
 
 
+# Times the page can show as dates (datetime's years 1-9999 would allow more; no kernel line
+# is from before 1970, and an input beyond either end is refused, not a 500).
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def iso(ts: float) -> str:
     """ISO 8601, 24-hour, UTC, to the millisecond: kernel lines come milliseconds apart."""
+    if not 0 <= ts <= LATEST:
+        return f"{ts:.3f}"  # UNIX seconds, for a time no date can name
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -32,9 +40,13 @@ def kernel_log(instance_id: str) -> Any:
     for name in ("since", "until"):
         if f[name]:
             try:
-                args[name] = parse_input_time(f[name], now)
+                t = parse_input_time(f[name], now)
             except (ValueError, IndexError, OverflowError):
-                errors[name] = "a time like 2025-01-31T14:00 (UTC), -1h or UNIX seconds"
+                t = math.nan
+            if 0 <= t <= LATEST:
+                args[name] = t
+            else:
+                errors[name] = "a time like 2025-01-31T14:00 (UTC), -1h or UNIX seconds, from 1970 to 9999"
     if f["level"]:
         try:
             args["max_level"] = parse_level(f["level"])

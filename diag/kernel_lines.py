@@ -28,9 +28,7 @@ MAX_LIMIT = 5000
 def parse_level(value: str) -> int:
     """A severity by name (`err`, also `error`, `warn`, `panic`) or number 0-7, exactly
     (the OpenAPI document lists these; anything else is refused, not guessed at)."""
-    v = value
-    aliases = {"error": "err", "warn": "warning", "panic": "emerg"}
-    v = aliases.get(v, v)
+    v = {"error": "err", "warn": "warning", "panic": "emerg"}.get(value, value)
     if v in LEVEL_NAMES:
         return LEVEL_NAMES.index(v)
     if len(v) == 1 and v in "01234567":

@@ -240,6 +240,8 @@ def _kernel_lines(raw: object, now: float) -> list[KernelLine]:
         ts = finite(ln.get("ts"), f"{f}.ts")
         if ts > now + FUTURE_SLACK:
             raise ApiError(422, "is in the future", f"{f}.ts")
+        if ts < 0:  # boot time plus the record's µs: never before 1970
+            raise ApiError(422, "must be UNIX seconds, at least 0", f"{f}.ts")
         level, seq = ln.get("level"), ln.get("seq")
         if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 7:
             raise ApiError(422, "must be a syslog severity, an integer 0-7", f"{f}.level")

@@ -81,6 +81,8 @@ _SAMPLE_TS = live(lambda: {"type": "number", "minimum": round(time.time() - 47 *
                            "description": "UNIX seconds, within the last 48 h (bounds as of serving this document)"})
 _SIGNAL_TS = live(lambda: {"type": "number", "maximum": round(time.time() + 300),
                            "description": "UNIX seconds, at most 5 minutes ahead (as of serving this document)"})
+_KERNEL_LINE_TS = live(lambda: {"type": "number", "minimum": 0, "maximum": round(time.time() + 300),
+                                "description": "UNIX seconds, at most 5 minutes ahead (as of serving this document)"})
 INGEST_BODY = obj(optional={
     "instance_id": INSTANCE_ID_IN, "batch_id": text(128), "hostname": text(255, 0), "labels": LABELS_OR_NULL,
     "samples": arr(obj({"metric": text(200, pattern=METRIC_NAME.pattern), "value": NUM},
@@ -88,7 +90,7 @@ INGEST_BODY = obj(optional={
                    maxItems=20_000, description="a catalogue metric takes exactly its catalogue labels"),
     "signals": arr(obj({"kind": text(100, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,99}$")},
                        {"ts": _SIGNAL_TS, "message": text(4096, 0), "labels": LABELS_OR_NULL}), maxItems=1000),
-    "kernel_lines": arr(obj({"ts": _SIGNAL_TS, "level": between(0, 7, "integer"),
+    "kernel_lines": arr(obj({"ts": _KERNEL_LINE_TS, "level": between(0, 7, "integer"),
                              "seq": between(0, 2**63 - 1, "integer"), "message": text(4096, 0)}),
                         maxItems=1000, description="the kernel-log records read since the last batch"),
     "facts": nullable(ANY_OBJ), "interval": nullable({"type": "number", "minimum": 0.1, "maximum": 86400}),

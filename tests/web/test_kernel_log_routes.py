@@ -112,6 +112,7 @@ def test_pushed_lines_are_stored_once_and_older_agents_still_push(client, servic
     ([{"ts": 1.0, "level": 3, "seq": 1}], "kernel_lines[0].message", 422),
     ([{"level": 3, "seq": 1, "message": "x"}], "kernel_lines[0].ts", 422),
     ([{"ts": time.time() + 3600, "level": 3, "seq": 1, "message": "x"}], "kernel_lines[0].ts", 422),
+    ([{"ts": -1e300, "level": 3, "seq": 1, "message": "x"}], "kernel_lines[0].ts", 422),
     (["x"], "kernel_lines[0]", 422),
     ([{"ts": 1.0, "level": 3, "seq": i, "message": "x"} for i in range(1001)], "kernel_lines", 413),
 ])
@@ -159,7 +160,10 @@ def test_the_page_shows_the_lines_escaped_with_iso_times(client, service):
     # filtered: severity err or worse, and a bad input is named on the page, not a 500
     err_only = client.get(f"/instances/{iid}/kernel-log?level=err").get_data(as_text=True)
     assert "eth0: link up" not in err_only and "Out of memory" in err_only
-    bad = client.get(f"/instances/{iid}/kernel-log?since=whenever&limit=x")
+    for since in ("1e400", "-1e11", "999999999999", "nan"):  # no date names these: refused, never a 500
+        r = client.get(f"/instances/{iid}/kernel-log?since={since}")
+        assert r.status_code == 400 and b"since: a time like" in r.data, since
+        bad = client.get(f"/instances/{iid}/kernel-log?since=whenever&limit=x")
     assert bad.status_code == 400
     text = unescape(bad.get_data(as_text=True))
     assert "since: a time like" in text and "limit: a number of lines" in text
