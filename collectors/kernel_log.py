@@ -21,6 +21,7 @@ import logging
 import os
 import stat
 import time
+from collections import deque
 from pathlib import Path
 
 from collectors.base import StateFile, read_text
@@ -30,7 +31,7 @@ from collectors.pstore import find_pstore_panics
 from collectors.roots import Roots
 from collectors.state import read_btime
 from collectors.settings import CollectorSettings
-from diag.model import Batch, Signal
+from diag.model import Batch, KernelLine, Signal
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,13 @@ MAX_LINES = 30
 # A report's lines are printed within milliseconds; a record later than this after the
 # previous one of the report (or from another facility, such as a user-space write) ends it.
 REPORT_GAP_US = 1_000_000
+# Kernel lines handed on per cycle (to the server's kernel-log store, or an agent's batch,
+# which must stay within the ingest bound); more wait for the next cycles, so the boot's
+# lines of a first read of the whole ring buffer still arrive. Beyond MAX_BACKLOG waiting
+# (a driver printing thousands a second) the oldest go: the store keeps the newest anyway.
+# Lines still waiting when the process stops are not read again (the position is past them).
+MAX_LINES_PER_CYCLE = 1000
+MAX_BACKLOG = 10_000
 # /dev/kmsg returns one record per read(); EINVAL if the buffer is smaller than the record.
 READ_SIZE = 16384
 
@@ -213,6 +221,7 @@ class KernelLogCollector:
         rules = [r for r in settings.log_rules if r.source == KERNEL]
         self._user = RuleMatcher(rules) if rules else None
         self._user_pending: list[Signal] = []
+        self._lines: deque[KernelLine] = deque(maxlen=MAX_BACKLOG)
 
     def close(self) -> None:
         if self._reader is not None:
@@ -245,6 +254,9 @@ class KernelLogCollector:
         if not self._pstore_done:
             self._pstore_done = True
             self._check_pstore(counts, batch)
+        backlog = self._lines
+        for _ in range(min(len(backlog), MAX_LINES_PER_CYCLE)):
+            batch.kernel_lines.append(backlog.popleft())
 
         for kind in SIGNAL_KINDS:
             n = counts[kind]
@@ -281,6 +293,7 @@ class KernelLogCollector:
         device = isinstance(reader, _DeviceReader)
         last = self._last_seq
         user: list[tuple[float, str, dict[str, str]]] = []
+        lines = self._lines
         for rec in records:
             seq = rec[1]
             if last is not None:
@@ -289,6 +302,7 @@ class KernelLogCollector:
                 if device and seq > last + 1:
                     self.lost += seq - last - 1
             last = seq
+            lines.append(KernelLine(self._btime + rec[2] / 1e6, rec[0] & 7, seq, rec[3]))
             rep = self._assembler.feed(rec)
             if rep is None:
                 # Appended after the catalogue: a line it knows is never an operator's too.

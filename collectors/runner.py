@@ -10,7 +10,7 @@ import weakref
 from collections import Counter
 
 from collectors.base import Collector
-from diag.model import Batch, Signal
+from diag.model import Batch, KernelLine, Signal
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ class CollectionCycle:
         self.last_duration: float | None = None
         self._overrunning = False
         self._late_signals: list[Signal] = []
+        self._late_lines: list[KernelLine] = []
         self._lock = threading.Lock()
         self._runner: _Runner | None = None
 
@@ -145,6 +146,7 @@ class CollectionCycle:
         with self._lock:
             stuck = dict(self.stalled)
             late, self._late_signals = self._late_signals, []
+            late_lines, self._late_lines = self._late_lines, []
         todo = [c for c in self.collectors if c.name not in stuck]
         for name, (_, mono) in stuck.items():
             self.stalls[name] += 1
@@ -158,6 +160,7 @@ class CollectionCycle:
                 continue
             self._merge(batch, c, *got)
         batch.signals.extend(late)
+        batch.kernel_lines.extend(late_lines)
         with self._lock:
             stalled_now = set(self.stalled)
         for c in self.collectors:
@@ -205,6 +208,7 @@ class CollectionCycle:
             self.errors[(c.name, type(got).__name__)] += 1
         else:
             self._late_signals.extend(got.signals)
+            self._late_lines.extend(got.kernel_lines)
         log.warning("collector %s returned after %.1f s: collecting it again", c.name, took)
 
     def _merge(self, batch: Batch, c: Collector, got: Batch | BaseException, took: float) -> None:

@@ -81,6 +81,10 @@ class StoreConfig(_Strict):
     retention: Retention = Retention()
     size_cap: Size | None = None
     maintain_every: Duration = 300
+    # Each instance's system log (GET /api/v1/instances/{id}/kernel-log): the newest lines kept,
+    # and for how long.
+    kernel_log_lines: int = Field(5000, ge=100, le=1_000_000)
+    kernel_log_keep: Duration = 7 * 86400
 
 
 # -- alerting (diag/alerting) ------------------------------------------------------------

@@ -72,6 +72,19 @@ CREATE TABLE IF NOT EXISTS process_snapshots (
     body TEXT NOT NULL,
     PRIMARY KEY (instance_id, ts)
 );
+-- The kernel lines of each instance, its system log (diag/kernel_lines.py): the newest
+-- lines per instance, within the age kept. (ts, seq) names a line within its instance, so
+-- a batch an agent sends again adds none twice.
+CREATE TABLE IF NOT EXISTS kernel_lines (
+    instance_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    PRIMARY KEY (instance_id, ts, seq)
+);
+-- Retention deletes by age across instances: without it, a scan of every kept line.
+CREATE INDEX IF NOT EXISTS kernel_lines_by_age ON kernel_lines (ts);
 """
 
 

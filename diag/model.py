@@ -60,6 +60,24 @@ class Signal:
         return d
 
 
+@dataclass(frozen=True, slots=True)
+class KernelLine:
+    """One kernel-log record as read: every line, not only the ones that make a finding,
+    so an instance's system log can be read afterwards (`GET .../kernel-log`).
+
+    `level` is the syslog severity (0 emerg .. 7 debug); `seq` the record's sequence
+    number in its boot, which with `ts` names the line (a resent line is stored once).
+    """
+
+    ts: float
+    level: int
+    seq: int
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts, "level": self.level, "seq": self.seq, "message": self.message}
+
+
 @dataclass(slots=True)
 class Batch:
     """What one collection cycle (or one collector within it) produced.
@@ -70,6 +88,7 @@ class Batch:
       so a user can compare with what another tool reads from the same tree.
     - `signals`: kernel and state happenings.
     - `processes`: top processes by CPU and memory, kept as evidence for reports.
+    - `kernel_lines`: the kernel-log records read this cycle (bounded by the collector).
     - `errors`: kinds of failures a collector survived (one mount's statvfs failed),
       counted by the runner beside the failures that stopped a collector.
     """
@@ -81,6 +100,7 @@ class Batch:
     signals: list[Signal] = field(default_factory=list)
     processes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    kernel_lines: list[KernelLine] = field(default_factory=list)
 
     def add(self, metric: str, value: float | None, **labels: str) -> None:
         """Append a sample; `None` (no rate yet, missing reading) is skipped."""
@@ -98,6 +118,7 @@ class Batch:
         self.signals.extend(other.signals)
         self.processes.update(other.processes)
         self.errors.extend(other.errors)
+        self.kernel_lines.extend(other.kernel_lines)
 
     def to_json(self, instance_id: str) -> dict[str, Any]:
         return {

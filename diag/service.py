@@ -24,6 +24,7 @@ from diag.db import Database
 from diag.events import COUNTER_EVENTS, EventLog
 from diag.instances import Instances
 from diag.model import Batch, SampleColumns
+from diag.kernel_lines import KernelLog
 from diag.process_history import ProcessHistory
 from diag.reports import Reports
 from diag.reserve import Reserve
@@ -65,6 +66,7 @@ class Service:
         self.events = EventLog(self.db)
         self.instances = Instances(self.db)
         self.processes = ProcessHistory(self.db)
+        self.kernel_log = KernelLog(self.db, config.store.kernel_log_lines, config.store.kernel_log_keep)
         self.reports = Reports(self.db)
         from diag.fleet import Fleet  # fleet: activations and agent tokens
 
@@ -142,6 +144,7 @@ class Service:
                 self._bookkeep(lambda: self.db.set_kv(f"unclean_stop:{self.instance_id}", False))
             self._bookkeep(lambda: self.instances.seen(self.instance_id, batch.ts))
             self._bookkeep(lambda: self.processes.add(self.instance_id, batch.ts, batch.processes))
+            self._bookkeep(lambda: self.kernel_log.add(self.instance_id, batch.kernel_lines))
             # Even when nothing above could be written, /metrics and /healthz see this cycle.
             self.last_batch = batch
             self.collections += 1
@@ -158,7 +161,7 @@ class Service:
     def ingest(self, instance_id: str, samples: SampleColumns, signals: list, *, batch_id: str | None = None,
                hostname: str = "", labels: dict[str, str] | None = None, facts: dict | None = None,
                interval: float | None = None, processes: dict | None = None,
-               extra_events: list[dict] | None = None) -> bool:
+               extra_events: list[dict] | None = None, kernel_lines: list | None = None) -> bool:
         """A batch pushed by an agent or a user; False when `batch_id` was already stored.
 
         Two databases take a batch: the samples go to the store, the rest to diag.db. A batch
@@ -181,6 +184,8 @@ class Service:
             self.set_facts(instance_id, facts, facts.get("taken_at", newest))
         if processes:
             self.processes.add(instance_id, newest, processes)
+        if kernel_lines:  # idempotent by (ts, seq): a retry after a failure below adds none twice
+            self.kernel_log.add(instance_id, kernel_lines)
         counters = samples.samples(COUNTER_EVENTS)  # the only samples events look at
         return self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)),
                                         batch_id=batch_id, extra=extra_events or ()) is not None
@@ -193,6 +198,7 @@ class Service:
         self.events.expire(now)
         self.reports.expire(now)
         self.processes.expire(now)
+        self.kernel_log.expire(now)
         for d in report.deletions:
             if d.reason == "size_cap":
                 self.events.detected(

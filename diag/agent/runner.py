@@ -142,6 +142,8 @@ class Agent:
             "samples": [s.to_json() for s in batch.samples], "processes": batch.processes,
             "signals": [{"ts": s.ts, "kind": s.kind, "message": s.message, "labels": s.labels}
                         for s in batch.signals]}
+        if batch.kernel_lines:  # the instance's system log, readable from the server
+            body["kernel_lines"] = [ln.to_json() for ln in batch.kernel_lines]
         with self._facts_lock:
             snap, self._facts_ready = self._facts_ready, None
         if snap is not None:

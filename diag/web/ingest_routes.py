@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from diag import catalogue
-from diag.model import Sample, SampleColumns, Signal
+from diag.model import KernelLine, Sample, SampleColumns, Signal
 from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
@@ -24,6 +24,8 @@ bp = Blueprint("ingest_api", __name__, url_prefix="/api/v1")
 
 MAX_SAMPLES = 20_000
 MAX_SIGNALS = 1_000
+MAX_KERNEL_LINES = 1_000  # an agent sends at most collectors.kernel_log.MAX_LINES_PER_CYCLE a batch
+MAX_KERNEL_MESSAGE = 4096
 FUTURE_SLACK = 300  # clocks drift; a point more than 5 minutes ahead is a bug, not drift
 MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
 
@@ -42,6 +44,8 @@ def ingest():
     batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
     samples = _samples(body.get("samples", []), now, lambda keys: service.store.unknown_series(instance_id, keys))
     signals = _signals(body.get("signals", []), now)
+    # Absent from older agents' batches: they still push everything else.
+    kernel_lines = _kernel_lines(body.get("kernel_lines", []), now)
     _within_budgets(service, instance_id, samples)
     hostname = body.get("hostname", "")
     if not isinstance(hostname, str) or len(hostname) > 255:
@@ -77,7 +81,7 @@ def ingest():
     try:
         stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
                                 labels=inst_labels, facts=facts, interval=float(interval) if interval else None,
-                                processes=processes, extra_events=extra)
+                                processes=processes, extra_events=extra, kernel_lines=kernel_lines)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
@@ -220,6 +224,33 @@ def _signals(raw: object, now: float) -> list[Signal]:
         if not isinstance(message, str) or len(message) > 4096:
             raise ApiError(422, "must be a string of at most 4096 characters", f"{f}.message")
         out.append(Signal(ts, kind, message, labels(s.get("labels"), f"{f}.labels")))
+    return out
+
+
+def _kernel_lines(raw: object, now: float) -> list[KernelLine]:
+    if not isinstance(raw, list):
+        raise ApiError(422, "must be a list", "kernel_lines")
+    if len(raw) > MAX_KERNEL_LINES:
+        raise ApiError(413, f"at most {MAX_KERNEL_LINES} kernel lines per batch", "kernel_lines")
+    out = []
+    for i, ln in enumerate(raw):
+        f = f"kernel_lines[{i}]"
+        if not isinstance(ln, dict):
+            raise ApiError(422, "must be an object with ts, level, seq, message", f)
+        ts = finite(ln.get("ts"), f"{f}.ts")
+        if ts > now + FUTURE_SLACK:
+            raise ApiError(422, "is in the future", f"{f}.ts")
+        if ts < 0:  # boot time plus the record's µs: never before 1970
+            raise ApiError(422, "must be UNIX seconds, at least 0", f"{f}.ts")
+        level, seq = ln.get("level"), ln.get("seq")
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 7:
+            raise ApiError(422, "must be a syslog severity, an integer 0-7", f"{f}.level")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63:
+            raise ApiError(422, "must be the record's sequence number, an integer of at least 0", f"{f}.seq")
+        message = ln.get("message")
+        if not isinstance(message, str) or len(message) > MAX_KERNEL_MESSAGE:
+            raise ApiError(422, f"must be a string of at most {MAX_KERNEL_MESSAGE} characters", f"{f}.message")
+        out.append(KernelLine(ts, level, seq, message))
     return out
 
 

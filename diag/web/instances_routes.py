@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import re
+import time
 
+from flask import Blueprint, current_app, jsonify, request
+
+from diag.kernel_lines import MAX_LIMIT, parse_level
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.openapi import BOOL, arr, doc, obj
-from diag.web.schemas import HEALTH, INSTANCE
-from diag.web.validate import json_body
+from diag.web.openapi import BOOL, arr, doc, obj, query
+from diag.web.schemas import HEALTH, INSTANCE, KERNEL_LEVEL_PARAM, KERNEL_LOG, TIME_IN
+from diag.web.validate import json_body, time_param
 
 bp = Blueprint("instances_api", __name__, url_prefix="/api/v1")
 
@@ -67,3 +71,43 @@ def change_instance(instance_id: str):
     except KeyError:
         raise ApiError(404, f"no instance {instance_id}") from None
     return jsonify(_instance(s.instances.get(instance_id), s.health_of(instance_id)))
+
+
+_LIMIT = re.compile(r"[1-9][0-9]{0,3}")
+
+
+def kernel_log_args(args, now: float) -> dict:
+    """The kernel-log filters of a request (the API's and the page's): 400 naming the parameter."""
+    out: dict = {}
+    for name in ("since", "until"):
+        if name in args:
+            out[name] = time_param(args[name], now, name)
+    if "level" in args:
+        try:
+            out["max_level"] = parse_level(args["level"])
+        except ValueError as e:
+            raise ApiError(400, str(e), "level") from None
+    if "limit" in args:
+        raw = args["limit"]
+        if not (_LIMIT.fullmatch(raw) and int(raw) <= MAX_LIMIT):
+            raise ApiError(400, f"must be an integer from 1 to {MAX_LIMIT}", "limit")
+        out["limit"] = int(raw)
+    return out
+
+
+@bp.get("/instances/<instance_id>/kernel-log")
+@doc("The instance's system log: the kernel lines kept (the newest `limit` that match, oldest "
+     "first), from the server's own kernel log or the instance's agent.", responses={200: KERNEL_LOG}, params=[
+    query("since", TIME_IN, description="lines at or after this time"),
+    query("until", TIME_IN, description="lines at or before this time"),
+    query("level", KERNEL_LEVEL_PARAM, description="this severity or a more severe one (a syslog name or 0-7)"),
+    query("limit", {"type": "string", "pattern": r"^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"},
+          description=f"at most this many lines, 1 to {MAX_LIMIT} (default 1000)")])
+def kernel_log(instance_id: str):
+    s = _service()
+    if s.instances.get(instance_id) is None:
+        raise ApiError(404, f"no instance {instance_id}")
+    args = kernel_log_args(request.args, time.time())
+    lines, more = s.kernel_log.lines(instance_id, **args)
+    return jsonify({"instance_id": instance_id, "lines": lines, "truncated": more,
+                    "kept": {"lines": s.kernel_log.max_lines, "seconds": s.kernel_log.keep}})

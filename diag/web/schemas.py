@@ -14,6 +14,7 @@ from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
 from diag.health import STATES
+from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
@@ -80,6 +81,8 @@ _SAMPLE_TS = live(lambda: {"type": "number", "minimum": round(time.time() - 47 *
                            "description": "UNIX seconds, within the last 48 h (bounds as of serving this document)"})
 _SIGNAL_TS = live(lambda: {"type": "number", "maximum": round(time.time() + 300),
                            "description": "UNIX seconds, at most 5 minutes ahead (as of serving this document)"})
+_KERNEL_LINE_TS = live(lambda: {"type": "number", "minimum": 0, "maximum": round(time.time() + 300),
+                                "description": "UNIX seconds, at most 5 minutes ahead (as of serving this document)"})
 INGEST_BODY = obj(optional={
     "instance_id": INSTANCE_ID_IN, "batch_id": text(128), "hostname": text(255, 0), "labels": LABELS_OR_NULL,
     "samples": arr(obj({"metric": text(200, pattern=METRIC_NAME.pattern), "value": NUM},
@@ -87,12 +90,28 @@ INGEST_BODY = obj(optional={
                    maxItems=20_000, description="a catalogue metric takes exactly its catalogue labels"),
     "signals": arr(obj({"kind": text(100, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]{0,99}$")},
                        {"ts": _SIGNAL_TS, "message": text(4096, 0), "labels": LABELS_OR_NULL}), maxItems=1000),
+    "kernel_lines": arr(obj({"ts": _KERNEL_LINE_TS, "level": between(0, 7, "integer"),
+                             "seq": between(0, 2**63 - 1, "integer"), "message": text(4096, 0)}),
+                        maxItems=1000, description="the kernel-log records read since the last batch"),
     "facts": nullable(ANY_OBJ), "interval": nullable({"type": "number", "minimum": 0.1, "maximum": 86400}),
     "dropped_batches": {"description": "batches the agent dropped; only a positive integer counts, any other "
                                        "value is ignored"},
     "processes": nullable(obj(optional={"by_cpu": arr(_PROCESS_IN, maxItems=20),
                                         "by_memory": arr(_PROCESS_IN, maxItems=20)}, extra=False)),
 })
+STATUS = component("Status", obj({
+    "version": STR, "instance_id": STR, "started_at": NUM,
+    "store": obj({"kind": enum("embedded", "remote"), "head_span_seconds": nullable(NUM),
+                  "size_cap_bytes": nullable(INT),
+                  "levels": arr(obj({"level": enum("raw", "1m", "5m", "1h", "1d"),
+                                     "resolution_seconds": nullable(INT), "retention_seconds": NUM}))}),
+    "kernel_log": obj({"lines_per_instance": INT, "retention_seconds": NUM})}))
+KERNEL_LEVEL_PARAM = enum(*LEVEL_NAMES, "error", "warn", "panic", *map(str, range(8)))
+KERNEL_LOG = component("KernelLog", obj({
+    "instance_id": STR, "truncated": BOOL,
+    "lines": arr(obj({"ts": NUM, "level": enum(*LEVEL_NAMES), "priority": between(0, 7, "integer"),
+                      "seq": INT, "message": STR})),
+    "kept": obj({"lines": INT, "seconds": NUM})}))
 INGEST_RESULT = obj({"instance_id": STR, "accepted": INT, "duplicate": BOOL},
                     {"signals": INT, "batch_id": nullable(STR), "samples_stored": BOOL})
 

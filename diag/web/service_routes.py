@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from diag import __version__
 from diag.exposition import BatchCollector, HealthCollector, ServiceCollector
 from diag.web.openapi import STR, doc
-from diag.web.schemas import HEALTHZ
+from diag.web.schemas import HEALTHZ, STATUS
 
 bp = Blueprint("service", __name__)
 
@@ -99,6 +99,29 @@ def healthz():
         body["failing"] = failing
         return jsonify(body), 503
     return jsonify(body)
+
+
+@bp.get("/api/v1/status")
+@doc("What the service keeps and for how long: each level of the store (raw points and the 1m, 5m, "
+     "1h and 1d roll-ups, which answer for recent points from the first minute) and the kernel log.",
+     responses={200: STATUS})
+def status():
+    from diag.store.types import LEVELS, RAW
+
+    service = _parts()[0]
+    retention = getattr(service.store, "retention", None)
+    levels = []
+    if retention is not None:  # the embedded store; an engine behind --store-url keeps its own
+        names = {RAW: "raw", 60: "1m", 300: "5m", 3600: "1h", 86400: "1d"}
+        levels = [{"level": names[lv], "resolution_seconds": lv or None, "retention_seconds": retention.for_level(lv)}
+                  for lv in (RAW, *LEVELS)]
+    return jsonify({
+        "version": __version__, "instance_id": service.instance_id, "started_at": service.started_at,
+        "store": {"kind": "embedded" if retention is not None else "remote",
+                  "head_span_seconds": getattr(service.store, "head_span", None), "levels": levels,
+                  "size_cap_bytes": getattr(service.store, "size_cap_bytes", None)},
+        "kernel_log": {"lines_per_instance": service.kernel_log.max_lines, "retention_seconds": service.kernel_log.keep},
+    })
 
 
 @bp.get("/metrics")

@@ -191,6 +191,32 @@ def test_signals_of_a_call_that_returned_late_reach_the_next_cycle():
     assert [(s.ts, s.kind) for s in got] == [(2.0, "hung_task"), (1.0, "hung_task")]
 
 
+def test_kernel_lines_of_a_call_that_returned_late_reach_the_next_cycle():
+    from diag.model import Batch, KernelLine
+
+    gate = threading.Event()
+    seq = iter(range(1, 100))
+
+    class Slow:
+        name = "kernel_log"
+
+        def collect(self, now):
+            gate.wait()
+            b = Batch(ts=now)
+            b.kernel_lines.append(KernelLine(now, 3, next(seq), f"read at {now}"))
+            return b
+
+    cycle = CollectionCycle([Slow()], budget=0.1)
+    assert cycle.run(1.0).kernel_lines == []
+    gate.set()
+    deadline = time.monotonic() + 5
+    while cycle.stalled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    got = cycle.run(2.0).kernel_lines
+    # a console log loses no line to a slow read: the late one, and this cycle's own
+    assert sorted((ln.seq, ln.message) for ln in got) == [(1, "read at 1.0"), (2, "read at 2.0")]
+
+
 def test_an_overrun_is_counted_every_cycle_and_logged_once_with_its_recovery(caplog):
     from diag.model import Batch
 

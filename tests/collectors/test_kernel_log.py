@@ -314,3 +314,39 @@ def test_real_kmsg_finds_a_written_line(tmp_path: Path) -> None:
     restarted = KernelLogCollector(real, CollectorSettings(state_dir=state, kmsg_user_records=True))
     assert not [s for s in restarted.collect(time.time()).signals if s.labels.get("interface") == marker]
     restarted.close()
+
+
+def test_every_record_is_handed_on_as_a_kernel_line_once_and_a_flood_keeps_the_newest(tmp_path):
+    from collectors.kernel_log import MAX_BACKLOG, MAX_LINES_PER_CYCLE
+
+    kmsg = tmp_path / "k.kmsg"
+    kmsg.write_text("6,10,1500000,-;eth0: link up\n"
+                    "3,11,2250000,-;EXT4-fs error (device sda1): bad block\n"
+                    " SUBSYSTEM=block\n"  # a dictionary line: part of record 11, no line of its own
+                    "12,12,3000000,-;a line user space wrote\n")
+    c = KernelLogCollector(roots(kmsg, tmp_path), CollectorSettings(state_dir=tmp_path / "state"))
+    b = c.collect(1000.0)
+    got = [(ln.seq, ln.level, ln.ts, ln.message) for ln in b.kernel_lines]
+    # level is the severity (prio & 7; 12 = user facility, warning); ts the boot time plus the record's µs
+    assert got == [(10, 6, BTIME + 1.5, "eth0: link up"),
+                   (11, 3, BTIME + 2.25, "EXT4-fs error (device sda1): bad block"),
+                   (12, 4, BTIME + 3.0, "a line user space wrote")]
+    assert c.collect(1001.0).kernel_lines == []  # nothing read twice
+
+    def append(first: int, n: int) -> None:
+        with kmsg.open("a") as f:
+            f.writelines(f"6,{seq},{seq * 1000},-;line {seq}\n" for seq in range(first, first + n))
+
+    # More than a cycle's worth (a first read of a full ring buffer): the rest come next cycle.
+    append(13, MAX_LINES_PER_CYCLE + 5)
+    first = c.collect(1002.0).kernel_lines
+    assert [ln.seq for ln in first] == list(range(13, 13 + MAX_LINES_PER_CYCLE))
+    assert [ln.seq for ln in c.collect(1003.0).kernel_lines] == list(range(13 + MAX_LINES_PER_CYCLE,
+                                                                           18 + MAX_LINES_PER_CYCLE))
+    # A flood beyond the backlog: the oldest of it go, the newest MAX_BACKLOG come in order.
+    start = 18 + MAX_LINES_PER_CYCLE
+    append(start, MAX_BACKLOG + 250)
+    seen = []
+    for i in range(MAX_BACKLOG // MAX_LINES_PER_CYCLE + 1):
+        seen += [ln.seq for ln in c.collect(1004.0 + i).kernel_lines]
+    assert seen == list(range(start + 250, start + MAX_BACKLOG + 250))
