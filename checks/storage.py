@@ -8,6 +8,7 @@ freed after `rm`).
 from __future__ import annotations
 
 import os
+import shlex
 from typing import Any
 
 import numpy as np
@@ -194,17 +195,60 @@ def _usage_check(metric: str, what: str) -> Any:
                                      f"(highest: {top['mountpoint']} at {top['value']:.1f} %)", ev)
         msg = "; ".join(f"{r['mountpoint']} {r['value']:.1f} %" for r in over)
         msg = f"{what} at or above {th['warning']:g} %: {msg}"
-        return CheckResult(status, msg, ev, (_space_advice if metric == "fs_usage" else _inode_advice)(top))
+        return CheckResult(status, msg, ev, _space_advice(over) if metric == "fs_usage" else _inode_advice(over[0]))
     return evaluate
 
 
-def _space_advice(top: dict[str, Any]) -> str:
-    mp, dev = top["mountpoint"], top["device"]
-    return (f"{mp} ({dev}) is {top['value']:.1f} % full. Find what fills it: `du -xh --max-depth=1 {mp} | sort -h` "
-            f"(repeat in the largest directory) and `find {mp} -xdev -type f -size +100M -exec ls -lh {{}} +`; logs "
-            f"are the usual suspects (`journalctl --vacuum-size=500M`, logrotate for /var/log). If `df -h {mp}` stays "
-            f"high after deleting, a process still holds the deleted files open: `lsof +L1` lists them; restart that "
-            f"process. Otherwise grow the disk and the filesystem (`growpart`, `resize2fs`/`xfs_growfs`).")
+# Filesystems that live in RAM, belong to a container engine, or are another machine's: their
+# room comes back another way than growing a disk.
+MEMORY_FS = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
+NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "smbfs", "glusterfs", "ceph", "lustre", "9p", "virtiofs"})
+EXT_FS = frozenset({"ext2", "ext3", "ext4"})
+LOG_DIRS = ("/", "/var", "/var/log")
+ADVISED_FILESYSTEMS = 3
+
+
+def _grow_step(fs: dict[str, Any], mp: str) -> str:
+    fstype, dev = fs["fstype"], shlex.quote(fs["device"])
+    if fstype in MEMORY_FS:
+        return (f"It lives in memory ({fstype}): what it holds is gone at reboot anyway; give it more room with "
+                f"`mount -o remount,size=<new size> {mp}` (and its line in /etc/fstab) if the RAM allows.")
+    if fstype == "overlay":
+        return ("It is a container's writable layer: `docker system df` (or `podman system df`) shows what images, "
+                "containers and volumes take, `docker system prune` removes the unused ones; the room itself is that of "
+                "the filesystem holding /var/lib/docker (or /var/lib/containers).")
+    if fstype in NETWORK_FS or fstype.startswith("fuse"):
+        return f"It is served by another machine ({fstype}): free or grow it there; nothing on this host resizes it."
+    grow = {"xfs": f"`xfs_growfs {mp}`", "btrfs": f"`btrfs filesystem resize max {mp}`"}.get(
+        fstype, f"`resize2fs {dev}`" if fstype in EXT_FS else f"the {fstype or 'filesystem'}'s own grow tool")
+    step = (f"If nothing can go, grow the disk (a cloud volume, a virtual disk, LVM), then its partition "
+            f"(`growpart <disk> <partition number>`, from cloud-guest-utils) or logical volume (`lvextend -r`), "
+            f"then the filesystem: {grow}.")
+    if fstype == "btrfs":
+        step += (f" On btrfs, full metadata fills it before the data does: `btrfs filesystem usage {mp}`, and "
+                 f"`btrfs balance start -dusage=50 {mp}` gives back half-empty chunks.")
+    return step
+
+
+def _space_advice(over: list[dict[str, Any]]) -> str:
+    """Numbered steps per filesystem over the threshold (the fullest first), fitted to its type."""
+    blocks = []
+    for fs in over[:ADVISED_FILESYSTEMS]:
+        mp = shlex.quote(fs["mountpoint"])
+        steps = [f"Find what fills it: `du -xh --max-depth=1 {mp} | sort -h` (repeat in the largest directory) and "
+                 f"`find {mp} -xdev -type f -size +100M -exec ls -lh {{}} +`."]
+        if fs["mountpoint"] in LOG_DIRS:
+            steps.append("Logs are the usual suspects: `journalctl --disk-usage`, then `journalctl --vacuum-size=500M`; "
+                         "logrotate for /var/log.")
+        steps.append(f"If `df -h {mp}` stays high after deleting, a process still holds deleted files open: "
+                     f"`lsof +L1 {mp}` lists them; restart that process.")
+        steps.append(_grow_step(fs, mp))
+        head = f"{fs['mountpoint']} ({fs['fstype'] or 'unknown type'} on {fs['device'] or 'no device'}, {fs['value']:.1f} % full):"
+        blocks.append("\n".join([head, *(f"{i}. {step}" for i, step in enumerate(steps, 1))]))
+    if len(over) > ADVISED_FILESYSTEMS:
+        blocks.append(f"And {len(over) - ADVISED_FILESYSTEMS} more filesystems over the threshold: the same steps for each "
+                      f"(see the evidence).")
+    return "\n\n".join(blocks)
 
 
 def _inode_advice(top: dict[str, Any]) -> str:

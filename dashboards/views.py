@@ -17,9 +17,10 @@ from typing import Any
 import plotly
 from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
                    url_for)
+from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
-from dashboards import alert_text, data, figures, security
+from dashboards import advice, alert_text, data, figures, security
 from diag import report_format
 from diag.health import STATES
 
@@ -95,6 +96,11 @@ def _compress(resp: BaseResponse) -> BaseResponse:
     resp.headers["Content-Encoding"] = "gzip"
     resp.headers.add("Vary", "Accept-Encoding")
     return resp
+
+
+@bp.app_template_filter("steps")
+def _steps(text: str) -> Markup:
+    return advice.render(text)
 
 
 @bp.app_template_filter("when")

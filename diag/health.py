@@ -47,7 +47,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
         return "Impaired", critical
     if age is not None and age >= 3 * interval:
         return "InsufficientData", [{"check_id": "state.stopped", "status": "unknown",
-                                     "message": f"no sample for {fmt_duration(age)} (3 intervals of {interval:g} s)"}]
+                                     "message": f"no sample for {fmt_duration(age)} (3 intervals of {interval:g}s)"}]
     warning = [_reason(c) for c in results if c["status"] == "warning"]
     if earlier is not None:
         warning.insert(0, earlier)

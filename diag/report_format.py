@@ -26,12 +26,12 @@ def text(report: dict[str, Any]) -> str:
     for c in _sorted(report["checks"]):
         lines.append(f"[{ICON[c['status']]:>4}] {c['id']:<28} {c['message']}")
         if c["status"] in ("warning", "critical") and c.get("recommendation"):
-            lines.append(f"{'':7}-> {c['recommendation']}")
+            lines.append(f"{'':7}-> " + c["recommendation"].replace("\n", "\n" + " " * 10))
     return "\n".join(lines) + "\n"
 
 
-def _md_cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+def _md_cell(value: str, breaks: str = " ") -> str:
+    return value.replace("|", "\\|").replace("\n", breaks)
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -46,7 +46,7 @@ def markdown(report: dict[str, Any]) -> str:
         for c in _sorted([c for c in report["checks"] if c["category"] == category]):
             rec = c.get("recommendation") if c["status"] in ("warning", "critical") else ""
             out.append(f"| {c['status']} | `{c['id']}` {_md_cell(c['name'])} | {_md_cell(c['message'])} "
-                       f"| {_md_cell(rec or '')} |")
+                       f"| {_md_cell(rec or '', '<br>')} |")
         out.append("")
     bad = [c for c in report["checks"] if c["status"] in ("warning", "critical") and c.get("evidence")]
     if bad:

@@ -143,6 +143,33 @@ def test_disk_usage_levels():
     assert "du -xh --max-depth=1 / | sort -h" in r.recommendation
 
 
+def test_disk_usage_advice_is_numbered_steps_for_each_full_filesystem_by_its_type():
+    ctx = TableContext(NOW)
+    ts = ctx.times(600)
+    for mp, dev, fstype, v in (("/", "/dev/sda1", "ext4", 97), ("/run", "tmpfs", "tmpfs", 95), ("/srv/my data", "/dev/sdb", "xfs", 93),
+                               ("/var/lib/docker/overlay2/abc/merged", "overlay", "overlay", 92), ("/home", "/dev/sdc", "ext4", 10)):
+        ctx.add("fs_usage", ts, float(v), mountpoint=mp, device=dev, fstype=fstype)
+    r = evaluate("storage.disk_usage", ctx)
+    blocks = r.recommendation.split("\n\n")
+    assert [b.split(" (", 1)[0] for b in blocks[:3]] == ["/", "/run", "/srv/my data"]
+    root, run, srv = blocks[:3]
+    assert root.splitlines()[1].startswith("1. Find what fills it: `du -xh --max-depth=1 / | sort -h`")
+    assert "journalctl --vacuum-size=500M" in root and "`resize2fs /dev/sda1`" in root and "growpart" in root
+    assert "lives in memory (tmpfs)" in run and "remount,size=" in run and "growpart" not in run
+    assert "journalctl" not in srv and "`xfs_growfs '/srv/my data'`" in srv and "`lsof +L1 '/srv/my data'`" in srv
+    assert [ln.split(".", 1)[0] for ln in srv.splitlines()[1:]] == ["1", "2", "3"]
+    assert blocks[3] == "And 1 more filesystems over the threshold: the same steps for each (see the evidence)."
+    assert "/home" not in r.recommendation
+
+
+def test_disk_usage_advice_for_a_container_layer_and_a_network_share():
+    for mp, dev, fstype, want in (("/var/lib/docker/overlay2/x/merged", "overlay", "overlay", "docker system df"),
+                                  ("/mnt/share", "nas:/export", "nfs4", "served by another machine (nfs4)")):
+        ctx = TableContext(NOW)
+        r = evaluate("storage.disk_usage", ctx.add("fs_usage", ctx.times(600), 96.0, mountpoint=mp, device=dev, fstype=fstype))
+        assert want in r.recommendation and "growpart" not in r.recommendation, r.recommendation
+
+
 def test_disk_usage_uses_the_latest_value_and_ignores_gone_mounts():
     ctx = TableContext(NOW)
     ts = ctx.times(3600)
