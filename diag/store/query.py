@@ -251,3 +251,25 @@ def run_latest(
 
     s, t, v = consistent_read(conn, head, gather) if sids else (np.empty(0, np.int64), np.empty(0), np.empty(0))
     return frame(series, s, t, v)
+
+
+def run_points(
+    conn: sqlite3.Connection, head: Head, series: list[SeriesInfo], *, start: float, end: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw points of these series with start <= ts < end, from the chunks and the head
+    (read consistently, as run_query does), sorted by series id then ts: what a PromQL
+    evaluation needs, which applies its own windows to the samples themselves."""
+    sids = sorted(s.sid for s in series)
+    if not sids or not end > start:
+        e = np.empty(0)
+        return e.astype(np.int64), e, e
+    owner = _owner(series)
+
+    def gather(view: HeadView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hs, ht, hv = view.select(np.array(sids, dtype=np.int64), start, end, owner)
+        cs, ct, cv = read_chunks(conn, sids, start, end)
+        return np.concatenate([cs, hs]), np.concatenate([ct, ht]), np.concatenate([cv, hv])
+
+    s, t, v = consistent_read(conn, head, gather)
+    order = np.lexsort((t, s))
+    return s[order], t[order], v[order]

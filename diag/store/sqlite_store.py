@@ -241,6 +241,16 @@ class SqliteStore:
             since = (time.time() if now is None else now) - max_age
         return query.run_latest(self._reader(), self.head, matched, since=since)
 
+    def series_infos(self, metric: str | None = None, *, instance_id: str | None = None) -> list:
+        """The catalogue's entries (SeriesInfo: sid, instance_id, metric, labels) of a metric,
+        or of every metric: the PromQL API matches its own selectors on them."""
+        return self.catalogue.match(metric, instance_id, None)
+
+    def points(self, series: list, *, start: float, end: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw points (series id, ts, value) of these SeriesInfo with start <= ts < end, sorted
+        by series id then ts."""
+        return query.run_points(self._reader(), self.head, series, start=float(start), end=float(end))
+
     def series(self, metric: str | None = None, *, instance_id: str | None = None, labels: Labels = None) -> list[dict]:
         return [
             {"instance_id": s.instance_id, "metric": s.metric, "labels": dict(s.labels)}
