@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 
 from diag.config import load
 from diag.model import Sample
-from diag.promql.engine import format_value
+from diag.promql.engine import format_value, format_values
 from diag.service import Service
 from diag.web.app import create_app
 
@@ -246,9 +247,12 @@ def test_scalar_string_and_matrix_results(client):
 
 @pytest.mark.parametrize("value, text", [(1.0, "1"), (0.1, "0.1"), (8e9, "8000000000"), (1e21, "1000000000000000000000"),
                                          (1e-7, "0.0000001"), (-2.5, "-2.5"), (float("nan"), "NaN"),
-                                         (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (1 / 3, "0.3333333333333333")])
+                                         (float("inf"), "+Inf"), (float("-inf"), "-Inf"), (1 / 3, "0.3333333333333333"),
+                                         (-0.0, "-0"), (123456789012345678.0, "123456789012345680"),
+                                         (2.5e-5, "0.000025")])
 def test_values_are_formatted_as_prometheus_does(value, text):
     assert format_value(value) == text
+    assert format_values(np.array([value, 2.0]))[0] == text
 
 
 def test_label_replace_expands_groups_as_go_does(client):
