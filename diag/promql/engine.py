@@ -29,7 +29,8 @@ import numpy as np
 import promql_parser as pp
 
 from diag.promql import source as src
-from diag.promql.errors import BadData, ExecutionError, PromQLError, QueryTimeout
+from diag.promql.errors import BadData, ExecutionError, QueryTimeout
+from diag.promql.parse import parse
 from diag.store.query import compile_matcher
 
 LOOKBACK_MS = 300_000  # Prometheus' default --query.lookback-delta
@@ -156,16 +157,7 @@ class Engine:
         self.timeout = timeout
 
     def parse(self, query: str) -> pp.Expr:
-        if not query.strip():
-            raise BadData("invalid parameter \"query\": unknown position: parse error: no expression found in input")
-        try:
-            return pp.parse(query)
-        except Exception as e:  # ValueError from the parser; anything else it may raise on odd input
-            raise BadData(f"invalid parameter \"query\": parse error: {e}") from None
-        except BaseException as e:  # a panic inside the Rust parser surfaces as PanicException
-            if isinstance(e, (KeyboardInterrupt, SystemExit)):
-                raise
-            raise BadData(f"invalid parameter \"query\": parse error: {e}") from None
+        return parse(query)
 
     def _evaluator(self, times: np.ndarray, start: int, end: int, timeout: float | None) -> "Evaluator":
         limit = self.timeout if timeout is None else min(timeout, self.timeout)

@@ -69,10 +69,9 @@ def from_ast(selector: pp.VectorSelector) -> list[LabelMatcher]:
 
 def parse_selector(text: str) -> list[LabelMatcher]:
     """A `match[]` parameter: a series selector such as `up{job="x"}`."""
-    try:
-        expr = pp.parse(text)
-    except ValueError as e:
-        raise BadData(f"parse error: {e}") from None
+    from diag.promql.parse import parse
+
+    expr = parse(text)
     if not isinstance(expr, pp.VectorSelector):
         raise BadData(f"invalid parameter \"match[]\": {text!r} is not a series selector")
     if expr.offset or expr.at:
@@ -111,6 +110,12 @@ class StoreSource:
             rest = [m for m in matchers if not (m.name == NAME and m.op == "=" and m.value == names[0])]
             rest.append(LabelMatcher("=", NAME, canonical))
             candidates = self.store.series_infos(canonical, instance_id=instances[0] if instances else None)
+        elif any(m.name == NAME for m in matchers):
+            # a name regex: pick the metrics first, not every series of the store
+            on_name = [m for m in matchers if m.name == NAME]
+            candidates = [info for metric in self.store.metric_names()
+                          if all(m.matches({NAME: metric}) for m in on_name)
+                          for info in self.store.series_infos(metric)]
         else:
             candidates = self.store.series_infos(None)
         out = []

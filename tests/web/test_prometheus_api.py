@@ -296,3 +296,16 @@ def test_with_an_engine_behind_store_url_the_api_says_to_ask_the_engine(tmp_path
         assert "store_url" in msg
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("query", ["(" * 5000 + "1" + ")" * 5000, "+".join(["disk_util"] * 3000),
+                                   "-" * 300 + "1", "x" * 20000, "sum(" * 70 + "disk_util" + ")" * 70])
+def test_a_query_too_deep_or_long_for_the_parser_is_refused_quickly(client, query):
+    t = time.perf_counter()
+    error(instant(client, query, "POST"), 400, "bad_data")
+    assert time.perf_counter() - t < 1
+
+
+def test_strings_and_comments_do_not_count_as_operators(client):
+    q = 'disk_util{device=~"' + "a|" * 400 + 'sda"} # ' + "+" * 300
+    assert devices(instant(client, q, "POST")) == [("db-1", "sda"), ("web-1", "sda")]
