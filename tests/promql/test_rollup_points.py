@@ -30,14 +30,14 @@ def store(tmp_path_factory):
 
 
 def test_raw_points_are_gone_before_retention_and_roll_ups_stand_in(store):
-    old = store.series_infos("queue_depth")
-    sid, ts, _ = store.points(old, start=START, end=NOW, now=time.time())
+    now = time.time()
+    cut = math.ceil((now - 3600) / 60) * 60  # raw points from the first whole minute of raw retention
+    _, ts, _ = store.points(store.series_infos("queue_depth"), start=START, end=NOW, now=now)
     assert ts.min() >= START
-    raw = ts[ts < NOW - 3600 - 60]
-    assert raw.size and np.all(np.diff(raw) >= 60)  # one point a minute back there
-    assert np.all((raw - START) % 60 == 50)  # each the last of its minute
-    recent = ts[ts >= NOW - 3600 + 60]
-    assert np.all(np.diff(recent) == 10)  # every point here
+    old, recent = ts[ts < cut], ts[ts >= cut]
+    assert old.size > 60 and np.all(np.diff(old) == 60)  # one point a minute back there,
+    assert np.all((old - START) % 60 == 50)  # each the last of its minute, as it was
+    assert recent[0] == cut and np.all(np.diff(recent) == 10)  # every point since
 
 
 def test_a_gauge_back_there_is_the_last_point_of_its_minute(store):
