@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -679,7 +679,7 @@ class Evaluator:
         lhs, rhs = self.eval(b.lhs), self.eval(b.rhs)
         for side in (lhs, rhs):
             if not isinstance(side, (Vec, Scalar)):
-                raise BadData(f"binary expression must contain only scalar and instant vector types")
+                raise BadData("binary expression must contain only scalar and instant vector types")
         if op in SETOPS:
             if not (isinstance(lhs, Vec) and isinstance(rhs, Vec)):
                 raise BadData(f"set operator \"{op}\" not allowed in binary scalar expression")
@@ -754,7 +754,7 @@ class Evaluator:
                 many_sig.setdefault(self._signature(lab, mod), []).append(i)
             for s, idx in many_sig.items():
                 if len(idx) > 1 and s in one_sig and (many.present[idx].sum(axis=0) > 1).any():
-                    raise ExecutionError(f"multiple matches for labels: many-to-one matching must be explicit "
+                    raise ExecutionError("multiple matches for labels: many-to-one matching must be explicit "
                                          "(group_left/group_right)")
         on = mod is not None and mod.matching is not None and mod.matching.type == pp.LabelModifierType.Include
         match_labels = list(mod.matching.labels) if mod is not None and mod.matching is not None else []
