@@ -125,6 +125,7 @@ def main() -> None:
             store.close()
             serve = ServeProcess(data)
             serve.wait_ready()
+            serve.wait_diagnosed()  # its start-up jobs done, as bench/http_service.py waits
             rows = []
             for q in QUERIES:
                 params = {"query": q, "start": str(start), "end": str(end), "step": "60"}
