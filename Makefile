@@ -45,6 +45,7 @@ bench: install system-deps
 	$(PY) bench/fleet.py
 	$(PY) bench/commands.py
 	$(PY) bench/http_service.py
+	$(PY) bench/promql.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

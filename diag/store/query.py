@@ -251,3 +251,49 @@ def run_latest(
 
     s, t, v = consistent_read(conn, head, gather) if sids else (np.empty(0, np.int64), np.empty(0), np.empty(0))
     return frame(series, s, t, v)
+
+
+def run_points(
+    conn: sqlite3.Connection, head: Head, series: list[SeriesInfo], *, start: float, end: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw points of these series with start <= ts < end, from the chunks and the head
+    (read consistently, as run_query does), sorted by series id then ts: what a PromQL
+    evaluation needs, which applies its own windows to the samples themselves."""
+    sids = sorted(s.sid for s in series)
+    if not sids or not end > start:
+        e = np.empty(0)
+        return e.astype(np.int64), e, e
+    owner = _owner(series)
+
+    def gather(view: HeadView) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        hs, ht, hv = view.select(np.array(sids, dtype=np.int64), start, end, owner)
+        cs, ct, cv = read_chunks(conn, sids, start, end)
+        return np.concatenate([cs, hs]), np.concatenate([ct, ht]), np.concatenate([cv, hv])
+
+    s, t, v = consistent_read(conn, head, gather)
+    order = np.lexsort((t, s))
+    return s[order], t[order], v[order]
+
+
+def run_rollup_points(
+    conn: sqlite3.Connection, series: list[SeriesInfo], *, level: int, start: float, end: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One real point per roll-up bucket of `level`: the bucket's last (its ts and value), for
+    start <= ts < end, sorted by series id then ts. Where raw points are past retention this
+    is the series downsampled to the level: every point one the raw series had."""
+    sids = sorted(s.sid for s in series)
+    e = np.empty(0)
+    if not sids or not end > start:
+        return e.astype(np.int64), e, e
+    conn.execute("BEGIN")
+    try:
+        p = read_blocks(conn, level, BLOCK[level], sids, math.floor(start / level) * level, end, ("last",))
+    finally:
+        conn.execute("COMMIT")
+    if not p["sid"].size:
+        return e.astype(np.int64), e, e
+    s, t, v = p["sid"], p["last_ts"], p["last"]
+    keep = (t >= start) & (t < end)
+    s, t, v = s[keep], t[keep], v[keep]
+    order = np.lexsort((t, s))
+    return s[order], t[order], v[order]

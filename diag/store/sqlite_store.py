@@ -30,7 +30,7 @@ from . import compaction, query, retention
 from .head import Head, unpack_record
 from .schema import connect, is_full_error
 from .series import Catalogue
-from .types import MaintenanceReport, Retention, StoreClosedError, StoreFullError
+from .types import LEVELS, MaintenanceReport, Retention, StoreClosedError, StoreFullError
 from .writer import Call, Ingest, Writer
 
 Labels = Mapping[str, "str | re.Pattern[str]"] | None
@@ -240,6 +240,45 @@ class SqliteStore:
         if max_age is not None:
             since = (time.time() if now is None else now) - max_age
         return query.run_latest(self._reader(), self.head, matched, since=since)
+
+    def series_infos(self, metric: str | None = None, *, instance_id: str | None = None) -> list:
+        """The catalogue's entries (SeriesInfo: sid, instance_id, metric, labels) of a metric,
+        or of every metric: the PromQL API matches its own selectors on them."""
+        return self.catalogue.match(metric, instance_id, None)
+
+    def points(self, series: list, *, start: float, end: float,
+               now: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Points (series id, ts, value) of these SeriesInfo with start <= ts < end, sorted by
+        series id then ts: the raw points within raw retention; before it, where retention
+        has deleted them, one point per bucket of the finest roll-up level still kept (the
+        bucket's last point, as it was), so a long range reads as the series downsampled."""
+        conn = self._reader()
+        start, end = float(start), float(end)
+        now = time.time() if now is None else now
+        # Each source covers whole buckets of the next finer one: the raw points start at a
+        # minute, so the last point of the minute before is the roll-up's, and no point is
+        # missing at the seam. A boundary moves later, never earlier, so its data are kept.
+        cut = math.ceil((now - self.retention.raw) / LEVELS[0]) * LEVELS[0]
+        parts = []
+        if end > cut:
+            parts.append(query.run_points(conn, self.head, series, start=max(start, cut), end=end))
+        for i, level in enumerate(LEVELS):
+            keep = now - self.retention.for_level(level)
+            if i + 1 < len(LEVELS):
+                keep = math.ceil(keep / LEVELS[i + 1]) * LEVELS[i + 1]
+            keep = min(keep, cut)
+            lo, hi = max(start, keep), min(end, cut)
+            if hi > lo:
+                parts.append(query.run_rollup_points(conn, series, level=level, start=lo, end=hi))
+            cut = keep
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            e = np.empty(0)
+            return e.astype(np.int64), e, e
+        s, t, v = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        order = np.lexsort((t, s))
+        return s[order], t[order], v[order]
 
     def series(self, metric: str | None = None, *, instance_id: str | None = None, labels: Labels = None) -> list[dict]:
         return [

@@ -48,6 +48,9 @@ def create_app(service, scheduler=None) -> Flask:
     from diag.web.alerting_routes import bp as alerting_bp  # alerting hook
 
     app.register_blueprint(alerting_bp)
+    from diag.web.prometheus_routes import bp as prometheus_bp  # Prometheus-compatible reads, /prometheus
+
+    app.register_blueprint(prometheus_bp)
     from diag.web.commands_routes import bp as commands_bp  # remote commands: 404 unless enabled
 
     app.register_blueprint(commands_bp)

@@ -89,6 +89,7 @@ def agent_for(instance_id: str) -> None:
 # the login page and the static files it needs.
 _OPEN_READS = ("/healthz", "/api/v1/agents/")
 _OPEN_PAGES = ("/login", "/dashboard-static/")
+_PROMETHEUS = "/prometheus/"
 
 
 def install(app) -> None:
@@ -99,15 +100,17 @@ def install(app) -> None:
     @app.before_request
     def _protect_reads():
         cfg = current_app.extensions["diag"]["service"].config
-        if request.method not in ("GET", "HEAD") or not reads_protected(cfg):
-            return None
         path = request.path
+        # The Prometheus API reads by POST too (a long query in a form body, as Grafana sends it).
+        prometheus = path.startswith(_PROMETHEUS)
+        if (request.method not in ("GET", "HEAD") and not prometheus) or not reads_protected(cfg):
+            return None
         if path.startswith(_OPEN_READS):
             return None
         got = _bearer()
         if got is not None and _matches(got, cfg.token):
             return None
-        if path.startswith("/api/") or path == "/metrics":
+        if path.startswith("/api/") or path == "/metrics" or prometheus:
             if got is not None and (_matches(got, cfg.ingest_token) or _agent_instance(got) is not None):
                 raise ApiError(403, "reads need the admin token (protect_reads is on)")
             raise ApiError(401, "reads need the admin token (protect_reads is on)")
