@@ -6,6 +6,8 @@ a scrape costs no extra reading of /proc, and the exposition always matches the 
 
 from __future__ import annotations
 
+import re
+
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
@@ -173,6 +175,35 @@ class HealthCollector(Collector):
         for instance_id, current in self._instances.health_states():
             for state in STATES:
                 fam.add_metric([instance_id, state], 1.0 if state == current else 0.0)
+        yield fam
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+# Labels Prometheus or this service already give a meaning: an instance label of that name
+# would clash with them on the info series, so it is left off (the API still shows it).
+RESERVED_LABELS = frozenset({"instance_id", "hostname", "instance", "job"})
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+class InstanceInfoCollector(Collector):
+    """`diag_instance_info{instance_id, hostname, <its labels>} 1` for every known instance:
+    the `*_info` pattern, so a rule joins an instance's labels (`and on(instance_id)
+    diag_instance_info{role="db"}`) instead of every series carrying them."""
+
+    def __init__(self, instances) -> None:  # diag.instances.Instances
+        self._instances = instances
+
+    def collect(self) -> Iterator[Metric]:
+        known = self._instances.list()
+        keys = sorted({k for i in known for k in i["labels"]
+                       if k not in RESERVED_LABELS and _LABEL_NAME.match(k) and not k.startswith("__")})
+        fam = GaugeMetricFamily("diag_instance_info", "An instance this service knows, with its hostname and labels "
+                                "(always 1): join it on instance_id to select instances by label.",
+                                labels=["instance_id", "hostname", *keys])
+        for i in known:
+            fam.add_metric([i["instance_id"], i["hostname"] or "", *(str(i["labels"].get(k, "")) for k in keys)], 1.0)
         yield fam
 
     def describe(self) -> Iterable[Metric]:

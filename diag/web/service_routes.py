@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from diag import __version__
-from diag.exposition import BatchCollector, HealthCollector, ServiceCollector
+from diag.exposition import BatchCollector, HealthCollector, InstanceInfoCollector, ServiceCollector
 from diag.web.openapi import STR, doc
 from diag.web.schemas import HEALTHZ, STATUS
 
@@ -23,6 +23,7 @@ def init_registry(service) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(ServiceCollector(service))
     reg.register(HealthCollector(service.instances))
+    reg.register(InstanceInfoCollector(service.instances))
     reg.register(service.job_durations)
     from diag.alerting.exposition import AlertsCollector  # alerting hook
 

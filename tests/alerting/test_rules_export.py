@@ -24,13 +24,19 @@ def test_export_is_accepted_by_promtool(svc, tmp_path):
     out.write_text(text)
     r = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    (group,) = yaml.safe_load(text)["groups"]
-    (rule,) = group["rules"]
-    assert rule["expr"] == ('(last_over_time(fs_usage{mountpoint="/data",role="db",instance_id=~"web1|db\\\\.1"}[5m]) '
-                            '>= 95) and on(instance) (min_over_time(mem_total_bytes{role="db",instance_id=~"web1|db\\\\.1"}'
-                            '[1m]) < 1e+09)')
+    metric_group, event_group = yaml.safe_load(text)["groups"]
+    (rule,) = metric_group["rules"]
+    # The instance's labels are on diag_instance_info only: the targets join it.
+    assert rule["expr"] == ('((last_over_time(fs_usage{mountpoint="/data",instance_id=~"web1|db\\\\.1"}[5m]) >= 95) '
+                            'and on(instance_id) diag_instance_info{role="db"}) and on(instance_id) '
+                            '((min_over_time(mem_total_bytes{instance_id=~"web1|db\\\\.1"}[1m]) < 1e+09) '
+                            'and on(instance_id) diag_instance_info{role="db"})')
     assert rule["for"] == "5m" and rule["labels"]["severity"] == "warning"
-    assert "events only" in text.splitlines()[1]
+    # Every CRITICAL event a counter counts becomes one rule; the rest are named as left out.
+    (events,) = event_group["rules"]
+    assert 'kernel_signals_total{kind=~"' in events["expr"] and "resets(uptime{" in events["expr"]
+    assert events["labels"]["severity"] == "critical"
+    assert "events only: Disk.Full" in text.splitlines()[1] and "events only: Kernel.OOMKill" not in text
 
 
 def test_cli_writes_the_defaults_of_a_fresh_data_dir(tmp_path):
@@ -42,3 +48,48 @@ def test_cli_writes_the_defaults_of_a_fresh_data_dir(tmp_path):
     names = [x["alert"] for g in yaml.safe_load(out.read_text())["groups"] for x in g["rules"]]
     assert "CPUUsage" in names and "MemoryUsage" in names
     assert subprocess.run([promtool, "check", "rules", str(out)], capture_output=True).returncode == 0
+
+
+def test_promtool_runs_the_exported_event_and_label_rules_on_series(svc, tmp_path):
+    """`promtool test rules`: a kernel-event policy fires when the OOM-kill counter rises, and a
+    policy on instances labelled role=db fires for db1 (joined through diag_instance_info), not web1."""
+    promtool = need_tool("promtool")
+    oom = policy(svc, name="oom kills", targets={"instances": ["*"]}, conditions=[],
+                 event_conditions=[{"type": "Kernel.OOMKill"}])
+    cpu = policy(svc, name="cpu on db", targets={"instances": ["*"], "labels": {"role": "db"}},
+                 conditions=[{"metric": "cpu_usage", "statistic": "avg", "period": "5m", "comparison": ">=",
+                              "threshold": 90, "consecutive": 1, "severity": "critical"}])
+    rules = tmp_path / "rules.yml"
+    rules.write_text(rules_export.export(svc.alerting.policies()))
+    annotations = {r["alert"]: r["annotations"] for g in yaml.safe_load(rules.read_text())["groups"] for r in g["rules"]}
+
+    def alert(name: str, pid: str, severity: str, instance: str) -> dict:
+        summary = annotations[name]["summary"].replace("{{ $labels.instance_id }}", instance)
+        return {"exp_labels": {"instance_id": instance, "severity": severity, "policy_id": pid},
+                "exp_annotations": {**annotations[name], "summary": summary}}
+
+    test = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": 'diag_instance_info{instance_id="db1",hostname="db1",role="db"}', "values": "1x30"},
+            {"series": 'diag_instance_info{instance_id="web1",hostname="web1",role="web"}', "values": "1x30"},
+            {"series": 'cpu_usage{instance_id="db1"}', "values": "95x30"},
+            {"series": 'cpu_usage{instance_id="web1"}', "values": "95x30"},
+            {"series": 'kernel_signals_total{instance_id="db1",kind="oom_kill"}', "values": "0 0 0 1 1 1 1 1 1 1 1 1 1 1"},
+            {"series": 'kernel_signals_total{instance_id="web1",kind="oom_kill"}', "values": "0x30"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "2m", "alertname": "OomKills_event0", "exp_alerts": []},
+            {"eval_time": "4m", "alertname": "OomKills_event0",
+             "exp_alerts": [alert("OomKills_event0", oom, "warning", "db1")]},  # as the service: no severity, no level
+            {"eval_time": "12m", "alertname": "OomKills_event0", "exp_alerts": []},  # the count stopped rising
+            {"eval_time": "10m", "alertname": "CpuOnDb",
+             "exp_alerts": [{**alert("CpuOnDb", cpu, "critical", "db1"),
+                             "exp_annotations": {**annotations["CpuOnDb"],
+                                                 "summary": "cpu on db: db1 at 95"}}]},
+        ],
+    }]}
+    spec = tmp_path / "test.yml"
+    spec.write_text(yaml.safe_dump(test, sort_keys=False))
+    r = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

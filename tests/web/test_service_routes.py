@@ -100,3 +100,15 @@ def test_metrics_export_every_instances_health_state_and_follow_its_changes(clie
     promtool = need_tool("promtool")
     check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
     assert check.returncode == 0 and (check.stdout + check.stderr) == b"", check.stdout + check.stderr
+
+
+def test_metrics_carry_one_info_series_per_instance_with_its_labels(client, service):
+    service.instances.register("db1", hostname="db-one", labels={"role": "db", "job": "x", "zone": "b"})
+    text = client.get("/metrics").get_data(as_text=True)
+    lines = [ln for ln in text.splitlines() if ln.startswith("diag_instance_info{")]
+    assert 'diag_instance_info{hostname="db-one",instance_id="db1",role="db",zone="b"} 1.0' in lines
+    local = next(ln for ln in lines if f'instance_id="{service.instance_id}"' in ln)
+    assert 'role=""' in local and "job=" not in text.split("diag_instance_info", 1)[1].split("\n# ", 1)[0]
+    promtool = need_tool("promtool")
+    r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert r.returncode in (0, 3), r.stderr
