@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from diag.report_format import when
+
 STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
 # Without these the machine cannot be judged at all (InsufficientData).
 CORE_CHECKS = ("performance.cpu", "performance.memory")
@@ -27,7 +29,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
         return "NotApplicable", [{"check_id": None, "status": "not_applicable", "message": "monitoring is off"}]
     if maintenance is not None:
         return "Maintaining", [{"check_id": None, "status": "maintenance", "event_id": maintenance["event_id"],
-                                "message": f"{maintenance['type']} is executing until {maintenance['finish_time']:.0f}"}]
+                                "message": f"{maintenance['type']} is executing until {when(maintenance['finish_time'])}"}]
     age = None if last_sample is None else now - last_sample
     if checks is None:
         return "Initializing", [{"check_id": None, "status": "initializing",
@@ -39,7 +41,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     stopped = age is None or age >= stopped_after
     critical = [_reason(c) for c in results if c["status"] == "critical"]
     if stopped:
-        msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {last_sample:.0f})"
+        msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {when(last_sample)})"
         critical.insert(0, {"check_id": "state.stopped", "status": "critical", "message": msg})
     if critical:
         return "Impaired", critical

