@@ -200,3 +200,64 @@ def test_a_tablet_sees_the_instance_page_whole(browser, site):  # noqa: F811
         assert v.errors == [], v.errors
     finally:
         v.context.close()
+
+
+def test_the_menu_folds_and_the_chosen_time_zone_is_kept(browser, site):  # noqa: F811
+    """On a phone in Japan: the Menu button opens the header's links (still above the page),
+    the browser's zone is offered beside UTC, and once chosen every page's times, the range
+    inputs and the charts' time axis are in it, on later pages too."""
+    origin, iid = site["proc"].url, site["iid"]
+    v = Viewer(browser, 390, 844, timezone_id="Asia/Tokyo")
+    page = v.page
+    try:
+        page.goto(origin + "/", wait_until="networkidle")
+        assert not page.is_visible("header nav") and page.is_visible("header button.menu")
+        page.click("header button.menu")
+        assert page.is_visible("header nav a:has-text('Events')") and page.is_visible("#tz")
+        assert page.get_attribute("header button.menu", "aria-expanded") == "true"
+        layout = page.evaluate(_LAYOUT)
+        assert _judge(layout, "overview, menu open", 390) == [] and layout["headerHeight"] > 100
+        page.screenshot(path=str(ARTIFACTS / "menu-open-390.png"))
+        assert page.locator("#tz option").all_inner_texts() == ["UTC", "Asia/Tokyo (this browser)"]
+        assert re.search(ISO + " UTC", page.inner_text("main"))
+        with page.expect_navigation():
+            page.select_option("#tz", "Asia/Tokyo")
+        assert page.evaluate("document.documentElement.dataset.tz") == "Asia/Tokyo"
+        cookie = {c["name"]: c for c in v.context.cookies()}["diag_tz"]
+        assert cookie["value"] == "Asia/Tokyo" and cookie["expires"] > time.time() + 300 * 86400
+
+        page.goto(f"{origin}/instances/{iid}?range=1h", wait_until="networkidle")
+        page.wait_for_selector("#charts[data-drawn]")
+        assert page.get_attribute(".rangebar input[name=start]", "type") == "text"
+        end = page.input_value(".rangebar input[name=end]")
+        wall = time.strftime("%Y-%m-%d %H:%M", time.gmtime(time.time() + 9 * 3600))
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", end) and abs(_minutes(end) - _minutes(wall)) <= 2, (end, wall)
+        assert re.search(ISO + " JST → " + ISO + " JST", page.inner_text("#rangeinfo"))
+        # a custom range typed in the zone's wall time: the page and the time axis say the same
+        start = time.strftime("%Y-%m-%d %H:%M", time.gmtime(time.time() + 9 * 3600 - 1800))
+        page.fill(".rangebar input[name=start]", start)
+        page.fill(".rangebar input[name=end]", end)
+        with page.expect_navigation():
+            page.click(".rangebar button")
+        page.wait_for_selector("#charts[data-drawn]")
+        assert page.inner_text("#rangeinfo").startswith(f"{start}:00 JST → {end}:00 JST")
+        axis = page.evaluate("document.getElementById('chart-cpu').layout.xaxis.range[0]")
+        if isinstance(axis, (int, float)):  # milliseconds, as the server sent them (moved by the zone's offset)
+            axis = time.strftime("%Y-%m-%d %H:%M", time.gmtime(axis / 1000))
+        assert str(axis).startswith(start), axis  # plotly's UTC axis shows the wall time
+        page.goto(f"{origin}/diagnosis?instance_id={iid}&report={site['report_id']}", wait_until="networkidle")
+        report = page.inner_text("#report")
+        assert re.search("Report of " + ISO + " JST", report) and " UTC" not in page.inner_text("#report h2")
+        page.screenshot(path=str(ARTIFACTS / "diagnosis-tokyo-390.png"))
+
+        page.click("header button.menu")
+        with page.expect_navigation():
+            page.select_option("#tz", "UTC")
+        assert re.search("Report of " + ISO + " UTC", page.inner_text("#report"))
+        assert v.errors == [], v.errors
+    finally:
+        v.context.close()
+
+
+def _minutes(wall: str) -> float:
+    return time.mktime(time.strptime(wall, "%Y-%m-%d %H:%M")) / 60
