@@ -69,13 +69,14 @@ def site(tmp_path_factory):
                      "--config", str(config), env={"DIAG_TOKEN": TOKEN})
     p.wait_ready()
     try:
-        iid = _wait_for_data(p.url)
         api = p.url + "/api/v1"
+        # first, so that its first periods run while the first diagnosis is made
         status, _, body = http("POST", api + "/alert-policies", {
-            "name": "Any CPU at all", "conditions": [{"metric": "cpu_usage", "period": "10s", "comparison": ">=",
+            "name": "Any CPU at all", "conditions": [{"metric": "cpu_usage", "period": "3s", "comparison": ">=",
                                                       "threshold": 0, "severity": "warning"}]}, headers=AUTH)
         assert status == 201, body
         policy_id = json.loads(body)["policy_id"]
+        iid = _wait_for_data(p.url)
         status, _, body = http("POST", api + "/events", {"instance_id": iid, "type": "SystemMaintenance.Reboot",
                                                           "not_before": time.time() + 3600, "duration": "1h"},
                                headers=AUTH)
@@ -89,11 +90,10 @@ def site(tmp_path_factory):
         status, _, body = http("POST", f"{api}/commands/{command_id}/invoke", {"instance_ids": [iid]}, headers=AUTH)
         assert status == 201, body
         invoke_id = json.loads(body)["invoke_id"]
-        status, _, body = http("POST", api + "/diagnoses", {"instance_id": iid}, headers=AUTH)
-        assert status == 201, body
-        report_id = json.loads(body)["report_id"]
+        # the first full report, made when the service started (_wait_for_data waited for it)
+        report_id = json.loads(http("GET", f"{api}/diagnoses?instance_id={iid}&limit=1")[2])["reports"][0]["report_id"]
         deadline = time.monotonic() + 45
-        while True:  # the alert fires once a 10 s period has ended; the command has finished by then
+        while True:  # the alert fires once a period has ended
             _, _, alerts = http("GET", api + "/alerts?state=firing", headers=AUTH)
             if json.loads(alerts).get("alerts") or time.monotonic() > deadline:
                 break
@@ -142,7 +142,7 @@ class Viewer:
 
     def visit(self, url: str, name: str, status: int = 200) -> dict:
         self.expect_404 = url if status == 404 else None
-        resp = self.page.goto(url, wait_until="networkidle")
+        resp = self.page.goto(url, wait_until="load")  # the pages ask nothing more, but the charts (below)
         assert resp is not None and resp.status == status, (name, resp and resp.status)
         if "/instances/" in url and status == 200:
             self.page.wait_for_selector("#charts[data-drawn]")
@@ -177,6 +177,7 @@ def _judge(layout: dict, name: str, width: int) -> list[str]:
 
 @pytest.mark.parametrize("width,height", [(390, 844), (1440, 900)])
 def test_every_page_fits_the_screen(browser, site, width, height):  # noqa: F811
+    """Every page at 390 px (then the instance page at 768 px) and at 1440 px."""
     origin = site["proc"].url
     v = Viewer(browser, width, height)
     try:
@@ -186,17 +187,11 @@ def test_every_page_fits_the_screen(browser, site, width, height):  # noqa: F811
         for name, path in _pages(site).items():
             status = 404 if name == "error" else 200
             wrong += _judge(v.visit(origin + path, name, status), name, width)
+        if width == 390:  # and a tablet, in the same tab (plotly.js is cached): the charts' page
+            v.page.set_viewport_size({"width": 768, "height": 1024})
+            v.width = 768
+            wrong += _judge(v.visit(f"{origin}/instances/{site['iid']}", "instance"), "instance", 768)
         assert wrong == [], "\n".join(wrong)
-        assert v.errors == [], v.errors
-    finally:
-        v.context.close()
-
-
-def test_a_tablet_sees_the_instance_page_whole(browser, site):  # noqa: F811
-    v = Viewer(browser, 768, 1024)
-    try:
-        layout = v.visit(f"{site['proc'].url}/instances/{site['iid']}", "instance")
-        assert _judge(layout, "instance", 768) == []
         assert v.errors == [], v.errors
     finally:
         v.context.close()
