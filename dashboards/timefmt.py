@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import g, has_request_context, request
@@ -86,3 +87,21 @@ def localize(text: str | None) -> str:
         return when(dt.timestamp(), tz)
 
     return _UTC_IN_TEXT.sub(repl, text)
+
+
+# Evidence keys that hold a time (UNIX seconds) in the checks' reports.
+_TIME_KEY = re.compile(r"^(at|ts|time|since|until|start|end|first|last)$"
+                       r"|_(ts|time|at|since|until|sample)$|^(last|first)_")
+
+
+def readable_evidence(value: Any, key: str = "") -> Any:
+    """A check's evidence with its UNIX times written as times (`2026-12-05 03:04:05 UTC`):
+    a value under a time-like key and within 2001-2099. The JSON link keeps the numbers."""
+    if isinstance(value, dict):
+        return {k: readable_evidence(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable_evidence(v, key) for v in value]
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and 1e9 <= value < 4.1e9
+            and _TIME_KEY.search(key)):
+        return when(value)
+    return value

@@ -105,6 +105,11 @@ def _localtimes(text: str | None) -> str:
     return timefmt.localize(text)
 
 
+@bp.app_template_filter("readable_evidence")
+def _readable_evidence(evidence: Any) -> Any:
+    return timefmt.readable_evidence(evidence)
+
+
 @bp.app_template_filter("ago")
 def _ago(ts: float | None) -> str:
     if ts is None:

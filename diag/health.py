@@ -28,8 +28,9 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     if not monitoring:
         return "NotApplicable", [{"check_id": None, "status": "not_applicable", "message": "monitoring is off"}]
     if maintenance is not None:
+        until = when(maintenance["finish_time"])
         return "Maintaining", [{"check_id": None, "status": "maintenance", "event_id": maintenance["event_id"],
-                                "message": f"{maintenance['type']} is executing until {when(maintenance['finish_time'])}"}]
+                                "message": f"{maintenance['type']} is executing until {until}"}]
     age = None if last_sample is None else now - last_sample
     if checks is None:
         return "Initializing", [{"check_id": None, "status": "initializing",

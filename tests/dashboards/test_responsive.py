@@ -38,10 +38,9 @@ _LAYOUT = """() => {
     for (let a = el.parentElement; a && a !== document.body; a = a.parentElement) {
       if (getComputedStyle(a).overflowX !== 'visible') right = Math.min(right, a.getBoundingClientRect().right);
     }
-    if (right > vw + 1 && r.left < vw) {
-      out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-               (el.className && el.className.baseVal === undefined ? '.' + String(el.className).split(' ').join('.') : '') +
-               ' right=' + Math.round(right));
+    if (right > vw + 1) {
+      const cls = typeof el.className === 'string' && el.className ? '.' + el.className.split(' ').join('.') : '';
+      out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + cls + ' right=' + Math.round(right));
     }
   }
   const header = document.querySelector('header.top').getBoundingClientRect();

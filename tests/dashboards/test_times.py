@@ -83,8 +83,8 @@ UNIX = re.compile(r"(?<![\w.-])1[6-9]\d{8}(?:\.\d+)?(?![\w.])")  # seconds from 
 
 
 def _visible(html: str) -> str:
-    """The text of a page, without its scripts, raw JSON blocks and tag attributes."""
-    html = re.sub(r"<(script|pre)\b.*?</\1>", " ", html, flags=re.S)
+    """The text of a page (the evidence blocks too), without its scripts and tag attributes."""
+    html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.S)
     return re.sub(r"<[^>]+>", " ", html)
 
 
@@ -109,3 +109,14 @@ def test_pages_follow_the_cookie_and_show_no_unix_time(service):
     assert 'value="2026-12-05 08:00"' in page and 'value="2026-12-05 09:00"' in page
     assert "2026-12-05 08:00:00 IST → 2026-12-05 09:00:00 IST" in page
     assert 'type="datetime-local"' not in page
+
+
+def test_evidence_times_are_written_as_times():
+    evidence = {"highest": {"ts": T, "value": 24.8, "mountpoint": "/"}, "events": [{"last_time": T, "count": 3}],
+                "monitoring_since": int(T), "runtime": 1_800_000_000, "ports": [1_800_000_000], "peak_at": None,
+                "last_seen_failed": T, "threshold": 2e9}
+    assert timefmt.readable_evidence(evidence) == {
+        "highest": {"ts": "2026-12-05 03:04:05 UTC", "value": 24.8, "mountpoint": "/"},
+        "events": [{"last_time": "2026-12-05 03:04:05 UTC", "count": 3}],
+        "monitoring_since": "2026-12-05 03:04:05 UTC", "runtime": 1_800_000_000, "ports": [1_800_000_000],
+        "peak_at": None, "last_seen_failed": "2026-12-05 03:04:05 UTC", "threshold": 2e9}
