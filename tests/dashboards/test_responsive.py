@@ -50,7 +50,9 @@ _LAYOUT = """() => {
     return r.height > 0 && getComputedStyle(el).visibility !== 'hidden' &&
            (r.bottom > header.bottom + 1 || r.top < header.top - 1);
   }).map(el => el.tagName.toLowerCase() + ' ' + (el.textContent || '').trim().slice(0, 20));
-  return {scrollWidth: document.scrollingElement.scrollWidth, innerWidth: vw, wide: out.slice(0, 15),
+  const scrolled = [...document.querySelectorAll('.scrollx')].filter(e => e.scrollWidth > e.clientWidth + 1)
+    .map(e => (e.closest('section[id]') || {id: '?'}).id + ': ' + e.scrollWidth + ' px in ' + e.clientWidth);
+  return {scrollWidth: document.scrollingElement.scrollWidth, innerWidth: vw, wide: out.slice(0, 15), scrolled: scrolled,
           headerBottom: header.bottom, mainTop: main.top, headerHeight: header.height, spill: spill};
 }"""
 
@@ -169,6 +171,8 @@ def _judge(layout: dict, name: str, width: int) -> list[str]:
         wrong.append(f"{where}: past the right edge: {layout['wide']}")
     if layout["headerBottom"] > layout["mainTop"] + 0.5:
         wrong.append(f"{where}: the header ends at {layout['headerBottom']}, under the page's top {layout['mainTop']}")
+    if width >= 1440 and layout["scrolled"]:  # on a desktop, no table hides columns in its scroll box
+        wrong.append(f"{where}: a table scrolls in its box: {layout['scrolled']}")
     if layout["spill"]:
         wrong.append(f"{where}: outside the header's box: {layout['spill']}")
     return wrong
