@@ -36,7 +36,9 @@ document.querySelectorAll("select[data-autosubmit]").forEach(function (s) {
   menu.hidden = false;
   header.classList.add("foldable");
   menu.addEventListener("click", function () {
-    menu.setAttribute("aria-expanded", String(header.classList.toggle("open")));
+    var open = header.classList.toggle("open");
+    menu.setAttribute("aria-expanded", String(open));
+    menu.textContent = open ? "✕ Close" : "☰ Menu";
   });
 })();
 
