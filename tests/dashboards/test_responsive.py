@@ -91,8 +91,12 @@ def site(tmp_path_factory):
         status, _, body = http("POST", f"{api}/commands/{command_id}/invoke", {"instance_ids": [iid]}, headers=AUTH)
         assert status == 201, body
         invoke_id = json.loads(body)["invoke_id"]
-        # the first full report, made when the service started (_wait_for_data waited for it)
-        report_id = json.loads(http("GET", f"{api}/diagnoses?instance_id={iid}&limit=1")[2])["reports"][0]["report_id"]
+        # the first full report, made when the service started (_wait_for_data waited for it),
+        # and a second to compare it with
+        first = json.loads(http("GET", f"{api}/diagnoses?instance_id={iid}&limit=1")[2])["reports"][0]["report_id"]
+        status, _, body = http("POST", api + "/diagnoses", {"instance_id": iid}, headers=AUTH)
+        assert status == 201, body
+        report_id = json.loads(body)["report_id"]
         deadline = time.monotonic() + 45
         while True:  # the alert fires once a period has ended
             _, _, alerts = http("GET", api + "/alerts?state=firing", headers=AUTH)
@@ -100,7 +104,7 @@ def site(tmp_path_factory):
                 break
             time.sleep(1)
         yield {"proc": p, "iid": iid, "command_id": command_id, "invoke_id": invoke_id, "report_id": report_id,
-               "policy_id": policy_id}
+               "first_report_id": first, "policy_id": policy_id}
     finally:
         p.stop()
 
@@ -111,6 +115,8 @@ def _pages(s: dict) -> dict[str, str]:
         "overview": "/",
         "instance": f"/instances/{iid}?range=1h",
         "diagnosis": f"/diagnosis?instance_id={iid}&report={s['report_id']}",
+        "diagnosis-compare": f"/diagnosis?instance_id={iid}&report={s['report_id']}"
+                             f"&a={s['first_report_id']}&b={s['report_id']}",
         "events": "/events",
         "alerts": "/alerts",
         "alerts-edit-policy": f"/alerts?edit={s['policy_id']}",
