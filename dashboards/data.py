@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone, tzinfo
 from typing import Any
 
-from dashboards import figures
+from dashboards import figures, timefmt
 from diag.store.types import StoreError
-from diag.units import parse_time
 from diag.web.query_routes import MAX_POINTS, default_step
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "31d": 31 * 86400}
@@ -31,23 +30,21 @@ class Range:
         return self.key != "custom"
 
 
-def parse_input_time(value: str, now: float) -> float:
-    """A time from the custom-range inputs: `<input type=datetime-local>` (taken as UTC,
-    as the page says) or any form the API takes (RFC 3339, -1h, UNIX seconds)."""
-    v = value.strip()
-    if len(v) in (16, 19) and v[4] == "-" and "T" in v:
-        return datetime.fromisoformat(v).replace(tzinfo=timezone.utc).timestamp()
-    return parse_time(v, now)
+def parse_input_time(value: str, now: float, tz: tzinfo = timezone.utc) -> float:
+    """A time from the custom-range and maintenance inputs: `2026-12-05 03:04` (or with a
+    T) in the zone the page shows, or any form the API takes (RFC 3339, -1h, UNIX seconds)."""
+    return timefmt.parse_input(value, now, tz)
 
 
-def pick_range(args: dict[str, str], now: float | None = None) -> Range:
-    """The range the picker asked for; a bad custom range falls back to 24 h with a message."""
+def pick_range(args: dict[str, str], now: float | None = None, tz: tzinfo = timezone.utc) -> Range:
+    """The range the picker asked for, its inputs read in `tz`; a bad custom range falls
+    back to 24 h with a message."""
     now = time.time() if now is None else now
     key = args.get("range", "1h")
     if key == "custom":
         try:
-            start = parse_input_time(args.get("start", ""), now)
-            end = parse_input_time(args.get("end", "") or "now", now)
+            start = parse_input_time(args.get("start", ""), now, tz)
+            end = parse_input_time(args.get("end", "") or "now", now, tz)
         except (ValueError, IndexError) as e:
             return _fallback(now, f"custom range: {e}")
         if not start < end:

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import redirect, render_template, request, url_for
 
+from dashboards import timefmt
 from dashboards.data import parse_input_time
 from dashboards.views import bp, service
 from diag.events import LEVELS, MAINTENANCE, STATUSES, TYPES, EventError
@@ -59,9 +60,9 @@ def schedule() -> Any:
         errors["type"] = "choose a maintenance type"
     not_before = duration = None
     try:
-        not_before = parse_input_time(form["not_before"] or "now", now)
+        not_before = parse_input_time(form["not_before"] or "now", now, timefmt.chosen()[1])
     except (ValueError, IndexError):
-        errors["not_before"] = "a start time like 2025-01-31T14:00 (UTC)"
+        errors["not_before"] = f"a start time like {timefmt.input_value(now + 3600)} (in {timefmt.zone_name()})"
     try:
         duration = parse_duration(form["duration"])
     except ValueError:

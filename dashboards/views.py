@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, r
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
-from dashboards import advice, alert_text, data, figures, security
-from diag import report_format
+from dashboards import advice, alert_text, data, figures, security, timefmt
 from diag.health import STATES
 
 bp = Blueprint("dash", __name__, template_folder="templates", static_folder="static",
@@ -105,7 +103,17 @@ def _steps(text: str) -> Markup:
 
 @bp.app_template_filter("when")
 def _when(ts: float | None) -> str:
-    return report_format.when(ts)
+    return timefmt.when(ts)
+
+
+@bp.app_template_filter("localtimes")
+def _localtimes(text: str | None) -> str:
+    return timefmt.localize(text)
+
+
+@bp.app_template_filter("readable_evidence")
+def _readable_evidence(evidence: Any) -> Any:
+    return timefmt.readable_evidence(evidence)
 
 
 @bp.app_template_filter("ago")
@@ -127,8 +135,8 @@ def _span(d: float) -> str:
 
 @bp.app_template_filter("iso_input")
 def _iso_input(ts: float | None) -> str:
-    """A time for `<input type=datetime-local>`, in UTC like the rest of the page."""
-    return "" if ts is None else datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M")
+    """A time for a text input, in the zone the page's times are in: `2026-12-05 03:04`."""
+    return timefmt.input_value(ts)
 
 
 @bp.app_context_processor
@@ -138,7 +146,7 @@ def _globals() -> dict[str, Any]:
             "plotly_url": url_for("dash.plotly_js", version=PLOTLY_VERSION),
             "metric_condition_text": alert_text.metric_condition_text,
             "event_condition_text": alert_text.event_condition_text, "event_severity": alert_text.event_severity,
-            "num4": alert_text.number}
+            "num4": alert_text.number, "tz_name": timefmt.zone_name}
 
 
 # -- plotly.js -----------------------------------------------------------------------------
@@ -233,7 +241,7 @@ def _instance_or_404(instance_id: str) -> dict[str, Any]:
 def instance(instance_id: str) -> Any:
     s = service()
     inst = _instance_or_404(instance_id)
-    rng = data.pick_range(request.args)
+    rng = data.pick_range(request.args, tz=timefmt.chosen()[1])
     figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
@@ -254,11 +262,13 @@ def instance_charts(instance_id: str) -> Any:
     """What auto-refresh fetches: the figures and the health panel, for the same range."""
     s = service()
     _instance_or_404(instance_id)
-    rng = data.pick_range(request.args)
+    rng = data.pick_range(request.args, tz=timefmt.chosen()[1])
     figs, _, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     html = render_template("_health.html", health=health)
-    return jsonify({"figures": figs, "health_html": html, "generated_at": time.time(), "store_error": store_error})
+    now = time.time()
+    return jsonify({"figures": figs, "health_html": html, "generated_at": now, "generated_text": timefmt.when(now),
+                    "store_error": store_error})
 
 
 @bp.app_errorhandler(404)

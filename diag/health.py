@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from checks.windows import fmt_duration, fmt_time
+from diag.report_format import when
 
 STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
 # Without these the machine cannot be judged at all (InsufficientData).
@@ -28,8 +28,9 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     if not monitoring:
         return "NotApplicable", [{"check_id": None, "status": "not_applicable", "message": "monitoring is off"}]
     if maintenance is not None:
+        until = when(maintenance["finish_time"])
         return "Maintaining", [{"check_id": None, "status": "maintenance", "event_id": maintenance["event_id"],
-                                "message": f"{maintenance['type']} is executing until {fmt_time(maintenance['finish_time'])}"}]
+                                "message": f"{maintenance['type']} is executing until {until}"}]
     age = None if last_sample is None else now - last_sample
     if checks is None:
         return "Initializing", [{"check_id": None, "status": "initializing",
@@ -41,13 +42,13 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     stopped = age is None or age >= stopped_after
     critical = [_reason(c) for c in results if c["status"] == "critical"]
     if stopped:
-        msg = "no sample ever" if age is None else f"no sample for {fmt_duration(age)} (since {fmt_time(last_sample)})"
+        msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {when(last_sample)})"
         critical.insert(0, {"check_id": "state.stopped", "status": "critical", "message": msg})
     if critical:
         return "Impaired", critical
     if age is not None and age >= 3 * interval:
         return "InsufficientData", [{"check_id": "state.stopped", "status": "unknown",
-                                     "message": f"no sample for {fmt_duration(age)} (3 intervals of {interval:g}s)"}]
+                                     "message": f"no sample for {age:.0f}s (3 intervals of {interval:g}s)"}]
     warning = [_reason(c) for c in results if c["status"] == "warning"]
     if earlier is not None:
         warning.insert(0, earlier)

@@ -6,11 +6,26 @@
   var root = document.getElementById("charts");
   var drawn = {};
 
+  // Plotly has no time zones: its date axis shows UTC. To show the zone chosen in the
+  // header, every time on the axis is moved by that zone's offset at that time.
+  function inZone(f) {
+    var z = window.diagZone;
+    var shift = function (t) { return typeof t === "number" ? t + z.offset(t) : t; };
+    if (f.layout.xaxis) f.layout.xaxis.hoverformat = "%Y-%m-%d %H:%M:%S";
+    if (!z || z.name === "UTC") return f;
+    f.data.forEach(function (tr) { if (tr.x) tr.x = tr.x.map(shift); });
+    if (f.layout.xaxis && f.layout.xaxis.range) f.layout.xaxis.range = f.layout.xaxis.range.map(shift);
+    (f.layout.shapes || []).forEach(function (s) {
+      if (s.xref === "x") { s.x0 = shift(s.x0); s.x1 = shift(s.x1); }
+    });
+    return f;
+  }
+
   function draw(figs) {
     Object.keys(figs).forEach(function (key) {
       var el = document.getElementById("chart-" + key);
       if (!el) return;
-      var f = figs[key];
+      var f = inZone(figs[key]);
       if (drawn[key]) Plotly.react(el, f.data, f.layout, config);
       else { Plotly.newPlot(el, f.data, f.layout, config); drawn[key] = true; }
     });
@@ -28,7 +43,7 @@
         var stamp = document.getElementById("refreshed");
         if (stamp) {  // says the data is fresh, so a stalled refresh is visible
           stamp.dataset.at = String(body.generated_at);
-          stamp.textContent = "updated " + new Date(body.generated_at * 1000).toISOString().slice(11, 19) + " UTC";
+          stamp.textContent = "updated " + body.generated_text;  // in the header's zone, written by the server
         }
         var stale = document.getElementById("stale");
         if (stale) stale.remove();

@@ -243,7 +243,9 @@ def test_a_custom_range_page_and_a_bad_one_falls_back_with_its_notice(service):
     assert r.status_code == 200
     html = r.get_data(as_text=True)
     assert re.search(r'<span class="seg custom on">', html) and 'class="notice bad"' not in html
-    assert f'name="start" value="{start}"' in html and f'name="end" value="{end}"' in html
+    # typed with a T (RFC 3339's form), shown back in the page's 24-hour format
+    shown = start.replace("T", " "), end.replace("T", " ")
+    assert f'name="start" value="{shown[0]}"' in html and f'name="end" value="{shown[1]}"' in html
     assert 'id="autorefresh"' not in html  # a fixed range does not move with the clock
     figs = _figures(html)
     t0 = datetime.strptime(start, "%Y-%m-%dT%H:%M").replace(tzinfo=timezone.utc).timestamp()
