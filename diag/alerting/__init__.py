@@ -298,6 +298,49 @@ class Alerting:
         check = next((c for c in self.service.checks if c.id == check_id), None)
         return check.recommendation if check is not None else ""
 
+    def test_contact(self, contact_id: str, now: float | None = None) -> list[dict[str, Any]]:
+        """Send a test notice to each channel of a contact now, one attempt each, all at once
+        within the outbox's deadline; returns each channel's outcome and records it in the
+        history. Not queued: a test that fails is shown and not retried, so a robot being
+        set up does not keep receiving tests after it was fixed or removed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from diag.alerting import notices
+        from diag.alerting.notifiers import DeliveryError, payloads
+        from diag.alerting.outbox import _describe, idempotency_key
+
+        contact = self.repo.get("contact", contact_id)
+        if contact is None:
+            raise PolicyError(None, f"no contact {contact_id}", 404)
+        now = time.time() if now is None else now
+        me = self.service.instances.get(self.service.instance_id) or {"instance_id": self.service.instance_id}
+        notice = notices.test_notice(contact["name"], me, self.base_url, now)
+        notice.update(instance_name=notice["hostname"] or notice["instance_id"], time_zone=self.settings.timezone,
+                      event_time=notices.seed_time(now, self.settings.timezone),
+                      dashboard_url=notice["url"] if self.settings.external_url else None, check_id=None,
+                      recommendation="")
+
+        def one(i: int, ch: dict[str, Any]) -> dict[str, Any]:
+            body = payloads.render(ch, notice, contact["name"], self.base_url)
+            try:
+                detail = self.outbox._send(ch, body, idempotency_key("test", contact_id, i, now), self.settings,
+                                           deadline=self.outbox.deadline)
+                outcome = "delivered"
+            except DeliveryError as e:
+                detail, outcome = str(e)[:500], "failed"
+            except Exception as e:  # noqa: BLE001 - a notifier bug is this channel's failure, not the request's
+                log.exception("test of a %s channel failed unexpectedly", ch.get("type"))
+                detail, outcome = f"{type(e).__name__}", "failed"
+            return {"index": i, "type": ch["type"], "channel": _describe(ch), "outcome": outcome, "detail": detail}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(contact["channels"]))) as pool:
+            results = list(pool.map(lambda a: one(*a), enumerate(contact["channels"])))
+        with self.db.write() as c:
+            for r in results:
+                Repository.add_history(c, time.time(), "test", channel=r["channel"], outcome=r["outcome"],
+                                       detail=f"test of contact {contact['name']}: {r['detail']}")
+        return results
+
     def deliver(self, now: float | None = None, wait: float | None = None) -> dict[str, int]:
         return dict(self.outbox.deliver(now, wait=wait))
 

@@ -113,6 +113,21 @@ def _notice(policy_id: str, p: Policy, alert: dict[str, Any], status: str, kind:
             "url": url, **extra}
 
 
+def test_notice(contact_name: str, instance: dict[str, Any], base_url: str, now: float) -> dict[str, Any]:
+    """A notice that says it is a test, rendered like a real one, for a contact's test-send."""
+    iid = instance.get("instance_id", "")
+    who = instance.get("hostname") or iid
+    text = f"a test notification from diag to {contact_name}: this channel works"
+    url = f"{base_url.rstrip('/')}/alerts"
+    return {"kind": "test", "status": "firing", "alert_id": "test", "policy_id": "test",
+            "policy_name": "Test notification", "instance_id": iid, "hostname": instance.get("hostname", ""),
+            "condition": "test", "severity": "info", "value": None, "started_at": now, "fired_at": now,
+            "resolved_at": None, "created_at": now,
+            # Alertmanager keeps an alert until its endsAt (created_at + silence + 1 h): a test ends in 5 minutes.
+            "silence": -3300, "episode": 0, "seq": 0, "url": url, "summary": f"Test notification: {who}",
+            "message": f"[TEST] {text}. Details: {url}", "text": text}
+
+
 # The check each default policy's metric or event reads (defaults.py), so that a notice
 # can carry that check's recommendation; a policy names another in its description
 # ("storage.readonly: ..."), an event raised by a check carries its check_id label.

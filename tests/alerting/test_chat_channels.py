@@ -403,6 +403,30 @@ def test_the_api_never_returns_the_token_or_the_secret(svc, robots, caplog):
     clean(client.get("/alerts"))
 
 
+def test_test_send_reaches_each_channel_once_and_says_how_it_went(svc, robots):
+    from diag.web.app import create_app
+
+    client = create_app(svc).test_client()
+    ding, busy = robots("dingtalk", secret=SECRET), robots("wecom", answers=[(200, BUSY["wecom"])])
+    cid = client.post("/api/v1/contacts", json={"name": "ops", "channels": [
+        {"type": "dingtalk", "url": ding.url(), "secret": SECRET},
+        {"type": "wecom", "url": busy.url()}]}).get_json()["contact_id"]
+    r = client.post(f"/api/v1/contacts/{cid}/test")
+    assert r.status_code == 200, r.get_json()
+    assert TOKEN not in r.get_data(as_text=True) and SECRET not in r.get_data(as_text=True)
+    got = r.get_json()
+    assert [(x["type"], x["outcome"]) for x in got["results"]] == [("dingtalk", "delivered"), ("wecom", "failed")]
+    assert "errcode 45009 api freq out of limit" in got["results"][1]["detail"]
+    assert ding.signatures == [True] and len(busy.requests) == 1
+    md = ding.requests[0]["body"]["markdown"]
+    assert md["title"].startswith("diag TEST info: Test notification on ")
+    assert "a test notification from diag to ops" in md["text"] and f"({EXTERNAL}/alerts)" in md["text"]
+    assert svc.alerting.outbox.list() == []  # not queued: a failed test is not retried
+    tests = [h for h in svc.alerting.repo.history() if h["kind"] == "test"]
+    assert sorted(h["outcome"] for h in tests) == ["delivered", "failed"]
+    assert client.post("/api/v1/contacts/c-nope/test").status_code == 404
+
+
 @pytest.mark.parametrize("channel, field, words", [
     ({"type": "dingtalk"}, "channels[0]", "needs an http(s) url"),
     ({"type": "slack", "url": "hooks.slack.com/services/x"}, "channels[0]", "needs an http(s) url"),

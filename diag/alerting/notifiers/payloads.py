@@ -125,7 +125,8 @@ def _chat_parts(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str | No
     starts with "diag": a DingTalk robot secured by keyword can take "diag" as its keyword."""
     name = n.get("instance_name") or n.get("hostname") or n["instance_id"]
     who = name if name == n["instance_id"] else f"{name} ({n['instance_id']})"
-    title = f"diag {n['status'].upper()} {n['severity']}: {n['policy_name']} on {name}"
+    head = "TEST" if n["kind"] == "test" else n["status"].upper()
+    title = f"diag {head} {n['severity']}: {n['policy_name']} on {name}"
     text = n.get("text") or n["message"]
     if len(text) > TEXT_MAX:
         text = text[:TEXT_MAX - 1] + "…"
