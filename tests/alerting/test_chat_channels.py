@@ -465,3 +465,58 @@ def test_external_url_and_timezone_are_checked_with_file_line_and_field(tmp_path
     f.write_text("alerting:\n  external_url: https://diag.example.org/\n  timezone: Asia/Shanghai\n")
     cfg = load(f, env={})
     assert cfg.alerting.external_url == "https://diag.example.org" and cfg.alerting.timezone == "Asia/Shanghai"
+
+
+# -- through a real `diag serve`, restarted ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_refusing_robot_gets_the_notice_after_a_restart_of_serve_exactly_once(serve, tmp_path, robots):
+    """The robot answers errcode 130101 (too fast) while the service runs; the service stops;
+    the robot recovers; the restarted service delivers the stored notice, signed afresh, once."""
+    from tests.alerting.test_serve_alerting import Feeder, _config, _ingest, _wait
+
+    from tests.conftest import http
+
+    robot = robots("dingtalk", secret=SECRET, answers=[(200, BUSY["dingtalk"])])
+    data = tmp_path / "keep"
+    srv = serve("--interval", "1s", "--config", _config(tmp_path), data_dir=data)
+    assert _ingest(srv.url) == 202
+    status, _, body = http("POST", srv.url + "/api/v1/contacts", {"name": "ops", "channels": [
+        {"type": "dingtalk", "url": robot.url(), "secret": SECRET}]})
+    assert status == 201 and TOKEN.encode() not in body and SECRET.encode() not in body
+    cid = json.loads(body)["contact_id"]
+    _, _, body = http("POST", srv.url + "/api/v1/contact-groups", {"name": "g", "contacts": [cid]})
+    status, _, body = http("POST", srv.url + "/api/v1/alert-policies", {
+        "name": "queue backlog", "targets": {"instances": ["app1"]},
+        "contact_groups": [json.loads(body)["contact_group_id"]],
+        "conditions": [{"metric": "app_queue_depth", "statistic": "max", "period": "2s", "comparison": ">",
+                        "threshold": 100, "consecutive": 2, "severity": "critical"}]})
+    assert status == 201, body
+    feed = Feeder(srv.url)
+    try:
+        _wait(lambda: len(robot.requests) >= 2)  # refused, retried, refused
+        assert srv.stop() == 0
+        refused = len(robot.requests)
+        robot.answers = [(200, OK["dingtalk"])]
+        robot.requests.clear()
+        srv2 = serve("--interval", "1s", "--config", _config(tmp_path), data_dir=data)
+        feed.base = srv2.url
+        _wait(lambda: len(robot.requests) >= 1)
+        time.sleep(3)  # more delivery passes: still one message
+        # The stored firing notice, once; the restart's gap in the data may resolve the alert
+        # (insufficient data) and fire it anew, which are notices of their own.
+        titles = [r["body"]["markdown"]["title"] for r in robot.requests]
+        assert titles[0] == "diag FIRING critical: queue backlog on app1" and refused >= 2
+        assert robot.requests[0]["body"]["markdown"]["text"].count("Since") == 1
+        assert len(set(json.dumps(r["body"]) for r in robot.requests)) == len(robot.requests)  # none sent twice
+        assert all(robot.signatures)  # each attempt signed with a fresh timestamp
+        _, _, b = http("GET", srv2.url + "/api/v1/alerts/history")
+        assert TOKEN.encode() not in b and SECRET.encode() not in b
+        rows = list(reversed([h for h in json.loads(b)["history"] if h["kind"] == "delivery"]))
+        first = rows[0]["notification_id"]  # the notice queued before the restart
+        mine = [h["outcome"] for h in rows if h["notification_id"] == first]
+        assert mine[-1] == "delivered" and mine.count("delivered") == 1 and set(mine[:-1]) == {"retry"}
+        assert all([h["outcome"] for h in rows if h["notification_id"] == n].count("delivered") <= 1
+                   for n in {h["notification_id"] for h in rows})
+    finally:
+        feed.stop()
