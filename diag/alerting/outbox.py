@@ -175,8 +175,11 @@ def receiver(channel: dict[str, Any]) -> str:
     The robot is named by a hash of its URL, which is its token (lanes name threads)."""
     if channel["type"] == "email":
         return "smtp"
-    u = urllib.parse.urlsplit(str(channel.get("url", "")))
-    origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}".lower()
+    try:
+        u = urllib.parse.urlsplit(str(channel.get("url", "")))
+        origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}".lower()
+    except ValueError:  # "http://[": its sends fail at once (permanently); it must not stop the others' lanes
+        origin = "invalid-url"
     if channel["type"] in CHAT:
         return f"{origin}#{hashlib.sha256(channel['url'].encode()).hexdigest()[:12]}"
     return origin

@@ -257,6 +257,14 @@ class Channel(_Strict):
     # The robot's signing secret (DingTalk "加签", Feishu "签名校验"); stored, never shown back.
     secret: str | None = Field(None, min_length=1, max_length=256)
 
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> Any:
+        # Runs only for a secret given: `null` is refused as the API documents a string (leave it out instead).
+        if v is None:
+            raise ValueError("must be a string; leave it out for a robot without a signing secret")
+        return v
+
     @model_validator(mode="after")
     def _fields(self) -> "Channel":
         if self.type in ("webhook", "alertmanager", *CHAT):

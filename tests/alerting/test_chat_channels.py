@@ -427,6 +427,27 @@ def test_test_send_reaches_each_channel_once_and_says_how_it_went(svc, robots):
     assert client.post("/api/v1/contacts/c-nope/test").status_code == 404
 
 
+def test_a_url_urlsplit_cannot_read_fails_alone_and_at_once(svc, robots):
+    """"http://[" passes a channel's check (an http(s) scheme and a host part) but no HTTP
+    client can send to it: its notice fails permanently, a test says so, and the other
+    lanes are delivered in the same pass."""
+    from diag.web.app import create_app
+
+    fine = robots("wecom")
+    contact = svc.alerting.save_contact({"name": "two", "channels": [
+        {"type": "dingtalk", "url": "http://[", "secret": SECRET}, {"type": "wecom", "url": fine.url()}]})
+    group = svc.alerting.save_group({"name": "g", "contacts": [contact["contact_id"]]})["contact_group_id"]
+    policy(svc, targets={"instances": ["i-bp1ecr5go2go"]}, conditions=COND, contact_groups=[group])
+    put(svc, "i-bp1ecr5go2go", "cpu_usage", NOW, [95])
+    svc.alerting.evaluate(now=NOW + 61)
+    assert svc.alerting.deliver() == {"failed": 1, "delivered": 1}
+    r = create_app(svc).test_client().post(f"/api/v1/contacts/{contact['contact_id']}/test")
+    assert r.status_code == 200
+    assert [(x["outcome"], x["detail"].split(":")[0]) for x in r.get_json()["results"]] == [
+        ("failed", "not a valid URL"), ("delivered", "HTTP 200, errcode 0")]
+    assert SECRET not in r.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("channel, field, words", [
     ({"type": "dingtalk"}, "channels[0]", "needs an http(s) url"),
     ({"type": "slack", "url": "hooks.slack.com/services/x"}, "channels[0]", "needs an http(s) url"),
@@ -435,6 +456,8 @@ def test_test_send_reaches_each_channel_once_and_says_how_it_went(svc, robots):
     ({"type": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=t", "secret": ""},
      "channels[0].secret", "at least 1 character"),
     ({"type": "teams", "url": "https://example.com/x"}, "channels[0].type", "Input should be"),
+    ({"type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/t", "secret": None},
+     "channels[0].secret", "must be a string"),
 ])
 def test_a_bad_channel_names_its_field(svc, channel, field, words):
     from diag.web.app import create_app

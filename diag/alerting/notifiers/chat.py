@@ -42,7 +42,7 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
 
 
 def _with_query(url: str, extra: str) -> str:
-    return url + ("&" if urllib.parse.urlsplit(url).query else "?") + extra
+    return url + ("&" if "?" in url else "?") + extra
 
 
 def _verdict(vendor: str, text: str, code_keys: tuple[str, ...], message_keys: tuple[str, ...]) -> str:
@@ -64,9 +64,13 @@ def _verdict(vendor: str, text: str, code_keys: tuple[str, ...], message_keys: t
 def scrub(text: str, channel: dict[str, Any]) -> str:
     """`text` without the robot's token or secret: http.client quotes the request target in
     some of its errors ("URL can't contain control characters. '/robot/send?access_token=...'")."""
-    u = urllib.parse.urlsplit(channel["url"])
-    for secret in (channel["url"], urllib.parse.urlunsplit(("", "", u.path, u.query, "")), u.query, u.path,
-                   channel.get("secret") or ""):
+    url = channel["url"]
+    try:
+        u = urllib.parse.urlsplit(url)
+        parts = [urllib.parse.urlunsplit(("", "", u.path, u.query, "")), u.query, u.path]
+    except ValueError:  # not a URL urlsplit reads: all of it after the scheme is masked
+        parts = [url.partition("://")[2]]
+    for secret in (url, *parts, channel.get("secret") or ""):
         if len(secret) > 1:
             text = text.replace(secret, "***")
     return text

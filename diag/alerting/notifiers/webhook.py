@@ -67,7 +67,11 @@ def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = No
               timeout: float = TIMEOUT, read_body: bool = False) -> Answer:
     """POST `body` as JSON. `read_body`: keep the start of a success's body too, for the chat
     robots that answer 200 with their verdict inside."""
-    u = urllib.parse.urlsplit(url)
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018 - raises on a port that is not one
+    except ValueError as e:  # "http://[" passes a channel's check and fails here: no retry can help
+        raise DeliveryError(f"not a valid URL: {e}", permanent=True) from None
     if u.scheme not in ("http", "https") or not u.hostname:
         raise DeliveryError(f"not an http(s) URL: {url[:200]!r}", permanent=True)
     data = json.dumps(body).encode()
@@ -79,8 +83,8 @@ def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = No
     h.update(headers or {})
     try:
         conn, target, proxy_headers = _connection(u, timeout)
-    except (OSError, ValueError) as e:  # a bad port or proxy
-        raise DeliveryError(f"{type(e).__name__}: {e}", permanent=isinstance(e, ValueError)) from None
+    except (OSError, ValueError, http.client.InvalidURL) as e:  # a bad port, host or proxy
+        raise DeliveryError(f"{type(e).__name__}: {e}", permanent=not isinstance(e, OSError)) from None
     h.update(proxy_headers)
     cut = threading.Event()
 
