@@ -327,6 +327,23 @@ def test_alibaba_notice_in_the_seeds_shape(svc, robots):
     assert body["content"]["dashboard_url"] == LINK
 
 
+def test_alertmanager_and_email_notices_carry_the_recommendation(svc, receiver):
+    _fire(svc, {"type": "webhook", "url": receiver.url, "format": "alertmanager"})
+    assert svc.alerting.deliver() == {"delivered": 1}
+    (a,) = receiver.bodies[0]["alerts"]
+    assert a["annotations"]["recommendation"] == CPU_ADVICE and a["annotations"]["dashboard"] == LINK
+    assert a["labels"]["hostname"] == "web-01" and a["labels"]["instance_id"] == "i-bp1ecr5go2go"
+    from diag.alerting.notifiers.payloads import email
+
+    (row,) = svc.alerting.outbox.list()
+    notice = {**json.loads(svc.alerting.db.read("SELECT payload FROM alert_outbox")[0]["payload"])["alerts"][0]}
+    assert notice["annotations"]["summary"] == "cpu high: web-01" and row["state"] == "delivered"
+    text = email({"status": "firing", "severity": "critical", "policy_name": "cpu high", "hostname": "web-01",
+                  "instance_id": "i-1", "instance_name": "web-01", "message": "m", "url": LINK, "policy_id": "p",
+                  "alert_id": "a", "condition": "c", "recommendation": CPU_ADVICE})["text"]
+    assert "instance: web-01 (i-1)" in text and f"Recommendation: {CPU_ADVICE}" in text
+
+
 def test_event_notice_time_and_the_reports_own_recommendation(svc):
     from tests.alerting.alerting_helpers import Receiver
 

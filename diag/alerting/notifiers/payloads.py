@@ -44,7 +44,10 @@ def labels_of(n: dict[str, Any]) -> dict[str, str]:
 
 
 def annotations_of(n: dict[str, Any]) -> dict[str, str]:
-    return {"summary": n["summary"], "description": n["message"], "dashboard": n["url"]}
+    out = {"summary": n["summary"], "description": n["message"], "dashboard": n["url"]}
+    if n.get("recommendation"):
+        out["recommendation"] = n["recommendation"]
+    return out
 
 
 def fingerprint(labels: dict[str, str]) -> str:
