@@ -199,6 +199,26 @@ def test_wecom_markdown(svc, robots):
         f"[Open in diag]({LINK})"])}}
 
 
+def test_a_long_chinese_finding_fits_the_wecom_limit(svc, robots):
+    """WeCom refuses markdown over 4096 bytes (errcode 40058) and a retry would not mend it:
+    the message is cut to fit, in bytes, at a character boundary."""
+    robot = robots("wecom")
+    robot.answer = lambda query, body: (200, OK["wecom"] if len(body["markdown"]["content"].encode()) <= 4096
+                                        else '{"errcode":40058,"errmsg":"markdown.content exceed max length 4096"}')
+    group = subscribe(svc, [{"type": "wecom", "url": robot.url()}])
+    policy(svc, targets={"instances": ["*"]}, conditions=[], event_conditions=[{"type": "Kernel.HungTask"}],
+           contact_groups=[group])
+    svc.alerting.evaluate(now=T0)
+    svc.events.detected("i-bp1ecr5go2go", "Kernel.HungTask", T0 + 1, "任务挂起" * 1000)
+    svc.alerting.evaluate(now=T0 + 5)
+    assert svc.alerting.deliver() == {"delivered": 1}
+    content = robot.requests[0]["body"]["markdown"]["content"]
+    assert 4000 < len(content.encode()) <= 4096 and "任务挂起任务挂起" in content and "…\n> Since: " in content
+    # The finding is what is cut: the instance, the recommendation and the link stay.
+    assert "> Instance: web-01 (i-bp1ecr5go2go)" in content and content.endswith(f"[Open in diag]({LINK})")
+    assert f"> Recommendation: {catalogue.get('state.kernel_fault').recommendation}" in content
+
+
 def test_slack_incoming_webhook(svc, robots):
     robot = robots("slack")
     _fire(svc, {"type": "slack", "url": robot.url()})

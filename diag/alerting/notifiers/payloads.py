@@ -121,16 +121,27 @@ def email(n: dict[str, Any]) -> dict[str, str]:
 # -- chat robots ------------------------------------------------------------------------------
 
 TEXT_MAX = 1500  # characters of the finding in a chat message: the robots cap a message at 4-20 KB
+WECOM_BYTES = 4096  # WeCom refuses longer markdown (errcode 40058), which no retry would mend
+DINGTALK_BYTES = 20000
 
 
-def _chat_parts(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str | None]:
-    """The title, the (label, value) lines and the dashboard link of a chat message. The title
-    starts with "diag": a DingTalk robot secured by keyword can take "diag" as its keyword."""
+def _cap_bytes(text: str, limit: int) -> str:
+    """`text` cut to `limit` UTF-8 bytes at a character boundary, marked when cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit - len("…".encode())].decode("utf-8", "ignore") + "…"
+
+
+def _chat_parts(n: dict[str, Any], finding: str | None = None) -> tuple[str, list[tuple[str, str]], str | None]:
+    """The title, the (label, value) lines and the dashboard link of a chat message (with
+    `finding` for the notice's text when given). The title starts with "diag": a DingTalk
+    robot secured by keyword can take "diag" as its keyword."""
     name = n.get("instance_name") or n.get("hostname") or n["instance_id"]
     who = name if name == n["instance_id"] else f"{name} ({n['instance_id']})"
     head = "TEST" if n["kind"] == "test" else n["status"].upper()
     title = f"diag {head} {n['severity']}: {n['policy_name']} on {name}"
-    text = n.get("text") or n["message"]
+    text = finding if finding is not None else n.get("text") or n["message"]
     if len(text) > TEXT_MAX:
         text = text[:TEXT_MAX - 1] + "…"
     tz = n.get("time_zone")
@@ -144,20 +155,36 @@ def _chat_parts(n: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str | No
     return title, lines, n.get("dashboard_url")
 
 
-def dingtalk(n: dict[str, Any]) -> dict[str, Any]:
-    title, lines, link = _chat_parts(n)
+def _fitted(n: dict[str, Any], build: Any, limit: int) -> str:
+    """The message `build` makes from the chat parts, within `limit` UTF-8 bytes: the finding
+    is shortened first, so the instance, the recommendation and the link stay."""
+    out = build(*_chat_parts(n))
+    over = len(out.encode()) - limit
+    if over > 0:
+        finding = _chat_parts(n)[1][2][1]
+        out = build(*_chat_parts(n, _cap_bytes(finding, max(0, len(finding.encode()) - over - 8))))
+    return _cap_bytes(out, limit)
+
+
+def _dingtalk_text(title: str, lines: list[tuple[str, str]], link: str | None) -> str:
     # DingTalk's markdown needs a blank line between paragraphs, or they run together.
-    text = "\n\n".join([f"#### {title}", *(f"**{k}**: {v}" for k, v in lines)]
+    return "\n\n".join([f"#### {title}", *(f"**{k}**: {v}" for k, v in lines)]
                         + ([f"[Open in diag]({link})"] if link else []))
-    return {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+
+
+def dingtalk(n: dict[str, Any]) -> dict[str, Any]:
+    title = _chat_parts(n)[0]
+    return {"msgtype": "markdown", "markdown": {"title": title, "text": _fitted(n, _dingtalk_text, DINGTALK_BYTES)}}
 
 
 def wecom(n: dict[str, Any]) -> dict[str, Any]:
-    title, lines, link = _chat_parts(n)
     colour = "info" if n["status"] == "resolved" else "warning"  # the two colours WeCom's markdown knows
-    content = "\n".join([f'**<font color="{colour}">{title}</font>**', *(f"> {k}: {v}" for k, v in lines)]
-                        + ([f"[Open in diag]({link})"] if link else []))
-    return {"msgtype": "markdown", "markdown": {"content": content}}
+
+    def build(title: str, lines: list[tuple[str, str]], link: str | None) -> str:
+        return "\n".join([f'**<font color="{colour}">{title}</font>**', *(f"> {k}: {v}" for k, v in lines)]
+                         + ([f"[Open in diag]({link})"] if link else []))
+
+    return {"msgtype": "markdown", "markdown": {"content": _fitted(n, build, WECOM_BYTES)}}
 
 
 def slack(n: dict[str, Any]) -> dict[str, Any]:
