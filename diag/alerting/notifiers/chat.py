@@ -89,6 +89,8 @@ def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadlin
         r = post_json(url, body, key, channel.get("headers"), timeout=deadline, read_body=True)
     except DeliveryError as e:
         raise DeliveryError(scrub(str(e), channel), e.permanent) from None
+    except Exception as e:  # noqa: BLE001 - anything else would be logged with its traceback, token and all
+        raise DeliveryError(scrub(f"{type(e).__name__}: {e}", channel)) from None
     if kind in ("dingtalk", "wecom"):
         return _verdict("DingTalk" if kind == "dingtalk" else "WeCom", r.text, ("errcode",), ("errmsg",))
     if kind == "feishu":
