@@ -45,9 +45,13 @@ def test_view(policy: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
 def _page(values: dict[str, Any] | None = None, editing: str | None = None, errors: dict[str, str] | None = None,
           status: int = 200, notice: str | None = None, test: dict[str, Any] | None = None,
-          failed: bool = False) -> Any:
-    """The whole page; `failed` shows the notice as a failure, not as a done change."""
+          failed: bool = False, extra: dict[str, Any] | None = None) -> Any:
+    """The whole page; `failed` shows the notice as a failure, not as a done change; `extra`:
+    the contacts section's context (contacts_views.context) when a contact form is at stake."""
+    from dashboards import contacts_views
+
     a = _alerting()
+    extra = contacts_views.context() if extra is None else extra
     policies = a.repo.list("policy")
     if values is None:
         editing = editing or request.args.get("edit")
@@ -64,7 +68,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
-        instances=service().instances.list()), status
+        instances=service().instances.list(), **extra), status
 
 
 @bp.get("/alerts")

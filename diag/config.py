@@ -104,11 +104,51 @@ class AlertingConfig(_Strict):
     policies_file: Path | None = None  # YAML/JSON: policies, contacts, contact_groups, upserted at start
     defaults: bool = True  # create the one-click default policies on first start
     external_url: str | None = None  # base of the links in notifications; else http://host:port
+    # The zone of the times in notices (the seed's eventTime, 20181226T220114.058+0800, and
+    # the chat messages); the server's own zone when unset.
+    timezone: str | None = None
     smtp: Smtp = Smtp()
     retry_base: Duration = 5
     retry_cap: Duration = 600
     give_up_after: Duration = 86400
     deliver_every: Duration = 2
+
+    @field_validator("external_url")
+    @classmethod
+    def _external_url(cls, v: str | None) -> str | None:
+        # Every notice links to {external_url}/instances/{id}: a query, a fragment or a
+        # missing scheme would make each of those links wrong, so they are refused here.
+        if v is None:
+            return v
+        u = _urlsplit(v)
+        if u is None or u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError("must be an http(s) URL like https://diag.example.org")
+        if u.query or u.fragment or any(c.isspace() for c in v):
+            raise ValueError("must be a base URL without spaces, ?query or #fragment (a path prefix is fine)")
+        return v.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str | None) -> str | None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v[:80]!r} (use an IANA name like Asia/Shanghai)") from None
+        return v
+
+
+def _urlsplit(v: str) -> Any:
+    import urllib.parse
+
+    try:
+        u = urllib.parse.urlsplit(v)
+        u.port  # noqa: B018 - raises on a bad port
+        return u
+    except ValueError:
+        return None
 # -- end alerting --------------------------------------------------------------------------
 
 

@@ -102,7 +102,11 @@ class Alerting:
         return self.save_policy(body, policy_id, cur["source"])
 
     def save_contact(self, body: Any, contact_id: str | None = None) -> dict[str, Any]:
-        return self.repo.put("contact", dump(parse(Contact, body)), contact_id)
+        c = dump(parse(Contact, body))
+        for ch in c["channels"]:  # only signing robots have a secret: keep the others' bodies as they were
+            if ch.get("secret") is None:
+                ch.pop("secret", None)
+        return self.repo.put("contact", c, contact_id)
 
     def save_group(self, body: Any, group_id: str | None = None) -> dict[str, Any]:
         g = parse(ContactGroup, body)
@@ -194,8 +198,8 @@ class Alerting:
                     who[groups] = recipients(self.repo, list(groups))
                 to = who[groups]
             if to:
-                notice = evaluator.message_for(ch, row, "resolved" if step.state == "resolved" else "firing",
-                                               kind, instances.get(row["instance_id"], {}), self.base_url, now)
+                notice = self.notice_for(ch, row, "resolved" if step.state == "resolved" else "firing",
+                                         kind, instances.get(row["instance_id"], {}), now)
                 outgoing += [(notice, contact, idx) for contact in to for idx in range(len(contact["channels"]))]
                 row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
             elif row["state"] == row["_prev"]:
@@ -259,6 +263,83 @@ class Alerting:
         if kind == "resolved" and cond.startswith("event_conditions"):
             kind = None  # an event has no recovery: its alert just ages out
         return row, step, kind
+
+    def notice_for(self, ch: Change, row: dict[str, Any], status: str, kind: str, instance: dict[str, Any],
+                   now: float) -> dict[str, Any]:
+        return self.enrich(evaluator.message_for(ch, row, status, kind, instance, self.base_url, now), ch.policy)
+
+    def enrich(self, n: dict[str, Any], p: Policy) -> dict[str, Any]:
+        """What a notice carries beyond the alert (issue 18 item 5): the instance's name beside
+        its id, the time in the seed's format and zone, the check the alert is about with its
+        recommendation, and the dashboard link when the server knows its external URL."""
+        from diag.alerting.notices import check_of, seed_time
+
+        n["instance_name"] = n.get("hostname") or n["instance_id"]
+        n["time_zone"] = self.settings.timezone
+        n["event_time"] = seed_time(n["created_at"], self.settings.timezone)
+        n["dashboard_url"] = n["url"] if self.settings.external_url else None
+        check_id = check_of(n, p, {c.id for c in self.service.checks})
+        n["check_id"], n["recommendation"] = check_id, self._recommendation(check_id, n["instance_id"])
+        return n
+
+    def _recommendation(self, check_id: str | None, instance_id: str) -> str:
+        """The latest report's advice for this check on this instance when it found the problem
+        (it may name the mountpoint or process), else the check's own."""
+        if check_id is None:
+            return ""
+        try:
+            latest = self.service.reports.latest_full(instance_id)
+        except Exception:  # noqa: BLE001 - a notice goes out without the report's advice rather than not at all
+            log.warning("no report for the recommendation of %s", check_id, exc_info=True)
+            latest = None
+        for r in (latest or {}).get("checks", []):
+            if r.get("id") == check_id and r.get("status") in ("warning", "critical") and r.get("recommendation"):
+                return str(r["recommendation"])
+        check = next((c for c in self.service.checks if c.id == check_id), None)
+        return check.recommendation if check is not None else ""
+
+    def test_contact(self, contact_id: str, now: float | None = None) -> list[dict[str, Any]]:
+        """Send a test notice to each channel of a contact now, one attempt each, all at once
+        within the outbox's deadline; returns each channel's outcome and records it in the
+        history. Not queued: a test that fails is shown and not retried, so a robot being
+        set up does not keep receiving tests after it was fixed or removed."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from diag.alerting import notices
+        from diag.alerting.notifiers import DeliveryError, payloads
+        from diag.alerting.outbox import _describe, idempotency_key
+
+        contact = self.repo.get("contact", contact_id)
+        if contact is None:
+            raise PolicyError(None, f"no contact {contact_id}", 404)
+        now = time.time() if now is None else now
+        me = self.service.instances.get(self.service.instance_id) or {"instance_id": self.service.instance_id}
+        notice = notices.test_notice(contact["name"], me, self.base_url, now)
+        notice.update(instance_name=notice["hostname"] or notice["instance_id"], time_zone=self.settings.timezone,
+                      event_time=notices.seed_time(now, self.settings.timezone),
+                      dashboard_url=notice["url"] if self.settings.external_url else None, check_id=None,
+                      recommendation="")
+
+        def one(i: int, ch: dict[str, Any]) -> dict[str, Any]:
+            body = payloads.render(ch, notice, contact["name"], self.base_url)
+            try:
+                detail = self.outbox._send(ch, body, idempotency_key("test", contact_id, i, now), self.settings,
+                                           deadline=self.outbox.deadline)
+                outcome = "delivered"
+            except DeliveryError as e:
+                detail, outcome = str(e)[:500], "failed"
+            except Exception as e:  # noqa: BLE001 - a notifier bug is this channel's failure, not the request's
+                log.exception("test of a %s channel failed unexpectedly", ch.get("type"))
+                detail, outcome = f"{type(e).__name__}", "failed"
+            return {"index": i, "type": ch["type"], "channel": _describe(ch), "outcome": outcome, "detail": detail}
+
+        with ThreadPoolExecutor(max_workers=min(8, len(contact["channels"]))) as pool:
+            results = list(pool.map(lambda a: one(*a), enumerate(contact["channels"])))
+        with self.db.write() as c:
+            for r in results:
+                Repository.add_history(c, time.time(), "test", channel=r["channel"], outcome=r["outcome"],
+                                       detail=f"test of contact {contact['name']}: {r['detail']}")
+        return results
 
     def deliver(self, now: float | None = None, wait: float | None = None) -> dict[str, int]:
         return dict(self.outbox.deliver(now, wait=wait))

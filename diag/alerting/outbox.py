@@ -37,6 +37,7 @@ from typing import Any
 
 from diag.alerting import notifiers
 from diag.alerting.notifiers import DeliveryError, payloads
+from diag.alerting.policy import CHAT
 from diag.alerting.repository import Repository
 from diag.db import Database
 
@@ -168,16 +169,27 @@ class Outbox:
 
 
 def receiver(channel: dict[str, Any]) -> str:
-    """The lane a channel's notices travel: its URL's origin, or the one mail server."""
+    """The lane a channel's notices travel: its URL's origin, or the one mail server. Each
+    chat robot is a lane of its own: the robots of a vendor share a host but each has its
+    own rate limit and its own errors, so one refusing must not hold the others' notices.
+    The robot is named by a hash of its URL, which is its token (lanes name threads)."""
     if channel["type"] == "email":
         return "smtp"
-    u = urllib.parse.urlsplit(str(channel.get("url", "")))
-    return f"{u.scheme}://{u.netloc.rpartition('@')[2]}".lower()
+    try:
+        u = urllib.parse.urlsplit(str(channel.get("url", "")))
+        origin = f"{u.scheme}://{u.netloc.rpartition('@')[2]}".lower()
+    except ValueError:  # "http://[": its sends fail at once (permanently); it must not stop the others' lanes
+        origin = "invalid-url"
+    if channel["type"] in CHAT:
+        return f"{origin}#{hashlib.sha256(channel['url'].encode()).hexdigest()[:12]}"
+    return origin
 
 
 def _describe(channel: dict[str, Any]) -> str:
     if channel["type"] == "email":
         return f"email:{channel['address']}"
+    if channel["type"] in CHAT:  # the history keeps no token: the robot's host and the hash of its URL
+        return f"{channel['type']}:{receiver(channel)}"
     if channel["type"] == "webhook":
         return f"webhook/{channel.get('format', 'json')}:{channel['url']}"
     return f"alertmanager:{channel['url']}"

@@ -244,20 +244,36 @@ class Policy(_Strict):
         return self
 
 
+CHAT = ("dingtalk", "wecom", "slack", "feishu")  # group robots: a URL that is its own token
+SIGNED = ("dingtalk", "feishu")  # robots that can also require a signature made with a secret
+
+
 class Channel(_Strict):
-    type: Literal["webhook", "email", "alertmanager"]
+    type: Literal["webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu"]
     url: str | None = None
     format: Literal["json", "alertmanager", "alibaba"] = "json"
     address: str | None = None
     headers: dict[str, str] = {}
+    # The robot's signing secret (DingTalk "加签", Feishu "签名校验"); stored, never shown back.
+    secret: str | None = Field(None, min_length=1, max_length=256)
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, v: Any) -> Any:
+        # Runs only for a secret given: `null` is refused as the API documents a string (leave it out instead).
+        if v is None:
+            raise ValueError("must be a string; leave it out for a robot without a signing secret")
+        return v
 
     @model_validator(mode="after")
     def _fields(self) -> "Channel":
-        if self.type in ("webhook", "alertmanager"):
+        if self.type in ("webhook", "alertmanager", *CHAT):
             if not self.url or not re.match(r"^https?://[^\s/]+", self.url):
                 raise ValueError(f"a {self.type} channel needs an http(s) url")
         if self.type == "email" and (not self.address or not re.match(r"^[^@\s]+@[^@\s]+$", self.address)):
             raise ValueError("an email channel needs an address like ops@example.com")
+        if self.secret is not None and self.type not in SIGNED:
+            raise ValueError(f"only {' and '.join(SIGNED)} robots sign with a secret; a {self.type} channel has none")
         return self
 
 

@@ -59,8 +59,8 @@ def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, no
         row["value"] = ch.value
         status = "resolved" if ch.verdict in (semantics.OK, semantics.INSUFFICIENT) else "firing"
         kind = plan[2] if plan else None
-        notice = evaluator.message_for(ch, {**row, "fired_at": row.get("fired_at") or now}, status,
-                                       kind or status, instances.get(ch.key[2], {}), alerting.base_url, now)
+        notice = alerting.notice_for(ch, {**row, "fired_at": row.get("fired_at") or now}, status, kind or status,
+                                     instances.get(ch.key[2], {}), now)
         sends = []
         for contact in recipients(repo, ch.policy.contact_groups):
             for ch_ in contact["channels"]:

@@ -13,7 +13,7 @@ from diag.units import parse_duration
 from diag.web import auth, secrets
 from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP,
+from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
                               CONTACT_GROUP_BODY, POLICY, TIME_IN, between,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
 from diag.web.validate import json_body, time_param
@@ -275,3 +275,14 @@ def _register(path: str) -> None:
 
 for _path in _KIND:
     _register(_path)
+
+
+@bp.post("/contacts/<contact_id>/test")
+@doc("Send a test notice to each channel of a contact now: one attempt each within the delivery deadline, "
+     "not queued nor retried; each channel's outcome (a robot's refusal names its errcode).",
+     responses={200: CONTACT_TEST})
+def test_contact(contact_id: str):
+    auth.require("token")
+    results = _call(_alerting().test_contact, contact_id)
+    return jsonify({"contact_id": contact_id, "results": [
+        {**r, "channel": secrets.mask_text(r["channel"]), "detail": secrets.mask_text(r["detail"])} for r in results]})

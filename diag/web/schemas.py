@@ -321,11 +321,14 @@ POLICY = component("AlertPolicy", obj({
     "updated_at": NUM}))
 POLICY_TEST_BODY = obj(optional={"event": nullable(obj({"type": enum(*EVENT_TYPES)}, {
     "level": EVENT_LEVEL, "instance_id": STR, "message": STR}))}, extra=False)
-CHANNEL_BODY = obj({"type": enum("webhook", "email", "alertmanager")},
+CHANNEL_TYPES = ("webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu")
+CHANNEL_BODY = obj({"type": enum(*CHANNEL_TYPES)},
                    {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
-                    "headers": LABELS}, extra=False)
-CHANNEL = obj({"type": enum("webhook", "email", "alertmanager"), "url": nullable(STR),
-               "format": enum("json", "alertmanager", "alibaba"), "address": nullable(STR), "headers": LABELS})
+                    "headers": LABELS, "secret": STR}, extra=False)
+# `secret` (signing robots only) and the token in a robot's URL are shown as ***, never as they are.
+CHANNEL = obj({"type": enum(*CHANNEL_TYPES), "url": nullable(STR),
+               "format": enum("json", "alertmanager", "alibaba"), "address": nullable(STR), "headers": LABELS},
+              {"secret": nullable({**STR, "description": "*** when one is stored; never the secret itself"})})
 POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_seconds": NUM, "results": arr(obj({
     "instance_id": STR, "condition": STR, "verdict": STR, "state_before": ALERT_STATE, "state_after": ALERT_STATE,
     "would_notify": nullable(STR), "value": nullable(NUM), "severity": SEVERITY, "message": STR,
@@ -353,9 +356,17 @@ CHANNEL_IN = {"oneOf": [
     obj({"type": enum("webhook", "alertmanager"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
         {"address": nullable(STR), **_CHANNEL_COMMON}, extra=False),
     obj({"type": enum("email"), "address": {"type": "string", "pattern": r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+$"}},
-        {"url": nullable(STR), **_CHANNEL_COMMON}, extra=False)]}
+        {"url": nullable(STR), **_CHANNEL_COMMON}, extra=False),
+    # Group robots whose URL carries the token; DingTalk and Feishu may also sign with a secret.
+    obj({"type": enum("dingtalk", "feishu"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
+        {"address": nullable(STR), "secret": text(256), **_CHANNEL_COMMON}, extra=False),
+    obj({"type": enum("wecom", "slack"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
+        {"address": nullable(STR), **_CHANNEL_COMMON}, extra=False)]}
 CONTACT_BODY = obj({"name": text(200), "channels": arr(CHANNEL_IN, minItems=1, maxItems=20)}, extra=False)
 CONTACT = component("Contact", obj({"contact_id": STR, "name": STR, "channels": arr(CHANNEL), "created_at": NUM}))
+CONTACT_TEST = obj({"contact_id": STR, "results": arr(obj({
+    "index": INT, "type": enum(*CHANNEL_TYPES), "channel": {**STR, "description": "where it went, secrets masked"},
+    "outcome": enum("delivered", "failed"), "detail": STR}))})
 # Each contact must exist (a 422 names the unknown one): a schema cannot say that.
 CONTACT_GROUP_BODY = obj({"name": text(200)}, {"contacts": arr(STR, maxItems=200)}, extra=False)
 CONTACT_GROUP = component("ContactGroup", obj({"contact_group_id": STR, "name": STR, "contacts": arr(STR),

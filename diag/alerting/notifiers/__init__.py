@@ -15,7 +15,7 @@ class DeliveryError(Exception):
 def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadline: float = 10.0) -> str:
     """Deliver through the channel's notifier within `deadline` seconds (HTTP channels; mail
     keeps smtp.timeout); returns a short outcome detail."""
-    from diag.alerting.notifiers import alertmanager, email, webhook
+    from diag.alerting.notifiers import alertmanager, chat, email, webhook
 
     kind = channel["type"]
     if kind == "webhook":
@@ -24,4 +24,6 @@ def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadlin
         return email.send(channel, payload, key, settings)
     if kind == "alertmanager":
         return alertmanager.send(channel, payload, key, settings, deadline)
+    if kind in ("dingtalk", "wecom", "slack", "feishu"):
+        return chat.send(channel, payload, key, settings, deadline)
     raise DeliveryError(f"unknown channel type {kind!r}", permanent=True)

@@ -34,7 +34,7 @@ DETAIL_BYTES = 1024  # of an error answer's body, for the delivery history
 @dataclass(frozen=True, slots=True)
 class Answer:
     status_code: int
-    text: str  # the first DETAIL_BYTES of the body of an error answer; "" for a success
+    text: str  # the first DETAIL_BYTES of the body of an error answer (or any answer, with read_body); else ""
 
 
 def _connection(url: urllib.parse.SplitResult, timeout: float) -> tuple[http.client.HTTPConnection, str, dict[str, str]]:
@@ -64,8 +64,14 @@ def _connection(url: urllib.parse.SplitResult, timeout: float) -> tuple[http.cli
 
 
 def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = None,
-              timeout: float = TIMEOUT) -> Answer:
-    u = urllib.parse.urlsplit(url)
+              timeout: float = TIMEOUT, read_body: bool = False) -> Answer:
+    """POST `body` as JSON. `read_body`: keep the start of a success's body too, for the chat
+    robots that answer 200 with their verdict inside."""
+    try:
+        u = urllib.parse.urlsplit(url)
+        u.port  # noqa: B018 - raises on a port that is not one
+    except ValueError as e:  # "http://[" passes a channel's check and fails here: no retry can help
+        raise DeliveryError(f"not a valid URL: {e}", permanent=True) from None
     if u.scheme not in ("http", "https") or not u.hostname:
         raise DeliveryError(f"not an http(s) URL: {url[:200]!r}", permanent=True)
     data = json.dumps(body).encode()
@@ -77,8 +83,8 @@ def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = No
     h.update(headers or {})
     try:
         conn, target, proxy_headers = _connection(u, timeout)
-    except (OSError, ValueError) as e:  # a bad port or proxy
-        raise DeliveryError(f"{type(e).__name__}: {e}", permanent=isinstance(e, ValueError)) from None
+    except (OSError, ValueError, http.client.InvalidURL) as e:  # a bad port, host or proxy
+        raise DeliveryError(f"{type(e).__name__}: {e}", permanent=not isinstance(e, OSError)) from None
     h.update(proxy_headers)
     cut = threading.Event()
 
@@ -104,7 +110,7 @@ def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = No
         if cut.is_set():  # the shut-down socket reads as an end: what came is not a whole head
             raise TimeoutError
         status, text = r.status, ""
-        if status >= 300:
+        if status >= 300 or read_body:
             try:
                 text = r.read(DETAIL_BYTES).decode("utf-8", "replace")
             except (OSError, http.client.HTTPException):
@@ -122,7 +128,7 @@ def post_json(url: str, body: Any, key: str, headers: dict[str, str] | None = No
         # A 4xx other than timeout/throttling will not succeed on a retry.
         permanent = 400 <= status < 500 and status not in (408, 425, 429)
         raise DeliveryError(f"HTTP {status}: {text[:200]}", permanent=permanent)
-    return Answer(status, "")
+    return Answer(status, text)
 
 
 def send(channel: dict[str, Any], payload: Any, key: str, settings: Any, deadline: float = TIMEOUT) -> str:

@@ -1,0 +1,184 @@
+"""Contacts, their channels and contact groups on the Alerts page: list, create, edit,
+test-send and delete, on `service.alerting` as the API does it (diag/web/alerting_routes).
+
+A channel's secrets are write-only here too: the form shows the robot's URL as
+`https://host/***` and a stored secret as `***`; sent back unchanged they keep what is
+stored (diag.web.secrets.restore), so editing a contact's name never needs the token again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, redirect, request, url_for
+
+from dashboards.alerts_views import _alerting, _page
+from dashboards.views import bp
+from diag.alerting.policy import CHAT, SIGNED, PolicyError
+from diag.web import secrets
+from diag.web.errors import ApiError
+
+CHANNEL_TYPES = (("webhook", "Webhook"), ("email", "E-mail"), ("alertmanager", "Alertmanager"),
+                 ("dingtalk", "DingTalk robot"), ("wecom", "WeCom robot"), ("slack", "Slack webhook"),
+                 ("feishu", "Feishu / Lark robot"))
+FIELDS = ("type", "url", "address", "format", "secret")
+
+
+def describe(ch: dict[str, Any]) -> str:
+    """One masked line per channel, as the contacts table shows it."""
+    ch = secrets.mask_channel(ch)
+    if ch["type"] == "email":
+        return f"e-mail {ch.get('address')}"
+    kind = dict(CHANNEL_TYPES).get(ch["type"], ch["type"])
+    if ch["type"] == "webhook" and ch.get("format", "json") != "json":
+        kind += f" ({ch['format']})"
+    return f"{kind} {ch.get('url')}" + (" · signed" if ch.get("secret") else "")
+
+
+def context(contact_values: dict[str, Any] | None = None, group_values: dict[str, Any] | None = None,
+            errors: dict[str, str] | None = None, tested: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the page's contacts section needs: the lists, the two forms' values and errors."""
+    a = _alerting()
+    contacts = a.repo.list("contact")
+    groups = a.repo.list("contact_group")
+    editing_contact = request.args.get("contact") if contact_values is None else contact_values.get("id")
+    if contact_values is None:
+        cur = a.repo.get("contact", editing_contact) if editing_contact else None
+        if editing_contact and cur is None:
+            abort(404, f"no contact {editing_contact}")
+        contact_values = contact_form_values(cur)
+    editing_group = request.args.get("group") if group_values is None else group_values.get("id")
+    if group_values is None:
+        cur = a.repo.get("contact_group", editing_group) if editing_group else None
+        if editing_group and cur is None:
+            abort(404, f"no contact group {editing_group}")
+        group_values = {"id": editing_group, "name": (cur or {}).get("name", ""),
+                        "contacts": (cur or {}).get("contacts", [])}
+    in_groups: dict[str, list[str]] = {}
+    for g in groups:
+        for cid in g.get("contacts", []):
+            in_groups.setdefault(cid, []).append(g["name"])
+    names = {c["contact_id"]: c["name"] for c in contacts}
+    return {"contacts": [{**c, "lines": [describe(ch) for ch in c["channels"]], "groups": in_groups.get(c["contact_id"], [])}
+                         for c in contacts],
+            "contact_groups": [{**g, "names": [names.get(c, c) for c in g.get("contacts", [])]} for g in groups],
+            "cv": contact_values, "gv": group_values, "cerrors": errors or {}, "channel_types": CHANNEL_TYPES,
+            "signed_types": SIGNED, "chat_types": CHAT, "tested": tested}
+
+
+def contact_form_values(contact: dict[str, Any] | None) -> dict[str, Any]:
+    """The form's values: each stored channel masked, then one empty row to add a channel."""
+    rows = [secrets.mask_channel(ch) for ch in (contact or {}).get("channels", [])]
+    rows = [{k: r.get(k) or "" for k in FIELDS} for r in rows]
+    rows.append({k: "" for k in FIELDS})
+    return {"id": (contact or {}).get("contact_id"), "name": (contact or {}).get("name", ""), "channels": rows}
+
+
+def _body_from_form() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The API body of the contact form, and the values to show again on an error. A row
+    without a type is dropped; fields a type does not use are not sent."""
+    form = request.form
+    rows, channels = [], []
+    i = 0
+    while f"channels[{i}].type" in form:
+        row = {k: form.get(f"channels[{i}].{k}", "").strip() for k in FIELDS}
+        i += 1
+        if not row["type"]:
+            continue
+        rows.append(row)
+        ch: dict[str, Any] = {"type": row["type"]}
+        if row["type"] == "email":
+            ch["address"] = row["address"]
+        else:
+            ch["url"] = row["url"]
+        if row["type"] == "webhook" and row["format"]:
+            ch["format"] = row["format"]
+        if row["secret"] and row["type"] in SIGNED:
+            ch["secret"] = row["secret"]
+        channels.append(ch)
+    values = {"name": form.get("name", "").strip(), "channels": rows + [{k: "" for k in FIELDS}]}
+    return {"name": values["name"], "channels": channels}, values
+
+
+@bp.post("/alerts/contacts", defaults={"contact_id": None})
+@bp.post("/alerts/contacts/<contact_id>")
+def save_contact(contact_id: str | None) -> Any:
+    a = _alerting()
+    stored = a.repo.get("contact", contact_id) if contact_id else None
+    if contact_id and stored is None:
+        abort(404, f"no contact {contact_id}")
+    body, values = _body_from_form()
+    values["id"] = contact_id
+    try:
+        saved = a.save_contact(secrets.restore(body, stored), contact_id)
+    except (PolicyError, ApiError) as e:
+        field = e.field or "_contact"
+        # A masked value the user changed the type of: shown again masked, never as stored.
+        values["channels"] = [{k: (secrets.mask_channel(r).get(k) or "") for k in FIELDS} for r in values["channels"]]
+        return _page(status=422, extra=context(contact_values=values, errors={field: e.message}),
+                     notice=f"the contact was not saved: {field}: {e.message}", failed=True)
+    verb = "created" if contact_id is None else "saved"
+    return redirect(url_for("dash.alerts", notice=f"{verb} contact {saved['name']!r}")
+                    + f"#contact-{saved['contact_id']}", 303)
+
+
+@bp.post("/alerts/contacts/<contact_id>/delete")
+def delete_contact(contact_id: str) -> Any:
+    a = _alerting()
+    cur = a.repo.get("contact", contact_id)
+    if cur is None:
+        abort(404, f"no contact {contact_id}")
+    users = [g["name"] for g in a.repo.list("contact_group") if contact_id in g.get("contacts", [])]
+    if users:
+        return _page(notice=f"{cur['name']!r} is in the groups {', '.join(users[:5])}: take it out of them first",
+                     status=409, failed=True)
+    a.repo.delete("contact", contact_id)
+    return redirect(url_for("dash.alerts", notice=f"deleted contact {cur['name']!r}") + "#contacts", 303)
+
+
+@bp.post("/alerts/contacts/<contact_id>/test")
+def test_contact(contact_id: str) -> Any:
+    a = _alerting()
+    try:
+        results = a.test_contact(contact_id)
+    except PolicyError as e:
+        abort(e.status if e.status == 404 else 422, e.message)
+    cur = a.repo.get("contact", contact_id) or {"name": contact_id}
+    shown = [{**r, "channel": secrets.mask_text(r["channel"]), "detail": secrets.mask_text(r["detail"])}
+             for r in results]
+    ok = all(r["outcome"] == "delivered" for r in results)
+    return _page(extra=context(tested={"name": cur["name"], "results": shown}),
+                 notice=f"test of {cur['name']!r}: " + ("every channel took it" if ok else "a channel failed"),
+                 failed=not ok)
+
+
+@bp.post("/alerts/groups", defaults={"group_id": None})
+@bp.post("/alerts/groups/<group_id>")
+def save_group(group_id: str | None) -> Any:
+    a = _alerting()
+    if group_id and not a.repo.exists("contact_group", group_id):
+        abort(404, f"no contact group {group_id}")
+    body = {"name": request.form.get("name", "").strip(), "contacts": request.form.getlist("contacts")}
+    try:
+        saved = a.save_group(body, group_id)
+    except PolicyError as e:
+        field = e.field or "_group"
+        return _page(status=422, extra=context(group_values={**body, "id": group_id}, errors={"group." + field: e.message}),
+                     notice=f"the group was not saved: {field}: {e.message}", failed=True)
+    verb = "created" if group_id is None else "saved"
+    return redirect(url_for("dash.alerts", notice=f"{verb} contact group {saved['name']!r}")
+                    + f"#group-{saved['contact_group_id']}", 303)
+
+
+@bp.post("/alerts/groups/<group_id>/delete")
+def delete_group(group_id: str) -> Any:
+    a = _alerting()
+    cur = a.repo.get("contact_group", group_id)
+    if cur is None:
+        abort(404, f"no contact group {group_id}")
+    users = [p["name"] for p in a.repo.list("policy") if group_id in p.get("contact_groups", [])]
+    if users:
+        return _page(notice=f"policies {', '.join(users[:5])} notify {cur['name']!r}: change them first",
+                     status=409, failed=True)
+    a.repo.delete("contact_group", group_id)
+    return redirect(url_for("dash.alerts", notice=f"deleted contact group {cur['name']!r}") + "#contact-groups", 303)
