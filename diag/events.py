@@ -384,6 +384,13 @@ class EventLog:
 
 def alibaba_shape(event: dict[str, Any], product: str = "diag") -> dict[str, Any]:
     """The Alibaba Cloud event-notification body (PRODUCT.md), for webhooks."""
+    if event["type"] == "Instance.StateChange":
+        # The seed's lifecycle notice: no status in the name, the new state in the content.
+        state = (event["details"].get("labels") or {}).get("state", "")
+        return {"id": event["event_id"], "eventTime": event["publish_time"], "level": event["level"],
+                "name": "Instance:StateChange", "product": product, "resourceId": event["instance_id"],
+                "content": {**event["details"], "resourceId": event["instance_id"], "resourceType": "Instance",
+                            "state": state}}
     return {"id": event["event_id"], "eventTime": event["publish_time"], "level": event["level"],
             "name": f"Instance:{event['type']}:{event['status']}", "product": product,
             "resourceId": event["instance_id"], "content": event["details"]}

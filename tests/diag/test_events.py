@@ -229,3 +229,11 @@ def test_a_reboot_without_its_previous_boot_time_is_bounded_by_the_last_recorded
     first = log.record_signal("i-1", Signal(T, "reboot", "rebooted", {"boot_id": "b2"}))
     second = log.record_signal("i-1", Signal(T + 900, "reboot", "rebooted", {"boot_id": "b3"}))
     assert (first["type"], second["type"]) == ("InstanceFailure.Reboot", "Instance.Reboot")
+
+
+def test_a_state_change_has_the_seed_s_name_and_state(log):
+    e = log.detected("i-1", "Instance.StateChange", T, "Stopped: no sample for 301s",
+                     labels={"state": "Stopped", "cause": "no sample for 301s"}, fold_key="x")
+    body = alibaba_shape(e)
+    assert body["name"] == "Instance:StateChange" and body["content"]["state"] == "Stopped"
+    assert body["content"]["resourceId"] == "i-1" and body["level"] == "INFO"
