@@ -9,7 +9,7 @@ four significant digits everywhere, with the metric's unit from the catalogue.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from diag import catalogue
@@ -98,14 +98,43 @@ def metric_of(policy: dict[str, Any] | None, path: str) -> str | None:
     return None
 
 
-def annotate(alerts: Iterable[dict[str, Any]], policies: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each alert with `policy_name`, `condition_text` and `value_text` for the templates."""
+def condition_of(policy: dict[str, Any] | None, path: str) -> dict[str, Any] | None:
+    """The metric condition an alert's path names (the first one for `all`), or None."""
+    conds = (policy or {}).get("conditions") or []
+    m = _PATH.match(path)
+    i = 0 if path == "all" else int(m.group(2)) if m and m.group(1) == "conditions" else None
+    return conds[i] if i is not None and i < len(conds) else None
+
+
+SEVERITY_ORDER = ("critical", "warning", "info")
+
+
+def _rank(a: dict[str, Any]) -> tuple:
+    sev = a.get("severity")
+    return (a.get("state") != "firing", SEVERITY_ORDER.index(sev) if sev in SEVERITY_ORDER else 9,
+            a.get("started_at") or 0)
+
+
+def annotate(alerts: Iterable[dict[str, Any]], policies: Iterable[dict[str, Any]],
+             current: Callable[[str, dict[str, Any]], float | None] | None = None) -> list[dict[str, Any]]:
+    """One row per policy and instance, at its highest severity (a warning and a critical
+    condition of one policy on one machine are one problem), firing before pending, the most
+    severe first. Each row has `policy_name`, `condition_text`, `value_text` (the value when it
+    fired, which the evaluator keeps) and `now_text` (the latest sample now, from `current(instance,
+    condition)`), and `also`: the other conditions of the row."""
     by_id = {p["policy_id"]: p for p in policies}
-    out = []
-    for a in alerts:
+    rows: dict[tuple, dict[str, Any]] = {}
+    for a in sorted(alerts, key=_rank):
         p = by_id.get(a.get("policy_id"))
         path = str(a.get("condition", ""))
-        out.append({**a, "policy_name": p["name"] if p else a.get("policy_id"),
-                    "condition_text": condition_text(p, path),
-                    "value_text": value_text(a.get("value"), metric_of(p, path))})
-    return out
+        key = (a.get("policy_id"), a.get("instance_id"))
+        if key in rows:
+            rows[key]["also"].append(condition_text(p, path))
+            continue
+        metric = metric_of(p, path)
+        cond = condition_of(p, path)
+        now = current(str(a.get("instance_id")), cond) if current is not None and cond is not None else None
+        rows[key] = {**a, "policy_name": p["name"] if p else a.get("policy_id"), "condition_text": condition_text(p, path),
+                     "value_text": value_text(a.get("value"), metric), "now": now,
+                     "now_text": value_text(now, metric) if now is not None else None, "also": []}
+    return list(rows.values())

@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from dashboards import alert_text, policy_form
-from dashboards.views import alerting, bp, service
+from dashboards.views import alerting, bp, current_value, service
 from diag import catalogue
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
@@ -62,7 +62,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
     metrics = sorted(set(catalogue.BY_NAME) | set(a.metric_names()))
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
-        "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies),
+        "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies, current_value),
         history=[secrets.mask_history(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
         errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
         metrics=metrics,

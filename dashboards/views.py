@@ -208,7 +208,20 @@ def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
     except Exception:  # noqa: BLE001 - the overview stays up when alerting cannot answer
         current_app.logger.exception("firing alerts")
         return None
-    return alert_text.annotate(alerts, policies)
+    return alert_text.annotate(alerts, policies, current_value)
+
+
+def current_value(instance_id: str, cond: dict[str, Any]) -> float | None:
+    """The condition's metric now: its latest sample on the instance (the highest of several
+    series for a `>` condition, the lowest for `<`), None when the store has none or fails."""
+    try:
+        lat = service().store.latest(cond["metric"], instance_id=instance_id, labels=cond.get("labels") or None)
+    except Exception:  # noqa: BLE001 - the page shows the value at firing instead
+        return None
+    if lat is None or lat.empty:
+        return None
+    values = lat["value"].astype(float)
+    return float(values.min() if str(cond.get("comparison", ">")).startswith("<") else values.max())
 
 
 @bp.get("/")

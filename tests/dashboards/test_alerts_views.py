@@ -312,3 +312,33 @@ def test_a_failed_change_shows_a_failure_notice(service, monkeypatch):
     assert re.search(r'<p class="notice bad" role="alert">could not change &#39;CPU is busy at all&#39;: the policy '
                      r"file owns this policy</p>", page)
     assert 'class="notice good"' not in page
+
+
+def test_one_row_per_policy_and_instance_at_its_highest_severity_with_the_value_now():
+    policy = {"policy_id": "p1", "name": "CPU", "conditions": [
+        {"metric": "cpu_usage", "statistic": "avg", "period": 300, "comparison": ">=", "threshold": 80, "severity": "warning"},
+        {"metric": "cpu_usage", "statistic": "avg", "period": 300, "comparison": ">=", "threshold": 95, "severity": "critical"}]}
+    alerts = [
+        {"policy_id": "p1", "instance_id": "a", "condition": "conditions[0]", "state": "firing", "severity": "warning",
+         "value": 46.56, "started_at": 100},
+        {"policy_id": "p1", "instance_id": "a", "condition": "conditions[1]", "state": "firing", "severity": "critical",
+         "value": 96.0, "started_at": 200},
+        {"policy_id": "p1", "instance_id": "b", "condition": "conditions[0]", "state": "pending", "severity": "warning",
+         "value": 81.0, "started_at": 50},
+        {"policy_id": "p1", "instance_id": "c", "condition": "conditions[0]", "state": "firing", "severity": "warning",
+         "value": 85.0, "started_at": 10},
+    ]
+    asked = []
+
+    def now_of(instance: str, cond: dict) -> float | None:
+        asked.append((instance, cond["threshold"]))
+        return {"a": 87.25, "c": None}.get(instance)
+
+    rows = alert_text.annotate(alerts, [policy], now_of)
+    assert [(r["instance_id"], r["severity"], r["state"]) for r in rows] == [
+        ("a", "critical", "firing"), ("c", "warning", "firing"), ("b", "warning", "pending")]
+    a = rows[0]
+    assert (a["now_text"], a["value_text"]) == ("87.25 %", "96 %")  # the value now, and when it fired
+    assert a["also"] == ["cpu_usage avg over 5m >= 80 %"]
+    assert rows[1]["now_text"] is None and rows[1]["value_text"] == "85 %"
+    assert ("a", 95) in asked and ("a", 80) not in asked  # the row's own condition
