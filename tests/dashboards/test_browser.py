@@ -183,6 +183,33 @@ def test_run_diagnosis_shows_a_new_report(watched, served):
     assert watched.errors == []
 
 
+def test_problems_only_hides_passing_checks_and_a_health_reason_links_to_its_check(watched, served):
+    proc, iid = served
+    page = watched.page
+    page.goto(f"{proc.url}/diagnosis?instance_id={iid}", wait_until="networkidle")
+    rows = page.locator("#report .check")
+    total = rows.count()
+    passing = page.locator("#report .check.s-ok-row, #report .check.s-not_applicable-row").count()
+    assert total >= passing > 0
+    assert not page.locator(".all-pass-note").is_visible()
+    page.check("#problems-only")
+    shown = [r for r in range(total) if rows.nth(r).is_visible()]
+    assert len(shown) == total - passing
+    assert page.locator(".all-pass-note").is_visible() == (not shown)  # an empty page says why
+    assert all("s-ok-row" not in (rows.nth(r).get_attribute("class") or "") for r in shown)
+    page.uncheck("#problems-only")
+    assert sum(rows.nth(r).is_visible() for r in range(total)) == total
+    # The instance page's health reasons that name a check link to it in the latest report.
+    page.goto(f"{proc.url}/instances/{iid}", wait_until="networkidle")
+    links = page.locator("#health ul.reasons a[href*='#check-']")
+    if links.count():
+        href = links.first.get_attribute("href")
+        page.goto(proc.url + href, wait_until="networkidle")
+        target = href.rsplit("#", 1)[1]
+        assert page.locator(f"[id='{target}']").is_visible()
+    assert watched.errors == []
+
+
 def test_a_firing_alert_reads_as_its_condition(watched, served):
     proc, iid = served
     status, _, body = http("POST", f"{proc.url}/api/v1/alert-policies", {
