@@ -138,3 +138,13 @@ def annotate(alerts: Iterable[dict[str, Any]], policies: Iterable[dict[str, Any]
                      "value_text": value_text(a.get("value"), metric), "now": now,
                      "now_text": value_text(now, metric) if now is not None else None, "also": []}
     return list(rows.values())
+
+
+def unheard(policies: Iterable[dict[str, Any]], firing: Iterable[dict[str, Any]],
+            channels_of: Callable[[list[str]], int]) -> dict[str, list[dict[str, Any]]]:
+    """Enabled policies whose contact groups reach no channel (none set, or groups and contacts
+    without one): they fire silently. `firing` are alert rows; `channels_of(group ids)` counts
+    the channels those groups reach."""
+    firing_ids = {a.get("policy_id") for a in firing if a.get("state") == "firing"}
+    silent = [p for p in policies if p.get("enabled", True) and channels_of(list(p.get("contact_groups") or [])) == 0]
+    return {"silent": silent, "firing": [p for p in silent if p["policy_id"] in firing_ids]}

@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from dashboards import alert_text, policy_form
-from dashboards.views import alerting, bp, current_value, service
+from dashboards.views import alerting, bp, current_value, service, unheard
 from diag import catalogue
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
@@ -68,7 +68,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
-        instances=service().instances.list(), **extra), status
+        instances=service().instances.list(), unheard=unheard(), **extra), status
 
 
 @bp.get("/alerts")
@@ -144,3 +144,17 @@ def _policy_or_404(a: Any, policy_id: str) -> dict[str, Any]:
     if cur is None:
         abort(404, f"no policy {policy_id}")
     return cur
+
+
+@bp.post("/alerts/policies/notify")
+def notify_unheard() -> Any:
+    """The banner's one step: every enabled policy that reaches nobody sends to this group."""
+    a = _alerting()
+    gid = request.form.get("group", "")
+    group = a.repo.get("contact_group", gid)
+    if group is None:
+        return _page(notice="choose a contact group (create one under Contacts below)", failed=True, status=422)
+    silent = (unheard() or {}).get("silent", [])
+    for p in silent:
+        a.patch_policy(p["policy_id"], {"contact_groups": [*p.get("contact_groups", []), gid]})
+    return redirect(url_for("dash.alerts", notice=f"{len(silent)} policies now notify {group['name']}"), 303)

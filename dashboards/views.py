@@ -211,6 +211,21 @@ def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
     return alert_text.annotate(alerts, policies, current_value)
 
 
+def unheard() -> dict[str, list[dict[str, Any]]] | None:
+    """The enabled policies nobody would hear of (for the banner), or None without alerting."""
+    a = alerting()
+    if a is None:
+        return None
+    from diag.alerting.notices import recipients
+
+    try:
+        return alert_text.unheard(a.repo.list("policy"), a.repo.alerts(["firing"]),
+                                  lambda groups: sum(len(c.get("channels") or []) for c in recipients(a.repo, groups)))
+    except Exception:  # noqa: BLE001 - the page stays up without its banner
+        current_app.logger.exception("unheard policies")
+        return None
+
+
 def current_value(instance_id: str, cond: dict[str, Any]) -> float | None:
     """The condition's metric now: its latest sample on the instance (the highest of several
     series for a `>` condition, the lowest for `<`), None when the store has none or fails."""
@@ -238,7 +253,8 @@ def overview() -> Any:
     counts = {st: sum(1 for r in rows if r["health_status"] == st) for st in STATES}
     events = s.events.list(since=now - 86400, limit=15)
     return render_template("overview.html", rows=rows, glance=data.glance(s, now), counts=counts,
-                           events=events, firing=_firing(), now=now)
+                           events=events, firing=_firing(), now=now, unheard=unheard(),
+                           groups=(alerting().repo.list("contact_group") if alerting() else []))
 
 
 # -- instance ------------------------------------------------------------------------------
