@@ -68,7 +68,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
-        instances=service().instances.list(), unheard=unheard(), **extra), status
+        instances=service().instances.list(), unheard=unheard(), now=time.time(), **extra), status
 
 
 @bp.get("/alerts")
@@ -158,3 +158,18 @@ def notify_unheard() -> Any:
     for p in silent:
         a.patch_policy(p["policy_id"], {"contact_groups": [*p.get("contact_groups", []), gid]})
     return redirect(url_for("dash.alerts", notice=f"{len(silent)} policies now notify {group['name']}"), 303)
+
+
+@bp.post("/alerts/<alert_id>/ack")
+def ack_alert(alert_id: str) -> Any:
+    """"I am on it" from the firing row: repeats stop for a day or until it resolves."""
+    from diag.alerting.policy import PolicyError
+    from diag.web.alerting_routes import who
+
+    comment = request.form.get("comment", "").strip()[:1024]
+    try:
+        _alerting().ack(alert_id, who(), comment)
+    except PolicyError as e:
+        return _page(notice=f"could not acknowledge {alert_id}: {e.message}", failed=True, status=e.status)
+    return redirect(url_for("dash.alerts", notice=f"acknowledged {alert_id}: no repeats for 24 h or until it resolves")
+                    + "#firing", 303)

@@ -17,6 +17,7 @@ from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
+from checks.windows import fmt_time
 from diag.alerting.repository import INSERT_HISTORY, Repository, muted
 
 log = logging.getLogger(__name__)
@@ -224,6 +225,26 @@ class Alerting:
                           (WATERMARK, json.dumps(self._top)))
         counts["changes"] = len(rows)
         return counts
+
+    def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
+            now: float | None = None) -> dict[str, Any]:
+        """"I am on it": the alert's repeats stop until it resolves (its next episode starts
+        unacknowledged) or the acknowledgement expires. Recorded in the alert and its history."""
+        now = time.time() if now is None else now
+        with self.db.write() as c:
+            r = c.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            if r is None:
+                raise PolicyError(None, f"no alert {alert_id}", 404)
+            if r["state"] not in ("firing", "pending"):
+                raise PolicyError(None, f"an alert that is {r['state']} needs no acknowledgement", 409)
+            detail = json.loads(r["detail"] or "{}")
+            detail["ack"] = {"by": who, "at": now, "until": now + expires_in, "comment": comment, "episode": r["episode"]}
+            c.execute("UPDATE alerts SET detail = ?, updated_at = ? WHERE alert_id = ?", (json.dumps(detail), now, alert_id))
+            c.execute(INSERT_HISTORY, (now, "ack", alert_id, r["policy_id"], r["instance_id"], r["condition"], r["state"],
+                                       r["state"], r["value"], None, None, None,
+                                       f"acknowledged by {who} until {fmt_time(now + expires_in)}"
+                                       + (f": {comment}" if comment else "")))
+        return self.repo.alert(alert_id) or {}
 
     def _plan(self, ch: Change, now: float) -> tuple[dict[str, Any], semantics.Step, str | None] | None:
         """The alert row after this change, the step taken and the notice kind, or None."""

@@ -197,7 +197,19 @@ def _moves(v: str, prev: dict[str, Any] | None, p: Policy, now: float, quiet_fir
     if v == PENDING and state in ("pending", "firing"):
         return False
     return not (v == FIRE and state == "firing" and (
-        quiet_firing or (prev["last_notified_at"] is not None and now - prev["last_notified_at"] < p.silence)))
+        quiet_firing or acknowledged(prev, now)
+        or (prev["last_notified_at"] is not None and now - prev["last_notified_at"] < p.silence)))
+
+
+def acknowledged(row: dict[str, Any] | None, now: float) -> bool:
+    """Someone is on it: an acknowledgement of this episode that has not expired (no repeats)."""
+    if row is None:
+        return False
+    detail = row.get("detail") or {}
+    if isinstance(detail, str):
+        detail = json.loads(detail) if detail not in ("", "{}") else {}
+    ack = detail.get("ack")
+    return bool(ack) and ack.get("episode") == row.get("episode") and now < float(ack.get("until", 0))
 
 
 def _change(key: tuple[str, str, str], p: Policy, v: str, iid: str, group: list) -> Change:

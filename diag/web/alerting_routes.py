@@ -3,6 +3,7 @@ and contact groups (API.md "Alerting")."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from diag.units import parse_duration
 from diag.web import auth, secrets
 from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
+from diag.web.schemas import (ACK_BODY, ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
                               CONTACT_GROUP_BODY, POLICY, TIME_IN, between,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
 from diag.web.validate import json_body, time_param
@@ -147,6 +148,33 @@ def alert_history():
         raise ApiError(400, "must be between 1 and 10000", "limit")
     rows = _alerting().repo.history(since, request.args.get("alert_id"), limit)
     return jsonify({"history": [secrets.mask_history(r) for r in rows]})
+
+
+def who() -> str:
+    """Who acts: the admin token's short fingerprint (never the token), or the local user."""
+    token = current_app.extensions["diag"]["service"].config.token
+    return "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8] if token else "local"
+
+
+@bp.post("/alerts/<alert_id>/ack")
+@doc("Acknowledge a firing or pending alert: its repeats stop until it resolves or the acknowledgement "
+     "expires.", body=ACK_BODY, responses={200: ALERT})
+def ack_alert(alert_id: str):
+    auth.require("token")
+    body = json_body()
+    unknown = set(body) - {"comment", "expires_in"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > 1024:
+        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
+    try:
+        expires_in = parse_duration(body.get("expires_in", "24h"))
+    except (TypeError, ValueError) as e:
+        raise ApiError(422, str(e), "expires_in") from None
+    if not 60 <= expires_in <= 7 * 86400:
+        raise ApiError(422, "must be between 1m and 7d", "expires_in")
+    return jsonify(_call(_alerting().ack, alert_id, who(), comment, expires_in))
 
 
 # -- silences -------------------------------------------------------------------------------

@@ -341,6 +341,10 @@ ALERT = component("Alert", obj({
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
+ACK_BODY = obj(optional={
+    "comment": text(1024, 0),
+    "expires_in": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d (default 24h)")},
+    extra=False)
 _SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
                                               r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
                    "comment": text(1024, 0)}

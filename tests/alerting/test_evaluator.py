@@ -173,3 +173,37 @@ def test_event_condition_fires_on_new_events_only(svc, receiver):
     assert states(svc, pid) == {("web1", "event_conditions[0]"): "resolved"}
     svc.alerting.deliver()
     assert len(receiver.bodies) == 1
+
+
+def test_an_acknowledged_alert_repeats_no_more_until_it_resolves_or_the_ack_expires(svc, receiver):
+    from diag.alerting.policy import PolicyError
+
+    group = subscribe(svc, [{"type": "webhook", "url": receiver.url}])
+    pid = policy(svc, contact_groups=[group], silence="5m",
+                 conditions=[{"metric": "cpu_usage", "period": "1m", "comparison": ">", "threshold": 90,
+                              "consecutive": 1}])
+    put(svc, "web1", "cpu_usage", T0, [95] * 20 + [10] + [95] * 8)
+
+    def run(periods) -> None:
+        for k in periods:
+            svc.alerting.evaluate(now=T0 + k * 60 + 1)
+            svc.alerting.deliver()
+
+    run(range(1, 3))  # firing at 1m
+    [alert] = svc.alerting.repo.alerts(["firing"], pid)
+    acked = svc.alerting.ack(alert["alert_id"], "admin-token:ab12cd34", "on it, disk swap", 600, now=T0 + 2 * 60 + 30)
+    assert acked["detail"]["ack"]["by"] == "admin-token:ab12cd34" and acked["detail"]["ack"]["comment"] == "on it, disk swap"
+    run(range(3, 13))  # without the ack: repeats at 6m and 11m; acknowledged until 12m30s: none
+    assert [b["kind"] for b in receiver.bodies] == ["firing"]
+    run(range(13, 21))  # the ack expired at 12m30s: repeats again, at 13m and 18m
+    assert [b["kind"] for b in receiver.bodies] == ["firing", "repeat", "repeat"]
+    run(range(21, 24))  # resolved at 21m, firing again at 22m: a new episode, not acknowledged
+    assert [b["kind"] for b in receiver.bodies] == ["firing", "repeat", "repeat", "resolved", "firing"]
+    assert "ack" not in svc.alerting.repo.alert(alert["alert_id"])["detail"]
+    history = [h for h in svc.alerting.repo.history(T0, None, 100) if h.get("kind") == "ack"]
+    assert len(history) == 1 and "on it, disk swap" in history[0]["detail"]
+    try:
+        svc.alerting.ack("a-nope", "local")
+        raise AssertionError("an unknown alert was acknowledged")
+    except PolicyError as e:
+        assert e.status == 404

@@ -342,3 +342,18 @@ def test_one_row_per_policy_and_instance_at_its_highest_severity_with_the_value_
     assert a["also"] == ["cpu_usage avg over 5m >= 80 %"]
     assert rows[1]["now_text"] is None and rows[1]["value_text"] == "85 %"
     assert ("a", 95) in asked and ("a", 80) not in asked  # the row's own condition
+
+
+def test_a_firing_alert_is_acknowledged_from_its_row(service):
+    service.alerting.save_policy({"name": "oom", "event_conditions": [{"type": "Kernel.OOMKill"}]})
+    service.events.detected(service.instance_id, "Kernel.OOMKill", time.time(), "Killed process 42 (java)")
+    service.alerting.evaluate()
+    [a] = service.alerting.repo.alerts(["firing"])
+    client = create_app(service).test_client()
+    page = client.get("/alerts").get_data(as_text=True)
+    assert f'/alerts/{a["alert_id"]}/ack' in page
+    r = client.post(f"/alerts/{a['alert_id']}/ack", data={"csrf_token": _csrf(client), "comment": "swapping the disk"})
+    assert r.status_code == 303
+    row = _text(_section(client.get("/alerts").get_data(as_text=True), "firing"))
+    assert "acknowledged by local until" in row and "swapping the disk" in row
+    assert service.alerting.repo.alert(a["alert_id"])["detail"]["ack"]["comment"] == "swapping the disk"

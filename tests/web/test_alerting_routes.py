@@ -168,3 +168,32 @@ def test_a_policy_read_can_be_put_back_changed(client):
     r = client.put(f"/api/v1/alert-policies/{created['policy_id']}", json=read, headers=AUTH)
     assert r.status_code == 200, r.get_json()
     assert r.get_json()["name"] == "cpu, renamed" and r.get_json()["policy_id"] == created["policy_id"]
+
+
+def _firing_alert(service) -> dict:
+    """A firing alert of an event policy, raised by a real event."""
+    service.alerting.save_policy({"name": "oom", "event_conditions": [{"type": "Kernel.OOMKill"}]})
+    service.events.detected(service.instance_id, "Kernel.OOMKill", time.time(), "Killed process 42 (java)")
+    service.alerting.evaluate()
+    [a] = service.alerting.repo.alerts(["firing"])
+    return a
+
+
+def test_ack_records_who_and_until_and_refuses_what_needs_none(client, service):
+    a = _firing_alert(service)
+    url = f"/api/v1/alerts/{a['alert_id']}/ack"
+    assert client.post(url, json={"comment": "on it"}).status_code == 401  # the admin token, as every change
+    r = client.post(url, json={"comment": "on it", "expires_in": "2h"}, headers=AUTH)
+    assert r.status_code == 200, r.get_json()
+    ack = r.get_json()["detail"]["ack"]
+    assert ack["comment"] == "on it" and ack["until"] - ack["at"] == 7200
+    assert ack["by"].startswith("admin-token:") and TOKEN not in ack["by"]
+    for body, field in (({"expires_in": "30d"}, "expires_in"), ({"expires_in": "soon"}, "expires_in"),
+                        ({"comment": 5}, "comment"), ({"who": "me"}, "who")):
+        bad = client.post(url, json=body, headers=AUTH)
+        assert bad.status_code == 422 and bad.get_json()["error"]["field"] == field, body
+    assert client.post("/api/v1/alerts/a-nope/ack", json={}, headers=AUTH).status_code == 404
+    # The alert resolves: an acknowledgement is no longer wanted.
+    with service.db.write() as c:
+        c.execute("UPDATE alerts SET state = 'resolved' WHERE alert_id = ?", (a["alert_id"],))
+    assert client.post(url, json={}, headers=AUTH).status_code == 409
