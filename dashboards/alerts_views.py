@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
-from dashboards import alert_text, policy_form
+from dashboards import alert_text, policy_form, timefmt
 from dashboards.views import alerting, bp, current_value, service, unheard
 from diag import catalogue
 from diag.alerting.policy import PolicyError
@@ -68,7 +68,16 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         metrics=metrics,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
-        instances=service().instances.list(), unheard=unheard(), now=time.time(), **extra), status
+        instances=service().instances.list(), unheard=unheard(), now=time.time(),
+        active_silences=a.repo.silences(time.time()), muted_by=_muted_by(a), **extra), status
+
+
+def _muted_by(a: Any) -> Any:
+    """`muted_by(alert)`: the active silence covering an alert row, for the template."""
+    from diag.alerting.repository import muted
+
+    silences = a.repo.silences(time.time())
+    return lambda row: muted(silences, row["alert_id"], row["policy_id"], row["instance_id"]) if silences else None
 
 
 @bp.get("/alerts")
@@ -173,3 +182,40 @@ def ack_alert(alert_id: str) -> Any:
         return _page(notice=f"could not acknowledge {alert_id}: {e.message}", failed=True, status=e.status)
     return redirect(url_for("dash.alerts", notice=f"acknowledged {alert_id}: no repeats for 24 h or until it resolves")
                     + "#firing", 303)
+
+
+SILENCE_SCOPES = ("alert_id", "policy_id", "instance_id")
+
+
+@bp.post("/alerts/silences")
+def silence() -> Any:
+    """A silence from a firing row: this alert, its whole policy or its whole instance, for a while."""
+    from diag.units import parse_duration
+
+    a = _alerting()
+    scope = request.form.get("scope", "")
+    target = request.form.get(scope, "") if scope in SILENCE_SCOPES else ""  # the row sends all three ids
+    comment = request.form.get("comment", "").strip()[:1024]
+    if scope not in SILENCE_SCOPES or not target:
+        return _page(notice="choose what to silence", failed=True, status=422)
+    exists = {"alert_id": lambda: a.repo.alert(target) is not None, "policy_id": lambda: a.repo.exists("policy", target),
+              "instance_id": lambda: service().instances.get(target) is not None}[scope]()
+    if not exists:
+        return _page(notice=f"no {scope.removesuffix('_id')} {target}", failed=True, status=404)
+    try:
+        duration = parse_duration(request.form.get("duration", "1h"))
+    except ValueError:
+        duration = 0
+    if not 60 <= duration <= 30 * 86400:
+        return _page(notice="a duration from 1m to 30d", failed=True, status=422)
+    targets = {k: (target if k == scope else None) for k in SILENCE_SCOPES}
+    made = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), **targets)
+    return redirect(url_for("dash.alerts", notice=f"silenced {scope.removesuffix('_id')} {target} until "
+                                                  f"{timefmt.when(made['ends_at'])} ({made['silence_id']})") + "#silences", 303)
+
+
+@bp.post("/alerts/silences/<silence_id>/expire")
+def expire_silence(silence_id: str) -> Any:
+    if not _alerting().repo.delete_silence(silence_id, time.time()):
+        return _page(notice=f"no active silence {silence_id}", failed=True, status=404)
+    return redirect(url_for("dash.alerts", notice=f"silence {silence_id} expired") + "#silences", 303)

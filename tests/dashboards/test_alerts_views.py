@@ -357,3 +357,26 @@ def test_a_firing_alert_is_acknowledged_from_its_row(service):
     row = _text(_section(client.get("/alerts").get_data(as_text=True), "firing"))
     assert "acknowledged by local until" in row and "swapping the disk" in row
     assert service.alerting.repo.alert(a["alert_id"])["detail"]["ack"]["comment"] == "swapping the disk"
+
+
+def test_silence_a_firing_alert_s_policy_from_its_row_then_expire_it(service):
+    service.alerting.save_policy({"name": "oom", "event_conditions": [{"type": "Kernel.OOMKill"}]})
+    service.events.detected(service.instance_id, "Kernel.OOMKill", time.time(), "Killed process 42 (java)")
+    service.alerting.evaluate()
+    [a] = service.alerting.repo.alerts(["firing"])
+    client = create_app(service).test_client()
+    token = _csrf(client)
+    ids = {"alert_id": a["alert_id"], "policy_id": a["policy_id"], "instance_id": a["instance_id"]}
+    bad = client.post("/alerts/silences", data={"csrf_token": token, "scope": "policy_id", **ids, "duration": "90d"})
+    assert bad.status_code == 422 and service.alerting.repo.silences(time.time()) == []
+    r = client.post("/alerts/silences", data={"csrf_token": token, "scope": "policy_id", **ids, "duration": "3h",
+                                              "comment": "known: batch job"})
+    assert r.status_code == 303
+    [s] = service.alerting.repo.silences(time.time())
+    assert (s["policy_id"], s["alert_id"], s["instance_id"], s["comment"]) == (a["policy_id"], None, None, "known: batch job")
+    assert abs(s["ends_at"] - s["created_at"] - 3 * 3600) < 1
+    page = client.get("/alerts").get_data(as_text=True)
+    assert "🔇 silenced until" in _text(_section(page, "firing")) and f'id="silence-{s["silence_id"]}"' in page
+    r = client.post(f"/alerts/silences/{s['silence_id']}/expire", data={"csrf_token": token})
+    assert r.status_code == 303 and service.alerting.repo.silences(time.time()) == []
+    assert client.post(f"/alerts/silences/{s['silence_id']}/expire", data={"csrf_token": token}).status_code == 404
