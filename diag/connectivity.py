@@ -131,7 +131,9 @@ def read_live_rules(port: int, family: str) -> dict:
                 return out
             hooks = [f"{c['family']} {c['table']} {c['name']}" for c in
                      (i.get("chain") for i in doc.get("nftables", []) if isinstance(i, dict))
-                     if c and c.get("hook") == "output" and c.get("type", "filter") == "filter"]
+                     if c and c.get("hook") == "output" and c.get("type", "filter") == "filter"
+                     # iptables-nft keeps its own chains in ip/ip6 "filter": just read, empty.
+                     and not (table.policies and c.get("table") == "filter" and c.get("family") in ("ip", "ip6"))]
         if hooks:
             out["output_error"] = f"nftables output chains ({', '.join(hooks)}) are not walked"
         else:

@@ -260,3 +260,42 @@ def test_udp_refused_and_icmp_to_loopback(service):
         assert steps["probe"]["evidence"]["outcome"] == "echo_reply" and out["verdict"] == "reachable", out
     else:
         assert steps["probe"]["verdict"] in ("ok", "unknown")
+
+
+def test_an_agent_source_is_walked_from_its_facts_and_its_probe_is_unknown_with_the_reason(service):
+    agent = "i-agent-conn"
+    facts = {**_facts(), "listening": [{"proto": "tcp", "family": "inet", "address": "0.0.0.0", "port": 8443,
+                                        "pids": [], "process": "caddy"}],
+             "sshd": {"ports": [22]}, "firewall": {"tool": "nft", "rules_checked": 4, "drops": [], "error": None}}
+    service.instances.register(agent, hostname="agent-1")
+    service.set_facts(agent, facts, time.time())
+    out = connectivity.diagnose(service, agent, None, "198.51.100.7", 443, "tcp", 1.0)
+    steps = {s["step"]: s for s in out["steps"]}
+    assert steps["source_route"]["evidence"]["gateway"] == "10.0.0.1"
+    assert steps["source_firewall"]["verdict"] == "unknown"
+    assert steps["probe"]["verdict"] == "unknown" and "remote commands are not enabled" in steps["probe"]["message"]
+    assert out["verdict"] == "unknown" and out["first_problem"] is None
+    # This server towards the agent: probed at the address it shares a network with, its
+    # listener and firewall from its facts.
+    out = connectivity.diagnose(service, service.instance_id, agent, None, 8443, "tcp", 0.3)
+    steps = {s["step"]: s for s in out["steps"]}
+    assert out["destination"]["address"] in ("192.0.2.2", "10.0.0.2", "10.1.2.3")
+    assert steps["destination_listener"]["verdict"] == "ok" and "caddy" in steps["destination_listener"]["message"]
+    assert steps["destination_firewall"]["verdict"] == "unknown"  # 8443 is not a port its snapshot judged
+
+
+@needs_netns
+def test_a_native_nftables_output_chain_makes_the_source_firewall_unknown_not_ok(service):
+    nft = shutil.which("nft", path="/usr/sbin:/sbin:" + os.environ.get("PATH", ""))
+    if nft is None:
+        pytest.skip("needs nft")
+    table = f"diagconn{os.getpid()}"
+    subprocess.run([nft, "add", "table", "inet", table], check=True)
+    try:
+        subprocess.run([nft, "add", "chain", "inet", table, "out",
+                        "{ type filter hook output priority 0 ; policy accept ; }"], check=True)
+        out, steps = _walk(service, address="127.0.0.1", port=free_port(), timeout=0.3)
+    finally:
+        subprocess.run([nft, "delete", "table", "inet", table], check=False)
+    s = steps["source_firewall"]
+    assert s["verdict"] == "unknown" and f"inet {table} out" in s["message"], s
