@@ -13,7 +13,7 @@ from flask import render_template, request
 
 from dashboards.views import bp, service
 from diag import connectivity
-from diag.web.connectivity_routes import parse
+from diag.web.connectivity_routes import parse, run
 from diag.web.errors import ApiError
 
 _FORM = ("source", "kind", "instance_id", "address", "port", "protocol", "timeout")
@@ -53,8 +53,8 @@ def connectivity_page() -> Any:
             for field, iid in (("source", req["source_id"]), ("destination.instance_id", req["dest_id"])):
                 if iid is not None and s.instances.get(iid) is None:
                     raise ApiError(404, f"no instance {iid}", field)
-            result = connectivity.diagnose(s, **req)
+            result = run(s, req)
         except ApiError as e:
-            error, status = {"field": e.field, "message": e.message}, 400
+            error, status = {"field": e.field, "message": e.message}, 429 if e.status == 429 else 400
     return render_template("connectivity.html", f=f, instances=instances, result=result, error=error,
                            protocols=connectivity.PROTOCOLS), status

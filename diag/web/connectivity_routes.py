@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 
 from flask import Blueprint, current_app, jsonify
 
 from diag import connectivity
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.openapi import doc
+from diag.web.openapi import doc, ref
 from diag.web.schemas import CONNECTIVITY, CONNECTIVITY_BODY
 from diag.web.validate import INSTANCE_ID, finite, json_body, string
 
 bp = Blueprint("connectivity_api", __name__, url_prefix="/api/v1")
 
 _FIELDS = {"source", "destination", "port", "protocol", "timeout"}
+# Each walk holds a server thread for up to a few seconds (the probe, the firewall read): a
+# few at once, so that a burst of them never takes all of waitress's eight threads.
+MAX_RUNNING = 2
+_running = threading.BoundedSemaphore(MAX_RUNNING)
 
 
 def parse(body: dict, local_id: str) -> dict:
@@ -58,7 +63,7 @@ def parse(body: dict, local_id: str) -> dict:
      "source's route, its outbound and the destination's inbound firewall rules, the destination's "
      "listener and a real probe (TCP connect, UDP, ICMP echo), each with a verdict and evidence. Needs "
      "the admin token when one is set: the probe makes outbound connections.",
-     body=CONNECTIVITY_BODY, responses={200: CONNECTIVITY})
+     body=CONNECTIVITY_BODY, responses={200: CONNECTIVITY, 429: ref("Error")})
 def diagnose_connectivity():
     auth.require("token")
     service = current_app.extensions["diag"]["service"]
@@ -67,4 +72,15 @@ def diagnose_connectivity():
         raise ApiError(404, f"no instance {req['source_id']}", "source")
     if req["dest_id"] is not None and service.instances.get(req["dest_id"]) is None:
         raise ApiError(404, f"no instance {req['dest_id']}", "destination.instance_id")
-    return jsonify(connectivity.diagnose(service, **req))
+    return jsonify(run(service, req))
+
+
+def run(service, req: dict) -> dict:
+    """The walk, unless MAX_RUNNING are under way already (429: try again in a few seconds)."""
+    if not _running.acquire(blocking=False):
+        raise ApiError(429, f"{MAX_RUNNING} connectivity diagnoses are running; try again in a few seconds",
+                       headers={"Retry-After": "5"})
+    try:
+        return connectivity.diagnose(service, **req)
+    finally:
+        _running.release()

@@ -89,3 +89,21 @@ def test_with_a_token_set_the_probe_needs_the_admin_token(tmp_path):
         assert r.status_code == 200 and r.get_json()["steps"][-1]["evidence"]["outcome"] == "refused"
     finally:
         s.close()
+
+
+def test_a_third_walk_at_once_is_a_429_not_a_held_thread(client):
+    import threading
+
+    from diag.web import connectivity_routes as cr
+
+    # Two walks hold the slots (as two slow probes would); the next request is refused at once.
+    held = [cr._running.acquire(blocking=False) for _ in range(cr.MAX_RUNNING)]
+    try:
+        assert all(held)
+        r = client.post("/api/v1/connectivity", json={"destination": {"address": "127.0.0.1"}, "port": free_port()})
+        assert r.status_code == 429 and r.headers["Retry-After"] == "5"
+    finally:
+        for _ in held:
+            cr._running.release()
+    r = client.post("/api/v1/connectivity", json={"destination": {"address": "127.0.0.1"}, "port": free_port()})
+    assert r.status_code == 200
