@@ -277,10 +277,12 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     t0 = time.monotonic()
     local_src = source_id == service.instance_id
     local_dst = dest_id is not None and dest_id == service.instance_id
-    src_facts, _ = service.facts_of(source_id)
+    src_facts = live_paths(service.config.roots) if local_src else service.facts_of(source_id)[0]
     dst_facts = None
     if dest_id is not None:
-        dst_facts = src_facts if dest_id == source_id else service.facts_of(dest_id)[0]
+        # This host's listener and firewall are read live below; its facts only pick its address.
+        dst_facts = None if dest_id == source_id else \
+            live_paths(service.config.roots) if local_dst else service.facts_of(dest_id)[0]
         address, why = destination_address(dest_id, dst_facts, src_facts, same=dest_id == source_id)
         if address is None:
             return _answer(source_id, dest_id, None, port, protocol, t0,
@@ -323,6 +325,16 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
         probe_step(result, reason),
     ]
     return _answer(source_id, dest_id, address, port, protocol, t0, steps)
+
+
+def live_paths(roots) -> dict:
+    """This host's interfaces and routes as they are now (cheap /sys and /proc reads): the
+    scheduled snapshot may be minutes old, and a link that just went down is the finding."""
+    from collectors.facts.interfaces import interfaces
+    from collectors.facts.routes import routes
+
+    ifaces, err = interfaces(roots)
+    return {"interfaces": ifaces, "routes": routes(roots), "errors": {"interfaces": err} if err else {}}
 
 
 def destination_address(dest_id: str, facts: dict | None, src_facts: dict | None,

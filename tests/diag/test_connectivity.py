@@ -186,7 +186,7 @@ def test_a_namespace_behind_a_veth_reachable_refused_and_dropped(tmp_path):
             # The far end down: the veth loses its carrier and keeps its route; the route step
             # names the interface first. (An interface set down loses its connected route instead.)
             subprocess.run(["ip", "-n", ns, "link", "set", ns_if, "down"], check=True)
-            service.take_facts()
+            # No new snapshot is taken: the route step reads this host's links as they are now.
             out, steps = _walk(service, address=ns_ip, port=port, timeout=0.5)
             assert steps["source_route"]["verdict"] == "problem" and f"{host_if} is down" in \
                 steps["source_route"]["message"]
