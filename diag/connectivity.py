@@ -4,7 +4,8 @@ the source's outbound rules, the destination's inbound rules, its listener, then
 
 Each step is {step, verdict, message, evidence}; verdicts are ok, problem, unknown and
 not_applicable. The static steps read facts snapshots (the local instance's live where it
-is cheap to); the probe runs from this server when the source is the local instance.
+is cheap to); the probe runs from this server when the source is the local instance, and
+on the agent through the remote-command channel (diag/remote_probe.py) when it is an agent.
 Whatever cannot be read says `unknown` with the reason: nothing is guessed.
 """
 
@@ -298,11 +299,13 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     # The probe runs meanwhile: both are bounded, and the answer waits for the longer only.
     if local_src:
         result, reason = probe_mod.probe(address, port, protocol, timeout), None
+    elif service.commands is not None:
+        from diag import remote_probe
+
+        result, reason = remote_probe.run(service.commands, source_id, address, port, protocol, timeout)
     else:
         result = None
-        reason = (f"the probe runs from the source; {source_id} is an agent, and probing through the remote-command "
-                  "channel is not built yet" if service.commands is not None else
-                  f"the probe runs from the source; {source_id} is an agent and remote commands are not enabled")
+        reason = f"the probe runs from the source; {source_id} is an agent and remote commands are not enabled"
     if reader is not None:
         reader.join(FIREWALL_WAIT_S)
     rules = live.get("rules")
