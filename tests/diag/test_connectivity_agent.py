@@ -79,3 +79,36 @@ def test_with_commands_off_an_agent_sources_probe_is_unknown_with_the_reason(tmp
         assert r.get_json()["steps"][0]["verdict"] == "unknown"  # no facts of it yet
     finally:
         s.close()
+
+
+def test_an_allow_list_without_the_probe_keeps_it_off_the_agent(tmp_path):
+    import hashlib
+
+    from diag import connectivity, remote_probe
+    from diag.config import load
+    from diag.service import Service
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("commands:\n  allow: [uptime]\n")
+    s = Service(load(cfg, env={"DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"}, data_dir=str(tmp_path / "data")))
+    try:
+        s.instances.register("conn-agent-3", hostname="a3")
+        out = connectivity.diagnose(s, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 1.0)
+        probe = out["steps"][-1]
+        assert probe["verdict"] == "unknown" and "allow-list" in probe["message"]
+        assert s.commands.repo.records_where("1 = 1", ()) == []  # nothing was sent
+    finally:
+        s.close()
+    # Pinned by its digest, it is allowed (and waits for an agent that never polls: bounded).
+    digest = hashlib.sha256(remote_probe.script().encode()).hexdigest()
+    cfg.write_text(f"commands:\n  allow: ['{remote_probe.NAME}@{digest}']\n")
+    s = Service(load(cfg, env={"DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"}, data_dir=str(tmp_path / "data2")))
+    try:
+        s.instances.register("conn-agent-3", hostname="a3")
+        t0 = time.monotonic()
+        out = connectivity.diagnose(s, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 0.5)
+        assert time.monotonic() - t0 < 0.5 + remote_probe.SLACK_S + 1
+        probe = out["steps"][-1]
+        assert probe["verdict"] == "unknown" and "did not run the probe within" in probe["message"], probe
+    finally:
+        s.close()
