@@ -104,12 +104,55 @@ def _family_of(address: str) -> str:
     return "inet6" if ipaddress.ip_address(address).version == 6 else "inet"
 
 
-def read_live_rules(port: int, family: str) -> dict:
+def _for_packet(rule: iptables_rules.Rule, dest: str, out_iface: str | None) -> iptables_rules.Rule | None:
+    """`rule` judged for its destination address and output interface, which the INPUT walk's
+    matcher cannot know: None when either excludes our packet, else the rule without them
+    (the rest is left to iptables_rules.matches). An -o with no known interface stays, and
+    the matcher then counts the rule as not matching."""
+    ip = ipaddress.ip_address(dest)
+    toks, keep, i = rule.tokens, [], 0
+    while i < len(toks):
+        neg = toks[i] == "!"
+        j = i + 1 if neg else i
+        opt = toks[j] if j < len(toks) else ""
+        arg = toks[j + 1] if j + 1 < len(toks) else ""
+        if opt in ("-d", "--destination", "--dst"):
+            try:
+                hit = any(ip in ipaddress.ip_network(a, strict=False) for a in arg.split(","))
+            except ValueError:
+                return None
+        elif opt in ("-o", "--out-interface") and out_iface is not None:
+            hit = arg == out_iface or (arg.endswith("+") and out_iface.startswith(arg[:-1]))
+        else:
+            keep.append(toks[i])
+            i += 1
+            continue
+        if hit == neg:
+            return None
+        i = j + 2
+    return iptables_rules.Rule(rule.chain, rule.text, rule.target, rule.goto, keep)
+
+
+def output_verdict(table: iptables_rules.Table, port: int, dest: str, out_iface: str | None) -> dict:
+    """The OUTPUT chain's verdict for a new TCP connection to `dest` port `port` leaving by
+    `out_iface`. The INPUT walk's rule matching is reused (--dport and -p read the same for
+    an outgoing packet) once each rule is judged for the destination and interface."""
+    judged = iptables_rules.Table(table.policies, {
+        chain: [r2 for r in rules if (r2 := _for_packet(r, dest, out_iface)) is not None]
+        for chain, rules in table.chains.items()})
+    v = iptables_rules._walk(judged, "OUTPUT", port, 0)
+    return {"tool": "iptables", "rules_checked": len(table.chains.get("OUTPUT", [])),
+            "policy": table.policies.get("OUTPUT"), "verdict": v[0] if v else None,
+            "rule": v[1].text if v else None}
+
+
+def read_live_rules(roots, port: int, family: str, dest: str, out_iface: str | None = None) -> dict:
     """The local host's INPUT verdict for `port` (collectors/facts/firewall.py) and, from the
     same iptables-save text, its OUTPUT verdict for a new TCP connection to `port`."""
-    from collectors.roots import Roots
-
-    out: dict = {"input": fw_mod.firewall(Roots(), [port]), "output": None, "output_error": None}
+    out: dict = {"input": fw_mod.firewall(roots, [port]), "output": None, "output_error": None}
+    if not roots.is_live:
+        out["output_error"] = "firewall rules are read only on the live system"
+        return out
     save = fw_mod._which("ip6tables-save" if family == "inet6" else "iptables-save")
     if save is None:
         out["output_error"] = "iptables-save is not installed"
@@ -141,11 +184,7 @@ def read_live_rules(port: int, family: str) -> dict:
             out["output"] = {"tool": "nft" if nft else "iptables", "rules_checked": 0, "policy": None,
                              "verdict": None, "rule": None}
         return out
-    # The INPUT walk's rule matching is reused: --dport and -p read the same for an outgoing
-    # packet; a rule limited by an address (-d) counts as matching, one by -o as not.
-    v = iptables_rules._walk(table, "OUTPUT", port, 0)
-    out["output"] = {"tool": "iptables", "rules_checked": len(table.chains.get("OUTPUT", [])), "policy": table.policies.get("OUTPUT"),
-                     "verdict": v[0] if v else None, "rule": v[1].text if v else None}
+    out["output"] = output_verdict(table, port, dest, out_iface)
     return out
 
 
@@ -292,9 +331,13 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     family = _family_of(address)
     live: dict = {}
     reader = None
+    route = route_step(src_facts, address, source_id)
+    out_iface = (route["evidence"] or {}).get("interface") if local_src else None
     if protocol == "tcp" and (local_src or local_dst):
-        reader = threading.Thread(target=lambda: live.setdefault("rules", read_live_rules(port, family)),
-                                  name="connectivity-firewall", daemon=True)
+        roots = service.config.roots
+        reader = threading.Thread(
+            target=lambda: live.setdefault("rules", read_live_rules(roots, port, family, address, out_iface)),
+            name="connectivity-firewall", daemon=True)
         reader.start()
     # The probe runs meanwhile: both are bounded, and the answer waits for the longer only.
     if local_src:
@@ -321,7 +364,7 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
             sockets = dst_facts.get("listening")
             sock_err = (dst_facts.get("errors") or {}).get("listening")
     steps = [
-        route_step(src_facts, address, source_id),
+        route,
         source_firewall_step(protocol, port, local_src, rules, family),
         destination_firewall_step(protocol, port, dest_id, dst_facts, rules, family, local_dst),
         listener_step(protocol, port, dest_id, address, sockets, sock_err),

@@ -299,3 +299,35 @@ def test_a_native_nftables_output_chain_makes_the_source_firewall_unknown_not_ok
         subprocess.run([nft, "delete", "table", "inet", table], check=False)
     s = steps["source_firewall"]
     assert s["verdict"] == "unknown" and f"inet {table} out" in s["message"], s
+
+
+SAVE = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:out-rules - [0:0]
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -j out-rules
+-A out-rules -d 10.9.9.0/24 -p tcp -m tcp --dport 443 -j DROP
+-A out-rules ! -d 10.0.0.0/8 -p tcp -m tcp --dport 25 -j REJECT --reject-with tcp-reset
+-A out-rules -o eth1 -p tcp -m tcp --dport 5432 -j DROP
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("dest, iface, port, verdict", [
+    ("10.9.9.7", "eth0", 443, "drop"),     # -d holds it
+    ("10.0.0.5", "eth0", 443, None),       # another network: the rule is not ours
+    ("198.51.100.1", "eth0", 25, "drop"),  # ! -d 10/8 holds it
+    ("10.0.0.5", "eth0", 25, None),
+    ("10.0.0.5", "eth1", 5432, "drop"),    # -o by the route's interface
+    ("10.0.0.5", "eth0", 5432, None),
+    ("10.9.9.7", "lo", 443, "accept"),     # -o lo is accepted first
+    ("10.0.0.5", None, 5432, None),        # interface unknown: the -o rule is not judged a match
+])
+def test_outbound_rules_are_judged_for_the_destination_and_the_routes_interface(dest, iface, port, verdict):
+    from collectors.facts import iptables_rules
+
+    got = connectivity.output_verdict(iptables_rules.parse_save(SAVE), port, dest, iface)
+    assert got["verdict"] == verdict, got
+    assert got["rules_checked"] == 2 and got["policy"] == "ACCEPT"
