@@ -321,8 +321,10 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     dst_facts = None
     if dest_id is not None:
         # This host's listener and firewall are read live below; its facts only pick its address.
-        dst_facts = None if dest_id == source_id else \
-            live_paths(service.config.roots) if local_dst else service.facts_of(dest_id)[0]
+        if dest_id == source_id:
+            dst_facts = None if local_dst else src_facts
+        else:
+            dst_facts = live_paths(service.config.roots) if local_dst else service.facts_of(dest_id)[0]
         address, why = destination_address(dest_id, dst_facts, src_facts, same=dest_id == source_id)
         if address is None:
             return _answer(source_id, dest_id, None, port, protocol, t0,

@@ -331,3 +331,16 @@ def test_outbound_rules_are_judged_for_the_destination_and_the_routes_interface(
     got = connectivity.output_verdict(iptables_rules.parse_save(SAVE), port, dest, iface)
     assert got["verdict"] == verdict, got
     assert got["rules_checked"] == 2 and got["policy"] == "ACCEPT"
+
+
+def test_an_agent_towards_itself_reads_its_own_listener_from_its_facts(service):
+    agent = "i-agent-self"
+    facts = {**_facts(), "listening": [{"proto": "tcp", "family": "inet", "address": "127.0.0.1", "port": 5432,
+                                        "pids": [], "process": "postgres"}]}
+    service.instances.register(agent, hostname="agent-self")
+    service.set_facts(agent, facts, time.time())
+    out = connectivity.diagnose(service, agent, agent, None, 5432, "tcp", 0.5)
+    steps = {s["step"]: s for s in out["steps"]}
+    assert out["destination"]["address"] == "127.0.0.1"
+    assert steps["destination_listener"]["verdict"] == "ok" and "postgres" in steps["destination_listener"]["message"]
+    assert steps["source_route"]["evidence"]["interface"] == "lo"
