@@ -45,6 +45,12 @@ def test_the_form_runs_the_walk_and_lists_the_steps(service):
     assert r.status_code == 200
     assert "✓ reachable" in html
     assert html.count('<li id="step-') == 5 and 'id="step-probe"' in html
+    # An instance as the destination: its listener is looked up, and the first problem named.
+    r = c.post("/connectivity", data={"csrf_token": _csrf(c), "kind": "instance", "instance_id": service.instance_id,
+                                      "port": str(port), "protocol": "tcp"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "✕ unreachable" in html
+    assert "First problem, at <strong>destination_listener</strong>" in html and "nothing listens" in html
 
 
 def test_bad_fields_are_named_and_every_value_is_escaped(service):
