@@ -9,6 +9,7 @@ allow-list is set that does not name `diag-connectivity-probe@<sha256 of the scr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -37,8 +38,9 @@ def run(commands, instance_id: str, address: str, port: int, protocol: str, time
     cmd = model.command({"name": NAME, "content": script(), "timeout": 30,
                          "description": "connectivity diagnosis probe (POST /api/v1/connectivity)"})
     if not commands.allowed(cmd["name"], cmd["content"], adhoc=True):
-        return None, (f"the remote-command allow-list does not hold {NAME}@<sha256 of its script>, so the probe "
-                      "cannot run on the agent")
+        digest = hashlib.sha256(cmd["content"].encode()).hexdigest()
+        return None, (f"the remote-command allow-list does not hold {NAME}@{digest}, so the probe cannot run on "
+                      "the agent")
     command_id = new_id("c")
     try:
         commands.save_command(command_id, cmd, time.time(), saved=False)

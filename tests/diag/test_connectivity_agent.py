@@ -95,12 +95,13 @@ def test_an_allow_list_without_the_probe_keeps_it_off_the_agent(tmp_path):
         s.instances.register("conn-agent-3", hostname="a3")
         out = connectivity.diagnose(s, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 1.0)
         probe = out["steps"][-1]
-        assert probe["verdict"] == "unknown" and "allow-list" in probe["message"]
+        digest = hashlib.sha256(remote_probe.script().encode()).hexdigest()
+        assert probe["verdict"] == "unknown" and f"allow-list does not hold {remote_probe.NAME}@{digest}" in \
+            probe["message"]  # what to add to the list, spelled out
         assert s.commands.repo.records_where("1 = 1", ()) == []  # nothing was sent
     finally:
         s.close()
     # Pinned by its digest, it is allowed (and waits for an agent that never polls: bounded).
-    digest = hashlib.sha256(remote_probe.script().encode()).hexdigest()
     cfg.write_text(f"commands:\n  allow: ['{remote_probe.NAME}@{digest}']\n")
     s = Service(load(cfg, env={"DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"}, data_dir=str(tmp_path / "data2")))
     try:
