@@ -321,3 +321,4 @@ def _forbidden(e: Any) -> Any:
 # They add routes to bp.
 from dashboards import alerts_views, commands_views, contacts_views, diagnosis_views, events_views  # noqa: E402,F401,I001
 from dashboards import kernel_log_views  # noqa: E402,F401
+from dashboards import connectivity_views  # noqa: E402,F401

@@ -54,6 +54,9 @@ def create_app(service, scheduler=None) -> Flask:
     from diag.web.commands_routes import bp as commands_bp  # remote commands: 404 unless enabled
 
     app.register_blueprint(commands_bp)
+    from diag.web.connectivity_routes import bp as connectivity_bp  # connectivity diagnosis
+
+    app.register_blueprint(connectivity_bp)
     from dashboards.views import bp as dashboard_bp  # the dashboard, at /
     app.register_blueprint(dashboard_bp)
     return app

@@ -386,3 +386,26 @@ INSTANCE_ID_OR_EMPTY = {"type": "string", "pattern": f"^$|{INSTANCE_ID.pattern}"
                         "description": "empty or left out: this server"}
 STEP_PARAM = {"type": "string", "pattern": r"^([1-9][0-9]{0,5}(\.[0-9]{1,3})?(s|m|h|d|w)?)$",
               "description": "a duration such as 60s or 5m (at least 1s)"}
+
+# -- connectivity diagnosis (diag/connectivity.py) ---------------------------------------------
+from diag.connectivity import OVERALL as _CONN_OVERALL, PROTOCOLS as _CONN_PROTOCOLS, VERDICTS as _CONN_VERDICTS  # noqa: E402
+
+# An address as ipaddress.ip_address reads it, without an IPv6 scope (`%eth0`: refused).
+_ADDRESS_IN = {"anyOf": [{"type": "string", "format": "ipv4", "maxLength": 15},
+                         {"type": "string", "format": "ipv6", "maxLength": 39, "pattern": "^[0-9A-Fa-f:.]+$"}]}
+CONNECTIVITY_BODY = obj({
+    "destination": {"oneOf": [obj({"instance_id": INSTANCE_ID_IN}, extra=False),
+                              obj({"address": _ADDRESS_IN}, extra=False)]},
+    "port": between(1, 65535, "integer"),
+}, {
+    "source": INSTANCE_ID_IN,  # absent: the local instance
+    "protocol": enum(*_CONN_PROTOCOLS),  # absent: tcp; icmp ignores the port
+    "timeout": between(0.1, 3, "number"),  # the probe's deadline in seconds; absent: 2
+}, extra=False)
+_CONNECTIVITY_STEP = obj({"step": STR, "verdict": enum(*_CONN_VERDICTS),
+                          "message": STR, "evidence": nullable(ANY_OBJ)})
+CONNECTIVITY = component("Connectivity", obj({
+    "source": STR, "destination": obj({"instance_id": nullable(STR), "address": nullable(STR)}),
+    "port": INT, "protocol": enum(*_CONN_PROTOCOLS), "verdict": enum(*_CONN_OVERALL),
+    "first_problem": nullable(obj({"step": STR, "message": STR})),
+    "steps": arr(_CONNECTIVITY_STEP), "elapsed_ms": NUM}))

@@ -54,6 +54,8 @@ def live(tmp_path_factory):
 #   bound is (rightly) accepted later in the run. There a 201/202 to data the document forbids
 #   is not counted (`--checks all` enables every check, so it is told by status); the positive
 #   check still holds the route to everything the document allows.
+# - POST /connectivity: `source` and `destination.instance_id` must name an instance that exists
+#   (404 names the field), like the contact ids above.
 # One operation each, by operationId (include-path and include-method together would match either).
 CONFIG = """
 [[operations]]
@@ -79,6 +81,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-operation-id = "patch_alerting_api_change_policy"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_connectivity_api_diagnose_connectivity"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "429"]
 
 [[operations]]
 include-operation-id = "post_events_api_schedule_event"

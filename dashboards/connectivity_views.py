@@ -1,0 +1,60 @@
+"""The Connectivity page: ask whether a source instance reaches an instance or an address on
+a port, and read the answer step by step (POST /api/v1/connectivity, from a form).
+
+The form posts (CSRF and, with a token set, a login session, like every other form): the
+probe makes outbound connections, so a GET never runs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import render_template, request
+
+from dashboards.views import bp, service
+from diag import connectivity
+from diag.web.connectivity_routes import parse, run
+from diag.web.errors import ApiError
+
+_FORM = ("source", "kind", "instance_id", "address", "port", "protocol", "timeout")
+
+
+def _instances() -> list[dict[str, Any]]:
+    """This server's own instance first, then the agents by id."""
+    s = service()
+    return sorted(s.instances.list(), key=lambda i: (i["instance_id"] != s.instance_id, i["instance_id"]))
+
+
+@bp.route("/connectivity", methods=["GET", "POST"])
+def connectivity_page() -> Any:
+    s = service()
+    src = request.values
+    f = {k: (src.get(k) or "").strip() for k in _FORM}
+    f["source"] = f["source"] or s.instance_id
+    f["kind"] = f["kind"] if f["kind"] in ("instance", "address") else "address"
+    f["protocol"] = f["protocol"] or "tcp"
+    instances = _instances()
+    result, error, status = None, None, 200
+    if request.method == "POST":
+        body: dict[str, Any] = {"source": f["source"], "protocol": f["protocol"],
+                                "destination": {"instance_id": f["instance_id"]} if f["kind"] == "instance"
+                                else {"address": f["address"]}}
+        # The form's text becomes the API's types; what does not convert is refused by parse().
+        body["port"] = int(f["port"]) if f["port"].isascii() and f["port"].isdigit() else f["port"]
+        if f["protocol"] == "icmp" and not f["port"]:
+            body["port"] = 1  # ICMP has no port; the API wants one and ignores it
+        if f["timeout"]:
+            try:
+                body["timeout"] = float(f["timeout"])
+            except ValueError:
+                body["timeout"] = f["timeout"]
+        try:
+            req = parse(body, s.instance_id)
+            for field, iid in (("source", req["source_id"]), ("destination.instance_id", req["dest_id"])):
+                if iid is not None and s.instances.get(iid) is None:
+                    raise ApiError(404, f"no instance {iid}", field)
+            result = run(s, req)
+        except ApiError as e:
+            error, status = {"field": e.field, "message": e.message}, 429 if e.status == 429 else 400
+    return render_template("connectivity.html", f=f, instances=instances, result=result, error=error,
+                           protocols=connectivity.PROTOCOLS), status
