@@ -68,6 +68,9 @@ REBOOTS = ("Instance.Reboot", "InstanceFailure.Reboot")
 # A machine may boot slowly and an agent report late: a reboot reported this long after the
 # window still makes the maintenance Executed, and only then is it Failed.
 RESULT_GRACE = 600
+# How far in the past a new maintenance may say it starts: it then starts now, whole. A form
+# filled in slowly or a client whose clock lags is not refused.
+LATE_START = 900
 # Statuses that are still to come (kept past RETENTION, shown as upcoming).
 PENDING = ("Inquiring", "Scheduled", "Executing")
 
@@ -246,8 +249,9 @@ class EventLog:
             raise EventError(422, f"type must be one of {', '.join(MAINTENANCE)}", "type")
         if not 60 <= duration <= 7 * 86400:
             raise EventError(422, "duration must be between 1m and 7d", "duration")
-        if not_before < now - 60:
+        if not_before < now - LATE_START:
             raise EventError(422, "not_before is in the past", "not_before")
+        not_before = max(not_before, now)  # a start a little in the past (a slow form, a lagging clock) is now
         event_id = "e-" + uuid.uuid4().hex[:16]
         details = {"message": comment or f"{etype} scheduled", "duration": duration, "labels": {}, "count": 1}
         with self.db.write() as c:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -227,7 +228,8 @@ def test_a_firing_alert_reads_as_its_condition(watched, served):
     assert row.count() == 1, page.inner_text("#firing")
     text = row.inner_text()
     assert iid in text and "cpu_usage avg over 10s >= 0 %" in text and "conditions[" not in text
-    assert row.locator("td.num").inner_text().endswith(" %")
+    # The value now and the value it fired at, each with its unit.
+    assert re.fullmatch(r"[\d.]+ % now\n[\d.]+ % at firing", row.locator("td.num").inner_text())
     watched.shot("overview-firing")
     page.goto(proc.url + "/alerts", wait_until="networkidle")
     alerts = page.inner_text("#firing")

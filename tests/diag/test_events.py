@@ -237,3 +237,11 @@ def test_a_state_change_has_the_seed_s_name_and_state(log):
     body = alibaba_shape(e)
     assert body["name"] == "Instance:StateChange" and body["content"]["state"] == "Stopped"
     assert body["content"]["resourceId"] == "i-1" and body["level"] == "INFO"
+
+
+def test_a_start_a_little_in_the_past_starts_now_whole_and_an_older_one_is_refused(log):
+    e = log.schedule("i-1", "SystemMaintenance.Stop", T - 600, 1800, now=T)  # a form filled in slowly
+    assert (e["status"], e["not_before"], e["finish_time"]) == ("Executing", T, T + 1800)
+    with pytest.raises(EventError) as err:
+        log.schedule("i-1", "SystemMaintenance.Stop", T - 901, 1800, now=T)
+    assert err.value.status == 422 and err.value.field == "not_before"

@@ -48,7 +48,7 @@ def live(tmp_path_factory):
 # - POST, PUT and PATCH /alert-policies: `effective.start` and `effective.end` may not be equal
 #   (two fields again); and a PATCH must leave the policy a condition or an event condition, so
 #   whether `conditions: []` is taken depends on the stored policy.
-# - POST /events (`not_before` at most 60 s in the past) and POST /ingest (sample and signal
+# - POST /events (`not_before` at most 15 minutes in the past) and POST /ingest (sample and signal
 #   times at most 5 minutes ahead, samples no older than 48 h): the document's bounds are as of
 #   when it was served, the route's move with the clock, so a value just past the document's
 #   bound is (rightly) accepted later in the run. There a 201/202 to data the document forbids
