@@ -13,6 +13,7 @@ from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
+from diag.fleet import CIDR_PATTERN, MAX_CIDRS
 from diag.health import STATES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
@@ -143,9 +144,11 @@ ACTIVATION_BODY = obj(optional={
     "expires_in": {"oneOf": [duration_text(r"[1-9][0-9]{0,3}[smh]|([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d",
                                            "more than 0 and at most 365d"),
                              {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 365 * 86400}]},
-    "description": text(1000, 0)})
+    "description": text(1000, 0),
+    # Registrations from other addresses are refused (403) and recorded as an event.
+    "source_cidrs": nullable(arr(text(64, pattern=CIDR_PATTERN), maxItems=MAX_CIDRS))})
 ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
-                  "remaining": INT, "created_at": NUM, "expires_at": NUM})
+                  "remaining": INT, "created_at": NUM, "expires_at": NUM, "source_cidrs": arr(STR)})
 _NON_EMPTY = {"type": "string", "minLength": 1}  # empty or missing: 401
 REGISTER_BODY = obj({"activation_id": _NON_EMPTY, "activation_code": _NON_EMPTY, "instance_id": INSTANCE_ID_IN},
                     {"hostname": text(255, 0), "labels": LABELS_OR_NULL})
