@@ -100,11 +100,13 @@ class TaskClient:
     def _run(self, task: dict[str, Any]) -> None:
         try:
             if task.get("kind") == "file":
-                result = sendfile.write(task["file_name"], base64.b64decode(task["content_b64"]), task["target_dir"],
-                                        task["mode"], task["owner"], task["group"], bool(task["overwrite"]))
+                result = sendfile.write_within(float(task.get("timeout") or 60), task["file_name"],
+                                               base64.b64decode(task["content_b64"]), task["target_dir"], task["mode"],
+                                               task["owner"], task["group"], bool(task["overwrite"]))
             else:
                 ex = Execution(task["script"], timeout=float(task["timeout"]), working_dir=task.get("working_dir", ""),
-                               username=task.get("username", ""), env=task.get("env") or {})
+                               username=task.get("username", ""), env=task.get("env") or {},
+                               kind=task.get("type") or "RunShellScript")
                 with self._lock:
                     self._running[task["task_id"]] = ex
                 result = ex.run()

@@ -48,7 +48,7 @@ def _task(inv: dict[str, Any], r: Any) -> dict[str, Any]:
                                           "overwrite")})
     else:
         task.update({"script": r["script"], "env": record_env(r), "working_dir": spec["working_dir"],
-                     "username": spec["username"]})
+                     "username": spec["username"], "type": spec.get("type", "RunShellScript")})
     return task
 
 

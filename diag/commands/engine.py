@@ -19,7 +19,7 @@ from typing import Any
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
 from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_env, record_json
-from diag.commands.runner import Execution, Result
+from diag.commands.runner import Execution, Result, interpreter
 from diag.commands.schedule import Schedule, ScheduleError, parse
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,16 @@ class Commands:
         except parameters.ParameterError as e:
             raise CommandError(422, e.message, e.field) from None
         timeout = command["timeout"] if timeout is None else timeout
+        kind = command.get("type", parameters.SHELL)
+        if self.settings.local_id in instance_ids and interpreter(kind) is None:
+            # Known now for this machine; an agent without it fails the record, saying so.
+            raise CommandError(422, f"{kind} needs perl, which is not installed on {self.settings.local_id}", "type")
         try:
             sched = parse(repeat_mode or "Once", frequency, timeout, now)
         except ScheduleError as e:
             raise CommandError(422, e.message, e.field) from None
-        spec = {"name": command["name"], "content": command["content"], "values": values, "timeout": timeout,
-                "working_dir": command["working_dir"], "username": command["username"]}
+        spec = {"name": command["name"], "type": kind, "content": command["content"], "values": values,
+                "timeout": timeout, "working_dir": command["working_dir"], "username": command["username"]}
         return self._create("command", command["command_id"], spec, instance_ids, repeat_mode or "Once",
                             frequency or "", sched, audit, now)
 
@@ -193,7 +197,7 @@ class Commands:
             if inv["kind"] == "command":
                 script, env = parameters.substitute(spec["content"], spec["values"], {
                     "diag::InstanceId": iid, "diag::InvokeId": inv["invoke_id"],
-                    "diag::CommandId": inv["command_id"] or ""})
+                    "diag::CommandId": inv["command_id"] or ""}, spec.get("type", parameters.SHELL))
             task_id = new_id("r")
             with self._lock:
                 self.repo.add_record(task_id, inv["invoke_id"], iid, script, spec.get("timeout", 60), now, env)
@@ -316,10 +320,11 @@ class Commands:
         spec = inv["spec"]
         if inv["kind"] == "file":
             self.repo.set_status(r["task_id"], states.RUNNING, start_time=time.time())
-            return sendfile.write(spec["file_name"], base64.b64decode(spec["content_b64"]), spec["target_dir"],
-                                  spec["mode"], spec["owner"], spec["group"], spec["overwrite"])
+            return sendfile.write_within(float(spec.get("timeout", 60)), spec["file_name"],
+                                         base64.b64decode(spec["content_b64"]), spec["target_dir"], spec["mode"],
+                                         spec["owner"], spec["group"], spec["overwrite"])
         ex = Execution(r["script"], timeout=r["timeout"], working_dir=spec["working_dir"], username=spec["username"],
-                       env=record_env(r))
+                       env=record_env(r), kind=spec.get("type", parameters.SHELL))
         with self._lock:
             if not self.repo.set_status(r["task_id"], states.RUNNING, only_if=(states.PENDING,),
                                         start_time=time.time(), delivered_at=time.time()):

@@ -10,6 +10,7 @@ from flask import current_app
 from checks.base import STATUSES
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
+from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
@@ -167,22 +168,29 @@ AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)}, {"poll_after":
 REPEAT_MODE = enum(*REPEAT_MODES)
 COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
                            "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
-_COMMAND_FIELDS = {"description": STR, "type": enum("RunShellScript"), "content_encoding": enum("PlainText", "Base64"),
+SCRIPT_TYPE = enum(*SCRIPT_TYPES)
+_COMMAND_FIELDS = {"description": STR, "type": SCRIPT_TYPE, "content_encoding": enum("PlainText", "Base64"),
                    "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR),
                    "check_ids": arr(STR)}
 COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
 COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
-COMMAND = component("Command", obj({
-    "command_id": STR, "name": STR, "description": STR, "type": enum("RunShellScript"), "content": STR,
-    "parameters": arr(STR), "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR),
-    "check_ids": arr(STR), "created_at": NUM, "updated_at": NUM}))
+_COMMAND_OUT = {"name": STR, "description": STR, "type": SCRIPT_TYPE, "content": STR, "parameters": arr(STR),
+                "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR), "check_ids": arr(STR)}
+COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_at": NUM, "updated_at": NUM},
+                                   {"library_id": STR}))  # library_id: enabled from the library
+LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
+                                                   "command_id": nullable(STR)}))
 _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
                   "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
 RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
                        {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
+# Every field is checked; any other is refused (400, naming it).
 FILE_BODY = obj({"instance_ids": arr(STR), "name": STR, "content": STR, "target_dir": STR},
-                {"mode": STR, "owner": STR, "group": STR, "overwrite": BOOL})
+                {"description": STR, "content_encoding": enum("Base64", "PlainText"), "mode": STR, "owner": STR,
+                 "group": STR, "overwrite": BOOL,
+                 "timeout": {"oneOf": [between(10, 86400), STR], "description": "10-86400 s, or 10s-24h; default 60"}},
+                extra=False)
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
