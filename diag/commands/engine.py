@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
@@ -35,8 +35,12 @@ class Settings:
 
 
 class Commands:
-    def __init__(self, db, events, settings: Settings, local_boot_id: str | None = None) -> None:
+    def __init__(self, db, events, settings: Settings, local_boot_id: str | None = None,
+                 last_seen: Callable[[str], float | None] | None = None) -> None:
         self.repo = Repository(db)
+        # When an instance last sent data (its agent pushing metrics): online although its
+        # agent took no task, which is a DeliveryTimeout, not an AgentNotOnline.
+        self.last_seen = last_seen or (lambda _iid: None)
         self.events = events
         self.settings = settings
         self.local_boot_id = local_boot_id
@@ -47,6 +51,7 @@ class Commands:
         self._work: set[str] = set()  # instances with something to fetch: idle polls touch no table
         self.last_poll: dict[str, float] = {}
         self._boots: dict[str, str] = {}
+        self._sessions: dict[str, str] = {}  # instance -> the agent process last polling
         rows = self.repo.records_where("status IN ('Pending', 'Stopping') AND instance_id != ?", (settings.local_id,))
         self._work.update(r["instance_id"] for r in rows)
 
@@ -224,10 +229,17 @@ class Commands:
         local = self.settings.local_id
         for r in self.repo.records_where("status = 'Pending' AND instance_id != ? AND created_at < ?",
                                          (local, now - grace)):
-            online = self.last_poll.get(r["instance_id"], 0) >= now - grace
-            code = "DeliveryTimeout" if online else "AgentNotOnline"
-            info = ("the agent did not take the task in time" if online else
-                    f"no agent of {r['instance_id']} polled in the last {grace:g}s")
+            polled = self.last_poll.get(r["instance_id"], 0) >= now - grace
+            seen = self.last_seen(r["instance_id"]) or 0
+            if polled:
+                code, info = "DeliveryTimeout", "the agent polls but did not take the task in time"
+            elif seen >= now - grace:
+                code, info = "DeliveryTimeout", (
+                    f"{r['instance_id']} is online (it sent data {max(0.0, now - seen):.0f}s ago) but no agent of it "
+                    f"took the task within {grace:g}s: its agent polls no tasks (a shared ingest token, or an agent "
+                    "too old for remote commands)")
+            else:
+                code, info = "AgentNotOnline", f"no agent of {r['instance_id']} polled in the last {grace:g}s"
             self.repo.set_status(r["task_id"], states.FAILED, only_if=(states.PENDING,), error_code=code,
                                  error_info=info, finish_time=now)
         for r in self.repo.records_where("status = 'Running' AND instance_id != ? AND delivered_at + timeout + ? < ?",
@@ -238,6 +250,21 @@ class Commands:
                                          (local, now - grace)):
             self.repo.set_status(r["task_id"], states.STOPPED, only_if=(states.STOPPING,),
                                  error_info="the agent did not confirm the stop", finish_time=now)
+
+    def session_seen(self, instance_id: str, session: str, now: float | None = None) -> None:
+        """An agent process polled; when it is another than the last one, what an earlier
+        process took and never reported is lost with it: the agent restarted (crashed, was
+        killed or upgraded) while it ran. Idle polls of the same process touch no table."""
+        if self._sessions.get(instance_id) == session:
+            return
+        now = time.time() if now is None else now
+        self._sessions[instance_id] = session
+        for r in self.repo.records_where("instance_id = ? AND status IN ('Running', 'Stopping') AND delivered_to "
+                                         "IS NOT NULL AND delivered_to != ?", (instance_id, session)):
+            self.repo.set_status(r["task_id"], states.FAILED, only_if=(states.RUNNING, states.STOPPING),
+                                 error_code="InstanceRestarted", finish_time=now,
+                                 error_info="the agent restarted while it ran (a new agent process took over; the "
+                                            "run's result was lost with the old one)")
 
     def boot_seen(self, instance_id: str, boot_id: str, now: float | None = None) -> None:
         """A boot id reported by an instance; a new one fires the reboot invocations."""

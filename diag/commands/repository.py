@@ -53,8 +53,13 @@ class Repository:
                 c.execute(stmt)
             # Stores from before parameters travelled as variables: their records' scripts
             # carry the values inline and run as they are.
-            if "env" not in {row[1] for row in c.execute("PRAGMA table_info(command_records)")}:
+            columns = {row[1] for row in c.execute("PRAGMA table_info(command_records)")}
+            if "env" not in columns:
                 c.execute("ALTER TABLE command_records ADD COLUMN env TEXT")
+            # The agent process (its session) a record was handed to: another one polling
+            # means that one is gone with the run.
+            if "delivered_to" not in columns:
+                c.execute("ALTER TABLE command_records ADD COLUMN delivered_to TEXT")
 
     # -- commands --------------------------------------------------------------------------
 

@@ -294,7 +294,8 @@ def tasks_hook(commands: Commands):
 
     def agent_tasks(instance_id: str) -> dict[str, Any]:
         boot = request.args.get("boot_id") if request else None
-        got = delivery.poll(commands, instance_id, boot[:64] if boot else None)
+        session = request.args.get("session") if request else None
+        got = delivery.poll(commands, instance_id, boot[:64] if boot else None, session=session[:64] if session else None)
         return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
                 "poll_after": got["poll_after"]}
 

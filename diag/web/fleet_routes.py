@@ -103,7 +103,9 @@ def revoke_agent(instance_id: str):
 @bp.get("/agents/<instance_id>/tasks")
 @doc("The agent's pending remote-command tasks and stop orders (its own agent token only).",
      responses={200: AGENT_TASKS},
-     params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
+     params=[query("boot_id", description="the agent's boot id, to fire reboot invocations"),
+             query("session", description="new with each agent process: the tasks an earlier one took fail "
+                                          "(InstanceRestarted)")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
     hook = getattr(_service(), "agent_tasks", None)  # set when remote commands are on
