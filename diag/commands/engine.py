@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
+from diag.commands.records import RecordOutbox
 from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_env, record_json
 from diag.commands.runner import Execution, Result, interpreter
 from diag.commands.schedule import Schedule, ScheduleError, parse
@@ -36,8 +37,13 @@ class Settings:
 
 class Commands:
     def __init__(self, db, events, settings: Settings, local_boot_id: str | None = None,
-                 last_seen: Callable[[str], float | None] | None = None) -> None:
+                 last_seen: Callable[[str], float | None] | None = None, records: Any = None) -> None:
         self.repo = Repository(db)
+        # commands.records of the config: finished records to a JSON-lines file / a webhook.
+        self.records = RecordOutbox(db, records) if records is not None and (records.file or records.webhook) else None
+        if self.records is not None:
+            self.repo.sinks = self.records.sinks
+        self._pruned = 0.0
         # When an instance last sent data (its agent pushing metrics): online although its
         # agent took no task, which is a DeliveryTimeout, not an AgentNotOnline.
         self.last_seen = last_seen or (lambda _iid: None)
@@ -78,6 +84,9 @@ class Commands:
         for ex in running:
             ex.stop()
         self._pool.shutdown(wait=True)
+        if self.records is not None:
+            self.records.deliver(wait=5)  # what the last runs left, briefly; the rest after the restart
+            self.records.join(5)
 
     def drain(self, timeout: float = 120) -> None:
         """Wait for the local runs submitted so far (tests, shutdown)."""
@@ -223,6 +232,11 @@ class Commands:
             nxt = sched.next_after(now, inv["created_at"]) if sched and sched.periodic else None
             self.repo.set_next_run(inv["invoke_id"], nxt)
         self._expire_deliveries(now)
+        if self.records is not None:
+            self.records.kick(now)
+            if now - self._pruned > 3600:
+                self._pruned = now
+                self.records.prune(now)
 
     def _expire_deliveries(self, now: float) -> None:
         grace = self.settings.delivery_timeout

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
+from diag.commands import records
+from diag.commands.states import FINAL
 from diag.db import Database
 
 SCHEMA = (
@@ -48,6 +51,7 @@ def record_json(r: Any) -> dict[str, Any]:
 class Repository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.sinks: tuple[str, ...] = ()  # where finished records go (records.RecordOutbox sets them)
         with db.write() as c:
             for stmt in SCHEMA:
                 c.execute(stmt)
@@ -187,4 +191,8 @@ class Repository:
             sql += f" AND status IN ({','.join('?' * len(only_if))})"
             args += list(only_if)
         with self.db.write() as c:
-            return c.execute(sql, args).rowcount > 0
+            changed = c.execute(sql, args).rowcount > 0
+            if changed and status in FINAL and self.sinks:
+                # The same transaction: a finished record is never without its deliveries.
+                records.enqueue(c, task_id, self.sinks, time.time())
+            return changed
