@@ -5,10 +5,13 @@ DeliveryTimeout; "after next boot" and "after every boot" fire across real agent
 that report a new boot id (the agent's boot_id_file)."""
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 
+from diag.commands import cgroups
 from tests.conftest import http
 from tests.fleet.fleet_helpers import AgentProcess, Server, wait_for
 
@@ -80,7 +83,17 @@ def records(server, invoke_id):
     return call(server, "GET", f"/invocations/{invoke_id}")[1]["instances"][0]["records"]
 
 
+def _run_cgroups() -> set[Path]:
+    out = set()
+    for mount, own, _, _ in cgroups._hierarchies(Path("/proc")):
+        runs = mount / own.lstrip("/") / cgroups.DIR_NAME
+        if runs.is_dir():
+            out |= {p for p in runs.iterdir() if p.is_dir()}
+    return out
+
+
 def test_an_agent_killed_during_a_task_gives_instance_restarted(tmp_path, server):
+    before = _run_cgroups()
     agent = Agent(tmp_path, server, "restart-1").start()
     try:
         invoke_id = run(server, agent, "sleep 8; echo done", timeout=120)
@@ -100,6 +113,29 @@ def test_an_agent_killed_during_a_task_gives_instance_restarted(tmp_path, server
         assert (rec["status"], rec["output"]) == ("Finished", "again\n")
     finally:
         agent.stop()
+        # The killed agent never released its run's cgroup (the next run's sweep would, a
+        # minute on): remove it once its `sleep 8` is over, so no later test sees it.
+        deadline = time.monotonic() + 20
+        for left in _run_cgroups() - before:
+            while time.monotonic() < deadline and (left / "cgroup.procs").exists() \
+                    and (left / "cgroup.procs").read_text().strip():
+                time.sleep(0.2)
+            try:
+                left.rmdir()
+            except OSError:
+                pass
+
+
+def test_a_sweep_removes_only_old_empty_run_cgroups(tmp_path):
+    old, fresh, busy = (tmp_path / n for n in ("old", "fresh", "busy"))
+    for d in (old, fresh, busy):
+        d.mkdir()
+    (busy / "member").write_text("")  # stands for a cgroup with processes: rmdir fails
+    past = time.time() - 2 * cgroups.STALE_AFTER
+    os.utime(old, (past, past))
+    os.utime(busy, (past, past))
+    assert cgroups.sweep(tmp_path) == 1
+    assert not old.exists() and fresh.exists() and busy.exists()
 
 
 def test_a_task_no_agent_fetches_on_an_online_instance_gives_delivery_timeout(tmp_path, server):
