@@ -158,7 +158,7 @@ REGISTERED = obj({"instance_id": STR, "agent_token": STR})
 # file fields, "stop" only the task_id of a record to stop.
 AGENT_TASK = obj({"task_id": STR, "kind": enum("command", "file", "stop")}, {
     "invoke_id": STR, "timeout": NUM, "script": STR, "env": {"type": "object", "additionalProperties": STR},
-    "working_dir": STR, "username": STR,
+    "working_dir": STR, "username": STR, "type": enum(*SCRIPT_TYPES),
     "file_name": STR, "content_b64": STR, "target_dir": STR, "mode": STR, "owner": STR, "group": STR,
     "overwrite": BOOL})
 AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)}, {"poll_after": NUM})
