@@ -147,7 +147,7 @@ ACTIVATION_BODY = obj(optional={
                              {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 365 * 86400}]},
     "description": text(1000, 0),
     # Registrations from other addresses are refused (403) and recorded as an event.
-    # The pattern bounds the length by itself.
+    # The pattern bounds the length by itself (43 characters at most).
     "source_cidrs": nullable(arr({"type": "string", "pattern": CIDR_PATTERN}, maxItems=MAX_CIDRS))})
 ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
                   "remaining": INT, "created_at": NUM, "expires_at": NUM, "source_cidrs": arr(STR)})
