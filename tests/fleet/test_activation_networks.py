@@ -92,9 +92,10 @@ def test_a_wrong_network_is_refused_naming_the_entry(server):
 
 
 @settings(max_examples=3000, deadline=None)
-@given(st.from_regex(fleet.CIDR_PATTERN, fullmatch=True))
+@given(st.from_regex(fleet.CIDR_PATTERN))
 def test_every_network_the_document_allows_is_taken(cidr):
-    # The OpenAPI document states CIDR_PATTERN; the route must take all it allows.
+    # The OpenAPI document states CIDR_PATTERN; the route must take all the fuzzer makes of
+    # it, including the final newline from_regex lets `$` take (schemathesis' flaky ST202).
     assert fleet.parse_cidrs([cidr])
 
 
