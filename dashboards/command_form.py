@@ -12,7 +12,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-COMMAND_FIELDS = ("name", "description", "content", "working_dir", "timeout", "username", "tags")
+COMMAND_FIELDS = ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags")
 RUN_FIELDS = ("instance_ids", "repeat_mode", "frequency", "timeout")
 _INDEXED = re.compile(r"^(check_ids|instance_ids|tags)\[\d+\]$")
 
@@ -36,6 +36,7 @@ def to_body(form: MultiDict) -> dict[str, Any]:
     """The command body as POST /api/v1/commands takes it."""
     g = lambda k: form.get(k, "")  # noqa: E731
     return {"name": g("name").strip(), "description": g("description").strip(),
+            "type": g("type") or "RunShellScript",
             # the script is kept byte for byte but for the browser's CRLF line ends, which bash reads as part of words
             "content": g("content").replace("\r\n", "\n"),
             "working_dir": g("working_dir").strip(), "timeout": _seconds(g("timeout")),
@@ -54,10 +55,11 @@ def form_field(field: str | None) -> str:
 def to_values(cmd: dict[str, Any] | None) -> dict[str, Any]:
     """What the form shows for a stored command (or a new one)."""
     if cmd is None:
-        return {"name": "", "description": "", "content": "", "working_dir": "", "timeout": "60", "username": "",
+        return {"name": "", "description": "", "type": "RunShellScript", "content": "", "working_dir": "", "timeout": "60", "username": "",
                 "tags": "", "check_ids": [], "parameters": []}
     t = cmd.get("timeout", 60)
-    return {"name": cmd["name"], "description": cmd.get("description", ""), "content": cmd["content"],
+    return {"name": cmd["name"], "description": cmd.get("description", ""),
+            "type": cmd.get("type", "RunShellScript"), "content": cmd["content"],
             "working_dir": cmd.get("working_dir", ""), "timeout": f"{t:g}" if isinstance(t, float) else str(t),
             "username": cmd.get("username", ""), "tags": ", ".join(cmd.get("tags", [])),
             "check_ids": list(cmd.get("check_ids", [])), "parameters": list(cmd.get("parameters", []))}

@@ -131,6 +131,22 @@ def command_delete(command_id: str) -> Any:
     return redirect(url_for("dash.commands", notice=f"deleted command {cmd['name']!r}"), 303)
 
 
+@bp.post("/commands/<command_id>/clone")
+def command_clone(command_id: str) -> Any:
+    """A copy named <name>-copy, opened for editing (as POST /api/v1/commands/{id}/clone)."""
+    eng = _engine()
+    cmd = _command(eng, command_id)
+    copy = model.command({k: cmd[k] for k in ("description", "type", "content", "working_dir", "timeout", "username",
+                                               "tags", "check_ids")} | {"name": cmd["name"][:123] + "-copy"})
+    new = new_id("c")
+    try:
+        eng.save_command(new, copy, time.time())
+    except CommandError as e:
+        return redirect(url_for("dash.commands", notice=f"not cloned: {e.message}"), 303)
+    return redirect(url_for("dash.commands", edit=new, notice=f"cloned {cmd['name']!r} as {copy['name']!r}")
+                    + "#command-form", 303)
+
+
 # -- running -------------------------------------------------------------------------------
 
 def _run_page(cmd: dict[str, Any], form: Any = None, errors: dict[str, str] | None = None, status: int = 200,

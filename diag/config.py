@@ -164,10 +164,48 @@ class IngestConfig(_Strict):
     points_burst: int = Field(1_000_000, ge=1)
 
 
+class RecordDelivery(_Strict):
+    """Where each finished execution record goes (diag/commands/records.py): appended to a
+    JSON-lines file, POSTed to a webhook, or both; at least once, through a persisted outbox."""
+
+    file: Path | None = None
+    webhook: str | None = None
+    headers: dict[str, str] = {}  # sent with each POST, e.g. Authorization for the receiver
+    retry_base: Duration = 5
+    retry_cap: Duration = 600
+    give_up_after: Duration = 7 * 86400
+
+    @field_validator("file")
+    @classmethod
+    def _absolute_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_absolute():
+            raise ValueError(f"must be an absolute path, not {str(v)!r}")
+        if v is not None and not v.parent.is_dir():
+            raise ValueError(f"{v.parent} is not a directory")
+        return v
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        import urllib.parse
+
+        if v is None:
+            return v
+        u = urllib.parse.urlsplit(v)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, not {v[:100]!r}")
+        try:
+            u.port  # noqa: B018 - raises on a port that is not a number or out of range
+        except ValueError as e:
+            raise ValueError(f"has a bad port: {e}") from None
+        return v
+
+
 class CommandsConfig(_Strict):  # remote commands (diag/commands), used only with enable_commands
     allow: list[str] = []  # command names (or name@sha256 of the content) that may run; empty: any
     delivery_timeout: Duration = 60  # a task no agent collected by then fails (AgentNotOnline)
     workers: Annotated[int, Field(ge=1, le=64)] = 4  # concurrent runs on this instance
+    records: RecordDelivery = RecordDelivery()
 
 
 class LogPattern(_Strict):

@@ -56,6 +56,7 @@ TYPES: dict[str, tuple[str, str]] = {
     "GPU.XidError": (CRITICAL, "the NVIDIA driver reported an Xid error in the kernel log (WARN for Xids an application usually causes)"),
     "Store.SizeCap": (WARN, "the metric store reached its size cap and dropped the oldest raw data"),
     "Store.Error": (CRITICAL, "the metric store could not write (disk full?), or a damaged database was moved aside"),
+    "Agent.RegistrationRefused": (WARN, "an agent registration came from outside its activation's networks"),
     "Service.UncleanStop": (WARN, "the service was killed or crashed: its previous run did not stop cleanly"),
     "SystemMaintenance.Reboot": (INFO, "a user scheduled a reboot"),
     "SystemMaintenance.Stop": (INFO, "a user scheduled a stop"),

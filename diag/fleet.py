@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import json
+import re
 import secrets
 import threading
 import time
@@ -26,14 +29,65 @@ CREATE TABLE IF NOT EXISTS agent_tokens (
 
 MAX_COUNT = 1000
 MAX_EXPIRES = 365 * 86400.0
+MAX_CIDRS = 32
+
+# A source network as the OpenAPI document states it (schemas.ACTIVATION_BODY): an IPv4 or
+# IPv6 address with an optional prefix length, no leading zeros in IPv4 (ipaddress refuses
+# them) and no zone. The validator is this pattern and then ipaddress, so the document
+# allows exactly what the route takes.
+_O = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_V4 = rf"{_O}(\.{_O}){{3}}(/(3[0-2]|[12]?[0-9]))?"
+_H = r"[0-9a-fA-F]{1,4}"
+_V6 = (rf"(({_H}:){{7}}{_H}|({_H}:){{1,7}}:|({_H}:){{1,6}}:{_H}|({_H}:){{1,5}}(:{_H}){{1,2}}|({_H}:){{1,4}}(:{_H}){{1,3}}"
+       rf"|({_H}:){{1,3}}(:{_H}){{1,4}}|({_H}:){{1,2}}(:{_H}){{1,5}}|{_H}:(:{_H}){{1,6}}|:((:{_H}){{1,7}}|:))"
+       r"(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?")
+CIDR_PATTERN = f"^({_V4}|{_V6})$"
+_CIDR = re.compile(CIDR_PATTERN)
 
 
 class RegistrationError(Exception):
-    """An activation that cannot be used; `status` is the HTTP answer (401 bad credentials, 403 spent)."""
+    """An activation that cannot be used; `status` is the HTTP answer (401 bad credentials, 403 spent
+    or from outside its networks). `audit`: the refusal is one an operator should see (an event)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, audit: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.audit = audit
+
+
+def parse_cidrs(value: Any) -> list[str]:
+    """An activation's source networks, normalised (10.1.2.3/8 -> 10.0.0.0/8); ValueError
+    naming the bad entry as `[i]: message`."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_CIDRS:
+        raise ValueError(f": must be a list of at most {MAX_CIDRS} networks (CIDR, e.g. 10.0.0.0/8)")
+    out: list[str] = []
+    for i, v in enumerate(value):
+        # match, as the other validators (validate.string): `$` takes one final newline, as the
+        # fuzzer's generator (hypothesis' from_regex) reads the document's pattern.
+        if not isinstance(v, str) or not _CIDR.match(v):
+            raise ValueError(f"[{i}]: is not an IPv4 or IPv6 network (CIDR, e.g. 10.0.0.0/8 or fd00::/8)")
+        net = str(ipaddress.ip_network(v.removesuffix("\n"), strict=False))
+        if net not in out:
+            out.append(net)
+    return out
+
+
+def _address(source: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address((source or "").split("%")[0])
+    except ValueError:
+        return None
+    # A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; the operator wrote a.b.c.d/n.
+    return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+
+
+def source_allowed(cidrs: list[str], source: str | None) -> bool:
+    if not cidrs:
+        return True
+    ip = _address(source)
+    return ip is not None and any(ip in ipaddress.ip_network(c) for c in cidrs)
 
 
 def _hash(secret: str) -> str:
@@ -47,6 +101,9 @@ class Fleet:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     c.execute(statement)
+            # Stores from before activations could name source networks.
+            if "source_cidrs" not in {row[1] for row in c.execute("PRAGMA table_info(activations)")}:
+                c.execute("ALTER TABLE activations ADD COLUMN source_cidrs TEXT NOT NULL DEFAULT '[]'")
         # token hash -> instance id; revoke() drops its entries under the same lock
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -55,15 +112,17 @@ class Fleet:
         self._bound: set[str] = {r["instance_id"] for r in db.read("SELECT DISTINCT instance_id FROM agent_tokens")}
 
     def create_activation(self, count: int, expires_in: float, description: str = "",
-                          now: float | None = None) -> dict[str, Any]:
+                          now: float | None = None, source_cidrs: list[str] | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         activation_id = "act-" + secrets.token_hex(8)
         # The prefix keeps a code from starting with "-" (1 in 64 of bare token_urlsafe
         # codes), which `diag agent --activation-code CODE` would take for an option.
         code = "ac_" + secrets.token_urlsafe(24)
         with self.db.write() as c:
-            c.execute("INSERT INTO activations VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (activation_id, _hash(code), description, count, count, now, now + expires_in))
+            c.execute("INSERT INTO activations (activation_id, code_hash, description, count, remaining, created_at, "
+                      "expires_at, source_cidrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (activation_id, _hash(code), description, count, count, now, now + expires_in,
+                       json.dumps(source_cidrs or [])))
         return {**self.activation(activation_id), "activation_code": code}
 
     def activation(self, activation_id: str) -> dict[str, Any] | None:
@@ -72,18 +131,29 @@ class Fleet:
             return None
         r = rows[0]
         return {"activation_id": r["activation_id"], "description": r["description"], "count": r["count"],
-                "remaining": r["remaining"], "created_at": r["created_at"], "expires_at": r["expires_at"]}
+                "remaining": r["remaining"], "created_at": r["created_at"], "expires_at": r["expires_at"],
+                "source_cidrs": json.loads(r["source_cidrs"])}
 
-    def register(self, activation_id: str, code: str, instance_id: str, now: float | None = None) -> str:
-        """Use the activation once and return a new agent token bound to `instance_id`."""
+    def register(self, activation_id: str, code: str, instance_id: str, now: float | None = None,
+                 source: str | None = None) -> str:
+        """Use the activation once and return a new agent token bound to `instance_id`;
+        `source` is the caller's address, checked against the activation's networks."""
         now = time.time() if now is None else now
         token = "dat_" + secrets.token_urlsafe(32)
         with self._lock, self.db.write() as c:
-            row = c.execute("SELECT code_hash, remaining, expires_at FROM activations WHERE activation_id = ?",
-                            (activation_id,)).fetchone()
+            row = c.execute("SELECT code_hash, remaining, expires_at, source_cidrs FROM activations "
+                            "WHERE activation_id = ?", (activation_id,)).fetchone()
             # One answer for an unknown id and a wrong code, so ids cannot be probed.
             if row is None or not hmac.compare_digest(row["code_hash"], _hash(code)):
                 raise RegistrationError(401, "unknown activation or wrong activation code")
+            # After the code check: an address outside learns nothing about which ids exist.
+            # Before the count: a refused caller must not use the activation up.
+            cidrs = json.loads(row["source_cidrs"])
+            if not source_allowed(cidrs, source):
+                raise RegistrationError(
+                    403, f"registration from {source} is outside the networks this activation admits",
+                    audit={"activation_id": activation_id, "instance_id": instance_id, "source": str(source),
+                           "source_cidrs": ",".join(cidrs)})
             if row["expires_at"] <= now:
                 raise RegistrationError(403, "the activation has expired")
             if row["remaining"] <= 0:

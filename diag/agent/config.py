@@ -59,6 +59,10 @@ class AgentConfig:
     etc: Path = Path("/etc")
     pstore: Path = Path("/sys/fs/pstore")
     root: Path = Path("/")
+    # Where the boot id is read for remote commands' reboot schedules (None: <proc>/sys/kernel/
+    # random/boot_id). A file the operator controls lets a container or a test agent report
+    # a boot of its own.
+    boot_id_file: Path | None = None
     bandwidth_caps: dict[str, dict[str, Any]] = field(default_factory=dict)
     interface_scopes: dict[str, str] = field(default_factory=dict)
     # Operators' own log rules, as the server's `log_patterns` (README "Your own log
@@ -193,7 +197,7 @@ def _convert(key: str, value: Any) -> Any:
         if not seconds > 0:
             raise ValueError("must be positive")
         return seconds
-    if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir", "textfile_dir"):
+    if key in ("proc", "sys", "kmsg", "etc", "pstore", "root", "data_dir", "textfile_dir", "boot_id_file"):
         return Path(value)
     if key in ("buffer_batches", "top_processes", "top_apps", "top_containers", "textfile_max_series_per_file",
                "textfile_max_series"):

@@ -113,7 +113,8 @@ class Agent:
         A shared ingest token may only push data: then there is nothing to poll."""
         from diag.commands.agent_tasks import TaskClient, TaskHTTPError
 
-        tasks = TaskClient(self.cfg.server, self.instance_id, self.token, proc=self.cfg.roots.proc)
+        tasks = TaskClient(self.cfg.server, self.instance_id, self.token, proc=self.cfg.roots.proc,
+                           boot_id_file=self.cfg.boot_id_file)
         while not self.stop.is_set():
             wait = tasks.poll_after
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ from diag.commands.runner import Execution, Result, failed
 log = logging.getLogger(__name__)
 
 
-def boot_id(proc: Path = Path("/proc")) -> str | None:
+def boot_id(proc: Path = Path("/proc"), path: Path | None = None) -> str | None:
     try:
-        return (proc / "sys/kernel/random/boot_id").read_text().strip()
+        return (path or proc / "sys/kernel/random/boot_id").read_text().strip()[:64] or None
     except OSError:
         return None
 
@@ -39,10 +40,13 @@ class TaskHTTPError(OSError):
 
 class TaskClient:
     def __init__(self, server: str, instance_id: str, token: str, *, proc: Path = Path("/proc"),
-                 timeout: float = 30) -> None:
+                 timeout: float = 30, boot_id_file: Path | None = None) -> None:
         self.base = f"{server.rstrip('/')}/api/v1/agents/{instance_id}/tasks"
         self._token = token
-        self.boot_id = boot_id(proc)
+        self.boot_id = boot_id(proc, boot_id_file)
+        # New with each agent process: the server fails the tasks an earlier process took
+        # and can no longer report (InstanceRestarted) when it sees another session.
+        self.session = secrets.token_hex(8)
         self.timeout = timeout
         self.poll_after = 3.0  # seconds between polls: the latency of a command on an idle agent
         self._running: dict[str, Execution] = {}
@@ -65,7 +69,8 @@ class TaskClient:
     def poll_once(self) -> int:
         """One poll; returns the number of tasks started. Raises OSError (TaskHTTPError for an
         HTTP error) to the caller."""
-        query = "?" + urllib.parse.urlencode({"boot_id": self.boot_id}) if self.boot_id else ""
+        query = "?" + urllib.parse.urlencode({"session": self.session, **({"boot_id": self.boot_id}
+                                                                           if self.boot_id else {})})
         body = self._call(self.base + query)
         after = body.get("poll_after")
         if isinstance(after, (int, float)) and not isinstance(after, bool):
@@ -100,11 +105,13 @@ class TaskClient:
     def _run(self, task: dict[str, Any]) -> None:
         try:
             if task.get("kind") == "file":
-                result = sendfile.write(task["file_name"], base64.b64decode(task["content_b64"]), task["target_dir"],
-                                        task["mode"], task["owner"], task["group"], bool(task["overwrite"]))
+                result = sendfile.write_within(float(task.get("timeout") or 60), task["file_name"],
+                                               base64.b64decode(task["content_b64"]), task["target_dir"], task["mode"],
+                                               task["owner"], task["group"], bool(task["overwrite"]))
             else:
                 ex = Execution(task["script"], timeout=float(task["timeout"]), working_dir=task.get("working_dir", ""),
-                               username=task.get("username", ""), env=task.get("env") or {})
+                               username=task.get("username", ""), env=task.get("env") or {},
+                               kind=task.get("type") or "RunShellScript")
                 with self._lock:
                     self._running[task["task_id"]] = ex
                 result = ex.run()

@@ -125,6 +125,30 @@ class Cgroup:
         return not on
 
 
+STALE_AFTER = 60.0  # seconds: an empty run cgroup older than this belongs to no live run
+
+
+def sweep(runs: Path, older_than: float = STALE_AFTER) -> int:
+    """Remove the empty run cgroups a dead process left (an agent killed during a run never
+    releases its run's cgroup); returns how many went. A live run's cgroup holds its
+    processes (rmdir then fails with EBUSY); the age spares one just made and not yet filled."""
+    gone = 0
+    now = time.time()
+    try:
+        children = [c for c in runs.iterdir() if c.is_dir()]
+    except OSError:
+        return 0
+    for child in children:
+        try:
+            if now - child.stat().st_mtime < older_than:
+                continue
+            child.rmdir()
+            gone += 1
+        except OSError:
+            continue
+    return gone
+
+
 def create(proc: Path = Path("/proc")) -> Cgroup | None:
     """A new, empty cgroup for one run, or None where no hierarchy lets us make one."""
     for mount, own, version, freezer in _hierarchies(proc):
@@ -135,6 +159,7 @@ def create(proc: Path = Path("/proc")) -> Cgroup | None:
             path.mkdir()
         except OSError:
             continue
+        sweep(path.parent)
         if version == 2:
             freezer = (path / "cgroup.freeze").exists()
         return Cgroup(path, parent, version, freezer)

@@ -16,11 +16,14 @@ BATCH = 20
 ERROR_CODES = ("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "InstanceRestarted", "FileAlreadyExists")
 
 
-def poll(cmds: Commands, instance_id: str, boot_id: str | None, now: float | None = None) -> dict[str, Any]:
+def poll(cmds: Commands, instance_id: str, boot_id: str | None, now: float | None = None,
+         session: str | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
     cmds.last_poll[instance_id] = now
     if boot_id:
         cmds.boot_seen(instance_id, boot_id, now)
+    if session:
+        cmds.session_seen(instance_id, session, now)
     out: dict[str, Any] = {"tasks": [], "stop": [], "poll_after": cmds.settings.poll_interval}
     if instance_id not in cmds._work:  # the idle path: a set lookup, no query
         return out
@@ -31,7 +34,7 @@ def poll(cmds: Commands, instance_id: str, boot_id: str | None, now: float | Non
         for r in pending:
             inv = repo.invocation(r["invoke_id"])
             if inv and repo.set_status(r["task_id"], states.RUNNING, only_if=(states.PENDING,), delivered_at=now,
-                                       start_time=now):
+                                       start_time=now, delivered_to=session):
                 out["tasks"].append(_task(inv, r))
         stopping = repo.records_where("instance_id = ? AND status = 'Stopping'", (instance_id,))
         out["stop"] = [r["task_id"] for r in stopping]
@@ -48,7 +51,7 @@ def _task(inv: dict[str, Any], r: Any) -> dict[str, Any]:
                                           "overwrite")})
     else:
         task.update({"script": r["script"], "env": record_env(r), "working_dir": spec["working_dir"],
-                     "username": spec["username"]})
+                     "username": spec["username"], "type": spec.get("type", "RunShellScript")})
     return task
 
 

@@ -14,12 +14,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from diag.commands import parameters, sendfile, states
 from diag.commands.model import CommandError
+from diag.commands.records import RecordOutbox
 from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_env, record_json
-from diag.commands.runner import Execution, Result
+from diag.commands.runner import Execution, Result, interpreter
 from diag.commands.schedule import Schedule, ScheduleError, parse
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,17 @@ class Settings:
 
 
 class Commands:
-    def __init__(self, db, events, settings: Settings, local_boot_id: str | None = None) -> None:
+    def __init__(self, db, events, settings: Settings, local_boot_id: str | None = None,
+                 last_seen: Callable[[str], float | None] | None = None, records: Any = None) -> None:
         self.repo = Repository(db)
+        # commands.records of the config: finished records to a JSON-lines file / a webhook.
+        self.records = RecordOutbox(db, records) if records is not None and (records.file or records.webhook) else None
+        if self.records is not None:
+            self.repo.sinks = self.records.sinks
+        self._pruned = 0.0
+        # When an instance last sent data (its agent pushing metrics): online although its
+        # agent took no task, which is a DeliveryTimeout, not an AgentNotOnline.
+        self.last_seen = last_seen or (lambda _iid: None)
         self.events = events
         self.settings = settings
         self.local_boot_id = local_boot_id
@@ -47,6 +57,7 @@ class Commands:
         self._work: set[str] = set()  # instances with something to fetch: idle polls touch no table
         self.last_poll: dict[str, float] = {}
         self._boots: dict[str, str] = {}
+        self._sessions: dict[str, str] = {}  # instance -> the agent process last polling
         rows = self.repo.records_where("status IN ('Pending', 'Stopping') AND instance_id != ?", (settings.local_id,))
         self._work.update(r["instance_id"] for r in rows)
 
@@ -73,6 +84,10 @@ class Commands:
         for ex in running:
             ex.stop()
         self._pool.shutdown(wait=True)
+        if self.records is not None:
+            # What the last runs left, briefly: a stop must not wait on a slow webhook. The
+            # outbox keeps the rest for the next start.
+            self.records.deliver(wait=3)
 
     def drain(self, timeout: float = 120) -> None:
         """Wait for the local runs submitted so far (tests, shutdown)."""
@@ -146,12 +161,16 @@ class Commands:
         except parameters.ParameterError as e:
             raise CommandError(422, e.message, e.field) from None
         timeout = command["timeout"] if timeout is None else timeout
+        kind = command.get("type", parameters.SHELL)
+        if self.settings.local_id in instance_ids and interpreter(kind) is None:
+            # Known now for this machine; an agent without it fails the record, saying so.
+            raise CommandError(422, f"{kind} needs perl, which is not installed on {self.settings.local_id}", "type")
         try:
             sched = parse(repeat_mode or "Once", frequency, timeout, now)
         except ScheduleError as e:
             raise CommandError(422, e.message, e.field) from None
-        spec = {"name": command["name"], "content": command["content"], "values": values, "timeout": timeout,
-                "working_dir": command["working_dir"], "username": command["username"]}
+        spec = {"name": command["name"], "type": kind, "content": command["content"], "values": values,
+                "timeout": timeout, "working_dir": command["working_dir"], "username": command["username"]}
         return self._create("command", command["command_id"], spec, instance_ids, repeat_mode or "Once",
                             frequency or "", sched, audit, now)
 
@@ -193,7 +212,7 @@ class Commands:
             if inv["kind"] == "command":
                 script, env = parameters.substitute(spec["content"], spec["values"], {
                     "diag::InstanceId": iid, "diag::InvokeId": inv["invoke_id"],
-                    "diag::CommandId": inv["command_id"] or ""})
+                    "diag::CommandId": inv["command_id"] or ""}, spec.get("type", parameters.SHELL))
             task_id = new_id("r")
             with self._lock:
                 self.repo.add_record(task_id, inv["invoke_id"], iid, script, spec.get("timeout", 60), now, env)
@@ -214,16 +233,28 @@ class Commands:
             nxt = sched.next_after(now, inv["created_at"]) if sched and sched.periodic else None
             self.repo.set_next_run(inv["invoke_id"], nxt)
         self._expire_deliveries(now)
+        if self.records is not None:
+            self.records.kick(now)
+            if now - self._pruned > 3600:
+                self._pruned = now
+                self.records.prune(now)
 
     def _expire_deliveries(self, now: float) -> None:
         grace = self.settings.delivery_timeout
         local = self.settings.local_id
         for r in self.repo.records_where("status = 'Pending' AND instance_id != ? AND created_at < ?",
                                          (local, now - grace)):
-            online = self.last_poll.get(r["instance_id"], 0) >= now - grace
-            code = "DeliveryTimeout" if online else "AgentNotOnline"
-            info = ("the agent did not take the task in time" if online else
-                    f"no agent of {r['instance_id']} polled in the last {grace:g}s")
+            polled = self.last_poll.get(r["instance_id"], 0) >= now - grace
+            seen = self.last_seen(r["instance_id"]) or 0
+            if polled:
+                code, info = "DeliveryTimeout", "the agent polls but did not take the task in time"
+            elif seen >= now - grace:
+                code, info = "DeliveryTimeout", (
+                    f"{r['instance_id']} is online (it sent data {max(0.0, now - seen):.0f}s ago) but no agent of it "
+                    f"took the task within {grace:g}s: its agent polls no tasks (a shared ingest token, or an agent "
+                    "too old for remote commands)")
+            else:
+                code, info = "AgentNotOnline", f"no agent of {r['instance_id']} polled in the last {grace:g}s"
             self.repo.set_status(r["task_id"], states.FAILED, only_if=(states.PENDING,), error_code=code,
                                  error_info=info, finish_time=now)
         for r in self.repo.records_where("status = 'Running' AND instance_id != ? AND delivered_at + timeout + ? < ?",
@@ -234,6 +265,21 @@ class Commands:
                                          (local, now - grace)):
             self.repo.set_status(r["task_id"], states.STOPPED, only_if=(states.STOPPING,),
                                  error_info="the agent did not confirm the stop", finish_time=now)
+
+    def session_seen(self, instance_id: str, session: str, now: float | None = None) -> None:
+        """An agent process polled; when it is another than the last one, what an earlier
+        process took and never reported is lost with it: the agent restarted (crashed, was
+        killed or upgraded) while it ran. Idle polls of the same process touch no table."""
+        if self._sessions.get(instance_id) == session:
+            return
+        now = time.time() if now is None else now
+        self._sessions[instance_id] = session
+        for r in self.repo.records_where("instance_id = ? AND status IN ('Running', 'Stopping') AND delivered_to "
+                                         "IS NOT NULL AND delivered_to != ?", (instance_id, session)):
+            self.repo.set_status(r["task_id"], states.FAILED, only_if=(states.RUNNING, states.STOPPING),
+                                 error_code="InstanceRestarted", finish_time=now,
+                                 error_info="the agent restarted while it ran (a new agent process took over; the "
+                                            "run's result was lost with the old one)")
 
     def boot_seen(self, instance_id: str, boot_id: str, now: float | None = None) -> None:
         """A boot id reported by an instance; a new one fires the reboot invocations."""
@@ -316,10 +362,11 @@ class Commands:
         spec = inv["spec"]
         if inv["kind"] == "file":
             self.repo.set_status(r["task_id"], states.RUNNING, start_time=time.time())
-            return sendfile.write(spec["file_name"], base64.b64decode(spec["content_b64"]), spec["target_dir"],
-                                  spec["mode"], spec["owner"], spec["group"], spec["overwrite"])
+            return sendfile.write_within(float(spec.get("timeout", 60)), spec["file_name"],
+                                         base64.b64decode(spec["content_b64"]), spec["target_dir"], spec["mode"],
+                                         spec["owner"], spec["group"], spec["overwrite"])
         ex = Execution(r["script"], timeout=r["timeout"], working_dir=spec["working_dir"], username=spec["username"],
-                       env=record_env(r))
+                       env=record_env(r), kind=spec.get("type", parameters.SHELL))
         with self._lock:
             if not self.repo.set_status(r["task_id"], states.RUNNING, only_if=(states.PENDING,),
                                         start_time=time.time(), delivered_at=time.time()):

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from diag.commands import parameters
+from diag.commands.runner import SCRIPT_TYPES
 from diag.units import parse_duration
 
 MAX_CONTENT = 16 * 1024
@@ -69,11 +70,11 @@ def command(body: dict, base: dict | None = None) -> dict[str, Any]:
     if base is not None:
         body = {**base, **{k: v for k, v in body.items() if k != "command_id"}}
     cmd_type = body.get("type", "RunShellScript")  # "" or null is a wrong type, not the default
-    if cmd_type != "RunShellScript":
-        raise CommandError(422, "only RunShellScript is supported", "type")
+    if cmd_type not in SCRIPT_TYPES:
+        raise CommandError(422, f"must be one of {', '.join(SCRIPT_TYPES)}", "type")
     text = content(body)
     try:
-        names = parameters.names(text)
+        names = parameters.names(text, cmd_type)
     except parameters.ParameterError as e:
         raise CommandError(422, e.message, e.field) from None
     working_dir = _text(body, "working_dir", 1024)

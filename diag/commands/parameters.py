@@ -18,6 +18,12 @@ cannot be fooled the way a scanner is; it may refuse a harmless template). A scr
 copies a parameter into a variable and later does arithmetic on it must check it is a
 number first (`case $n in ''|*[!0-9]*) exit 2;; esac`), as with any untrusted input.
 
+Python and Perl scripts (RunPythonScript, RunPerlScript) take the same `{{key}}`, as an
+expression that reads the variable: `__import__('os').environ['DIAG_P_key']` in Python,
+`$ENV{DIAG_P_key}` in Perl (which also interpolates inside "double quotes"). The value is
+never in the text there either. A placeholder inside a Python string literal or comment is
+refused (the tokenizer finds them), since there it would be text, not the value.
+
 The scanner below is now only a lint: it refuses placeholders where the expansion would
 not happen (single quotes, `$'...'`, comments, here-documents) or is hard to read
 (backticks, `${...}`). If it misjudges a context, the result is a refusal or literal text,
@@ -207,11 +213,59 @@ def _refuse_evaluating(content: str) -> None:
                     "then use $n", "content")
 
 
-def names(content: str) -> list[str]:
+SHELL, PYTHON, PERL = "RunShellScript", "RunPythonScript", "RunPerlScript"
+
+
+def _placeholders(content: str, kind: str) -> list[Placeholder]:
+    if kind == SHELL:
+        return scan(content)
+    if kind == PYTHON:
+        _python_lint(content)
+    return [Placeholder(m.start(), m.end(), m.group(1), kind) for m in PLACEHOLDER.finditer(content)]
+
+
+def _python_lint(content: str) -> None:
+    """Refuse a placeholder inside a Python string literal or comment; a script the tokenizer
+    cannot read is left to Python, which reports it when the script runs."""
+    import io
+    import tokenize
+
+    starts = [0]
+    for line in content.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def offset(pos: tuple[int, int]) -> int:
+        return starts[pos[0] - 1] + pos[1]
+
+    spans: list[tuple[int, int, str]] = []
+    fstring = getattr(tokenize, "FSTRING_START", None)  # 3.12: an f-string is several tokens
+    depth, opened = 0, 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(content).readline):
+            if tok.type in (tokenize.STRING, tokenize.COMMENT) and not depth:
+                spans.append((offset(tok.start), offset(tok.end), "a comment" if tok.type == tokenize.COMMENT
+                              else "a string literal"))
+            elif fstring is not None and tok.type == fstring:
+                depth, opened = depth + 1, offset(tok.start) if not depth else opened
+            elif fstring is not None and tok.type == tokenize.FSTRING_END:
+                depth -= 1
+                if not depth:
+                    spans.append((opened, offset(tok.end), "a string literal"))
+    except (tokenize.TokenError, SyntaxError):
+        return
+    for m in PLACEHOLDER.finditer(content):
+        for start, end, where in spans:
+            if start <= m.start() < end:
+                raise ParameterError(f"{{{{{m.group(1)}}}}} stands inside {where}, where it would be text, not the "
+                                     "value; in Python it is an expression: name = {{" + m.group(1) + "}}", "content")
+
+
+def names(content: str, kind: str = SHELL) -> list[str]:
     """The custom parameter names, in order of first use; refuses unknown built-ins and too many."""
     seen: dict[str, None] = {}
-    _refuse_evaluating(content)
-    for p in scan(content):
+    if kind == SHELL:
+        _refuse_evaluating(content)
+    for p in _placeholders(content, kind):
         if p.name.startswith("diag::"):
             if p.name not in BUILTINS:
                 raise ParameterError(f"unknown built-in parameter {p.name}; known: {', '.join(BUILTINS)}", "content")
@@ -250,15 +304,17 @@ def env_name(name: str) -> str:
     return "DIAG_PH_" + name.encode().hex()
 
 
-def substitute(content: str, values: dict[str, str], builtins: dict[str, str]) -> tuple[str, dict[str, str]]:
+def substitute(content: str, values: dict[str, str], builtins: dict[str, str],
+               kind: str = SHELL) -> tuple[str, dict[str, str]]:
     """The script to save and the environment to run it with: each placeholder becomes an
     expansion of its variable; the values go only into the environment."""
     parts, env, last = [], {}, 0
-    for p in scan(content):
+    for p in _placeholders(content, kind):
         var = env_name(p.name)
         env[var] = builtins[p.name] if p.name.startswith("diag::") else values[p.name]
         parts.append(content[last:p.start])
-        parts.append(f'${{{var}+"${{{var}}}"}}')
+        parts.append(f"__import__('os').environ['{var}']" if kind == PYTHON else
+                     f"$ENV{{{var}}}" if kind == PERL else f'${{{var}+"${{{var}}}"}}')
         last = p.end
     parts.append(content[last:])
     return "".join(parts), env

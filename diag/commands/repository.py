@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
+from diag.commands import records
+from diag.commands.states import FINAL
 from diag.db import Database
 
 SCHEMA = (
@@ -48,13 +51,19 @@ def record_json(r: Any) -> dict[str, Any]:
 class Repository:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.sinks: tuple[str, ...] = ()  # where finished records go (records.RecordOutbox sets them)
         with db.write() as c:
             for stmt in SCHEMA:
                 c.execute(stmt)
             # Stores from before parameters travelled as variables: their records' scripts
             # carry the values inline and run as they are.
-            if "env" not in {row[1] for row in c.execute("PRAGMA table_info(command_records)")}:
+            columns = {row[1] for row in c.execute("PRAGMA table_info(command_records)")}
+            if "env" not in columns:
                 c.execute("ALTER TABLE command_records ADD COLUMN env TEXT")
+            # The agent process (its session) a record was handed to: another one polling
+            # means that one is gone with the run.
+            if "delivered_to" not in columns:
+                c.execute("ALTER TABLE command_records ADD COLUMN delivered_to TEXT")
 
     # -- commands --------------------------------------------------------------------------
 
@@ -182,4 +191,8 @@ class Repository:
             sql += f" AND status IN ({','.join('?' * len(only_if))})"
             args += list(only_if)
         with self.db.write() as c:
-            return c.execute(sql, args).rowcount > 0
+            changed = c.execute(sql, args).rowcount > 0
+            if changed and status in FINAL and self.sinks:
+                # The same transaction: a finished record is never without its deliveries.
+                records.enqueue(c, task_id, self.sinks, time.time())
+            return changed

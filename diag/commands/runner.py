@@ -1,7 +1,8 @@
 """The local executor, shared by the service (its own instance) and `diag agent`.
 
 The script goes to a file (mode 0700, in a private 0700 directory) and runs as
-[shell, file] - never a shell string built from input - in its own session, with its
+[interpreter, file] (bash, python3 or perl by the command's type) - never a shell string
+built from input - in its own session, with its
 parameters as DIAG_* environment variables (never in the text: see parameters.py).
 A child can leave the session (`setsid`), so each run also gets a cgroup of its own when
 one can be made (see cgroups.py): the timeout and stop kill every process in it, and the
@@ -17,6 +18,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +34,21 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # once the process is in its cgroup, so no child can be forked outside it; EOF instead (the
 # runner failed) runs nothing. A fixed string: no input ever reaches it.
 GATE = 'read -r line || exit 125; exec "$@" </dev/null'
+SCRIPT_TYPES = ("RunShellScript", "RunPythonScript", "RunPerlScript")
+_SUFFIX = {"RunShellScript": ".sh", "RunPythonScript": ".py", "RunPerlScript": ".pl"}
+
+
+def interpreter(kind: str) -> str | None:
+    """The program that runs a script of this type here, looked up in the runs' own PATH;
+    None when this machine has none (perl is not everywhere). Python falls back to the
+    one running diag, which is always there."""
+    if kind == "RunShellScript":
+        return SHELL
+    if kind == "RunPythonScript":
+        return shutil.which("python3", path=PATH) or sys.executable
+    if kind == "RunPerlScript":
+        return shutil.which("perl", path=PATH)
+    return None
 
 
 @dataclass
@@ -55,9 +72,10 @@ class Execution:
     """One run of one script; `stop()` may be called from any thread."""
 
     def __init__(self, script: str, *, timeout: float, working_dir: str = "", username: str = "",
-                 shell: str = SHELL, env: dict[str, str] | None = None) -> None:
+                 shell: str = SHELL, env: dict[str, str] | None = None, kind: str = "RunShellScript") -> None:
         self.script, self.timeout, self.working_dir, self.username, self.shell = (
             script, timeout, working_dir, username, shell)
+        self.kind = kind
         # Only DIAG_* names: parameters must not set PATH, LD_PRELOAD or the like.
         self.params = {k: v for k, v in (env or {}).items()
                        if isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str) and "\x00" not in v}
@@ -85,6 +103,12 @@ class Execution:
         if self._stopped.is_set():
             now = time.time()
             return Result("Stopped", start_time=now, finish_time=now)
+        program = self.shell if self.kind == "RunShellScript" else interpreter(self.kind)
+        if self.kind not in SCRIPT_TYPES:
+            return failed("ExecutionException", f"this machine's diag does not know the script type {self.kind!r}")
+        if program is None:
+            name = "perl" if self.kind == "RunPerlScript" else self.kind
+            return failed("ExecutionException", f"{name} is not installed on this machine (looked in {PATH})")
         try:
             user = pwd.getpwnam(self.username) if self.username else pwd.getpwuid(os.geteuid())
         except KeyError:
@@ -97,7 +121,7 @@ class Execution:
             return failed("ExecutionException", f"working directory {cwd!r} does not exist")
         tmp = tempfile.mkdtemp(prefix="diag-cmd-")  # 0700, private to the owner
         try:
-            path = os.path.join(tmp, "script.sh")
+            path = os.path.join(tmp, "script" + _SUFFIX[self.kind])
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
             with os.fdopen(fd, "w") as f:
                 f.write(self.script)
@@ -111,13 +135,13 @@ class Execution:
             start = time.time()
             group = cgroups.create()
             try:
-                proc = subprocess.Popen([self.shell, "-c", GATE, "diag-command", self.shell, path],
+                proc = subprocess.Popen([self.shell, "-c", GATE, "diag-command", program, path],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         cwd=cwd, env=env, start_new_session=True, close_fds=True, **ids)
             except OSError as e:
                 if group:
                     group.remove()
-                return failed("ExecutionException", f"cannot start {self.shell}: {e.strerror}")
+                return failed("ExecutionException", f"cannot start {program}: {e.strerror}")
             self.pid = proc.pid
             assert proc.stdin is not None
             try:

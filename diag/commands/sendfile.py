@@ -9,6 +9,7 @@ import posixpath
 import pwd
 import re
 import tempfile
+import threading
 import time
 
 from diag.commands.runner import Result, failed
@@ -76,3 +77,20 @@ def write(name: str, content: bytes, target_dir: str, mode: str = "0644", owner:
             pass
     return Result("Finished", exit_code=0, output=f"wrote {len(content)} bytes to {path}".encode(),
                   start_time=start, finish_time=time.time())
+
+
+def write_within(timeout: float, name: str, content: bytes, target_dir: str, mode: str = "0644", owner: str = "",
+                 group: str = "", overwrite: bool = False) -> Result:
+    """`write` with the send's timeout: a directory on a hung NFS server or a slow user
+    lookup (NSS over the network) can block it, and the record must still end. The write
+    goes on in its thread; a late success is not reported, since the record is already
+    failed."""
+    box: list[Result] = []
+    t = threading.Thread(target=lambda: box.append(write(name, content, target_dir, mode, owner, group, overwrite)),
+                         name=f"sendfile {name}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if box:
+        return box[0]
+    return failed("ExecutionTimeout", f"writing {os.path.join(target_dir, name)} took longer than the timeout "
+                                      f"({timeout:g}s)")

@@ -19,7 +19,7 @@ from diag.web import auth
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, FILE_BODY, INVOCATION,
-                              INVOKE_BODY, RUN_COMMAND_BODY, TASK_RESULT_BODY)
+                              INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY, TASK_RESULT_BODY)
 from diag.web.validate import json_body
 
 bp = Blueprint("commands_api", __name__, url_prefix="/api/v1")
@@ -90,11 +90,64 @@ def get_command(command_id: str):
      responses={200: COMMAND})
 def update_command(command_id: str):
     old = _existing(command_id)
-    base = {k: old[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
-                                "check_ids")}
-    cmd = model.command(json_body(), base=base)
+    cmd = model.command(json_body(), base=_editable(old))
+    if old.get("library_id"):
+        cmd["library_id"] = old["library_id"]  # still the library's entry, as edited here
     _commands().save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id))
+
+
+def _editable(cmd: dict[str, Any]) -> dict[str, Any]:
+    return {k: cmd[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
+                                "check_ids")}
+
+
+@bp.post("/commands/<command_id>/clone")
+@doc("Copy a saved command into a new one; fields given replace the copy's (name: the original's "
+     "name with -copy).", body=COMMAND_PATCH_BODY, body_required=False, responses={201: COMMAND})
+def clone_command(command_id: str):
+    old = _existing(command_id)
+    body = json_body() if request.get_data(cache=True) else {}
+    base = {**_editable(old), "name": old["name"][:123] + "-copy"}
+    cmd = model.command(body, base=base)
+    new = new_id("c")
+    _commands().save_command(new, cmd, time.time())
+    return jsonify(_commands().repo.command(new)), 201
+
+
+# -- the library of public commands --------------------------------------------------------
+
+@bp.get("/command-library")
+@doc("The bundled public commands (disk usage, disk resize, network, logs) and whether each is enabled.",
+     responses={200: obj({"commands": arr(LIBRARY_COMMAND)})})
+def list_library():
+    from diag.commands import library
+
+    enabled = _enabled_library()
+    return jsonify({"commands": [{**e, "enabled": lid in enabled, "command_id": enabled.get(lid)}
+                                 for lid, e in library.entries().items()]})
+
+
+@bp.post("/command-library/<library_id>/enable")
+@doc("Enable a public command: it is saved as a command (deleting that command disables it).",
+     responses={201: COMMAND})
+def enable_library(library_id: str):
+    from diag.commands import library
+
+    entry = library.entries().get(library_id)
+    if entry is None:
+        raise ApiError(404, f"no public command {library_id} (GET /api/v1/command-library lists them)")
+    enabled = _enabled_library()
+    if library_id in enabled:
+        raise ApiError(409, f"{library_id} is enabled already, as command {enabled[library_id]}")
+    command_id = new_id("c")
+    _commands().save_command(command_id, dict(entry), time.time())
+    return jsonify(_commands().repo.command(command_id)), 201
+
+
+def _enabled_library() -> dict[str, str]:
+    """library id -> the saved command that enables it."""
+    return {c["library_id"]: c["command_id"] for c in _commands().repo.commands() if c.get("library_id")}
 
 
 @bp.delete("/commands/<command_id>")
@@ -156,19 +209,28 @@ def run_command():
      responses={201: INVOCATION})
 def send_file():
     body = json_body()
+    unknown = sorted(set(body) - FILE_FIELDS)
+    if unknown:
+        raise ApiError(400, f"unknown field (the fields are {', '.join(sorted(FILE_FIELDS))})", unknown[0])
     ids = _known_instances(model.instance_ids(body.get("instance_ids")))
     mode = body.get("mode", "0644")
     problem = sendfile.check(body.get("name"), body.get("target_dir"), mode)
     if problem:
         field, _, message = problem.partition(": ")
         raise ApiError(422, message, field)
+    encoding = body.get("content_encoding", "Base64")
+    if encoding not in ("Base64", "PlainText"):
+        raise ApiError(422, "must be Base64 or PlainText", "content_encoding")
     raw = body.get("content")
-    try:
-        data = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
-    except ValueError:  # binascii.Error, and non-ASCII input (a plain ValueError)
-        data = None
-    if data is None:
-        raise ApiError(422, "must be the file's bytes in base64", "content")
+    if not isinstance(raw, str):
+        raise ApiError(422, "must be a string (the file's bytes in base64, or its text with PlainText)", "content")
+    if encoding == "PlainText":
+        data = raw.encode()
+    else:
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except ValueError:  # binascii.Error, and non-ASCII input (a plain ValueError)
+            raise ApiError(422, "must be the file's bytes in base64", "content") from None
     if len(data) > sendfile.MAX_BYTES:
         raise ApiError(413, f"is {len(data)} bytes; at most {sendfile.MAX_BYTES} (32 KiB)", "content")
     for key in ("owner", "group"):
@@ -177,10 +239,18 @@ def send_file():
             raise ApiError(422, "must be a user or group name", key)
     if not isinstance(body.get("overwrite", False), bool):
         raise ApiError(422, "must be true or false", "overwrite")
+    description = body.get("description", "")
+    if not isinstance(description, str) or len(description) > 512:
+        raise ApiError(422, "must be a string of at most 512 characters", "description")
     spec = {"file_name": body["name"], "content_b64": base64.b64encode(data).decode(), "target_dir": body["target_dir"],
             "mode": mode, "owner": body.get("owner") or "", "group": body.get("group") or "",
-            "overwrite": body.get("overwrite", False), "timeout": 60}
+            "overwrite": body.get("overwrite", False), "timeout": model.timeout(body.get("timeout")),
+            "description": description}
     return jsonify(_commands().send_file(spec, ids, _audit())), 201
+
+
+FILE_FIELDS = frozenset({"instance_ids", "name", "description", "content", "content_encoding", "target_dir", "mode",
+                         "owner", "group", "overwrite", "timeout"})
 
 
 # -- invocations ---------------------------------------------------------------------------
@@ -224,7 +294,8 @@ def tasks_hook(commands: Commands):
 
     def agent_tasks(instance_id: str) -> dict[str, Any]:
         boot = request.args.get("boot_id") if request else None
-        got = delivery.poll(commands, instance_id, boot[:64] if boot else None)
+        session = request.args.get("session") if request else None
+        got = delivery.poll(commands, instance_id, boot[:64] if boot else None, session=session[:64] if session else None)
         return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
                 "poll_after": got["poll_after"]}
 

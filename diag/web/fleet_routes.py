@@ -3,7 +3,10 @@ answer the API gives when the metrics engine behind `--store-url` fails."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import logging
+import time
+
+from flask import Blueprint, current_app, jsonify, request
 
 from diag import fleet
 from diag.store.prometheus import EngineError
@@ -15,6 +18,7 @@ from diag.web.schemas import ACTIVATION, ACTIVATION_BODY, AGENT_TASKS, REGISTERE
 from diag.web.validate import INSTANCE_ID, json_body, labels, string
 
 bp = Blueprint("fleet_api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 
 def _service():
@@ -48,7 +52,12 @@ def create_activation():
     description = body.get("description", "")
     if not isinstance(description, str) or len(description) > 1000:
         raise ApiError(422, "must be a string of at most 1000 characters", "description")
-    return jsonify(_service().fleet.create_activation(count, expires_in, description)), 201
+    try:
+        cidrs = fleet.parse_cidrs(body.get("source_cidrs"))
+    except ValueError as e:
+        where, _, message = str(e).partition(": ")
+        raise ApiError(422, message, "source_cidrs" + where) from None
+    return jsonify(_service().fleet.create_activation(count, expires_in, description, source_cidrs=cidrs)), 201
 
 
 @bp.post("/agents/register")
@@ -68,8 +77,14 @@ def register_agent():
     if instance_id == service.instance_id:
         raise ApiError(409, f"instance {instance_id} is this server itself")
     try:
-        token = service.fleet.register(activation_id, code, instance_id)
+        token = service.fleet.register(activation_id, code, instance_id, source=request.remote_addr)
     except fleet.RegistrationError as e:
+        if e.audit:
+            # On the server's own instance: the claimed instance id is the caller's word.
+            log.warning("agent registration refused: %s (%s)", e, e.audit)
+            service.events.detected(service.instance_id, "Agent.RegistrationRefused", time.time(),
+                                    f"registration of {instance_id} refused: {e}", level="WARN",
+                                    labels=e.audit, fold_key=f"{activation_id}|{e.audit.get('source')}")
         raise ApiError(e.status, str(e)) from None
     service.instances.register(instance_id, hostname=hostname, labels=inst_labels)
     return jsonify({"instance_id": instance_id, "agent_token": token}), 201
@@ -88,7 +103,9 @@ def revoke_agent(instance_id: str):
 @bp.get("/agents/<instance_id>/tasks")
 @doc("The agent's pending remote-command tasks and stop orders (its own agent token only).",
      responses={200: AGENT_TASKS},
-     params=[query("boot_id", description="the agent's boot id, to fire reboot invocations")])
+     params=[query("boot_id", description="the agent's boot id, to fire reboot invocations"),
+             query("session", description="new with each agent process: the tasks an earlier one took fail "
+                                          "(InstanceRestarted)")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
     hook = getattr(_service(), "agent_tasks", None)  # set when remote commands are on

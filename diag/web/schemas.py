@@ -10,9 +10,11 @@ from flask import current_app
 from checks.base import STATUSES
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
+from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
 from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
+from diag.fleet import CIDR_PATTERN, MAX_CIDRS
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
@@ -166,9 +168,12 @@ ACTIVATION_BODY = obj(optional={
     "expires_in": {"oneOf": [duration_text(r"[1-9][0-9]{0,3}[smh]|([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d",
                                            "more than 0 and at most 365d"),
                              {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 365 * 86400}]},
-    "description": text(1000, 0)})
+    "description": text(1000, 0),
+    # Registrations from other addresses are refused (403) and recorded as an event.
+    # The pattern bounds the length by itself (43 characters at most).
+    "source_cidrs": nullable(arr({"type": "string", "pattern": CIDR_PATTERN}, maxItems=MAX_CIDRS))})
 ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
-                  "remaining": INT, "created_at": NUM, "expires_at": NUM})
+                  "remaining": INT, "created_at": NUM, "expires_at": NUM, "source_cidrs": arr(STR)})
 _NON_EMPTY = {"type": "string", "minLength": 1}  # empty or missing: 401
 REGISTER_BODY = obj({"activation_id": _NON_EMPTY, "activation_code": _NON_EMPTY, "instance_id": INSTANCE_ID_IN},
                     {"hostname": text(255, 0), "labels": LABELS_OR_NULL})
@@ -177,7 +182,7 @@ REGISTERED = obj({"instance_id": STR, "agent_token": STR})
 # file fields, "stop" only the task_id of a record to stop.
 AGENT_TASK = obj({"task_id": STR, "kind": enum("command", "file", "stop")}, {
     "invoke_id": STR, "timeout": NUM, "script": STR, "env": {"type": "object", "additionalProperties": STR},
-    "working_dir": STR, "username": STR,
+    "working_dir": STR, "username": STR, "type": enum(*SCRIPT_TYPES),
     "file_name": STR, "content_b64": STR, "target_dir": STR, "mode": STR, "owner": STR, "group": STR,
     "overwrite": BOOL})
 AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)}, {"poll_after": NUM})
@@ -187,22 +192,29 @@ AGENT_TASKS = obj({"instance_id": STR, "tasks": arr(AGENT_TASK)}, {"poll_after":
 REPEAT_MODE = enum(*REPEAT_MODES)
 COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
                            "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
-_COMMAND_FIELDS = {"description": STR, "type": enum("RunShellScript"), "content_encoding": enum("PlainText", "Base64"),
+SCRIPT_TYPE = enum(*SCRIPT_TYPES)
+_COMMAND_FIELDS = {"description": STR, "type": SCRIPT_TYPE, "content_encoding": enum("PlainText", "Base64"),
                    "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR),
                    "check_ids": arr(STR)}
 COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
 COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
-COMMAND = component("Command", obj({
-    "command_id": STR, "name": STR, "description": STR, "type": enum("RunShellScript"), "content": STR,
-    "parameters": arr(STR), "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR),
-    "check_ids": arr(STR), "created_at": NUM, "updated_at": NUM}))
+_COMMAND_OUT = {"name": STR, "description": STR, "type": SCRIPT_TYPE, "content": STR, "parameters": arr(STR),
+                "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR), "check_ids": arr(STR)}
+COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_at": NUM, "updated_at": NUM},
+                                   {"library_id": STR}))  # library_id: enabled from the library
+LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
+                                                   "command_id": nullable(STR)}))
 _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
                   "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
 RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
                        {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
+# Every field is checked; any other is refused (400, naming it).
 FILE_BODY = obj({"instance_ids": arr(STR), "name": STR, "content": STR, "target_dir": STR},
-                {"mode": STR, "owner": STR, "group": STR, "overwrite": BOOL})
+                {"description": STR, "content_encoding": enum("Base64", "PlainText"), "mode": STR, "owner": STR,
+                 "group": STR, "overwrite": BOOL,
+                 "timeout": {"oneOf": [between(10, 86400), STR], "description": "10-86400 s, or 10s-24h; default 60"}},
+                extra=False)
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,

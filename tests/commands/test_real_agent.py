@@ -69,3 +69,20 @@ def test_an_agent_that_is_gone_gives_agent_not_online(tmp_path, server):
     rec = done["instances"][0]["records"][0]
     assert (done["status"], rec["error_code"]) == ("Failed", "AgentNotOnline")
     assert time.monotonic() - started >= 5  # it waited for the delivery timeout first
+
+
+def test_python_and_perl_scripts_run_on_the_agent(tmp_path, server):
+    agent = registered_agent(tmp_path, server, "cmd-agent-3")
+    try:
+        wait_for(lambda: (agent.data_dir / "agent-token").exists(), "registration", 30, agent)
+        value = "a'b\"c $(id) `id`"
+        for kind, content in [("RunPythonScript", "v = {{v}}\nprint(len(v), v, {{diag::InstanceId}})"),
+                              ("RunPerlScript", 'print length({{v}}), " {{v}} ", {{diag::InstanceId}}, "\\n";')]:
+            status, inv = call(server, "POST", "/run-command", {"type": kind, "content": content, "parameters": {"v": value},
+                                                                "instance_ids": ["cmd-agent-3"]})
+            assert status == 201, inv
+            rec = final(server, inv["invoke_id"], agent)["instances"][0]["records"][0]
+            assert (rec["status"], rec["exit_code"]) == ("Finished", 0), rec
+            assert rec["output"] == f"{len(value)} {value} cmd-agent-3\n", (kind, rec)
+    finally:
+        agent.stop()

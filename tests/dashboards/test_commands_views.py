@@ -257,3 +257,19 @@ def test_the_json_api_takes_and_checks_check_ids(enabled):
     _login(client)
     html = client.get("/diagnosis").get_data(as_text=True)
     assert "/confirm?" in html and EVIL not in html  # offered, and its name escaped
+
+
+def test_a_python_command_keeps_its_type_and_clone_copies_it(enabled):
+    client = create_app(enabled).test_client()
+    csrf = _login(client)
+    cmd = _saved(client, csrf, name="py", type="RunPythonScript", content="print({{n}})")
+    assert (cmd["type"], cmd["parameters"]) == ("RunPythonScript", ["n"])
+    page = client.get(f"/commands?edit={cmd['command_id']}").get_data(as_text=True)
+    assert '<option value="RunPythonScript" selected>' in page
+    r = client.post(f"/commands/{cmd['command_id']}/clone", data={"csrf_token": csrf})
+    assert r.status_code == 303 and "edit=" in r.headers["Location"]
+    api = client.get("/api/v1/commands", headers=AUTH).get_json()["commands"]
+    copy = next(c for c in api if c["name"] == "py-copy")
+    assert (copy["type"], copy["content"]) == ("RunPythonScript", "print({{n}})")
+    assert copy["command_id"] != cmd["command_id"]
+    assert client.post(f"/commands/{cmd['command_id']}/clone", data={}).status_code in (400, 403)  # no CSRF token

@@ -112,6 +112,6 @@ def test_live_api_honours_its_schema(live, tmp_path):
     # Each failure's operation, check, what it expected and the answer, then the summary.
     marks = r"\s*(_{3,}|- ST\d|Expected:|Invalid component|\[\d{3}\]|`)"
     brief = [line[:400] for line in out.splitlines() if re.match(marks, line)]
-    assert run.returncode == 0, "\n".join(brief) + out[out.find("= SUMMARY ="):]
+    assert run.returncode == 0, "\n".join(brief) + out[out.find("= SUMMARY ="):] + "\nservice log:\n" + live.output()[-4000:]
     assert re.search(r"Tested: (\d+)", out) and int(re.search(r"Tested: (\d+)", out).group(1)) >= 50, out[-3000:]
     assert "failures" not in out.splitlines()[-1], out[-3000:]
