@@ -99,13 +99,16 @@ checks.negative_data_rejection.expected-statuses = ["202", "400", "401", "403", 
 def test_live_api_honours_its_schema(live, tmp_path):
     # Every check schemathesis has (5xx, schema conformance, the `Allow` of a 405, positive data
     # accepted, negative data rejected, ...), its examples, coverage and fuzzing phases, 100
-    # examples per operation as issue 15 asks; about a minute.
+    # examples per operation as issue 15 asks; about two minutes. One worker: with four,
+    # hypothesis's lambda descriptions parse source in several threads at once, and CPython
+    # 3.11's parser then fails with "AST constructor recursion depth mismatch" (a runtime error
+    # of the tool, not an answer of the API) in about one run in two.
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     report = tmp_path / "report"
     cmd = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), "run",
            live.url + "/api/v1/openapi.json", "--checks", "all", "--max-examples", "100",
-           "--phases", "examples,coverage,fuzzing", "--seed", "15", "--no-color", "--workers", "4",
+           "--phases", "examples,coverage,fuzzing", "--seed", "15", "--no-color", "--workers", "1",
            "--report", "ndjson", "--report-dir", str(report)]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its cache too
     out = run.stdout + run.stderr
