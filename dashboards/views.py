@@ -19,7 +19,7 @@ from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, r
 from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
-from dashboards import advice, alert_text, data, figures, security, timefmt
+from dashboards import advice, alert_text, data, figures, now_strip, security, timefmt
 from diag.health import STATES
 
 bp = Blueprint("dash", __name__, template_folder="templates", static_folder="static",
@@ -274,6 +274,7 @@ def instance(instance_id: str) -> Any:
     figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
+                           now=now_strip.now_strip(s, instance_id, s.interval_of(inst)),
                            charts=figures.CHARTS, ranges=data.RANGES, level=data.level_name(rng.step),
                            firing=_firing(instance_id), interval=s.config.interval, store_error=store_error)
 
