@@ -172,10 +172,12 @@ def test_metadata_and_buildinfo(client):
 # -- errors ----------------------------------------------------------------------------------------
 
 def error(r, status: int, error_type: str) -> str:
+    """Asserts Prometheus' error shape; returns its message, which is never empty."""
     body = r.get_json()
     assert (r.status_code, body["status"], body["errorType"]) == (status, "error", error_type), body
     assert set(body) == {"status", "errorType", "error"}
     assert r.headers["Content-Type"] == "application/json"
+    assert body["error"]
     return body["error"]
 
 
@@ -184,7 +186,7 @@ def error(r, status: int, error_type: str) -> str:
                                    'disk_util{device=~"("}', '{device=~".*"}', "1 +",
                                    'disk_util{device="a" or device="b"}'])
 def test_a_bad_query_is_400_bad_data(client, method, query):
-    error(instant(client, query, method), 400, "bad_data")
+    assert error(instant(client, query, method), 400, "bad_data")
 
 
 def test_an_unsupported_function_is_a_prometheus_error_naming_it(client):
@@ -197,7 +199,7 @@ def test_an_unsupported_function_is_a_prometheus_error_naming_it(client):
 @pytest.mark.parametrize("query", ["disk_util + on(instance) mem_total",
                                    "mem_total + on() disk_util"])
 def test_matching_errors_are_422_execution(client, query):
-    error(instant(client, query), 422, "execution")
+    assert error(instant(client, query), 422, "execution")
 
 
 @pytest.mark.parametrize("params", [
@@ -209,15 +211,15 @@ def test_matching_errors_are_422_execution(client, query):
     {"end": str(T0), "step": "10"},
 ])
 def test_bad_range_parameters_are_400_bad_data(client, params):
-    error(client.get("/prometheus/api/v1/query_range", query_string={"query": "disk_util", **params}), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/query_range", query_string={"query": "disk_util", **params}), 400, "bad_data")
 
 
 def test_other_bad_parameters(client):
-    error(client.get("/prometheus/api/v1/query", query_string={"query": "1", "time": "tomorrow"}), 400, "bad_data")
-    error(client.get("/prometheus/api/v1/series"), 400, "bad_data")
-    error(client.get("/prometheus/api/v1/series", query_string={"match[]": "rate(x[5m])"}), 400, "bad_data")
-    error(client.get("/prometheus/api/v1/label/not-a-name/values"), 400, "bad_data")
-    error(client.get("/prometheus/api/v1/query", query_string={"query": "1", "timeout": "soon"}), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/query", query_string={"query": "1", "time": "tomorrow"}), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/series"), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/series", query_string={"match[]": "rate(x[5m])"}), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/label/not-a-name/values"), 400, "bad_data")
+    assert error(client.get("/prometheus/api/v1/query", query_string={"query": "1", "timeout": "soon"}), 400, "bad_data")
 
 
 def test_a_query_past_its_timeout_is_503_timeout(client, monkeypatch):
@@ -225,7 +227,7 @@ def test_a_query_past_its_timeout_is_503_timeout(client, monkeypatch):
 
     ticks = iter(range(0, 10_000, 5))
     monkeypatch.setattr(engine.time, "monotonic", lambda: float(next(ticks)))
-    error(instant(client, "sum(rate(jobs_done_total[5m]))", timeout="1s"), 503, "timeout")
+    assert error(instant(client, "sum(rate(jobs_done_total[5m]))", timeout="1s"), 503, "timeout")
 
 
 def test_too_many_samples_is_422_execution(service):
@@ -234,7 +236,7 @@ def test_too_many_samples_is_422_execution(service):
     app = create_app(service)
     app.extensions["diag"]["promql_engine"] = engine.Engine(service.store, max_samples=10)
     r = app.test_client().get("/prometheus/api/v1/query", query_string={"query": "disk_util[10m]", "time": AT})
-    error(r, 422, "execution")
+    assert error(r, 422, "execution")
 
 
 def test_scalar_string_and_matrix_results(client):
@@ -302,7 +304,7 @@ def test_with_an_engine_behind_store_url_the_api_says_to_ask_the_engine(tmp_path
                                    "-" * 300 + "1", "x" * 20000, "sum(" * 70 + "disk_util" + ")" * 70])
 def test_a_query_too_deep_or_long_for_the_parser_is_refused_quickly(client, query):
     t = time.perf_counter()
-    error(instant(client, query, "POST"), 400, "bad_data")
+    assert error(instant(client, query, "POST"), 400, "bad_data")
     assert time.perf_counter() - t < 1
 
 
