@@ -18,6 +18,10 @@ def _row(r) -> dict[str, Any]:
             "interval": r["interval"]}
 
 
+# kv key of a forgotten instance's tombstone: when it was forgotten, so an engine behind
+# --store-url that still holds its old samples does not bring it back (Service.sync_instances).
+FORGOTTEN = "forgotten:"
+
 # An agent pushes every 10 s; writing its last_seen at most this often keeps diag.db's one
 # write lock free for the rest, while readers see the newer value from memory (below).
 SEEN_FLUSH_EVERY = 5.0
@@ -60,6 +64,7 @@ class Instances:
                 (instance_id, hostname, labels_json, now, int(local), interval))
             row = c.execute("SELECT hostname, labels, local, interval FROM instances WHERE instance_id = ?",
                             (instance_id,)).fetchone()
+            c.execute("DELETE FROM kv WHERE key = ?", (FORGOTTEN + instance_id,))  # it reports again: known anew
         self._registered[instance_id] = (row["hostname"], row["labels"], bool(row["local"]), row["interval"])
 
     def seen(self, instance_id: str, ts: float, now: float | None = None) -> None:
@@ -110,6 +115,28 @@ class Instances:
     def set_monitoring(self, instance_id: str, enabled: bool) -> None:
         with self.db.write() as c:
             c.execute("UPDATE instances SET monitoring = ? WHERE instance_id = ?", (int(enabled), instance_id))
+
+    def forget(self, instance_id: str, now: float | None = None) -> bool:
+        """Drop the instance from every list; False when it was not known. Its samples, events,
+        reports and kernel lines stay, keyed by its id, until their retention deletes them.
+        Its last facts go with it: they describe a machine that no longer exists."""
+        now = time.time() if now is None else now
+        with self.db.write() as c:
+            if c.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,)).rowcount == 0:
+                return False
+            c.execute("DELETE FROM kv WHERE key = ?", (f"facts:{instance_id}",))
+            c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                      (FORGOTTEN + instance_id, json.dumps(now)))
+        with self._lock:  # else a push that brings it back would be taken for a known, unchanged one
+            self._registered.pop(instance_id, None)
+            self._seen.pop(instance_id, None)
+            self._flushed_at.pop(instance_id, None)
+        self.health_generation += 1  # a cached /metrics body still lists it
+        return True
+
+    def forgotten_at(self, instance_id: str) -> float | None:
+        """When the instance was forgotten, unless it reported again since."""
+        return self.db.get_kv(FORGOTTEN + instance_id)
 
     def get(self, instance_id: str) -> dict[str, Any] | None:
         rows = self.db.read("SELECT * FROM instances WHERE instance_id = ?", (instance_id,))

@@ -324,6 +324,22 @@ class Service:
                                 else ("Unmonitored", "monitoring switched off"), now)
         return health
 
+    def forget_instance(self, instance_id: str, now: float | None = None) -> int:
+        """Forget an instance that no longer exists: it leaves the lists, /metrics and the
+        alert evaluation, its firing alerts resolve; its history stays until retention.
+        Returns the number of alerts resolved. If it reports again it is registered anew
+        (first seen then, Initializing), its old history visible beside the new."""
+        now = time.time() if now is None else now
+        inst = self.instances.get(instance_id)
+        if inst is None:
+            raise KeyError(instance_id)
+        if instance_id == self.instance_id:
+            raise ValueError(f"instance {instance_id} is this server itself: it cannot be forgotten while it runs")
+        resolved = self.alerting.forget_instance(instance_id, now)  # while its hostname is still known
+        self.instances.forget(instance_id, now)
+        self._facts.pop(instance_id, None)
+        return resolved
+
     def interval_of(self, inst: dict[str, Any]) -> float:
         """How often the instance sends: what its agent said, else this service's own interval."""
         return inst.get("interval") or self.config.interval
@@ -432,6 +448,9 @@ class Service:
             return
         for iid in ids:
             if self.instances.get(iid) is None:
+                gone = self.instances.forgotten_at(iid)
+                if gone is not None and seen.get(iid, 0.0) <= gone:
+                    continue  # forgotten: the engine keeps its old samples until its retention
                 self.instances.register(iid)
             if iid in seen:
                 self.instances.seen(iid, seen[iid])

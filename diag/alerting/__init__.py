@@ -42,6 +42,18 @@ def _alert_values(row: dict[str, Any], now: float) -> tuple:
             row["episode"], row["notices"], row["detail"])
 
 
+def _conditions_of(p: Policy, cond: str, value: float | None) -> list[tuple[int, Any, dict[str, Any]]]:
+    """The metric conditions an alert key names (`conditions[i]`, or `all`), for its notice."""
+    if cond == "all":
+        return [(i, c, {"value": value}) for i, c in enumerate(p.conditions)]
+    if cond.startswith("conditions["):
+        i = int(cond[len("conditions["):-1])
+        if i >= len(p.conditions):  # the policy was edited since it fired: its first condition speaks
+            i = 0
+        return [(i, p.conditions[i], {"value": value})] if p.conditions else []
+    return []  # an event condition: it resolves without a notice
+
+
 class Alerting:
     def __init__(self, service: Any) -> None:
         self.service = service
@@ -225,6 +237,27 @@ class Alerting:
                           (WATERMARK, json.dumps(self._top)))
         counts["changes"] = len(rows)
         return counts
+
+    def forget_instance(self, instance_id: str, now: float | None = None) -> int:
+        """Resolve the firing and pending alerts of an instance being forgotten, as a cleared
+        condition does (state history, and a resolved notice where the policy sends recoveries);
+        the evaluator no longer targets it afterwards. Returns how many alerts it resolved."""
+        now = time.time() if now is None else now
+        with self._lock:
+            alerts = self.repo.alert_rows()
+            policies = dict(self.policies())
+            changes = []
+            for key, row in alerts.items():
+                pid, cond, iid = key
+                if iid != instance_id or row["state"] not in ("firing", "pending") or pid not in policies:
+                    continue
+                p = policies[pid]
+                conds = _conditions_of(p, cond, row.get("value"))
+                if conds or cond.startswith("event_conditions"):
+                    changes.append(Change(key, pid, p, semantics.OK, row.get("value"), row["severity"], conds))
+            self._alerts, self._top = alerts, None
+            inst = self.service.instances.get(instance_id) or {}
+            return self._apply(changes, {instance_id: inst}, now)["changes"]
 
     def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
             now: float | None = None) -> dict[str, Any]:

@@ -73,6 +73,22 @@ def change_instance(instance_id: str):
     return jsonify(_instance(s.instances.get(instance_id), s.health_of(instance_id)))
 
 
+@bp.delete("/instances/<instance_id>")
+@doc("Forget an instance that no longer exists: it leaves the instance list, the dashboard, /metrics "
+     "and alert evaluation, and its firing alerts resolve. Its samples, events and reports stay, "
+     "readable by its id, until retention deletes them. If it reports again it is a new instance. "
+     "The server's own instance cannot be forgotten (409).", responses={204: None})
+def forget_instance(instance_id: str):
+    auth.require("token")
+    try:
+        _service().forget_instance(instance_id)
+    except KeyError:
+        raise ApiError(404, f"no instance {instance_id}") from None
+    except ValueError as e:
+        raise ApiError(409, str(e)) from None
+    return "", 204
+
+
 _LIMIT = re.compile(r"[1-9][0-9]{0,3}")
 
 
