@@ -198,3 +198,19 @@ def test_the_server_finds_instances_from_the_engines_instance_id_values(stores, 
         assert found["healthy-1"]["last_seen"] == pytest.approx(now - STEP, abs=STEP)  # its newest sample
     finally:
         s.close()
+
+
+def test_a_forgotten_instance_is_not_brought_back_by_the_engines_old_samples(stores, tmp_path):
+    from diag.config import load
+    from diag.service import Service
+
+    _, prom, _, _ = stores
+    s = Service(load(env={}, data_dir=str(tmp_path / "d"), store_url=prom.url))
+    try:
+        s.sync_instances()
+        s.forget_instance("healthy-1")
+        s.sync_instances()  # the engine still holds its samples, none newer than the forgetting
+        ids = {i["instance_id"] for i in s.instances.list()}
+        assert "healthy-1" not in ids and "failing-1" in ids
+    finally:
+        s.close()
