@@ -380,6 +380,17 @@ class EventLog:
         args.append(limit)
         return [_row(r) for r in self.db.read(sql, args)]
 
+    def newest_mark(self) -> int:
+        """Where the log ends now: a reader that wants only what happens from now on starts here."""
+        return self.db.read("SELECT COALESCE(MAX(rowid), 0) AS m FROM events")[0]["m"]
+
+    def recorded_since(self, mark: int, limit: int = 10000) -> tuple[list[dict[str, Any]], int]:
+        """Events recorded after `mark` (from newest_mark or a previous call), oldest first, at
+        most `limit`, and the mark to read on from. A repeat folded into an event is not new."""
+        rows = self.db.read("SELECT rowid AS rid, * FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                            (mark, limit))
+        return [_row(r) for r in rows], (rows[-1]["rid"] if rows else mark)
+
     def expire(self, now: float | None = None) -> int:
         now = time.time() if now is None else now
         with self.db.write() as c:

@@ -21,6 +21,7 @@ from typing import Any
 
 from collectors import plugins as runner
 from collectors.plugins import PluginRun, PluginSpec
+from diag.store import WriteStore
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ MAX_WORKERS = 4
 
 
 class Plugins:
-    def __init__(self, specs: Mapping[str, PluginSpec], *, instance_id: str, store: Any, db: Any) -> None:
+    def __init__(self, specs: Mapping[str, PluginSpec], *, instance_id: str, store: WriteStore | None,
+                 db: Any) -> None:
+        """`store` None: the samples go nowhere (an engine behind --store-url scrapes our /metrics)."""
         self.specs = dict(specs)
         self.instance_id, self._store, self._db = instance_id, store, db
         self._last: dict[str, dict[str, Any]] = {}
@@ -71,7 +74,7 @@ class Plugins:
         except Exception as e:  # noqa: BLE001 - a full disk loses the copy, not the result in memory
             log.warning("plugin %s: result not saved: %s", result.name, e)
         batch = runner.samples(result)
-        if batch and not getattr(self._store, "read_only", False):
+        if batch and self._store is not None:
             try:
                 self._store.write(self.instance_id, batch)
             except Exception as e:  # noqa: BLE001 - the check still has its result

@@ -28,6 +28,7 @@ from diag.kernel_lines import KernelLog
 from diag.process_history import ProcessHistory
 from diag.reports import Reports
 from diag.reserve import Reserve
+from diag.store import MaintenanceReport, ReadStore, sides
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,13 @@ JOB_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0)
 class Service:
     """Owns what a collection cycle needs and what the web app reads.
 
-    `store` is anything with the Store protocol plus `maintain`, `size_bytes` and
-    `close`; the embedded SqliteStore by default.
+    `store` is a ReadStore (diag.store), the embedded SqliteStore by default. Its other
+    sides are told apart once here: `writer` is None for an engine behind --store-url (it
+    scrapes our /metrics instead), and `engine_instances` is the engine that lists
+    instances of its own, if any.
     """
 
-    def __init__(self, config: Config, store: Any | None = None) -> None:
+    def __init__(self, config: Config, store: ReadStore | None = None) -> None:
         self.config = config
         self.instance_id = config.resolved_instance_id()
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +62,7 @@ class Service:
         for path in ours:  # all before any is opened: opening one makes it non-empty
             lifecycle.check_held(path)
         damaged = [m for m in map(lifecycle.check_database, ours) if m]
-        self.store = store if store is not None else _open_store(config)
+        self.store, self.writer, self.engine_instances = sides(store if store is not None else _open_store(config))
         self.db = Database(config.data_dir / "diag.db")
         for path in ours:
             lifecycle.mark_held(path)
@@ -94,7 +97,7 @@ class Service:
         from diag.plugins import Plugins, specs  # plugin checks: run off the collection thread
 
         plugin_specs = specs(config.plugins)
-        self.plugins = Plugins(plugin_specs, instance_id=self.instance_id, store=self.store, db=self.db)
+        self.plugins = Plugins(plugin_specs, instance_id=self.instance_id, store=self.writer, db=self.db)
         self.checks = diagnosis.configured(config.checks) + list(plugin_checks.make(plugin_specs.values()))
         self.stopped_after = next(c.thresholds["seconds"] for c in self.checks if c.id == "state.stopped")
         from diag.alerting import Alerting  # alerting hook: policies, evaluator, outbox
@@ -125,8 +128,8 @@ class Service:
         with self._lock:
             batch = self.cycle.run(now)
             try:
-                if not getattr(self.store, "read_only", False):  # an engine scrapes our /metrics instead
-                    self.store.write(self.instance_id, batch.samples)
+                if self.writer is not None:
+                    self.writer.write(self.instance_id, batch.samples)
             except StoreError as e:
                 # Keep collecting and answering: the samples of this cycle are lost, and said so.
                 self.last_error = self.store_failing = f"store: {e}"
@@ -173,10 +176,10 @@ class Service:
             return False
         # With an engine behind --store-url the samples reach it by scraping; signals, facts
         # and last-seen still come through here, once per batch id.
-        if not getattr(self.store, "read_only", False):
+        if self.writer is not None:
             # False: an earlier try stored the samples, then failed before the end.
-            self.store.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
-                                     np.array(samples.values, np.float64), batch_id=batch_id)
+            self.writer.write_columns(instance_id, samples.keys, np.array(samples.ts, np.float64),
+                                      np.array(samples.values, np.float64), batch_id=batch_id)
         self.instances.register(instance_id, hostname=hostname, labels=labels, interval=interval)
         newest = max(samples.ts, default=time.time())
         self.instances.seen(instance_id, newest)
@@ -190,7 +193,7 @@ class Service:
         return self.events.record_batch(instance_id, Batch(ts=newest, samples=counters, signals=list(signals)),
                                         batch_id=batch_id, extra=extra_events or ()) is not None
 
-    def maintain(self, now: float | None = None) -> Any:
+    def maintain(self, now: float | None = None) -> MaintenanceReport:
         now = time.time() if now is None else now
         with self.db.write() as c:  # an agent retries for as long as it buffers: a day by default
             c.execute("DELETE FROM ingested_batches WHERE at < ?", (now - BATCH_IDS_KEPT,))
@@ -436,12 +439,12 @@ class Service:
     def sync_instances(self) -> None:
         """With an engine behind --store-url: every `instance_id` it has data of is an
         instance here, last seen at its newest sample (so a silent one turns stale)."""
-        if not hasattr(self.store, "instance_ids"):
+        if self.engine_instances is None:
             return
         from diag.store import StoreError
 
         try:
-            ids, seen = self.store.instance_ids(), self.store.last_seen()
+            ids, seen = self.engine_instances.instance_ids(), self.engine_instances.last_seen()
         except StoreError as e:
             self.last_error = f"store: {e}"
             log.warning("cannot list the engine's instances: %s", e)
@@ -456,7 +459,7 @@ class Service:
                 self.instances.seen(iid, seen[iid])
 
 
-def _open_store(config: Config):
+def _open_store(config: Config) -> ReadStore:
     if config.store_url:
         from diag.store.prometheus import PrometheusStore
 

@@ -22,7 +22,7 @@ from diag.alerting.repository import INSERT_HISTORY, Repository, muted
 
 log = logging.getLogger(__name__)
 
-WATERMARK = "alerting:events_rowid"
+WATERMARK = "alerting:events_rowid"  # an EventLog mark: the key keeps its name in existing databases
 HISTORY_DAYS = 60
 
 
@@ -66,7 +66,7 @@ class Alerting:
         self._parsed: dict[str, tuple[str, Policy]] = {}
         self.last_stats: dict[str, float] = {}
         if self.db.get_kv(WATERMARK) is None:  # alert on what happens from now on, not on old history
-            self.db.set_kv(WATERMARK, self._max_event_rowid())
+            self.db.set_kv(WATERMARK, self.service.events.newest_mark())
         from diag.alerting import defaults, files
 
         if self.settings.policies_file is not None:
@@ -171,26 +171,11 @@ class Alerting:
         if sample_event is not None:
             new_events, top = [sample_event], None
         else:
-            new_events, top = self._new_events()
+            new_events, top = self.service.events.recorded_since(int(self.db.get_kv(WATERMARK) or 0))
         changes = evaluator.metric_changes(self.service.store, jobs, alerts, now, stats, everything=only is not None)
         changes += evaluator.event_changes(new_events, jobs, alerts, now)
         self._alerts, self._top = alerts, top
         return changes, instances
-
-    def _max_event_rowid(self) -> int:
-        return self.db.read("SELECT COALESCE(MAX(rowid), 0) AS m FROM events")[0]["m"]
-
-    def _new_events(self) -> tuple[list[dict[str, Any]], int]:
-        mark = int(self.db.get_kv(WATERMARK) or 0)
-        rows = self.db.read("SELECT rowid AS rid, event_id FROM events WHERE rowid > ? ORDER BY rowid LIMIT 10000",
-                            (mark,))
-        events = []
-        for r in rows:
-            try:
-                events.append(self.service.events.get(r["event_id"]))
-            except Exception:  # noqa: BLE001 - expired between the two reads
-                continue
-        return events, (rows[-1]["rid"] if rows else mark)
 
     def _apply(self, changes: list[Change], instances: dict[str, dict], now: float) -> dict[str, float]:
         """Write the changes in one transaction: alert rows, state history, outbox rows."""

@@ -1,4 +1,4 @@
-"""Time-series store: the `Store` protocol and the embedded `SqliteStore`.
+"""Time-series store: the `ReadStore`/`WriteStore` protocols and the embedded `SqliteStore`.
 
 Layout (see each module): schema (tables, pragmas), encoding (chunk codecs), head
 (in-memory recent points), series (catalogue), writer (the one write thread),
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -33,20 +33,10 @@ LabelFilters = Mapping[str, "str | re.Pattern[str]"]
 
 
 @runtime_checkable
-class Store(Protocol):
-    """What the rest of the service reads and writes through (SqliteStore, PrometheusStore)."""
-
-    def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool: ...
-
-    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
-                      batch_id: str | None = None) -> bool:
-        """`write` for a batch already in columns; `keys[i]` is `(metric, *labels.items())`."""
-        ...
-
-    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
-        """Indexes of the keys this instance has never written: the ingest route checks a
-        series' names only the first time it comes."""
-        ...
+class ReadStore(Protocol):
+    """What the service, the checks, alerting and the query API read through, and the hooks
+    the service calls on any store: the embedded SqliteStore, or PrometheusStore over an
+    engine behind --store-url (which implements this side only)."""
 
     def query(
         self,
@@ -75,16 +65,82 @@ class Store(Protocol):
 
     def metric_names(self, instance_id: str | None = None) -> list[str]: ...
 
+    def maintain(self, now: float) -> MaintenanceReport:
+        """Compaction and retention; an engine does its own and reports nothing."""
+        ...
+
+    def size_bytes(self) -> int | None:
+        """On disk, or None when the store cannot say (an engine elsewhere)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class WriteStore(Protocol):
+    """What collection, plugins and ingest write through: only a store that keeps the samples
+    itself (with --store-url the engine scrapes our /metrics instead)."""
+
+    def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool: ...
+
+    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
+                      batch_id: str | None = None) -> bool:
+        """`write` for a batch already in columns; `keys[i]` is `(metric, *labels.items())`."""
+        ...
+
+    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
+        """Indexes of the keys this instance has never written: the ingest route checks a
+        series' names only the first time it comes."""
+        ...
+
+    def series_count(self, instance_id: str) -> int:
+        """Series of the instance: the ingest route's budget per instance."""
+        ...
+
+
+@runtime_checkable
+class InstanceSource(Protocol):
+    """An engine that knows instances the service was never told of (their `instance_id`
+    label values): the service lists them (Service.sync_instances)."""
+
+    def instance_ids(self) -> list[str]: ...
+
+    def last_seen(self) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class Store(ReadStore, WriteStore, Protocol):
+    """Both sides: the embedded SqliteStore."""
+
+
+class StoreSides(NamedTuple):
+    """A store's sides, told apart once when the service is wired, not probed at each use."""
+
+    read: ReadStore
+    write: WriteStore | None
+    instances: InstanceSource | None
+
+
+def sides(store: ReadStore) -> StoreSides:
+    """The sides `store` implements, by its declared protocols: PrometheusStore has no write side."""
+    return StoreSides(store, store if isinstance(store, WriteStore) else None,
+                      store if isinstance(store, InstanceSource) else None)
+
 
 __all__ = [
     "AGGS",
     "LEVELS",
     "Deletion",
+    "InstanceSource",
     "MaintenanceReport",
+    "ReadStore",
     "Retention",
     "SqliteStore",
     "Store",
     "StoreClosedError",
     "StoreError",
     "StoreFullError",
+    "StoreSides",
+    "WriteStore",
+    "sides",
 ]

@@ -1,10 +1,10 @@
-"""PrometheusStore: the Store protocol's reads over a Prometheus-compatible HTTP query API.
+"""PrometheusStore: the ReadStore protocol over a Prometheus-compatible HTTP query API.
 
 For a fleet that outgrows one SQLite file: agents serve `/metrics`, an engine
 (Prometheus, VictoriaMetrics, Thanos, Mimir) scrapes them with `honor_labels: true`,
 and the service reads back through `/api/v1/query_range`, `/api/v1/query`,
-`/api/v1/series` and `/api/v1/label/.../values`. Writes are refused: the engine owns
-ingestion.
+`/api/v1/series` and `/api/v1/label/.../values`. It has no write side: the engine owns
+ingestion. It is also an InstanceSource: the service lists the instances it has data of.
 
 Bucket alignment matches SqliteStore: a bucket [b, b+step) is stamped b. Both engines
 evaluate `f_over_time(m[step])` at T over the left-open window (T-step, T]; evaluating
@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import requests
 
 from diag import catalogue
-from diag.model import Sample
 
 from .query import bucket_range
-from .types import StoreError
+from .types import MaintenanceReport, StoreError
 
 EPS = 0.001  # one millisecond: the engines' timestamp resolution
 # Above this many buckets per series query_range is refused by Prometheus (11,000);
@@ -60,10 +58,6 @@ class EngineUnavailable(EngineError):
     code = "MetricsEngineUnavailable"
 
 
-class ReadOnlyStoreError(StoreError):
-    """A write to an engine that gets its data by scraping."""
-
-
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
@@ -75,8 +69,6 @@ def _dur(seconds: float) -> str:
 
 class PrometheusStore:
     """Reads our metrics from an engine; `url` is its base, e.g. http://127.0.0.1:8428."""
-
-    read_only = True
 
     def __init__(self, url: str, *, timeout: float = 10.0, session: requests.Session | None = None,
                  retry_after: float = RETRY_AFTER) -> None:
@@ -123,17 +115,7 @@ class PrometheusStore:
                 parts.append(f"{key}={_quote(want)}")
         return name + "{" + ",".join(parts) + "}"
 
-    # -- the Store protocol ----------------------------------------------------------------------
-
-    def write(self, instance_id: str, samples: Iterable[Sample], *, batch_id: str | None = None) -> bool:
-        raise ReadOnlyStoreError("the metrics engine is read-only here: it scrapes the agents' /metrics")
-
-    def write_columns(self, instance_id: str, keys: list[tuple], ts: np.ndarray, vals: np.ndarray, *,
-                      batch_id: str | None = None) -> bool:
-        raise ReadOnlyStoreError("the metrics engine is read-only here: it scrapes the agents' /metrics")
-
-    def unknown_series(self, instance_id: str, keys: list[tuple]) -> list[int]:
-        return list(range(len(keys)))
+    # -- the ReadStore protocol: the engine scrapes the samples, so there is no write side -----
 
     def query(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
               start: float, end: float, step: float, agg: str = "avg") -> pd.DataFrame:
@@ -205,9 +187,7 @@ class PrometheusStore:
 
     # -- service hooks, so the Service treats both stores alike ---------------------------------
 
-    def maintain(self, now: float) -> Any:
-        from .types import MaintenanceReport
-
+    def maintain(self, now: float) -> MaintenanceReport:
         return MaintenanceReport(now=now)  # retention and compaction are the engine's
 
     def size_bytes(self) -> int | None:

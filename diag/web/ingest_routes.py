@@ -42,7 +42,10 @@ def ingest():
     auth.may_push(instance_id)  # an agent token pushes only for its own instance
     # The OpenAPI document says a string, not nullable: `null` is refused, not read as absent.
     batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
-    samples = _samples(body.get("samples", []), now, lambda keys: service.store.unknown_series(instance_id, keys))
+    writer = service.writer
+    # With no store of ours to ask (an engine scrapes the samples), every series' names are checked.
+    samples = _samples(body.get("samples", []), now, (lambda keys: writer.unknown_series(instance_id, keys))
+                       if writer is not None else (lambda keys: list(range(len(keys)))))
     signals = _signals(body.get("signals", []), now)
     # Absent from older agents' batches: they still push everything else.
     kernel_lines = _kernel_lines(body.get("kernel_lines", []), now)
@@ -85,7 +88,7 @@ def ingest():
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
-    kept = not getattr(service.store, "read_only", False)
+    kept = service.writer is not None
     # A duplicate stored nothing this time: it claims no samples and no signals.
     return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept and stored else 0,
                     "signals": len(signals) if stored else 0, "duplicate": not stored, "batch_id": batch_id,
@@ -117,10 +120,11 @@ def _within_budgets(service: Any, instance_id: str, samples: SampleColumns) -> N
     n = len(samples.keys)
     if n > cfg.points_burst:
         raise ApiError(413, f"at most {cfg.points_burst} points per batch (ingest.points_burst)", "samples")
-    count = getattr(service.store, "series_count", None)
-    if count is not None and n:
+    writer = service.writer
+    if writer is not None and n:
+        count = writer.series_count
         try:
-            new = {samples.keys[i] for i in service.store.unknown_series(instance_id, samples.keys)}
+            new = {samples.keys[i] for i in writer.unknown_series(instance_id, samples.keys)}
         except TypeError:
             new = set()
         # Concurrent pushes of one instance may each pass: the budget can be passed by a few

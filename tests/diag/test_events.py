@@ -245,3 +245,20 @@ def test_a_start_a_little_in_the_past_starts_now_whole_and_an_older_one_is_refus
     with pytest.raises(EventError) as err:
         log.schedule("i-1", "SystemMaintenance.Stop", T - 901, 1800, now=T)
     assert err.value.status == 422 and err.value.field == "not_before"
+
+
+def test_a_reader_gets_each_new_event_once_and_not_its_folded_repeats(log):
+    log.detected("i-1", "Disk.Full", T - 60, "before the reader started", fold_key="/old")
+    mark = log.newest_mark()
+    full = log.detected("i-1", "Disk.Full", T, "/ is full", fold_key="/")
+    log.detected("i-1", "Disk.Full", T + 10, "/ is still full", fold_key="/")  # folds into `full`
+    panic = log.detected("i-1", "Kernel.Panic", T + 20, "panic")
+    got, mark = log.recorded_since(mark)
+    assert [e["event_id"] for e in got] == [full["event_id"], panic["event_id"]]
+    assert got[0]["details"]["count"] == 2  # read whole, with its repeats folded in
+    assert log.recorded_since(mark) == ([], mark)
+    oom = log.detected("i-1", "Kernel.OOMKill", T + 30, "oom")
+    hung = log.detected("i-1", "Kernel.HungTask", T + 40, "hung")
+    first, mark = log.recorded_since(mark, limit=1)
+    rest, _ = log.recorded_since(mark)
+    assert [e["event_id"] for e in first] == [oom["event_id"]] and [e["event_id"] for e in rest] == [hung["event_id"]]
