@@ -341,7 +341,8 @@ class Service:
         resolved = self.alerting.forget_instance(instance_id, now)  # while its hostname is still known
         self.instances.forget(instance_id, now)
         self._facts.pop(instance_id, None)
-        return resolved
+        # An evaluation between the two steps still saw it listed and may have fired an alert again.
+        return resolved + self.alerting.forget_instance(instance_id, now)
 
     def interval_of(self, inst: dict[str, Any]) -> float:
         """How often the instance sends: what its agent said, else this service's own interval."""
