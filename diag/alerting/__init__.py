@@ -16,7 +16,7 @@ from diag.alerting import evaluator, schema, semantics
 from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
-from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
+from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
 from checks.windows import fmt_time
 from diag.alerting.repository import INSERT_HISTORY, Repository, muted
 
@@ -70,11 +70,9 @@ class Alerting:
     # -- policies, contacts, groups --------------------------------------------------------
 
     def validate_policy(self, body: Any) -> Policy:
-        p = parse(Policy, body)
         known = set(self.metric_names())
-        check_refs(p, metric_exists=known.__contains__, interval=self.service.config.interval,
-                   group_exists=lambda g: self.repo.exists("contact_group", g))
-        return p
+        return validate(body, metric_exists=known.__contains__, interval=self.service.config.interval,
+                        group_exists=lambda g: self.repo.exists("contact_group", g))
 
     def metric_names(self) -> list[str]:
         """Metric names a policy may use: the catalogue and what the store holds, or the
