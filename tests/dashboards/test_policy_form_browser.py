@@ -116,13 +116,20 @@ def test_test_on_an_event_only_policy_sends_a_simulated_event_to_its_contacts(wa
         status, _, body = http("POST", f"{served.url}/api/v1/contact-groups",
                                {"name": "oncall", "contacts": [json.loads(body)["contact_id"]]})
         assert status == 201, body
-        status, _, body = http("POST", f"{served.url}/api/v1/alert-policies", {
-            "name": "OOM kills", "enabled": False, "contact_groups": [json.loads(body)["contact_group_id"]],
-            "event_conditions": [{"type": "Kernel.*", "level": "CRITICAL"}]})
-        assert status == 201, body
-        pid = json.loads(body)["policy_id"]
-        page = watched.page
+        group = json.loads(body)["contact_group_id"]
+        page = watched.page  # a disabled policy of kernel events at CRITICAL, made in the form
         page.goto(f"{served.url}/alerts", wait_until="networkidle")
+        page.fill("#p-name", "OOM kills")
+        page.uncheck("#p-enabled")
+        page.select_option('select[name="event_conditions[0].type"]', "Kernel.*")
+        page.select_option('select[name="event_conditions[0].level"]', "CRITICAL")
+        page.check(f'#p-groups input[value="{group}"]')
+        with page.expect_navigation():
+            page.click("#save-policy")
+        mine = [p for p in _policies(served.url) if p["name"] == "OOM kills"]
+        assert len(mine) == 1 and mine[0]["contact_groups"] == [group] and mine[0]["enabled"] is False
+        assert mine[0]["event_conditions"] == [{"type": "Kernel.*", "level": "CRITICAL", "severity": None}]
+        pid = mine[0]["policy_id"]
         with page.expect_navigation():
             page.locator(f"#policy-{pid} button", has_text="Test").click()
         result = page.inner_text("#test-result")
