@@ -43,6 +43,8 @@ class Field:
     after: str = ""
     placeholder: str = ""
     size: int = 0
+    maxlength: int = 0
+    datalist: str = ""  # the id of the suggestions the page lists for it
 
 
 def _same(*values: str) -> tuple[tuple[str, str], ...]:
@@ -50,10 +52,10 @@ def _same(*values: str) -> tuple[tuple[str, str], ...]:
 
 
 HEAD = (
-    Field("name", "Name", size=40),
+    Field("name", "Name", size=40, maxlength=200),
     Field("description", "Description", size=40),
     Field("enabled", "Enabled", "checkbox", True, after="evaluate this policy"),
-    Field("targets.instances", "Instances", "list", ("*",), placeholder="*",
+    Field("targets.instances", "Instances", "list", ("*",), placeholder="*", datalist="instance-ids",
           hint="* for every instance, or instance ids separated by commas"),
     Field("targets.labels", "Label selector", "pairs", placeholder="role=db, env=prod",
           hint="only instances with all these labels"),
@@ -72,7 +74,8 @@ EVENT_FIELDS = ("type", "level", "severity")
 TAIL = (
     Field("match", "Combine", "select", "any", (("any", "any condition fires the policy"),
                                                  ("all", "all conditions must hold"))),
-    Field("silence", "Notify again after", "duration", "24h", size=6, hint="while still firing: 5m to 24h"),
+    Field("silence", "Notify again after", "duration", "24h", size=6, datalist="silences",
+          hint="while still firing: 5m to 24h"),
     Field("notify_recovery", "Recovery", "checkbox", True, after="notify when it recovers"),
     Field("missing_data", "Missing data", "select", "insufficient", tuple(zip(MISSING, (
         "insufficient data (no change)", "treat as ok", "treat as breaching", "keep the last state")))),

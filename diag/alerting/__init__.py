@@ -386,7 +386,7 @@ class Alerting:
         history = []
         for r in result["results"]:
             for k, send in enumerate(r["notifications"]):
-                key = idempotency_key("simulate", policy_id, send["contact_id"], k, now)
+                key = idempotency_key("simulate", policy_id, r["instance_id"], send["contact_id"], k, now)
                 send["outcome"], send["detail"] = self._send_once(send["channel"], send["payload"], key)
                 send["to"] = _describe(send["channel"])
                 history.append((send["to"], send["outcome"], r["instance_id"],
