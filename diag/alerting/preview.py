@@ -37,10 +37,12 @@ def sample(policy_id: str, body: dict[str, Any], default_instance: str, now: flo
 
 def event_sample(p: Policy, instance_id: str) -> dict[str, Any] | None:
     """What an event-only policy's test simulates: an event its first event condition takes
-    that the server knows (a family's or a level's first type), at the condition's level or
-    the type's own; None when only custom log-rule events would match."""
+    that the server knows (a family's or a level's first type, one raised at that level if
+    any), at the condition's level or the type's own; None when only custom log-rule events
+    would match."""
     for ec in p.event_conditions:
-        etype = next((t for t in TYPES if ec.matches(t, ec.level or TYPES[t][0])), None)
+        takes = [t for t in TYPES if ec.matches(t, ec.level or TYPES[t][0])]
+        etype = next((t for t in takes if ec.level in (None, TYPES[t][0])), takes[0] if takes else None)
         if etype is not None:
             return {"type": etype, "level": ec.level or TYPES[etype][0], "instance_id": instance_id,
                     "message": f"simulated {etype} event, a test of the policy {p.name!r}"}
