@@ -10,7 +10,6 @@ from flask import abort, redirect, render_template, request, url_for
 
 from dashboards import alert_text, policy_form, timefmt
 from dashboards.views import alerting, bp, current_value, service, unheard
-from diag import catalogue
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
 from diag.web import secrets  # delivery history quotes webhook URLs: shown masked
@@ -39,8 +38,10 @@ def test_view(policy: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
                      "value": alert_text.value_text(r.get("value"), alert_text.metric_of(policy, cond)),
                      "severity": r.get("severity"), "before": r.get("state_before"), "after": r.get("state_after"),
                      "would_notify": r.get("would_notify"), "sends": len(r.get("notifications") or []),
-                     "message": r.get("message", "")})
-    return {"policy": policy, "evaluated_at": result.get("evaluated_at"), "rows": rows}
+                     "message": r.get("message", ""),
+                     "sent": [{"to": secrets.mask_text(n["to"]), "outcome": n["outcome"]}
+                              for n in r.get("notifications") or [] if "outcome" in n]})
+    return {"policy": policy, "evaluated_at": result.get("evaluated_at"), "rows": rows, "event": result.get("event")}
 
 
 def _page(values: dict[str, Any] | None = None, editing: str | None = None, errors: dict[str, str] | None = None,
@@ -59,13 +60,13 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         if editing and current is None:
             abort(404, f"no policy {editing}")
         values = policy_form.to_values(current)
-    metrics = sorted(set(catalogue.BY_NAME) | set(a.metric_names()))
+    metrics = policy_form.metric_groups(a.metric_names(), (c.get("metric", "") for c in values["conditions"]))
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
         "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies, current_value),
         history=[secrets.mask_history(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
         errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
-        metrics=metrics,
+        metrics=metrics, metric_info={m.name: m for _, group in metrics for m in group}, fields=policy_form,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
         instances=service().instances.list(), unheard=unheard(), now=time.time(),
@@ -95,21 +96,21 @@ def save_policy(policy_id: str | None) -> Any:
     more = form.get("more")
     if more:  # "add a condition": show the form again with one more row, saving nothing
         return _page(policy_form.values_from_form(form, more), policy_id)
-    errors: dict[str, str] = {}
+    body, kept, errors = policy_form.to_body(form)
     try:
-        body, kept = policy_form.to_body(form)
-        saved = a.save_policy(body, policy_id, source)
-    except policy_form.FormError as e:
-        errors[e.field] = e.message
+        if errors:  # the validator's word on the rest too, so that every bad field is marked at once
+            a.validate_policy(body)
+        else:
+            saved = a.save_policy(body, policy_id, source)
     except PolicyError as e:
         if e.status == 404:
             abort(404, e.message)
-        errors[policy_form.form_field(e.field, kept) or "_form"] = e.message
-    else:
-        verb = "created" if policy_id is None else "saved"
-        return redirect(url_for("dash.alerts", notice=f"{verb} policy {saved['name']!r} ({saved['policy_id']})")
-                        + f"#policy-{saved['policy_id']}", 303)
-    return _page(policy_form.values_from_form(form), policy_id, errors, 422)
+        policy_form.merge_errors(errors, e.errors, kept, form)
+    if errors:
+        return _page(policy_form.values_from_form(form), policy_id, errors, 422)
+    verb = "created" if policy_id is None else "saved"
+    return redirect(url_for("dash.alerts", notice=f"{verb} policy {saved['name']!r} ({saved['policy_id']})")
+                    + f"#policy-{saved['policy_id']}", 303)
 
 
 @bp.post("/alerts/policies/<policy_id>/enabled")
@@ -142,7 +143,11 @@ def test_policy(policy_id: str) -> Any:
     if request.form.get("event_type"):
         event = {"type": request.form["event_type"]}
     try:
-        result = a.test(policy_id, event)
+        if event is None and cur["event_conditions"] and not cur["conditions"]:
+            # An event policy has nothing to evaluate until its event happens: play one.
+            result = a.simulate_event(policy_id)
+        else:
+            result = a.test(policy_id, event)
     except PolicyError as e:
         return _page(notice=f"test of {cur['name']!r} failed: {e.message}", status=e.status, failed=True)
     return _page(test=test_view(cur, result))

@@ -16,7 +16,7 @@ from diag.alerting import evaluator, schema, semantics
 from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
-from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
+from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
 from checks.windows import fmt_time
 from diag.alerting.repository import INSERT_HISTORY, Repository, muted
 
@@ -82,11 +82,9 @@ class Alerting:
     # -- policies, contacts, groups --------------------------------------------------------
 
     def validate_policy(self, body: Any) -> Policy:
-        p = parse(Policy, body)
         known = set(self.metric_names())
-        check_refs(p, metric_exists=known.__contains__, interval=self.service.config.interval,
-                   group_exists=lambda g: self.repo.exists("contact_group", g))
-        return p
+        return validate(body, metric_exists=known.__contains__, interval=self.service.config.interval,
+                        group_exists=lambda g: self.repo.exists("contact_group", g))
 
     def metric_names(self) -> list[str]:
         """Metric names a policy may use: the catalogue and what the store holds, or the
@@ -345,7 +343,7 @@ class Alerting:
         from concurrent.futures import ThreadPoolExecutor
 
         from diag.alerting import notices
-        from diag.alerting.notifiers import DeliveryError, payloads
+        from diag.alerting.notifiers import payloads
         from diag.alerting.outbox import _describe, idempotency_key
 
         contact = self.repo.get("contact", contact_id)
@@ -361,15 +359,7 @@ class Alerting:
 
         def one(i: int, ch: dict[str, Any]) -> dict[str, Any]:
             body = payloads.render(ch, notice, contact["name"], self.base_url)
-            try:
-                detail = self.outbox._send(ch, body, idempotency_key("test", contact_id, i, now), self.settings,
-                                           deadline=self.outbox.deadline)
-                outcome = "delivered"
-            except DeliveryError as e:
-                detail, outcome = str(e)[:500], "failed"
-            except Exception as e:  # noqa: BLE001 - a notifier bug is this channel's failure, not the request's
-                log.exception("test of a %s channel failed unexpectedly", ch.get("type"))
-                detail, outcome = f"{type(e).__name__}", "failed"
+            outcome, detail = self._send_once(ch, body, idempotency_key("test", contact_id, i, now))
             return {"index": i, "type": ch["type"], "channel": _describe(ch), "outcome": outcome, "detail": detail}
 
         with ThreadPoolExecutor(max_workers=min(8, len(contact["channels"]))) as pool:
@@ -379,6 +369,51 @@ class Alerting:
                 Repository.add_history(c, time.time(), "test", channel=r["channel"], outcome=r["outcome"],
                                        detail=f"test of contact {contact['name']}: {r['detail']}")
         return results
+
+    def _send_once(self, channel: dict[str, Any], body: Any, key: str) -> tuple[str, str]:
+        """One attempt within the outbox's deadline, never retried: ("delivered" | "failed", detail)."""
+        from diag.alerting.notifiers import DeliveryError
+
+        try:
+            return "delivered", self.outbox._send(channel, body, key, self.settings, deadline=self.outbox.deadline)
+        except DeliveryError as e:
+            return "failed", str(e)[:500]
+        except Exception as e:  # noqa: BLE001 - a notifier bug is this channel's failure, not the request's
+            log.exception("test of a %s channel failed unexpectedly", channel.get("type"))
+            return "failed", type(e).__name__
+
+    def simulate_event(self, policy_id: str, now: float | None = None) -> dict[str, Any]:
+        """An event-only policy's test: a sample event of the type it watches, on an instance it
+        targets, through the same evaluation and notice rendering as a real one, its notices
+        marked as a test and sent once to the policy's contacts now. No alert is stored; the
+        sends are in the history as tests. Returns the preview with `event` and each send's
+        `to` (the channel as the history names it), `outcome` and `detail`."""
+        from diag.alerting.outbox import _describe, idempotency_key
+        from diag.alerting.preview import event_sample, preview
+
+        now = time.time() if now is None else now
+        parsed = dict(self.policies()).get(policy_id)
+        if parsed is None:
+            raise PolicyError(None, f"no policy {policy_id}", 404)
+        targeted = [i["instance_id"] for i in self.service.instances.list()
+                    if i["monitoring"] and parsed.targets.selects(i["instance_id"], i.get("labels") or {})]
+        sample = event_sample(parsed, targeted[0] if targeted else self.service.instance_id)
+        if sample is None:
+            raise PolicyError("event_conditions", "no known event type matches these conditions to simulate", 422)
+        result = preview(self, policy_id, sample, now, as_test=True)
+        history = []
+        for r in result["results"]:
+            for k, send in enumerate(r["notifications"]):
+                key = idempotency_key("simulate", policy_id, r["instance_id"], send["contact_id"], k, now)
+                send["outcome"], send["detail"] = self._send_once(send["channel"], send["payload"], key)
+                send["to"] = _describe(send["channel"])
+                history.append((send["to"], send["outcome"], r["instance_id"],
+                                f"test of policy {parsed.name}: simulated {sample['type']}: {send['detail']}"))
+        with self.db.write() as c:
+            for to, outcome, iid, detail in history:
+                Repository.add_history(c, time.time(), "test", policy_id=policy_id, instance_id=iid,
+                                       channel=to, outcome=outcome, detail=detail)
+        return {**result, "event": sample}
 
     def deliver(self, now: float | None = None, wait: float | None = None) -> dict[str, int]:
         return dict(self.outbox.deliver(now, wait=wait))

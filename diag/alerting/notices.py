@@ -128,6 +128,14 @@ def test_notice(contact_name: str, instance: dict[str, Any], base_url: str, now:
             "message": f"[TEST] {text}. Details: {url}", "text": text}
 
 
+def mark_test(n: dict[str, Any]) -> dict[str, Any]:
+    """A notice built the real way, marked as a test wherever a reader sees it: the message
+    and summary say TEST, chat titles too (kind), and Alertmanager lets it end in 5 minutes."""
+    n.update(kind="test", silence=-3300, summary=f"[TEST] {n['summary']}",
+             message=re.sub(r"^(\[[A-Z]+\] )?", "[TEST] ", n["message"], count=1))
+    return n
+
+
 # The check each default policy's metric or event reads (defaults.py), so that a notice
 # can carry that check's recommendation; a policy names another in its description
 # ("storage.readonly: ..."), an event raised by a check carries its check_id label.

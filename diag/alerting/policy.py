@@ -2,8 +2,9 @@
 
 Shape validation is pydantic's; what depends on the running service (does the metric
 exist, is the period at least one collection interval, does the contact group exist)
-is `check_refs`. Every failure names its field as the API reports it:
-`conditions[0].threshold`, `effective.timezone`.
+is `ref_errors`. Every failure names its field as the API reports it:
+`conditions[0].threshold`, `effective.timezone`; a body with several is refused with all
+of them (`PolicyError.errors`), so a form can mark every bad field at once.
 """
 
 from __future__ import annotations
@@ -35,11 +36,23 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 
 
 class PolicyError(ValueError):
-    """One invalid field: `field` is the path the API reports (`conditions[0].metric`)."""
+    """An invalid body: `field` is the path the API reports (`conditions[0].metric`) of the
+    first problem, `errors` every problem as {"field", "message"} (no field: the whole body)."""
 
-    def __init__(self, field: str | None, message: str, status: int = 422):
+    def __init__(self, field: str | None, message: str, status: int = 422,
+                 errors: list[dict[str, str]] | None = None):
         super().__init__(f"{field}: {message}" if field else message)
         self.field, self.message, self.status = field, message, status
+        self.errors = errors or [_problem(field, message)]
+
+    @classmethod
+    def of(cls, errors: list[dict[str, str]]) -> "PolicyError":
+        """The error of several problems, the first one named."""
+        return cls(errors[0].get("field"), errors[0]["message"], errors=errors)
+
+
+def _problem(field: str | None, message: str) -> dict[str, str]:
+    return {"field": field, "message": message} if field else {"message": message}
 
 
 def _duration(v: Any) -> float:
@@ -300,30 +313,63 @@ def field_path(loc: Iterable[Any]) -> str:
 
 
 def parse(model: type[BaseModel], body: Any) -> Any:
-    """Validate a body into `model`, or raise PolicyError naming the first bad field."""
+    """Validate a body into `model`, or raise PolicyError naming every bad field."""
     if not isinstance(body, dict):
         raise PolicyError(None, "must be a JSON object", 400)
     try:
         return model.model_validate(body)
     except ValidationError as e:
-        err = e.errors()[0]
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
-        raise PolicyError(field_path(err["loc"]) or None, msg) from None
+        problems: list[dict[str, str]] = []
+        for err in e.errors():
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            p = _problem(field_path(err["loc"]) or None, msg)
+            if p not in problems:
+                problems.append(p)
+        raise PolicyError.of(problems) from None
 
 
-def check_refs(p: Policy, *, metric_exists: Callable[[str], bool], interval: float,
-               group_exists: Callable[[str], bool]) -> None:
-    """What pydantic cannot know: the metrics, the interval, the contact groups."""
-    for i, c in enumerate(p.conditions):
-        if not metric_exists(c.metric):
-            raise PolicyError(f"conditions[{i}].metric",
-                              f"unknown metric {c.metric!r}: not in the catalogue and never ingested")
-        if c.period < interval:
-            raise PolicyError(f"conditions[{i}].period",
-                              f"{c.period:g}s is shorter than the collection interval ({interval:g}s)")
-    for i, g in enumerate(p.contact_groups):
-        if not group_exists(g):
-            raise PolicyError(f"contact_groups[{i}]", f"unknown contact group {g[:80]!r}")
+def ref_errors(body: dict[str, Any], *, metric_exists: Callable[[str], bool], interval: float,
+               group_exists: Callable[[str], bool]) -> list[dict[str, str]]:
+    """What pydantic cannot know: the metrics, the interval, the contact groups. Reads the
+    raw body warily, so that a body wrong elsewhere still hears of these too."""
+    out: list[dict[str, str]] = []
+    conditions = body.get("conditions")
+    for i, c in enumerate(conditions if isinstance(conditions, list) else []):
+        if not isinstance(c, dict):
+            continue
+        metric = c.get("metric")
+        if isinstance(metric, str) and _NAME.match(metric) and not metric_exists(metric):
+            out.append(_problem(f"conditions[{i}].metric",
+                                f"unknown metric {metric!r}: not in the catalogue and never ingested"))
+        try:
+            period = _duration(c.get("period", 300.0))
+        except ValueError:
+            continue  # pydantic says why
+        if period < interval:
+            out.append(_problem(f"conditions[{i}].period",
+                                f"{period:g}s is shorter than the collection interval ({interval:g}s)"))
+    groups = body.get("contact_groups")
+    for i, g in enumerate(groups if isinstance(groups, list) else []):
+        if isinstance(g, str) and not group_exists(g):
+            out.append(_problem(f"contact_groups[{i}]", f"unknown contact group {g[:80]!r}"))
+    return out
+
+
+def validate(body: Any, **refs: Any) -> Policy:
+    """A Policy from `body`, or PolicyError with every problem: shape and references alike
+    (`refs` as `ref_errors` takes them)."""
+    try:
+        p = parse(Policy, body)
+    except PolicyError as e:
+        if e.status != 422:
+            raise
+        named = {x.get("field") for x in e.errors}
+        more = [x for x in ref_errors(body, **refs) if x["field"] not in named]
+        raise PolicyError.of(e.errors + more) from None
+    problems = ref_errors(dump(p), **refs)
+    if problems:
+        raise PolicyError.of(problems)
+    return p
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """POST /alert-policies/{id}/test: the policy evaluated now, or on a sample event, and the
-messages that would go out, rendered for each channel. Nothing is stored or sent."""
+messages that would go out, rendered for each channel. Nothing is stored or sent here;
+the dashboard's test of an event-only policy then sends them, marked as a test
+(Alerting.simulate_event)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,9 @@ import uuid
 from typing import Any
 
 from diag.alerting import evaluator, semantics
-from diag.alerting.notices import recipients
+from diag.alerting.notices import mark_test, recipients
 from diag.alerting.notifiers import payloads
-from diag.alerting.policy import PolicyError
+from diag.alerting.policy import Policy, PolicyError
 from diag.events import LEVELS
 from diag.events import TYPES
 
@@ -33,7 +35,22 @@ def sample(policy_id: str, body: dict[str, Any], default_instance: str, now: flo
             "details": {"message": message, "labels": {}, "count": 1, "lines": []}}
 
 
-def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, now: float) -> dict[str, Any]:
+def event_sample(p: Policy, instance_id: str) -> dict[str, Any] | None:
+    """What an event-only policy's test simulates: an event its first event condition takes
+    that the server knows (a family's or a level's first type, one raised at that level if
+    any), at the condition's level or the type's own; None when only custom log-rule events
+    would match."""
+    for ec in p.event_conditions:
+        takes = [t for t in TYPES if ec.matches(t, ec.level or TYPES[t][0])]
+        etype = next((t for t in takes if ec.level in (None, TYPES[t][0])), takes[0] if takes else None)
+        if etype is not None:
+            return {"type": etype, "level": ec.level or TYPES[etype][0], "instance_id": instance_id,
+                    "message": f"simulated {etype} event, a test of the policy {p.name!r}"}
+    return None
+
+
+def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, now: float,
+            as_test: bool = False) -> dict[str, Any]:
     repo = alerting.repo
     if repo.get("policy", policy_id) is None:
         raise PolicyError(None, f"no policy {policy_id}", 404)
@@ -61,6 +78,8 @@ def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, no
         kind = plan[2] if plan else None
         notice = alerting.notice_for(ch, {**row, "fired_at": row.get("fired_at") or now}, status, kind or status,
                                      instances.get(ch.key[2], {}), now)
+        if as_test:
+            mark_test(notice)
         sends = []
         for contact in recipients(repo, ch.policy.contact_groups):
             for ch_ in contact["channels"]:

@@ -35,7 +35,7 @@ def _call(fn, *args: Any) -> Any:
     try:
         return fn(*args)
     except PolicyError as e:
-        raise ApiError(e.status, e.message, e.field) from None
+        raise ApiError(e.status, e.message, e.field, errors=e.errors if e.status == 422 else None) from None
 
 
 # -- policies -------------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "field"}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message", "field"}}, and
+with a body invalid in several places also `errors`: every problem as {"field", "message"}
+(the first of them is `field` and `message`)."""
 
 from __future__ import annotations
 
@@ -17,24 +19,27 @@ _CODES = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, errors: list[dict[str, str]] | None = None):
         super().__init__(message)
-        self.status, self.message, self.field = status, message, field
+        self.status, self.message, self.field, self.errors = status, message, field, errors
         self.code = code or _CODES.get(status, "Error")
         self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
-def error_response(status: int, message: str, field: str | None = None, code: str | None = None):
+def error_response(status: int, message: str, field: str | None = None, code: str | None = None,
+                   errors: list[dict[str, str]] | None = None):
     body: dict[str, object] = {"code": code or _CODES.get(status, "Error"), "message": message}
     if field is not None:
         body["field"] = field
+    if errors:
+        body["errors"] = errors
     return jsonify({"error": body}), status
 
 
 def install(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api(e: ApiError):
-        body, status = error_response(e.status, e.message, e.field, e.code)
+        body, status = error_response(e.status, e.message, e.field, e.code, e.errors)
         body.headers.update(e.headers)
         return body, status
 

@@ -60,7 +60,8 @@ def query(name: str, schema: dict[str, Any] | None = None, required: bool = Fals
 
 
 COMPONENTS: dict[str, dict[str, Any]] = {
-    "Error": obj({"error": obj({"code": STR, "message": STR}, {"field": STR})}),
+    "Error": obj({"error": obj({"code": STR, "message": STR}, {
+        "field": STR, "errors": arr(obj({"message": STR}, {"field": STR}))})}),
 }
 
 

@@ -247,7 +247,7 @@ def _dur_in(lo: float, hi: float, minutes: str, hours: str = _H_1_TO_24, descrip
 
 
 def _period_in() -> dict:
-    # At least one collection interval (check_refs), so it depends on the configured interval.
+    # At least one collection interval (ref_errors), so it depends on the configured interval.
     interval = float(current_app.extensions["diag"]["service"].config.interval)
     if interval <= 60:
         return _dur_in(max(1.0, interval), 86400, _MIN_1_TO_1440, description="from the collection interval to 1d")

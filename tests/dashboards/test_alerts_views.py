@@ -226,7 +226,9 @@ def test_edit_shows_the_policy_and_saving_changes_it(service):
     form = re.search(r'<section class="card" id="policy-form">.*?</section>', page, re.S).group(0)
     assert "Edit “CPU is busy at all”" in form and "Save policy" in form
     assert 'id="p-name" name="name" value="CPU is busy at all"' in form
-    assert 'name="conditions[0].metric" value="cpu_usage"' in form
+    # the metric is picked from the catalogue's list: its option is the chosen one
+    assert re.search(r'<select name="conditions\[0\]\.metric"[^>]*>.*?<option value="cpu_usage"[^>]* selected>',
+                     form, re.S)
     assert 'name="conditions[0].threshold" value="0.0"' in form
     assert 'name="conditions[0].period" value="1m"' in form
     assert re.search(r'name="conditions\[0\]\.severity".*?<option selected>critical</option>', form, re.S)

@@ -249,7 +249,7 @@ def test_a_policy_created_through_the_form_is_listed_and_in_the_api(watched, ser
     page = watched.page
     page.goto(f"{proc.url}/alerts", wait_until="networkidle")
     page.fill("#p-name", "Browser CPU <b>hot</b>")
-    page.fill('input[name="conditions[0].metric"]', "cpu_usage")
+    page.select_option('select[name="conditions[0].metric"]', "cpu_usage")
     page.fill('input[name="conditions[0].threshold"]', "95")
     page.select_option('select[name="conditions[0].severity"]', "critical")
     with page.expect_navigation():
@@ -271,7 +271,7 @@ def test_a_bad_form_value_shows_its_error_beside_the_field(watched, served):
     page = watched.page
     page.goto(f"{proc.url}/alerts", wait_until="networkidle")
     page.fill("#p-name", "bad threshold")
-    page.fill('input[name="conditions[0].metric"]', "cpu_usage")
+    page.select_option('select[name="conditions[0].metric"]', "cpu_usage")
     page.fill('input[name="conditions[0].threshold"]', "ninety")
     with page.expect_navigation():
         page.click("#save-policy")

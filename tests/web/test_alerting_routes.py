@@ -81,6 +81,22 @@ def test_validation_names_the_field(client, change, field):
     assert client.get("/api/v1/alert-policies").get_json()["policies"][-1]["name"] != "cpu"  # nothing half-written
 
 
+def test_a_body_bad_in_three_places_names_all_three(client):
+    """The first problem stays `field` and `message`, as before; `errors` lists every one,
+    shape and references alike (an unknown metric beside a bad threshold)."""
+    n = len(client.get("/api/v1/alert-policies").get_json()["policies"])
+    body = {**POLICY, "silence": "1m", "conditions": [{**POLICY["conditions"][0], "threshold": "high"},
+                                                     {**POLICY["conditions"][0], "metric": "no_such_metric"}]}
+    r = client.post("/api/v1/alert-policies", json=body, headers=AUTH)
+    assert r.status_code == 422
+    err = r.get_json()["error"]
+    assert err["code"] == "InvalidParameter" and err["field"] == "conditions[0].threshold" and err["message"]
+    assert [e["field"] for e in err["errors"]] == ["conditions[0].threshold", "silence", "conditions[1].metric"]
+    assert all(e["message"] for e in err["errors"]) and err["errors"][0]["message"] == err["message"]
+    assert "no_such_metric" in err["errors"][2]["message"]
+    assert len(client.get("/api/v1/alert-policies").get_json()["policies"]) == n
+
+
 def test_mutations_need_the_token(client):
     assert client.post("/api/v1/alert-policies", json=POLICY).status_code == 401
     assert client.post("/api/v1/silences", json={"instance_id": "x"}).status_code == 401
