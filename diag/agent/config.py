@@ -20,7 +20,7 @@ from collectors.apps import AppGroupError, parse_app_groups
 from collectors.kernel_patterns import RuleError, UserRule, parse_rules
 from collectors.roots import Roots
 from collectors.settings import BandwidthCap, CollectorSettings
-from diag.config_lines import line_of
+from diag.settings.locator import line_of
 from diag.identity import instance_id_from
 from diag.units import parse_bitrate, parse_duration
 

@@ -8,9 +8,9 @@ MISSED_INTERVALS = 3
 # Floors on top of the rule, by reader. A series judged against the newest point of its
 # metric, which may come from a machine collecting less often, is gone only after five
 # minutes (an unmounted filesystem, a removed disk, a stopped container).
-SERIES_GONE = 300.0
-NOW_STRIP = 60.0  # the instance page's "Now" strip: dashes soon, so a silent machine shows
-HEALTHZ = 30.0  # /healthz: a service that has not collected for this long is failing
+SERIES_FLOOR = 300.0
+NOW_STRIP_FLOOR = 60.0  # the instance page's "Now" strip: dashes soon, so a silent machine shows
+HEALTHZ_FLOOR = 30.0  # /healthz: a service that has not collected for this long is failing
 
 
 def stale_after(interval: float, at_least: float = 0.0) -> float:
