@@ -35,13 +35,14 @@ SERVER_ENV = {
 
 
 def load_model(model: type[M], path: str | Path | None, env: Mapping[str, str], env_map: Mapping[str, str],
-               flags: Mapping[str, Any], problem: Problem | None = None) -> M:
+               flags: Mapping[str, Any], problem: Problem | None = None, file_over_env: bool = False) -> M:
     """`model` from its defaults, the file at `path`, the variables of `env_map` set in `env`,
-    then `flags` (a None flag was not given and changes nothing)."""
+    then `flags` (a None flag was not given and changes nothing). With `file_over_env`, the
+    environment comes before the file instead (the agent's order)."""
     where = None if path is None else str(path)
     text, data = ("", {}) if path is None else read_file(Path(path))
     for var, key in env_map.items():
-        if env.get(var, "") != "":
+        if env.get(var, "") != "" and not (file_over_env and key in data):
             data[key] = env[var]
     given = {k: v for k, v in flags.items() if v is not None}
     data.update(given)

@@ -26,7 +26,9 @@ class ConfigError(Exception):
 
 def located(e: ValidationError, text: str, path: str | None) -> ConfigError:
     """The first problem pydantic found, at its line of the file when the file has it."""
-    err = e.errors()[0]
+    errors = e.errors()
+    # An unknown key first: a misspelt setting is what the reader must fix, whatever else is off.
+    err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
     loc = [str(p) for p in err["loc"] if p != "[key]"]  # a bad dict key: the key's own path
     return at(loc, message(err), text, path)
 
@@ -40,6 +42,8 @@ def message(err: Any) -> str:
     """pydantic's message, said as a config file's reader would want it."""
     if err["type"] == "extra_forbidden":
         return "unknown setting"
+    if err["type"] == "literal_error":  # "'A' or 'B' or 'C'", as the agent's own checks say it
+        return "Input should be " + str(err["ctx"]["expected"]).replace(", ", " or ")
     bound = _BOUNDS.get(err["type"])
     if bound:
         word, key = bound
