@@ -31,14 +31,16 @@ def _at_the_key(value: Any, handler: Any) -> Any:
 
 
 class AgentConfig(Collection):
-    server: str = ""  # required: load() says so with the flag to give
-    token: str | None = None
-    activation_id: str | None = None
-    activation_code: str | None = None
+    # Required: load() says so, naming the flag to give.
+    server: str | None = Field(None, description="the server's URL, e.g. http://10.0.0.1:8080; required")
+    token: str | None = Field(None, description="the ingest token or an agent token")
+    activation_id: str | None = Field(None, description="register once with this activation...")
+    activation_code: str | None = Field(None, description="...and its code; the agent token is then kept in "
+                                                          "the data dir")
     hostname: str | None = None
     labels: dict[str, str] = {}
-    data_dir: Path = Path("./agent-data")
-    listen: str | None = None  # also serve /metrics here, e.g. 0.0.0.0:9310
+    data_dir: Path = Field(Path("./agent-data"), description="buffer, token and kernel-log position")
+    listen: str | None = Field(None, description="also serve /metrics here, e.g. 0.0.0.0:9310")
     buffer_batches: int = Field(8640, ge=1)  # a day at 10 s
     max_backoff: Duration = 300
     # Where the boot id is read for remote commands' reboot schedules (None: <proc>/sys/kernel/

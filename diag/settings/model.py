@@ -26,7 +26,7 @@ class Collection(Strict):
     interval: Duration = Field(10, description="collection interval, e.g. 10s")
     # How often the slow facts (packages, units, sshd's config...) are taken again.
     facts_every: Duration = 300
-    instance_id: str | None = Field(None, description="this machine's instance id (default: from /etc/machine-id)")
+    instance_id: str | None = Field(None, description="this machine's instance id; none: derived from /etc/machine-id")
     top_processes: int = Field(5, ge=1, le=50)
     # Application groups charted per cycle: the top N by CPU and by memory, the rest as "other".
     top_apps: int = Field(10, ge=1, le=50)

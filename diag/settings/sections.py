@@ -16,10 +16,12 @@ from diag.settings.types import BitRate, Duration, Size, Strict as _Strict
 class Paths(_Strict):
     # The tree's root filesystem: where /usr/sbin/sshd, /run/sshd... are looked for, and
     # where statvfs finds each mountpoint of proc's mount table (node_exporter's --path.rootfs).
-    root: Path = Path("/")
-    proc: Path = Path("/proc")
-    sys: Path = Path("/sys")
-    kmsg: Path = Path("/dev/kmsg")
+    root: Path = Field(Path("/"), description="the filesystems of the --proc tree are mounted under this "
+                                                "directory (statvfs reads DIR/<mountpoint>), like node_exporter's "
+                                                "--path.rootfs")
+    proc: Path = Field(Path("/proc"), description="read this tree instead of /proc")
+    sys: Path = Field(Path("/sys"), description="read this tree instead of /sys")
+    kmsg: Path = Field(Path("/dev/kmsg"), description="read this file instead of /dev/kmsg")
     etc: Path = Path("/etc")
     pstore: Path = Path("/sys/fs/pstore")
 
