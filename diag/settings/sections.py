@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 
 from collectors import apps as app_rules
 from collectors import kernel_patterns as rules
+from diag.settings.defaults import RETENTION
 from diag.settings.types import BitRate, Duration, Size, Strict as _Strict
 
 
@@ -39,11 +40,11 @@ class Network(_Strict):
 
 
 class Retention(_Strict):
-    raw: Duration = 48 * 3600
-    m1: Duration = 31 * 86400
-    m5: Duration = 31 * 86400
-    h1: Duration = 31 * 86400
-    d1: Duration = 180 * 86400
+    raw: Duration = RETENTION["raw"]
+    m1: Duration = RETENTION["m1"]
+    m5: Duration = RETENTION["m5"]
+    h1: Duration = RETENTION["h1"]
+    d1: Duration = RETENTION["d1"]
 
 
 class StoreConfig(_Strict):
