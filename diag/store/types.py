@@ -14,8 +14,6 @@ LEVELS: tuple[int, ...] = (60, 300, 3600, 86400)
 BLOCK: dict[int, int] = {60: 86400, 300: 7 * 86400, 3600: 30 * 86400, 86400: 360 * 86400}
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 
-DAY = 86400.0
-
 
 @dataclass(frozen=True, slots=True)
 class Retention:
