@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the metric alert policies as a Prometheus alerting-rules file")
     export.add_argument("--output", help="write here instead of stdout")
-    export.add_argument("--config", help="YAML or TOML config file")
+    export.add_argument("--config", help="YAML or TOML config file (default: none)")
     flags.add(export, Config, ["data_dir"], SERVER_ENV)
     export.set_defaults(func=_rules_export)
 

@@ -47,7 +47,8 @@ def build(service: Service) -> BackgroundScheduler:
                   next_run_time=now)
     sched.add_job(service.alerting.expire, IntervalTrigger(seconds=cfg.alerting.expire_every), id="alerts_expire")
     if getattr(service, "commands", None) is not None:  # remote commands hook: schedules, delivery timeouts
-        sched.add_job(service.commands.tick, IntervalTrigger(seconds=cfg.commands.tick_every), id="commands", next_run_time=now)
+        sched.add_job(service.commands.tick, IntervalTrigger(seconds=cfg.commands.tick_every), id="commands",
+                      next_run_time=now)
 
     service.plugins.schedule(sched)  # plugin checks: their own intervals, in their own pool
 

@@ -10,7 +10,6 @@ from pydantic import Field, field_validator
 from diag.settings.types import Duration, Strict as _Strict
 
 
-# -- alerting (diag/alerting) ------------------------------------------------------------
 class Smtp(_Strict):
     host: str = "localhost"
     port: int = Field(25, ge=1, le=65535)
@@ -74,7 +73,6 @@ def _urlsplit(v: str) -> Any:
         return u
     except ValueError:
         return None
-# -- end alerting --------------------------------------------------------------------------
 
 
 class RecordDelivery(_Strict):
