@@ -58,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     collect.set_defaults(func=_collect)
 
     diagnose = sub.add_parser("diagnose", help="diagnose this machine; exit 0 Ok, 1 Warning, 2 Impaired, 3 otherwise")
-    diagnose.add_argument("--window", default="12h")
+    diagnose.add_argument("--window", default="12h", help="how far back the checks look (default: 12h)")
     diagnose.add_argument("--check", action="append", dest="checks", metavar="ID", help="only this check (repeatable)")
-    diagnose.add_argument("--format", choices=("text", "json", "md"), default="text")
-    diagnose.add_argument("--config", help="YAML or TOML config file")
+    diagnose.add_argument("--format", choices=("text", "json", "md"), default="text",
+                          help="a text summary, the JSON report, or Markdown (default: text)")
+    diagnose.add_argument("--config", help="YAML or TOML config file (default: none)")
     where = diagnose.add_mutually_exclusive_group()
-    where.add_argument("--data-dir", help="diagnose the history kept here (default ./data when it has any)")
+    where.add_argument("--data-dir", help="diagnose the history kept here (default: ./data when it has any)")
     where.add_argument("--server", help="ask a running diag serve, e.g. http://127.0.0.1:8080")
     diagnose.add_argument("--token", help="admin token for --server (else DIAG_TOKEN)")
     diagnose.add_argument("--instance-id", help="which instance (default: this machine)")
