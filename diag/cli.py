@@ -20,11 +20,9 @@ log = logging.getLogger("diag")
 # budgets and a facts snapshot within its deadline, so only a job stuck past those is left.
 STOP_WAIT_S = 5.0
 
-# The settings each command takes as flags (diag/settings/flags.py makes them).
+# The settings `diag serve` takes as flags (diag/settings/flags.py makes them; the agent's
+# are in diag/agent/config.py).
 SERVE_FLAGS = ("host", "port", "data_dir", "interval", "store_url", "enable_commands")
-AGENT_FLAGS = ("server", "token", "activation_id", "activation_code", "instance_id", "interval", "data_dir",
-               "listen")
-ROOT_FLAGS = ("proc", "sys", "kmsg", "root")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     # The flags are the settings model's fields: their help and defaults are the model's.
-    from diag.agent.config import ENV as AGENT_ENV
+    from diag.agent.config import AGENT_FLAGS, ENV as AGENT_ENV
     from diag.settings import flags
     from diag.settings.agent import AgentConfig
     from diag.settings.loader import SERVER_ENV
@@ -106,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_roots(p: argparse.ArgumentParser) -> None:
+    from diag.agent.config import ROOT_FLAGS
     from diag.settings import flags
     from diag.settings.sections import Paths
 

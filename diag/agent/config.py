@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 
 AgentConfigError = ConfigError
 
+# The settings `diag agent` takes as flags (diag/settings/flags.py makes them), and the
+# roots that serve and collect take too.
+AGENT_FLAGS = ("server", "token", "activation_id", "activation_code", "instance_id", "interval", "data_dir",
+               "listen")
+ROOT_FLAGS = ("proc", "sys", "kmsg", "root")
 ENV = {"DIAG_SERVER": "server", "DIAG_TOKEN": "token", "DIAG_INSTANCE_ID": "instance_id",
        "DIAG_AGENT_DATA_DIR": "data_dir", "DIAG_INTERVAL": "interval"}
 

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 
-from diag.agent.config import AgentConfigError, load
+from diag.agent.config import AGENT_FLAGS, ROOT_FLAGS, AgentConfigError, load
 from diag.lifecycle import stop_on_signals
 
 log = logging.getLogger("diag.agent")
@@ -16,8 +16,6 @@ log = logging.getLogger("diag.agent")
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from diag.cli import AGENT_FLAGS, ROOT_FLAGS
-
         cfg = load(args.config, **{name: getattr(args, name) for name in AGENT_FLAGS + ROOT_FLAGS})
     except AgentConfigError as e:
         print(f"diag agent: {e}")
