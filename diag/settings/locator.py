@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-if TYPE_CHECKING:  # the agent's path reads files here without loading pydantic until it validates
+if TYPE_CHECKING:  # the agent imports ConfigError from here: importing it must load no pydantic
     from pydantic import ValidationError
 
 
@@ -34,6 +34,7 @@ def located(e: ValidationError, text: str, path: str | None) -> ConfigError:
 
 
 def at(loc: list[str], msg: str, text: str, path: str | None) -> ConfigError:
+    """`msg` about the field at `loc`, with the file and line only when the file writes it."""
     line = line_of(text, loc, path) if path is not None else None
     return ConfigError(msg, path if line else None, line, ".".join(loc))
 
@@ -42,7 +43,7 @@ def message(err: Any) -> str:
     """pydantic's message, said as a config file's reader would want it."""
     if err["type"] == "extra_forbidden":
         return "unknown setting"
-    if err["type"] == "literal_error":  # "'A' or 'B' or 'C'", as the agent's own checks say it
+    if err["type"] == "literal_error":  # "'A' or 'B' or 'C'", as the agent's errors always read
         return "Input should be " + str(err["ctx"]["expected"]).replace(", ", " or ")
     bound = _BOUNDS.get(err["type"])
     if bound:
