@@ -14,8 +14,8 @@ import pandas as pd
 
 from checks.base import Check, CheckContext, CheckResult, Status, two_level
 from checks.happenings import event_json, event_time, events_for, happening_status
-from checks.storage import stale_after
 from checks.windows import fmt_time, thresholds
+from diag.settings.stale import SERIES_FLOOR, stale_after
 
 MiB = 1024 * 1024
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
@@ -74,7 +74,7 @@ def _container_memory(ctx: CheckContext, check: Check) -> CheckResult:
             g = g.sort_values("ts")
             last = g.iloc[-1]
             peak = g.loc[g["value"].idxmax()]
-            current = float(last["ts"]) >= newest - stale_after(ctx)
+            current = float(last["ts"]) >= newest - stale_after(ctx.interval, SERIES_FLOOR)
             status = two_level(float(last["value"]), th["warning"], th["critical"], check.severity) if current else "ok"
             if status == "ok" and float(peak["value"]) >= th["warning"]:
                 status = "warning"  # near its limit earlier in the lookback

@@ -15,8 +15,8 @@ import numpy as np
 from checks.base import Check, CheckContext, CheckResult, Status, level_status
 from checks.happenings import (event_json, event_time, events_for, happening_status, kernel_log_read_at,
                                kernel_log_unread)
-from checks.storage import stale_after
 from checks.windows import fmt_time, groups, thresholds
+from diag.settings.stale import SERIES_FLOOR, stale_after
 
 NO_GPU = ("no GPU metrics in the lookback: NVML reports no NVIDIA GPU on this machine, or the NVIDIA driver "
           "(libnvidia-ml.so.1) or the nvidia-ml-py package is not installed")
@@ -54,7 +54,7 @@ def _memory(ctx: CheckContext, check: Check) -> CheckResult:
     newest = float(frame["ts"].max())
     rows, statuses, parts = [], [], []
     for labels, ts, v in groups(frame, [k for k in KEYS if k in frame]):
-        current = bool(ts[-1] >= newest - stale_after(ctx))
+        current = bool(ts[-1] >= newest - stale_after(ctx.interval, SERIES_FLOOR))
         over = v >= th["percent"]
         i = int(np.nanargmax(v))
         row: dict[str, Any] = {**labels, "last": round(float(v[-1]), 2), "peak": round(float(v[i]), 2),
@@ -92,7 +92,7 @@ def _temperature(ctx: CheckContext, check: Check) -> CheckResult:
     keys = [k for k in KEYS if k in frame]
     rows, statuses, parts = [], [], []
     for labels, ts, v in groups(frame, keys):
-        current = bool(ts[-1] >= newest - stale_after(ctx))
+        current = bool(ts[-1] >= newest - stale_after(ctx.interval, SERIES_FLOOR))
         slowdown = limits.get(str(labels.get("gpu", "")))
         i = int(np.nanargmax(v))
         row: dict[str, Any] = {**labels, "last": float(v[-1]), "peak": float(v[i]), "peak_at": float(ts[i]),

@@ -15,8 +15,8 @@ import pandas as pd
 
 from checks.base import Check, CheckContext, CheckResult, Status, level_status
 from checks.happenings import happening_status
-from checks.storage import stale_after
 from checks.windows import fmt_time, groups, runs, thresholds
+from diag.settings.stale import SERIES_FLOOR, stale_after
 
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
 # What rebuilds redundancy or moves data: the array is weaker until it ends. A `check`
@@ -35,7 +35,7 @@ def _latest_by(ctx: CheckContext, metric: str, keys: list[str], newest: float) -
         return {}
     out = {}
     for r in lat.to_dict("records"):
-        if float(r["ts"]) >= newest - stale_after(ctx):
+        if float(r["ts"]) >= newest - stale_after(ctx.interval, SERIES_FLOOR):
             out[tuple(str(r.get(k) or "") for k in keys)] = float(r["value"])
     return out
 
@@ -57,7 +57,7 @@ def _raid(ctx: CheckContext, check: Check) -> CheckResult:
     arrays, statuses, parts = [], [], []
     for labels, ts, v in groups(frame, ["array"]):
         name = labels["array"]
-        if ts[-1] < newest - stale_after(ctx):
+        if ts[-1] < newest - stale_after(ctx.interval, SERIES_FLOOR):
             continue  # stopped or renamed: not judged as now, and a degraded past shows below
         bad = v >= 0.5
         key = (name,)
@@ -186,7 +186,7 @@ def _temperature(ctx: CheckContext, check: Check) -> CheckResult:
     sensors, findings, statuses = [], [], []
     for labels, ts, v in groups(frame, ["chip", "sensor"]):
         key = (labels["chip"], labels["sensor"])
-        current = ts[-1] >= newest - stale_after(ctx)
+        current = ts[-1] >= newest - stale_after(ctx.interval, SERIES_FLOOR)
         row: dict[str, Any] = {**labels, "value": round(float(v[-1]), 2), "peak": round(float(np.nanmax(v)), 2),
                                "crit": crit.get(key), "max": high.get(key), "current": bool(current)}
         sensors.append(row)

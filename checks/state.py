@@ -11,6 +11,7 @@ import numpy as np
 from checks.base import Check, CheckContext, CheckResult, level_status
 from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
 from checks.windows import fmt_duration, fmt_time, thresholds
+from diag.settings.stale import SERIES_FLOOR, stale_after
 
 FAULTS = ("Kernel.HungTask", "Kernel.Panic", "Kernel.SoftLockup", "Kernel.HardLockup")
 REBOOTS = ("Instance.Reboot", "InstanceFailure.Reboot")
@@ -219,7 +220,6 @@ _RESULTS = {
     "resources": "systemd could not set it up (a user, directory, file or namespace it needs is missing)",
     "exec-condition": "its ExecCondition refused to start it",
 }
-_UNIT_STALE = 300.0
 
 
 def _units_facts(ctx: CheckContext) -> dict:
@@ -242,7 +242,7 @@ def _failed_units(ctx: CheckContext, check: Check) -> CheckResult:
             return CheckResult("unknown", f"systemd runs, but its units could not be listed: {sd['error']}", ev)
         return CheckResult("unknown", "no systemd unit readings in the lookback, and no facts to tell whether "
                                       "systemd runs here", ev)
-    stale = max(_UNIT_STALE, 3 * float(ctx.interval))
+    stale = stale_after(ctx.interval, SERIES_FLOOR)
     last = count.loc[count["ts"].idxmax()]
     current = float(last["ts"]) >= float(ctx.end) - stale
     ev["failed_now"] = int(last["value"]) if current else None

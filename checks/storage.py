@@ -17,14 +17,10 @@ import pandas as pd
 from checks.base import Check, CheckContext, CheckResult, Status, level_status, two_level
 from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
 from checks.windows import fmt_duration, fmt_time, groups, held, runs, thresholds
+from diag.settings.stale import SERIES_FLOOR, stale_after
 
 _RANK = {"ok": 0, "warning": 1, "critical": 2}
 
-
-def stale_after(ctx: CheckContext) -> float:
-    """A series whose last point is this much older than the metric's newest point is gone
-    (an unmounted filesystem, a removed disk) and is not judged as "now"."""
-    return max(300.0, 3 * float(ctx.interval))
 
 
 def _worst(statuses: list[Status]) -> Status:
@@ -150,7 +146,7 @@ def _stuck_mounts(ctx: CheckContext, check: Check, seconds: float) -> list[dict[
         stuck = v > 0
         if not stuck.any():
             continue
-        current = ts[-1] >= newest - stale_after(ctx)
+        current = ts[-1] >= newest - stale_after(ctx.interval, SERIES_FLOOR)
         ongoing = bool(current and stuck[-1])
         # The latest stuck point knows how long the call had waited then: since = ts - value.
         last = int(np.flatnonzero(stuck)[-1])
@@ -168,7 +164,7 @@ def _current(ctx: CheckContext, metric: str) -> pd.DataFrame:
     if lat.empty:
         return lat
     newest = float(lat["ts"].max())
-    return lat[lat["ts"] >= newest - stale_after(ctx)]
+    return lat[lat["ts"] >= newest - stale_after(ctx.interval, SERIES_FLOOR)]
 
 
 def _fs_row(r: Any) -> dict[str, Any]:
@@ -293,7 +289,7 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     forced = ctx.latest("fs_forced_readonly")
     if not forced.empty:
         for r in forced.itertuples(index=False):
-            if float(r.value) >= 0.5 and float(r.ts) >= newest - stale_after(ctx):
+            if float(r.value) >= 0.5 and float(r.ts) >= newest - stale_after(ctx.interval, SERIES_FLOOR):
                 forced_now.add((str(r.mountpoint), str(r.device)))
     now_ro, unconfirmed, recovered, by_design, matched = [], [], [], [], set()
     for labels, ts, v in groups(frame):
@@ -302,7 +298,7 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
         matched.update(id(e) for e in dev_events)
         ro = v >= 0.5
         episodes = runs(ts, ro, v, interval)
-        current = ts[-1] >= newest - stale_after(ctx)
+        current = ts[-1] >= newest - stale_after(ctx.interval, SERIES_FLOOR)
         base = {"mountpoint": labels.get("mountpoint", ""), "device": labels.get("device", ""),
                 "fstype": labels.get("fstype", "")}
         lines = [ln for e in dev_events for ln in _kernel_lines(e)]

@@ -9,8 +9,8 @@ the first group, in config order, with a pattern that matches its name; only a p
 operator group takes falls back to the default. The group "other" is what the collector
 folds everything beyond its top N into, so no operator group may be called that.
 
-The checks live here, not in diag/config.py, so the agent (no pydantic) refuses what the
-server refuses.
+The checks live here, with the groups they guard; the settings model (diag/settings/)
+calls them for server and agent alike.
 """
 
 from __future__ import annotations

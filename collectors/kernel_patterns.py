@@ -215,12 +215,10 @@ RESERVED_LABELS = ("type", "level", "rule", "source", "condition", "seq", "prior
 # A rule's name is the tail of its event type: alert policies take `Custom.<name>` by this rule.
 RULE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
 RULE_TYPES = ("temporary", "permanent")
-RULE_FIELDS = ("pattern", "source", "type", "level", "clear")
 
 
-# The checks of one rule, shared by the server's pydantic model (diag/config.py) and the
-# light agent's loader (diag/agent/config.py), which must not import pydantic. Each raises
-# ValueError with the reason; the callers add file, line and field.
+# The checks of one rule, used by the settings model (diag/settings/sections.py's
+# LogPattern). Each raises ValueError with the reason; the loader adds file, line and field.
 
 def check_regex(value: str | None) -> str | None:
     """A regex that compiles and names no group after a label the service sets."""
@@ -245,51 +243,6 @@ def check_clear(clear: str | None, rule_type: str | None) -> str | None:
     if clear is not None and rule_type != "permanent":
         raise ValueError("clear ends a condition: only a permanent rule has one")
     return clear
-
-
-class RuleError(ValueError):
-    """A rule refused by `parse_rules`; `loc` is its field path under `log_patterns`."""
-
-    def __init__(self, loc: list[str], message: str) -> None:
-        super().__init__(f"{'.'.join(loc)}: {message}")
-        self.loc, self.message = loc, message
-
-
-def parse_rules(value: object) -> tuple["UserRule", ...]:
-    """`log_patterns` as a plain mapping (the agent's config) -> rules, with the server's
-    checks and defaults; raises RuleError naming the first bad field."""
-    if not isinstance(value, dict):
-        raise RuleError([], "must be a mapping of rule name to rule")
-    out = []
-    for name, spec in value.items():
-        if not isinstance(name, str) or not RULE_NAME.match(name):
-            raise RuleError([str(name)], f"a rule name matches {RULE_NAME.pattern} (the event type is Custom.<name>)")
-        if not isinstance(spec, dict):
-            raise RuleError([name], "must be a mapping of pattern, source, type, level, clear")
-        unknown = sorted(set(map(str, spec)) - set(RULE_FIELDS))
-        if unknown:
-            raise RuleError([name, unknown[0]], "unknown setting")
-        if "pattern" not in spec:
-            raise RuleError([name, "pattern"], "Field required")
-        for key in ("pattern", "source", "type", "level", "clear"):
-            if key in spec and not isinstance(spec[key], str) and not (key == "clear" and spec[key] is None):
-                raise RuleError([name, key], "Input should be a valid string")
-        fields = {"source": "kernel", "type": "temporary", "level": WARN, "clear": None, **spec}
-        for key, check in (("pattern", check_regex), ("source", check_source), ("clear", check_regex)):
-            try:
-                check(fields[key])
-            except ValueError as e:
-                raise RuleError([name, key], str(e)) from None
-        for key, allowed in (("type", RULE_TYPES), ("level", USER_LEVELS)):
-            if fields[key] not in allowed:
-                raise RuleError([name, key], "Input should be " + " or ".join(f"'{a}'" for a in allowed))
-        try:
-            check_clear(fields["clear"], fields["type"])
-        except ValueError as e:
-            raise RuleError([name, "clear"], str(e)) from None
-        out.append(UserRule.of(name, fields["source"], fields["pattern"], fields["level"], fields["type"],
-                               fields["clear"]))
-    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)

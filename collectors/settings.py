@@ -1,6 +1,6 @@
 """The part of the service's config that collectors need, as a plain value.
 
-diag/config.py builds this from the config file; collectors never import the config
+diag/settings/model.py builds this from the settings; collectors never import the config
 loader (data flows one way).
 """
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from dashboards import figures, timefmt
 from diag.store.types import StoreError
+from diag.settings.stale import SERIES_FLOOR, stale_after
 from diag.web.query_routes import MAX_POINTS, default_step
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "31d": 31 * 86400}
@@ -104,7 +105,7 @@ def _latest(service: Any, metric: str, max_age: float) -> Any:
 def glance(service: Any, now: float | None = None) -> dict[str, dict[str, Any]]:
     """Per instance: the latest CPU, memory and fullest-filesystem usage (None when stale)."""
     now = time.time() if now is None else now
-    max_age = max(5 * 60, 3 * float(service.config.interval))
+    max_age = stale_after(service.config.interval, SERIES_FLOOR)
     out: dict[str, dict[str, Any]] = {}
     for metric in ("cpu_usage", "mem_usage"):
         frame = _latest(service, metric, max_age)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from checks.windows import fmt_duration
+from diag.settings.stale import NOW_STRIP_FLOOR, stale_after
 
 TOP_INTERFACES = 4
 TOP_PROCESSES = 5
@@ -42,7 +43,7 @@ def gib(v: float | None) -> str:
 
 
 def now_strip(service: Any, instance_id: str, interval: float) -> dict[str, Any]:
-    max_age = max(60.0, 3 * float(interval))
+    max_age = stale_after(interval, NOW_STRIP_FLOOR)
     one = lambda m: _one(service, instance_id, m, max_age)  # noqa: E731
     cores_frame = _latest(service, instance_id, "cpu_core_usage", max_age)
     cores = None if cores_frame is None or "cpu" not in cores_frame else int(cores_frame["cpu"].nunique())

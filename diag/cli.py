@@ -20,53 +20,57 @@ log = logging.getLogger("diag")
 # budgets and a facts snapshot within its deadline, so only a job stuck past those is left.
 STOP_WAIT_S = 5.0
 
+# The settings `diag serve` takes as flags (diag/settings/flags.py makes them; the agent's
+# are in diag/agent/config.py).
+SERVE_FLAGS = ("host", "port", "data_dir", "interval", "store_url", "enable_commands")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="diag", description="Monitoring and self-diagnosis for Linux machines.")
     parser.add_argument("--version", action="version", version=f"diag {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="collect, store and serve the dashboard, API and /metrics")
-    serve.add_argument("--config", help="YAML or TOML config file")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--data-dir")
-    serve.add_argument("--interval", help="collection interval, e.g. 10s")
-    serve.add_argument("--store-url", help="Prometheus-compatible query API to read metrics from")
-    serve.add_argument("--enable-commands", action="store_true", default=None)
+    # The flags are the settings model's fields: their help and defaults are the model's.
+    from diag.agent.config import AGENT_FLAGS, ENV as AGENT_ENV
+    from diag.settings import flags
+    from diag.settings.agent import AgentConfig
+    from diag.settings.loader import SERVER_ENV
+    from diag.settings.model import Config
+
+    serve = sub.add_parser("serve", help="collect, store and serve the dashboard, API and /metrics",
+                           epilog="Listening beyond loopback and --enable-commands need an admin token: set "
+                                  "DIAG_TOKEN (or token in the config file). Flags override the environment, "
+                                  "which overrides the config file.")
+    serve.add_argument("--config", help="YAML or TOML config file (default: none)")
+    flags.add(serve, Config, SERVE_FLAGS, SERVER_ENV)
     _add_roots(serve)
     serve.set_defaults(func=_serve)
 
-    collect = sub.add_parser("collect", help="print one collection")
-    collect.add_argument("--once", action="store_true", required=True, help="collect once and exit")
-    collect.add_argument("--json", action="store_true", required=True, help="print JSON")
-    collect.add_argument("--config", help="YAML or TOML config file")
-    collect.add_argument("--sample", default="1s", help="time between the two readings that give rates (default 1s)")
+    collect = sub.add_parser("collect", help="print one collection as JSON")
+    # What `diag collect` does alone; the flags stay for the scripts that give them.
+    collect.add_argument("--once", action="store_true", help="collect once and exit (the only mode)")
+    collect.add_argument("--json", action="store_true", help="print JSON (the only format)")
+    collect.add_argument("--config", help="YAML or TOML config file (default: none)")
+    collect.add_argument("--sample", default="1s", help="time between the two readings that give rates (default: 1s)")
     _add_roots(collect)
     collect.set_defaults(func=_collect)
 
     diagnose = sub.add_parser("diagnose", help="diagnose this machine; exit 0 Ok, 1 Warning, 2 Impaired, 3 otherwise")
-    diagnose.add_argument("--window", default="12h")
+    diagnose.add_argument("--window", default="12h", help="how far back the checks look (default: 12h)")
     diagnose.add_argument("--check", action="append", dest="checks", metavar="ID", help="only this check (repeatable)")
-    diagnose.add_argument("--format", choices=("text", "json", "md"), default="text")
-    diagnose.add_argument("--config", help="YAML or TOML config file")
+    diagnose.add_argument("--format", choices=("text", "json", "md"), default="text",
+                          help="a text summary, the JSON report, or Markdown (default: text)")
+    diagnose.add_argument("--config", help="YAML or TOML config file (default: none)")
     where = diagnose.add_mutually_exclusive_group()
-    where.add_argument("--data-dir", help="diagnose the history kept here (default ./data when it has any)")
+    where.add_argument("--data-dir", help="diagnose the history kept here (default: ./data when it has any)")
     where.add_argument("--server", help="ask a running diag serve, e.g. http://127.0.0.1:8080")
     diagnose.add_argument("--token", help="admin token for --server (else DIAG_TOKEN)")
     diagnose.add_argument("--instance-id", help="which instance (default: this machine)")
     diagnose.set_defaults(func=_diagnose)
 
     agent = sub.add_parser("agent", help="collectors only, pushing to a server (buffered on disk while it is away)")
-    agent.add_argument("--server", help="the server's URL, e.g. http://10.0.0.1:8080")
-    agent.add_argument("--token", help="the ingest token or an agent token (else DIAG_TOKEN)")
-    agent.add_argument("--activation-id", help="register once with this activation...")
-    agent.add_argument("--activation-code", help="...and its code; the agent token is then kept in the data dir")
-    agent.add_argument("--config", help="YAML or TOML agent config (labels, paths, ...)")
-    agent.add_argument("--instance-id")
-    agent.add_argument("--interval", help="collection interval, e.g. 10s")
-    agent.add_argument("--data-dir", help="buffer, token and kernel-log position (default ./agent-data)")
-    agent.add_argument("--listen", help="also serve /metrics here, e.g. 0.0.0.0:9310")
+    agent.add_argument("--config", help="YAML or TOML agent config (labels, paths, ...) (default: none)")
+    flags.add(agent, AgentConfig, AGENT_FLAGS, AGENT_ENV)
     _add_roots(agent)
     agent.set_defaults(func=_agent)
 
@@ -74,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
     export = rules_sub.add_parser("export", help="the metric alert policies as a Prometheus alerting-rules file")
     export.add_argument("--output", help="write here instead of stdout")
-    export.add_argument("--config", help="YAML or TOML config file")
-    export.add_argument("--data-dir", help="the service's data dir (default ./data)")
+    export.add_argument("--config", help="YAML or TOML config file (default: none)")
+    flags.add(export, Config, ["data_dir"], SERVER_ENV)
     export.set_defaults(func=_rules_export)
 
     args = parser.parse_args(argv)
@@ -85,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     # APScheduler logs two INFO lines per job run (several a second); failures still show.
     logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     if args.command == "agent":
-        return args.func(args)  # the light agent reads its own config, without pydantic
-    from diag.config import ConfigError  # here, not at the top: `diag agent` must not load it
+        return args.func(args)  # the agent prints its own config errors ("diag agent: ...")
+    from diag.config import ConfigError
     from diag.lifecycle import StartRefused
 
     try:
@@ -100,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_roots(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--proc", help="read this tree instead of /proc")
-    p.add_argument("--sys", help="read this tree instead of /sys")
-    p.add_argument("--kmsg", help="read this file instead of /dev/kmsg")
-    p.add_argument("--root", help="the filesystems of the --proc tree are mounted under this directory "
-                                  "(statvfs reads DIR/<mountpoint>), like node_exporter's --path.rootfs")
+    from diag.agent.config import ROOT_FLAGS
+    from diag.settings import flags
+    from diag.settings.sections import Paths
+
+    flags.add(p, Paths, ROOT_FLAGS)
 
 
 def _config(args: argparse.Namespace, **flags):
@@ -296,8 +300,7 @@ def _serve(args: argparse.Namespace) -> int:
     from diag.config import check_listen
     from diag.web.app import create_app
 
-    cfg = _config(args, host=args.host, port=args.port, data_dir=args.data_dir, interval=args.interval,
-                  store_url=args.store_url, enable_commands=args.enable_commands)
+    cfg = _config(args, **{name: getattr(args, name) for name in SERVE_FLAGS})
     check_listen(cfg)
     from diag.config import check_commands  # remote commands: refuse them without a token
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from diag.report_format import when
+from diag.settings.stale import stale_after
 
 STATES = ("Ok", "Impaired", "Warning", "Maintaining", "Initializing", "InsufficientData", "NotApplicable")
 # Without these the machine cannot be judged at all (InsufficientData).
@@ -46,7 +47,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
         critical.insert(0, {"check_id": "state.stopped", "status": "critical", "message": msg})
     if critical:
         return "Impaired", critical
-    if age is not None and age >= 3 * interval:
+    if age is not None and age >= stale_after(interval):
         return "InsufficientData", [{"check_id": "state.stopped", "status": "unknown",
                                      "message": f"no sample for {age:.0f}s (3 intervals of {interval:g}s)"}]
     warning = [_reason(c) for c in results if c["status"] == "warning"]

@@ -34,7 +34,7 @@ def build(service: Service) -> BackgroundScheduler:
     sched.add_job(service.collect, IntervalTrigger(seconds=cfg.interval), id="collect", next_run_time=now)
     sched.add_job(service.maintain, IntervalTrigger(seconds=cfg.store.maintain_every), id="maintain")
     sched.add_job(service.events.tick, IntervalTrigger(seconds=cfg.interval), id="events")
-    sched.add_job(service.take_facts, IntervalTrigger(seconds=300), id="facts", next_run_time=now)
+    sched.add_job(service.take_facts, IntervalTrigger(seconds=cfg.facts_every), id="facts", next_run_time=now)
     # The first diagnosis waits for two collections, so rates exist; until then: Initializing.
     first = now + timedelta(seconds=2 * cfg.interval + 2)
     sched.add_job(service.diagnose_all, IntervalTrigger(seconds=cfg.diagnose_every), id="diagnose",
@@ -45,9 +45,10 @@ def build(service: Service) -> BackgroundScheduler:
                   next_run_time=now + timedelta(seconds=1))
     sched.add_job(service.alerting.deliver, IntervalTrigger(seconds=cfg.alerting.deliver_every), id="deliver",
                   next_run_time=now)
-    sched.add_job(service.alerting.expire, IntervalTrigger(seconds=3600), id="alerts_expire")
+    sched.add_job(service.alerting.expire, IntervalTrigger(seconds=cfg.alerting.expire_every), id="alerts_expire")
     if getattr(service, "commands", None) is not None:  # remote commands hook: schedules, delivery timeouts
-        sched.add_job(service.commands.tick, IntervalTrigger(seconds=1), id="commands", next_run_time=now)
+        sched.add_job(service.commands.tick, IntervalTrigger(seconds=cfg.commands.tick_every), id="commands",
+                      next_run_time=now)
 
     service.plugins.schedule(sched)  # plugin checks: their own intervals, in their own pool
 

@@ -32,7 +32,6 @@ from diag.store import MaintenanceReport, ReadStore, sides
 
 log = logging.getLogger(__name__)
 
-FACTS_EVERY = 300
 # How long a batch id is remembered with --store-url: longer than an agent buffers (a day by default).
 BATCH_IDS_KEPT = 7 * 86400
 # A collection takes milliseconds, a diagnosis of many instances seconds; past 60 s a
@@ -248,7 +247,7 @@ class Service:
             else:
                 self._facts[instance_id] = (stored["facts"], stored["taken_at"])
         snap, taken = self._facts[instance_id]
-        if instance_id == self.instance_id and time.time() - taken > FACTS_EVERY:
+        if instance_id == self.instance_id and time.time() - taken > self.config.facts_every:
             self.take_facts()
             snap, taken = self._facts[instance_id]
         return snap, taken

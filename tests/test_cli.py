@@ -166,3 +166,62 @@ def test_a_bad_config_names_file_line_and_field(tmp_path):
 def test_refuses_a_public_address_without_a_token(tmp_path):
     r = diag("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
     assert r.returncode == 2 and "without a token" in r.stderr
+
+
+def option_help(command: str) -> dict[str, str]:
+    """Each --flag of `diag <command> --help` -> its help, on one line."""
+    # Wide, so that argparse does not break a default such as agent-data at its hyphen.
+    r = subprocess.run([sys.executable, "-m", "diag.cli", command, "--help"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert r.returncode == 0, r.stderr
+    help_text = r.stdout
+    out: dict[str, str] = {}
+    flag = None
+    for line in help_text.splitlines():
+        words = line.split()
+        if line.startswith("  -") and words:
+            flag = words[0].rstrip(",")
+            out[flag] = " ".join(words[1:])
+        elif flag and line.startswith("     "):
+            out[flag] += " " + line.strip()
+        else:
+            flag = None
+    return {f: " ".join(h.split()) for f, h in out.items()}
+
+
+def test_serve_help_gives_each_flag_its_help_and_default():
+    flags = option_help("serve")
+    assert "(default: 127.0.0.1; env DIAG_HOST)" in flags["--host"] and "address to listen on" in flags["--host"]
+    assert "(default: 8080; env DIAG_PORT)" in flags["--port"]
+    assert "(default: data; env DIAG_DATA_DIR)" in flags["--data-dir"]
+    assert "(default: 10s; env DIAG_INTERVAL)" in flags["--interval"]
+    assert "(default: none; env DIAG_STORE_URL)" in flags["--store-url"]
+    assert "(default: /proc)" in flags["--proc"] and "(default: /)" in flags["--root"]
+    # Remote commands run scripts as root: the flag itself says they need the admin token.
+    assert "needs an admin token (DIAG_TOKEN)" in flags["--enable-commands"]
+    assert "(default: false; env DIAG_COMMANDS)" in flags["--enable-commands"]
+    for flag, text in flags.items():
+        assert flag == "-h" or "(default: " in text, (flag, text)
+
+
+def test_agent_help_gives_the_agent_s_own_defaults():
+    flags = option_help("agent")
+    assert "(default: agent-data; env DIAG_AGENT_DATA_DIR)" in flags["--data-dir"]
+    assert "(default: none; env DIAG_SERVER)" in flags["--server"] and "URL" in flags["--server"]
+    assert all(flag == "-h" or "(default: " in text for flag, text in flags.items())
+
+
+def test_a_bad_flag_is_refused_by_the_model_with_its_field(tmp_path):
+    r = diag("serve", "--port", "eighty", "--data-dir", str(tmp_path))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("diag: port: ")
+
+
+def test_collect_alone_prints_what_once_json_prints():
+    tree = ("--proc", str(T1 / "proc"), "--sys", str(T1 / "sys"), "--sample", "0.1")
+    alone, explicit = diag("collect", *tree), diag("collect", "--once", "--json", *tree)
+    assert alone.returncode == 0 and explicit.returncode == 0, alone.stderr
+    a, b = json.loads(alone.stdout), json.loads(explicit.stdout)
+    assert a.keys() == b.keys() and a["instance_id"] == b["instance_id"]
+    assert a["counters"]["TcpExt.ListenOverflows"] == b["counters"]["TcpExt.ListenOverflows"]
+    assert {s["metric"] for s in a["samples"]} == {s["metric"] for s in b["samples"]}

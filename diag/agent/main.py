@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 
-from diag.agent.config import AgentConfigError, load
+from diag.agent.config import AGENT_FLAGS, ROOT_FLAGS, AgentConfigError, load
 from diag.lifecycle import stop_on_signals
 
 log = logging.getLogger("diag.agent")
@@ -16,10 +16,7 @@ log = logging.getLogger("diag.agent")
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cfg = load(args.config, server=args.server, token=args.token, activation_id=args.activation_id,
-                   activation_code=args.activation_code, instance_id=args.instance_id, interval=args.interval,
-                   data_dir=args.data_dir, listen=args.listen, proc=args.proc, sys=args.sys, kmsg=args.kmsg,
-                   root=args.root)
+        cfg = load(args.config, **{name: getattr(args, name) for name in AGENT_FLAGS + ROOT_FLAGS})
     except AgentConfigError as e:
         print(f"diag agent: {e}")
         return 2

@@ -16,14 +16,16 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collectors import registry
 from collectors.runner import CollectionCycle
 from diag.agent import client
 from diag.agent.buffer import Buffer
-from diag.agent.config import AgentConfig
 from diag.model import Batch
+
+if TYPE_CHECKING:  # the model loads pydantic: the agent imports it only to read its settings
+    from diag.settings.agent import AgentConfig
 
 log = logging.getLogger("diag.agent")
 

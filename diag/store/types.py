@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diag.settings.defaults import RETENTION
+
 RAW = 0
 # Roll-up levels by resolution in seconds. Each level's rows live in blocks of
 # BLOCK[level] seconds (one blob per series per block), so a 31-day query at 1 h reads
@@ -12,18 +14,16 @@ LEVELS: tuple[int, ...] = (60, 300, 3600, 86400)
 BLOCK: dict[int, int] = {60: 86400, 300: 7 * 86400, 3600: 30 * 86400, 86400: 360 * 86400}
 AGGS = ("avg", "min", "max", "sum", "count", "last")
 
-DAY = 86400.0
-
 
 @dataclass(frozen=True, slots=True)
 class Retention:
     """How long each level is kept, in seconds (spec: raw 48 h; 1m/5m/1h 31 d; 1d 180 d)."""
 
-    raw: float = 2 * DAY
-    m1: float = 31 * DAY
-    m5: float = 31 * DAY
-    h1: float = 31 * DAY
-    d1: float = 180 * DAY
+    raw: float = RETENTION["raw"]
+    m1: float = RETENTION["m1"]
+    m5: float = RETENTION["m5"]
+    h1: float = RETENTION["h1"]
+    d1: float = RETENTION["d1"]
 
     def for_level(self, level: int) -> float:
         return {RAW: self.raw, 60: self.m1, 300: self.m5, 3600: self.h1, 86400: self.d1}[level]

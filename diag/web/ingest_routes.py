@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from diag import catalogue
 from diag.model import KernelLine, Sample, SampleColumns, Signal
+from diag.settings.defaults import RETENTION
 from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
@@ -27,7 +28,7 @@ MAX_SIGNALS = 1_000
 MAX_KERNEL_LINES = 1_000  # an agent sends at most collectors.kernel_log.MAX_LINES_PER_CYCLE a batch
 MAX_KERNEL_MESSAGE = 4096
 FUTURE_SLACK = 300  # clocks drift; a point more than 5 minutes ahead is a bug, not drift
-MAX_AGE = 48 * 3600  # older than raw retention would be deleted at once
+MAX_AGE = RETENTION["raw"]  # older than the default raw retention would be deleted at once
 
 
 @bp.post("/ingest")

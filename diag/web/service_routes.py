@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 
 from diag import __version__
 from diag.exposition import BatchCollector, HealthCollector, InstanceInfoCollector, ServiceCollector
+from diag.settings.stale import HEALTHZ_FLOOR, stale_after
 from diag.web.openapi import STR, doc
 from diag.web.schemas import HEALTHZ, STATUS
 
@@ -84,7 +85,7 @@ def healthz():
     interval = service.config.interval
     last = service.last_batch.ts if service.last_batch else None
     # A service that has not collected for 3 intervals is not doing its job, whatever else works.
-    grace = max(3 * interval, 30)
+    grace = stale_after(interval, HEALTHZ_FLOOR)
     if (last is None and time.time() - service.started_at > grace) or (last is not None and time.time() - last > grace):
         failing.append(f"collection: none for more than {grace:.0f}s")
     if service.store_failing is not None:  # collecting, but the samples are lost (disk full, ...)

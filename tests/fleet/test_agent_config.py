@@ -20,7 +20,7 @@ def test_file_env_and_flags_in_that_order(tmp_path):
     cfg = write(tmp_path, "a.yaml", "server: http://file:8080\ninterval: 30s\nlabels: {role: db}\n"
                                     "paths:\n  proc: /host/proc\n")
     got = load(cfg, env={"DIAG_INTERVAL": "5s", "DIAG_SERVER": "http://env:1"}, interval="20s")
-    assert (got.server, got.interval, got.labels, got.proc) == ("http://file:8080", 20.0, {"role": "db"},
+    assert (got.server, got.interval, got.labels, got.paths.proc) == ("http://file:8080", 20.0, {"role": "db"},
                                                                 Path("/host/proc"))
 
 
