@@ -12,8 +12,9 @@ import threading
 import time
 from typing import Any
 
-from diag.alerting import evaluator, schema, semantics
-from diag.alerting.evaluator import Change, alert_id
+from diag.alerting import evaluator, inhibition, routing, schema, semantics
+from diag.alerting.evaluator import Change, acknowledged, alert_id
+from diag.alerting.labels import alert_labels
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
@@ -50,6 +51,9 @@ class Alerting:
         schema.create(self.db)
         self.repo = Repository(self.db)
         self.outbox = Outbox(self.db, self.settings)
+        self.inhibit_rules = inhibition.Rules(self.db)
+        self.inhibit_rules.seed_default()
+        self._held: set[str] = set()
         self._lock = threading.Lock()
         self._parsed: dict[str, tuple[str, Policy]] = {}
         self.last_stats: dict[str, float] = {}
@@ -141,6 +145,7 @@ class Alerting:
             stats: dict[str, float] = {}
             changes, instances = self._changes(now, None, stats)
             done = self._apply(changes, instances, now)
+            done["grouped"] = self._flush_groups(instances, now)
             self.repo.expire_silences(now)
             stats.update(done)
             stats["seconds"] = time.perf_counter() - t0
@@ -162,7 +167,7 @@ class Alerting:
             new_events, top = self._new_events()
         changes = evaluator.metric_changes(self.service.store, jobs, alerts, now, stats, everything=only is not None)
         changes += evaluator.event_changes(new_events, jobs, alerts, now)
-        self._alerts, self._top = alerts, top
+        self._alerts, self._top, self._held = alerts, top, held
         return changes, instances
 
     def _max_event_rowid(self) -> int:
@@ -182,16 +187,17 @@ class Alerting:
 
     def _apply(self, changes: list[Change], instances: dict[str, dict], now: float) -> dict[str, float]:
         """Write the changes in one transaction: alert rows, state history, outbox rows."""
-        silences = self.repo.silences(now)
+        quiet = self.quiet_check(instances, now) if changes else None
         counts = {"changes": 0, "notices": 0, "muted": 0}
         who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        rows, history, outgoing = [], [], []
+        rows, history, outgoing, grouped = [], [], [], []
         for ch in changes:
             plan = self._plan(ch, now)
             if plan is None:
                 continue
             row, step, kind = plan
-            mute = muted(silences, row["alert_id"], ch.policy_id, row["instance_id"]) if silences else None
+            labels = self._labels(row, ch.policy.name, instances)
+            mute = quiet(row, labels) if kind and quiet else None
             to: list[dict[str, Any]] = []
             if kind and mute is None:
                 groups = tuple(ch.policy.contact_groups)
@@ -201,7 +207,11 @@ class Alerting:
             if to:
                 notice = self.notice_for(ch, row, "resolved" if step.state == "resolved" else "firing",
                                          kind, instances.get(row["instance_id"], {}), now)
-                outgoing += [(notice, contact, idx) for contact in to for idx in range(len(contact["channels"]))]
+                route = routing.route_for(ch.policy_id, ch.policy, lambda g: self.repo.get("contact_group", g))
+                outgoing += [(notice, contact, idx) for contact in to for idx, chan in enumerate(contact["channels"])
+                             if route is None or chan["type"] not in routing.GROUPED_TYPES]
+                if route is not None:
+                    grouped.append((route, ch, labels, notice))
                 row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
             elif row["state"] == row["_prev"]:
                 counts["muted"] += mute is not None
@@ -210,7 +220,7 @@ class Alerting:
             if row["state"] != row["_prev"]:
                 detail = row.get("note") or ""
                 if kind and mute is not None:
-                    detail = f"muted by {mute['silence_id']}" + (f" ({mute['comment']})" if mute["comment"] else "")
+                    detail = mute
                 elif to:
                     detail = row["message"]
                 history.append((now, "state", row["alert_id"], ch.policy_id, row["instance_id"], row["condition"],
@@ -220,11 +230,65 @@ class Alerting:
             c.executemany(INSERT_HISTORY, history)
             for notice, contact, idx in outgoing:
                 counts["notices"] += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+            for (owner, route), ch, labels, notice in grouped:
+                routing.add(c, owner, route, ch.policy_id, ch.policy.contact_groups, labels, notice, now)
             if self._top is not None:
                 c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                           (WATERMARK, json.dumps(self._top)))
         counts["changes"] = len(rows)
         return counts
+
+    # -- silences, inhibition, groups ---------------------------------------------------
+
+    def _labels(self, row: dict[str, Any], policy_name: str, instances: dict[str, dict]) -> dict[str, str]:
+        return alert_labels(row, policy_name, instances.get(row["instance_id"], {}).get("hostname", ""))
+
+    def quiet_check(self, instances: dict[str, dict], now: float) -> Any:
+        """`quiet(row, labels)`: why an alert sends no notice now (the silence or the
+        inhibition, as its history says it), or None."""
+        silences = [s for s in self.repo.silences(now) if s["starts_at"] <= now]
+        inhibitor = self.inhibitor(instances, now)
+
+        def quiet(row: dict[str, Any], labels: dict[str, str]) -> str | None:
+            s = muted(silences, row["alert_id"], row["policy_id"], row["instance_id"], labels, now) if silences else None
+            if s is not None:
+                return f"muted by {s['silence_id']}" + (f" ({s['comment']})" if s["comment"] else "")
+            hit = inhibitor.inhibits(labels) if inhibitor else None
+            if hit is not None:
+                rule, source = hit
+                return f"inhibited by {rule.rule_id} ({rule.name}): {source.get('alertname', '')} on {source.get('instance_id', '')}"
+            return None
+
+        return quiet
+
+    def inhibitor(self, instances: dict[str, dict], now: float) -> inhibition.Inhibitor | None:
+        """This cycle's inhibition: the rules over the instance facts and the firing alerts."""
+        rules = self.inhibit_rules.compiled()
+        if not rules:
+            return None
+        names = {pid: p.name for pid, p in self.policies()}
+        held = self._held or {iid for iid in instances if self.service.events.maintaining(iid, now)}
+        sources = inhibition.instance_sources(list(instances.values()), held)
+        sources += [self._labels(r, names.get(r["policy_id"], ""), instances)
+                    for r in self.repo.alert_rows().values() if r["state"] == "firing"]
+        return inhibition.Inhibitor(rules, sources)
+
+    def _flush_groups(self, instances: dict[str, dict], now: float) -> int:
+        """Send the notification groups that are due (routing.py)."""
+        rows = {r["alert_id"]: r for r in self.repo.alert_rows().values()}
+        quiet = self.quiet_check(instances, now)
+        who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+        def send(c: Any, notice: dict[str, Any], groups: list[str]) -> int:
+            key = tuple(groups)
+            if key not in who:
+                who[key] = recipients(self.repo, groups)
+            return sum(self.outbox.enqueue(c, notice, contact, idx, self.base_url, now) for contact in who[key]
+                       for idx, chan in enumerate(contact["channels"]) if chan["type"] in routing.GROUPED_TYPES)
+
+        return routing.flush(self.db, now, states={a: r["state"] for a, r in rows.items()},
+                             quiet=lambda aid, labels: aid in rows and quiet(rows[aid], labels) is not None,
+                             acked=lambda aid: acknowledged(rows.get(aid), now), send=send)
 
     def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
             now: float | None = None) -> dict[str, Any]:
