@@ -53,7 +53,7 @@ class Alerting:
         self.outbox = Outbox(self.db, self.settings)
         self.inhibit_rules = inhibition.Rules(self.db)
         self.inhibit_rules.seed_default()
-        self._held: set[str] = set()
+        self._held: set[str] | None = None  # instances in maintenance, as of the last cycle
         self._lock = threading.Lock()
         self._parsed: dict[str, tuple[str, Policy]] = {}
         self.last_stats: dict[str, float] = {}
@@ -187,15 +187,13 @@ class Alerting:
 
     def _apply(self, changes: list[Change], instances: dict[str, dict], now: float) -> dict[str, float]:
         """Write the changes in one transaction: alert rows, state history, outbox rows."""
-        quiet = self.quiet_check(instances, now) if changes else None
+        planned = [(ch, plan) for ch in changes if (plan := self._plan(ch, now)) is not None]
+        # An alert firing in this cycle inhibits from this cycle on: the rules see the planned rows.
+        quiet = self.quiet_check(instances, now, [p[0] for _, p in planned]) if planned else None
         counts = {"changes": 0, "notices": 0, "muted": 0}
         who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         rows, history, outgoing, grouped = [], [], [], []
-        for ch in changes:
-            plan = self._plan(ch, now)
-            if plan is None:
-                continue
-            row, step, kind = plan
+        for ch, (row, step, kind) in planned:
             labels = self._labels(row, ch.policy.name, instances)
             mute = quiet(row, labels) if kind and quiet else None
             to: list[dict[str, Any]] = []
@@ -243,11 +241,11 @@ class Alerting:
     def _labels(self, row: dict[str, Any], policy_name: str, instances: dict[str, dict]) -> dict[str, str]:
         return alert_labels(row, policy_name, instances.get(row["instance_id"], {}).get("hostname", ""))
 
-    def quiet_check(self, instances: dict[str, dict], now: float) -> Any:
+    def quiet_check(self, instances: dict[str, dict], now: float, planned: list[dict[str, Any]] = ()) -> Any:
         """`quiet(row, labels)`: why an alert sends no notice now (the silence or the
-        inhibition, as its history says it), or None."""
+        inhibition, as its history says it), or None. `planned`: alert rows about to be written."""
         silences = [s for s in self.repo.silences(now) if s["starts_at"] <= now]
-        inhibitor = self.inhibitor(instances, now)
+        inhibitor = self.inhibitor(instances, now, planned)
 
         def quiet(row: dict[str, Any], labels: dict[str, str]) -> str | None:
             s = muted(silences, row["alert_id"], row["policy_id"], row["instance_id"], labels, now) if silences else None
@@ -261,16 +259,42 @@ class Alerting:
 
         return quiet
 
-    def inhibitor(self, instances: dict[str, dict], now: float) -> inhibition.Inhibitor | None:
+    def labels_of(self, alert: dict[str, Any]) -> dict[str, str]:
+        """An alert's labels (row or API object), as silences and rules match them."""
+        p = self.repo.get("policy", alert["policy_id"])
+        inst = self.service.instances.get(alert["instance_id"]) or {}
+        return alert_labels(alert, p["name"] if p else "", inst.get("hostname", ""))
+
+    def covering(self, now: float) -> Any:
+        """`cover(alert)`: what keeps an alert quiet now, for the pages and the API: the
+        silence covering it and the inhibition naming its rule and source, or None each."""
+        instances = {i["instance_id"]: i for i in self.service.instances.list() if i["monitoring"]}
+        silences = [s for s in self.repo.silences(now) if s["starts_at"] <= now]
+        inhibitor = self.inhibitor(instances, now)
+        names = {pid: p.name for pid, p in self.policies()}
+
+        def cover(a: dict[str, Any]) -> dict[str, Any]:
+            labels = self._labels(a, names.get(a["policy_id"], ""), instances)
+            s = muted(silences, a["alert_id"], a["policy_id"], a["instance_id"], labels, now) if silences else None
+            hit = inhibitor.inhibits(labels) if inhibitor and a["state"] == "firing" else None
+            return {"labels": labels, "silence": s,
+                    "inhibited_by": {"rule_id": hit[0].rule_id, "name": hit[0].name, "source": hit[1]} if hit else None}
+
+        return cover
+
+    def inhibitor(self, instances: dict[str, dict], now: float,
+                  planned: list[dict[str, Any]] = ()) -> inhibition.Inhibitor | None:
         """This cycle's inhibition: the rules over the instance facts and the firing alerts."""
         rules = self.inhibit_rules.compiled()
         if not rules:
             return None
         names = {pid: p.name for pid, p in self.policies()}
-        held = self._held or {iid for iid in instances if self.service.events.maintaining(iid, now)}
+        held = self._held if self._held is not None else {
+            iid for iid in instances if self.service.events.maintaining(iid, now)}
         sources = inhibition.instance_sources(list(instances.values()), held)
+        rows = {r["alert_id"]: r for r in self.repo.alert_rows().values()} | {r["alert_id"]: r for r in planned}
         sources += [self._labels(r, names.get(r["policy_id"], ""), instances)
-                    for r in self.repo.alert_rows().values() if r["state"] == "firing"]
+                    for r in rows.values() if r["state"] == "firing"]
         return inhibition.Inhibitor(rules, sources)
 
     def _flush_groups(self, instances: dict[str, dict], now: float) -> int:

@@ -129,7 +129,14 @@ def list_alerts():
         bad = [s for s in states if s not in ALERT_STATES]
         if bad or not states:
             raise ApiError(400, f"state must be all or some of {', '.join(ALERT_STATES)}", "state")
-    alerts = _alerting().repo.alerts(states, request.args.get("policy_id"), request.args.get("instance_id"))
+    a = _alerting()
+    alerts = a.repo.alerts(states, request.args.get("policy_id"), request.args.get("instance_id"))
+    if alerts:
+        cover = a.covering(time.time())
+        for x in alerts:
+            c = cover(x)
+            x.update(labels=c["labels"], silenced_by=c["silence"]["silence_id"] if c["silence"] else None,
+                     inhibited_by=c["inhibited_by"])
     return jsonify({"alerts": alerts})
 
 

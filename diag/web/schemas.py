@@ -368,7 +368,10 @@ POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_s
 ALERT = component("Alert", obj({
     "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR, "state": ALERT_STATE,
     "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
-    "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}))
+    "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}, {
+    # In the list: the labels silences and inhibition rules match, and what keeps the alert quiet now.
+    "labels": LABELS, "silenced_by": nullable(STR),
+    "inhibited_by": nullable(obj({"rule_id": STR, "name": STR, "source": LABELS}))}))
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
