@@ -13,6 +13,8 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from dashboards import routing_form
+
 COND_FIELDS = ("metric", "labels", "statistic", "period", "comparison", "threshold", "consecutive", "severity")
 EVENT_FIELDS = ("type", "level", "severity")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -61,7 +63,8 @@ def to_body(form: MultiDict) -> tuple[dict[str, Any], dict[str, list[int]]]:
                             "enabled": form.get("enabled") == "on", "match": g("match") or "any",
                             "silence": g("silence") or "24h", "notify_recovery": form.get("notify_recovery") == "on",
                             "missing_data": g("missing_data") or "insufficient",
-                            "contact_groups": [v for v in form.getlist("contact_groups") if v]}
+                            "contact_groups": [v for v in form.getlist("contact_groups") if v],
+                            "routing": routing_form.body(form)}
     instances = [s.strip() for s in g("targets.instances").split(",") if s.strip()] or ["*"]
     body["targets"] = {"instances": instances, "labels": _pairs(g("targets.labels"), "targets.labels")}
     kept: dict[str, list[int]] = {"conditions": [], "event_conditions": []}
@@ -129,7 +132,7 @@ def to_values(policy: dict[str, Any] | None) -> dict[str, Any]:
                 "notify_recovery": True, "missing_data": "insufficient", "contact_groups": [],
                 "targets.instances": "*", "targets.labels": "", "conditions": [{}], "event_conditions": [{}],
                 "effective.on": False, "effective.days": list(DAYS), "effective.start": "00:00",
-                "effective.end": "24:00", "effective.timezone": "UTC"}
+                "effective.end": "24:00", "effective.timezone": "UTC", **routing_form.values(None)}
     eff = policy.get("effective") or {}
     return {
         "name": policy.get("name", ""), "description": policy.get("description", ""),
@@ -145,7 +148,7 @@ def to_values(policy: dict[str, Any] | None) -> dict[str, Any]:
                              for e in policy.get("event_conditions", [])] or [{}],
         "effective.on": bool(eff), "effective.days": eff.get("days", list(DAYS)),
         "effective.start": eff.get("start", "00:00"), "effective.end": eff.get("end", "24:00"),
-        "effective.timezone": eff.get("timezone", "UTC"),
+        "effective.timezone": eff.get("timezone", "UTC"), **routing_form.values(policy.get("routing")),
     }
 
 
@@ -157,7 +160,8 @@ def values_from_form(form: MultiDict, extra: str | None = None) -> dict[str, Any
                                               "effective.end", "effective.timezone")}
     out.update(enabled=form.get("enabled") == "on", notify_recovery=form.get("notify_recovery") == "on",
                contact_groups=form.getlist("contact_groups"), **{"effective.on": form.get("effective.on") == "on",
-                                                                  "effective.days": form.getlist("effective.days")})
+                                                                  "effective.days": form.getlist("effective.days")},
+               **routing_form.from_form(form))
     out["conditions"] = [{f: g(f"conditions[{i}].{f}") for f in COND_FIELDS}
                          for i in range(rows(form, "conditions", 1))]
     out["event_conditions"] = [{f: g(f"event_conditions[{i}].{f}") for f in EVENT_FIELDS}
