@@ -79,3 +79,18 @@ def test_rules_are_validated(svc):
         except RuleError as e:
             assert e.field == field
     assert len(svc.alerting.inhibit_rules.list()) == 1  # the default rule only
+
+
+def test_an_instance_in_maintenance_is_a_source_and_its_firing_alert_shows_as_inhibited(svc):
+    import time
+
+    pid = policy(svc, conditions=[{"metric": "cpu_usage", "period": "1m", "comparison": ">", "threshold": 90}])
+    now = time.time()
+    put(svc, "web1", "cpu_usage", now // 60 * 60 - 120, [95, 95])
+    svc.alerting.evaluate(now=now)
+    [a] = svc.alerting.repo.alerts(["firing"], pid)
+    assert svc.alerting.covering(now)(a)["inhibited_by"] is None
+    svc.events.schedule("web1", "SystemMaintenance.Reboot", now + 1, 600, now=now)
+    svc.alerting.evaluate(now=now + 30)
+    inhibited = svc.alerting.covering(now + 30)(a)["inhibited_by"]
+    assert inhibited["source"] == {"alertname": "InstanceMaintaining", "instance_id": "web1"}

@@ -136,3 +136,15 @@ def test_routing_settings_are_validated(svc):
     saved = svc.alerting.save_policy({**body, "routing": {}})
     assert saved["routing"] == {"group_by": ["policy_id", "instance_id"], "group_wait": 30.0, "group_interval": 300.0,
                                 "repeat_interval": 14400.0}
+
+
+def test_an_alertmanager_format_webhook_gets_the_group_as_alertmanager_would_send_it(svc, receiver):
+    group = subscribe(svc, [{"type": "webhook", "url": receiver.url, "format": "alertmanager"}])
+    svc.alerting.save_policy({"name": "cpu steps", "targets": {"instances": ["web1"]}, "conditions": TEN[:3],
+                              "contact_groups": [group], "routing": {"group_wait": "0s"}})
+    put(svc, "web1", "cpu_usage", T0, [99])
+    tick(svc, T0 + 61)
+    [body] = receiver.bodies
+    assert len(body["alerts"]) == 3 and {a["status"] for a in body["alerts"]} == {"firing"}
+    assert body["groupLabels"]["instance_id"] == "web1" and body["commonLabels"]["alertname"] == "cpu steps"
+    assert "condition" not in body["commonLabels"]  # each alert its own condition
