@@ -253,8 +253,8 @@ def add_inhibit_rule() -> Any:
     f = request.form
     try:
         body = {"name": f.get("name", "").strip(), "comment": f.get("comment", "").strip(),
-                "source_matchers": _parse_lines(f.get("source_matchers", "")),
-                "target_matchers": _parse_lines(f.get("target_matchers", "")),
+                "source": _parse_lines(f.get("source", "")),
+                "target": _parse_lines(f.get("target", "")),
                 "equal": [s.strip() for s in f.get("equal", "").split(",") if s.strip()]}
         rule = _alerting().inhibit_rules.put(body)
     except (MatcherError, RuleError) as e:

@@ -23,9 +23,9 @@ NOT_REPORTING, MAINTAINING = "InstanceNotReporting", "InstanceMaintaining"
 DEFAULT_SEEDED = "alerting:inhibit_default"
 DEFAULT_RULE = {
     "name": "an instance that stopped reporting or is in maintenance",
-    "source_matchers": [{"name": "alertname", "op": "=~", "value": f"{NOT_REPORTING}|{MAINTAINING}"}],
+    "source": [{"name": "alertname", "op": "=~", "value": f"{NOT_REPORTING}|{MAINTAINING}"}],
     # Not the instance's own events (Instance.StateChange says it stopped): those must still be heard.
-    "target_matchers": [{"name": "event_type", "op": "!~", "value": "Instance\\..*"}],
+    "target": [{"name": "event_type", "op": "!~", "value": "Instance\\..*"}],
     "equal": ["instance_id"],
     "comment": "its disk, CPU and check alerts follow from it: one notice, not one per alert",
 }
@@ -50,7 +50,7 @@ def validate(body: Any) -> dict[str, Any]:
     """The rule as stored, or RuleError naming the field that is wrong."""
     if not isinstance(body, dict):
         raise RuleError(None, "must be a JSON object")
-    unknown = set(body) - {"name", "source_matchers", "target_matchers", "equal", "comment"}
+    unknown = set(body) - {"name", "source", "target", "equal", "comment"}
     if unknown:
         raise RuleError(sorted(unknown)[0], "unknown field")
     name, comment = body.get("name", ""), body.get("comment", "")
@@ -59,15 +59,20 @@ def validate(body: Any) -> dict[str, Any]:
     if not isinstance(comment, str) or len(comment) > 1024:
         raise RuleError("comment", "must be a string of at most 1024 characters")
     out: dict[str, Any] = {"name": name, "comment": comment}
-    for f in ("source_matchers", "target_matchers"):
-        if not isinstance(body.get(f, []), list) or not all(isinstance(x, dict) for x in body.get(f, [])):
-            raise RuleError(f, "must be a list of objects {name, op, value}")
+    for f in ("source", "target"):
+        given = body.get(f, [])
+        if isinstance(given, dict):  # {label: value}: equality matchers (Alertmanager's source_match)
+            if len(given) > m.MAX_MATCHERS or not all(isinstance(v, str) for v in given.values()):
+                raise RuleError(f, f"a map of at most {m.MAX_MATCHERS} labels to string values")
+            given = [{"name": k, "op": "=", "value": v} for k, v in given.items()]
+        if not isinstance(given, list) or not all(isinstance(x, dict) for x in given):
+            raise RuleError(f, "must be {label: value} or a list of matchers {name, op, value}")
         try:
-            out[f] = m.dump(m.parse_all(body.get(f, [])))
+            out[f] = m.dump(m.parse_all(given))
         except m.MatcherError as e:
             raise RuleError(f, str(e)) from None
-    if not out["source_matchers"]:
-        raise RuleError("source_matchers", "a rule needs at least one source matcher")
+    if not out["source"]:
+        raise RuleError("source", "a rule needs at least one source matcher")
     equal = body.get("equal", [])
     if not isinstance(equal, list) or len(equal) > 20 or not all(isinstance(x, str) and m._NAME.fullmatch(x)
                                                                    for x in equal):
@@ -107,7 +112,7 @@ class Rules:
             return c.execute("DELETE FROM alert_inhibit_rules WHERE rule_id = ?", (rule_id,)).rowcount > 0
 
     def compiled(self) -> list[Rule]:
-        return [Rule(r["rule_id"], r["name"], m.load(r["source_matchers"]), m.load(r["target_matchers"]),
+        return [Rule(r["rule_id"], r["name"], m.load(r["source"]), m.load(r["target"]),
                      tuple(r["equal"])) for r in self.list()]
 
 

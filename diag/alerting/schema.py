@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS alert_silences (
     ends_at REAL NOT NULL
 );
 -- Alertmanager-style inhibition rules: a firing source silences matching targets that
--- share the `equal` labels. The body is {name, source_matchers, target_matchers, equal, comment}.
+-- share the `equal` labels. The body is {name, source, target, equal, comment}.
 CREATE TABLE IF NOT EXISTS alert_inhibit_rules (
     rule_id TEXT PRIMARY KEY,
     body TEXT NOT NULL,

@@ -293,9 +293,9 @@ def delete_silence(silence_id: str):
 # -- inhibition rules and notification groups ----------------------------------------------
 
 @bp.get("/inhibit-rules")
-@doc("Inhibition rules: while an alert matching `source_matchers` fires (or an instance stopped reporting: "
+@doc("Inhibition rules: while an alert matching `source` fires (or an instance stopped reporting: "
      "alertname InstanceNotReporting, or is in maintenance: InstanceMaintaining), the alerts matching "
-     "`target_matchers` with the same `equal` labels send no notice.", responses={200: obj({"rules": arr(INHIBIT_RULE)})})
+     "`target` with the same `equal` labels send no notice.", responses={200: obj({"rules": arr(INHIBIT_RULE)})})
 def list_inhibit_rules():
     return jsonify({"rules": _alerting().inhibit_rules.list()})
 

@@ -35,8 +35,8 @@ def test_a_stopped_instances_disk_alerts_are_not_sent(svc, receiver):
 def test_a_firing_alert_inhibits_what_its_rule_names_on_the_same_instance(svc, receiver):
     group = subscribe(svc, [{"type": "webhook", "url": receiver.url}])
     svc.alerting.inhibit_rules.put({"name": "down hides warnings",
-                                    "source_matchers": [{"name": "alertname", "value": "host down"}],
-                                    "target_matchers": [{"name": "severity", "value": "warning"}],
+                                    "source": [{"name": "alertname", "value": "host down"}],
+                                    "target": [{"name": "severity", "value": "warning"}],
                                     "equal": ["instance_id"]})
     policy(svc, name="host down", contact_groups=[group], targets={"instances": ["web1"]},
            conditions=[{"metric": "cpu_usage", "period": "1m", "comparison": ">", "threshold": 98,
@@ -57,7 +57,7 @@ def test_the_default_rule_is_created_once_and_a_deletion_sticks(tmp_path):
 
     svc = make_service(tmp_path / "data")
     [rule] = svc.alerting.inhibit_rules.list()
-    assert rule["equal"] == ["instance_id"] and "InstanceNotReporting" in rule["source_matchers"][0]["value"]
+    assert rule["equal"] == ["instance_id"] and "InstanceNotReporting" in rule["source"][0]["value"]
     assert svc.alerting.inhibit_rules.delete(rule["rule_id"])
     svc.close()
     svc = make_service(tmp_path / "data")
@@ -68,11 +68,11 @@ def test_the_default_rule_is_created_once_and_a_deletion_sticks(tmp_path):
 def test_rules_are_validated(svc):
     from diag.alerting.inhibition import RuleError
 
-    for body, field in (({"name": "x", "source_matchers": []}, "source_matchers"),
-                        ({"name": "x", "source_matchers": [{"name": "a", "op": "=~", "value": "("}]}, "source_matchers"),
-                        ({"name": "x", "source_matchers": ["a=b"]}, "source_matchers"),
-                        ({"name": "x", "source_matchers": [{"name": "a", "value": "b"}], "equal": ["a b"]}, "equal"),
-                        ({"name": "", "source_matchers": [{"name": "a", "value": "b"}]}, "name")):
+    for body, field in (({"name": "x", "source": []}, "source"),
+                        ({"name": "x", "source": [{"name": "a", "op": "=~", "value": "("}]}, "source"),
+                        ({"name": "x", "source": ["a=b"]}, "source"),
+                        ({"name": "x", "source": [{"name": "a", "value": "b"}], "equal": ["a b"]}, "equal"),
+                        ({"name": "", "source": [{"name": "a", "value": "b"}]}, "name")):
         try:
             svc.alerting.inhibit_rules.put(body)
             raise AssertionError(f"{body} was taken")

@@ -66,11 +66,11 @@ def test_an_inhibited_alert_is_marked_and_rules_are_added_and_deleted_from_the_p
     page = client.get("/alerts").get_data(as_text=True)
     assert "⛔" not in _section(page, "firing")
     assert "InstanceNotReporting" in _section(page, "inhibition")  # the default rule is shown
-    bad = client.post("/alerts/inhibit-rules", data={"csrf_token": token, "name": "x", "source_matchers": "nope"})
+    bad = client.post("/alerts/inhibit-rules", data={"csrf_token": token, "name": "x", "source": "nope"})
     assert bad.status_code == 422
     r = client.post("/alerts/inhibit-rules", data={"csrf_token": token, "name": "kernel trouble hides oom",
-                                                   "source_matchers": 'event_type="Kernel.OOMKill"',
-                                                   "target_matchers": "", "equal": "instance_id"})
+                                                   "source": 'event_type="Kernel.OOMKill"',
+                                                   "target": "", "equal": "instance_id"})
     assert r.status_code == 303
     # an alert never inhibits itself: a second firing alert is needed as the source
     service.alerting.save_policy({"name": "oom twice", "event_conditions": [{"type": "Kernel.OOMKill"}]})

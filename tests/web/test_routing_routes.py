@@ -75,14 +75,14 @@ def test_routing_on_a_policy_and_a_contact_group(client):
 def test_inhibition_rules_listed_added_and_deleted(client):
     [default] = client.get("/api/v1/inhibit-rules").get_json()["rules"]
     assert default["equal"] == ["instance_id"]
-    body = {"name": "down hides warnings", "source_matchers": [{"name": "alertname", "value": "host down"}],
-            "target_matchers": [{"name": "severity", "value": "warning"}], "equal": ["instance_id"]}
+    body = {"name": "down hides warnings", "source": [{"name": "alertname", "value": "host down"}],
+            "target": {"severity": "warning"}, "equal": ["instance_id"]}  # a map: equality matchers
     assert client.post("/api/v1/inhibit-rules", json=body).status_code == 401
     r = client.post("/api/v1/inhibit-rules", json=body, headers=AUTH)
-    assert r.status_code == 201 and r.get_json()["target_matchers"][0]["op"] == "="
-    bad = client.post("/api/v1/inhibit-rules", json={**body, "source_matchers": [{"name": "a", "op": "=~", "value": "["}]},
+    assert r.status_code == 201 and r.get_json()["target"] == [{"name": "severity", "op": "=", "value": "warning"}]
+    bad = client.post("/api/v1/inhibit-rules", json={**body, "source": [{"name": "a", "op": "=~", "value": "["}]},
                       headers=AUTH)
-    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "source_matchers"
+    assert bad.status_code == 422 and bad.get_json()["error"]["field"] == "source"
     assert len(client.get("/api/v1/inhibit-rules").get_json()["rules"]) == 2
     assert client.delete(f"/api/v1/inhibit-rules/{r.get_json()['rule_id']}", headers=AUTH).status_code == 204
     assert client.delete(f"/api/v1/inhibit-rules/{r.get_json()['rule_id']}", headers=AUTH).status_code == 404
