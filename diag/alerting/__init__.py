@@ -12,14 +12,13 @@ import threading
 import time
 from typing import Any
 
-from diag.alerting import evaluator, inhibition, routing, schema, semantics
-from diag.alerting.evaluator import Change, acknowledged, alert_id
-from diag.alerting.labels import alert_labels
+from diag.alerting import evaluator, inhibition, quiet, routing, schema, semantics
+from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
 from checks.windows import fmt_time
-from diag.alerting.repository import INSERT_HISTORY, Repository, muted
+from diag.alerting.repository import INSERT_HISTORY, Repository
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ class Alerting:
             stats: dict[str, float] = {}
             changes, instances = self._changes(now, None, stats)
             done = self._apply(changes, instances, now)
-            done["grouped"] = self._flush_groups(instances, now)
+            done["grouped"] = quiet.flush_groups(self, instances, now)
             self.repo.expire_silences(now)
             stats.update(done)
             stats["seconds"] = time.perf_counter() - t0
@@ -189,13 +188,14 @@ class Alerting:
         """Write the changes in one transaction: alert rows, state history, outbox rows."""
         planned = [(ch, plan) for ch in changes if (plan := self._plan(ch, now)) is not None]
         # An alert firing in this cycle inhibits from this cycle on: the rules see the planned rows.
-        quiet = self.quiet_check(instances, now, [p[0] for _, p in planned]) if planned else None
+        why_quiet = quiet.check(self, instances, now, [p[0] for _, p in planned]) if planned else None
         counts = {"changes": 0, "notices": 0, "muted": 0}
         who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        routes: dict[str, Any] = {}
         rows, history, outgoing, grouped = [], [], [], []
         for ch, (row, step, kind) in planned:
-            labels = self._labels(row, ch.policy.name, instances)
-            mute = quiet(row, labels) if kind and quiet else None
+            labels = quiet.labels(row, ch.policy.name, instances)
+            mute = why_quiet(row, labels) if kind and why_quiet else None
             to: list[dict[str, Any]] = []
             if kind and mute is None:
                 groups = tuple(ch.policy.contact_groups)
@@ -205,7 +205,10 @@ class Alerting:
             if to:
                 notice = self.notice_for(ch, row, "resolved" if step.state == "resolved" else "firing",
                                          kind, instances.get(row["instance_id"], {}), now)
-                route = routing.route_for(ch.policy_id, ch.policy, lambda g: self.repo.get("contact_group", g))
+                if ch.policy_id not in routes:
+                    routes[ch.policy_id] = routing.route_for(ch.policy_id, ch.policy,
+                                                             lambda g: self.repo.get("contact_group", g))
+                route = routes[ch.policy_id]
                 outgoing += [(notice, contact, idx) for contact in to for idx, chan in enumerate(contact["channels"])
                              if route is None or chan["type"] not in routing.GROUPED_TYPES]
                 if route is not None:
@@ -236,83 +239,15 @@ class Alerting:
         counts["changes"] = len(rows)
         return counts
 
-    # -- silences, inhibition, groups ---------------------------------------------------
-
-    def _labels(self, row: dict[str, Any], policy_name: str, instances: dict[str, dict]) -> dict[str, str]:
-        return alert_labels(row, policy_name, instances.get(row["instance_id"], {}).get("hostname", ""))
-
-    def quiet_check(self, instances: dict[str, dict], now: float, planned: list[dict[str, Any]] = ()) -> Any:
-        """`quiet(row, labels)`: why an alert sends no notice now (the silence or the
-        inhibition, as its history says it), or None. `planned`: alert rows about to be written."""
-        silences = [s for s in self.repo.silences(now) if s["starts_at"] <= now]
-        inhibitor = self.inhibitor(instances, now, planned)
-
-        def quiet(row: dict[str, Any], labels: dict[str, str]) -> str | None:
-            s = muted(silences, row["alert_id"], row["policy_id"], row["instance_id"], labels, now) if silences else None
-            if s is not None:
-                return f"muted by {s['silence_id']}" + (f" ({s['comment']})" if s["comment"] else "")
-            hit = inhibitor.inhibits(labels) if inhibitor else None
-            if hit is not None:
-                rule, source = hit
-                return f"inhibited by {rule.rule_id} ({rule.name}): {source.get('alertname', '')} on {source.get('instance_id', '')}"
-            return None
-
-        return quiet
+    # -- silences, inhibition, groups (quiet.py, routing.py) -------------------------------
 
     def labels_of(self, alert: dict[str, Any]) -> dict[str, str]:
         """An alert's labels (row or API object), as silences and rules match them."""
-        p = self.repo.get("policy", alert["policy_id"])
-        inst = self.service.instances.get(alert["instance_id"]) or {}
-        return alert_labels(alert, p["name"] if p else "", inst.get("hostname", ""))
+        return quiet.labels_of(self, alert)
 
     def covering(self, now: float) -> Any:
-        """`cover(alert)`: what keeps an alert quiet now, for the pages and the API: the
-        silence covering it and the inhibition naming its rule and source, or None each."""
-        instances = {i["instance_id"]: i for i in self.service.instances.list() if i["monitoring"]}
-        silences = [s for s in self.repo.silences(now) if s["starts_at"] <= now]
-        inhibitor = self.inhibitor(instances, now)
-        names = {pid: p.name for pid, p in self.policies()}
-
-        def cover(a: dict[str, Any]) -> dict[str, Any]:
-            labels = self._labels(a, names.get(a["policy_id"], ""), instances)
-            s = muted(silences, a["alert_id"], a["policy_id"], a["instance_id"], labels, now) if silences else None
-            hit = inhibitor.inhibits(labels) if inhibitor and a["state"] == "firing" else None
-            return {"labels": labels, "silence": s,
-                    "inhibited_by": {"rule_id": hit[0].rule_id, "name": hit[0].name, "source": hit[1]} if hit else None}
-
-        return cover
-
-    def inhibitor(self, instances: dict[str, dict], now: float,
-                  planned: list[dict[str, Any]] = ()) -> inhibition.Inhibitor | None:
-        """This cycle's inhibition: the rules over the instance facts and the firing alerts."""
-        rules = self.inhibit_rules.compiled()
-        if not rules:
-            return None
-        names = {pid: p.name for pid, p in self.policies()}
-        held = self._held if self._held is not None else {
-            iid for iid in instances if self.service.events.maintaining(iid, now)}
-        sources = inhibition.instance_sources(list(instances.values()), held)
-        rows = {r["alert_id"]: r for r in self.repo.alert_rows().values()} | {r["alert_id"]: r for r in planned}
-        sources += [self._labels(r, names.get(r["policy_id"], ""), instances)
-                    for r in rows.values() if r["state"] == "firing"]
-        return inhibition.Inhibitor(rules, sources)
-
-    def _flush_groups(self, instances: dict[str, dict], now: float) -> int:
-        """Send the notification groups that are due (routing.py)."""
-        rows = {r["alert_id"]: r for r in self.repo.alert_rows().values()}
-        quiet = self.quiet_check(instances, now)
-        who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-
-        def send(c: Any, notice: dict[str, Any], groups: list[str]) -> int:
-            key = tuple(groups)
-            if key not in who:
-                who[key] = recipients(self.repo, groups)
-            return sum(self.outbox.enqueue(c, notice, contact, idx, self.base_url, now) for contact in who[key]
-                       for idx, chan in enumerate(contact["channels"]) if chan["type"] in routing.GROUPED_TYPES)
-
-        return routing.flush(self.db, now, states={a: r["state"] for a, r in rows.items()},
-                             quiet=lambda aid, labels: aid in rows and quiet(rows[aid], labels) is not None,
-                             acked=lambda aid: acknowledged(rows.get(aid), now), send=send)
+        """`cover(alert)` -> {labels, silence, inhibited_by}: what keeps an alert quiet now."""
+        return quiet.covering(self, now)
 
     def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
             now: float | None = None) -> dict[str, Any]:
