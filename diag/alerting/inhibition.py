@@ -74,8 +74,8 @@ def validate(body: Any) -> dict[str, Any]:
     if not out["source"]:
         raise RuleError("source", "a rule needs at least one source matcher")
     equal = body.get("equal", [])
-    if not isinstance(equal, list) or len(equal) > 20 or not all(isinstance(x, str) and m._NAME.fullmatch(x)
-                                                                   for x in equal):
+    if not isinstance(equal, list) or len(equal) > 20 or not all(
+            isinstance(x, str) and len(x) <= m.MAX_NAME and m.NAME.fullmatch(x) for x in equal):
         raise RuleError("equal", "must be a list of label names")
     out["equal"] = equal
     return out

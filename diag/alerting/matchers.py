@@ -4,12 +4,14 @@ lacks reads as the empty string, so `team!=ops` matches an alert without `team`.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 OPS = ("=~", "!~", "!=", "=")  # longest first: "=~" must not parse as "=" with a value "~..."
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_MATCHERS = 20
 MAX_VALUE = 512
 MAX_NAME = 100
@@ -50,7 +52,7 @@ def parse(text: Any) -> Matcher:
         if not all(isinstance(x, str) for x in (name, op, value)):
             raise MatcherError("a matcher object needs string name, op and value")
     elif isinstance(text, str):
-        m = _NAME.match(text.strip())
+        m = NAME.match(text.strip())
         if m is None:
             raise MatcherError(f"{text[:80]!r} does not start with a label name")
         name, rest = m.group(0), text.strip()[m.end():].lstrip()
@@ -60,7 +62,7 @@ def parse(text: Any) -> Matcher:
             value = value[1:-1].replace('\\"', '"')
     else:
         raise MatcherError("a matcher is a string like instance_id=\"web1\"")
-    if _NAME.fullmatch(name) is None or len(name) > MAX_NAME:
+    if NAME.fullmatch(name) is None or len(name) > MAX_NAME:
         raise MatcherError(f"{name[:80]!r} is not a label name")
     if op not in OPS:
         raise MatcherError(f"{str(text)[:80]!r}: the operator must be one of =, !=, =~, !~")
@@ -91,5 +93,11 @@ def dump(matchers: list[Matcher]) -> list[dict[str, str]]:
 
 
 def load(stored: list[dict[str, str]]) -> list[Matcher]:
-    """Matchers read back from the store (validated when written)."""
-    return [parse(m) for m in stored]
+    """Matchers read back from the store (validated when written), compiled once per
+    distinct list: a silence is matched against every alert in every cycle."""
+    return list(_load(json.dumps(stored, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _load(key: str) -> tuple[Matcher, ...]:
+    return tuple(parse(m) for m in json.loads(key))

@@ -69,8 +69,8 @@ CREATE TABLE IF NOT EXISTS alert_silences (
     created_at REAL NOT NULL,
     ends_at REAL NOT NULL
 );
--- Alertmanager-style inhibition rules: a firing source silences matching targets that
--- share the `equal` labels. The body is {name, source, target, equal, comment}.
+-- Alertmanager-style inhibition rules: a firing source mutes the notices of the matching
+-- targets that share its `equal` labels. The body is {name, source, target, equal, comment}.
 CREATE TABLE IF NOT EXISTS alert_inhibit_rules (
     rule_id TEXT PRIMARY KEY,
     body TEXT NOT NULL,

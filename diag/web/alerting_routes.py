@@ -248,10 +248,10 @@ def _matcher_silence(body: dict[str, Any]) -> dict[str, Any]:
     except matchers.MatcherError as e:
         raise ApiError(422, str(e), "matchers") from None
     now = time.time()
-    times = {}
+    times: dict[str, float | None] = {}
     for f in ("starts_at", "ends_at"):
         v = body.get(f)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+        if f in body and (isinstance(v, bool) or not isinstance(v, (int, float))):  # null too: leave it out
             raise ApiError(422, "must be UNIX seconds", f)
         times[f] = v
     starts = max(now, float(times["starts_at"])) if times["starts_at"] is not None else now
