@@ -8,20 +8,12 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from diag.alerting.notices import fmt_period as _text
 from diag.alerting.policy import GROUP_BY_DEFAULT
 
 DEFAULTS = {"routing.group_by": ", ".join(GROUP_BY_DEFAULT), "routing.group_wait": "30s",
             "routing.group_interval": "5m", "routing.repeat_interval": "4h"}
 TIMERS = ("group_wait", "group_interval", "repeat_interval")
-
-
-def _text(seconds: Any) -> str:
-    if not isinstance(seconds, (int, float)):
-        return str(seconds)
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= n and seconds % n == 0:
-            return f"{int(seconds // n)}{unit}"
-    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{seconds:g}"
 
 
 def values(routing: dict[str, Any] | None) -> dict[str, Any]:

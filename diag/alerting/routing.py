@@ -139,16 +139,15 @@ def flush(db: Database, now: float, *, states: dict[str, str], quiet: Callable[[
         route = Route.model_validate_json(g["route"])
         members = json.loads(g["members"])
         kind, listed = decide(g, members, states, quiet, acked, now)
+        # What stays: the alerts still firing. A resolved one leaves once announced (a resolved
+        # member in `listed` always makes a notice) or at once if it was never announced firing.
+        keep = {aid: m for aid, m in members.items() if m["status"] == "firing" and states.get(aid) == "firing"}
         with db.write() as c:
             if kind is not None:
                 sent += send(c, notice(g, kind, listed, now), json.loads(g["contact_groups"]))
-                keep = {aid: m for aid, m in members.items() if m["status"] == "firing" and states.get(aid) == "firing"}
                 c.execute("UPDATE alert_groups SET sent_digest = ?, last_sent_at = ?, sends = sends + 1 "
                           "WHERE group_key = ?", (_digest({a: m for a, m in keep.items() if a in listed}), now,
                                                   g["group_key"]))
-            else:
-                keep = {aid: m for aid, m in members.items()
-                        if (m["status"] == "firing" and states.get(aid) == "firing") or aid in listed}
             if not keep:  # nothing firing is left: the group ends; a new one starts with group_wait again
                 c.execute("DELETE FROM alert_groups WHERE group_key = ?", (g["group_key"],))
             else:
