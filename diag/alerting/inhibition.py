@@ -45,6 +45,11 @@ class Rule:
     target: list[m.Matcher]
     equal: tuple[str, ...]
 
+    def could_be_source(self, alertname: str) -> bool:
+        """Whether an alert of a policy with this name may match the source (its other
+        labels unknown yet): false only when an `alertname` matcher refuses the name."""
+        return all(mt.matches({"alertname": alertname}) for mt in self.source if mt.name == "alertname")
+
 
 def validate(body: Any) -> dict[str, Any]:
     """The rule as stored, or RuleError naming the field that is wrong."""

@@ -34,8 +34,13 @@ def inhibitor(a: Any, instances: dict[str, dict], now: float,
     names = {pid: p.name for pid, p in a.policies()}
     held = a._held if a._held is not None else {iid for iid in instances if a.service.events.maintaining(iid, now)}
     sources = inhibition.instance_sources(list(instances.values()), held)
-    rows = {r["alert_id"]: r for r in a.repo.alert_rows().values()} | {r["alert_id"]: r for r in planned}
-    sources += [labels(r, names.get(r["policy_id"], ""), instances) for r in rows.values() if r["state"] == "firing"]
+    # Only the alerts of policies whose name some rule's source could match are sources:
+    # with the default rule, none, so a storm of 50,000 alerts costs no labels here.
+    maybe = {pid for pid, name in names.items() if any(r.could_be_source(name) for r in rules)}
+    if maybe:
+        rows = {r["alert_id"]: r for r in a.repo.alert_rows().values()} | {r["alert_id"]: r for r in planned}
+        sources += [labels(r, names[r["policy_id"]], instances) for r in rows.values()
+                    if r["state"] == "firing" and r["policy_id"] in maybe]
     return inhibition.Inhibitor(rules, sources)
 
 
