@@ -70,15 +70,14 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
         instances=service().instances.list(), unheard=unheard(), now=time.time(),
-        active_silences=a.repo.silences(time.time()), muted_by=_muted_by(a), **extra), status
+        active_silences=a.repo.silences(time.time()), cover=a.covering(time.time()), matcher_lines=matcher_lines,
+        inhibit_rules=a.inhibit_rules.list(), starts=SILENCE_STARTS,
+        **extra), status
 
 
-def _muted_by(a: Any) -> Any:
-    """`muted_by(alert)`: the active silence covering an alert row, for the template."""
-    from diag.alerting.repository import muted
-
-    silences = a.repo.silences(time.time())
-    return lambda row: muted(silences, row["alert_id"], row["policy_id"], row["instance_id"]) if silences else None
+def matcher_lines(labels: dict[str, str]) -> str:
+    """An alert's labels as the matchers a silence from its row starts with, one a line."""
+    return "\n".join(f'{k}="{v}"' for k, v in labels.items() if k not in ("condition", "policy_id"))
 
 
 @bp.get("/alerts")
@@ -190,33 +189,89 @@ def ack_alert(alert_id: str) -> Any:
 
 
 SILENCE_SCOPES = ("alert_id", "policy_id", "instance_id")
+SILENCE_STARTS = {"now": 0, "in 15m": 900, "in 1h": 3600, "in 3h": 10800, "in 12h": 43200}
+
+
+def _parse_lines(text: str) -> list[dict[str, str]]:
+    """`name="value"` (or !=, =~, !~) one a line, as stored matchers; MatcherError says which line is wrong."""
+    from diag.alerting import matchers
+
+    return matchers.dump([matchers.parse(line) for line in text.splitlines() if line.strip()])
+
+
+def _duration_field(name: str, default: str) -> float:
+    from diag.units import parse_duration
+
+    try:
+        return parse_duration(request.form.get(name, default))
+    except ValueError:
+        return 0
 
 
 @bp.post("/alerts/silences")
 def silence() -> Any:
-    """A silence from a firing row: this alert, its whole policy or its whole instance, for a while."""
-    from diag.units import parse_duration
+    """A silence from a firing row: this alert, its whole policy, its whole instance, or the
+    alerts matching the labels shown (the row's, as the user edited them), for a while."""
+    from diag.alerting.matchers import MatcherError
+    from diag.web.alerting_routes import who
 
     a = _alerting()
     scope = request.form.get("scope", "")
-    target = request.form.get(scope, "") if scope in SILENCE_SCOPES else ""  # the row sends all three ids
     comment = request.form.get("comment", "").strip()[:1024]
+    duration = _duration_field("duration", "1h")
+    if not 60 <= duration <= 30 * 86400:
+        return _page(notice="a duration from 1m to 30d", failed=True, status=422)
+    if scope == "matchers":
+        try:
+            found = _parse_lines(request.form.get("matchers", ""))
+        except MatcherError as e:
+            return _page(notice=f"the silence was not made: {e}", failed=True, status=422)
+        if not found or len(found) > 20:
+            return _page(notice="give 1 to 20 matchers, one a line, like instance_id=\"web1\"", failed=True, status=422)
+        starts = SILENCE_STARTS.get(request.form.get("starts", "now"))
+        if starts is None:
+            return _page(notice="choose when the silence starts", failed=True, status=422)
+        now = time.time()
+        made = a.repo.add_silence(matchers=found, starts_at=now + starts, duration=duration, comment=comment, now=now,
+                                  created_by=who())
+        return redirect(url_for("dash.alerts", notice=f"silenced what matches {len(found)} matcher(s) from "
+                                f"{timefmt.when(made['starts_at'])} until {timefmt.when(made['ends_at'])} "
+                                f"({made['silence_id']})") + "#silences", 303)
+    target = request.form.get(scope, "") if scope in SILENCE_SCOPES else ""  # the row sends all three ids
     if scope not in SILENCE_SCOPES or not target:
         return _page(notice="choose what to silence", failed=True, status=422)
     exists = {"alert_id": lambda: a.repo.alert(target) is not None, "policy_id": lambda: a.repo.exists("policy", target),
               "instance_id": lambda: service().instances.get(target) is not None}[scope]()
     if not exists:
         return _page(notice=f"no {scope.removesuffix('_id')} {target}", failed=True, status=404)
-    try:
-        duration = parse_duration(request.form.get("duration", "1h"))
-    except ValueError:
-        duration = 0
-    if not 60 <= duration <= 30 * 86400:
-        return _page(notice="a duration from 1m to 30d", failed=True, status=422)
     targets = {k: (target if k == scope else None) for k in SILENCE_SCOPES}
-    made = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), **targets)
+    made = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=who(), **targets)
     return redirect(url_for("dash.alerts", notice=f"silenced {scope.removesuffix('_id')} {target} until "
                                                   f"{timefmt.when(made['ends_at'])} ({made['silence_id']})") + "#silences", 303)
+
+
+@bp.post("/alerts/inhibit-rules")
+def add_inhibit_rule() -> Any:
+    from diag.alerting.inhibition import RuleError
+    from diag.alerting.matchers import MatcherError
+
+    f = request.form
+    try:
+        body = {"name": f.get("name", "").strip(), "comment": f.get("comment", "").strip(),
+                "source": _parse_lines(f.get("source", "")),
+                "target": _parse_lines(f.get("target", "")),
+                "equal": [s.strip() for s in f.get("equal", "").split(",") if s.strip()]}
+        rule = _alerting().inhibit_rules.put(body)
+    except (MatcherError, RuleError) as e:
+        return _page(notice=f"the rule was not added: {e}", failed=True, status=422)
+    return redirect(url_for("dash.alerts", notice=f"added inhibition rule {rule['name']!r}") + f"#rule-{rule['rule_id']}", 303)
+
+
+@bp.post("/alerts/inhibit-rules/<rule_id>/delete")
+def delete_inhibit_rule(rule_id: str) -> Any:
+    if not _alerting().inhibit_rules.delete(rule_id):
+        return _page(notice=f"no inhibition rule {rule_id}", failed=True, status=404)
+    return redirect(url_for("dash.alerts", notice=f"inhibition rule {rule_id} deleted") + "#inhibition", 303)
 
 
 @bp.post("/alerts/silences/<silence_id>/expire")

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import abort, redirect, request, url_for
 
+from dashboards import routing_form
 from dashboards.alerts_views import _alerting, _page
 from dashboards.views import bp
 from diag.alerting.policy import CHAT, SIGNED, PolicyError
@@ -53,7 +54,7 @@ def context(contact_values: dict[str, Any] | None = None, group_values: dict[str
         if editing_group and cur is None:
             abort(404, f"no contact group {editing_group}")
         group_values = {"id": editing_group, "name": (cur or {}).get("name", ""),
-                        "contacts": (cur or {}).get("contacts", [])}
+                        "contacts": (cur or {}).get("contacts", []), **routing_form.values((cur or {}).get("routing"))}
     in_groups: dict[str, list[str]] = {}
     for g in groups:
         for cid in g.get("contacts", []):
@@ -63,7 +64,9 @@ def context(contact_values: dict[str, Any] | None = None, group_values: dict[str
                          for c in contacts],
             "contact_groups": [{**g, "names": [names.get(c, c) for c in g.get("contacts", [])]} for g in groups],
             "cv": contact_values, "gv": group_values, "cerrors": errors or {}, "channel_types": CHANNEL_TYPES,
-            "signed_types": SIGNED, "chat_types": CHAT, "tested": tested}
+            "signed_types": SIGNED, "chat_types": CHAT, "tested": tested,
+            "group_rerrors": {k.removeprefix("group."): v for k, v in (errors or {}).items() if k.startswith("group.routing")},
+            "routing_text": routing_form.describe}
 
 
 def contact_form_values(contact: dict[str, Any] | None) -> dict[str, Any]:
@@ -158,12 +161,14 @@ def save_group(group_id: str | None) -> Any:
     a = _alerting()
     if group_id and not a.repo.exists("contact_group", group_id):
         abort(404, f"no contact group {group_id}")
-    body = {"name": request.form.get("name", "").strip(), "contacts": request.form.getlist("contacts")}
+    body = {"name": request.form.get("name", "").strip(), "contacts": request.form.getlist("contacts"),
+            "routing": routing_form.body(request.form)}
     try:
         saved = a.save_group(body, group_id)
     except PolicyError as e:
         field = e.field or "_group"
-        return _page(status=422, extra=context(group_values={**body, "id": group_id}, errors={"group." + field: e.message}),
+        shown = {**body, "id": group_id, **routing_form.from_form(request.form)}
+        return _page(status=422, extra=context(group_values=shown, errors={"group." + field: e.message}),
                      notice=f"the group was not saved: {field}: {e.message}", failed=True)
     verb = "created" if group_id is None else "saved"
     return redirect(url_for("dash.alerts", notice=f"{verb} contact group {saved['name']!r}")

@@ -17,7 +17,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from dashboards import alert_text
+from dashboards import alert_text, routing_form
 from diag import catalogue
 from diag.alerting.policy import COMPARISONS, MISSING, SEVERITIES, STATISTICS
 
@@ -74,7 +74,7 @@ EVENT_FIELDS = ("type", "level", "severity")
 TAIL = (
     Field("match", "Combine", "select", "any", (("any", "any condition fires the policy"),
                                                  ("all", "all conditions must hold"))),
-    Field("silence", "Notify again after", "duration", "24h", size=6, datalist="silences",
+    Field("silence", "Notify again after", "duration", "24h", size=6, datalist="silence-durations",
           hint="while still firing: 5m to 24h"),
     Field("notify_recovery", "Recovery", "checkbox", True, after="notify when it recovers"),
     Field("missing_data", "Missing data", "select", "insufficient", tuple(zip(MISSING, (
@@ -153,6 +153,7 @@ def to_body(form: MultiDict) -> tuple[dict[str, Any], dict[str, list[int]], dict
     body: dict[str, Any] = {"contact_groups": [v for v in form.getlist("contact_groups") if v]}
     for f in POLICY_FIELDS:
         _put(body, f.name, _read(f, form, f.name, errors))
+    body["routing"] = routing_form.body(form)
     if not body["name"]:
         errors["name"] = "give the policy a name"
     kept: dict[str, list[int]] = {"conditions": [], "event_conditions": []}
@@ -267,7 +268,7 @@ def to_values(policy: dict[str, Any] | None) -> dict[str, Any]:
                              for e in policy.get("event_conditions", [])] or [{}],
         "effective.on": bool(eff), "effective.days": eff.get("days", list(DAYS)),
         "effective.start": eff.get("start", "00:00"), "effective.end": eff.get("end", "24:00"),
-        "effective.timezone": eff.get("timezone", "UTC"),
+        "effective.timezone": eff.get("timezone", "UTC"), **routing_form.values(policy.get("routing")),
     })
     return out
 
@@ -279,7 +280,8 @@ def values_from_form(form: MultiDict, extra: str | None = None) -> dict[str, Any
                            for f in POLICY_FIELDS}
     out.update({k: g(k) for k in ("effective.start", "effective.end", "effective.timezone")})
     out.update(contact_groups=form.getlist("contact_groups"), **{"effective.on": form.get("effective.on") == "on",
-                                                                  "effective.days": form.getlist("effective.days")})
+                                                                  "effective.days": form.getlist("effective.days")},
+               **routing_form.from_form(form))
     out["conditions"] = [{f: g(f"conditions[{i}].{f}") for f in COND_FIELDS}
                          for i in range(rows(form, "conditions", 1))]
     out["event_conditions"] = [{f: g(f"event_conditions[{i}].{f}") for f in EVENT_FIELDS}

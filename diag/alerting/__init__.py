@@ -12,13 +12,13 @@ import threading
 import time
 from typing import Any
 
-from diag.alerting import evaluator, schema, semantics
+from diag.alerting import evaluator, inhibition, quiet, routing, schema, semantics
 from diag.alerting.evaluator import Change, alert_id
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
 from checks.windows import fmt_time
-from diag.alerting.repository import INSERT_HISTORY, Repository, muted
+from diag.alerting.repository import INSERT_HISTORY, Repository
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ class Alerting:
         schema.create(self.db)
         self.repo = Repository(self.db)
         self.outbox = Outbox(self.db, self.settings)
+        self.inhibit_rules = inhibition.Rules(self.db)
+        self.inhibit_rules.seed_default()
+        self._held: set[str] | None = None  # instances in maintenance, as of the last cycle
         self._lock = threading.Lock()
         self._parsed: dict[str, tuple[str, Policy]] = {}
         self.last_stats: dict[str, float] = {}
@@ -151,6 +154,7 @@ class Alerting:
             stats: dict[str, float] = {}
             changes, instances = self._changes(now, None, stats)
             done = self._apply(changes, instances, now)
+            done["grouped"] = quiet.flush_groups(self, instances, now)
             self.repo.expire_silences(now)
             stats.update(done)
             stats["seconds"] = time.perf_counter() - t0
@@ -172,21 +176,21 @@ class Alerting:
             new_events, top = self.service.events.recorded_since(int(self.db.get_kv(WATERMARK) or 0))
         changes = evaluator.metric_changes(self.service.store, jobs, alerts, now, stats, everything=only is not None)
         changes += evaluator.event_changes(new_events, jobs, alerts, now)
-        self._alerts, self._top = alerts, top
+        self._alerts, self._top, self._held = alerts, top, held
         return changes, instances
 
     def _apply(self, changes: list[Change], instances: dict[str, dict], now: float) -> dict[str, float]:
         """Write the changes in one transaction: alert rows, state history, outbox rows."""
-        silences = self.repo.silences(now)
+        planned = [(ch, plan) for ch in changes if (plan := self._plan(ch, now)) is not None]
+        # An alert firing in this cycle inhibits from this cycle on: the rules see the planned rows.
+        why_quiet = quiet.check(self, instances, now, [p[0] for _, p in planned]) if planned else None
         counts = {"changes": 0, "notices": 0, "muted": 0}
         who: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        rows, history, outgoing = [], [], []
-        for ch in changes:
-            plan = self._plan(ch, now)
-            if plan is None:
-                continue
-            row, step, kind = plan
-            mute = muted(silences, row["alert_id"], ch.policy_id, row["instance_id"]) if silences else None
+        routes: dict[str, Any] = {}
+        rows, history, outgoing, grouped = [], [], [], []
+        for ch, (row, step, kind) in planned:
+            labels = quiet.labels(row, ch.policy.name, instances)
+            mute = why_quiet(row, labels) if kind and why_quiet else None
             to: list[dict[str, Any]] = []
             if kind and mute is None:
                 groups = tuple(ch.policy.contact_groups)
@@ -196,7 +200,14 @@ class Alerting:
             if to:
                 notice = self.notice_for(ch, row, "resolved" if step.state == "resolved" else "firing",
                                          kind, instances.get(row["instance_id"], {}), now)
-                outgoing += [(notice, contact, idx) for contact in to for idx in range(len(contact["channels"]))]
+                if ch.policy_id not in routes:
+                    routes[ch.policy_id] = routing.route_for(ch.policy_id, ch.policy,
+                                                             lambda g: self.repo.get("contact_group", g))
+                route = routes[ch.policy_id]
+                outgoing += [(notice, contact, idx) for contact in to for idx, chan in enumerate(contact["channels"])
+                             if route is None or chan["type"] not in routing.GROUPED_TYPES]
+                if route is not None:
+                    grouped.append((route, ch, labels, notice))
                 row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
             elif row["state"] == row["_prev"]:
                 counts["muted"] += mute is not None
@@ -205,7 +216,7 @@ class Alerting:
             if row["state"] != row["_prev"]:
                 detail = row.get("note") or ""
                 if kind and mute is not None:
-                    detail = f"muted by {mute['silence_id']}" + (f" ({mute['comment']})" if mute["comment"] else "")
+                    detail = mute
                 elif to:
                     detail = row["message"]
                 history.append((now, "state", row["alert_id"], ch.policy_id, row["instance_id"], row["condition"],
@@ -215,6 +226,8 @@ class Alerting:
             c.executemany(INSERT_HISTORY, history)
             for notice, contact, idx in outgoing:
                 counts["notices"] += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+            for (owner, route), ch, labels, notice in grouped:
+                routing.add(c, owner, route, ch.policy_id, ch.policy.contact_groups, labels, notice, now)
             if self._top is not None:
                 c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                           (WATERMARK, json.dumps(self._top)))
@@ -241,6 +254,16 @@ class Alerting:
             self._alerts, self._top = alerts, None
             inst = self.service.instances.get(instance_id) or {}
             return self._apply(changes, {instance_id: inst}, now)["changes"]
+
+    # -- silences, inhibition, groups (quiet.py, routing.py) -------------------------------
+
+    def labels_of(self, alert: dict[str, Any]) -> dict[str, str]:
+        """An alert's labels (row or API object), as silences and rules match them."""
+        return quiet.labels_of(self, alert)
+
+    def covering(self, now: float) -> Any:
+        """`cover(alert)` -> {labels, silence, inhibited_by}: what keeps an alert quiet now."""
+        return quiet.covering(self, now)
 
     def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
             now: float | None = None) -> dict[str, Any]:

@@ -229,6 +229,51 @@ class Effective(_Strict):
         return self
 
 
+_ROUTE_TEXT = re.compile(r"^(0|[1-9][0-9]{0,5})(s|m|h|d)$")
+
+
+def _route_duration(v: Any) -> float:
+    # Text in one plain form only (30s, 5m, 4h), as the API document states it.
+    if isinstance(v, str) and not _ROUTE_TEXT.match(v):
+        raise ValueError("must be seconds or a duration like 30s, 5m or 4h")
+    return _duration(v)
+
+
+RouteDuration = Annotated[float, BeforeValidator(_route_duration)]
+GROUP_BY_DEFAULT = ["policy_id", "instance_id"]
+ROUTE_BOUNDS = {"group_wait": (0, 3600, "0s and 1h"), "group_interval": (60, 86400, "1m and 24h"),
+                "repeat_interval": (300, 86400, "5m and 24h")}
+
+
+class Route(_Strict):
+    """How the notices of a policy (or of every policy notifying a contact group) are
+    grouped, with Alertmanager's meanings: alerts with the same `group_by` label values
+    share one notice; a new group waits `group_wait` for its other alerts, a group that
+    changed waits `group_interval` after its last notice, and an unchanged group still
+    firing is sent again every `repeat_interval`. `["..."]` groups by every label."""
+
+    group_by: list[str] = Field(default_factory=lambda: list(GROUP_BY_DEFAULT), max_length=20)
+    group_wait: RouteDuration = 30.0
+    group_interval: RouteDuration = 300.0
+    repeat_interval: RouteDuration = 4 * 3600.0
+
+    @field_validator("group_by")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name != "..." and not _LABEL.match(name):
+                raise ValueError(f"{name[:80]!r} is not a label name")
+        return v
+
+    @field_validator("group_wait", "group_interval", "repeat_interval")
+    @classmethod
+    def _bounds(cls, v: float, info: Any) -> float:
+        lo, hi, say = ROUTE_BOUNDS[info.field_name]
+        if not lo <= v <= hi:
+            raise ValueError(f"must be between {say}")
+        return v
+
+
 class Policy(_Strict):
     name: str = Field(min_length=1, max_length=200)
     enabled: StrictBool = True  # strict: not "yes" or 1 (the API says boolean)
@@ -242,6 +287,7 @@ class Policy(_Strict):
     missing_data: Literal["insufficient", "ok", "breaching", "keep"] = "insufficient"
     contact_groups: list[str] = Field([], max_length=50)
     description: str = Field("", max_length=2000)
+    routing: Route | None = None  # None: the first contact group's routing, else one notice per alert
 
     @field_validator("silence")
     @classmethod
@@ -298,6 +344,7 @@ class Contact(_Strict):
 class ContactGroup(_Strict):
     name: str = Field(min_length=1, max_length=200)
     contacts: list[str] = Field([], max_length=200)
+    routing: Route | None = None  # for the policies notifying this group that have none of their own
 
 
 def field_path(loc: Iterable[Any]) -> str:

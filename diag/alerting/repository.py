@@ -155,16 +155,24 @@ class Repository:
     @staticmethod
     def _silence(r: sqlite3.Row) -> dict[str, Any]:
         return {"silence_id": r["silence_id"], "alert_id": r["alert_id"], "policy_id": r["policy_id"],
-                "instance_id": r["instance_id"], "comment": r["comment"], "created_at": r["created_at"],
-                "ends_at": r["ends_at"]}
+                "instance_id": r["instance_id"], "matchers": json.loads(r["matchers"] or "[]"),
+                "comment": r["comment"], "created_by": r["created_by"], "created_at": r["created_at"],
+                "starts_at": r["starts_at"] if r["starts_at"] is not None else r["created_at"], "ends_at": r["ends_at"]}
 
-    def add_silence(self, *, alert_id: str | None, policy_id: str | None, instance_id: str | None,
-                    duration: float, comment: str, now: float) -> dict[str, Any]:
+    def add_silence(self, *, alert_id: str | None = None, policy_id: str | None = None,
+                    instance_id: str | None = None, duration: float | None = None, comment: str, now: float,
+                    matchers: list[dict[str, str]] | None = None, starts_at: float | None = None,
+                    ends_at: float | None = None, created_by: str = "") -> dict[str, Any]:
+        """A silence of one alert, policy or instance, or of the alerts its matchers match;
+        from `starts_at` (default now) to `ends_at` (or for `duration`)."""
         sid = new_id("s-")
+        starts = now if starts_at is None else starts_at
+        ends = ends_at if ends_at is not None else starts + float(duration or 0)
         with self.db.write() as c:
-            c.execute("INSERT INTO alert_silences (silence_id, alert_id, policy_id, instance_id, comment, created_at, "
-                      "ends_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (sid, alert_id, policy_id, instance_id, comment, now, now + duration))
+            c.execute("INSERT INTO alert_silences (silence_id, alert_id, policy_id, instance_id, matchers, comment, "
+                      "created_by, created_at, starts_at, ends_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (sid, alert_id, policy_id, instance_id, json.dumps(matchers or []), comment, created_by, now,
+                       starts, ends))
         rows = self.db.read("SELECT * FROM alert_silences WHERE silence_id = ?", (sid,))
         return self._silence(rows[0])
 
@@ -186,9 +194,18 @@ class Repository:
             return c.execute("DELETE FROM alert_silences WHERE ends_at <= ?", (now,)).rowcount
 
 
-def muted(silences: list[dict[str, Any]], alert_id: str, policy_id: str, instance_id: str) -> dict[str, Any] | None:
-    """The silence that mutes this alert, if any: by alert, by policy or by instance."""
+def muted(silences: list[dict[str, Any]], alert_id: str, policy_id: str, instance_id: str,
+          labels: dict[str, str] | None = None, now: float | None = None) -> dict[str, Any] | None:
+    """The silence that mutes this alert, if any: by alert, by policy, by instance, or by
+    matchers over its labels; a silence that has not started yet mutes nothing."""
+    from diag.alerting import matchers as m
+
     for s in silences:
-        if s["alert_id"] == alert_id or s["policy_id"] == policy_id or s["instance_id"] == instance_id:
+        if now is not None and s.get("starts_at", 0) > now:
+            continue
+        if s.get("matchers"):
+            if labels is not None and m.matches(m.load(s["matchers"]), labels):
+                return s
+        elif s["alert_id"] == alert_id or s["policy_id"] == policy_id or s["instance_id"] == instance_id:
             return s
     return None

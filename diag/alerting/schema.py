@@ -69,6 +69,29 @@ CREATE TABLE IF NOT EXISTS alert_silences (
     created_at REAL NOT NULL,
     ends_at REAL NOT NULL
 );
+-- Alertmanager-style inhibition rules: a firing source mutes the notices of the matching
+-- targets that share its `equal` labels. The body is {name, source, target, equal, comment}.
+CREATE TABLE IF NOT EXISTS alert_inhibit_rules (
+    rule_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- Notification groups (routing.py): the alerts waiting for or already in a grouped notice,
+-- and when the group is next looked at, so a restart neither loses nor re-sends one.
+CREATE TABLE IF NOT EXISTS alert_groups (
+    group_key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    policy_id TEXT NOT NULL,
+    route TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    contact_groups TEXT NOT NULL,
+    members TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_flush_at REAL NOT NULL,
+    last_sent_at REAL,
+    sent_digest TEXT NOT NULL DEFAULT '',
+    sends INTEGER NOT NULL DEFAULT 0
+);
 -- The persisted outbox: one row per (notification, channel). `key` is the idempotency key
 -- sent with each attempt, so a receiver can drop the copy a crash may resend.
 CREATE TABLE IF NOT EXISTS alert_outbox (
@@ -90,8 +113,19 @@ CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (state, next_attempt
 """
 
 
+# Columns added after the first release: (table, column, definition).
+ADDED = (
+    ("alert_silences", "matchers", "TEXT NOT NULL DEFAULT '[]'"),
+    ("alert_silences", "starts_at", "REAL"),
+    ("alert_silences", "created_by", "TEXT NOT NULL DEFAULT ''"),
+)
+
+
 def create(db: Database) -> None:
     with db.write() as c:
         for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 c.execute(stmt)
+        for table, column, definition in ADDED:
+            if column not in {r[1] for r in c.execute(f"PRAGMA table_info({table})")}:
+                c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")

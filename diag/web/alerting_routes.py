@@ -16,7 +16,8 @@ from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import (ACK_BODY, ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
                               CONTACT_GROUP_BODY, POLICY, TIME_IN, between,
-                              POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY)
+                              POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY,
+                              ALERT_GROUP, INHIBIT_RULE, INHIBIT_RULE_BODY)
 from diag.web.validate import json_body, time_param
 
 bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
@@ -128,7 +129,14 @@ def list_alerts():
         bad = [s for s in states if s not in ALERT_STATES]
         if bad or not states:
             raise ApiError(400, f"state must be all or some of {', '.join(ALERT_STATES)}", "state")
-    alerts = _alerting().repo.alerts(states, request.args.get("policy_id"), request.args.get("instance_id"))
+    a = _alerting()
+    alerts = a.repo.alerts(states, request.args.get("policy_id"), request.args.get("instance_id"))
+    if alerts:
+        cover = a.covering(time.time())
+        for x in alerts:
+            c = cover(x)
+            x.update(labels=c["labels"], silenced_by=c["silence"]["silence_id"] if c["silence"] else None,
+                     inhibited_by=c["inhibited_by"])
     return jsonify({"alerts": alerts})
 
 
@@ -186,11 +194,15 @@ def list_silences():
 
 
 @bp.post("/silences")
-@doc("Mute one alert, policy or instance for a duration.", body=SILENCE_BODY, responses={201: SILENCE})
+@doc("Mute one alert, policy or instance for a duration; or, with `matchers` (Alertmanager's =, !=, =~, !~ "
+     "over the alert's labels), the alerts they all match, from `starts_at` (default now) to `ends_at` "
+     "(or for `duration`).", body=SILENCE_BODY, responses={201: SILENCE})
 def create_silence():
     auth.require("token")
-    a = _alerting()
     body = json_body()
+    if "matchers" in body:
+        return jsonify(_matcher_silence(body)), 201
+    a = _alerting()
     unknown = set(body) - {"alert_id", "policy_id", "instance_id", "duration", "comment"}
     if unknown:
         raise ApiError(422, "unknown field", sorted(unknown)[0])
@@ -215,8 +227,49 @@ def create_silence():
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 1024:
         raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    s = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), **targets)
+    s = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=who(), **targets)
     return jsonify(s), 201
+
+
+SILENCE_MAX_SECONDS = 30 * 86400
+
+
+def _matcher_silence(body: dict[str, Any]) -> dict[str, Any]:
+    from diag.alerting import matchers
+
+    unknown = set(body) - {"matchers", "starts_at", "ends_at", "duration", "comment"}
+    if unknown:
+        raise ApiError(422, "unknown field", sorted(unknown)[0])
+    raw = body["matchers"]
+    if not isinstance(raw, list) or not 1 <= len(raw) <= matchers.MAX_MATCHERS or not all(isinstance(x, dict) for x in raw):
+        raise ApiError(422, f"must be a list of 1 to {matchers.MAX_MATCHERS} objects {{name, op, value}}", "matchers")
+    try:
+        parsed = matchers.parse_all(raw)
+    except matchers.MatcherError as e:
+        raise ApiError(422, str(e), "matchers") from None
+    now = time.time()
+    times: dict[str, float | None] = {}
+    for f in ("starts_at", "ends_at"):
+        v = body.get(f)
+        if f in body and (isinstance(v, bool) or not isinstance(v, (int, float))):  # null too: leave it out
+            raise ApiError(422, "must be UNIX seconds", f)
+        times[f] = v
+    starts = max(now, float(times["starts_at"])) if times["starts_at"] is not None else now
+    if "duration" in body:
+        if times["ends_at"] is not None:
+            raise ApiError(422, "give ends_at or duration, not both", "duration")
+        try:
+            times["ends_at"] = starts + parse_duration(body["duration"])
+        except (TypeError, ValueError) as e:
+            raise ApiError(422, str(e), "duration") from None
+    ends = float(times["ends_at"]) if times["ends_at"] is not None else starts + 3600
+    if not starts + 60 <= ends <= starts + SILENCE_MAX_SECONDS:
+        raise ApiError(422, "a silence lasts from 1m to 30d after it starts", "ends_at")
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > 1024:
+        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
+    return _alerting().repo.add_silence(matchers=matchers.dump(parsed), starts_at=starts, ends_at=ends,
+                                        comment=comment, now=now, created_by=who())
 
 
 @bp.get("/silences/<silence_id>")
@@ -235,6 +288,46 @@ def delete_silence(silence_id: str):
     if not _alerting().repo.delete_silence(silence_id, time.time()):
         raise ApiError(404, f"no silence {silence_id}")
     return Response(status=204)
+
+
+# -- inhibition rules and notification groups ----------------------------------------------
+
+@bp.get("/inhibit-rules")
+@doc("Inhibition rules: while an alert matching `source` fires (or an instance stopped reporting: "
+     "alertname InstanceNotReporting, or is in maintenance: InstanceMaintaining), the alerts matching "
+     "`target` with the same `equal` labels send no notice.", responses={200: obj({"rules": arr(INHIBIT_RULE)})})
+def list_inhibit_rules():
+    return jsonify({"rules": _alerting().inhibit_rules.list()})
+
+
+@bp.post("/inhibit-rules")
+@doc("Add an inhibition rule.", body=INHIBIT_RULE_BODY, responses={201: INHIBIT_RULE})
+def create_inhibit_rule():
+    from diag.alerting.inhibition import RuleError
+
+    auth.require("token")
+    try:
+        return jsonify(_alerting().inhibit_rules.put(json_body())), 201
+    except RuleError as e:
+        raise ApiError(422, e.message, e.field) from None
+
+
+@bp.delete("/inhibit-rules/<rule_id>")
+@doc("Delete an inhibition rule (the default one too: it is not created again).", responses={204: None})
+def delete_inhibit_rule(rule_id: str):
+    auth.require("token")
+    if not _alerting().inhibit_rules.delete(rule_id):
+        raise ApiError(404, f"no inhibition rule {rule_id}")
+    return Response(status=204)
+
+
+@bp.get("/alert-groups")
+@doc("The open notification groups of routed policies: their alerts, when each is next looked at and how "
+     "many notices it sent.", responses={200: obj({"groups": arr(ALERT_GROUP)})})
+def list_alert_groups():
+    from diag.alerting import routing
+
+    return jsonify({"groups": routing.groups(_alerting().db)})
 
 
 # -- contacts and contact groups ------------------------------------------------------------

@@ -299,6 +299,24 @@ _EVENT_CONDITION_IN = {**obj(optional={"type": nullable(_EVENT_TYPE_IN),
                                  {"required": ["level"], "properties": {"level": enum(*LEVELS)}}]}
 
 
+_LABEL_NAME = {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]{0,99}$"}
+# Alertmanager's route timers (diag.alerting.policy.ROUTE_BOUNDS): seconds, or text like 30s, 5m,
+# 4h whose bounds the route checks (a 422 names the field).
+_ROUTE_TEXT = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,5})(s|m|h|d)$"}
+
+
+def _route_timer(lo: float, hi: float, say: str) -> dict:
+    return {"oneOf": [between(lo, hi), {**_ROUTE_TEXT, "description": say}]}
+
+
+ROUTING_IN = nullable(obj(optional={
+    "group_by": arr({"anyOf": [_LABEL_NAME, enum("...")]}, maxItems=20),
+    "group_wait": _route_timer(0, 3600, "from 0s to 1h (default 30s)"),
+    "group_interval": _route_timer(60, 86400, "from 1m to 24h (default 5m)"),
+    "repeat_interval": _route_timer(300, 86400, "from 5m to 24h (default 4h)")}, extra=False))
+ROUTING = nullable(obj({"group_by": arr(STR), "group_wait": NUM, "group_interval": NUM, "repeat_interval": NUM}))
+
+
 def _policy_fields(out: bool) -> dict:
     """The policy's fields as a body takes them (durations as text or seconds) or as stored."""
     if not out:
@@ -307,7 +325,8 @@ def _policy_fields(out: bool) -> dict:
                 "effective": nullable(_EFFECTIVE_IN),
                 "silence": _dur_in(SILENCE_MIN, SILENCE_MAX, _MIN_5_TO_1440, description="from 5m to 24h"),
                 "notify_recovery": BOOL, "missing_data": enum(*MISSING),
-                "contact_groups": arr(live(_group_ids), maxItems=50), "description": text(2000, 0)}
+                "contact_groups": arr(live(_group_ids), maxItems=50), "description": text(2000, 0),
+                "routing": ROUTING_IN}
     cond = obj({"metric": STR, "comparison": enum(*COMPARISONS), "threshold": NUM},
                {"labels": LABELS, "statistic": enum(*STATISTICS), "period": NUM, "consecutive": INT,
                 "severity": SEVERITY}, extra=out)
@@ -317,7 +336,7 @@ def _policy_fields(out: bool) -> dict:
     return {"enabled": BOOL, "targets": obj(optional={"instances": arr(STR), "labels": LABELS}),
             "match": enum("any", "all"), "conditions": arr(cond), "event_conditions": arr(ev),
             "effective": nullable(eff), "silence": NUM, "notify_recovery": BOOL, "missing_data": enum(*MISSING),
-            "contact_groups": arr(STR), "description": STR}
+            "contact_groups": arr(STR), "description": STR, "routing": ROUTING}
 
 
 # A policy needs at least one condition or event condition.
@@ -349,7 +368,10 @@ POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_s
 ALERT = component("Alert", obj({
     "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR, "state": ALERT_STATE,
     "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
-    "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}))
+    "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}, {
+    # In the list: the labels silences and inhibition rules match, and what keeps the alert quiet now.
+    "labels": LABELS, "silenced_by": nullable(STR),
+    "inhibited_by": nullable(obj({"rule_id": STR, "name": STR, "source": LABELS}))}))
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
@@ -361,11 +383,35 @@ _SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9
                                               r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
                    "comment": text(1024, 0)}
 # Exactly one target: an alert, a policy or an instance.
-SILENCE_BODY = {"oneOf": [obj({target: text(128)}, _SILENCE_COMMON, extra=False)
-                          for target in ("alert_id", "policy_id", "instance_id")]}
+MATCHER_IN = obj({"name": text(100, pattern="^[A-Za-z_][A-Za-z0-9_]*$"), "value": text(512, 0)},
+                 {"op": enum("=", "!=", "=~", "!~")}, extra=False)
+MATCHER = obj({"name": STR, "op": enum("=", "!=", "=~", "!~"), "value": STR})
+# Exactly one target: an alert, a policy or an instance; or matchers over the alerts' labels
+# (a regex must compile, the silence must last 1m to 30d: a 422 says which).
+SILENCE_BODY = {"oneOf": [*(obj({target: text(128)}, _SILENCE_COMMON, extra=False)
+                            for target in ("alert_id", "policy_id", "instance_id")),
+                          obj({"matchers": arr(MATCHER_IN, minItems=1, maxItems=20)},
+                              {**_SILENCE_COMMON, "starts_at": NUM, "ends_at": NUM}, extra=False)]}
+_LABEL_MAP_IN = {"type": "object", "maxProperties": 20, "additionalProperties": text(512, 0),
+                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}}
+# Matchers as a list of {name, op, value}, or a {label: value} map of equality matchers.
+INHIBIT_RULE_BODY = obj({"name": text(200), "source": {"oneOf": [arr(MATCHER_IN, minItems=1, maxItems=20),
+                                                                 {**_LABEL_MAP_IN, "minProperties": 1}]}},
+                        {"target": {"oneOf": [arr(MATCHER_IN, maxItems=20), _LABEL_MAP_IN]},
+                         "equal": arr(text(100, pattern="^[A-Za-z_][A-Za-z0-9_]*$"), maxItems=20),
+                         "comment": text(1024, 0)}, extra=False)
+INHIBIT_RULE = component("InhibitRule", obj({
+    "rule_id": STR, "name": STR, "source": arr(MATCHER), "target": arr(MATCHER),
+    "equal": arr(STR), "comment": STR, "created_at": NUM}))
+ALERT_GROUP = component("AlertGroup", obj({
+    "group_key": STR, "owner": STR, "policy_id": STR, "labels": LABELS, "route": ROUTING,
+    "alerts": {"type": "object", "additionalProperties": enum("firing", "resolved"),
+               "description": "alert id: its status in the group"},
+    "created_at": NUM, "next_flush_at": NUM, "last_sent_at": nullable(NUM), "sends": INT}))
 SILENCE = component("Silence", obj({
     "silence_id": STR, "alert_id": nullable(STR), "policy_id": nullable(STR), "instance_id": nullable(STR),
-    "comment": STR, "created_at": NUM, "ends_at": NUM}))
+    "matchers": arr(MATCHER), "comment": STR, "created_by": STR, "created_at": NUM, "starts_at": NUM,
+    "ends_at": NUM}))
 _CHANNEL_COMMON = {"format": enum("json", "alertmanager", "alibaba"), "headers": {"type": "object",
                                                                                   "additionalProperties": STR}}
 CHANNEL_IN = {"oneOf": [
@@ -384,9 +430,10 @@ CONTACT_TEST = obj({"contact_id": STR, "results": arr(obj({
     "index": INT, "type": enum(*CHANNEL_TYPES), "channel": {**STR, "description": "where it went, secrets masked"},
     "outcome": enum("delivered", "failed"), "detail": STR}))})
 # Each contact must exist (a 422 names the unknown one): a schema cannot say that.
-CONTACT_GROUP_BODY = obj({"name": text(200)}, {"contacts": arr(STR, maxItems=200)}, extra=False)
+CONTACT_GROUP_BODY = obj({"name": text(200)}, {"contacts": arr(STR, maxItems=200), "routing": ROUTING_IN},
+                         extra=False)
 CONTACT_GROUP = component("ContactGroup", obj({"contact_group_id": STR, "name": STR, "contacts": arr(STR),
-                                               "created_at": NUM}))
+                                               "created_at": NUM}, {"routing": ROUTING}))
 
 # -- query parameters ---------------------------------------------------------------------------
 

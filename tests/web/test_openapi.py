@@ -54,6 +54,8 @@ def live(tmp_path_factory):
 #   bound is (rightly) accepted later in the run. There a 201/202 to data the document forbids
 #   is not counted (`--checks all` enables every check, so it is told by status); the positive
 #   check still holds the route to everything the document allows.
+# - POST /silences with matchers and POST /inhibit-rules: a regex matcher must compile, and the silence must last 1m to
+#   30d after it starts (ends_at against starts_at, or a duration given with ends_at).
 # - POST /connectivity: `source` and `destination.instance_id` must name an instance that exists
 #   (404 names the field), like the contact ids above.
 # One operation each, by operationId (include-path and include-method together would match either).
@@ -80,6 +82,14 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 
 [[operations]]
 include-operation-id = "patch_alerting_api_change_policy"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_alerting_api_create_silence"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+
+[[operations]]
+include-operation-id = "post_alerting_api_create_inhibit_rule"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
 
 [[operations]]

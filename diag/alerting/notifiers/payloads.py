@@ -70,13 +70,20 @@ def alertmanager_alert(n: dict[str, Any], *, for_v2: bool = False) -> dict[str, 
 
 
 def alertmanager_webhook(n: dict[str, Any], receiver: str, external_url: str) -> dict[str, Any]:
-    """Alertmanager's own webhook body (version 4), with this one alert."""
+    """Alertmanager's own webhook body (version 4), with this one alert, or a group's alerts."""
+    alerts = [alertmanager_alert(x) for x in n.get("alerts") or [n]]
     alert = alertmanager_alert(n)
-    group = {"alertname": alert["labels"]["alertname"], "instance_id": n["instance_id"]}
+    group = n.get("group_labels") or {"alertname": alert["labels"]["alertname"], "instance_id": n["instance_id"]}
     group_key = "{}:{" + ", ".join(f'{k}="{v}"' for k, v in group.items()) + "}"
-    return {"receiver": receiver, "status": n["status"], "alerts": [alert], "groupLabels": group,
-            "commonLabels": alert["labels"], "commonAnnotations": alert["annotations"],
+    return {"receiver": receiver, "status": n["status"], "alerts": alerts, "groupLabels": group,
+            "commonLabels": _common([a["labels"] for a in alerts]),
+            "commonAnnotations": _common([a["annotations"] for a in alerts]),
             "externalURL": external_url, "version": "4", "groupKey": group_key, "truncatedAlerts": 0}
+
+
+def _common(maps: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every map has (Alertmanager's commonLabels of a group)."""
+    return {k: v for k, v in maps[0].items() if all(m.get(k) == v for m in maps[1:])}
 
 
 def alibaba(n: dict[str, Any]) -> dict[str, Any]:
