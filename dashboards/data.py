@@ -23,6 +23,7 @@ class Range:
     end: float
     step: float
     error: str | None = None
+    fitted: bool = False  # a preset range cut to the instance's data, shorter than the preset
 
     @property
     def live(self) -> bool:
@@ -59,6 +60,28 @@ def pick_range(args: dict[str, str], now: float | None = None, tz: tzinfo = time
     return Range(key, now - span, now, default_step(now - span, now))
 
 
+def fit_to_data(service: Any, inst: dict[str, Any], rng: Range, now: float | None = None) -> Range:
+    """A preset range longer than a young instance's history, cut to start just before its
+    first sample with a step to match: a 2-minute-old instance's 1 h view is then a line
+    across the chart, not four dots at its right edge. Custom ranges are the user's; kept."""
+    first_seen = inst.get("first_seen")
+    span = rng.end - rng.start
+    if not rng.live or first_seen is None or first_seen <= rng.start + span / 10:
+        return rng  # history older than the range (first_seen is when this service first heard it)
+    try:
+        frame = service.store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
+                                    start=rng.start, end=rng.end, step=rng.step)
+    except StoreError:
+        return rng
+    if frame is None or frame.empty:
+        return rng
+    earliest = float(frame["ts"].min())
+    if earliest <= rng.start + span / 10:
+        return rng  # samples written with older times than first_seen (an import, a backfill)
+    start = max(rng.start, earliest - (rng.end - earliest) / 10 - 10)  # the first point clear of the edge
+    return Range(rng.key, start, rng.end, default_step(start, rng.end), rng.error, fitted=True)
+
+
 def _fallback(now: float, error: str) -> Range:
     return Range("24h", now - 86400, now, default_step(now - 86400, now), error)
 
@@ -90,7 +113,6 @@ def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str,
                 break
             traces += figures.series_of(line, frame)
         out[chart.key] = figures.figure(chart, traces, rng.start, rng.end, marks)
-    figures.even_rows(out)
     return out, events, failed
 
 

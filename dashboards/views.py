@@ -272,7 +272,7 @@ def _instance_or_404(instance_id: str) -> dict[str, Any]:
 def instance(instance_id: str) -> Any:
     s = service()
     inst = _instance_or_404(instance_id)
-    rng = data.pick_range(request.args, tz=timefmt.chosen()[1])
+    rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
     figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
@@ -291,16 +291,20 @@ def instance_monitoring(instance_id: str) -> Any:
 
 @bp.get("/instances/<instance_id>/charts")
 def instance_charts(instance_id: str) -> Any:
-    """What auto-refresh fetches: the figures and the health panel, for the same range."""
+    """What auto-refresh and the range picker fetch: the figures, the health panel, the
+    range as the picker shows it and its events, for the query the page URL would have."""
     s = service()
-    _instance_or_404(instance_id)
-    rng = data.pick_range(request.args, tz=timefmt.chosen()[1])
-    figs, _, store_error = data.chart_figures(s, instance_id, rng)
+    inst = _instance_or_404(instance_id)
+    rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
+    figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
-    html = render_template("_health.html", health=health)
     now = time.time()
-    return jsonify({"figures": figs, "health_html": html, "generated_at": now, "generated_text": timefmt.when(now),
-                    "store_error": store_error})
+    return jsonify({"figures": figs, "health_html": render_template("_health.html", health=health),
+                    "generated_at": now, "generated_text": timefmt.when(now), "store_error": store_error,
+                    "range": {"key": rng.key, "live": rng.live, "error": rng.error,
+                              "start_input": timefmt.input_value(rng.start), "end_input": timefmt.input_value(rng.end),
+                              "info_html": render_template("_rangeinfo.html", rng=rng, level=data.level_name(rng.step))},
+                    "events_html": render_template("_range_events.html", events=events[:20])})
 
 
 @bp.app_errorhandler(404)
