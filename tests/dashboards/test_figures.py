@@ -133,3 +133,18 @@ def test_many_filesystems_fold_into_the_fullest_of_the_rest():
     assert traces[-1][2] == [3.0, 13.0]  # the fullest of /m0../m3 at each time, not a sum of shares
     fig = figures.figure(figures.BY_KEY["fs_usage"], traces, NOW - 3600, NOW)
     assert fig["data"][-1]["line"]["color"] == figures.OTHER_COLOUR
+
+
+def test_a_young_instances_preset_range_starts_at_its_data_and_a_custom_one_is_kept(service):
+    inst = service.instances.get(service.instance_id)
+    hour = data.pick_range({"range": "1h"})
+    fitted = data.fit_to_data(service, inst, hour)
+    first = float(service.store.query("cpu_usage", instance_id=service.instance_id, start=hour.start, end=hour.end,
+                                      step=hour.step)["ts"].min())
+    assert fitted.fitted and fitted.key == "1h" and fitted.live
+    assert hour.start < fitted.start < first and fitted.end == hour.end
+    assert fitted.step == default_step(fitted.start, fitted.end)
+    custom = data.pick_range({"range": "custom", "start": "-1h", "end": "now"})
+    assert data.fit_to_data(service, inst, custom) == custom
+    old = {**inst, "first_seen": hour.start - 60}  # history older than the range: nothing to fit
+    assert data.fit_to_data(service, old, hour) == hour

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import collected_service, own_kmsg
+from dashboards import figures
 from diag.config import load
 from diag.service import Service
 from diag.web.app import create_app
@@ -352,3 +353,18 @@ def test_pages_answer_with_a_notice_when_the_metrics_engine_is_down(tmp_path):
             assert client.get(path, headers=html).status_code == 200, path
     finally:
         s.close()
+
+
+def test_the_charts_json_is_what_a_range_switch_draws(service):
+    client = create_app(service).test_client()
+    r = client.get(f"/instances/{service.instance_id}/charts?range=6h", headers={"Accept": "application/json"})
+    assert r.status_code == 200
+    body = r.get_json()
+    assert set(body["figures"]) == {c.key for c in figures.CHARTS}
+    rng = body["range"]
+    assert (rng["key"], rng["live"], rng["error"]) == ("6h", True, None)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", rng["start_input"]) and " → " in rng["info_html"]
+    assert "Events" not in body["events_html"] and ("<table" in body["events_html"] or "No event" in body["events_html"])
+    bad = client.get(f"/instances/{service.instance_id}/charts?range=1y").get_json()["range"]
+    assert bad["key"] == "24h" and bad["error"] == "unknown range '1y'"
+    assert client.get("/instances/nope/charts", headers={"Accept": "application/json"}).status_code == 404
