@@ -60,7 +60,7 @@ def pick_range(args: dict[str, str], now: float | None = None, tz: tzinfo = time
     return Range(key, now - span, now, default_step(now - span, now))
 
 
-def fit_to_data(service: Any, inst: dict[str, Any], rng: Range, now: float | None = None) -> Range:
+def fit_to_data(service: Any, inst: dict[str, Any], rng: Range) -> Range:
     """A preset range longer than a young instance's history, cut to start just before its
     first sample with a step to match: a 2-minute-old instance's 1 h view is then a line
     across the chart, not four dots at its right edge. Custom ranges are the user's; kept."""
@@ -68,18 +68,23 @@ def fit_to_data(service: Any, inst: dict[str, Any], rng: Range, now: float | Non
     span = rng.end - rng.start
     if not rng.live or first_seen is None or first_seen <= rng.start + span / 10:
         return rng  # history older than the range (first_seen is when this service first heard it)
-    try:
-        frame = service.store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
-                                    start=rng.start, end=rng.end, step=rng.step)
-    except StoreError:
-        return rng
-    if frame is None or frame.empty:
-        return rng
-    earliest = float(frame["ts"].min())
-    if earliest <= rng.start + span / 10:
-        return rng  # samples written with older times than first_seen (an import, a backfill)
-    start = max(rng.start, earliest - (rng.end - earliest) / 10 - 10)  # the first point clear of the edge
-    return Range(rng.key, start, rng.end, default_step(start, rng.end), rng.error, fitted=True)
+    start, step = rng.start, rng.step
+    # twice: the preset's step rounds the first sample down to its bucket (a minute at 1 h,
+    # six hours at 31 d); the fitted window's finer step finds it to within seconds
+    for _ in range(2):
+        try:
+            frame = service.store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
+                                        start=start, end=rng.end, step=step)
+        except StoreError:
+            return rng
+        if frame is None or frame.empty:
+            return rng
+        earliest = float(frame["ts"].min())
+        if earliest <= rng.start + span / 10:
+            return rng  # samples written with older times than first_seen (an import, a backfill)
+        start = max(rng.start, earliest - (rng.end - earliest) / 10 - step)  # the first point clear of the edge
+        step = default_step(start, rng.end)
+    return Range(rng.key, start, rng.end, step, rng.error, fitted=True)
 
 
 def _fallback(now: float, error: str) -> Range:
