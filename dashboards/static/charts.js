@@ -152,6 +152,7 @@
         }
         var stale = document.getElementById("stale");
         if (stale) stale.remove();
+        storeError(body.store_error);
       })
       .catch(function (err) {
         if (document.getElementById("stale")) return;
@@ -160,6 +161,18 @@
         p.textContent = "Could not load the charts (" + err.message + "); showing the last data received.";
         root.parentNode.insertBefore(p, root);
       });
+  }
+
+  // Why the charts are empty, while the store cannot answer (an engine that is down).
+  function storeError(message) {
+    var p = document.getElementById("store-error");
+    if (!message) { if (p) p.remove(); return; }
+    if (!p) {
+      p = document.createElement("p");
+      p.id = "store-error"; p.className = "notice bad";
+      root.parentNode.insertBefore(p, root);
+    }
+    p.textContent = "The charts are empty: " + message + ". Events and health below come from this service's own database.";
   }
 
   // The picker as the server would have written it for this range.
