@@ -11,6 +11,10 @@
   var hidden = {};  // "key/series" -> true for a series switched off in its legend
   var zoom = null;  // [start, end] on the charts' axis (ms), or null for the whole range
   var syncing = false;
+  var liveSpan = 0;   // the picked range's width on the axis (ms)
+  // A zoom much narrower than the range asks for its own window's data (a finer step: a
+  // 31 d range has a point every 6 h), and auto-refresh then asks for that window too.
+  var detail = null;
   var asked = 0;    // the latest request: an older answer that arrives later is dropped
 
   // Plotly has no time zones: its date axis shows UTC. To show the zone chosen in the
@@ -109,8 +113,27 @@
     else if (Array.isArray(ev["xaxis.range"])) zoom = ev["xaxis.range"].map(axisMs);
     else if (ev["xaxis.autorange"]) zoom = null;  // a double click: the whole range again
     else return;
+    zoomChanged();
+  }
+
+  function zoomQuery(z) {
+    return "range=custom&start=" + encodeURIComponent(utc(z[0])) + "&end=" + encodeURIComponent(utc(z[1]));
+  }
+
+  function zoomChanged() {
     draw(null);
     showZoom();
+    // (not under a minute: the finest step is 10 s, and a window narrower than two steps has no point)
+    var want = zoom && zoom[1] - zoom[0] < liveSpan / 4 && zoom[1] - zoom[0] >= 60000 ? zoomQuery(zoom) : null;
+    if (want !== detail) {
+      detail = want;
+      load(detail || root.dataset.query, false);
+    }
+  }
+
+  function wholeSpan() {
+    var f = drawn[Object.keys(drawn)[0]];
+    return f ? f.whole[1] - f.whole[0] : 0;
   }
 
   function showZoom() {
@@ -124,8 +147,7 @@
       bar.elements.end.value = wall(zoom[1]);
     }
     // a link to this page shows what it shows: the zoomed window as a custom range
-    var q = zoom ? "range=custom&start=" + encodeURIComponent(utc(zoom[0])) + "&end=" + encodeURIComponent(utc(zoom[1]))
-                 : root.dataset.query;
+    var q = zoom ? zoomQuery(zoom) : root.dataset.query;
     history.replaceState(null, "", location.pathname + (q ? "?" + q : ""));
   }
 
@@ -139,10 +161,11 @@
         if (mine !== asked) return;
         if (switched) {
           root.dataset.query = query;
-          zoom = null;
+          zoom = detail = null;
           showRange(body);
         }
         draw(body.figures);
+        if (query === root.dataset.query) liveSpan = wholeSpan();
         if (switched) showZoom();
         document.getElementById("health").innerHTML = body.health_html;  // rendered (escaped) by the server
         var stamp = document.getElementById("refreshed");
@@ -215,13 +238,13 @@
   });
   document.getElementById("zoomreset").addEventListener("click", function () {
     zoom = null;
-    draw(null);
-    showZoom();
+    zoomChanged();
   });
 
   draw(JSON.parse(document.getElementById("figures").textContent));
+  liveSpan = wholeSpan();
   setInterval(function () {
     var box = document.getElementById("autorefresh");
-    if (box && box.checked && !document.hidden) load(root.dataset.query, false);
+    if (box && box.checked && !document.hidden) load(detail || root.dataset.query, false);
   }, 1000 * Number(root.dataset.every || 10));
 })();
