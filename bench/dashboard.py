@@ -118,7 +118,8 @@ def in_chromium(app, iid: str, runs: int) -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
             print(f"{'in Chromium, 24 h page':<34}{'cold ms':>10}{'switch ms':>10}{'JS bytes':>12}{'JS gzip':>10}")
-            for label, bundle in (("before: full plotly.js", FULL_PLOTLY.read_bytes()), ("after: partial bundle", None)):
+            variants = (("before: full plotly.js", FULL_PLOTLY.read_bytes()), ("after: partial bundle", None))
+            for label, bundle in variants:
                 colds, switches, js = [], [], (0, 0)
                 for _ in range(runs):
                     ctx = browser.new_context(viewport={"width": 1440, "height": 900})  # an empty cache

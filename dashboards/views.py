@@ -303,7 +303,8 @@ def instance_charts(instance_id: str) -> Any:
                     "generated_at": now, "generated_text": timefmt.when(now), "store_error": store_error,
                     "range": {"key": rng.key, "live": rng.live, "error": rng.error,
                               "start_input": timefmt.input_value(rng.start), "end_input": timefmt.input_value(rng.end),
-                              "info_html": render_template("_rangeinfo.html", rng=rng, level=data.level_name(rng.step))},
+                              "info_html": render_template("_rangeinfo.html", rng=rng,
+                                                           level=data.level_name(rng.step))},
                     "events_html": render_template("_range_events.html", events=events[:20])})
 
 

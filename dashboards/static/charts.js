@@ -104,7 +104,8 @@
   // -- zoom: one for every chart, shown in the picker and kept in the URL ------------------
 
   function axisMs(v) { return typeof v === "number" ? v : Date.parse(String(v).slice(0, 23).replace(" ", "T") + "Z"); }
-  function wall(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }  // axis ms as the zone's wall time
+  // axis ms as the zone's wall time, as the picker's inputs take it
+  function wall(ms) { return new Date(ms).toISOString().slice(0, 16).replace("T", " "); }
   function utc(ms) { return new Date(ms - offset(ms)).toISOString().slice(0, 19) + "Z"; }
 
   function zoomed(ev) {
@@ -195,7 +196,8 @@
       p.id = "store-error"; p.className = "notice bad";
       root.parentNode.insertBefore(p, root);
     }
-    p.textContent = "The charts are empty: " + message + ". Events and health below come from this service's own database.";
+    p.textContent = "The charts are empty: " + message +
+      ". Events and health below come from this service's own database.";
   }
 
   // The picker as the server would have written it for this range.

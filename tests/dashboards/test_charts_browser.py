@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 # Every chart's x range on the axis, in ms (plotly writes a range the user dragged as text).
 _RANGES = """() => Object.fromEntries([...document.querySelectorAll('.plot')].map(el => [el.dataset.key,
-    el._fullLayout.xaxis.range.map(v => typeof v === 'number' ? v : Date.parse(v.slice(0, 23).replace(' ', 'T') + 'Z'))]))"""
+    el._fullLayout.xaxis.range.map(v => typeof v === 'number' ? v
+                                       : Date.parse(v.slice(0, 23).replace(' ', 'T') + 'Z'))]))"""
 
 
 @pytest.fixture(scope="module")
