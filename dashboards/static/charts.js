@@ -59,9 +59,14 @@
       } else {
         [m.last, m.min, m.max].forEach(function (v) { row.insertCell().textContent = v || ""; });
       }
-      row.addEventListener("click", function () {
+      var toggle = function () {
         hidden[key + "/" + tr.name] = !hidden[key + "/" + tr.name];
         draw(null, key);
+      };
+      row.tabIndex = 0;  // a keyboard reaches it too
+      row.addEventListener("click", toggle);
+      row.addEventListener("keydown", function (ev) {
+        if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); toggle(); }
       });
     });
     table.hidden = f.data.length === 0;
