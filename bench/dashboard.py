@@ -9,7 +9,11 @@ Measured in-process through the Flask app (the server's time, no network), media
 90th percentile of repeated warm runs, with `Accept-Encoding: gzip` as a browser sends:
 - GET /instances/<id>?range=24h and ?range=31d (target: under 300 ms and 500 ms);
 - the bytes transferred: the page itself, the auto-refresh JSON, and the static assets a
-  first visit loads (plotly.js compressed; cached for a year after that).
+  first visit loads (plotly.js compressed; cached for a year after that);
+- in Debian's Chromium (Playwright), the 24 h page served over HTTP: cold load (navigation
+  to every chart drawn, empty cache) and a range switch, with the full plotly.js bundle the
+  plotly package ships ("before": swapped in for the page's own) and with the partial bundle
+  the page loads ("after"), in the same run; and the JavaScript bytes of each.
 
 Run: `.venv/bin/python bench/dashboard.py` (about a minute), or `--quick`.
 """
@@ -17,6 +21,7 @@ Run: `.venv/bin/python bench/dashboard.py` (about a minute), or `--quick`.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import re
 import statistics
@@ -26,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +41,11 @@ from diag.service import Service  # noqa: E402
 from diag.web.app import create_app  # noqa: E402
 
 TARGETS = {"24h": 0.300, "31d": 0.500}
+CHROMIUM = "/usr/bin/chromium"
+FULL_PLOTLY = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+# every chart has drawn its SVG and the page script has run
+_ALL_DRAWN = """() => document.getElementById('charts').dataset.drawn &&
+    [...document.querySelectorAll('.plot')].every(el => el.querySelector('.main-svg'))"""
 
 
 def fill(service: Service, days: float, now: float) -> int:
@@ -85,10 +96,69 @@ def timed(client, path: str, runs: int) -> tuple[list[float], int, int]:
     return times, len(r.data), len(raw)
 
 
+def in_chromium(app, iid: str, runs: int) -> None:
+    """Cold load and range switch in Chromium, before (full plotly.js) and after (the page's own)."""
+    import logging
+    import os
+    import threading
+
+    from werkzeug.serving import make_server
+
+    if not os.path.exists(CHROMIUM):
+        print("chromium: not installed, browser figures skipped")
+        return
+    from playwright.sync_api import sync_playwright
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request in the report
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/instances/{iid}?range=24h"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            print(f"{'in Chromium, 24 h page':<34}{'cold ms':>10}{'switch ms':>10}{'JS bytes':>12}{'JS gzip':>10}")
+            variants = (("before: full plotly.js", FULL_PLOTLY.read_bytes()), ("after: partial bundle", None))
+            for label, bundle in variants:
+                colds, switches, js = [], [], (0, 0)
+                for _ in range(runs):
+                    ctx = browser.new_context(viewport={"width": 1440, "height": 900})  # an empty cache
+                    page = ctx.new_page()
+                    if bundle is not None:
+                        full = bundle
+                        page.route("**/plotly-*.min.js", lambda route: route.fulfill(
+                            body=full, content_type="text/javascript"))
+                    scripts: list = []
+                    page.on("response", lambda r: scripts.append(r) if r.request.resource_type == "script" else None)
+                    page.goto(url)
+                    page.wait_for_function(_ALL_DRAWN, timeout=60_000)
+                    colds.append(page.evaluate("() => performance.now()"))
+                    bodies = [r.body() for r in scripts]
+                    js = (sum(map(len, bodies)), sum(len(gzip.compress(b, 6)) for b in bodies))
+                    # before: a range was a page load; after: a fetch and a redraw
+                    t = time.perf_counter()
+                    if bundle is not None:
+                        page.goto(url.replace("range=24h", "range=6h"))
+                        page.wait_for_function(_ALL_DRAWN, timeout=60_000)
+                    else:
+                        drawn = page.get_attribute("#charts", "data-drawn")
+                        page.click(".rangebar a.seg[data-range='6h']")
+                        page.wait_for_function("(d) => document.getElementById('charts').dataset.drawn !== d",
+                                               arg=drawn, timeout=60_000)
+                    switches.append((time.perf_counter() - t) * 1000)
+                    ctx.close()
+                print(f"{label:<34}{statistics.median(colds):>10.0f}{statistics.median(switches):>10.0f}"
+                      f"{js[0]:>12,}{js[1]:>10,}")
+            browser.close()
+    finally:
+        server.shutdown()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="3 days of history, fewer runs")
     ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--browser-runs", type=int, default=5, help="cold loads in Chromium per variant")
     args = ap.parse_args()
     days, runs = (3, 5) if args.quick else (31, args.runs)
     with tempfile.TemporaryDirectory() as d:
@@ -139,6 +209,7 @@ def main() -> int:
             for key in ("", "diagnosis", "events", "alerts"):
                 times, gz, _ = timed(client, f"/{key}", max(3, runs // 3))
                 print(f"{'page /' + key:<34}{statistics.median(times) * 1000:>10.1f}{max(times) * 1000:>9.1f}{gz:>12,}")
+            in_chromium(client.application, iid, 3 if args.quick else args.browser_runs)
         finally:
             service.close()
     return 0 if ok else 1

@@ -24,6 +24,7 @@ class Range:
     end: float
     step: float
     error: str | None = None
+    fitted: bool = False  # a preset range cut to the instance's data, shorter than the preset
 
     @property
     def live(self) -> bool:
@@ -60,6 +61,33 @@ def pick_range(args: dict[str, str], now: float | None = None, tz: tzinfo = time
     return Range(key, now - span, now, default_step(now - span, now))
 
 
+def fit_to_data(service: Any, inst: dict[str, Any], rng: Range) -> Range:
+    """A preset range longer than a young instance's history, cut to start just before its
+    first sample with a step to match: a 2-minute-old instance's 1 h view is then a line
+    across the chart, not four dots at its right edge. Custom ranges are the user's; kept."""
+    first_seen = inst.get("first_seen")
+    span = rng.end - rng.start
+    if not rng.live or first_seen is None or first_seen <= rng.start + span / 10:
+        return rng  # history older than the range (first_seen is when this service first heard it)
+    start, step = rng.start, rng.step
+    # twice: the preset's step rounds the first sample down to its bucket (a minute at 1 h,
+    # six hours at 31 d); the fitted window's finer step finds it to within seconds
+    for _ in range(2):
+        try:
+            frame = service.store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
+                                        start=start, end=rng.end, step=step)
+        except StoreError:
+            return rng
+        if frame is None or frame.empty:
+            return rng
+        earliest = float(frame["ts"].min())
+        if earliest <= rng.start + span / 10:
+            return rng  # samples written with older times than first_seen (an import, a backfill)
+        start = max(rng.start, earliest - (rng.end - earliest) / 10 - step)  # the first point clear of the edge
+        step = default_step(start, rng.end)
+    return Range(rng.key, start, rng.end, step, rng.error, fitted=True)
+
+
 def _fallback(now: float, error: str) -> Range:
     return Range("24h", now - 86400, now, default_step(now - 86400, now), error)
 
@@ -91,7 +119,6 @@ def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str,
                 break
             traces += figures.series_of(line, frame)
         out[chart.key] = figures.figure(chart, traces, rng.start, rng.end, marks)
-    figures.even_rows(out)
     return out, events, failed
 
 

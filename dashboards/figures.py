@@ -27,8 +27,10 @@ class Line:
     label: str | None = None  # one series per value of this label (devices, mountpoints)
     agg: str = "avg"
     # With `label`: only the `top` values with the highest mean over the range get a
-    # trace of their own; the others (and the collector's own "other") are summed as "other".
+    # trace of their own; the others (and the collector's own "other") are folded into
+    # one "other" trace: summed, or their highest for shares such as filesystem usage.
     top: int = 0
+    fold: str = "sum"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Chart:
 
 _COUNT = "sum"  # a per-interval count summed over a bucket is the count in that bucket
 APP_TOP = 8
+DEVICE_TOP = 4  # a read and a write trace each
+FS_TOP = 5
 
 CHARTS: tuple[Chart, ...] = (
     Chart("cpu", "CPU", (Line("cpu_usage", "total"), Line("cpu_user", "user"), Line("cpu_system", "system"),
@@ -61,20 +65,22 @@ CHARTS: tuple[Chart, ...] = (
           stacked=True, help="Resident memory summed by application; the largest over the range, the rest as other."),
     Chart("bandwidth", "Bandwidth", (Line("net_in", "in", by="scope"), Line("net_out", "out", by="scope")),
           "bit/s", help="Bits per second, summed over the interfaces of each scope (public, private)."),
-    Chart("disk_iops", "Disk IOPS", (Line("disk_read_iops", "read", label="device"),
-                                     Line("disk_write_iops", "write", label="device")),
+    Chart("disk_iops", "Disk IOPS", (Line("disk_read_iops", "read", label="device", top=DEVICE_TOP),
+                                     Line("disk_write_iops", "write", label="device", top=DEVICE_TOP)),
           "operations/s", help="Reads and writes completed per second, per device."),
-    Chart("disk_bps", "Disk throughput", (Line("disk_read_bps", "read", label="device"),
-                                          Line("disk_write_bps", "write", label="device")),
+    Chart("disk_bps", "Disk throughput", (Line("disk_read_bps", "read", label="device", top=DEVICE_TOP),
+                                          Line("disk_write_bps", "write", label="device", top=DEVICE_TOP)),
           "B/s", help="Bytes read and written per second, per device."),
-    Chart("disk_util", "Disk utilisation", (Line("disk_util", "", label="device"),), "%", percent=True,
-          help="Share of time each device had I/O in flight."),
-    Chart("disk_await", "Disk await", (Line("disk_await_read", "read", label="device"),
-                                       Line("disk_await_write", "write", label="device")),
+    Chart("disk_util", "Disk utilisation", (Line("disk_util", "", label="device", top=DEVICE_TOP, fold="max"),),
+          "%", percent=True, help="Share of time each device had I/O in flight; other: the busiest of the rest."),
+    Chart("disk_await", "Disk await", (Line("disk_await_read", "read", label="device", top=DEVICE_TOP),
+                                       Line("disk_await_write", "write", label="device", top=DEVICE_TOP)),
           "ms", help="Average time an I/O took (queue + service), per device."),
-    Chart("fs_usage", "Filesystem usage", (Line("fs_usage", "", label="mountpoint"),), "%", percent=True,
-          help="Space used per mountpoint, as df shows it."),
-    Chart("kernel", "Kernel signals", (
+    Chart("fs_usage", "Filesystem usage", (Line("fs_usage", "", label="mountpoint", top=FS_TOP, fold="max"),),
+          "%", percent=True,
+          help=f"Space used per mountpoint, as df shows it: the {FS_TOP} fullest, and as other the fullest "
+               "of the rest."),
+    Chart("kernel", "Kernel signals and events", (
         Line("tcp_listen_overflows", "accept queue overflows", agg=_COUNT),
         Line("tcp_listen_drops", "listen drops", agg=_COUNT),
         Line("udp_rcvbuf_errors", "UDP receive buffer full", agg=_COUNT),
@@ -82,7 +88,8 @@ CHARTS: tuple[Chart, ...] = (
         Line("softnet_dropped", "softirq backlog drops", agg=_COUNT),
         Line("oom_kills", "OOM kills", agg=_COUNT),
     ), "count per bucket", kind="bar",
-          help="Drops and OOM kills counted in each bucket; events are the markers along the top.", wide=True),
+          help="Drops and OOM kills counted in each bucket; the diamonds along the top are this instance's events "
+               "(hover or tap one to read it).", wide=True),
 )
 
 BY_KEY = {c.key: c for c in CHARTS}
@@ -95,50 +102,12 @@ LEVEL_COLOURS = {"CRITICAL": "#c62828", "WARN": "#b26a00", "INFO": "#1565c0"}
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 
-# Layout in pixels. The legend sits in the bottom margin under the date ticks (two lines:
-# time, then the date), so a long legend grows the figure instead of covering the axis.
+# Layout in pixels. The legend is not plotly's: the page draws a table under the plot
+# (name, last, min, max) from each trace's `meta`, so every figure has the same height
+# and the plots of one row line up however many series each has.
 PLOT_HEIGHT = 190
 TOP = 36
-TICKS = 44
-LEGEND_ROW = 20
-COLUMNS = 2
-
-
-def legend_rows(names: Sequence[str], width: float) -> int:
-    """How many rows a horizontal legend of these names takes in `width` pixels (an
-    estimate on the safe side: symbol and gap about 40 px, 7 px a character)."""
-    rows, used = 1, 0.0
-    for n in names:
-        w = 40 + 7 * len(n)
-        if used and used + w > width:
-            rows, used = rows + 1, 0.0
-        used += w
-    return rows
-
-
-def even_rows(figs: dict[str, dict[str, Any]], charts: Sequence[Chart] | None = None) -> None:
-    """Give the charts that share a row of the page the same height and bottom margin, so
-    their plot areas line up whatever their legends need."""
-    row: list[dict[str, Any]] = []
-    rows: list[list[dict[str, Any]]] = []
-    for c in charts if charts is not None else CHARTS:
-        if c.key not in figs:
-            continue
-        if c.wide:
-            rows += [row, [figs[c.key]]] if row else [[figs[c.key]]]
-            row = []
-            continue
-        row.append(figs[c.key])
-        if len(row) == COLUMNS:
-            rows.append(row)
-            row = []
-    if row:
-        rows.append(row)
-    for r in rows:
-        height = max(f["layout"]["height"] for f in r)
-        bottom = max(f["layout"]["margin"]["b"] for f in r)
-        for f in r:
-            f["layout"]["height"], f["layout"]["margin"]["b"] = height, bottom
+TICKS = 44  # two lines under the plot: the time, then the date
 
 
 def _round(v: float) -> float | None:
@@ -158,11 +127,9 @@ def series_of(line: Line, frame: pd.DataFrame | None) -> list[tuple[str, list[in
         summed = frame.groupby([line.by, "ts"], sort=True)["value"].sum().reset_index()
         groups: Iterable[tuple[Any, pd.DataFrame]] = summed.groupby(line.by, sort=True)
         fmt = f"{line.name} {{}}"
-    elif line.label is not None and line.label in frame.columns and line.top:
-        groups = _top_and_other(frame, line.label, line.top)
-        fmt = "{}"
     elif line.label is not None and line.label in frame.columns:
-        groups = frame.groupby(line.label, sort=True)
+        groups = (_top_and_other(frame, line.label, line.top, line.fold) if line.top
+                  else frame.groupby(line.label, sort=True))
         fmt = f"{{}} {line.name}".rstrip() if line.name else "{}"
     else:
         groups = [(line.name or line.metric, frame.groupby("ts", sort=True)["value"].sum().reset_index())]
@@ -177,16 +144,17 @@ def series_of(line: Line, frame: pd.DataFrame | None) -> list[tuple[str, list[in
     return out
 
 
-def _top_and_other(frame: pd.DataFrame, label: str, top: int) -> list[tuple[str, pd.DataFrame]]:
+def _top_and_other(frame: pd.DataFrame, label: str, top: int, fold: str = "sum") -> list[tuple[str, pd.DataFrame]]:
     """The `top` label values by mean over the frame, largest first (the bottom of a
-    stack), then "other": every other value summed per time. The collector already folds
-    its own rest into "other"; a group that was in its top only part of the range joins it here."""
+    stack), then "other": every other value per time, summed or their highest (`fold`).
+    The collector already folds its own rest into "other"; a group that was in its top
+    only part of the range joins it here."""
     means = frame[frame[label] != OTHER].groupby(label, sort=True)["value"].mean()
     kept = list(means.sort_values(ascending=False, kind="stable").index[:top])
     out: list[tuple[str, pd.DataFrame]] = [(k, frame[frame[label] == k]) for k in kept]
     rest = frame[~frame[label].isin(kept)]
     if not rest.empty:
-        out.append((OTHER, rest.groupby("ts", sort=True)["value"].sum().reset_index()))
+        out.append((OTHER, rest.groupby("ts", sort=True)["value"].agg(fold).reset_index()))
     return out
 
 
@@ -200,15 +168,42 @@ def _axis_format(chart: Chart) -> dict[str, Any]:
     return y
 
 
+_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def value_text(v: float | None, chart: Chart) -> str:
+    """A legend's number: SI prefixes for bytes and bits (1.2 M), else four digits."""
+    if v is None:
+        return "–"
+    if chart.axis in ("bit/s", "B/s", "B"):
+        for scale, prefix in _SI:
+            if abs(v) >= scale:
+                return f"{v / scale:.3g} {prefix}{chart.axis}"
+        return f"{v:.3g} {chart.axis}"
+    return f"{v:.4g}{' %' if chart.percent else ''}"
+
+
+def legend_stats(chart: Chart, ys: Sequence[float | None]) -> dict[str, str]:
+    """Last, lowest and highest value of a trace over the range, as its legend row shows them."""
+    vals = [y for y in ys if y is not None]
+    if not vals:
+        return {"last": "–", "min": "–", "max": "–"}
+    return {"last": value_text(vals[-1], chart), "min": value_text(min(vals), chart),
+            "max": value_text(max(vals), chart)}
+
+
 def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | None]]], start: float, end: float,
            events: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """One chart's figure; `events` become dotted lines, and markers on the kernel chart."""
+    """One chart's figure. Each trace's `meta` holds its legend row (last, min, max); on the
+    kernel chart `events` become markers with their text on hover, and on no other chart:
+    dotted lines on every chart said nothing without hovering and hid the data."""
     data: list[dict[str, Any]] = []
     for i, (name, xs, ys) in enumerate(traces):
-        colour = OTHER_COLOUR if chart.stacked and name == OTHER else PALETTE[i % len(PALETTE)]
+        colour = OTHER_COLOUR if name == OTHER or name.startswith(OTHER + " ") else PALETTE[i % len(PALETTE)]
         hover = "%{y:.3~s}" if chart.axis in ("bit/s", "B/s", "B") else "%{y:.4~g}"
         trace: dict[str, Any] = {"type": "bar" if chart.kind == "bar" else "scatter", "name": name, "x": xs, "y": ys,
-                                 "hovertemplate": f"{name}: {hover} {chart.axis}<extra></extra>"}
+                                 "hovertemplate": f"{name}: {hover} {chart.axis}<extra></extra>",
+                                 "meta": legend_stats(chart, ys)}
         if chart.kind == "bar":
             trace["marker"] = {"color": colour}
         else:
@@ -220,28 +215,20 @@ def figure(chart: Chart, traces: Sequence[tuple[str, list[int], list[float | Non
                 # A group missing at a time (out of the collector's top then) adds nothing there.
                 trace.update(stackgroup="one", stackgaps="infer zero", line={"width": 0.5, "color": colour})
         data.append(trace)
-    shapes = [{"type": "line", "xref": "x", "yref": "paper", "x0": int(e["publish_time"] * 1000),
-               "x1": int(e["publish_time"] * 1000), "y0": 0, "y1": 1,
-               "line": {"color": LEVEL_COLOURS.get(e["level"], "#616161"), "width": 1, "dash": "dot"}}
-              for e in events]
     if chart.key == "kernel" and events:
         data.append({
             "type": "scatter", "mode": "markers", "name": "events", "yaxis": "y2",
             "x": [int(e["publish_time"] * 1000) for e in events], "y": [1] * len(events),
-            "marker": {"symbol": "diamond", "size": 10, "color": [LEVEL_COLOURS.get(e["level"], "#616161")
+            "marker": {"symbol": "diamond", "size": 11, "color": [LEVEL_COLOURS.get(e["level"], "#616161")
                                                                   for e in events]},
             "text": [f"{e['type']} ({e['level']}): {str(e['details'].get('message', ''))[:120]}" for e in events],
-            "hovertemplate": "%{text}<extra></extra>"})
-    names = [t["name"] for t in data]
-    # a wide chart spans the page (about 1300 px at 1366), the others half of it
-    bottom = TICKS + LEGEND_ROW * legend_rows(names, 1200 if chart.wide else 560) if names else TICKS
+            "hovertemplate": "%{text}<extra></extra>", "meta": {"count": str(len(events))}})
     layout: dict[str, Any] = {
         "title": {"text": chart.title, "x": 0, "xanchor": "left", "font": {"size": 15}},
-        "margin": {"l": 60, "r": 16, "t": TOP, "b": bottom}, "height": TOP + PLOT_HEIGHT + bottom,
+        "margin": {"l": 60, "r": 16, "t": TOP, "b": TICKS}, "height": TOP + PLOT_HEIGHT + TICKS,
         "xaxis": {"type": "date", "range": [int(start * 1000), int(end * 1000)], "gridcolor": "#e3e6ea"},
-        "yaxis": _axis_format(chart),
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 0, "yanchor": "bottom", "yref": "container"},
-        "hovermode": "x unified", "shapes": shapes, "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
+        "yaxis": _axis_format(chart), "showlegend": False,
+        "hovermode": "x unified", "paper_bgcolor": "#ffffff", "plot_bgcolor": "#ffffff",
         "font": {"family": "system-ui, sans-serif", "size": 12},
         "barmode": "stack",
     }

@@ -66,14 +66,16 @@ def test_bandwidth_is_summed_by_scope(service):
         assert ys == [float(f"{v:.4g}") for v in want]
 
 
-def test_events_are_marked_on_the_time_axis():
-    chart = figures.BY_KEY["kernel"]
+def test_events_are_markers_with_their_text_on_the_kernel_chart_only():
     ev = {"publish_time": NOW - 60, "level": "CRITICAL", "type": "Kernel.OOMKill", "details": {"message": "<b>x</b>"}}
-    fig = figures.figure(chart, [("OOM kills", [int((NOW - 60) * 1000)], [1.0])], NOW - 3600, NOW, [ev])
+    fig = figures.figure(figures.BY_KEY["kernel"], [("OOM kills", [int((NOW - 60) * 1000)], [1.0])], NOW - 3600, NOW,
+                         [ev])
     go.Figure(fig)
-    assert fig["layout"]["shapes"][0]["x0"] == int((NOW - 60) * 1000)
     marker = fig["data"][-1]
-    assert marker["name"] == "events" and marker["text"][0].startswith("Kernel.OOMKill (CRITICAL)")
+    assert marker["name"] == "events" and marker["x"] == [int((NOW - 60) * 1000)]
+    assert marker["text"][0].startswith("Kernel.OOMKill (CRITICAL)") and "%{text}" in marker["hovertemplate"]
+    cpu = figures.figure(figures.BY_KEY["cpu"], [("total", [int((NOW - 60) * 1000)], [1.0])], NOW - 3600, NOW, [ev])
+    assert [t["name"] for t in cpu["data"]] == ["total"] and not cpu["layout"].get("shapes")
 
 
 def test_report_diff_says_what_got_better_and_worse():
@@ -104,31 +106,45 @@ def test_report_diff_keeps_changed_messages_of_passing_checks_apart():
     assert d["worse"] == d["better"] == d["added"] == d["removed"] == []
 
 
-def test_charts_in_one_row_are_the_same_height_and_legends_sit_under_the_ticks(service):
+def test_every_chart_has_one_height_and_its_legend_rows_say_last_min_max(service):
     rng = data.pick_range({"range": "1h"})
     figs, _, _ = data.chart_figures(service, service.instance_id, rng)
-    assert len(figs["cpu"]["data"]) > len(figs["memory"]["data"])  # they would differ without even_rows
-    narrow = [c.key for c in figures.CHARTS if not c.wide]
-    for left, right in zip(narrow[::2], narrow[1::2]):
-        a, b = figs[left]["layout"], figs[right]["layout"]
-        assert (a["height"], a["margin"]) == (b["height"], b["margin"]), (left, right)
     for key, fig in figs.items():
         lay = fig["layout"]
-        # the plot area is the same on every chart; the legend is below it, in the bottom margin
-        assert lay["height"] - lay["margin"]["t"] - lay["margin"]["b"] == figures.PLOT_HEIGHT, key
-        assert lay["legend"]["yref"] == "container" and lay["legend"]["yanchor"] == "bottom", key
-        assert lay["margin"]["b"] >= figures.TICKS + figures.LEGEND_ROW * (1 if fig["data"] else 0), key
+        # the legend is the page's table, not plotly's: the plots of a row line up
+        assert lay["showlegend"] is False and lay["height"] == figures.TOP + figures.PLOT_HEIGHT + figures.TICKS, key
+        for t in fig["data"]:
+            assert set(t["meta"]) == ({"count"} if t["name"] == "events" else {"last", "min", "max"}), (key, t["name"])
+    chart = figures.BY_KEY["disk_bps"]
+    fig = figures.figure(chart, [("vda read", [1, 2, 3], [2_000_000.0, 512.0, None])], NOW - 3600, NOW)
+    assert fig["data"][0]["meta"] == {"last": "512 B/s", "min": "512 B/s", "max": "2 MB/s"}
+    assert figures.legend_stats(figures.BY_KEY["cpu"], [None]) == {"last": "–", "min": "–", "max": "–"}
+    assert figures.value_text(12.345, figures.BY_KEY["cpu"]) == "12.35 %"
 
 
-def test_a_long_legend_gets_more_rows_and_its_row_mate_the_same_height():
-    chart = figures.BY_KEY["fs_usage"]
-    mounts = [(f"/mnt/a/rather/long/mount/point/number/{i}", [0], [1.0]) for i in range(6)]
-    tall = figures.figure(chart, mounts, NOW - 3600, NOW)
-    short = figures.figure(figures.BY_KEY["disk_await"], [("vda read", [0], [1.0])], NOW - 3600, NOW)
-    assert tall["layout"]["margin"]["b"] >= figures.TICKS + 3 * figures.LEGEND_ROW
-    assert tall["layout"]["height"] > short["layout"]["height"]
-    figs = {"disk_await": short, "fs_usage": tall}
-    figures.even_rows(figs)
-    assert short["layout"]["height"] == tall["layout"]["height"]
-    assert short["layout"]["margin"]["b"] == tall["layout"]["margin"]["b"]
-    assert figures.legend_rows(["a", "b"], 560) == 1
+def test_many_filesystems_fold_into_the_fullest_of_the_rest():
+    import pandas as pd
+
+    line = figures.BY_KEY["fs_usage"].lines[0]
+    frame = pd.DataFrame([{"ts": t, "mountpoint": f"/m{i}", "value": float(i + t)}
+                          for i in range(9) for t in (0.0, 10.0)])
+    traces = figures.series_of(line, frame)
+    assert [n for n, _, _ in traces] == ["/m8", "/m7", "/m6", "/m5", "/m4", figures.OTHER]
+    assert traces[-1][2] == [3.0, 13.0]  # the fullest of /m0../m3 at each time, not a sum of shares
+    fig = figures.figure(figures.BY_KEY["fs_usage"], traces, NOW - 3600, NOW)
+    assert fig["data"][-1]["line"]["color"] == figures.OTHER_COLOUR
+
+
+def test_a_young_instances_preset_range_starts_at_its_data_and_a_custom_one_is_kept(service):
+    inst = service.instances.get(service.instance_id)
+    hour = data.pick_range({"range": "1h"})
+    fitted = data.fit_to_data(service, inst, hour)
+    first = float(service.store.query("cpu_usage", instance_id=service.instance_id, start=hour.start, end=hour.end,
+                                      step=10)["ts"].min())
+    assert fitted.fitted and fitted.key == "1h" and fitted.live
+    assert hour.start < fitted.start < first <= fitted.start + 30 and fitted.end == hour.end
+    assert fitted.step == default_step(fitted.start, fitted.end)
+    custom = data.pick_range({"range": "custom", "start": "-1h", "end": "now"})
+    assert data.fit_to_data(service, inst, custom) == custom
+    old = {**inst, "first_seen": hour.start - 60}  # history older than the range: nothing to fit
+    assert data.fit_to_data(service, old, hour) == hour
