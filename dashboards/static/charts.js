@@ -16,6 +16,9 @@
   // 31 d range has a point every 6 h), and auto-refresh then asks for that window too.
   var detail = null;
   var asked = 0;    // the latest request: an older answer that arrives later is dropped
+  // On a touch screen a drag on a chart would zoom it and the page could not be scrolled
+  // past the charts: a finger scrolls there, a tap shows values, the picker sets the range.
+  var touch = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
 
   // Plotly has no time zones: its date axis shows UTC. To show the zone chosen in the
   // header, every time on the axis is moved by that zone's offset at that time.
@@ -94,6 +97,7 @@
     var f = drawn[key];
     var layout = Object.assign({}, f.layout, {xaxis: Object.assign({}, f.layout.xaxis, {
       range: (zoom || f.whole).slice(), autorange: false})});
+    if (touch) layout.dragmode = false;
     var data = f.data.map(function (tr) {
       return Object.assign({}, tr, {visible: hidden[key + "/" + tr.name] ? "legendonly" : true});
     });

@@ -188,3 +188,31 @@ def test_a_zoom_much_narrower_than_the_range_fetches_its_window_at_a_finer_step(
     assert all(_same(r, zoomed["cpu"]) for r in zoomed.values()), zoomed
     assert abs(zoomed["cpu"][1] - zoomed["cpu"][0] - 300_000) < 2
     assert watched.errors == []
+
+
+def test_on_a_phone_a_swipe_over_a_chart_scrolls_the_page_instead_of_zooming(browser, served):  # noqa: F811
+    """With plotly's drag-to-zoom a finger on a chart zoomed it and the page could not be
+    scrolled past the charts (it was stuck, scrollY unchanged)."""
+    proc, iid = served
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{proc.url}/instances/{iid}?range=1h", wait_until="networkidle")
+        page.wait_for_function("() => document.querySelector('#chart-cpu')._fullLayout")
+        assert page.evaluate("() => matchMedia('(pointer: coarse)').matches")
+        chart = page.locator("#chart-cpu")
+        chart.scroll_into_view_if_needed()
+        before = page.evaluate(_RANGES)["cpu"]
+        box = chart.bounding_box()
+        y0 = page.evaluate("() => scrollY")
+        cdp = context.new_cdp_session(page)  # a one-finger swipe upwards that starts on the chart
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for i in range(1, 11):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y - 20 * i}]})
+            time.sleep(0.02)
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        page.wait_for_function(f"() => scrollY > {y0 + 100}", timeout=5_000)
+        assert _same(page.evaluate(_RANGES)["cpu"], before)
+    finally:
+        context.close()
