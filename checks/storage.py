@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from checks.base import Check, CheckContext, CheckResult, Raises, Status, level_status, two_level
-from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread, source
+from checks.happenings import (event_json, event_time, events_for, happening_status, kernel_log_read_at,
+                               kernel_log_unread, source)
 from checks.windows import fmt_duration, fmt_time, groups, held, runs, thresholds
 
 _RANK = {"ok": 0, "warning": 1, "critical": 2}

@@ -8,7 +8,6 @@ the others still run.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 import logging
 import time
 import uuid
@@ -104,17 +103,13 @@ class StoreContext:
         return self._plugins(name)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class CheckOutcome:
     """One check's result in a report, with the check that produced it."""
 
     check: Check
     result: CheckResult
     duration_ms: float
-
-    @property
-    def id(self) -> str:
-        return self.check.id
 
     @property
     def status(self) -> str:
@@ -136,7 +131,7 @@ class CheckOutcome:
         return self.check.raises.events(self.check.id, self.result) if self.check.raises else []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Report:
     report_id: str
     instance_id: str
@@ -157,13 +152,16 @@ class Report:
                 "checks": [c.to_json() for c in self.checks]}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Diagnosis:
     """What one diagnosis pass finds: the report, the health it sets, the events its checks raised."""
 
     report: Report
-    health: HealthState
     events: list[RaisedEvent]
+
+    @property
+    def health(self) -> HealthState:
+        return self.report.health
 
 
 def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[CheckOutcome]:
@@ -207,4 +205,4 @@ def diagnose(ctx: StoreContext, checks: Sequence[Check], *, full: bool,
     report_id = "r-" + uuid.uuid4().hex[:16]
     state = judge([c.to_json() for c in outcomes], report_id)
     report = Report(report_id, ctx.instance_id, ctx.now, ctx.start, ctx.end, state, outcomes, full)
-    return Diagnosis(report, state, [e for c in outcomes for e in c.raised()])
+    return Diagnosis(report, [e for c in outcomes for e in c.raised()])
