@@ -91,6 +91,40 @@ class CheckContext(Protocol):
 Evaluate = Callable[[CheckContext, "Check"], CheckResult]
 
 
+# The label that names the check an event was raised by (its source), on the wire as in
+# alert notices; the event log writes it, the checks read it.
+SOURCE_LABEL = "check_id"
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedEvent:
+    """An event a check's result is, besides a status (PRODUCT.md "Events"); `source` is the
+    check's id, so a check can tell its own findings from the happenings it judges."""
+
+    type: str
+    message: str
+    fold_key: str
+    labels: Mapping[str, str]
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Raises:
+    """Which event a check raises when its result is critical. `findings`: one event per
+    finding of the result (each `(message, fold key, labels)`); None: one for the result."""
+
+    type: str
+    findings: Callable[[CheckResult], Sequence[tuple[str, str, Mapping[str, str]]]] | None = None
+
+    def events(self, check_id: str, result: CheckResult) -> list[RaisedEvent]:
+        if result.status != "critical":
+            return []
+        if self.findings is None:
+            return [RaisedEvent(self.type, result.message, check_id, {}, check_id)]
+        return [RaisedEvent(self.type, message, key, labels, check_id)
+                for message, key, labels in self.findings(result)]
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     id: str
@@ -102,6 +136,7 @@ class Check:
     evaluate: Evaluate
     lookback: float = DEFAULT_LOOKBACK
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    raises: Raises | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "category": self.category, "name": self.name, "severity": self.severity,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from checks.base import RECENT, Check, CheckContext, Status, level_status
+from checks.base import RECENT, SOURCE_LABEL, Check, CheckContext, Status, level_status
 from checks.windows import fmt_time
 
 
 def event_time(event: dict[str, Any]) -> float:
     """When a happening last happened: repeats fold into one event and move its last_time."""
     return float(event.get("last_time") or event["publish_time"])
+
+
+def source(event: dict[str, Any]) -> str | None:
+    """The check that raised this event, None for a happening the machine reported."""
+    return ((event.get("details") or {}).get("labels") or {}).get(SOURCE_LABEL)
 
 
 def event_json(event: dict[str, Any]) -> dict[str, Any]:

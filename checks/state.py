@@ -152,6 +152,12 @@ def _late_cycles(ctx: CheckContext, d: np.ndarray, limit: float) -> dict:
     return {"count": int(late.size), "longest_seconds": float(late.max()) if late.size else None}
 
 
+def silent(last: float | None, now: float, limit: float) -> bool:
+    """state.stopped's "now" part: no sample ever, or none for `limit` seconds. Health judges
+    it too, from the instance's last sample, so a silent agent turns Impaired between diagnoses."""
+    return last is None or now - last >= limit
+
+
 def _stopped(ctx: CheckContext, check: Check) -> CheckResult:
     th = thresholds(check)
     limit = th["seconds"]
@@ -170,7 +176,7 @@ def _stopped(ctx: CheckContext, check: Check) -> CheckResult:
     stalls = _stalls(ctx, check)
     ev = {"thresholds": th, "last_sample": last, "age_seconds": round(age, 3), "gaps": gaps,
           "stalled_collectors": stalls, "late_cycles": _late_cycles(ctx, d, limit)}
-    if age >= limit:
+    if silent(last, float(ctx.now), limit):
         return CheckResult(level_status(check, True, True),
                            f"no sample for {fmt_duration(age)} (last at {fmt_time(last)})", ev,
                            "The instance stopped reporting: check that it is powered on and reachable (ping, the "

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from checks.base import Check, CheckContext, CheckResult, Status, level_status, two_level
-from checks.happenings import event_json, event_time, events_for, happening_status, kernel_log_read_at, kernel_log_unread
+from checks.base import Check, CheckContext, CheckResult, Raises, Status, level_status, two_level
+from checks.happenings import (event_json, event_time, events_for, happening_status, kernel_log_read_at,
+                               kernel_log_unread, source)
 from checks.windows import fmt_duration, fmt_time, groups, held, runs, thresholds
 from diag.settings.stale import SERIES_FLOOR, stale_after
 
@@ -270,10 +271,8 @@ def _kernel_lines(e: dict[str, Any]) -> list[str]:
 
 def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     frame = ctx.series("fs_readonly", check.lookback)
-    # Only the kernel's word counts: a Disk.ReadOnly the service raised from this very check
-    # (labelled with its check_id) is no evidence of its own.
-    events = [e for e in events_for(ctx, check, ["Disk.ReadOnly", "Disk.IOError"])
-              if not ((e.get("details") or {}).get("labels") or {}).get("check_id")]
+    # Only the kernel's word counts: a Disk.ReadOnly raised from this very check is no evidence of its own.
+    events = [e for e in events_for(ctx, check, ["Disk.ReadOnly", "Disk.IOError"]) if source(e) != check.id]
     evs = [event_json(e) for e in events if e["type"] == "Disk.ReadOnly"]
     # ext4 rate-limits its own messages (10 in 5 s per filesystem), so after a burst of errors
     # "Remounting filesystem read-only" may never be logged; the filesystem's errors (journal
@@ -376,6 +375,20 @@ def _readonly(ctx: CheckContext, check: Check) -> CheckResult:
     if by_design:
         msg += f"; mounted read-only through the window (by design): {', '.join(by_design)}"
     return CheckResult("ok", msg, ev)
+
+
+def _silent_remounts(result: CheckResult) -> list[tuple[str, str, dict[str, str]]]:
+    """A Disk.ReadOnly for each filesystem found read-only now. One the kernel log already
+    reported has its event (from the collector), so only a silent remount (`mount -o
+    remount,ro`, a read-only bind) gets one here: one event per happening."""
+    out = []
+    for fs in result.evidence.get("readonly_now", []):
+        if fs.get("events"):
+            continue
+        device, mountpoint = fs.get("device", ""), fs.get("mountpoint", "")
+        out.append((f"{mountpoint} ({device}) is read-only after being read-write",
+                    f"storage.readonly|{device}|{mountpoint}", {"device": device, "mountpoint": mountpoint}))
+    return out
 
 
 def _readonly_advice(r: dict[str, Any]) -> str:
@@ -487,19 +500,21 @@ CHECKS: tuple[Check, ...] = (
     Check("storage.io_hang", "storage", "Disk I/O hang", "critical",
           "A disk has I/O in flight and completes none for a while (the cloud's IO HANG).",
           "Find the disk that stopped completing I/O with `iostat -x 1` and `dmesg -T`.",
-          _io_hang, thresholds={"seconds": 30}),
+          _io_hang, thresholds={"seconds": 30}, raises=Raises("Disk.IOHang")),
     Check("storage.disk_usage", "storage", "Filesystem space", "critical",
           "Space used on each filesystem, as df reports it.",
           "Find what fills the filesystem with `du -xh --max-depth=1 <mountpoint> | sort -h`.",
-          _usage_check("fs_usage", "space used"), thresholds={"warning": 90, "critical": 98}),
+          _usage_check("fs_usage", "space used"), thresholds={"warning": 90, "critical": 98},
+          raises=Raises("Disk.Full")),
     Check("storage.inode_usage", "storage", "Filesystem inodes", "critical",
           "Inodes used on each filesystem.",
           "Find the directories with the most files and delete what is no longer needed.",
-          _usage_check("fs_inode_usage", "inodes used"), thresholds={"warning": 90, "critical": 98}),
+          _usage_check("fs_inode_usage", "inodes used"), thresholds={"warning": 90, "critical": 98},
+          raises=Raises("Disk.Full")),
     Check("storage.readonly", "storage", "Read-only filesystem", "critical",
           "A filesystem mounted read-write became read-only, or the kernel log reports a read-only remount.",
           "Read the cause in dmesg, then repair the filesystem with fsck after unmounting it.",
-          _readonly),
+          _readonly, raises=Raises("Disk.ReadOnly", _silent_remounts)),
     Check("storage.io_util", "storage", "Disk busy time", "non_critical",
           "A disk busy (I/O in flight) nearly all the time for minutes.",
           "Find the processes doing the I/O with `iotop -oPa` and reduce it or use a faster disk.",

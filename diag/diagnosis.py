@@ -17,8 +17,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from checks import catalogue as check_catalogue
-from checks.base import STATUSES, Check, CheckResult
-from diag import health
+from checks.base import STATUSES, Check, CheckResult, RaisedEvent
+from diag.health import HealthState
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,68 @@ class StoreContext:
         return self._plugins(name)
 
 
-def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any]]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class CheckOutcome:
+    """One check's result in a report, with the check that produced it."""
+
+    check: Check
+    result: CheckResult
+    duration_ms: float
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+    def to_json(self) -> dict[str, Any]:
+        c, r = self.check, self.result
+        return {"id": c.id, "category": c.category, "name": c.name, "severity": c.severity,
+                "status": r.status, "message": r.message, "evidence": r.evidence,
+                "recommendation": r.recommendation or (c.recommendation if r.status in ("warning", "critical") else ""),
+                "duration_ms": self.duration_ms}
+
+    def __getitem__(self, key: str) -> Any:
+        """Read like the report line it becomes (report["checks"][i]["status"])."""
+        return self.to_json()[key]
+
+    def raised(self) -> list[RaisedEvent]:
+        """The events this result is, as the check's catalogue entry says."""
+        return self.check.raises.events(self.check.id, self.result) if self.check.raises else []
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Report:
+    report_id: str
+    instance_id: str
+    created_at: float
+    start: float
+    end: float
+    health: HealthState
+    checks: tuple[CheckOutcome, ...]
+    full: bool
+
+    def to_json(self) -> dict[str, Any]:
+        summary = {s: 0 for s in STATUSES}
+        for c in self.checks:
+            summary[c.status] += 1
+        return {"report_id": self.report_id, "instance_id": self.instance_id, "created_at": self.created_at,
+                "window": {"start": self.start, "end": self.end}, "health_status": self.health.status,
+                "health_reasons": self.health.reasons, "summary": summary, "full": self.full,
+                "checks": [c.to_json() for c in self.checks]}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """What one diagnosis pass finds: the report, the health it sets, the events its checks raised."""
+
+    report: Report
+    events: list[RaisedEvent]
+
+    @property
+    def health(self) -> HealthState:
+        return self.report.health
+
+
+def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[CheckOutcome]:
     out = []
     for check in checks:
         t0 = time.perf_counter()
@@ -114,11 +175,7 @@ def run_checks(ctx: StoreContext, checks: Sequence[Check]) -> list[dict[str, Any
         except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
             log.exception("check %s failed", check.id)
             result = CheckResult("unknown", f"the check failed: {type(e).__name__}: {e}", {"error": repr(e)})
-        out.append({"id": check.id, "category": check.category, "name": check.name, "severity": check.severity,
-                    "status": result.status, "message": result.message, "evidence": result.evidence,
-                    "recommendation": result.recommendation or (check.recommendation if result.status in
-                                                                ("warning", "critical") else ""),
-                    "duration_ms": round((time.perf_counter() - t0) * 1000, 3)})
+        out.append(CheckOutcome(check, result, round((time.perf_counter() - t0) * 1000, 3)))
     return out
 
 
@@ -140,15 +197,12 @@ def select(checks: Sequence[Check], check_ids: Sequence[str] | None) -> list[Che
     return [c for c in checks if c.id in wanted]
 
 
-def make_report(instance_id: str, ctx: StoreContext, results: list[dict[str, Any]], *, full: bool,
-                maintenance: dict | None, monitoring: bool, last_sample: float | None,
-                stopped_after: float) -> dict[str, Any]:
-    summary = {s: 0 for s in STATUSES}
-    for r in results:
-        summary[r["status"]] += 1
-    state, reasons = health.compute(monitoring=monitoring, maintenance=maintenance, checks=results,
-                                    last_sample=last_sample, now=ctx.now, interval=ctx.interval,
-                                    stopped_after=stopped_after)
-    return {"report_id": "r-" + uuid.uuid4().hex[:16], "instance_id": instance_id, "created_at": ctx.now,
-            "window": {"start": ctx.start, "end": ctx.end}, "health_status": state, "health_reasons": reasons,
-            "summary": summary, "full": full, "checks": results}
+def diagnose(ctx: StoreContext, checks: Sequence[Check], *, full: bool,
+             judge: Callable[[list[dict[str, Any]], str], HealthState]) -> Diagnosis:
+    """Run the checks and judge the instance's health from their results (`judge(checks'
+    JSON, report id)`): report, health and events from one pass."""
+    outcomes = tuple(run_checks(ctx, checks))
+    report_id = "r-" + uuid.uuid4().hex[:16]
+    state = judge([c.to_json() for c in outcomes], report_id)
+    report = Report(report_id, ctx.instance_id, ctx.now, ctx.start, ctx.end, state, outcomes, full)
+    return Diagnosis(report, [e for c in outcomes for e in c.raised()])

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from checks.base import SOURCE_LABEL, RaisedEvent
 from collectors import kernel_patterns
 from diag.db import Database
 from diag.model import Batch, Signal
@@ -179,6 +180,16 @@ class EventLog:
             return self._detected(_c, instance_id, etype, ts, message, **kw)
         with self.db.write() as c:
             return self._detected(c, instance_id, etype, ts, message, **kw)
+
+    def raised(self, instance_id: str, events: Iterable[RaisedEvent], ts: float) -> None:
+        """Record the events a diagnosis' checks raised, labelled with their source check."""
+        events = list(events)
+        if not events:
+            return  # no transaction (diag.db has one write lock for all)
+        with self.db.write() as c:
+            for e in events:
+                self._detected(c, instance_id, e.type, ts, e.message, fold_key=e.fold_key,
+                               labels={SOURCE_LABEL: e.source, **e.labels})
 
     def _detected(self, c: Any, instance_id: str, etype: str, ts: float, message: str, *, level: str | None = None,
                   labels: dict[str, str] | None = None, fold_key: str = "", count: int = 1,

@@ -8,8 +8,11 @@ judged, the state is InsufficientData, never Ok.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from checks.state import silent
 from diag.report_format import when
 from diag.settings.stale import stale_after
 
@@ -21,7 +24,29 @@ CORE_CHECKS = ("performance.cpu", "performance.memory")
 UNKNOWN_SHARE = 0.5
 
 
-def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: list[dict[str, Any]] | None,
+@dataclass(frozen=True, slots=True)
+class HealthState:
+    instance_id: str
+    status: str
+    reasons: list[dict[str, Any]]
+    evaluated_at: float
+    latest_report_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "health_status": self.status, "health_reasons": self.reasons,
+                "evaluated_at": self.evaluated_at, "latest_report_id": self.latest_report_id}
+
+
+def judge(inst: Mapping[str, Any], checks: Sequence[Mapping[str, Any]] | None, report_id: str | None, *,
+          maintenance: dict[str, Any] | None, now: float, interval: float, stopped_after: float) -> HealthState:
+    """The instance's health at `now` from a full report's checks (None: no report yet):
+    the one place a diagnosis and a look at an instance between diagnoses both judge it."""
+    state, reasons = compute(monitoring=inst["monitoring"], maintenance=maintenance, checks=checks,
+                             last_sample=inst["last_seen"], now=now, interval=interval, stopped_after=stopped_after)
+    return HealthState(inst["instance_id"], state, reasons, now, report_id)
+
+
+def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: Sequence[Mapping[str, Any]] | None,
             last_sample: float | None, now: float, interval: float,
             stopped_after: float = 300) -> tuple[str, list[dict[str, Any]]]:
     """(state, health_reasons). `checks` are the latest full report's results (None: no report yet);
@@ -40,7 +65,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     # state.stopped's "now" part is judged here from the freshness of the data, not from the
     # report (which may be minutes old); what it found earlier in the lookback still counts.
     earlier = _stopped_earlier(checks)
-    stopped = age is None or age >= stopped_after
+    stopped = silent(last_sample, now, stopped_after)
     critical = [_reason(c) for c in results if c["status"] == "critical"]
     if stopped:
         msg = "no sample ever" if age is None else f"no sample for {age:.0f}s (since {when(last_sample)})"
@@ -63,7 +88,7 @@ def compute(*, monitoring: bool, maintenance: dict[str, Any] | None, checks: lis
     return "Ok", []
 
 
-def _unjudged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _unjudged(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The reasons the machine cannot be judged: an unknown core check, or most applicable
     checks unknown (with a count first, then each check and why); [] when it can be."""
     unknown = [c for c in results if c["status"] == "unknown"]
@@ -80,11 +105,11 @@ def _unjudged(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return reasons
 
 
-def _reason(c: dict[str, Any]) -> dict[str, Any]:
+def _reason(c: Mapping[str, Any]) -> dict[str, Any]:
     return {"check_id": c["id"], "status": c["status"], "message": c["message"]}
 
 
-def _stopped_earlier(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _stopped_earlier(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The warning part of the report's state.stopped: a silence in the lookback that is over.
     A `critical` there meant "silent at that diagnosis"; once samples arrive again (which the
     caller checks before using this) it is a silence in the lookback, so a warning too."""

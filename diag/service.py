@@ -279,15 +279,13 @@ class Service:
             processes=lambda at: self.processes.at(instance_id, at),
             # A plugin runs on this host and judges it only: not another instance.
             plugins=self.plugins.result if instance_id == self.instance_id else plugin_checks.elsewhere)
-        results = diagnosis.run_checks(ctx, checks)
-        report = diagnosis.make_report(
-            instance_id, ctx, results, full=len(checks) == len(self.checks),
-            maintenance=self.events.maintaining(instance_id, now), monitoring=inst["monitoring"],
-            last_sample=inst["last_seen"], stopped_after=self.stopped_after)
+        found = diagnosis.diagnose(ctx, checks, full=len(checks) == len(self.checks),
+                                   judge=lambda results, report_id: self._judge(inst, results, report_id, now))
+        report = found.report.to_json()
         self.reports.save(report)
-        self._record_conditions(instance_id, results, now)
-        if report["full"]:
-            self._set_health(instance_id, report["health_status"], report["health_reasons"], now)
+        self.events.raised(instance_id, found.events, now)
+        if found.report.full:
+            self._set_health(instance_id, found.health.status, found.health.reasons, now)
         return report
 
     def diagnose_all(self, now: float | None = None) -> None:
@@ -355,15 +353,16 @@ class Service:
         if inst is None:
             return None
         latest = self.reports.latest_full(instance_id)
-        state, reasons = health.compute(
-            monitoring=inst["monitoring"], maintenance=self.events.maintaining(instance_id, now),
-            checks=latest["checks"] if latest else None, last_sample=inst["last_seen"], now=now,
-            interval=self.interval_of(inst), stopped_after=self.stopped_after)
-        if latest is not None and (state != inst["health_status"]
-                                   or health.running_change(inst["health_reasons"], reasons)):
-            self._set_health(instance_id, state, reasons, now)
-        return {"instance_id": instance_id, "health_status": state, "health_reasons": reasons,
-                "evaluated_at": now, "latest_report_id": latest["report_id"] if latest else None}
+        state = self._judge(inst, latest["checks"] if latest else None, latest["report_id"] if latest else None, now)
+        if latest is not None and (state.status != inst["health_status"]
+                                   or health.running_change(inst["health_reasons"], state.reasons)):
+            self._set_health(instance_id, state.status, state.reasons, now)
+        return state.to_json()
+
+    def _judge(self, inst: dict[str, Any], checks: list[dict[str, Any]] | None, report_id: str | None,
+               now: float) -> health.HealthState:
+        return health.judge(inst, checks, report_id, maintenance=self.events.maintaining(inst["instance_id"], now),
+                            now=now, interval=self.interval_of(inst), stopped_after=self.stopped_after)
 
     def _set_health(self, instance_id: str, state: str, reasons: list[dict], now: float) -> None:
         before = self.instances.get(instance_id)
@@ -385,32 +384,6 @@ class Service:
         self.events.detected(instance_id, "Instance.HealthChanged", now, f"health {prev} -> {state}",
                              level="WARN" if state in ("Impaired", "Warning") else "INFO",
                              labels={"from": prev, "to": state}, fold_key=f"{now}")
-
-    def _record_conditions(self, instance_id: str, results: list[dict], now: float) -> None:
-        """Conditions a check finds that are events too (PRODUCT.md "Events")."""
-        for r in results:
-            if r["status"] != "critical":
-                continue
-            etype = {"storage.disk_usage": "Disk.Full", "storage.inode_usage": "Disk.Full",
-                     "storage.io_hang": "Disk.IOHang"}.get(r["id"])
-            if etype:
-                self.events.detected(instance_id, etype, now, r["message"], fold_key=r["id"],
-                                     labels={"check_id": r["id"]})
-            elif r["id"] == "storage.readonly":
-                self._record_readonly(instance_id, r, now)
-
-    def _record_readonly(self, instance_id: str, result: dict, now: float) -> None:
-        """Disk.ReadOnly for each filesystem the check finds read-only now. One the kernel log
-        already reported has its event (from the collector), so only a silent remount
-        (`mount -o remount,ro`, a read-only bind) gets one here: one event per happening."""
-        for fs in result["evidence"].get("readonly_now", []):
-            if fs.get("events"):
-                continue
-            device, mountpoint = fs.get("device", ""), fs.get("mountpoint", "")
-            self.events.detected(instance_id, "Disk.ReadOnly", now,
-                                 f"{mountpoint} ({device}) is read-only after being read-write",
-                                 fold_key=f"storage.readonly|{device}|{mountpoint}",
-                                 labels={"check_id": result["id"], "device": device, "mountpoint": mountpoint})
 
     # -- service -------------------------------------------------------------------------------
 

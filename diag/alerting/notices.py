@@ -12,6 +12,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from checks.happenings import source
 from diag.alerting.policy import Condition, EventCondition, Policy
 
 UNITS = {"percent": " %", "bytes": " B", "bit/s": " bit/s", "ms": " ms", "s": " s"}
@@ -138,7 +139,7 @@ def mark_test(n: dict[str, Any]) -> dict[str, Any]:
 
 # The check each default policy's metric or event reads (defaults.py), so that a notice
 # can carry that check's recommendation; a policy names another in its description
-# ("storage.readonly: ..."), an event raised by a check carries its check_id label.
+# ("storage.readonly: ..."), an event raised by a check carries its source.
 CHECK_OF_METRIC = {"cpu_usage": "performance.cpu", "mem_usage": "performance.memory",
                    "bandwidth_usage_in": "network.bandwidth", "bandwidth_usage_out": "network.bandwidth",
                    "fs_usage": "storage.disk_usage", "fs_inode_usage": "storage.inode_usage"}
@@ -155,7 +156,7 @@ def check_of(n: dict[str, Any], p: Policy, known: set[str]) -> str | None:
     event = n.get("event")
     candidates = []
     if event:
-        candidates.append(((event.get("details") or {}).get("labels") or {}).get("check_id"))
+        candidates.append(source(event))
     m = _CHECK_ID.match(p.description)
     candidates.append(m.group(1) if m else None)
     candidates.append(CHECK_OF_EVENT.get(event["type"]) if event else CHECK_OF_METRIC.get(n.get("metric") or ""))

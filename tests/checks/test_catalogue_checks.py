@@ -80,3 +80,19 @@ def test_a_healthy_host_passes_everything_applicable():
         expected = "not_applicable" if c.id in ("network.ddos_blackhole", "network.public_ip_arrears",
                                                 "network.instance_expired", "network.account_arrears") else "ok"
         assert r.status == expected, (c.id, r.message)
+
+
+def test_the_events_checks_raise_are_known_event_types_raised_only_when_critical():
+    from diag.events import TYPES
+
+    raising = {c.id: c.raises.type for c in catalogue.ALL if c.raises}
+    assert raising == {"storage.io_hang": "Disk.IOHang", "storage.disk_usage": "Disk.Full",
+                       "storage.inode_usage": "Disk.Full", "storage.readonly": "Disk.ReadOnly"}
+    assert set(raising.values()) <= set(TYPES)
+    from checks.base import CheckResult
+
+    full = catalogue.get("storage.disk_usage")
+    assert full.raises.events(full.id, CheckResult("warning", "/ at 95 %")) == []
+    [e] = full.raises.events(full.id, CheckResult("critical", "/ at 99 %"))
+    assert (e.type, e.message, e.fold_key, e.source) == ("Disk.Full", "/ at 99 %", "storage.disk_usage",
+                                                         "storage.disk_usage")

@@ -245,6 +245,22 @@ def test_readonly_event_for_an_unmonitored_device_warns():
     assert r.status == "warning" and "sdz1" in r.message
 
 
+def test_readonly_raises_one_disk_readonly_per_silent_remount_and_ignores_the_ones_it_raised():
+    from checks.catalogue import get
+
+    v = np.zeros(360)
+    v[-30:] = 1
+    check = get("storage.readonly")
+    [raised] = check.raises.events(check.id, evaluate("storage.readonly", ro_ctx(v)))
+    assert (raised.type, raised.source, raised.fold_key) == ("Disk.ReadOnly", "storage.readonly",
+                                                             "storage.readonly|/dev/sdb1|/data")
+    assert raised.labels == {"device": "/dev/sdb1", "mountpoint": "/data"}
+    # Once remounted rw, the event this check raised is no kernel report of an unmonitored device.
+    ctx = ro_ctx(np.zeros(60))
+    ctx.event("Disk.ReadOnly", NOW - 60, labels={"check_id": "storage.readonly", "device": "/dev/sdz1"})
+    assert evaluate("storage.readonly", ctx).status == "ok"
+
+
 def test_readonly_unknown_without_samples():
     assert evaluate("storage.readonly", TableContext(NOW)).status == "unknown"
 

@@ -64,3 +64,29 @@ def test_a_check_that_raises_is_unknown_with_the_error_and_the_others_still_run(
         assert got[2]["status"] == "unknown" and "'fine'" in got[2]["message"]
     finally:
         store.close()
+
+
+def test_one_pass_makes_the_report_its_health_and_the_events_its_checks_raised(tmp_path):
+    from diag.health import HealthState
+
+    store = SqliteStore(tmp_path / "metrics.db")
+    t = 1_800_000_000.0
+    store.write("i-1", [Sample("fs_usage", LABELS, 99.5, t - 5)])
+    ctx = context(store, EventLog(Database(tmp_path / "diag.db")), t)
+    judged = []
+
+    def judge(checks, report_id):
+        judged.append((checks, report_id))
+        return HealthState("i-1", "Impaired", [{"check_id": "storage.disk_usage"}], t, report_id)
+
+    try:
+        checks = diagnosis.select(diagnosis.configured({}), ["storage.disk_usage", "storage.inode_usage"])
+        found = diagnosis.diagnose(ctx, checks, full=False, judge=judge)
+        report = found.report.to_json()
+        [(seen, report_id)] = judged
+        assert report_id == report["report_id"] and seen == report["checks"]
+        assert report["health_status"] == found.health.status == "Impaired"
+        assert report["summary"] == {"ok": 0, "warning": 0, "critical": 1, "unknown": 1, "not_applicable": 0}
+        assert [(e.type, e.source) for e in found.events] == [("Disk.Full", "storage.disk_usage")]
+    finally:
+        store.close()

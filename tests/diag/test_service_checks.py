@@ -74,6 +74,20 @@ def test_a_filesystem_that_turned_read_only_is_a_disk_readonly_event_once(tmp_pa
         service.close()
 
 
+def test_a_full_filesystem_is_a_disk_full_event_that_names_its_check(tmp_path):
+    service = _service(tmp_path)
+    try:
+        now = time.time()
+        iid = service.instance_id
+        service.store.write(iid, [Sample("fs_usage", FS, 99.0, now - 5)])
+        assert service.diagnose(iid, 3600, ["storage.disk_usage"], now=now)["checks"][0]["status"] == "critical"
+        [event] = [e for e in service.events.list(iid) if e["type"] == "Disk.Full"]
+        assert event["details"]["labels"] == {"check_id": "storage.disk_usage"}
+        assert "/srv/data" in event["details"]["message"]
+    finally:
+        service.close()
+
+
 def test_a_kernel_reported_read_only_remount_is_not_raised_twice(tmp_path):
     service = _service(tmp_path)
     try:
