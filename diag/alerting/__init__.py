@@ -12,8 +12,9 @@ import threading
 import time
 from typing import Any
 
-from diag.alerting import evaluator, schema, semantics
+from diag.alerting import evaluator, notices, resend, schema, semantics
 from diag.alerting.evaluator import Change, alert_id
+from diag.alerting.labels import alert_labels
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, check_refs, dump, parse
@@ -27,9 +28,9 @@ HISTORY_DAYS = 60
 
 
 _UPSERT_ALERT = (
-    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, state, severity, value, started_at, "
+    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, series, state, severity, value, started_at, "
     "fired_at, resolved_at, last_notified_at, updated_at, episode, notices, detail) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
     "severity = excluded.severity, value = excluded.value, started_at = excluded.started_at, "
     "fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, "
     "last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at, "
@@ -37,7 +38,8 @@ _UPSERT_ALERT = (
 
 
 def _alert_values(row: dict[str, Any], now: float) -> tuple:
-    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row["state"], row["severity"],
+    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row.get("series", ""),
+            row["state"], row["severity"],
             row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"], row["last_notified_at"], now,
             row["episode"], row["notices"], row["detail"])
 
@@ -90,7 +92,10 @@ class Alerting:
 
     def save_policy(self, body: Any, policy_id: str | None = None, source: str = "api") -> dict[str, Any]:
         p = self.validate_policy(body)
-        return self.repo.put("policy", dump(p), policy_id, source)
+        saved = self.repo.put("policy", dump(p), policy_id, source)
+        if not p.enabled:
+            self._retire("policy_id = ?", (saved["policy_id"],), "the policy was disabled", None)
+        return saved
 
     def patch_policy(self, policy_id: str, changes: Any) -> dict[str, Any]:
         cur = self.repo.get("policy", policy_id)
@@ -141,6 +146,7 @@ class Alerting:
             stats: dict[str, float] = {}
             changes, instances = self._changes(now, None, stats)
             done = self._apply(changes, instances, now)
+            done["notices"] += self._resend(instances, now)
             self.repo.expire_silences(now)
             stats.update(done)
             stats["seconds"] = time.perf_counter() - t0
@@ -203,6 +209,13 @@ class Alerting:
                                          kind, instances.get(row["instance_id"], {}), now)
                 outgoing += [(notice, contact, idx) for contact in to for idx in range(len(contact["channels"]))]
                 row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
+                if any(resend.am_channels(contact) for contact in to):
+                    resend.mark(row, notice, now)
+            elif row["state"] == "resolved" and resend.known(row):
+                # Nobody is told (no recovery notices, an event alert ageing out, a silence), but
+                # the Alertmanager holding the alert active must learn that it ended.
+                outgoing += self._to_alertmanager(row, ch.policy, "resolved", "the condition cleared",
+                                                  instances.get(row["instance_id"], {}), now)
             elif row["state"] == row["_prev"]:
                 counts["muted"] += mute is not None
                 continue  # muted, or nobody to tell: nothing to record until someone can be told
@@ -215,6 +228,8 @@ class Alerting:
                     detail = row["message"]
                 history.append((now, "state", row["alert_id"], ch.policy_id, row["instance_id"], row["condition"],
                                 row["_prev"], row["state"], row.get("value"), None, None, None, detail))
+        for r in rows:
+            self._alerts[(r["policy_id"], r["condition"], r["instance_id"], r.get("series", ""))] = r
         with self.db.write() as c:
             c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
             c.executemany(INSERT_HISTORY, history)
@@ -225,6 +240,87 @@ class Alerting:
                           (WATERMARK, json.dumps(self._top)))
         counts["changes"] = len(rows)
         return counts
+
+    def _to_alertmanager(self, row: dict[str, Any], p: Policy, status: str, text: str, instance: dict[str, Any],
+                         now: float, summary: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+        """(notice, contact, channel index) for each Alertmanager channel of the policy's
+        groups: a resend of a firing alert, or the resolve of one nobody else is told about."""
+        targets = [(c, i) for c in recipients(self.repo, list(p.contact_groups)) for i in resend.am_channels(c)]
+        if not targets:
+            return []
+        kind = "refresh" if status == "firing" else "resolved"
+        notice = self.enrich(notices.state_notice(row["policy_id"], p, row, status=status, kind=kind, text=text,
+                                                  summary=summary, instance=instance, base_url=self.base_url,
+                                                  now=now), p)
+        return [(notice, c, i) for c, i in targets]
+
+    def _resend(self, instances: dict[str, dict], now: float) -> int:
+        """Queue a resend of each firing alert Alertmanager has not been sent for a resend
+        delay (resend.py), with endsAt a few minutes ahead; muted alerts are left to expire there."""
+        policies = {pid: p for pid, p in self.policies() if p.enabled and p.contact_groups}
+        rows = resend.due([r for r in self._alerts.values() if r["policy_id"] in policies], now)
+        if not rows:
+            return 0
+        silences = self.repo.silences(now)
+        queued = 0
+        with self.db.write() as c:
+            for row in rows:
+                if silences and muted(silences, row["alert_id"], row["policy_id"], row["instance_id"]):
+                    continue
+                p = policies[row["policy_id"]]
+                last = resend.known(row) or {}
+                out = self._to_alertmanager(row, p, "firing", last.get("text") or "still firing",
+                                            instances.get(row["instance_id"], {}), now, summary=last.get("summary"))
+                if not out:
+                    continue
+                for notice, contact, idx in out:
+                    queued += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+                resend.mark(row, out[0][0], now)
+                c.execute("UPDATE alerts SET detail = ? WHERE alert_id = ?", (row["detail"], row["alert_id"]))
+        return queued
+
+    def forget_instance(self, instance_id: str, now: float | None = None) -> int:
+        """Resolve the firing alerts of an instance that is being forgotten (state, history,
+        resolve notices to every channel, Alertmanager's included); returns how many."""
+        return self._retire("instance_id = ?", (instance_id,), "the instance was forgotten", now)
+
+    def delete_policy(self, policy_id: str, now: float | None = None) -> bool:
+        """Delete a policy and its alerts, resolving its firing ones first where they were told."""
+        self._retire("policy_id = ?", (policy_id,), "the policy was deleted", now)
+        return self.repo.delete("policy", policy_id)
+
+    def _retire(self, where: str, args: tuple, reason: str, now: float | None) -> int:
+        """Firing alerts matching `where` resolve, pending ones clear, in one transaction with
+        their history and notices: the channels that were told it fired are told it ended."""
+        now = time.time() if now is None else now
+        with self._lock:
+            policies = dict(self.policies())
+            rows = [dict(r) for r in self.db.read(
+                f"SELECT * FROM alerts WHERE state IN ('firing', 'pending') AND {where}", args)]
+            outgoing, history = [], []
+            for row in rows:
+                prev, p = row["state"], policies.get(row["policy_id"])
+                row.update(state="resolved" if prev == "firing" else "ok")
+                if prev == "firing":
+                    row["resolved_at"] = now
+                    instance = self.service.instances.get(row["instance_id"]) or {}
+                    if row["notices"] and p is not None and p.notify_recovery:
+                        notice = self.enrich(notices.state_notice(
+                            row["policy_id"], p, row, status="resolved", kind="resolved", text=reason,
+                            summary=None, instance=instance, base_url=self.base_url, now=now), p)
+                        outgoing += [(notice, c, i) for c in recipients(self.repo, list(p.contact_groups))
+                                     for i in range(len(c["channels"]))]
+                    elif resend.known(row) and p is not None:
+                        outgoing += self._to_alertmanager(row, p, "resolved", reason, instance, now)
+                history.append((now, "state", row["alert_id"], row["policy_id"], row["instance_id"], row["condition"],
+                                prev, row["state"], row["value"], None, None, None, reason))
+            with self.db.write() as c:
+                c.executemany("UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE alert_id = ?",
+                              [(r["state"], r["resolved_at"], now, r["alert_id"]) for r in rows])
+                c.executemany(INSERT_HISTORY, history)
+                for notice, contact, idx in outgoing:
+                    self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+        return sum(r["state"] == "resolved" for r in rows)
 
     def ack(self, alert_id: str, who: str, comment: str = "", expires_in: float = 86400,
             now: float | None = None) -> dict[str, Any]:
@@ -248,7 +344,7 @@ class Alerting:
 
     def _plan(self, ch: Change, now: float) -> tuple[dict[str, Any], semantics.Step, str | None] | None:
         """The alert row after this change, the step taken and the notice kind, or None."""
-        pid, cond, iid = ch.key
+        pid, cond, iid, series = ch.key
         prev = self._alerts.get(ch.key)
         state = prev["state"] if prev else None
         episode_notices = prev["notices"] if prev else 0
@@ -257,8 +353,8 @@ class Alerting:
                                     notified_this_episode=episode_notices > 0)
         if step is None:
             return None
-        row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid), "policy_id": pid, "condition": cond,
-                                       "instance_id": iid, "episode": 0, "notices": 0, "last_notified_at": None,
+        row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid, series), "policy_id": pid,
+                                       "condition": cond, "instance_id": iid, "series": series, "episode": 0, "notices": 0, "last_notified_at": None,
                                        "started_at": None, "fired_at": None, "resolved_at": None, "detail": "{}"}
         row["_prev"] = state or "ok"
         raw = row.get("detail") or "{}"
@@ -290,11 +386,14 @@ class Alerting:
         return self.enrich(evaluator.message_for(ch, row, status, kind, instance, self.base_url, now), ch.policy)
 
     def enrich(self, n: dict[str, Any], p: Policy) -> dict[str, Any]:
-        """What a notice carries beyond the alert (issue 18 item 5): the instance's name beside
-        its id, the time in the seed's format and zone, the check the alert is about with its
-        recommendation, and the dashboard link when the server knows its external URL."""
+        """What a notice carries beyond the alert (issue 18 item 5): its labels, the instance's
+        name beside its id, the time in the seed's format and zone, the check the alert is
+        about with its recommendation, the dashboard link when the server knows its external
+        URL, and until when Alertmanager should hold it active unless it is re-sent."""
         from diag.alerting.notices import check_of, seed_time
 
+        n["labels"] = alert_labels(n, p)
+        n["ends_at"] = resend.ends_at(n["created_at"], self.service.config.interval)
         n["instance_name"] = n.get("hostname") or n["instance_id"]
         n["time_zone"] = self.settings.timezone
         n["event_time"] = seed_time(n["created_at"], self.settings.timezone)

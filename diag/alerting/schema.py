@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from diag.db import Database
 
-SCHEMA = """
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_policies (
     policy_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -23,25 +25,8 @@ CREATE TABLE IF NOT EXISTS alert_contact_groups (
     body TEXT NOT NULL,
     created_at REAL NOT NULL
 );
--- One row per (policy, condition, instance): the state machine's memory.
-CREATE TABLE IF NOT EXISTS alerts (
-    alert_id TEXT PRIMARY KEY,
-    policy_id TEXT NOT NULL,
-    condition TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    value REAL,
-    started_at REAL,
-    fired_at REAL,
-    resolved_at REAL,
-    last_notified_at REAL,
-    updated_at REAL NOT NULL,
-    episode INTEGER NOT NULL DEFAULT 0,
-    notices INTEGER NOT NULL DEFAULT 0,
-    detail TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (policy_id, condition, instance_id)
-);
+-- One row per (policy, condition, instance, series): the state machine's memory.
+{alerts}
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS alert_history (
     history_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -87,11 +72,51 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alert_outbox_by_alert ON alert_outbox (alert_id);
 """
 
 
+# `series` is labels.series_key of the breaching series' labels, '' for none.
+_ALERTS = """CREATE TABLE IF NOT EXISTS {name} (
+    alert_id TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    series TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    value REAL,
+    started_at REAL,
+    fired_at REAL,
+    resolved_at REAL,
+    last_notified_at REAL,
+    updated_at REAL NOT NULL,
+    episode INTEGER NOT NULL DEFAULT 0,
+    notices INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '{{}}',
+    UNIQUE (policy_id, condition, instance_id, series)
+)"""
+SCHEMA = _SCHEMA.replace("{alerts}", _ALERTS.format(name="alerts") + ";")
+_OLD_COLUMNS = ("alert_id, policy_id, condition, instance_id, state, severity, value, started_at, fired_at, "
+                "resolved_at, last_notified_at, updated_at, episode, notices, detail")
+
+
 def create(db: Database) -> None:
+    """Create the tables, or bring an older database to this shape, in one transaction: a
+    process killed half-way leaves the database as it was, and the next start migrates it."""
     with db.write() as c:
+        _migrate(c)
         for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 c.execute(stmt)
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    cols = {r["name"] for r in c.execute("PRAGMA table_info(alerts)")}
+    if cols and "series" not in cols:
+        # Alerts became per series: the UNIQUE constraint changes, which SQLite can only do
+        # by rebuilding the table. The existing alerts are the series-less ones they were.
+        c.execute(_ALERTS.format(name="alerts_new"))
+        c.execute(f"INSERT INTO alerts_new ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM alerts")
+        c.execute("DROP TABLE alerts")
+        c.execute("ALTER TABLE alerts_new RENAME TO alerts")

@@ -347,8 +347,9 @@ POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_s
     "notifications": arr(obj({"contact_id": STR, "channel": CHANNEL,
                               "payload": {"description": "the body that channel would be sent"}}))}))})
 ALERT = component("Alert", obj({
-    "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR, "state": ALERT_STATE,
-    "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
+    "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR,
+    "series": {"type": "object", "additionalProperties": STR, "description": "the labels of the series alerted on"},
+    "state": ALERT_STATE, "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
     "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}))
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",

@@ -32,7 +32,7 @@ def test_webhook_gets_the_alertmanager_payload(svc, receiver):
     assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "ops"
     (a,) = body["alerts"]
     assert set(a) == {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
-    assert a["labels"]["alertname"] == "cpu high" and a["labels"]["severity"] == "critical"
+    assert a["labels"]["alertname"] == "CpuHigh" and a["labels"]["severity"] == "critical"
     assert a["labels"]["instance_id"] == "web1" and a["labels"]["policy_id"] == pid
     assert a["endsAt"] == "0001-01-01T00:00:00Z" and a["startsAt"].endswith("Z")
     assert a["generatorURL"].endswith("/instances/web1")
@@ -123,7 +123,7 @@ def test_real_alertmanager_lists_the_alert(svc, tmp_path):
             alerts = json.load(resp)
         mine = [a for a in alerts if a["labels"].get("policy_id") == pid]
         assert len(mine) == 1
-        assert mine[0]["labels"]["alertname"] == "cpu high" and mine[0]["status"]["state"] == "active"
+        assert mine[0]["labels"]["alertname"] == "CpuHigh" and mine[0]["status"]["state"] == "active"
         assert "/instances/web1" in mine[0]["annotations"]["dashboard"]
     finally:
         proc.terminate()
