@@ -106,8 +106,13 @@ def state_notice(policy_id: str, p: Policy, alert: dict[str, Any], *, status: st
     Alertmanager, or a resolve because the policy or the instance went away."""
     who = instance.get("hostname") or alert["instance_id"]
     head = {"firing": "FIRING", "resolved": "RESOLVED"}[status]
+    extra: dict[str, Any] = {}
+    m = re.fullmatch(r"conditions\[(\d+)\]", alert["condition"])
+    i = int(m.group(1)) if m else 0
+    if (m or alert["condition"] == "all") and i < len(p.conditions):  # the metric, as metric_notice gives it
+        extra["metric"] = p.conditions[i].metric
     return _notice(policy_id, p, alert, status, kind, instance, base_url, now, summary=summary or f"{p.name}: {who}",
-                   message=f"[{head}] {p.name} on {who}: {text}", text=text)
+                   message=f"[{head}] {p.name} on {who}: {text}", text=text, **extra)
 
 
 def _notice(policy_id: str, p: Policy, alert: dict[str, Any], status: str, kind: str, instance: dict[str, Any],
