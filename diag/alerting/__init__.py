@@ -39,9 +39,8 @@ _UPSERT_ALERT = (
 
 def _alert_values(row: dict[str, Any], now: float) -> tuple:
     return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row.get("series", ""),
-            row["state"], row["severity"],
-            row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"], row["last_notified_at"], now,
-            row["episode"], row["notices"], row["detail"])
+            row["state"], row["severity"], row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"],
+            row["last_notified_at"], now, row["episode"], row["notices"], row["detail"])
 
 
 class Alerting:
@@ -354,8 +353,9 @@ class Alerting:
         if step is None:
             return None
         row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid, series), "policy_id": pid,
-                                       "condition": cond, "instance_id": iid, "series": series, "episode": 0, "notices": 0, "last_notified_at": None,
-                                       "started_at": None, "fired_at": None, "resolved_at": None, "detail": "{}"}
+                                       "condition": cond, "instance_id": iid, "series": series, "episode": 0,
+                                       "notices": 0, "last_notified_at": None, "started_at": None, "fired_at": None,
+                                       "resolved_at": None, "detail": "{}"}
         row["_prev"] = state or "ok"
         raw = row.get("detail") or "{}"
         detail = json.loads(raw) if raw != "{}" else {}

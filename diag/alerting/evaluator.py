@@ -15,6 +15,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,9 +114,9 @@ def read(store: Any, key: tuple, now: float, buckets: int, stats: dict[str, floa
     return Reading(starts, rows)
 
 
-def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, tuple], tuple]:
-    """Per instance in the reading: (verdict, newest value, run, run start); and the
-    verdict of an instance with no data at all. Rows without a gap are decided with
+def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[tuple[str, str], tuple], tuple]:
+    """Per (instance, series) in the reading: (verdict, newest value, run, run start); and
+    the verdict of a series with no data at all. Rows without a gap are decided with
     numpy at once; rows with missing periods go through `semantics.decide`."""
     n, width = c.consecutive, 2 * c.consecutive
     ids, full = r.matrix
@@ -132,9 +133,9 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, tuple], tu
     # run of breaching periods ending now (the message's "for how long")
     rev = b[:, ::-1]
     run = np.where(rev.all(1), width, np.argmin(rev, axis=1))
-    out: dict[str, tuple] = {}
+    out: dict[tuple[str, str], tuple] = {}
     starts = r.starts[-width:].tolist()
-    # Lists, not numpy scalars: this loop runs once per (condition, instance).
+    # Lists, not numpy scalars: this loop runs once per (condition, instance, series).
     rows = zip(ids, miss.any(1).tolist(), fire.tolist(), newest_b.tolist(), m[:, -1].tolist(), run.tolist())
     for k, (iid, gap, fires, newest_breaches, newest, rn) in enumerate(rows):
         if gap:
@@ -203,7 +204,8 @@ def metric_changes(store: Any, jobs: list[tuple[str, Policy, list[str]]], alerts
     return out
 
 
-def _each_series(r: Reading, iid: str, verdicts: dict, nothing: tuple, alerted: Any) -> list[tuple[str, tuple]]:
+def _each_series(r: Reading, iid: str, verdicts: dict, nothing: tuple,
+                 alerted: Iterable[str]) -> list[tuple[str, tuple]]:
     """(series, verdict) for each series of the instance in the reading, and for each
     series with a live alert that the reading no longer has (its data stopped: the
     missing-data treatment decides). An instance with no data at all is judged as one
