@@ -51,14 +51,6 @@ class Reading:
         ids = list(self.rows)
         return ids, (np.vstack([self.rows[i] for i in ids]) if ids else np.empty((0, len(self.starts))))
 
-    @functools.cached_property
-    def series_of(self) -> dict[str, list[str]]:
-        """Each instance's series in this reading."""
-        out: dict[str, list[str]] = defaultdict(list)
-        for iid, s in self.rows:
-            out[iid].append(s)
-        return out
-
 
 @dataclass
 class Change:
@@ -114,9 +106,9 @@ def read(store: Any, key: tuple, now: float, buckets: int, stats: dict[str, floa
     return Reading(starts, rows)
 
 
-def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[tuple[str, str], tuple], tuple]:
-    """Per (instance, series) in the reading: (verdict, newest value, run, run start); and
-    the verdict of a series with no data at all. Rows without a gap are decided with
+def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[str, list[tuple[str, tuple]]], tuple]:
+    """Per instance in the reading, each of its series with (verdict, newest value, run, run
+    start); and the verdict of a series with no data at all. Rows without a gap are decided with
     numpy at once; rows with missing periods go through `semantics.decide`."""
     n, width = c.consecutive, 2 * c.consecutive
     ids, full = r.matrix
@@ -133,11 +125,11 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[tuple[str, str]
     # run of breaching periods ending now (the message's "for how long")
     rev = b[:, ::-1]
     run = np.where(rev.all(1), width, np.argmin(rev, axis=1))
-    out: dict[tuple[str, str], tuple] = {}
+    out: dict[str, list[tuple[str, tuple]]] = {}
     starts = r.starts[-width:].tolist()
     # Lists, not numpy scalars: this loop runs once per (condition, instance, series).
     rows = zip(ids, miss.any(1).tolist(), fire.tolist(), newest_b.tolist(), m[:, -1].tolist(), run.tolist())
-    for k, (iid, gap, fires, newest_breaches, newest, rn) in enumerate(rows):
+    for k, ((iid, series), gap, fires, newest_breaches, newest, rn) in enumerate(rows):
         if gap:
             values = [None if math.isnan(v) else float(v) for v in m[k]]
             cls = semantics.classify(values, c.comparison, c.threshold)
@@ -150,7 +142,11 @@ def _verdicts(r: Reading, c: Condition, mode: str) -> tuple[dict[tuple[str, str]
                 rn += 1
         else:
             v = FIRE if fires else PENDING if newest_breaches else OK
-        out[iid] = (v, newest, rn, starts[width - rn] if rn else None)
+        got = (series, (v, newest, rn, starts[width - rn] if rn else None))
+        if iid in out:
+            out[iid].append(got)
+        else:
+            out[iid] = [got]
     return out, nothing
 
 
@@ -167,10 +163,10 @@ def metric_changes(store: Any, jobs: list[tuple[str, Policy, list[str]]], alerts
     stats.setdefault("store_seconds", 0.0)
     readings = {k: read(store, k, now, n, stats) for k, n in want.items()}
     stats["queries"] = stats.get("queries", 0) + len(readings)
-    alerted: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    alerted: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for (pid, cond, iid, series), row in alerts.items():
         if row["state"] in ("pending", "firing"):
-            alerted[(pid, cond, iid)].append(series)
+            alerted[(pid, cond)][iid].append(series)
     out: list[Change] = []
     for pid, p, targets in jobs:
         if not p.conditions:
@@ -182,21 +178,19 @@ def metric_changes(store: Any, jobs: list[tuple[str, Policy, list[str]]], alerts
         quiet_firing = not p.contact_groups  # nobody to re-notify: a firing alert that stays firing is no change
         if p.match == "all":
             for iid in targets:
-                group = [(i, c, *_worst(r, iid, verdicts, nothing, c)) for i, c, r, verdicts, nothing in per_cond]
+                group = [(i, c, *_worst(verdicts.get(iid), nothing, c)) for i, c, _, verdicts, nothing in per_cond]
                 v = semantics.combine([got[0] for _, _, _, got in group])
                 key = (pid, "all", iid, "")
                 if everything or _moves(v, alerts.get(key), p, now, quiet_firing):
                     out.append(_change(key, p, v, group))
             continue
-        for i, c, r, verdicts, nothing in per_cond:
+        for i, c, _, verdicts, nothing in per_cond:
             cond_key = f"conditions[{i}]"
-            series_of = r.series_of
+            live_of = alerted.get((pid, cond_key), {})
             for iid in targets:
-                present, live = series_of.get(iid), alerted.get((pid, cond_key, iid))
-                if live is None and present is not None and len(present) == 1:  # the common case, kept cheap
-                    each = [(present[0], verdicts[(iid, present[0])])]
-                else:
-                    each = _each_series(r, iid, verdicts, nothing, live or ())
+                each, live = verdicts.get(iid), live_of.get(iid)
+                if each is None or live is not None:
+                    each = _each_series(each, nothing, live or ())
                 for series, got in each:
                     key = (pid, cond_key, iid, series)
                     if everything or _moves(got[0], alerts.get(key), p, now, quiet_firing):
@@ -204,40 +198,35 @@ def metric_changes(store: Any, jobs: list[tuple[str, Policy, list[str]]], alerts
     return out
 
 
-def _each_series(r: Reading, iid: str, verdicts: dict, nothing: tuple,
+def _each_series(present: list[tuple[str, tuple]] | None, nothing: tuple,
                  alerted: Iterable[str]) -> list[tuple[str, tuple]]:
     """(series, verdict) for each series of the instance in the reading, and for each
     series with a live alert that the reading no longer has (its data stopped: the
     missing-data treatment decides). An instance with no data at all is judged as one
     series-less alert, as before alerts were per series."""
-    present = r.series_of.get(iid)
     if not present:
         return [("", nothing)] + [(s, nothing) for s in alerted if s]
-    out = [(s, verdicts[(iid, s)]) for s in present]
-    seen = set(present)
+    seen = {s for s, _ in present}
     # A series-less alert of an instance whose data now has series is one from before the
     # upgrade: its series' own alerts take over, so it clears.
-    out += [(s, nothing if s else (OK, None, 0, None)) for s in alerted if s not in seen]
-    return out
+    return present + [(s, nothing if s else (OK, None, 0, None)) for s in alerted if s not in seen]
 
 
 _ALARM = {FIRE: 0, PENDING: 1}
 
 
-def _worst(r: Reading, iid: str, verdicts: dict, nothing: tuple, c: Condition) -> tuple[str, tuple]:
+def _worst(present: list[tuple[str, tuple]] | None, nothing: tuple, c: Condition) -> tuple[str, tuple]:
     """The instance's most alarming series for this condition: firing before pending, then
     the farthest past the threshold."""
-    present = r.series_of.get(iid)
     if not present:
         return "", nothing
     sign = -1.0 if c.comparison not in ("<", "<=") else 1.0
 
-    def rank(s: str) -> tuple:
-        v = verdicts[(iid, s)]
+    def rank(x: tuple[str, tuple]) -> tuple:
+        v = x[1]
         return _ALARM.get(v[0], 2), math.inf if v[1] is None else sign * v[1]
 
-    best = min(present, key=rank)
-    return best, verdicts[(iid, best)]
+    return min(present, key=rank)
 
 
 def _moves(v: str, prev: dict[str, Any] | None, p: Policy, now: float, quiet_firing: bool) -> bool:
