@@ -92,9 +92,23 @@ class Alerting:
     def save_policy(self, body: Any, policy_id: str | None = None, source: str = "api") -> dict[str, Any]:
         p = self.validate_policy(body)
         saved = self.repo.put("policy", dump(p), policy_id, source)
-        if not p.enabled:
-            self._retire("policy_id = ?", (saved["policy_id"],), "the policy was disabled", None)
+        self._retire_uncovered(saved["policy_id"], p)
         return saved
+
+    def _retire_uncovered(self, policy_id: str, p: Policy) -> None:
+        """Resolve the live alerts a saved policy no longer makes: all of a disabled one, those
+        of a condition it no longer has or of an instance it no longer targets. Nothing would
+        evaluate them again, and the resends would keep them active in Alertmanager for ever."""
+        if not p.enabled:
+            self._retire("policy_id = ?", (policy_id,), "the policy was disabled", None)
+            return
+        paths = ["all"] if p.match == "all" and p.conditions else [f"conditions[{i}]" for i in range(len(p.conditions))]
+        paths += [f"event_conditions[{i}]" for i in range(len(p.event_conditions))]
+        targeted = [i["instance_id"] for i in self.service.instances.list()
+                    if p.targets.selects(i["instance_id"], i["labels"])]
+        where = (f"policy_id = ? AND (condition NOT IN ({','.join('?' * len(paths))}) "
+                 f"OR instance_id NOT IN ({','.join('?' * len(targeted))}))")
+        self._retire(where, (policy_id, *paths, *targeted), "the policy no longer covers it", None)
 
     def patch_policy(self, policy_id: str, changes: Any) -> dict[str, Any]:
         cur = self.repo.get("policy", policy_id)

@@ -155,3 +155,17 @@ def test_real_alertmanager_holds_two_alerts_for_two_full_filesystems(svc, alertm
     assert {a["labels"]["alertname"] for a in got.values()} == {"DiskFull"}
     assert (got["/"]["labels"]["device"], got["/data"]["labels"]["device"]) == ("vda1", "vdb")
     assert {a["status"]["state"] for a in got.values()} == {"active"}
+
+
+def test_an_edited_policy_resolves_the_alerts_it_no_longer_makes(svc, receiver):
+    conds = COND + [{"metric": "mem_usage", "period": "1m", "comparison": ">", "threshold": 90}]
+    pid = policy(svc, targets={"instances": ["web1", "db1"]}, contact_groups=[subscribe(svc, [am(receiver.url)])],
+                 conditions=conds)
+    for instance in ("web1", "db1"):
+        put(svc, instance, "cpu_usage", T0, [95, 95])
+        put(svc, instance, "mem_usage", T0, [95, 95])
+    svc.alerting.evaluate(now=T0 + 61)
+    assert set(states(svc, pid).values()) == {"firing"} and len(states(svc, pid)) == 4
+    svc.alerting.patch_policy(pid, {"targets": {"instances": ["db1"]}, "conditions": COND})
+    assert states(svc, pid) == {("web1", "conditions[0]"): "resolved", ("web1", "conditions[1]"): "resolved",
+                                ("db1", "conditions[0]"): "firing", ("db1", "conditions[1]"): "resolved"}
