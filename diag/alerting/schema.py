@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from diag.db import Database
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_policies (
     policy_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -25,8 +26,27 @@ CREATE TABLE IF NOT EXISTS alert_contact_groups (
     body TEXT NOT NULL,
     created_at REAL NOT NULL
 );
--- One row per (policy, condition, instance, series): the state machine's memory.
-{alerts}
+-- One row per (policy, condition, instance, series): the state machine's memory. `series` is
+-- labels.series_key of the breaching series' labels, '' for none.
+CREATE TABLE IF NOT EXISTS alerts (
+    alert_id TEXT PRIMARY KEY,
+    policy_id TEXT NOT NULL,
+    condition TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    series TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    value REAL,
+    started_at REAL,
+    fired_at REAL,
+    resolved_at REAL,
+    last_notified_at REAL,
+    updated_at REAL NOT NULL,
+    episode INTEGER NOT NULL DEFAULT 0,
+    notices INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '{}',
+    UNIQUE (policy_id, condition, instance_id, series)
+);
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS alert_history (
     history_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,27 +96,8 @@ CREATE INDEX IF NOT EXISTS alert_outbox_by_alert ON alert_outbox (alert_id);
 """
 
 
-# `series` is labels.series_key of the breaching series' labels, '' for none.
-_ALERTS = """CREATE TABLE IF NOT EXISTS {name} (
-    alert_id TEXT PRIMARY KEY,
-    policy_id TEXT NOT NULL,
-    condition TEXT NOT NULL,
-    instance_id TEXT NOT NULL,
-    series TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    value REAL,
-    started_at REAL,
-    fired_at REAL,
-    resolved_at REAL,
-    last_notified_at REAL,
-    updated_at REAL NOT NULL,
-    episode INTEGER NOT NULL DEFAULT 0,
-    notices INTEGER NOT NULL DEFAULT 0,
-    detail TEXT NOT NULL DEFAULT '{{}}',
-    UNIQUE (policy_id, condition, instance_id, series)
-)"""
-SCHEMA = _SCHEMA.replace("{alerts}", _ALERTS.format(name="alerts") + ";")
+# The alerts table's definition above, for rebuilding an older one.
+_ALERTS = re.search(r"CREATE TABLE IF NOT EXISTS alerts \(.*?\n\);", SCHEMA, re.S).group(0)  # type: ignore[union-attr]
 _OLD_COLUMNS = ("alert_id, policy_id, condition, instance_id, state, severity, value, started_at, fired_at, "
                 "resolved_at, last_notified_at, updated_at, episode, notices, detail")
 
@@ -116,7 +117,7 @@ def _migrate(c: sqlite3.Connection) -> None:
     if cols and "series" not in cols:
         # Alerts became per series: the UNIQUE constraint changes, which SQLite can only do
         # by rebuilding the table. The existing alerts are the series-less ones they were.
-        c.execute(_ALERTS.format(name="alerts_new"))
+        c.execute(_ALERTS.replace(" alerts (", " alerts_new (", 1).rstrip(";"))
         c.execute(f"INSERT INTO alerts_new ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM alerts")
         c.execute("DROP TABLE alerts")
         c.execute("ALTER TABLE alerts_new RENAME TO alerts")
