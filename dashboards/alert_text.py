@@ -115,6 +115,12 @@ def _rank(a: dict[str, Any]) -> tuple:
             a.get("started_at") or 0)
 
 
+def _series_text(a: dict[str, Any]) -> str:
+    """Which series an alert is about (`, on mountpoint=/data device=vdb`), for a metric with several."""
+    series = a.get("series") or {}
+    return ", on " + " ".join(f"{k}={v}" for k, v in series.items()) if series else ""
+
+
 def annotate(alerts: Iterable[dict[str, Any]], policies: Iterable[dict[str, Any]],
              current: Callable[[str, dict[str, Any]], float | None] | None = None) -> list[dict[str, Any]]:
     """One row per policy and instance, at its highest severity (a warning and a critical
@@ -128,13 +134,14 @@ def annotate(alerts: Iterable[dict[str, Any]], policies: Iterable[dict[str, Any]
         p = by_id.get(a.get("policy_id"))
         path = str(a.get("condition", ""))
         key = (a.get("policy_id"), a.get("instance_id"))
+        text = condition_text(p, path) + _series_text(a)
         if key in rows:
-            rows[key]["also"].append(condition_text(p, path))
+            rows[key]["also"].append(text)
             continue
         metric = metric_of(p, path)
         cond = condition_of(p, path)
         now = current(str(a.get("instance_id")), cond) if current is not None and cond is not None else None
-        rows[key] = {**a, "policy_name": p["name"] if p else a.get("policy_id"), "condition_text": condition_text(p, path),
+        rows[key] = {**a, "policy_name": p["name"] if p else a.get("policy_id"), "condition_text": text,
                      "value_text": value_text(a.get("value"), metric), "now": now,
                      "now_text": value_text(now, metric) if now is not None else None, "also": []}
     return list(rows.values())

@@ -129,7 +129,7 @@ def toggle_policy(policy_id: str) -> Any:
 def delete_policy(policy_id: str) -> Any:
     a = _alerting()
     cur = _policy_or_404(a, policy_id)
-    if not a.repo.delete("policy", policy_id):
+    if not a.delete_policy(policy_id):
         abort(404, f"no policy {policy_id}")
     return redirect(url_for("dash.alerts", notice=f"deleted {cur['name']!r}"), 303)
 

@@ -12,8 +12,9 @@ import threading
 import time
 from typing import Any
 
-from diag.alerting import evaluator, inhibition, quiet, routing, schema, semantics
+from diag.alerting import evaluator, inhibition, notices, quiet, resend, routing, schema, semantics
 from diag.alerting.evaluator import Change, alert_id
+from diag.alerting.labels import alert_labels
 from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
@@ -27,9 +28,9 @@ HISTORY_DAYS = 60
 
 
 _UPSERT_ALERT = (
-    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, state, severity, value, started_at, "
+    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, series, state, severity, value, started_at, "
     "fired_at, resolved_at, last_notified_at, updated_at, episode, notices, detail) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
     "severity = excluded.severity, value = excluded.value, started_at = excluded.started_at, "
     "fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, "
     "last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at, "
@@ -37,21 +38,9 @@ _UPSERT_ALERT = (
 
 
 def _alert_values(row: dict[str, Any], now: float) -> tuple:
-    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row["state"], row["severity"],
-            row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"], row["last_notified_at"], now,
-            row["episode"], row["notices"], row["detail"])
-
-
-def _conditions_of(p: Policy, cond: str, value: float | None) -> list[tuple[int, Any, dict[str, Any]]]:
-    """The metric conditions an alert key names (`conditions[i]`, or `all`), for its notice."""
-    if cond == "all":
-        return [(i, c, {"value": value}) for i, c in enumerate(p.conditions)]
-    if cond.startswith("conditions["):
-        i = int(cond[len("conditions["):-1])
-        if i >= len(p.conditions):  # the policy was edited since it fired: its first condition speaks
-            i = 0
-        return [(i, p.conditions[i], {"value": value})] if p.conditions else []
-    return []  # an event condition: it resolves without a notice
+    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row.get("series", ""),
+            row["state"], row["severity"], row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"],
+            row["last_notified_at"], now, row["episode"], row["notices"], row["detail"])
 
 
 class Alerting:
@@ -103,7 +92,24 @@ class Alerting:
 
     def save_policy(self, body: Any, policy_id: str | None = None, source: str = "api") -> dict[str, Any]:
         p = self.validate_policy(body)
-        return self.repo.put("policy", dump(p), policy_id, source)
+        saved = self.repo.put("policy", dump(p), policy_id, source)
+        self._retire_uncovered(saved["policy_id"], p)
+        return saved
+
+    def _retire_uncovered(self, policy_id: str, p: Policy) -> None:
+        """Resolve the live alerts a saved policy no longer makes: all of a disabled one, those
+        of a condition it no longer has or of an instance it no longer targets. Nothing would
+        evaluate them again, and the resends would keep them active in Alertmanager for ever."""
+        if not p.enabled:
+            self._retire("policy_id = ?", (policy_id,), "the policy was disabled", None)
+            return
+        paths = ["all"] if p.match == "all" and p.conditions else [f"conditions[{i}]" for i in range(len(p.conditions))]
+        paths += [f"event_conditions[{i}]" for i in range(len(p.event_conditions))]
+        targeted = [i["instance_id"] for i in self.service.instances.list()
+                    if p.targets.selects(i["instance_id"], i["labels"])]
+        where = (f"policy_id = ? AND (condition NOT IN ({','.join('?' * len(paths))}) "
+                 f"OR instance_id NOT IN ({','.join('?' * len(targeted))}))")
+        self._retire(where, (policy_id, *paths, *targeted), "the policy no longer covers it", None)
 
     def patch_policy(self, policy_id: str, changes: Any) -> dict[str, Any]:
         cur = self.repo.get("policy", policy_id)
@@ -155,6 +161,7 @@ class Alerting:
             changes, instances = self._changes(now, None, stats)
             done = self._apply(changes, instances, now)
             done["grouped"] = quiet.flush_groups(self, instances, now)
+            done["notices"] += self._resend(instances, now)
             self.repo.expire_silences(now)
             stats.update(done)
             stats["seconds"] = time.perf_counter() - t0
@@ -189,7 +196,7 @@ class Alerting:
         routes: dict[str, Any] = {}
         rows, history, outgoing, grouped = [], [], [], []
         for ch, (row, step, kind) in planned:
-            labels = quiet.labels(row, ch.policy.name, instances)
+            labels = quiet.labels(row, ch.policy, instances)
             mute = why_quiet(row, labels) if kind and why_quiet else None
             to: list[dict[str, Any]] = []
             if kind and mute is None:
@@ -209,6 +216,13 @@ class Alerting:
                 if route is not None:
                     grouped.append((route, ch, labels, notice))
                 row.update(message=notice["message"], last_notified_at=now, notices=row["notices"] + 1)
+                if any(resend.am_channels(contact) for contact in to):
+                    resend.mark(row, notice, now)
+            elif row["state"] == "resolved" and resend.known(row):
+                # Nobody is told (no recovery notices, an event alert ageing out, a silence), but
+                # the Alertmanager holding the alert active must learn that it ended.
+                outgoing += self._to_alertmanager(row, ch.policy, "resolved", "the condition cleared",
+                                                  instances.get(row["instance_id"], {}), now)
             elif row["state"] == row["_prev"]:
                 counts["muted"] += mute is not None
                 continue  # muted, or nobody to tell: nothing to record until someone can be told
@@ -221,6 +235,8 @@ class Alerting:
                     detail = row["message"]
                 history.append((now, "state", row["alert_id"], ch.policy_id, row["instance_id"], row["condition"],
                                 row["_prev"], row["state"], row.get("value"), None, None, None, detail))
+        for r in rows:
+            self._alerts[(r["policy_id"], r["condition"], r["instance_id"], r.get("series", ""))] = r
         with self.db.write() as c:
             c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
             c.executemany(INSERT_HISTORY, history)
@@ -234,26 +250,89 @@ class Alerting:
         counts["changes"] = len(rows)
         return counts
 
+    def _to_alertmanager(self, row: dict[str, Any], p: Policy, status: str, text: str, instance: dict[str, Any],
+                         now: float, summary: str | None = None) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+        """(notice, contact, channel index) for each Alertmanager channel of the policy's
+        groups: a resend of a firing alert, or the resolve of one nobody else is told about."""
+        targets = [(c, i) for c in recipients(self.repo, list(p.contact_groups)) for i in resend.am_channels(c)]
+        if not targets:
+            return []
+        kind = "refresh" if status == "firing" else "resolved"
+        notice = self.enrich(notices.state_notice(row["policy_id"], p, row, status=status, kind=kind, text=text,
+                                                  summary=summary, instance=instance, base_url=self.base_url,
+                                                  now=now), p)
+        return [(notice, c, i) for c, i in targets]
+
+    def _resend(self, instances: dict[str, dict], now: float) -> int:
+        """Queue a resend of each firing alert Alertmanager has not been sent for a resend
+        delay (resend.py), with endsAt a few minutes ahead; muted alerts are left to expire there."""
+        policies = {pid: p for pid, p in self.policies() if p.enabled and p.contact_groups}
+        rows = resend.due([r for r in self._alerts.values() if r["policy_id"] in policies], now)
+        if not rows:
+            return 0
+        why_quiet = quiet.check(self, instances, now)
+        queued = 0
+        with self.db.write() as c:
+            for row in rows:
+                p = policies[row["policy_id"]]
+                if why_quiet(row, quiet.labels(row, p, instances)) is not None:
+                    continue
+                last = resend.known(row) or {}
+                out = self._to_alertmanager(row, p, "firing", last.get("text") or "still firing",
+                                            instances.get(row["instance_id"], {}), now, summary=last.get("summary"))
+                if not out:
+                    continue
+                for notice, contact, idx in out:
+                    queued += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+                resend.mark(row, out[0][0], now)
+                c.execute("UPDATE alerts SET detail = ? WHERE alert_id = ?", (row["detail"], row["alert_id"]))
+        return queued
+
     def forget_instance(self, instance_id: str, now: float | None = None) -> int:
-        """Resolve the firing and pending alerts of an instance being forgotten, as a cleared
-        condition does (state history, and a resolved notice where the policy sends recoveries);
-        the evaluator no longer targets it afterwards. Returns how many alerts it resolved."""
+        """Resolve the firing alerts of an instance that is being forgotten (state, history,
+        resolve notices to every channel, Alertmanager's included) and clear its pending ones;
+        returns how many alerts it ended."""
+        return self._retire("instance_id = ?", (instance_id,), "the instance was forgotten", now)
+
+    def delete_policy(self, policy_id: str, now: float | None = None) -> bool:
+        """Delete a policy and its alerts, resolving its firing ones first where they were told."""
+        self._retire("policy_id = ?", (policy_id,), "the policy was deleted", now)
+        return self.repo.delete("policy", policy_id)
+
+    def _retire(self, where: str, args: tuple, reason: str, now: float | None) -> int:
+        """Firing alerts matching `where` resolve, pending ones clear, in one transaction with
+        their history and notices: the channels that were told it fired are told it ended."""
         now = time.time() if now is None else now
         with self._lock:
-            alerts = self.repo.alert_rows()
             policies = dict(self.policies())
-            changes = []
-            for key, row in alerts.items():
-                pid, cond, iid = key
-                if iid != instance_id or row["state"] not in ("firing", "pending") or pid not in policies:
-                    continue
-                p = policies[pid]
-                conds = _conditions_of(p, cond, row.get("value"))
-                if conds or cond.startswith("event_conditions"):
-                    changes.append(Change(key, pid, p, semantics.OK, row.get("value"), row["severity"], conds))
-            self._alerts, self._top = alerts, None
-            inst = self.service.instances.get(instance_id) or {}
-            return self._apply(changes, {instance_id: inst}, now)["changes"]
+            rows = [dict(r) for r in self.db.read(
+                f"SELECT * FROM alerts WHERE state IN ('firing', 'pending') AND {where}", args)]
+            outgoing, history = [], []
+            for row in rows:
+                prev, p = row["state"], policies.get(row["policy_id"])
+                row.update(state="resolved" if prev == "firing" else "ok")
+                if prev == "firing":
+                    row["resolved_at"] = now
+                    instance = self.service.instances.get(row["instance_id"]) or {}
+                    # an event alert ends without a notice, as when its hold runs out
+                    if row["notices"] and p is not None and p.notify_recovery \
+                            and not row["condition"].startswith("event_conditions"):
+                        notice = self.enrich(notices.state_notice(
+                            row["policy_id"], p, row, status="resolved", kind="resolved", text=reason,
+                            summary=None, instance=instance, base_url=self.base_url, now=now), p)
+                        outgoing += [(notice, c, i) for c in recipients(self.repo, list(p.contact_groups))
+                                     for i in range(len(c["channels"]))]
+                    elif resend.known(row) and p is not None:
+                        outgoing += self._to_alertmanager(row, p, "resolved", reason, instance, now)
+                history.append((now, "state", row["alert_id"], row["policy_id"], row["instance_id"], row["condition"],
+                                prev, row["state"], row["value"], None, None, None, reason))
+            with self.db.write() as c:
+                c.executemany("UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE alert_id = ?",
+                              [(r["state"], r["resolved_at"], now, r["alert_id"]) for r in rows])
+                c.executemany(INSERT_HISTORY, history)
+                for notice, contact, idx in outgoing:
+                    self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
+        return len(rows)
 
     # -- silences, inhibition, groups (quiet.py, routing.py) -------------------------------
 
@@ -287,7 +366,7 @@ class Alerting:
 
     def _plan(self, ch: Change, now: float) -> tuple[dict[str, Any], semantics.Step, str | None] | None:
         """The alert row after this change, the step taken and the notice kind, or None."""
-        pid, cond, iid = ch.key
+        pid, cond, iid, series = ch.key
         prev = self._alerts.get(ch.key)
         state = prev["state"] if prev else None
         episode_notices = prev["notices"] if prev else 0
@@ -296,9 +375,10 @@ class Alerting:
                                     notified_this_episode=episode_notices > 0)
         if step is None:
             return None
-        row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid), "policy_id": pid, "condition": cond,
-                                       "instance_id": iid, "episode": 0, "notices": 0, "last_notified_at": None,
-                                       "started_at": None, "fired_at": None, "resolved_at": None, "detail": "{}"}
+        row = dict(prev) if prev else {"alert_id": alert_id(pid, cond, iid, series), "policy_id": pid,
+                                       "condition": cond, "instance_id": iid, "series": series, "episode": 0,
+                                       "notices": 0, "last_notified_at": None, "started_at": None, "fired_at": None,
+                                       "resolved_at": None, "detail": "{}"}
         row["_prev"] = state or "ok"
         raw = row.get("detail") or "{}"
         detail = json.loads(raw) if raw != "{}" else {}
@@ -329,11 +409,14 @@ class Alerting:
         return self.enrich(evaluator.message_for(ch, row, status, kind, instance, self.base_url, now), ch.policy)
 
     def enrich(self, n: dict[str, Any], p: Policy) -> dict[str, Any]:
-        """What a notice carries beyond the alert (issue 18 item 5): the instance's name beside
-        its id, the time in the seed's format and zone, the check the alert is about with its
-        recommendation, and the dashboard link when the server knows its external URL."""
+        """What a notice carries beyond the alert (issue 18 item 5): its labels, the instance's
+        name beside its id, the time in the seed's format and zone, the check the alert is
+        about with its recommendation, the dashboard link when the server knows its external
+        URL, and until when Alertmanager should hold it active unless it is re-sent."""
         from diag.alerting.notices import check_of, seed_time
 
+        n["labels"] = alert_labels(n, p)
+        n["ends_at"] = resend.ends_at(n["created_at"], self.service.config.interval)
         n["instance_name"] = n.get("hostname") or n["instance_id"]
         n["time_zone"] = self.settings.timezone
         n["event_time"] = seed_time(n["created_at"], self.settings.timezone)

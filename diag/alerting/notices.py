@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from checks.happenings import source
+from diag.alerting.labels import series_labels
 from diag.alerting.policy import Condition, EventCondition, Policy
 
 UNITS = {"percent": " %", "bytes": " B", "bit/s": " bit/s", "ms": " ms", "s": " s"}
@@ -100,6 +101,21 @@ def event_notice(policy_id: str, p: Policy, ec: EventCondition, event: dict[str,
                    text=text, event=event)
 
 
+def state_notice(policy_id: str, p: Policy, alert: dict[str, Any], *, status: str, kind: str, text: str,
+                 summary: str | None, instance: dict[str, Any], base_url: str, now: float) -> dict[str, Any]:
+    """A notice from the alert row alone, when no fresh reading is behind it: a resend to
+    Alertmanager, or a resolve because the policy or the instance went away."""
+    who = instance.get("hostname") or alert["instance_id"]
+    head = {"firing": "FIRING", "resolved": "RESOLVED"}[status]
+    extra: dict[str, Any] = {}
+    m = re.fullmatch(r"conditions\[(\d+)\]", alert["condition"])
+    i = int(m.group(1)) if m else 0
+    if (m or alert["condition"] == "all") and i < len(p.conditions):  # the metric, as metric_notice gives it
+        extra["metric"] = p.conditions[i].metric
+    return _notice(policy_id, p, alert, status, kind, instance, base_url, now, summary=summary or f"{p.name}: {who}",
+                   message=f"[{head}] {p.name} on {who}: {text}", text=text, **extra)
+
+
 def _notice(policy_id: str, p: Policy, alert: dict[str, Any], status: str, kind: str, instance: dict[str, Any],
             base_url: str, now: float, **extra: Any) -> dict[str, Any]:
     iid = alert["instance_id"]
@@ -107,7 +123,8 @@ def _notice(policy_id: str, p: Policy, alert: dict[str, Any], status: str, kind:
     extra["message"] = f"{extra['message']}. Details: {url}"
     return {"kind": kind, "status": status, "alert_id": alert["alert_id"], "policy_id": policy_id,
             "policy_name": p.name, "instance_id": iid, "hostname": instance.get("hostname", ""),
-            "condition": alert["condition"], "severity": alert["severity"], "value": alert.get("value"),
+            "condition": alert["condition"], "series": series_labels(alert.get("series") or ""),
+            "severity": alert["severity"], "value": alert.get("value"),
             "started_at": alert.get("started_at"), "fired_at": alert.get("fired_at"),
             "resolved_at": alert.get("resolved_at"), "created_at": now, "silence": p.silence,
             "episode": alert.get("episode", 0), "seq": alert.get("notices", 0),

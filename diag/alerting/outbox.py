@@ -65,16 +65,22 @@ class Outbox:
                 channel_index: int, external_url: str, now: float) -> bool:
         """Insert one row (inside the caller's transaction); False if its key exists."""
         channel = contact["channels"][channel_index]
+        refresh = notice["kind"] == "refresh"
         key = idempotency_key(notice["alert_id"], notice["episode"], notice["seq"], notice["kind"],
-                              contact["contact_id"], channel_index)
+                              contact["contact_id"], channel_index, *([notice["created_at"]] if refresh else []))
         body = payloads.render(channel, notice, contact["name"], external_url)
         nid = "n-" + uuid.uuid4().hex[:16]
+        if refresh:
+            # A resend supersedes the one before it (Alertmanager needs only the newest endsAt),
+            # so a receiver that is down for an hour finds one row per alert, not sixty.
+            c.execute("DELETE FROM alert_outbox WHERE alert_id = ? AND kind = 'refresh' AND contact_id = ? "
+                      "AND channel = ?", (notice["alert_id"], contact["contact_id"], json.dumps(channel)))
         cur = c.execute(
             "INSERT OR IGNORE INTO alert_outbox (notification_id, key, alert_id, kind, contact_id, channel, payload, "
             "state, attempts, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
             (nid, key, notice["alert_id"], notice["kind"], contact["contact_id"], json.dumps(channel),
              json.dumps(body), now, now))
-        if cur.rowcount:
+        if cur.rowcount and not refresh:  # a resend every minute would bury the history; failures are recorded
             Repository.add_history(c, now, "notification", alert_id=notice["alert_id"], policy_id=notice["policy_id"],
                                    instance_id=notice["instance_id"], condition=notice["condition"],
                                    notification_id=nid, channel=_describe(channel), outcome="queued",
@@ -150,12 +156,14 @@ class Outbox:
             else:
                 c.execute("UPDATE alert_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
                           "WHERE notification_id = ?", (attempts, at + self.backoff(attempts), detail, r["notification_id"]))
-            a = c.execute("SELECT policy_id, instance_id, condition FROM alerts WHERE alert_id = ?",
-                          (r["alert_id"],)).fetchone()
-            Repository.add_history(c, at, "delivery", alert_id=r["alert_id"], notification_id=r["notification_id"],
-                                   policy_id=a["policy_id"] if a else None, instance_id=a["instance_id"] if a else None,
-                                   condition=a["condition"] if a else None, channel=_describe(channel),
-                                   outcome=outcome, detail=f"attempt {attempts}: {detail}")
+            if not (r["kind"] == "refresh" and outcome == "delivered"):  # a resend that worked is no news
+                a = c.execute("SELECT policy_id, instance_id, condition FROM alerts WHERE alert_id = ?",
+                              (r["alert_id"],)).fetchone()
+                Repository.add_history(c, at, "delivery", alert_id=r["alert_id"], notification_id=r["notification_id"],
+                                       policy_id=a["policy_id"] if a else None,
+                                       instance_id=a["instance_id"] if a else None,
+                                       condition=a["condition"] if a else None, channel=_describe(channel),
+                                       outcome=outcome, detail=f"attempt {attempts}: {detail}")
         with self._lock:
             self.outcomes[(channel["type"], outcome)] += 1
         return outcome

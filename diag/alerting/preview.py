@@ -71,6 +71,7 @@ def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, no
         plan = alerting._plan(ch, now)
         row = plan[0] if plan else dict(prev) if prev else {
             "alert_id": evaluator.alert_id(*ch.key), "instance_id": ch.key[2], "condition": ch.key[1],
+            "series": ch.key[3],
             "state": "ok", "severity": ch.severity, "started_at": ch.started_at, "episode": 0, "notices": 0}
         row.setdefault("severity", ch.severity)
         row["value"] = ch.value

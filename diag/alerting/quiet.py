@@ -4,24 +4,38 @@ asks the same. Functions of the `Alerting` they are given, kept out of its modul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 from diag.alerting import inhibition, routing
 from diag.alerting.evaluator import acknowledged
-from diag.alerting.labels import alert_labels
+from diag.alerting.labels import alert_labels, alertname
 from diag.alerting.notices import recipients
+from diag.alerting.policy import Policy
 from diag.alerting.repository import muted
 
 
-def labels(row: dict[str, Any], policy_name: str, instances: dict[str, dict]) -> dict[str, str]:
-    return alert_labels(row, policy_name, instances.get(row["instance_id"], {}).get("hostname", ""))
+def labels(row: dict[str, Any], policy: Policy | None, instances: dict[str, dict]) -> dict[str, str]:
+    """alert_labels, with the instance's hostname and the event type of an event alert, which
+    silences and inhibition rules may match as well."""
+    hostname = instances.get(row["instance_id"], {}).get("hostname", "")
+    if policy is None:  # the policy was deleted while its alert is shown
+        out = {"policy_id": row["policy_id"], "instance_id": row["instance_id"], "severity": row.get("severity") or "",
+               "condition": row["condition"], **({"hostname": hostname} if hostname else {})}
+    else:
+        out = alert_labels(row, policy, hostname)
+    detail = row.get("detail") or {}
+    if isinstance(detail, str):
+        detail = json.loads(detail or "{}")
+    if detail.get("event_type"):
+        out["event_type"] = str(detail["event_type"])
+    return out
 
 
 def labels_of(a: Any, alert: dict[str, Any]) -> dict[str, str]:
-    p = a.repo.get("policy", alert["policy_id"])
     inst = a.service.instances.get(alert["instance_id"]) or {}
-    return alert_labels(alert, p["name"] if p else "", inst.get("hostname", ""))
+    return labels(alert, dict(a.policies()).get(alert["policy_id"]), {alert["instance_id"]: inst})
 
 
 def inhibitor(a: Any, instances: dict[str, dict], now: float,
@@ -31,17 +45,22 @@ def inhibitor(a: Any, instances: dict[str, dict], now: float,
     rules = a.inhibit_rules.compiled()
     if not rules:
         return None
-    names = {pid: p.name for pid, p in a.policies()}
+    policies = dict(a.policies())
     held = a._held if a._held is not None else {iid for iid in instances if a.service.events.maintaining(iid, now)}
     sources = inhibition.instance_sources(list(instances.values()), held)
     # Only the alerts of policies whose name some rule's source could match are sources:
     # with the default rule, none, so a storm of 50,000 alerts costs no labels here.
-    maybe = {pid for pid, name in names.items() if any(r.could_be_source(name) for r in rules)}
+    maybe = {pid for pid, p in policies.items() if any(r.could_be_source(n) for r in rules for n in _alertnames(p))}
     if maybe:
         rows = {r["alert_id"]: r for r in a.repo.alert_rows().values()} | {r["alert_id"]: r for r in planned}
-        sources += [labels(r, names[r["policy_id"]], instances) for r in rows.values()
+        sources += [labels(r, policies[r["policy_id"]], instances) for r in rows.values()
                     if r["state"] == "firing" and r["policy_id"] in maybe]
     return inhibition.Inhibitor(rules, sources)
+
+
+def _alertnames(p: Policy) -> set[str]:
+    return ({alertname(p, f"conditions[{i}]") for i in range(len(p.conditions))}
+            | {alertname(p, f"event_conditions[{i}]") for i in range(len(p.event_conditions))})
 
 
 def _active_silences(a: Any, now: float) -> list[dict[str, Any]]:
@@ -75,10 +94,10 @@ def covering(a: Any, now: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
     instances = {i["instance_id"]: i for i in a.service.instances.list() if i["monitoring"]}
     silences = _active_silences(a, now)
     inh = inhibitor(a, instances, now)
-    names = {pid: p.name for pid, p in a.policies()}
+    policies = dict(a.policies())
 
     def cover(alert: dict[str, Any]) -> dict[str, Any]:
-        lab = labels(alert, names.get(alert["policy_id"], ""), instances)
+        lab = labels(alert, policies.get(alert["policy_id"]), instances)
         s = muted(silences, alert["alert_id"], alert["policy_id"], alert["instance_id"], lab, now) if silences else None
         hit = inh.inhibits(lab) if inh and alert["state"] == "firing" else None
         return {"labels": lab, "silence": s,

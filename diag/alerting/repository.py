@@ -92,7 +92,8 @@ class Repository:
     @staticmethod
     def alert_obj(r: sqlite3.Row | dict) -> dict[str, Any]:
         return {"alert_id": r["alert_id"], "policy_id": r["policy_id"], "instance_id": r["instance_id"],
-                "condition": r["condition"], "state": r["state"], "severity": r["severity"], "value": r["value"],
+                "condition": r["condition"], "series": json.loads(r["series"]) if r["series"] else {},
+                "state": r["state"], "severity": r["severity"], "value": r["value"],
                 "started_at": r["started_at"], "fired_at": r["fired_at"], "resolved_at": r["resolved_at"],
                 "last_notified_at": r["last_notified_at"], "updated_at": r["updated_at"],
                 "detail": json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"]}
@@ -116,9 +117,9 @@ class Repository:
         rows = self.db.read("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,))
         return self.alert_obj(rows[0]) if rows else None
 
-    def alert_rows(self) -> dict[tuple[str, str, str], dict[str, Any]]:
-        """Every alert by (policy, condition, instance), as plain dicts for the evaluator."""
-        return {(r["policy_id"], r["condition"], r["instance_id"]): dict(r)
+    def alert_rows(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        """Every alert by (policy, condition, instance, series), as plain dicts for the evaluator."""
+        return {(r["policy_id"], r["condition"], r["instance_id"], r["series"]): dict(r)
                 for r in self.db.read("SELECT * FROM alerts")}
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -23,6 +23,7 @@ import yaml
 
 from collectors.kernel_patterns import KINDS
 from diag import catalogue
+from diag.alerting.labels import alertname
 from diag.alerting.notices import describe, fmt_period
 from diag.alerting.policy import Condition, EventCondition, Policy
 from diag.events import COUNTER_EVENTS, REBOOTS, TYPES
@@ -97,11 +98,6 @@ def untranslated(ec: EventCondition) -> list[str]:
     return [t for t in event_types(ec) if t not in counted]
 
 
-def _alert_name(name: str) -> str:
-    words = re.findall(r"[A-Za-z0-9]+", name)
-    return "".join(w[:1].upper() + w[1:] for w in words) or "DiagAlert"
-
-
 def _event_rules(pid: str, p: Policy) -> list[dict[str, Any]]:
     out = []
     for i, ec in enumerate(p.event_conditions):
@@ -111,7 +107,7 @@ def _event_rules(pid: str, p: Policy) -> list[dict[str, Any]]:
         what = ec.type or f"any {ec.level} event"
         left = untranslated(ec)
         note = f" Not translated (no counter counts them): {', '.join(left)}." if left else ""
-        out.append({"alert": _alert_name(p.name) + f"_event{i}", "expr": e,
+        out.append({"alert": alertname(p, f"event_conditions[{i}]"), "expr": e,
                     "labels": {"severity": ec.effective_severity(), "policy_id": pid},
                     "annotations": {"summary": f"{p.name}: {what} on {{{{ $labels.instance_id }}}}",
                                     "description": f"{what}: the count rose in the last {EVENT_WINDOW}.{note}"}})
@@ -132,13 +128,15 @@ def rules(policies: list[tuple[str, Policy]]) -> dict[str, Any]:
                            f"{p.effective.timezone} (route it with Alertmanager time intervals)")
         parts = [(c, expr(c, p)) for c in p.conditions]
         if p.match == "all":
-            combos = [(p.conditions, " and on(instance_id) ".join(f"({e})" for _, e in parts))]
+            combos = [("all", p.conditions, " and on(instance_id) ".join(f"({e})" for _, e in parts))]
         else:
-            combos = [([c], e) for c, e in parts]
+            combos = [(f"conditions[{i}]", [c], e) for i, (c, e) in enumerate(parts)]
         out = []
-        for i, (conds, e) in enumerate(combos):
+        for cond, conds, e in combos:
             longest = max(conds, key=lambda c: (c.consecutive - 1) * c.period)
-            rule: dict[str, Any] = {"alert": _alert_name(p.name) + (f"_{i}" if len(combos) > 1 else ""), "expr": e}
+            # The same alertname as the service's own alert; the series' labels (mountpoint...)
+            # stay on the rule's result, so each series is an alert there too.
+            rule: dict[str, Any] = {"alert": alertname(p, cond), "expr": e}
             hold = (longest.consecutive - 1) * longest.period
             if hold > 0:
                 rule["for"] = fmt_period(hold)

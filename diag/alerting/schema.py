@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+
 from diag.db import Database
 
 SCHEMA = """
@@ -23,12 +26,14 @@ CREATE TABLE IF NOT EXISTS alert_contact_groups (
     body TEXT NOT NULL,
     created_at REAL NOT NULL
 );
--- One row per (policy, condition, instance): the state machine's memory.
+-- One row per (policy, condition, instance, series): the state machine's memory. `series` is
+-- labels.series_key of the breaching series' labels, '' for none.
 CREATE TABLE IF NOT EXISTS alerts (
     alert_id TEXT PRIMARY KEY,
     policy_id TEXT NOT NULL,
     condition TEXT NOT NULL,
     instance_id TEXT NOT NULL,
+    series TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,
     severity TEXT NOT NULL,
     value REAL,
@@ -40,7 +45,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     episode INTEGER NOT NULL DEFAULT 0,
     notices INTEGER NOT NULL DEFAULT 0,
     detail TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (policy_id, condition, instance_id)
+    UNIQUE (policy_id, condition, instance_id, series)
 );
 CREATE INDEX IF NOT EXISTS alerts_by_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS alert_history (
@@ -110,6 +115,7 @@ CREATE TABLE IF NOT EXISTS alert_outbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS alert_outbox_due ON alert_outbox (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS alert_outbox_by_alert ON alert_outbox (alert_id);
 """
 
 
@@ -119,13 +125,31 @@ ADDED = (
     ("alert_silences", "starts_at", "REAL"),
     ("alert_silences", "created_by", "TEXT NOT NULL DEFAULT ''"),
 )
+# The alerts table's definition above, for rebuilding an older one.
+_ALERTS = re.search(r"CREATE TABLE IF NOT EXISTS alerts \(.*?\n\);", SCHEMA, re.S).group(0)  # type: ignore[union-attr]
+_OLD_COLUMNS = ("alert_id, policy_id, condition, instance_id, state, severity, value, started_at, fired_at, "
+                "resolved_at, last_notified_at, updated_at, episode, notices, detail")
 
 
 def create(db: Database) -> None:
+    """Create the tables, or bring an older database to this shape, in one transaction: a
+    process killed half-way leaves the database as it was, and the next start migrates it."""
     with db.write() as c:
+        _migrate(c)
         for stmt in SCHEMA.split(";"):
             if stmt.strip():
                 c.execute(stmt)
         for table, column, definition in ADDED:
             if column not in {r[1] for r in c.execute(f"PRAGMA table_info({table})")}:
                 c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+
+
+def _migrate(c: sqlite3.Connection) -> None:
+    cols = {r["name"] for r in c.execute("PRAGMA table_info(alerts)")}
+    if cols and "series" not in cols:
+        # Alerts became per series: the UNIQUE constraint changes, which SQLite can only do
+        # by rebuilding the table. The existing alerts are the series-less ones they were.
+        c.execute(_ALERTS.replace(" alerts (", " alerts_new (", 1).rstrip(";"))
+        c.execute(f"INSERT INTO alerts_new ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM alerts")
+        c.execute("DROP TABLE alerts")
+        c.execute("ALTER TABLE alerts_new RENAME TO alerts")

@@ -89,10 +89,11 @@ def change_policy(policy_id: str):
 
 
 @bp.delete("/alert-policies/<policy_id>")
-@doc("Delete an alert policy and its alerts.", responses={204: None})
+@doc("Delete an alert policy and its alerts; its firing alerts are first resolved (recovery notices, "
+     "Alertmanager told).", responses={204: None})
 def delete_policy(policy_id: str):
     auth.require("token")
-    if not _alerting().repo.delete("policy", policy_id):
+    if not _alerting().delete_policy(policy_id):
         raise ApiError(404, f"no policy {policy_id}")
     return Response(status=204)
 

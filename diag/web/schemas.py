@@ -366,8 +366,9 @@ POLICY_TEST = obj({"policy_id": STR, "evaluated_at": NUM, "sent": BOOL, "store_s
     "notifications": arr(obj({"contact_id": STR, "channel": CHANNEL,
                               "payload": {"description": "the body that channel would be sent"}}))}))})
 ALERT = component("Alert", obj({
-    "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR, "state": ALERT_STATE,
-    "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
+    "alert_id": STR, "policy_id": STR, "instance_id": STR, "condition": STR,
+    "series": {"type": "object", "additionalProperties": STR, "description": "the labels of the series alerted on"},
+    "state": ALERT_STATE, "severity": SEVERITY, "value": nullable(NUM), "started_at": nullable(NUM), "fired_at": nullable(NUM),
     "resolved_at": nullable(NUM), "last_notified_at": nullable(NUM), "updated_at": NUM, "detail": ANY_OBJ}, {
     # In the list: the labels silences and inhibition rules match, and what keeps the alert quiet now.
     "labels": LABELS, "silenced_by": nullable(STR),

@@ -4,7 +4,10 @@ policies unless asked), constructed samples at chosen times, and real receivers.
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ import pytest
 from diag.config import load
 from diag.model import Sample
 from diag.service import Service
+from tests.conftest import free_port, need_tool
 
 T0 = 1_700_000_000 // 3600 * 3600  # an hour boundary: every period below aligns on it
 
@@ -99,3 +103,43 @@ def subscribe(svc: Service, channels: list[dict[str, Any]]) -> str:
     """A contact with these channels in a new group; returns the group id."""
     contact = svc.alerting.save_contact({"name": "ops", "channels": channels})
     return svc.alerting.save_group({"name": "oncall", "contacts": [contact["contact_id"]]})["contact_group_id"]
+
+
+class Alertmanager:
+    """A real `prometheus-alertmanager` on a free loopback port, routing to nobody: the
+    tests read what it holds through its v2 API."""
+
+    def __init__(self, tmp: Path) -> None:
+        binary = need_tool("prometheus-alertmanager")
+        cfg = tmp / "am.yml"
+        cfg.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([binary, f"--config.file={cfg}", f"--storage.path={tmp / 'am'}",
+                                      f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(self.url + "/-/ready", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("alertmanager did not start")
+
+    def alerts(self, **labels: str) -> list[dict[str, Any]]:
+        """The alerts it holds active (not ended) with these labels."""
+        with urllib.request.urlopen(self.url + "/api/v2/alerts", timeout=5) as resp:
+            got = json.load(resp)
+        return [a for a in got if all(a["labels"].get(k) == v for k, v in labels.items())]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def alertmanager(tmp_path):
+    am = Alertmanager(tmp_path)
+    yield am
+    am.stop()

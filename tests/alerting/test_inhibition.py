@@ -35,7 +35,7 @@ def test_a_stopped_instances_disk_alerts_are_not_sent(svc, receiver):
 def test_a_firing_alert_inhibits_what_its_rule_names_on_the_same_instance(svc, receiver):
     group = subscribe(svc, [{"type": "webhook", "url": receiver.url}])
     svc.alerting.inhibit_rules.put({"name": "down hides warnings",
-                                    "source": [{"name": "alertname", "value": "host down"}],
+                                    "source": [{"name": "alertname", "value": "HostDown"}],
                                     "target": [{"name": "severity", "value": "warning"}],
                                     "equal": ["instance_id"]})
     policy(svc, name="host down", contact_groups=[group], targets={"instances": ["web1"]},

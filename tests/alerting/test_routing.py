@@ -140,11 +140,13 @@ def test_routing_settings_are_validated(svc):
 
 def test_an_alertmanager_format_webhook_gets_the_group_as_alertmanager_would_send_it(svc, receiver):
     group = subscribe(svc, [{"type": "webhook", "url": receiver.url, "format": "alertmanager"}])
-    svc.alerting.save_policy({"name": "cpu steps", "targets": {"instances": ["web1"]}, "conditions": TEN[:3],
-                              "contact_groups": [group], "routing": {"group_wait": "0s"}})
+    pid = svc.alerting.save_policy({"name": "cpu steps", "targets": {"instances": ["web1"]}, "conditions": TEN[:3],
+                                    "contact_groups": [group], "routing": {"group_wait": "0s"}})["policy_id"]
     put(svc, "web1", "cpu_usage", T0, [99])
     tick(svc, T0 + 61)
     [body] = receiver.bodies
     assert len(body["alerts"]) == 3 and {a["status"] for a in body["alerts"]} == {"firing"}
-    assert body["groupLabels"]["instance_id"] == "web1" and body["commonLabels"]["alertname"] == "cpu steps"
-    assert "condition" not in body["commonLabels"]  # each alert its own condition
+    assert body["groupLabels"]["instance_id"] == "web1" and body["commonLabels"]["policy_id"] == pid
+    # each alert its own condition, so its own alertname (the exported rule's: issue 17)
+    assert "condition" not in body["commonLabels"] and "alertname" not in body["commonLabels"]
+    assert sorted(a["labels"]["alertname"] for a in body["alerts"]) == ["CpuSteps_0", "CpuSteps_1", "CpuSteps_2"]

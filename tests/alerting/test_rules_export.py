@@ -93,3 +93,41 @@ def test_promtool_runs_the_exported_event_and_label_rules_on_series(svc, tmp_pat
     spec.write_text(yaml.safe_dump(test, sort_keys=False))
     r = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_an_exported_rule_alerts_per_filesystem_under_the_services_alertname(svc, tmp_path):
+    """Two full filesystems are two alerts in Prometheus too, with their mountpoints, named as
+    the service names its own alert (labels.alertname)."""
+    from diag import catalogue
+    from diag.alerting.labels import alertname
+
+    promtool = need_tool("promtool")
+    pid = policy(svc, name="disk full", targets={"instances": ["*"]},
+                 conditions=[{"metric": "fs_usage", "statistic": "avg", "period": "1m", "comparison": ">=",
+                              "threshold": 90, "consecutive": 1, "severity": "critical"}])
+    (p,) = [p for i, p in svc.alerting.policies() if i == pid]
+    rules = tmp_path / "rules.yml"
+    rules.write_text(rules_export.export(svc.alerting.policies()))
+    (rule,) = yaml.safe_load(rules.read_text())["groups"][0]["rules"]
+    assert rule["alert"] == alertname(p, "conditions[0]") == "DiskFull"
+    fs = catalogue.BY_NAME["fs_usage"].exposition_name
+
+    def alert(mountpoint: str, device: str, value: int) -> dict:
+        return {"exp_labels": {"instance_id": "web1", "mountpoint": mountpoint, "device": device,
+                               "severity": "critical", "policy_id": pid},
+                "exp_annotations": {**rule["annotations"], "summary": f"disk full: web1 at {value}"}}
+
+    test = {"rule_files": [str(rules)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            {"series": f'{fs}{{instance_id="web1",mountpoint="/",device="vda1"}}', "values": "97x10"},
+            {"series": f'{fs}{{instance_id="web1",mountpoint="/data",device="vdb"}}', "values": "98x10"},
+            {"series": f'{fs}{{instance_id="web1",mountpoint="/boot",device="vda2"}}', "values": "10x10"},
+        ],
+        "alert_rule_test": [{"eval_time": "5m", "alertname": "DiskFull",
+                             "exp_alerts": [alert("/", "vda1", 97), alert("/data", "vdb", 98)]}],
+    }]}
+    spec = tmp_path / "test.yml"
+    spec.write_text(yaml.safe_dump(test, sort_keys=False))
+    r = subprocess.run([promtool, "test", "rules", str(spec)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

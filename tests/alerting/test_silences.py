@@ -14,7 +14,7 @@ def test_a_silence_covers_exactly_its_matchers_and_its_time(svc, receiver):
     policy(svc, name="cpu very high", contact_groups=[group], targets={"instances": ["web1"]},
            conditions=[{**cond[0], "threshold": 94}], silence="5m")
     svc.alerting.repo.add_silence(
-        matchers=[{"name": "instance_id", "op": "=", "value": "web1"}, {"name": "alertname", "op": "=~", "value": "cpu h.*"}],
+        matchers=[{"name": "instance_id", "op": "=", "value": "web1"}, {"name": "alertname", "op": "=~", "value": "CpuH.*"}],
         starts_at=T0 + 5 * 60, ends_at=T0 + 15 * 60, comment="web1 load test", now=T0, created_by="local")
     for inst in ("web1", "db1"):
         put(svc, inst, "cpu_usage", T0, [95] * 20)
@@ -46,7 +46,7 @@ def test_a_silence_from_an_alert_row_covers_that_alert_only(svc, receiver):
     svc.alerting.evaluate(now=T0 + 61)
     rows = {a["instance_id"]: a for a in svc.alerting.repo.alerts(["firing"], pid)}
     labels = svc.alerting.labels_of(rows["web1"])
-    assert labels["alertname"] == "cpu high" and labels["instance_id"] == "web1" and labels["hostname"] == "web1"
+    assert labels["alertname"] == "CpuHigh" and labels["instance_id"] == "web1" and labels["hostname"] == "web1"
     s = svc.alerting.repo.add_silence(matchers=[{"name": k, "op": "=", "value": v} for k, v in labels.items()],
                                       duration=3600, comment="", now=T0 + 62)
     assert muted([s], rows["web1"]["alert_id"], pid, "web1", labels, T0 + 63) == s

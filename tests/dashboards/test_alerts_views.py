@@ -346,6 +346,17 @@ def test_one_row_per_policy_and_instance_at_its_highest_severity_with_the_value_
     assert ("a", 95) in asked and ("a", 80) not in asked  # the row's own condition
 
 
+def test_the_row_of_a_policy_on_two_filesystems_names_each_mountpoint():
+    policy = {"policy_id": "p1", "name": "disk", "conditions": [
+        {"metric": "fs_usage", "statistic": "avg", "period": 60, "comparison": ">=", "threshold": 90, "severity": "critical"}]}
+    alerts = [{"policy_id": "p1", "instance_id": "a", "condition": "conditions[0]", "state": "firing",
+               "severity": "critical", "value": v, "started_at": t, "series": {"mountpoint": m, "device": d}}
+              for v, t, m, d in ((97.0, 100, "/", "vda1"), (98.0, 200, "/data", "vdb"))]
+    (row,) = alert_text.annotate(alerts, [policy])
+    assert row["condition_text"] == "fs_usage avg over 1m >= 90 %, on mountpoint=/ device=vda1"
+    assert row["also"] == ["fs_usage avg over 1m >= 90 %, on mountpoint=/data device=vdb"]
+
+
 def test_a_firing_alert_is_acknowledged_from_its_row(service):
     service.alerting.save_policy({"name": "oom", "event_conditions": [{"type": "Kernel.OOMKill"}]})
     service.events.detected(service.instance_id, "Kernel.OOMKill", time.time(), "Killed process 42 (java)")

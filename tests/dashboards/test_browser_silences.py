@@ -57,9 +57,9 @@ def test_acknowledge_then_silence_a_firing_alert_from_its_row(browser, served): 
     row.locator("summary", has_text="Silence").click()
     row.locator('select[name="scope"]').select_option("matchers")
     prefilled = row.locator('textarea[name="matchers"]').input_value().splitlines()
-    assert 'alertname="Any CPU at all"' in prefilled and f'instance_id="{alert["instance_id"]}"' in prefilled
+    assert 'alertname="AnyCPUAtAll"' in prefilled and f'instance_id="{alert["instance_id"]}"' in prefilled
     assert 'severity="warning"' in prefilled
-    row.locator('textarea[name="matchers"]').fill('alertname=~"Any CPU.*"\n' + f'instance_id="{alert["instance_id"]}"')
+    row.locator('textarea[name="matchers"]').fill('alertname=~"AnyCPU.*"\n' + f'instance_id="{alert["instance_id"]}"')
     row.locator('select[name="duration"]').select_option("3h")
     row.locator('input[name="comment"]').last.fill("load test tonight")
     with page.expect_navigation():
@@ -68,7 +68,7 @@ def test_acknowledge_then_silence_a_firing_alert_from_its_row(browser, served): 
     row = page.locator("#firing tbody tr").first
     assert "🔇 silenced until" in row.inner_text() and "load test tonight" in row.inner_text()
     card = page.locator("section#silences").inner_text()
-    assert 'alertname=~"Any CPU.*"' in card and "by local" in card
+    assert 'alertname=~"AnyCPU.*"' in card and "by local" in card
     [s] = json.loads(http("GET", served.url + "/api/v1/silences")[2])["silences"]
     assert abs(s["ends_at"] - s["starts_at"] - 3 * 3600) < 2
     listed = json.loads(http("GET", served.url + "/api/v1/alerts?state=firing")[2])["alerts"]

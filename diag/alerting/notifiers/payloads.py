@@ -32,8 +32,11 @@ def rfc3339(ts: float | None) -> str:
 
 
 def labels_of(n: dict[str, Any]) -> dict[str, str]:
-    out = {"alertname": n["policy_name"], "severity": n["severity"], "instance_id": n["instance_id"],
-           "policy_id": n["policy_id"], "condition": n["condition"]}
+    """The alert's labels (labels.alert_labels, set by Alerting.enrich) and what describes it
+    further: the metric, the event type, the host name."""
+    out = dict(n.get("labels") or {"alertname": n["policy_name"], "severity": n["severity"],
+                                   "instance_id": n["instance_id"], "policy_id": n["policy_id"],
+                                   "condition": n["condition"]})
     if n.get("metric"):
         out["metric"] = n["metric"]
     if n.get("event"):
@@ -58,9 +61,9 @@ def alertmanager_alert(n: dict[str, Any], *, for_v2: bool = False) -> dict[str, 
     labels = labels_of(n)
     ends = n.get("resolved_at") if n["status"] == "resolved" else None
     if for_v2 and ends is None:
-        # Alertmanager resolves an alert nobody re-sends; we re-send only when the
-        # silence period ends, so the alert must outlive it.
-        ends = n["created_at"] + n["silence"] + 3600
+        # Alertmanager resolves an alert that is not re-sent before its endsAt: Alerting
+        # re-sends firing alerts every minute with `ends_at` a few minutes ahead (resend.py).
+        ends = n.get("ends_at") or n["created_at"] + n["silence"] + 3600
     alert = {"status": n["status"], "labels": labels, "annotations": annotations_of(n),
              "startsAt": rfc3339(n.get("fired_at") or n["created_at"]), "endsAt": rfc3339(ends),
              "generatorURL": n["url"], "fingerprint": fingerprint(labels)}
@@ -120,6 +123,8 @@ def email(n: dict[str, Any]) -> dict[str, str]:
              f"policy: {n['policy_name']} ({n['policy_id']})", f"alert: {n['alert_id']} {n['condition']}",
              f"instance: {n.get('instance_name') or n['instance_id']} ({n['instance_id']})",
              f"severity: {n['severity']}"]
+    if n.get("series"):
+        lines.append("series: " + ", ".join(f"{k}={v}" for k, v in n["series"].items()))
     if n.get("recommendation"):
         lines += ["", f"Recommendation: {n['recommendation']}"]
     return {"subject": subject, "text": "\n".join(lines)}
