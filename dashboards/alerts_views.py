@@ -59,7 +59,8 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         if editing and current is None:
             abort(404, f"no policy {editing}")
         values = policy_form.to_values(current)
-    metrics = sorted(set(catalogue.BY_NAME) | set(a.metric_names()))
+    # the /metrics names too: a policy takes either (diag.alerting.policy.Condition)
+    metrics = sorted(set(catalogue.BY_NAME) | set(catalogue.BY_EXPOSED) | set(a.metric_names()))
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
         "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies, current_value),
