@@ -1,4 +1,5 @@
-"""What `/metrics` shows: the latest collection as Prometheus gauges and counters.
+"""What `/metrics` shows: the latest collection as Prometheus gauges and counters, under the
+catalogue's exposition names and base units (diag.catalogue), per-interval counts as their counters.
 
 A custom prometheus-client collector reads the service's last batch at scrape time, so
 a scrape costs no extra reading of /proc, and the exposition always matches the catalogue.
@@ -16,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from diag import catalogue
 from diag.model import Batch, Sample
+
 
 def _help(m: catalogue.Metric) -> str:
     if m.scale != 1.0:  # the description speaks in the catalogue's unit
