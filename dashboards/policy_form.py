@@ -302,6 +302,9 @@ def _area_label(area: str) -> str:
     return area.upper() if len(area) <= 3 else area.capitalize()
 
 
+_BASE_TEXT = {"ratio": "0-1", "seconds": "s", "bytes": "B", "bytes_per_second": "B/s", "per_second": "/s"}
+
+
 def metric_groups(known: Iterable[str], chosen: Iterable[str]) -> list[tuple[str, list[MetricChoice]]]:
     """The metrics a condition may pick, by catalogue area in the catalogue's order; the
     names the store holds beyond the catalogue; and what a row names that is neither, so
@@ -310,12 +313,16 @@ def metric_groups(known: Iterable[str], chosen: Iterable[str]) -> list[tuple[str
     for name, m in catalogue.BY_NAME.items():
         groups.setdefault(_area_label(m.area), []).append(
             MetricChoice(name, alert_text.unit_of(name).strip(), m.description))
+    # A policy takes the /metrics name too, its threshold in that name's unit (issue 17).
+    groups["On /metrics, in base units"] = [
+        MetricChoice(m.exposition_name, _BASE_TEXT.get(m.base_unit, m.base_unit), f"{m.name} as Prometheus scrapes it")
+        for m in catalogue.METRICS if m.exposition_name]
     out = list(groups.items())
-    others = sorted(set(known) - set(catalogue.BY_NAME))
+    others = sorted(set(known) - set(catalogue.BY_NAME) - set(catalogue.BY_EXPOSED))
     if others:
         out.append(("Other stored metrics", [MetricChoice(n, "", "stored by an agent or import; not in the catalogue")
                                              for n in others]))
-    unknown = sorted({c for c in chosen if c} - set(catalogue.BY_NAME) - set(others))
+    unknown = sorted({c for c in chosen if c} - set(catalogue.BY_NAME) - set(catalogue.BY_EXPOSED) - set(others))
     if unknown:
         out.append(("Not known", [MetricChoice(n, "", "neither in the catalogue nor ever stored") for n in unknown]))
     return out

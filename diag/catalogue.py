@@ -11,11 +11,18 @@ Kinds:
 - `counter`: the raw monotonic kernel counter (`*_total`), exposed in `/metrics` so a
   Prometheus user can `rate()` it; stored only where its entry says so (the interface
   byte counters).
+
+Every entry also holds how `/metrics` names it (`exposition_name`, by the rule of
+`exposition` below) and the factor from its catalogue unit to that name's base unit
+(`scale`): the dashboard, the seeds, the JSON API and policies use the display name and
+unit; Prometheus users see `diag_cpu_usage_ratio` (0-1) for `cpu_usage` (percent). A
+`delta` has no name of its own there: its `counter` is exposed instead, and PromQL's
+`increase()` gives the per-interval count (a repeated scrape then counts nothing twice).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,14 +33,15 @@ class Metric:
     labels: tuple[str, ...]
     description: str
     area: str
-    # The name in /metrics when the canonical one breaks Prometheus naming rules
-    # (promtool refuses a gauge ending in `_total`; in OpenMetrics a gauge `x` and the
-    # counter `x_total`, whose family is `x`, are one name twice); PrometheusStore reads it back.
-    exposed_as: str = ""
+    # The name in /metrics ("" for a delta, which is exposed as its counter) and the factor
+    # from `unit` to that name's base unit: exposed value = stored value * scale.
+    exposition_name: str = ""
+    scale: float = 1.0
+    counter: str = ""  # a delta's counter (its catalogue name), whose rise it is
 
     @property
-    def exposition_name(self) -> str:
-        return self.exposed_as or self.name
+    def base_unit(self) -> str:
+        return BASE_UNITS[self.unit][0]
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -43,13 +51,12 @@ class Metric:
             "labels": list(self.labels),
             "description": self.description,
             "area": self.area,
-            "exposition_name": self.exposition_name,
+            "exposition_name": self.exposition_name or BY_NAME[self.counter].exposition_name,
         }
 
 
-def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], description: str,
-       exposed_as: str = "") -> Metric:
-    return Metric(name, unit, kind, labels, description, area, exposed_as)
+def _m(area: str, name: str, unit: str, kind: str, labels: tuple[str, ...], description: str) -> Metric:
+    return Metric(name, unit, kind, labels, description, area)
 
 
 _NET = ("interface", "scope")
@@ -74,13 +81,11 @@ METRICS: tuple[Metric, ...] = (
     _m("memory", "mem_usage", "percent", "gauge", (), "Memory in use: (total - available) / total."),
     _m("memory", "mem_used", "bytes", "gauge", (), "Memory in use: total - available."),
     _m("memory", "mem_available", "bytes", "gauge", (), "Memory available for new work without swapping (MemAvailable)."),
-    _m("memory", "mem_total", "bytes", "gauge", (), "Total usable memory (MemTotal).",
-       exposed_as="mem_total_bytes"),
+    _m("memory", "mem_total", "bytes", "gauge", (), "Total usable memory (MemTotal)."),
     _m("memory", "swap_usage", "percent", "gauge", (), "Swap in use; 0 when there is no swap."),
     _m("memory", "psi_memory_some", "percent", "gauge", (), "Share of time some task stalled on memory (PSI)."),
     _m("memory", "psi_memory_full", "percent", "gauge", (), "Share of time all tasks stalled on memory (PSI)."),
-    _m("memory", "oom_kills", "count", "delta", (), "Processes killed by the OOM killer during the interval (vmstat oom_kill).",
-       exposed_as="oom_kills_delta"),
+    _m("memory", "oom_kills", "count", "delta", (), "Processes killed by the OOM killer during the interval (vmstat oom_kill)."),
     # bandwidth
     _m("bandwidth", "net_in", "bit/s", "rate", _NET, "Bits received per second on an interface."),
     _m("bandwidth", "net_out", "bit/s", "rate", _NET, "Bits sent per second on an interface."),
@@ -118,20 +123,14 @@ METRICS: tuple[Metric, ...] = (
     _m("filesystem", "fs_stuck", "s", "gauge", _FS, "How long statvfs on a network, FUSE or other non-local filesystem has waited unanswered (a dead server, a stopped daemon); 0 when it answers. Local filesystems are not asked in a thread and have no series."),
     _m("filesystem", "fs_forced_readonly", "bool", "gauge", _FS, "1 when the filesystem turned itself read-only under a read-write mount, as after errors with errors=remount-ro (superblock options ro, emergency_ro or shutdown): a fault, never a choice."),
     # kernel signals
-    _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval.",
-       exposed_as="tcp_listen_overflows_delta"),
-    _m("kernel", "tcp_listen_drops", "count", "delta", (), "Connection requests dropped by listening sockets (TcpExt.ListenDrops), per interval.",
-       exposed_as="tcp_listen_drops_delta"),
-    _m("kernel", "udp_rcvbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full receive buffer, per interval.",
-       exposed_as="udp_rcvbuf_errors_delta"),
-    _m("kernel", "udp_sndbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full send buffer, per interval.",
-       exposed_as="udp_sndbuf_errors_delta"),
-    _m("kernel", "softnet_dropped", "count", "delta", (), "Packets dropped for a full softirq backlog (/proc/net/softnet_stat), per interval.",
-       exposed_as="softnet_dropped_delta"),
+    _m("kernel", "tcp_listen_overflows", "count", "delta", (), "Times a listening socket's accept queue was full (TcpExt.ListenOverflows), per interval."),
+    _m("kernel", "tcp_listen_drops", "count", "delta", (), "Connection requests dropped by listening sockets (TcpExt.ListenDrops), per interval."),
+    _m("kernel", "udp_rcvbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full receive buffer, per interval."),
+    _m("kernel", "udp_sndbuf_errors", "count", "delta", (), "UDP and UDP6 datagrams dropped for a full send buffer, per interval."),
+    _m("kernel", "softnet_dropped", "count", "delta", (), "Packets dropped for a full softirq backlog (/proc/net/softnet_stat), per interval."),
     _m("kernel", "psi_io_some", "percent", "gauge", (), "Share of time some task stalled on I/O (PSI)."),
     _m("kernel", "psi_io_full", "percent", "gauge", (), "Share of time all tasks stalled on I/O (PSI)."),
-    _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...).",
-       exposed_as="kernel_signals_delta"),
+    _m("kernel", "kernel_signals", "count", "delta", ("kind",), "Kernel-log findings per interval, by kind (hung task, OOM kill, I/O error...)."),
     _m("kernel", "log_condition", "bool", "gauge", ("rule",), "1 while a permanent rule of config log_patterns holds its condition: set by its pattern, ended by its clear line or a reboot."),
     # state
     _m("state", "uptime", "s", "gauge", (), "Seconds since boot."),
@@ -150,8 +149,7 @@ METRICS: tuple[Metric, ...] = (
     _m("containers", "container_memory_used", "bytes", "gauge", _CONT, "Memory a container uses that the kernel cannot simply reclaim: usage minus inactive page cache (the working set, as the kubelet and docker stats count it)."),
     _m("containers", "container_memory_limit", "bytes", "gauge", _CONT, "A container's memory limit (memory.max, memory.limit_in_bytes); no series when it has none."),
     _m("containers", "container_memory_usage", "percent", "gauge", _CONT, "container_memory_used against the container's memory limit: at 100 % the kernel OOM-kills inside it."),
-    _m("containers", "container_oom_kills", "count", "delta", _CONT, "Processes the OOM killer killed inside a container during the interval (memory.events or memory.oom_control oom_kill).",
-       exposed_as="container_oom_kills_delta"),
+    _m("containers", "container_oom_kills", "count", "delta", _CONT, "Processes the OOM killer killed inside a container during the interval (memory.events or memory.oom_control oom_kill)."),
     _m("containers", "container_psi_memory_some", "percent", "gauge", _CONT, "Share of time some task of a container stalled on memory (its memory.pressure), where the kernel keeps PSI per cgroup."),
     _m("containers", "container_psi_memory_full", "percent", "gauge", _CONT, "Share of time all tasks of a container stalled on memory (its memory.pressure)."),
     _m("containers", "container_io_read_bps", "bytes/s", "rate", _CONT, "Bytes a container read from block devices per second (io.stat rbytes, blkio io_service_bytes Read)."),
@@ -162,25 +160,16 @@ METRICS: tuple[Metric, ...] = (
     # systemd units (collectors/systemd.py); no series on a machine without systemd
     _m("systemd", "systemd_units_failed", "count", "gauge", (), "systemd units in the failed state (`systemctl --failed`), listed at most every 60 s off the collection thread."),
     _m("systemd", "systemd_unit_failed", "bool", "gauge", ("unit", "result"), "1 while a unit is failed, labelled with systemd's Result (exit-code, signal, core-dump, timeout, start-limit-hit...); 0 for 10 minutes after it leaves the failed state. Only failed units have a series, at most 20."),
-    _m("systemd", "systemd_unit_restarts", "count", "delta", ("unit",), "Automatic restarts of a service (its NRestarts rise) during the interval; only units that restarted or waited to restart (auto-restart) in the last hour have a series, at most 20.",
-       exposed_as="systemd_unit_restarts_delta"),
+    _m("systemd", "systemd_unit_restarts", "count", "delta", ("unit",), "Automatic restarts of a service (its NRestarts rise) during the interval; only units that restarted or waited to restart (auto-restart) in the last hour have a series, at most 20."),
     # sensors and hardware (collectors/hardware.py): hwmon, thermal_throttle, EDAC, /proc/mdstat
-    _m("hardware", "hw_temperature", "celsius", "gauge", ("chip", "sensor"), "A temperature from /sys/class/hwmon (temp*_input); chip is the driver's name (coretemp, nvme...), sensor its temp*_label or temp<N>.",
-       exposed_as="hw_temperature_celsius"),
-    _m("hardware", "hw_temperature_max", "celsius", "gauge", ("chip", "sensor"), "The sensor's own high limit (temp*_max), where its driver gives one: at or over it the hardware is hotter than it should run.",
-       exposed_as="hw_temperature_max_celsius"),
-    _m("hardware", "hw_temperature_crit", "celsius", "gauge", ("chip", "sensor"), "The sensor's own critical limit (temp*_crit), where its driver gives one: at or over it the hardware throttles or shuts down.",
-       exposed_as="hw_temperature_crit_celsius"),
-    _m("hardware", "hw_fan_speed", "rpm", "gauge", ("chip", "sensor"), "A fan's speed from /sys/class/hwmon (fan*_input), revolutions per minute.",
-       exposed_as="hw_fan_speed_rpm"),
-    _m("hardware", "cpu_core_throttles", "count", "delta", (), "Times a CPU core was throttled for heat (thermal_throttle/core_throttle_count, one CPU per physical core), per interval.",
-       exposed_as="cpu_core_throttles_delta"),
-    _m("hardware", "cpu_package_throttles", "count", "delta", (), "Times a CPU package was throttled for heat or power (thermal_throttle/package_throttle_count, one per package), per interval.",
-       exposed_as="cpu_package_throttles_delta"),
-    _m("hardware", "edac_correctable_errors", "count", "delta", ("controller",), "Memory errors corrected by ECC (EDAC mc*/ce_count), per interval: rising counts foretell a failing DIMM.",
-       exposed_as="edac_correctable_errors_delta"),
-    _m("hardware", "edac_uncorrectable_errors", "count", "delta", ("controller",), "Memory errors ECC could not correct (EDAC mc*/ue_count), per interval: data was lost or a process or the kernel was killed.",
-       exposed_as="edac_uncorrectable_errors_delta"),
+    _m("hardware", "hw_temperature", "celsius", "gauge", ("chip", "sensor"), "A temperature from /sys/class/hwmon (temp*_input); chip is the driver's name (coretemp, nvme...), sensor its temp*_label or temp<N>."),
+    _m("hardware", "hw_temperature_max", "celsius", "gauge", ("chip", "sensor"), "The sensor's own high limit (temp*_max), where its driver gives one: at or over it the hardware is hotter than it should run."),
+    _m("hardware", "hw_temperature_crit", "celsius", "gauge", ("chip", "sensor"), "The sensor's own critical limit (temp*_crit), where its driver gives one: at or over it the hardware throttles or shuts down."),
+    _m("hardware", "hw_fan_speed", "rpm", "gauge", ("chip", "sensor"), "A fan's speed from /sys/class/hwmon (fan*_input), revolutions per minute."),
+    _m("hardware", "cpu_core_throttles", "count", "delta", (), "Times a CPU core was throttled for heat (thermal_throttle/core_throttle_count, one CPU per physical core), per interval."),
+    _m("hardware", "cpu_package_throttles", "count", "delta", (), "Times a CPU package was throttled for heat or power (thermal_throttle/package_throttle_count, one per package), per interval."),
+    _m("hardware", "edac_correctable_errors", "count", "delta", ("controller",), "Memory errors corrected by ECC (EDAC mc*/ce_count), per interval: rising counts foretell a failing DIMM."),
+    _m("hardware", "edac_uncorrectable_errors", "count", "delta", ("controller",), "Memory errors ECC could not correct (EDAC mc*/ue_count), per interval: data was lost or a process or the kernel was killed."),
     _m("hardware", "md_disks", "count", "gauge", ("array",), "Members a software RAID array needs (the n of [n/m] in /proc/mdstat; raid0 and linear: their members; 0 while inactive)."),
     _m("hardware", "md_disks_active", "count", "gauge", ("array",), "Members of the array in sync (the m of [n/m] in /proc/mdstat)."),
     _m("hardware", "md_disks_failed", "count", "gauge", ("array",), "Members marked failed, (F), in /proc/mdstat."),
@@ -189,21 +178,14 @@ METRICS: tuple[Metric, ...] = (
     # NVIDIA GPUs through NVML (collectors/gpu.py, issue 20); no series without a GPU, its driver or nvidia-ml-py
     _m("gpu", "gpu_utilization", "percent", "gauge", _GPU, "Share of the last sample period (1/6 s to 1 s, by model) in which one or more kernels ran on the GPU (NVML utilization.gpu)."),
     _m("gpu", "gpu_memory_used", "bytes", "gauge", _GPU, "GPU memory allocated (NVML memory info used): the GPU memory use the seeds' GPU instances report."),
-    _m("gpu", "gpu_memory_total", "bytes", "gauge", _GPU, "GPU memory installed (NVML memory info total).",
-       exposed_as="gpu_memory_total_bytes"),
+    _m("gpu", "gpu_memory_total", "bytes", "gauge", _GPU, "GPU memory installed (NVML memory info total)."),
     _m("gpu", "gpu_memory_usage", "percent", "gauge", _GPU, "gpu_memory_used against gpu_memory_total: at 100 % a new allocation on the GPU fails (CUDA out of memory)."),
-    _m("gpu", "gpu_temperature", "celsius", "gauge", _GPU, "GPU core temperature (NVML NVML_TEMPERATURE_GPU).",
-       exposed_as="gpu_temperature_celsius"),
-    _m("gpu", "gpu_temperature_slowdown", "celsius", "gauge", _GPU, "The GPU's own slowdown temperature (NVML threshold SLOWDOWN): at or over it the GPU lowers its clocks to cool down; no series when the board does not say.",
-       exposed_as="gpu_temperature_slowdown_celsius"),
-    _m("gpu", "gpu_power", "W", "gauge", _GPU, "Power the board draws (NVML power usage).",
-       exposed_as="gpu_power_watts"),
-    _m("gpu", "gpu_power_limit", "W", "gauge", _GPU, "The power limit the driver enforces on the board (NVML enforced power limit).",
-       exposed_as="gpu_power_limit_watts"),
-    _m("gpu", "gpu_ecc_corrected_errors", "count", "delta", _GPU, "GPU memory errors ECC corrected (NVML volatile count, since the driver loaded), per interval; no series on a board without ECC or with it off.",
-       exposed_as="gpu_ecc_corrected_errors_delta"),
-    _m("gpu", "gpu_ecc_uncorrected_errors", "count", "delta", _GPU, "GPU memory errors ECC could not correct (double-bit), per interval: the application using that memory got wrong data or was stopped (Xid 48), and the GPU needs a reset to retire the page or remap the row.",
-       exposed_as="gpu_ecc_uncorrected_errors_delta"),
+    _m("gpu", "gpu_temperature", "celsius", "gauge", _GPU, "GPU core temperature (NVML NVML_TEMPERATURE_GPU)."),
+    _m("gpu", "gpu_temperature_slowdown", "celsius", "gauge", _GPU, "The GPU's own slowdown temperature (NVML threshold SLOWDOWN): at or over it the GPU lowers its clocks to cool down; no series when the board does not say."),
+    _m("gpu", "gpu_power", "W", "gauge", _GPU, "Power the board draws (NVML power usage)."),
+    _m("gpu", "gpu_power_limit", "W", "gauge", _GPU, "The power limit the driver enforces on the board (NVML enforced power limit)."),
+    _m("gpu", "gpu_ecc_corrected_errors", "count", "delta", _GPU, "GPU memory errors ECC corrected (NVML volatile count, since the driver loaded), per interval; no series on a board without ECC or with it off."),
+    _m("gpu", "gpu_ecc_uncorrected_errors", "count", "delta", _GPU, "GPU memory errors ECC could not correct (double-bit), per interval: the application using that memory got wrong data or was stopped (Xid 48), and the GPU needs a reset to retire the page or remap the row."),
 )
 
 # Raw counters exposed in /metrics beside the gauges, named as node_exporter users expect
@@ -242,7 +224,67 @@ COUNTERS: tuple[Metric, ...] = (
     _m("systemd", "systemd_unit_restarts_total", "count", "counter", ("unit",), "NRestarts of a service as systemd counts it (since it was last started by hand), for the units of systemd_unit_restarts."),
 )
 
+# -- exposition: the Prometheus names (https://prometheus.io/docs/practices/naming/) ----------
+
+NAMESPACE = "diag"
+# catalogue unit -> (the base unit the exposed name ends with, factor from the catalogue unit).
+# One rule: every share is a 0-1 `_ratio` (percent would be the only non-base unit left, and
+# node_exporter, cAdvisor and the kubelet give ratios too); times in seconds, sizes and
+# traffic in bytes; counts and booleans carry no unit.
+BASE_UNITS: dict[str, tuple[str, float]] = {
+    "percent": ("ratio", 0.01), "ms": ("seconds", 0.001), "s": ("seconds", 1.0), "bytes": ("bytes", 1.0),
+    "bit/s": ("bytes_per_second", 0.125), "bytes/s": ("bytes_per_second", 1.0), "1/s": ("per_second", 1.0),
+    "celsius": ("celsius", 1.0), "W": ("watts", 1.0), "rpm": ("rpm", 1.0),
+    "count": ("", 1.0), "bool": ("", 1.0), "": ("", 1.0),
+}
+# Where the display name is not the stem of a good Prometheus name (the unit in a short
+# form, `in`/`out` where node_exporter says receive/transmit).
+STEMS: dict[str, str] = {
+    "net_in": "net_receive", "net_out": "net_transmit",
+    "net_in_packets": "net_receive_packets", "net_out_packets": "net_transmit_packets",
+    "net_in_drops": "net_receive_drops", "net_out_drops": "net_transmit_drops",
+    "net_in_errors": "net_receive_errors", "net_out_errors": "net_transmit_errors",
+    "disk_read_iops": "disk_reads", "disk_write_iops": "disk_writes",
+    "disk_read_bps": "disk_read", "disk_write_bps": "disk_written",
+    "container_io_read_bps": "container_io_read", "container_io_write_bps": "container_io_written",
+}
+# A delta's counter when it is not the delta's name + `_total`.
+DELTA_COUNTERS: dict[str, str] = {"net_in_bytes": "net_receive_bytes_total", "net_out_bytes": "net_transmit_bytes_total"}
+
+
+def _exposed(m: Metric) -> Metric:
+    unit, scale = BASE_UNITS[m.unit]
+    if m.kind == "delta":
+        return replace(m, counter=DELTA_COUNTERS.get(m.name, m.name + "_total"))
+    if m.kind == "counter":  # already `<stem>_<unit>_total`
+        return replace(m, exposition_name=f"{NAMESPACE}_{m.name}", scale=scale)
+    stem = STEMS.get(m.name, m.name)
+    if unit and not stem.endswith("_" + unit):
+        stem += "_" + unit
+    return replace(m, exposition_name=f"{NAMESPACE}_{stem}", scale=scale)
+
+
+METRICS = tuple(_exposed(m) for m in METRICS)
+COUNTERS = tuple(_exposed(m) for m in COUNTERS)
 BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS + COUNTERS}
+# /metrics name -> catalogue entry: what policies, rules export, the PromQL API and the
+# fleet's PrometheusStore accept beside the display names.
+BY_EXPOSED: dict[str, Metric] = {m.exposition_name: m for m in METRICS + COUNTERS if m.exposition_name}
+assert all(m.counter in BY_NAME for m in METRICS if m.kind == "delta"), "a delta without its counter"
+
+
+def resolve(name: str) -> Metric | None:
+    """The catalogue entry `name` is the display or the /metrics name of, or None."""
+    return BY_NAME.get(name) or BY_EXPOSED.get(name)
+
+
+def to_exposed(m: Metric, value: float) -> float:
+    """A value in `m.unit` in its /metrics unit; exact for the decimal factors (80 % -> 0.8)."""
+    return value if m.scale == 1.0 else float(f"{value * m.scale:.12g}")
+
+
+def from_exposed(m: Metric, value: float) -> float:
+    return value if m.scale == 1.0 else float(f"{value / m.scale:.12g}")
 
 
 def get(name: str) -> Metric:

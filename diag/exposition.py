@@ -1,4 +1,5 @@
-"""What `/metrics` shows: the latest collection as Prometheus gauges and counters.
+"""What `/metrics` shows: the latest collection as Prometheus gauges and counters, under the
+catalogue's exposition names and base units (diag.catalogue), per-interval counts as their counters.
 
 A custom prometheus-client collector reads the service's last batch at scrape time, so
 a scrape costs no extra reading of /proc, and the exposition always matches the catalogue.
@@ -17,11 +18,11 @@ from prometheus_client.registry import Collector
 from diag import catalogue
 from diag.model import Batch, Sample
 
-_UNIT_SUFFIX = {"percent": "percent", "bytes": "bytes", "s": "seconds", "ms": "milliseconds"}
-
 
 def _help(m: catalogue.Metric) -> str:
-    return f"{m.description} Unit: {m.unit}." if m.unit else m.description
+    if m.scale != 1.0:  # the description speaks in the catalogue's unit
+        return f"{m.description} Exposed in {m.base_unit}: the catalogue's {m.unit} (metric {m.name}) times {m.scale:g}."
+    return f"{m.description} Unit: {m.base_unit or m.unit}." if m.unit else m.description
 
 
 class BatchCollector(Collector):
@@ -45,7 +46,8 @@ class BatchCollector(Collector):
         extra = dict(self._instance())
         if self._instance_id is not None:
             extra = {"instance_id": self._instance_id(), **extra}
-        yield from _families(batch.samples, catalogue.METRICS, GaugeMetricFamily, extra)
+        # Deltas are left out: their counters say the same without a repeated scrape counting twice.
+        yield from _families(batch.samples, [m for m in catalogue.METRICS if m.exposition_name], GaugeMetricFamily, extra)
         yield from _families(batch.totals, catalogue.COUNTERS, CounterMetricFamily, extra)
         yield from _user_families(batch.samples, extra)
 
@@ -53,7 +55,7 @@ class BatchCollector(Collector):
         return []
 
 
-def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], family, extra: dict[str, str]) -> Iterator[Metric]:
+def _families(samples: list[Sample], entries: Iterable[catalogue.Metric], family, extra: dict[str, str]) -> Iterator[Metric]:
     by_metric: dict[str, list[Sample]] = defaultdict(list)
     for s in samples:
         by_metric[s.metric].append(s)
@@ -61,16 +63,16 @@ def _families(samples: list[Sample], entries: tuple[catalogue.Metric, ...], fami
         got = by_metric.get(m.name)
         if not got:
             continue
-        name = m.name.removesuffix("_total") if family is CounterMetricFamily else m.exposition_name
+        name = m.exposition_name.removesuffix("_total") if family is CounterMetricFamily else m.exposition_name
         names = list(extra) + list(m.labels)
-        fam = family(name, _help(m), labels=names)
+        fam = family(name, _help(m), labels=names, unit=m.base_unit)
         seen: set[tuple[str, ...]] = set()
         for s in got:
             values = tuple(list(extra.values()) + [s.labels.get(k, "") for k in m.labels])
             if values in seen:  # one value per label set, as the exposition format requires
                 continue
             seen.add(values)
-            fam.add_metric(list(values), s.value)
+            fam.add_metric(list(values), catalogue.to_exposed(m, s.value))
         yield fam
 
 
@@ -139,7 +141,8 @@ class ServiceCollector(Collector):
             dur.add_metric([name], seconds)
         yield dur
         yield from cycle_families(s.cycle)
-        jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by job and outcome.", labels=["job", "outcome"])
+        # `task`, not `job`: a scrape's own `job` label would clash with it.
+        jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by task and outcome.", labels=["task", "outcome"])
         for (job, outcome), n in s.job_outcomes.items():
             jobs.add_metric([job, outcome], n)
         yield jobs

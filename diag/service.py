@@ -83,8 +83,9 @@ class Service:
         self.started_at = time.time()
         self.job_outcomes: Counter[tuple[str, str]] = Counter()
         # Filled by the scheduler's job wrapper; registered by the web app's registry.
-        self.job_durations = Histogram("diag_job_duration_seconds", "Wall time of scheduled job runs, by job.",
-                                       ["job"], registry=None, buckets=JOB_BUCKETS)
+        # `task`, not `job`: a scrape's own `job` label would clash with it.
+        self.job_durations = Histogram("diag_job_duration_seconds", "Wall time of scheduled job runs, by task.",
+                                       ["task"], registry=None, buckets=JOB_BUCKETS)
         self.last_error: str | None = None
         self.store_failing: str | None = None  # why the last collection's samples were not stored
         self.reserve = Reserve(config.data_dir / "reserve")

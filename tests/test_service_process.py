@@ -23,12 +23,12 @@ def test_make_run_serves_healthz_and_cpu_usage(tmp_path):
             except OSError:
                 time.sleep(0.3)
         assert healthy, "no /healthz within 30 s"
-        # cpu_usage needs a second cycle (a rate); the default interval is 10 s.
+        # cpu_usage (diag_cpu_usage_ratio on /metrics) needs a second cycle (a rate); the default interval is 10 s.
         deadline, text = time.monotonic() + 30, ""
-        while time.monotonic() < deadline and "\ncpu_usage{" not in text:
+        while time.monotonic() < deadline and "\ndiag_cpu_usage_ratio{" not in text:
             text = http("GET", f"http://127.0.0.1:{port}/metrics")[2].decode()
             time.sleep(1)
-        assert "\ncpu_usage{" in text
+        assert "\ndiag_cpu_usage_ratio{" in text
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -72,10 +72,10 @@ def test_sigterm_stops_within_seconds_while_a_collector_and_the_facts_are_stuck(
     text = http("GET", p.url + "/metrics")[2].decode()
     n1 = scraped_value(text, "diag_collections_total")
     assert n1 - n0 >= (time.monotonic() - t0) - 1.5, (n0, n1)  # the 1 s interval held
-    assert scraped_value(text, "collector_stalled", collector="network") == 1.0
-    assert scraped_value(text, "collector_stalled", collector="cpu") == 0.0
+    assert scraped_value(text, "diag_collector_stalled", collector="network") == 1.0
+    assert scraped_value(text, "diag_collector_stalled", collector="cpu") == 0.0
     assert scraped_value(text, "diag_collector_stalls_total", collector="network") >= n1 - 1
-    assert scraped_value(text, "load_1") is not None  # the other collectors deliver
+    assert scraped_value(text, "diag_load_1") is not None  # the other collectors deliver
     out = p.output()
     assert out.count("collector network has not returned") == 1, out
 

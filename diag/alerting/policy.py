@@ -19,6 +19,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       field_validator, model_validator)
 
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
+from diag import catalogue
 from diag.events import TYPES
 from diag.units import parse_duration
 
@@ -111,6 +112,16 @@ class Condition(_Strict):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise ValueError("must be a finite number")
         return v
+
+    @model_validator(mode="after")
+    def _display_name(self) -> Condition:
+        """A /metrics name is kept as the catalogue's, the threshold in its unit
+        (`diag_cpu_usage_ratio > 0.8` is `cpu_usage > 80`): one policy, whichever name it
+        was written with, evaluated on the stored series and exported under /metrics' name."""
+        m = catalogue.BY_EXPOSED.get(self.metric)
+        if m is not None and m.name != self.metric:
+            self.metric, self.threshold = m.name, catalogue.from_exposed(m, self.threshold)
+        return self
 
     @field_validator("period")
     @classmethod

@@ -7,8 +7,8 @@ N consecutive periods -> `for: (N-1) * period` after the first full window;
 `diag_instance_info` series (the `*_info` pattern: `and on(instance_id) diag_instance_info{role="db"}`),
 since an instance's labels are on that one series, not on every metric. Event conditions
 become rules over the counters behind the events: kernel-log events over
-`kernel_signals_total{kind=...}`, counter events over their `_total` counters, reboots over
-`resets(uptime[...])`; events with no counter behind them (a full disk found by a check, a
+`diag_kernel_signals_total{kind=...}`, counter events over their `_total` counters, reboots over
+`resets(diag_uptime_seconds[...])`; events with no counter behind them (a full disk found by a check, a
 health change, operators' Custom events) are named in the file's header as left out. What does
 not translate is said in each rule's annotations: missing-data treatment, effective windows,
 silences (these belong to Alertmanager there).
@@ -41,7 +41,10 @@ def _quote(v: str) -> str:
 
 
 def _name(metric: str) -> str:
+    """The /metrics name (a per-interval count has none: its counter's)."""
     m = catalogue.BY_NAME.get(metric)
+    if m is not None and m.kind == "delta":
+        m = catalogue.BY_NAME[m.counter]
     return m.exposition_name if m else metric
 
 
@@ -64,9 +67,19 @@ def _targeted(e: str, p: Policy) -> str:
 
 
 def expr(c: Condition, p: Policy) -> str:
+    """The condition over /metrics' names and units: `cpu_usage > 80` is
+    `avg_over_time(diag_cpu_usage_ratio[5m]) > 0.8`; a per-interval count is its counter's
+    `increase` over the period by the count's labels, which is its sum (and bounds every other
+    statistic of it from above: that rule fires at least when the policy does)."""
     matchers = [f"{k}={_quote(v)}" for k, v in sorted(c.labels.items())] + _instance_matchers(p)
     sel = _selector(_name(c.metric), matchers)
-    return _targeted(f"{FUNCS[c.statistic]}({sel}[{fmt_period(c.period)}]) {c.comparison} {c.threshold:g}", p)
+    m = catalogue.BY_NAME.get(c.metric)
+    threshold = catalogue.to_exposed(m, c.threshold) if m else c.threshold
+    if m is not None and m.kind == "delta":
+        series = f"sum by ({', '.join(['instance_id', *m.labels])}) (increase({sel}[{fmt_period(c.period)}]))"
+    else:
+        series = f"{FUNCS[c.statistic]}({sel}[{fmt_period(c.period)}])"
+    return _targeted(f"{series} {c.comparison} {threshold:g}", p)
 
 
 def event_types(ec: EventCondition) -> list[str]:

@@ -2,8 +2,9 @@
 
 A stored series (instance, metric, labels) is the PromQL series
 `{__name__=<metric>, instance=<instance id>, <labels>}`: the metric under its catalogue
-name, as the dashboard, the seeds and /api/v1/query name it (a catalogue entry's exposition
-name, as /metrics spells it, selects the same series), and the instance as `instance`, the
+name, as the dashboard, the seeds and /api/v1/query name it, or under its exposition name
+(as /metrics spells it: `diag_cpu_usage_ratio` selects cpu_usage's series, named so, with the
+values in /metrics' unit, 0-1 for the percent), and the instance as `instance`, the
 label a Prometheus user groups hosts by. A label of the store's own called `instance`
 becomes `exported_instance`, as a Prometheus scrape renames a clashing target label.
 Label regexes run on RE2 (diag.store.query.compile_matcher): linear time, anchored.
@@ -25,7 +26,6 @@ NAME = "__name__"
 INSTANCE = "instance"
 # Prometheus marks a series that ended with this NaN (value.StaleNaN); a stored one ends the series too.
 STALE_NAN_BITS = 0x7FF0000000000002
-_ALIASES = {m.exposition_name: m.name for m in catalogue.METRICS if m.exposition_name != m.name}
 _OPS = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}  # pp.MatchOp is not hashable
 
 
@@ -79,6 +79,18 @@ def parse_selector(text: str) -> list[LabelMatcher]:
     return from_ast(expr)
 
 
+@dataclass(frozen=True, slots=True)
+class ExposedSeries:
+    """A stored series selected by its /metrics name: its values times `scale` there."""
+
+    info: object  # diag.store.series.SeriesInfo
+    scale: float
+
+    @property
+    def sid(self) -> int:
+        return self.info.sid  # type: ignore[attr-defined]
+
+
 def series_labels(info) -> dict[str, str]:
     out = {NAME: info.metric, INSTANCE: info.instance_id}
     for k, v in info.labels.items():
@@ -105,8 +117,9 @@ class StoreSource:
         names = [m.value for m in matchers if m.name == NAME and m.op == "="]
         instances = [m.value for m in matchers if m.name == INSTANCE and m.op == "="]
         rest = list(matchers)
+        exposed = catalogue.BY_EXPOSED.get(names[0]) if names else None
         if names:
-            canonical = _ALIASES.get(names[0], names[0])
+            canonical = exposed.name if exposed else names[0]
             rest = [m for m in matchers if not (m.name == NAME and m.op == "=" and m.value == names[0])]
             rest.append(LabelMatcher("=", NAME, canonical))
             candidates = self.store.series_infos(canonical, instance_id=instances[0] if instances else None)
@@ -122,7 +135,10 @@ class StoreSource:
         for info in candidates:
             labels = series_labels(info)
             if all(m.matches(labels) for m in rest):
-                out.append((labels, info))
+                if exposed is not None:
+                    out.append(({**labels, NAME: exposed.exposition_name}, ExposedSeries(info, exposed.scale)))
+                else:
+                    out.append((labels, info))
         out.sort(key=lambda li: li[1].sid)
         return out
 
@@ -130,7 +146,9 @@ class StoreSource:
         """Per series id, its points with lo_ms <= t <= hi_ms: (t in int64 ms, values)."""
         if not infos:
             return {}
-        sid, ts, vals = self.store.points(list(infos), start=lo_ms / 1000.0, end=(hi_ms + 1) / 1000.0)
+        scales = {i.sid: i.scale for i in infos if isinstance(i, ExposedSeries) and i.scale != 1.0}
+        stored = [i.info if isinstance(i, ExposedSeries) else i for i in infos]
+        sid, ts, vals = self.store.points(stored, start=lo_ms / 1000.0, end=(hi_ms + 1) / 1000.0)
         self.loaded += int(ts.size)
         if self.loaded > self.max_samples:
             raise ExecutionError("query processing would load too many samples into memory in query execution")
@@ -149,6 +167,9 @@ class StoreSource:
             if t.size > 1 and not (np.diff(t) > 0).all():  # two points in one millisecond: keep the first
                 first = np.concatenate([[True], np.diff(t) > 0])
                 t, v = t[first], v[first]
+            scale = scales.get(int(sid[a]))
+            if scale is not None:
+                v = np.where(is_stale(v), v, v * scale)
             out[int(sid[a])] = (t, v)
         return out
 

@@ -10,13 +10,19 @@ Bucket alignment matches SqliteStore: a bucket [b, b+step) is stamped b. Both en
 evaluate `f_over_time(m[step])` at T over the left-open window (T-step, T]; evaluating
 at T = b + step - 1 ms (timestamps are kept in ms) makes that [b, b+step), and the
 answer is stamped back to b.
+
+Names and units are the catalogue's on this side and /metrics' on the engine's: a gauge is
+asked for by its exposition name and its values divided back by the entry's scale
+(`diag_cpu_usage_ratio` 0.8 is `cpu_usage` 80); a per-interval count, which /metrics only
+exposes as its counter, is the rise of that counter between consecutive samples, summed
+over the counter's labels the count does not have (`proto` of the UDP counters).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -39,7 +45,8 @@ LATEST_LOOKBACK = 3600.0  # how far back `latest` looks when no max_age is given
 SCRAPE_LABELS = ("job", "instance")  # added by the scraper, not ours
 _FUNC = {"avg": "avg_over_time", "min": "min_over_time", "max": "max_over_time", "sum": "sum_over_time",
          "count": "count_over_time", "last": "last_over_time"}
-_BY_EXPOSED = {m.exposition_name: m for m in catalogue.METRICS}
+# A per-interval count's first sample needs the counter's sample before it: looked for this far back.
+DELTA_LOOKBEHIND = 600.0
 
 
 class EngineError(StoreError):
@@ -106,6 +113,8 @@ class PrometheusStore:
 
     def selector(self, metric: str, instance_id: str | None, labels: Mapping[str, Any] | None) -> str:
         known = catalogue.BY_NAME.get(metric)
+        if known is not None and known.kind == "delta":
+            known = catalogue.BY_NAME[known.counter]
         name = known.exposition_name if known else metric
         parts = [f"instance_id={_quote(instance_id)}"] if instance_id else []
         for key, want in (labels or {}).items():
@@ -123,6 +132,8 @@ class PrometheusStore:
         lo, hi = bucket_range(start, end, step, agg)
         sel = self.selector(metric, instance_id, labels)
         keys = self._keys(metric)
+        if self._is_delta(metric):
+            return self._frame(self._bucket(self._deltas(metric, sel, keys, lo, hi), step, agg), keys, metric, agg)
         if step <= RAW_MAX_STEP or (hi - lo) / step > MAX_POINTS:
             return self._bucket_raw(metric, sel, keys, lo, hi, step, agg)
         by = ",".join(["instance_id", *keys])
@@ -133,13 +144,17 @@ class PrometheusStore:
         for r in data.get("result", []):
             for t, v in r.get("values", []):
                 rows.append((r["metric"], float(round(float(t) + EPS - step, 3)), float(v)))
-        return self._frame(rows, keys, metric)
+        return self._frame(rows, keys, metric, agg)
 
     def latest(self, metric: str, *, instance_id: str | None = None, labels: Mapping[str, Any] | None = None,
                max_age: float | None = None, now: float | None = None) -> pd.DataFrame:
         """The last point of each matched series within `max_age` (else the last hour), its own ts."""
         keys = self._keys(metric)
         window = max_age if max_age is not None else LATEST_LOOKBACK
+        if self._is_delta(metric):
+            hi = (now if now is not None else time.time()) + EPS
+            got = self._deltas(metric, self.selector(metric, instance_id, labels), keys, hi - window, hi)
+            return self._frame([(lab, float(ts[-1]), float(v[-1])) for lab, ts, v in got], keys, metric)
         params = [("query", f"{self.selector(metric, instance_id, labels)}[{_dur(window)}]")]
         if now is not None:
             params.append(("time", f"{now:.3f}"))
@@ -160,6 +175,8 @@ class PrometheusStore:
             if not m.get("instance_id"):
                 continue
             lab = {k: v for k, v in m.items() if k not in ("__name__", "instance_id", *SCRAPE_LABELS)}
+            if metric is not None and self._is_delta(metric):  # the counter's series, as the count's
+                name, lab = metric, {k: lab.get(k, "") for k in self._keys(metric)}
             key = (m["instance_id"], name, tuple(sorted(lab.items())))
             if key not in seen:
                 seen.add(key)
@@ -168,8 +185,8 @@ class PrometheusStore:
 
     def metric_names(self, instance_id: str | None = None) -> list[str]:
         match = f"{{instance_id={_quote(instance_id)}}}" if instance_id else '{instance_id!=""}'
-        names = self._get("/api/v1/label/__name__/values", [("match[]", match)]) or []
-        return sorted({self._canonical(n) for n in names})
+        names = {self._canonical(n) for n in self._get("/api/v1/label/__name__/values", [("match[]", match)]) or []}
+        return sorted(names | {m.name for m in catalogue.METRICS if m.kind == "delta" and m.counter in names})
 
     # -- fleet -------------------------------------------------------------------------------------
 
@@ -198,20 +215,53 @@ class PrometheusStore:
 
     # -- helpers ------------------------------------------------------------------------------------
 
-    def _bucket_raw(self, metric: str, sel: str, keys: list[str], lo: float, hi: float, step: float,
-                    agg: str) -> pd.DataFrame:
-        """Fine steps: the raw samples in [lo, hi), bucketed here like SqliteStore does."""
+    def _raw(self, sel: str, lo: float, hi: float) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        """Each matched series' raw samples in [lo, hi): (labels, ts, values)."""
         data = self._get("/api/v1/query", [("query", f"{sel}[{_dur(hi - lo)}]"), ("time", f"{hi - EPS:.3f}")])
-        rows = []
+        out = []
         for r in data.get("result", []):
-            pts = pd.DataFrame([(float(t), float(v)) for t, v in r.get("values", [])], columns=["ts", "value"])
-            if pts.empty:
-                continue
-            pts["ts"] = (pts["ts"] // step) * step
+            pts = np.array([(float(t), float(v)) for t, v in r.get("values", [])], dtype=float).reshape(-1, 2)
+            if len(pts):
+                out.append((r["metric"], pts[:, 0], pts[:, 1]))
+        return out
+
+    @staticmethod
+    def _bucket(series: list[tuple[dict, np.ndarray, np.ndarray]], step: float, agg: str) -> list[tuple[dict, float, float]]:
+        """Raw points bucketed here like SqliteStore does."""
+        rows = []
+        for labels, ts, vals in series:
+            pts = pd.DataFrame({"ts": (ts // step) * step, "value": vals})
             grouped = pts.groupby("ts", sort=True)["value"]
             values = grouped.last() if agg == "last" else grouped.agg(agg if agg != "avg" else "mean")
-            rows.extend((r["metric"], float(t), float(v)) for t, v in values.items())
-        return self._frame(rows, keys, metric)
+            rows.extend((labels, float(t), float(v)) for t, v in values.items())
+        return rows
+
+    def _bucket_raw(self, metric: str, sel: str, keys: list[str], lo: float, hi: float, step: float,
+                    agg: str) -> pd.DataFrame:
+        """Fine steps: the raw samples in [lo, hi), bucketed here."""
+        return self._frame(self._bucket(self._raw(sel, lo, hi), step, agg), keys, metric, agg)
+
+    def _deltas(self, metric: str, sel: str, keys: list[str], lo: float,
+                hi: float) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+        """A per-interval count in [lo, hi) from its counter: each sample's rise over the one
+        before (after a reset, its value), as the collector computes it, summed per label set
+        of the count."""
+        sums: dict[tuple, dict[float, float]] = defaultdict(lambda: defaultdict(float))
+        for labels, ts, vals in self._raw(sel, lo - DELTA_LOOKBEHIND, hi):
+            rise = np.diff(vals)
+            rise = np.where(rise < 0, vals[1:], rise)
+            key = (labels.get("instance_id", ""), *(labels.get(k, "") for k in keys))
+            for t, d in zip(ts[1:].tolist(), rise.tolist()):
+                if t >= lo:
+                    sums[key][t] += d
+        return [({"instance_id": key[0], **dict(zip(keys, key[1:]))},
+                 np.array(sorted(by_ts), dtype=float), np.array([by_ts[t] for t in sorted(by_ts)], dtype=float))
+                for key, by_ts in sums.items() if by_ts]
+
+    @staticmethod
+    def _is_delta(metric: str) -> bool:
+        known = catalogue.BY_NAME.get(metric)
+        return known is not None and known.kind == "delta"
 
     @staticmethod
     def _keys(metric: str) -> list[str]:
@@ -220,19 +270,23 @@ class PrometheusStore:
 
     @staticmethod
     def _canonical(exposed: str) -> str:
-        m = _BY_EXPOSED.get(exposed)
+        m = catalogue.BY_EXPOSED.get(exposed)
         return m.name if m else exposed
 
     @staticmethod
-    def _frame(rows: list[tuple[dict, float, float]], keys: list[str], metric: str) -> pd.DataFrame:
+    def _frame(rows: list[tuple[dict, float, float]], keys: list[str], metric: str, agg: str = "last") -> pd.DataFrame:
         """Long form like SqliteStore: instance_id, ts, value, one column per label key."""
         if not keys and rows and metric not in catalogue.BY_NAME:  # a user's metric: its own labels
             keys = sorted({k for m, _, _ in rows for k in m} - {"__name__", "instance_id", *SCRAPE_LABELS})
         if not rows:
             return pd.DataFrame({"instance_id": pd.Series([], dtype=object), "ts": pd.Series([], dtype=float),
                                  "value": pd.Series([], dtype=float)})
+        values = np.array([v for _, _, v in rows], dtype=float)
+        known = catalogue.BY_NAME.get(metric)
+        if known is not None and known.scale != 1.0 and agg != "count":  # back to the catalogue's unit, without float noise
+            values = np.round(values / known.scale, 9)
         cols: dict[str, list] = {"instance_id": [m.get("instance_id") for m, _, _ in rows],
-                                 "ts": [t for _, t, _ in rows], "value": [v for _, _, v in rows]}
+                                 "ts": [t for _, t, _ in rows], "value": values}
         for k in keys:
             cols[k] = [m.get(k, "") for m, _, _ in rows]
         return pd.DataFrame(cols).sort_values(["instance_id", *keys, "ts"], kind="stable").reset_index(drop=True)

@@ -5,11 +5,13 @@ a fresh one; serving it from bytes keeps /metrics cheap under many concurrent
 scrapers (and a scrape storm cannot starve the API). While one request renders a new
 body, the others get the previous one instead of waiting for it. With reads protected,
 or a Host header the service does not answer to (diag.web.origin), the request goes
-through Flask, where the token and the Host are checked.
+through Flask, where the token and the Host are checked. A scraper that accepts gzip
+(Prometheus does) gets the body gzipped, compressed once per rendered body.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -29,6 +31,8 @@ class MetricsFastPath:
         # content type -> (monotonic time, (batch, health generation), body)
         self._cache: dict[str, tuple[float, tuple[object, int], bytes]] = {}
         self._lock = threading.Lock()
+        # content type -> (the rendered body it compresses, that body gzipped)
+        self._gzipped: dict[str, tuple[bytes, bytes]] = {}
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         ext = self.app.extensions["diag"]
@@ -36,9 +40,10 @@ class MetricsFastPath:
                 or reads_protected(ext["service"].config) or not host_allowed(ext["service"].config, environ)):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
-        body, content_type = self.body(environ.get("HTTP_ACCEPT", ""))
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))),
-                                  ("Cache-Control", "no-store")])
+        body, content_type, encoding = self.body(environ.get("HTTP_ACCEPT", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store"),
+                   ("Vary", "Accept, Accept-Encoding")]
+        start_response("200 OK", headers + ([("Content-Encoding", encoding)] if encoding else []))
         if self.histogram is not None:
             self.histogram.labels("/metrics", "GET", "2xx").observe(time.perf_counter() - started)
         return [body]
@@ -51,11 +56,18 @@ class MetricsFastPath:
             return hit[2]
         return None
 
-    def body(self, accept: str) -> tuple[bytes, str]:
-        """The exposition for this Accept header, and its content type (also used by the
-        Flask route, which serves /metrics when reads are protected)."""
+    def body(self, accept: str, accept_encoding: str = "") -> tuple[bytes, str, str]:
+        """The exposition for these Accept headers, its content type and content encoding
+        ("" or "gzip"); also used by the Flask route, which serves /metrics when reads are
+        protected."""
         encoder, content_type = choose_encoder(accept)
-        return self._body(encoder, content_type), content_type
+        body = self._body(encoder, content_type)
+        if not accepts_gzip(accept_encoding):
+            return body, content_type, ""
+        hit = self._gzipped.get(content_type)
+        if hit is None or hit[0] is not body:
+            hit = self._gzipped[content_type] = (body, gzip.compress(body, compresslevel=6, mtime=0))
+        return hit[1], content_type, "gzip"
 
     def _body(self, encoder: Callable, content_type: str) -> bytes:
         ext = self.app.extensions["diag"]
@@ -81,3 +93,16 @@ class MetricsFastPath:
             return body
         finally:
             self._lock.release()
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (not with q=0)."""
+    for part in header.split(","):
+        token, _, params = part.strip().partition(";")
+        if token.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().lower().removeprefix("q=")
+            try:
+                return not params.strip() or float(q) > 0
+            except ValueError:
+                return False
+    return False

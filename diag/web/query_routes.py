@@ -58,7 +58,9 @@ def query():
     metric = request.args.get("metric", "")
     if not metric:
         raise ApiError(400, "metric is required", "metric")
-    known = catalogue.BY_NAME.get(metric)
+    known = catalogue.resolve(metric)
+    if known is not None:  # a /metrics name is read as the catalogue's metric, in its unit
+        metric = known.name
     if known is None and metric not in service.store.metric_names():
         raise ApiError(404, f"unknown metric {metric!r}: see GET /api/v1/metrics", "metric", code="UnknownMetric")
     instance_id = request.args.get("instance_id") or service.instance_id

@@ -132,5 +132,10 @@ def status():
 def metrics():
     # Served here only when reads are protected (auth has checked the token by now); otherwise
     # the WSGI fast path answers before Flask. Both render through the same cached function.
-    body, content_type = current_app.extensions["diag"]["metrics"].body(request.headers.get("Accept", ""))
-    return Response(body, content_type=content_type)
+    body, content_type, encoding = current_app.extensions["diag"]["metrics"].body(
+        request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""))
+    r = Response(body, content_type=content_type)
+    if encoding:
+        r.headers["Content-Encoding"] = encoding
+    r.vary.update(("Accept", "Accept-Encoding"))
+    return r

@@ -82,7 +82,7 @@ def test_collector_errors_in_metrics(no_diskstats, tmp_path):
     assert lines == ['diag_collector_errors_total{collector="disk",kind="FileNotFoundError"} 3.0'], lines
     assert "# TYPE diag_collector_errors_total counter" in text
     # the working collectors' gauges are there beside it
-    assert any(line.startswith("mem_total_bytes{") for line in text.splitlines())
+    assert any(line.startswith("diag_mem_total_bytes{") for line in text.splitlines())
 
 
 def test_the_real_proc_cycle_has_no_errors(tmp_path):
@@ -268,7 +268,7 @@ def test_stalls_and_overruns_in_metrics(tmp_path):
     assert 'diag_collector_stalls_total{collector="cpu"} 0.0' in lines
     assert "diag_collection_overruns_total 0.0" in lines
     assert any(line.startswith("diag_collection_cycle_seconds ") for line in lines)
-    assert any(line.startswith("collector_stalled{") and 'collector="network"' in line and line.endswith(" 1.0")
+    assert any(line.startswith("diag_collector_stalled{") and 'collector="network"' in line and line.endswith(" 1.0")
                for line in lines)
-    assert any(line.startswith("collector_stalled{") and 'collector="memory"' in line and line.endswith(" 0.0")
+    assert any(line.startswith("diag_collector_stalled{") and 'collector="memory"' in line and line.endswith(" 0.0")
                for line in lines)

@@ -270,7 +270,7 @@ def test_textfile_series_are_stored_queried_and_take_a_policy_through_the_servic
         # and in /metrics, for an engine that scrapes this service (node_exporter serves them so)
         text = client.get("/metrics").get_data(as_text=True)
         assert f'backup_last_success_seconds{{instance_id="{s.instance_id}",job="db"}} 1.7e+09' in text
-        assert f'textfile_scrape_error{{file="bad.prom",instance_id="{s.instance_id}"}} 1.0' in text
+        assert f'diag_textfile_scrape_error{{file="bad.prom",instance_id="{s.instance_id}"}} 1.0' in text
 
         body = {"name": "backup too old", "targets": {"instances": [s.instance_id]},
                 "conditions": [{"metric": "backup_last_success_seconds", "statistic": "min", "period": "1m",

@@ -182,6 +182,19 @@ def test_policy_form_errors_name_the_row_the_user_typed_in(service):
     assert saved and saved[0]["conditions"][0]["threshold"] == 85.0 and saved[0]["source"] == "dashboard"
 
 
+def test_policy_form_takes_the_metrics_name_and_keeps_the_display_name(service):
+    """Issue 17: the form offers and accepts /metrics names; the policy is kept under the
+    catalogue's name with the threshold in its unit (0.85 of a ratio is 85 %)."""
+    client = create_app(service).test_client()
+    assert '<option value="diag_cpu_usage_ratio" data-unit="0-1"' in client.get("/alerts").get_data(as_text=True)
+    form = {"csrf_token": _csrf(client), "name": "by exposed name", "enabled": "on", "conditions_rows": "1",
+            "conditions[0].metric": "diag_cpu_usage_ratio", "conditions[0].threshold": "0.85",
+            "conditions[0].comparison": ">", "conditions[0].period": "5m"}
+    assert client.post("/alerts/policies", data=form).status_code == 303
+    (saved,) = [p for p in service.alerting.repo.list("policy") if p["name"] == "by exposed name"]
+    assert (saved["conditions"][0]["metric"], saved["conditions"][0]["threshold"]) == ("cpu_usage", 85.0)
+
+
 def test_plotly_is_the_vendored_basic_bundle_under_half_the_full_one_and_cached(service):
     """The partial bundle (scatter, bar) of the plotly.js version the plotly package bundles:
     the same charts for under half the bytes (issue 19 item 6), its licence beside it."""

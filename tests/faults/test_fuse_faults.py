@@ -184,8 +184,8 @@ def test_a_stopped_fuse_daemon_and_a_loop_device_over_it_are_found_while_collect
         check = lambda: result(diagnose(p.url, "storage.io_hang", window="10m"), "storage.io_hang")  # noqa: E731
         # A FUSE mount is asked in a thread, and says it answers.
         assert wait_for(lambda: any(f'mountpoint="{mnt}"' in line and line.endswith(" 0.0")
-                                    for line in metric_lines(p.url, "fs_stuck")), timeout=20), \
-            metric_lines(p.url, "fs_stuck")
+                                    for line in metric_lines(p.url, "diag_fs_stuck_seconds")), timeout=20), \
+            metric_lines(p.url, "diag_fs_stuck_seconds")
 
         before = collections_during(p.url, 3 * INTERVAL)
         with hung_task_timeout(3) as detects:
@@ -220,7 +220,7 @@ def test_a_stopped_fuse_daemon_and_a_loop_device_over_it_are_found_while_collect
             assert any("dd" in json.dumps(e) for e in hung), got["evidence"].get("hung_tasks")
             print(f"hung tasks: {[e['message'] for e in hung]}")
         assert f"{os.path.basename(loop)}: I/O in flight and none completed" in got["message"]
-        stuck = [line for line in metric_lines(p.url, "fs_stuck") if f'mountpoint="{mnt}"' in line]
+        stuck = [line for line in metric_lines(p.url, "diag_fs_stuck_seconds") if f'mountpoint="{mnt}"' in line]
         assert stuck and float(stuck[0].rsplit(" ", 1)[1]) >= HANG_SECONDS, stuck
         errors = metric_lines(p.url, "diag_collector_errors")
         assert any('collector="filesystem"' in e and 'kind="TimeoutError"' in e for e in errors), errors
@@ -240,5 +240,5 @@ def test_a_stopped_fuse_daemon_and_a_loop_device_over_it_are_found_while_collect
         assert cleared, check()
         assert re.search(r"answers again now", cleared["message"]), cleared["message"]
         print(f"after SIGCONT: {cleared['status']}: {cleared['message']}")
-        assert any(f'mountpoint="{mnt}"' in line and line.endswith(" 0.0") for line in metric_lines(p.url, "fs_stuck"))
+        assert any(f'mountpoint="{mnt}"' in line and line.endswith(" 0.0") for line in metric_lines(p.url, "diag_fs_stuck_seconds"))
         assert diskstats(loop)[8] == 0

@@ -18,7 +18,7 @@ def test_local_instance_goes_initializing_ok_warning_maintaining(serve, tmp_path
     me = json.loads(http("GET", p.url + "/healthz")[2])["instance_id"]
     assert health(p.url, me)["health_status"] == "Initializing"
     # CPU usage is a rate: it exists from the second collection on.
-    assert wait_for(lambda: "\ncpu_usage{" in http("GET", p.url + "/metrics")[2].decode())
+    assert wait_for(lambda: "\ndiag_cpu_usage_ratio{" in http("GET", p.url + "/metrics")[2].decode())
 
     # This machine as it is: healthy. The suite itself may load the CPU for a moment
     # (access.cpu_load_now reads the latest sample), so give it time to settle.

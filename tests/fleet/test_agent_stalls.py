@@ -57,12 +57,12 @@ def test_an_agent_keeps_its_interval_and_says_so_while_a_collector_is_stuck(tmp_
         assert text is not None
         n1 = scraped_value(text, "diag_agent_batches_sent_total")
         assert n1 - n0 >= (time.monotonic() - t0) - 1.5, (n0, n1)  # the 1 s interval held
-        assert scraped_value(text, "collector_stalled", collector="network") == 1.0
-        assert scraped_value(text, "collector_stalled", collector="cpu") == 0.0
+        assert scraped_value(text, "diag_collector_stalled", collector="network") == 1.0
+        assert scraped_value(text, "diag_collector_stalled", collector="cpu") == 0.0
         assert scraped_value(text, "diag_collector_stalls_total", collector="network") >= 3
         assert scraped_value(text, "diag_collector_stalls_total", collector="cpu") == 0
         assert scraped_value(text, "diag_collection_overruns_total") == 0  # the stuck call cost its budget, not a cycle
-        assert scraped_value(text, "load_1") is not None  # the other collectors deliver
+        assert scraped_value(text, "diag_load_1") is not None  # the other collectors deliver
         out = a.output()
         assert out.count("collector network has not returned") == 1, out
         # Its budget is 0.4 x the agent's 1 s interval, not the 5 s of a cycle without one.

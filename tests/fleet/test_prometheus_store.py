@@ -214,3 +214,19 @@ def test_a_forgotten_instance_is_not_brought_back_by_the_engines_old_samples(sto
         assert "healthy-1" not in ids and "failing-1" in ids
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("metric", ["cpu_usage", "disk_await_read", "net_in", "oom_kills", "udp_rcvbuf_errors",
+                                    "kernel_signals"])
+def test_exposed_names_and_units_read_back_as_the_catalogue_s(stores, metric):
+    """The engine holds /metrics' names and units (`diag_cpu_usage_ratio`, seconds, bytes per
+    second, counters for per-interval counts); the store answers in the catalogue's."""
+    sqlite, prom, _, now = stores
+    for agg, step in (("sum", 60.0), ("max", 300.0), ("last", 1.0)):
+        a = sqlite.query(metric, instance_id="failing-1", start=now - 3600, end=now, step=step, agg=agg)
+        b = prom.query(metric, instance_id="failing-1", start=now - 3600, end=now, step=step, agg=agg)
+        assert not a.empty and list(a["ts"]) == list(b["ts"]), (agg, step)
+        assert list(a["value"]) == pytest.approx(list(b["value"])), (agg, step)
+    assert prom.latest(metric, instance_id="failing-1")["value"].tolist() == pytest.approx(
+        sqlite.latest(metric, instance_id="failing-1")["value"].tolist())
+    assert metric in prom.metric_names("failing-1")

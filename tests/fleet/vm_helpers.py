@@ -12,6 +12,11 @@ from tests.fleet.fleet_helpers import wait_for
 from diag import catalogue
 
 
+def _line(name: str, labels: dict[str, str], value: float, ms: int) -> str:
+    text = ",".join(f'{k}="{v}"' for k, v in labels.items() if v != "")
+    return f"{name}{{{text}}} {value!r} {ms}"
+
+
 class VictoriaMetrics:
     def __init__(self, tmp: Path, *extra: str) -> None:
         binary = need_tool("victoria-metrics")
@@ -33,12 +38,26 @@ class VictoriaMetrics:
             return False
 
     def import_samples(self, instance_id: str, samples) -> None:
-        """Samples as the agents' /metrics name them (exposition name, instance_id label)."""
+        """Samples as the agents' /metrics give them: exposition names and units, an
+        instance_id label, and a per-interval count as the running total of its counter
+        (from 0 just before its first sample, so no count is lost at the start)."""
         lines = []
-        for s in samples:
-            name = catalogue.BY_NAME[s.metric].exposition_name
-            labels = ",".join(f'{k}="{v}"' for k, v in {"instance_id": instance_id, **s.labels}.items())
-            lines.append(f"{name}{{{labels}}} {s.value!r} {int(round(s.ts * 1000))}")
+        totals: dict[tuple, float] = {}
+        for s in sorted(samples, key=lambda s: s.ts):
+            m = catalogue.BY_NAME[s.metric]
+            ms = int(round(s.ts * 1000))
+            if m.kind == "delta":
+                counter = catalogue.BY_NAME[m.counter]
+                labels = {"instance_id": instance_id, **{k: s.labels.get(k, "") for k in counter.labels}}
+                key = (counter.exposition_name, tuple(labels.items()))
+                if key not in totals:
+                    totals[key] = 0.0
+                    lines.append(_line(counter.exposition_name, labels, 0.0, ms - 1))
+                totals[key] += s.value
+                lines.append(_line(counter.exposition_name, labels, totals[key], ms))
+            else:
+                lines.append(_line(m.exposition_name, {"instance_id": instance_id, **s.labels},
+                                   catalogue.to_exposed(m, s.value), ms))
         req = urllib.request.Request(self.url + "/api/v1/import/prometheus", data="\n".join(lines).encode(),
                                      method="POST")
         with urllib.request.urlopen(req, timeout=60) as r:

@@ -53,12 +53,12 @@ def test_requests_counted_by_template_method_and_status_class(service, monkeypat
 def test_batch_part_follows_each_new_collection(service):
     client = create_app(service).test_client()
     first = client.get("/metrics").data
-    assert client.get("/metrics").data.count(b"# TYPE load_1 gauge") == 1
+    assert client.get("/metrics").data.count(b"# TYPE diag_load_1 gauge") == 1
     batch = service.collect()
     text = client.get("/metrics").data.decode()
     assert text != first.decode()
     mem = next(s for s in batch.samples if s.metric == "mem_used")
-    got = [v for (name, _), v in _samples(text).items() if name == "mem_used"]
+    got = [v for (name, _), v in _samples(text).items() if name == "diag_mem_used_bytes"]
     assert got == [pytest.approx(mem.value)]
 
 
@@ -67,7 +67,7 @@ def test_openmetrics_has_one_terminator_at_the_end(service):
     for _ in range(2):  # the second answer comes from the cache
         body = client.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}).data
         assert body.count(b"# EOF") == 1 and body.endswith(b"# EOF\n")
-        assert b"# TYPE load_1 gauge" in body and b"diag_http_request_duration_seconds" in body
+        assert b"# TYPE diag_load_1 gauge" in body and b"diag_http_request_duration_seconds" in body
 
 
 def test_served_metrics_time_jobs_and_requests_and_pass_promtool(serve):
@@ -78,13 +78,13 @@ def test_served_metrics_time_jobs_and_requests_and_pass_promtool(serve):
     def scraped() -> str | None:
         text = http("GET", p.url + "/metrics")[2].decode()
         s = _samples(text)
-        ran = s.get(("diag_job_duration_seconds_count", frozenset({("job", "collect")})), 0)
+        ran = s.get(("diag_job_duration_seconds_count", frozenset({("task", "collect")})), 0)
         return text if ran >= 2 else None
 
     text = wait_for(scraped, timeout=30)
     assert text, "no collect job timed"
     s = _samples(text)
-    assert s[("diag_job_duration_seconds_sum", frozenset({("job", "collect")}))] > 0
+    assert s[("diag_job_duration_seconds_sum", frozenset({("task", "collect")}))] > 0
     assert _count(text, endpoint="/api/v1/query", method="GET", status="2xx") == 1
     assert s[("diag_store_size_bytes", frozenset())] > 0
     check = subprocess.run([promtool, "check", "metrics"], input=text.encode(), capture_output=True)
@@ -114,4 +114,4 @@ def test_a_scrape_during_a_render_gets_the_previous_body_at_once(service):
         assert not scrape.is_alive(), "the scrape waited for the render"
     assert got == [first]
     fresh = client.get("/metrics").data  # no render running: this one renders
-    assert fresh != first and b"# TYPE load_1 gauge" in fresh
+    assert fresh != first and b"# TYPE diag_load_1 gauge" in fresh

@@ -90,9 +90,18 @@ def test_labels_are_the_stores_plus_instance_and_the_catalogue_name(client):
     assert jobs["instance"] == "web-1" and jobs["exported_instance"] == "relay-7"
 
 
-def test_the_exposition_name_selects_the_catalogue_metric(client):
-    got = vector(instant(client, "mem_total_bytes"))
-    assert got == {(("__name__", "mem_total"), ("instance", "web-1")): "8000000000"}
+def test_the_exposition_name_selects_the_catalogue_metric_in_its_unit(client):
+    # issue 17: /metrics names carry a namespace and base units, and the query API reads them
+    # as a Prometheus that scraped /metrics would have them
+    got = vector(instant(client, "diag_mem_total_bytes"))
+    assert got == {(("__name__", "diag_mem_total_bytes"), ("instance", "web-1")): "8000000000"}
+    assert vector(instant(client, 'diag_disk_util_ratio{instance="db-1"}')) == {
+        (("__name__", "diag_disk_util_ratio"), ("device", "sda"), ("instance", "db-1")): "0.99"}
+    assert vector(instant(client, 'disk_util{instance="db-1"} / 100 - diag_disk_util_ratio{instance="db-1"}')) == {
+        (("device", "sda"), ("instance", "db-1")): "0"}
+    assert vector(instant(client, "diag_net_receive_bytes_per_second")) == {
+        (("__name__", "diag_net_receive_bytes_per_second"), ("instance", "web-1"), ("interface", "eth0")):
+            str((1000.0 + 59) / 8)}
 
 
 def test_a_regex_runs_on_re2_so_a_catastrophic_pattern_is_quick(client):

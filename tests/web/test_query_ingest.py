@@ -53,6 +53,18 @@ def test_label_filters_exact_and_regex(client):
     assert sorted(s["labels"]["device"] for s in regex) == ["sda", "sdb"]
 
 
+def test_the_metrics_name_reads_the_catalogue_metric_in_its_unit(client):
+    """Issue 17: /api/v1/query takes a /metrics name too, and answers under the catalogue's
+    name and unit, as its contract says."""
+    t0 = aligned_now()
+    samples = [{"metric": "disk_util", "labels": {"device": "sda"}, "value": 42.0, "ts": t0}]
+    assert client.post("/api/v1/ingest", json={"instance_id": "db-2", "samples": samples}).status_code == 202
+    body = client.get(f"/api/v1/query?metric=diag_disk_util_ratio&instance_id=db-2&start={t0}&end={t0 + 60}"
+                      "&step=60").get_json()
+    assert (body["metric"], body["unit"]) == ("disk_util", "percent")
+    assert body["series"][0]["points"] == [[t0, 42.0]]
+
+
 def test_repeated_batch_id_is_stored_once(client):
     t0 = aligned_now()
     body = {"instance_id": "web-2", "batch_id": "b-1",

@@ -48,10 +48,11 @@ def test_metrics_hold_the_last_collection(client, service):
     cpu = next(s for s in service.last_batch.samples if s.metric == "cpu_usage")
     # every catalogue series carries instance_id, so a scraping engine keeps instances apart
     iid = f'instance_id="{service.instance_id}"'
-    line = next(l for l in text.splitlines() if l.startswith(f"cpu_usage{{{iid}}} "))
-    assert float(line.split()[1]) == pytest.approx(cpu.value)
-    assert "# TYPE cpu_seconds_total counter" in text and f'cpu_seconds_total{{{iid},mode="user"}}' in text
-    assert f"mem_total_bytes{{{iid}}} " in text  # the catalogue's exposition name for mem_total
+    # issue 17: a namespace and base units in the name, the value in that unit (percent -> 0-1)
+    line = next(l for l in text.splitlines() if l.startswith(f"diag_cpu_usage_ratio{{{iid}}} "))
+    assert float(line.split()[1]) == pytest.approx(cpu.value / 100)
+    assert "# TYPE diag_cpu_seconds_total counter" in text and f'diag_cpu_seconds_total{{{iid},mode="user"}}' in text
+    assert f"diag_mem_total_bytes{{{iid}}} " in text  # the catalogue's exposition name for mem_total
 
 
 def test_openmetrics_when_asked(client):
