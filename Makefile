@@ -1,4 +1,5 @@
 # make run   - create .venv, install, serve on http://127.0.0.1:8080 with data in ./data
+#              (NOTIFY=http://host/path: the default alert policies notify this webhook)
 # make test  - install (Python packages, and as root the Debian tools the tests use), run all tests
 # make bench - the benchmarks, each printing a table
 
@@ -10,11 +11,12 @@ DEBS   := prometheus prometheus-node-exporter prometheus-alertmanager victoria-m
 HOST     ?= 127.0.0.1
 PORT     ?= 8080
 DATA_DIR ?= ./data
+NOTIFY   ?=
 
 .PHONY: run test bench install system-deps clean
 
 run: install
-	$(VENV)/bin/diag serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR)
+	$(VENV)/bin/diag serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) $(if $(NOTIFY),--notify-webhook '$(NOTIFY)')
 
 install: $(STAMP)
 

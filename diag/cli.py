@@ -22,7 +22,7 @@ STOP_WAIT_S = 5.0
 
 # The settings `diag serve` takes as flags (diag/settings/flags.py makes them; the agent's
 # are in diag/agent/config.py).
-SERVE_FLAGS = ("host", "port", "data_dir", "interval", "store_url", "enable_commands")
+SERVE_FLAGS = ("host", "port", "data_dir", "interval", "store_url", "enable_commands", "alerting.notify_webhook")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,7 +300,9 @@ def _serve(args: argparse.Namespace) -> int:
     from diag.config import check_listen
     from diag.web.app import create_app
 
-    cfg = _config(args, **{name: getattr(args, name) for name in SERVE_FLAGS})
+    from diag.settings.flags import dest
+
+    cfg = _config(args, **{name: getattr(args, dest(name)) for name in SERVE_FLAGS})
     check_listen(cfg)
     from diag.config import check_commands  # remote commands: refuse them without a token
 

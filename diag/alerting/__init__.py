@@ -65,6 +65,10 @@ class Alerting:
             files.load(self, self.settings.policies_file)
         if self.settings.defaults:
             defaults.create_once(self)
+        if self.settings.notify_webhook is not None:
+            given = defaults.notify_webhook(self, self.settings.notify_webhook)
+            if given:
+                log.info("the default policies %s notify alerting.notify_webhook", ", ".join(given))
 
     @property
     def base_url(self) -> str:

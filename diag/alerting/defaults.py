@@ -73,3 +73,24 @@ def create_once(alerting: Any) -> list[str]:
             made.append(pid)
     alerting.db.set_kv(KEY, True)
     return made
+
+
+# The objects `alerting.notify_webhook` upserts: fixed ids, so a restart updates them in place.
+NOTIFY_CONTACT = "notify-webhook"
+NOTIFY_GROUP = "notify-webhook"
+
+
+def notify_webhook(alerting: Any, url: str) -> list[str]:
+    """Make the defaults reach someone: a webhook contact for `url` and a group holding it,
+    given to each default policy that still has no contact group. A policy the user gave a
+    group of their own keeps it. Returns the ids of the policies given the group."""
+    alerting.save_contact({"name": "Webhook (alerting.notify_webhook)", "channels": [{"type": "webhook", "url": url}]},
+                          NOTIFY_CONTACT)
+    alerting.save_group({"name": "alerting.notify_webhook", "contacts": [NOTIFY_CONTACT]}, NOTIFY_GROUP)
+    given = []
+    for pid in policies(alerting.service.config.interval, alerting.service.checks):
+        current = alerting.repo.get("policy", pid)
+        if current is not None and not current.get("contact_groups"):
+            alerting.patch_policy(pid, {"contact_groups": [NOTIFY_GROUP]})
+            given.append(pid)
+    return given

@@ -26,6 +26,11 @@ class AlertingConfig(_Strict):
     policies_file: Path | None = None  # YAML/JSON: policies, contacts, contact_groups, upserted at start
     defaults: bool = True  # create the one-click default policies on first start
     external_url: str | None = None  # base of the links in notifications; else http://host:port
+    # One URL for people to hear of the one-click policies: at start a webhook contact and a
+    # group holding it are upserted (diag/alerting/defaults.py) and given to each default
+    # policy that has no contact group, so `make run NOTIFY=...` notifies someone.
+    notify_webhook: str | None = Field(None, description="send the notices of the default alert policies that "
+                                                         "have no contact group to this http(s) webhook URL")
     # The zone of the times in notices (the seed's eventTime, 20181226T220114.058+0800, and
     # the chat messages); the server's own zone when unset.
     timezone: str | None = None
@@ -50,6 +55,11 @@ class AlertingConfig(_Strict):
         if u.query or u.fragment or any(c.isspace() for c in v):
             raise ValueError("must be a base URL without spaces, ?query or #fragment (a path prefix is fine)")
         return v.rstrip("/")
+
+    @field_validator("notify_webhook")
+    @classmethod
+    def _notify_webhook(cls, v: str | None) -> str | None:
+        return http_url(v)
 
     @field_validator("timezone")
     @classmethod
@@ -98,18 +108,23 @@ class RecordDelivery(_Strict):
     @field_validator("webhook")
     @classmethod
     def _http_url(cls, v: str | None) -> str | None:
-        import urllib.parse
+        return http_url(v)
 
-        if v is None:
-            return v
-        u = urllib.parse.urlsplit(v)
-        if u.scheme not in ("http", "https") or not u.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, not {v[:100]!r}")
-        try:
-            u.port  # noqa: B018 - raises on a port that is not a number or out of range
-        except ValueError as e:
-            raise ValueError(f"has a bad port: {e}") from None
+
+def http_url(v: str | None) -> str | None:
+    """A URL the service POSTs to: http(s), with a host and a valid port."""
+    import urllib.parse
+
+    if v is None:
         return v
+    u = urllib.parse.urlsplit(v)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, not {v[:100]!r}")
+    try:
+        u.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as e:
+        raise ValueError(f"has a bad port: {e}") from None
+    return v
 
 
 class CommandsConfig(_Strict):  # remote commands (diag/commands), used only with enable_commands

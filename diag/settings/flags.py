@@ -20,19 +20,32 @@ from diag.units import parse_duration
 
 def add(parser: argparse.ArgumentParser, model: type[BaseModel], names: Iterable[str],
         env: Mapping[str, str] = {}) -> None:
-    """A flag for each named field of `model` (`data_dir` -> `--data-dir`)."""
+    """A flag for each named field of `model` (`data_dir` -> `--data-dir`; a section's field by
+    its dotted path, `alerting.notify_webhook` -> `--notify-webhook`, its value in `dest(name)`)."""
     var_of = {key: var for var, key in env.items()}
     for name in names:
-        field = model.model_fields[name]
+        field = _field(model, name)
         if not field.description:
             raise ValueError(f"{model.__name__}.{name} has no description to be a flag's help")
         help_ = f"{field.description} (default: {shown(field)}"
         help_ += f"; env {var_of[name]})" if name in var_of else ")"
-        flag = "--" + name.replace("_", "-")
+        flag = "--" + dest(name).replace("_", "-")
         if field.annotation is bool:
             parser.add_argument(flag, action="store_true", default=None, help=help_)
         else:
-            parser.add_argument(flag, default=None, metavar=name.upper(), help=help_)
+            parser.add_argument(flag, default=None, metavar=dest(name).upper(), help=help_)
+
+
+def dest(name: str) -> str:
+    """The argparse attribute holding the flag of the setting `name`."""
+    return name.rsplit(".", 1)[-1]
+
+
+def _field(model: type[BaseModel], name: str) -> FieldInfo:
+    *sections, last = name.split(".")
+    for section in sections:
+        model = model.model_fields[section].annotation  # type: ignore[assignment]
+    return model.model_fields[last]
 
 
 def shown(field: FieldInfo) -> str:

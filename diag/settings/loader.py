@@ -20,7 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 # and message, or None.
 Problem = Callable[[Any], "tuple[list[str], str] | None"]
 
-# Environment variable -> setting, for `diag serve`.
+# Environment variable -> setting (a dotted path for a section's), for `diag serve`.
 SERVER_ENV = {
     "DIAG_HOST": "host",
     "DIAG_PORT": "port",
@@ -31,6 +31,7 @@ SERVER_ENV = {
     "DIAG_INGEST_TOKEN": "ingest_token",
     "DIAG_COMMANDS": "enable_commands",
     "DIAG_INSTANCE_ID": "instance_id",
+    "DIAG_NOTIFY_WEBHOOK": "alerting.notify_webhook",
 }
 
 
@@ -43,20 +44,36 @@ def load_model(model: type[M], path: str | Path | None, env: Mapping[str, str], 
     text, data = ("", {}) if path is None else read_file(Path(path))
     for var, key in env_map.items():
         if env.get(var, "") != "" and not (file_over_env and key in data):
-            data[key] = env[var]
+            _put(data, key, env[var])
     given = {k: v for k, v in flags.items() if v is not None}
-    data.update(given)
+    for key, value in given.items():
+        _put(data, key, value)
     try:
         settings = model.model_validate(data)
     except ValidationError as e:
         err = located(e, text, where)
-        if err.field and err.field.split(".")[0] in given:  # a flag's value: no line of the file
+        if err.field and any(err.field == k or err.field.startswith(k + ".") for k in given):  # a flag's value: no line of the file
             err = ConfigError(err.message, field=err.field)
         raise err from None
     found = problem(settings) if problem is not None else None
     if found is not None:
         raise at(found[0], found[1], text, where)
     return settings
+
+
+def _put(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` (`alerting.notify_webhook`: in its section) over what the file says. A
+    section the file writes as something else than a mapping is left for the model to refuse."""
+    *sections, name = key.split(".")
+    for section in sections:
+        inner = data.get(section)
+        if inner is None:
+            inner = {}
+        elif not isinstance(inner, dict):
+            return
+        data[section] = inner = dict(inner)
+        data = inner
+    data[name] = value
 
 
 def load(path: str | Path | None = None, env: Mapping[str, str] | None = None, **flags: Any) -> Config:
