@@ -298,9 +298,8 @@ def _serve(args: argparse.Namespace) -> int:
     from diag import lifecycle, scheduler as scheduling
     from diag.service import Service
     from diag.config import check_listen
-    from diag.web.app import create_app
-
     from diag.settings.flags import dest
+    from diag.web.app import create_app
 
     cfg = _config(args, **{name: getattr(args, dest(name)) for name in SERVE_FLAGS})
     check_listen(cfg)

@@ -52,7 +52,8 @@ def load_model(model: type[M], path: str | Path | None, env: Mapping[str, str], 
         settings = model.model_validate(data)
     except ValidationError as e:
         err = located(e, text, where)
-        if err.field and any(err.field == k or err.field.startswith(k + ".") for k in given):  # a flag's value: no line of the file
+        # A flag's value: no line of the file.
+        if err.field and any(err.field == k or err.field.startswith(k + ".") for k in given):
             err = ConfigError(err.message, field=err.field)
         raise err from None
     found = problem(settings) if problem is not None else None
