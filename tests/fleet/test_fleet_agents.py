@@ -71,6 +71,12 @@ def test_two_agents_are_two_instances_and_a_kernel_line_shows_only_in_its_own(tm
         return any(e["type"] == "Kernel.HungTask" for e in body["events"])
 
     wait_for(hung_event, "the hung-task event of fleet-a", 30, a)
+    # An agent's first push has no CPU usage yet (a rate needs two readings): wait for a
+    # pushed sample of each before asking whether each was diagnosed over its own.
+    for agent, iid in ((a, "fleet-a"), (b, "fleet-b")):
+        wait_for(lambda: (lambda r: r[0] == 200 and r[1]["series"])(
+            get_json(server.url + f"/api/v1/query?metric=cpu_usage&instance_id={iid}&start=-10m&step=10s", ADMIN)),
+            f"a cpu_usage sample of {iid}", 30, agent)
     checks_a, checks_b = _diagnose(server, "fleet-a"), _diagnose(server, "fleet-b")
     assert checks_a["state.kernel_fault"]["status"] == "critical"
     assert "4242" in json.dumps(checks_a["state.kernel_fault"]) or "kworker" in checks_a["state.kernel_fault"]["message"]
