@@ -1,6 +1,8 @@
 """Label matchers as Alertmanager writes them: `name=value`, `name!=value`, `name=~regex`,
 `name!~regex`. A regex matches the whole value (Alertmanager anchors it); a label the alert
-lacks reads as the empty string, so `team!=ops` matches an alert without `team`."""
+lacks reads as the empty string, so `team!=ops` matches an alert without `team`. Regexes
+are compiled by RE2, as Alertmanager's Go regexps are: the same syntax, and a user's
+pattern runs in linear time on every alert of every cycle."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from diag.store.query import compile_matcher
 
 OPS = ("=~", "!~", "!=", "=")  # longest first: "=~" must not parse as "=" with a value "~..."
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -26,7 +30,7 @@ class Matcher:
     name: str
     op: str
     value: str
-    _re: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _re: Any = field(default=None, compare=False, repr=False)  # compiled by RE2
 
     def matches(self, labels: dict[str, str]) -> bool:
         v = labels.get(self.name, "")
@@ -71,8 +75,8 @@ def parse(text: Any) -> Matcher:
     rx = None
     if op in ("=~", "!~"):
         try:
-            rx = re.compile(value)
-        except re.error as e:
+            rx = compile_matcher(value)
+        except ValueError as e:
             raise MatcherError(f"the regex of {name} does not compile: {e}") from None
     return Matcher(name, op, value, rx)
 

@@ -33,3 +33,12 @@ def test_all_must_match_and_none_match_everything():
 def test_bad_matchers_say_why(bad):
     with pytest.raises(MatcherError):
         parse(bad)
+
+
+def test_regexes_are_re2_as_alertmanagers_go_regexps_are():
+    # Backreferences and lookarounds exist in Python's re but not in RE2 nor in Go: refused,
+    # as Alertmanager refuses them, rather than a silence that Alertmanager would not take.
+    for pattern in (r"(a)\1", "(?=disk)disk.*", "(?<!x)y"):
+        with pytest.raises(MatcherError, match="does not compile"):
+            parse(f'alertname=~"{pattern}"')
+    assert parse('alertname=~"(a+)+$"').matches({"alertname": "aaab"}) is False  # linear in RE2
