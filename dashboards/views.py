@@ -278,7 +278,8 @@ def instance(instance_id: str) -> Any:
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
                            now=now_strip.now_strip(s, instance_id, s.interval_of(inst)),
                            charts=figures.CHARTS, ranges=data.RANGES, level=data.level_name(rng.step),
-                           firing=_firing(instance_id), interval=s.config.interval, store_error=store_error)
+                           firing=_firing(instance_id), interval=s.config.interval, store_error=store_error,
+                           is_self=instance_id == s.instance_id)
 
 
 @bp.post("/instances/<instance_id>/monitoring")
@@ -287,6 +288,18 @@ def instance_monitoring(instance_id: str) -> Any:
     enabled = request.form.get("monitoring") == "on"
     service().set_monitoring(instance_id, enabled)
     return redirect(url_for("dash.instance", instance_id=instance_id), 303)
+
+
+@bp.post("/instances/<instance_id>/forget")
+def instance_forget(instance_id: str) -> Any:
+    """A machine that no longer exists leaves the lists and its alerts resolve; its history
+    stays until retention (DELETE /api/v1/instances/{id})."""
+    _instance_or_404(instance_id)
+    try:
+        service().forget_instance(instance_id)
+    except ValueError as e:  # this server itself
+        abort(409, str(e))
+    return redirect(url_for("dash.overview"), 303)
 
 
 @bp.get("/instances/<instance_id>/charts")

@@ -242,6 +242,22 @@ def test_the_instance_page_switches_monitoring_off_and_on(service):
     assert service.instances.get(service.instance_id)["monitoring"] is True
 
 
+def test_a_machine_that_is_gone_is_forgotten_from_its_page(service):
+    client = create_app(service).test_client()
+    service.instances.register("old-vm", hostname="old-vm")
+    page = "/instances/old-vm"
+    token = _csrf(client, page)
+    assert 'id="forget-instance"' in client.get(page).get_data(as_text=True)
+    assert 'id="forget-instance"' not in client.get(f"/instances/{service.instance_id}").get_data(as_text=True)
+    assert client.post(f"{page}/forget", data={}).status_code == 403  # no CSRF token: nothing happens
+    assert service.instances.get("old-vm") is not None
+    r = client.post(f"{page}/forget", data={"csrf_token": token})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/")
+    assert service.instances.get("old-vm") is None and "old-vm" not in client.get("/").get_data(as_text=True)
+    assert client.get(page).status_code == 404
+    assert client.post(f"/instances/{service.instance_id}/forget", data={"csrf_token": token}).status_code == 409
+
+
 def _figures(html: str) -> dict:
     import json
 
