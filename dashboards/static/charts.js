@@ -98,6 +98,9 @@
     var layout = Object.assign({}, f.layout, {xaxis: Object.assign({}, f.layout.xaxis, {
       range: (zoom || f.whole).slice(), autorange: false})});
     if (touch) layout.dragmode = false;
+    // A phone-wide chart fits about four time labels: more and plotly tilts them, and the
+    // first one runs off the left edge.
+    if (window.innerWidth < 600) layout.xaxis.nticks = 4;
     var data = f.data.map(function (tr) {
       return Object.assign({}, tr, {visible: hidden[key + "/" + tr.name] ? "legendonly" : true});
     });

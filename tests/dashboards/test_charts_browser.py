@@ -6,6 +6,7 @@ fitted to its data; the partial plotly bundle (issue 19 items 3 and 6)."""
 from __future__ import annotations
 
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,10 @@ def test_a_zoom_much_narrower_than_the_range_fetches_its_window_at_a_finer_step(
     assert watched.errors == []
 
 
+def _minute(offset: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(time.time() + offset))
+
+
 def test_on_a_phone_a_swipe_over_a_chart_scrolls_the_page_instead_of_zooming(browser, served):  # noqa: F811
     """With plotly's drag-to-zoom a finger on a chart zoomed it and the page could not be
     scrolled past the charts (it was stuck, scrollY unchanged)."""
@@ -197,9 +202,18 @@ def test_on_a_phone_a_swipe_over_a_chart_scrolls_the_page_instead_of_zooming(bro
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
-        page.goto(f"{proc.url}/instances/{iid}?range=1h", wait_until="networkidle")
+        # a custom two minutes: at 1440 px plotly labels every 10 or 20 s
+        q = urllib.parse.urlencode({"range": "custom", "start": _minute(-60), "end": _minute(60)})
+        page.goto(f"{proc.url}/instances/{iid}?{q}", wait_until="networkidle")
         page.wait_for_function("() => document.querySelector('#chart-cpu')._fullLayout")
         assert page.evaluate("() => matchMedia('(pointer: coarse)').matches")
+        # about four time labels on a phone-wide chart, level: tilted, the first ran off the left edge
+        ticks = page.evaluate("""() => [...document.querySelectorAll('#chart-cpu .xtick text')].map(
+            t => [t.getAttribute('transform') || '', t.getBoundingClientRect().left])""")
+        assert 2 <= len(ticks) <= 5 and not [t for t, left in ticks if "rotate" in t or left < 0], ticks
+        # asked of every chart, since plotly tilts them whenever its own choice is dense (10 s
+        # steps over a young instance's minute)
+        assert set(page.evaluate("() => [...document.querySelectorAll('.plot')].map(el => el._fullLayout.xaxis.nticks)")) == {4}
         chart = page.locator("#chart-cpu")
         chart.scroll_into_view_if_needed()
         before = page.evaluate(_RANGES)["cpu"]
