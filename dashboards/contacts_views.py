@@ -8,6 +8,7 @@ stored (diag.web.secrets.restore), so editing a contact's name never needs the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import abort, redirect, request, url_for
@@ -125,18 +126,26 @@ def save_contact(contact_id: str | None) -> Any:
                     + f"#contact-{saved['contact_id']}", 303)
 
 
+def _delete(kind: str, obj_id: str, what: str, anchor: str, in_use: Callable[[dict[str, Any]], str | None]) -> Any:
+    """Delete a contact or a group unless something still sends to it (409, saying what)."""
+    a = _alerting()
+    cur = a.repo.get(kind, obj_id)
+    if cur is None:
+        abort(404, f"no {what} {obj_id}")
+    refusal = in_use(cur)
+    if refusal:
+        return _page(notice=refusal, status=409, failed=True)
+    a.repo.delete(kind, obj_id)
+    return redirect(url_for("dash.alerts", notice=f"deleted {what} {cur['name']!r}") + anchor, 303)
+
+
 @bp.post("/alerts/contacts/<contact_id>/delete")
 def delete_contact(contact_id: str) -> Any:
-    a = _alerting()
-    cur = a.repo.get("contact", contact_id)
-    if cur is None:
-        abort(404, f"no contact {contact_id}")
-    users = [g["name"] for g in a.repo.list("contact_group") if contact_id in g.get("contacts", [])]
-    if users:
-        return _page(notice=f"{cur['name']!r} is in the groups {', '.join(users[:5])}: take it out of them first",
-                     status=409, failed=True)
-    a.repo.delete("contact", contact_id)
-    return redirect(url_for("dash.alerts", notice=f"deleted contact {cur['name']!r}") + "#contacts", 303)
+    def in_use(cur: dict[str, Any]) -> str | None:
+        users = [g["name"] for g in _alerting().repo.list("contact_group") if contact_id in g.get("contacts", [])]
+        return f"{cur['name']!r} is in the groups {', '.join(users[:5])}: take it out of them first" if users else None
+
+    return _delete("contact", contact_id, "contact", "#contacts", in_use)
 
 
 @bp.post("/alerts/contacts/<contact_id>/test")
@@ -177,13 +186,8 @@ def save_group(group_id: str | None) -> Any:
 
 @bp.post("/alerts/groups/<group_id>/delete")
 def delete_group(group_id: str) -> Any:
-    a = _alerting()
-    cur = a.repo.get("contact_group", group_id)
-    if cur is None:
-        abort(404, f"no contact group {group_id}")
-    users = [p["name"] for p in a.repo.list("policy") if group_id in p.get("contact_groups", [])]
-    if users:
-        return _page(notice=f"policies {', '.join(users[:5])} notify {cur['name']!r}: change them first",
-                     status=409, failed=True)
-    a.repo.delete("contact_group", group_id)
-    return redirect(url_for("dash.alerts", notice=f"deleted contact group {cur['name']!r}") + "#contact-groups", 303)
+    def in_use(cur: dict[str, Any]) -> str | None:
+        users = [p["name"] for p in _alerting().repo.list("policy") if group_id in p.get("contact_groups", [])]
+        return f"policies {', '.join(users[:5])} notify {cur['name']!r}: change them first" if users else None
+
+    return _delete("contact_group", group_id, "contact group", "#contact-groups", in_use)
