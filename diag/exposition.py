@@ -11,12 +11,20 @@ import re
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, UnknownMetricFamily
 from prometheus_client.registry import Collector
 
+from collectors.runner import CollectionCycle
 from diag import catalogue
 from diag.model import Batch, Sample
+
+if TYPE_CHECKING:  # the agent renders batches too, and must not load the server's parts
+    from diag.collection import Collection
+    from diag.instances import Instances
+    from diag.job_stats import JobStats
+    from diag.store import ReadStore
 
 
 def _help(m: catalogue.Metric) -> str:
@@ -94,7 +102,7 @@ def _user_families(samples: list[Sample], extra: dict[str, str]) -> Iterator[Met
         yield fam
 
 
-def cycle_families(cycle) -> Iterator[Metric]:  # collectors.runner.CollectionCycle
+def cycle_families(cycle: CollectionCycle) -> Iterator[Metric]:
     """The collection cycle's own health, served alike by `diag serve` and `diag agent`."""
     if cycle.last_duration is not None:
         last = GaugeMetricFamily("diag_collection_cycle_seconds",
@@ -123,30 +131,35 @@ def cycle_families(cycle) -> Iterator[Metric]:  # collectors.runner.CollectionCy
 class ServiceCollector(Collector):
     """The service's own health: collection cost, collector errors, jobs, store size."""
 
-    def __init__(self, service) -> None:  # diag.service.Service; untyped to avoid an import cycle
-        self._s = service
+    def __init__(self, collection: Collection, jobs: JobStats, store: ReadStore) -> None:
+        self._collection = collection
+        self._jobs = jobs
+        self._store = store
 
     def collect(self) -> Iterator[Metric]:
-        s = self._s
         from diag import __version__
 
         info = GaugeMetricFamily("diag_build_info", "Version of the diag service.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
         runs = CounterMetricFamily("diag_collections", "Collection cycles completed.")
-        runs.add_metric([], s.collections)
+        runs.add_metric([], self._collection.collections)
         yield runs
+        cycle = self._collection.cycle
         dur = GaugeMetricFamily("diag_collection_duration_seconds", "Wall time of the last collection cycle, by collector.", labels=["collector"])
-        for name, seconds in list(s.cycle.durations.items()):
+        for name, seconds in list(cycle.durations.items()):
             dur.add_metric([name], seconds)
         yield dur
-        yield from cycle_families(s.cycle)
+        yield from cycle_families(cycle)
         # `task`, not `job`: a scrape's own `job` label would clash with it.
         jobs = CounterMetricFamily("diag_job_runs", "Scheduled job runs by task and outcome.", labels=["task", "outcome"])
-        for (job, outcome), n in s.job_outcomes.items():
+        for (job, outcome), n in list(self._jobs.outcomes.items()):
             jobs.add_metric([job, outcome], n)
         yield jobs
-        size = s.store_size()
+        try:
+            size = self._store.size_bytes()
+        except Exception:  # noqa: BLE001 - a size we cannot read is simply not exported
+            size = None
         if size is not None:
             g = GaugeMetricFamily("diag_store_size_bytes", "Size of the embedded store on disk.")
             g.add_metric([], size)
@@ -165,7 +178,7 @@ class HealthCollector(Collector):
     One query per render; no diagnosis runs on a scrape.
     """
 
-    def __init__(self, instances) -> None:  # diag.instances.Instances
+    def __init__(self, instances: Instances) -> None:
         self._instances = instances
 
     def collect(self) -> Iterator[Metric]:
@@ -195,7 +208,7 @@ class InstanceInfoCollector(Collector):
     the `*_info` pattern, so a rule joins an instance's labels (`and on(instance_id)
     diag_instance_info{role="db"}`) instead of every series carrying them."""
 
-    def __init__(self, instances) -> None:  # diag.instances.Instances
+    def __init__(self, instances: Instances) -> None:
         self._instances = instances
 
     def collect(self) -> Iterator[Metric]:

@@ -24,46 +24,46 @@ _OUTCOME = {EVENT_JOB_EXECUTED: "ok", EVENT_JOB_ERROR: "error", EVENT_JOB_MISSED
 
 
 def build(service: Service) -> BackgroundScheduler:
-    cfg = service.config
+    """The jobs of the service's parts, each at its configured interval."""
+    p = service.parts
+    cfg = p.config
     sched = BackgroundScheduler(
         timezone=timezone.utc,
         # A cycle that overruns is not stacked on the next one; a late one runs once.
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": max(1, int(cfg.interval))},
     )
     now = datetime.now(timezone.utc)
-    sched.add_job(service.collect, IntervalTrigger(seconds=cfg.interval), id="collect", next_run_time=now)
-    sched.add_job(service.maintain, IntervalTrigger(seconds=cfg.store.maintain_every), id="maintain")
-    sched.add_job(service.events.tick, IntervalTrigger(seconds=cfg.interval), id="events")
-    sched.add_job(service.take_facts, IntervalTrigger(seconds=cfg.facts_every), id="facts", next_run_time=now)
+    sched.add_job(p.collection.collect, IntervalTrigger(seconds=cfg.interval), id="collect", next_run_time=now)
+    sched.add_job(p.upkeep.maintain, IntervalTrigger(seconds=cfg.store.maintain_every), id="maintain")
+    sched.add_job(p.events.tick, IntervalTrigger(seconds=cfg.interval), id="events")
+    sched.add_job(p.facts.take, IntervalTrigger(seconds=cfg.facts_every), id="facts", next_run_time=now)
     # The first diagnosis waits for two collections, so rates exist; until then: Initializing.
     first = now + timedelta(seconds=2 * cfg.interval + 2)
-    sched.add_job(service.diagnose_all, IntervalTrigger(seconds=cfg.diagnose_every), id="diagnose",
+    sched.add_job(p.diagnoser.diagnose_all, IntervalTrigger(seconds=cfg.diagnose_every), id="diagnose",
                   next_run_time=first)
-
-    # alerting hook: evaluate every interval, deliver the outbox every few seconds
-    sched.add_job(service.alerting.evaluate, IntervalTrigger(seconds=cfg.interval), id="alerts",
+    # Alerting: evaluate every interval, deliver the outbox every few seconds.
+    sched.add_job(p.alerting.evaluate, IntervalTrigger(seconds=cfg.interval), id="alerts",
                   next_run_time=now + timedelta(seconds=1))
-    sched.add_job(service.alerting.deliver, IntervalTrigger(seconds=cfg.alerting.deliver_every), id="deliver",
+    sched.add_job(p.alerting.deliver, IntervalTrigger(seconds=cfg.alerting.deliver_every), id="deliver",
                   next_run_time=now)
-    sched.add_job(service.alerting.expire, IntervalTrigger(seconds=cfg.alerting.expire_every), id="alerts_expire")
-    if getattr(service, "commands", None) is not None:  # remote commands hook: schedules, delivery timeouts
-        sched.add_job(service.commands.tick, IntervalTrigger(seconds=cfg.commands.tick_every), id="commands",
+    sched.add_job(p.alerting.expire, IntervalTrigger(seconds=cfg.alerting.expire_every), id="alerts_expire")
+    if p.commands is not None:  # remote commands: schedules, delivery timeouts
+        sched.add_job(p.commands.tick, IntervalTrigger(seconds=cfg.commands.tick_every), id="commands",
                       next_run_time=now)
-
-    service.plugins.schedule(sched)  # plugin checks: their own intervals, in their own pool
+    p.plugins.schedule(sched)  # plugin checks: their own intervals, in their own pool
+    jobs = p.jobs
 
     def _count(event: JobEvent) -> None:
         outcome = _OUTCOME[event.code]
-        service.job_outcomes[(event.job_id, outcome)] += 1
+        jobs.outcomes[(event.job_id, outcome)] += 1
         if outcome == "error":
-            service.last_error = f"{event.job_id}: {event.exception!r}"
             log.error("job %s failed: %r", event.job_id, event.exception)
 
     sched.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     # Durations are measured around the call itself: the listener's events carry only the
     # scheduled time, which would add the scheduler's own lateness to every run.
     for job in sched.get_jobs():
-        job.modify(func=_timed(job.func, service.job_durations.labels(job.id)))
+        job.modify(func=_timed(job.func, jobs.durations.labels(job.id)))
     return sched
 
 

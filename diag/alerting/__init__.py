@@ -1,7 +1,7 @@
 """Alerting: policies, the evaluator, silences and the notification outbox.
 
-`Alerting(service)` is created by the Service; the scheduler calls `evaluate()` every
-collection interval and `deliver()` every few seconds; the routes call the rest.
+`Alerting` is built by diag.wiring with the parts it reads; the scheduler calls `evaluate()`
+every collection interval and `deliver()` every few seconds; the routes call the rest.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from diag.alerting import evaluator, inhibition, notices, quiet, resend, routing, schema, semantics
@@ -20,6 +21,13 @@ from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
 from checks.windows import fmt_time
 from diag.alerting.repository import INSERT_HISTORY, Repository
+from checks.base import Check
+from diag.db import Database
+from diag.events import EventLog
+from diag.instances import Instances
+from diag.reports import Reports
+from diag.settings.delivery import AlertingConfig
+from diag.store import ReadStore
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +52,19 @@ def _alert_values(row: dict[str, Any], now: float) -> tuple:
 
 
 class Alerting:
-    def __init__(self, service: Any) -> None:
-        self.service = service
-        self.settings = service.config.alerting
-        self.db = service.db
+    def __init__(self, db: Database, *, settings: AlertingConfig, local_id: str, interval: float, listen_url: str,
+                 store: ReadStore, events: EventLog, instances: Instances, reports: Reports,
+                 checks: Sequence[Check]) -> None:
+        self.settings = settings
+        self.db = db
+        self.local_id = local_id
+        self.interval = interval
+        self._listen_url = listen_url
+        self.store = store
+        self.events = events
+        self.instances = instances
+        self.reports = reports
+        self.checks = list(checks)
         schema.create(self.db)
         self.repo = Repository(self.db)
         self.outbox = Outbox(self.db, self.settings)
@@ -58,7 +75,7 @@ class Alerting:
         self._parsed: dict[str, tuple[str, Policy]] = {}
         self.last_stats: dict[str, float] = {}
         if self.db.get_kv(WATERMARK) is None:  # alert on what happens from now on, not on old history
-            self.db.set_kv(WATERMARK, self.service.events.newest_mark())
+            self.db.set_kv(WATERMARK, self.events.newest_mark())
         from diag.alerting import defaults, files
 
         if self.settings.policies_file is not None:
@@ -72,14 +89,13 @@ class Alerting:
 
     @property
     def base_url(self) -> str:
-        cfg = self.service.config
-        return self.settings.external_url or f"http://{cfg.host}:{cfg.port}"
+        return self.settings.external_url or self._listen_url
 
     # -- policies, contacts, groups --------------------------------------------------------
 
     def validate_policy(self, body: Any) -> Policy:
         known = set(self.metric_names())
-        return validate(body, metric_exists=known.__contains__, interval=self.service.config.interval,
+        return validate(body, metric_exists=known.__contains__, interval=self.interval,
                         group_exists=lambda g: self.repo.exists("contact_group", g))
 
     def metric_names(self) -> list[str]:
@@ -89,7 +105,7 @@ class Alerting:
 
         names = list(catalogue.BY_NAME)
         try:
-            names += self.service.store.metric_names()
+            names += self.store.metric_names()
         except Exception:  # noqa: BLE001 - a store that cannot list still has the catalogue
             log.warning("the store could not list its metrics", exc_info=True)
         return names
@@ -109,7 +125,7 @@ class Alerting:
             return
         paths = ["all"] if p.match == "all" and p.conditions else [f"conditions[{i}]" for i in range(len(p.conditions))]
         paths += [f"event_conditions[{i}]" for i in range(len(p.event_conditions))]
-        targeted = [i["instance_id"] for i in self.service.instances.list()
+        targeted = [i["instance_id"] for i in self.instances.list()
                     if p.targets.selects(i["instance_id"], i["labels"])]
         where = (f"policy_id = ? AND (condition NOT IN ({','.join('?' * len(paths))}) "
                  f"OR instance_id NOT IN ({','.join('?' * len(targeted))}))")
@@ -174,8 +190,8 @@ class Alerting:
 
     def _changes(self, now: float, only: str | None, stats: dict[str, float],
                  sample_event: dict[str, Any] | None = None) -> tuple[list[Change], dict[str, dict]]:
-        instances = {i["instance_id"]: i for i in self.service.instances.list() if i["monitoring"]}
-        held = {iid for iid in instances if self.service.events.maintaining(iid, now)}
+        instances = {i["instance_id"]: i for i in self.instances.list() if i["monitoring"]}
+        held = {iid for iid in instances if self.events.maintaining(iid, now)}
         policies = [(pid, p) for pid, p in self.policies() if only is None or pid == only]
         if only is not None:  # a test evaluates even a disabled policy, or one outside its window
             policies = [(pid, p.model_copy(update={"enabled": True, "effective": None})) for pid, p in policies]
@@ -184,8 +200,8 @@ class Alerting:
         if sample_event is not None:
             new_events, top = [sample_event], None
         else:
-            new_events, top = self.service.events.recorded_since(int(self.db.get_kv(WATERMARK) or 0))
-        changes = evaluator.metric_changes(self.service.store, jobs, alerts, now, stats, everything=only is not None)
+            new_events, top = self.events.recorded_since(int(self.db.get_kv(WATERMARK) or 0))
+        changes = evaluator.metric_changes(self.store, jobs, alerts, now, stats, everything=only is not None)
         changes += evaluator.event_changes(new_events, jobs, alerts, now)
         self._alerts, self._top, self._held = alerts, top, held
         return changes, instances
@@ -317,7 +333,7 @@ class Alerting:
                 row.update(state="resolved" if prev == "firing" else "ok")
                 if prev == "firing":
                     row["resolved_at"] = now
-                    instance = self.service.instances.get(row["instance_id"]) or {}
+                    instance = self.instances.get(row["instance_id"]) or {}
                     # an event alert ends without a notice, as when its hold runs out
                     if row["notices"] and p is not None and p.notify_recovery \
                             and not row["condition"].startswith("event_conditions"):
@@ -420,12 +436,12 @@ class Alerting:
         from diag.alerting.notices import check_of, seed_time
 
         n["labels"] = alert_labels(n, p)
-        n["ends_at"] = resend.ends_at(n["created_at"], self.service.config.interval)
+        n["ends_at"] = resend.ends_at(n["created_at"], self.interval)
         n["instance_name"] = n.get("hostname") or n["instance_id"]
         n["time_zone"] = self.settings.timezone
         n["event_time"] = seed_time(n["created_at"], self.settings.timezone)
         n["dashboard_url"] = n["url"] if self.settings.external_url else None
-        check_id = check_of(n, p, {c.id for c in self.service.checks})
+        check_id = check_of(n, p, {c.id for c in self.checks})
         n["check_id"], n["recommendation"] = check_id, self._recommendation(check_id, n["instance_id"])
         return n
 
@@ -435,14 +451,14 @@ class Alerting:
         if check_id is None:
             return ""
         try:
-            latest = self.service.reports.latest_full(instance_id)
+            latest = self.reports.latest_full(instance_id)
         except Exception:  # noqa: BLE001 - a notice goes out without the report's advice rather than not at all
             log.warning("no report for the recommendation of %s", check_id, exc_info=True)
             latest = None
         for r in (latest or {}).get("checks", []):
             if r.get("id") == check_id and r.get("status") in ("warning", "critical") and r.get("recommendation"):
                 return str(r["recommendation"])
-        check = next((c for c in self.service.checks if c.id == check_id), None)
+        check = next((c for c in self.checks if c.id == check_id), None)
         return check.recommendation if check is not None else ""
 
     def test_contact(self, contact_id: str, now: float | None = None) -> list[dict[str, Any]]:
@@ -460,7 +476,7 @@ class Alerting:
         if contact is None:
             raise PolicyError(None, f"no contact {contact_id}", 404)
         now = time.time() if now is None else now
-        me = self.service.instances.get(self.service.instance_id) or {"instance_id": self.service.instance_id}
+        me = self.instances.get(self.local_id) or {"instance_id": self.local_id}
         notice = notices.test_notice(contact["name"], me, self.base_url, now)
         notice.update(instance_name=notice["hostname"] or notice["instance_id"], time_zone=self.settings.timezone,
                       event_time=notices.seed_time(now, self.settings.timezone),
@@ -505,9 +521,9 @@ class Alerting:
         parsed = dict(self.policies()).get(policy_id)
         if parsed is None:
             raise PolicyError(None, f"no policy {policy_id}", 404)
-        targeted = [i["instance_id"] for i in self.service.instances.list()
+        targeted = [i["instance_id"] for i in self.instances.list()
                     if i["monitoring"] and parsed.targets.selects(i["instance_id"], i.get("labels") or {})]
-        sample = event_sample(parsed, targeted[0] if targeted else self.service.instance_id)
+        sample = event_sample(parsed, targeted[0] if targeted else self.local_id)
         if sample is None:
             raise PolicyError("event_conditions", "no known event type matches these conditions to simulate", 422)
         result = preview(self, policy_id, sample, now, as_test=True)

@@ -67,7 +67,7 @@ def create_once(alerting: Any) -> list[str]:
     if alerting.db.get_kv(KEY):
         return []
     made = []
-    for pid, body in policies(alerting.service.config.interval, alerting.service.checks).items():
+    for pid, body in policies(alerting.interval, alerting.checks).items():
         if not alerting.repo.exists("policy", pid):
             alerting.save_policy(body, pid, source="default")
             made.append(pid)
@@ -88,7 +88,7 @@ def notify_webhook(alerting: Any, url: str) -> list[str]:
                           NOTIFY_CONTACT)
     alerting.save_group({"name": "alerting.notify_webhook", "contacts": [NOTIFY_CONTACT]}, NOTIFY_GROUP)
     given = []
-    for pid in policies(alerting.service.config.interval, alerting.service.checks):
+    for pid in policies(alerting.interval, alerting.checks):
         current = alerting.repo.get("policy", pid)
         if current is not None and not current.get("contact_groups"):
             alerting.patch_policy(pid, {"contact_groups": [NOTIFY_GROUP]})

@@ -58,7 +58,7 @@ def preview(alerting: Any, policy_id: str, event_body: dict[str, Any] | None, no
     if event_body is not None:
         if not isinstance(event_body, dict):
             raise PolicyError("event", "must be an object with type, level, instance_id")
-        event = sample(policy_id, event_body, alerting.service.instance_id, now)
+        event = sample(policy_id, event_body, alerting.local_id, now)
     stats: dict[str, float] = {}
     with alerting._lock:
         changes, instances = alerting._changes(now, policy_id, stats, sample_event=event)

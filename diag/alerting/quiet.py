@@ -34,7 +34,7 @@ def labels(row: dict[str, Any], policy: Policy | None, instances: dict[str, dict
 
 
 def labels_of(a: Any, alert: dict[str, Any]) -> dict[str, str]:
-    inst = a.service.instances.get(alert["instance_id"]) or {}
+    inst = a.instances.get(alert["instance_id"]) or {}
     return labels(alert, dict(a.policies()).get(alert["policy_id"]), {alert["instance_id"]: inst})
 
 
@@ -46,7 +46,7 @@ def inhibitor(a: Any, instances: dict[str, dict], now: float,
     if not rules:
         return None
     policies = dict(a.policies())
-    held = a._held if a._held is not None else {iid for iid in instances if a.service.events.maintaining(iid, now)}
+    held = a._held if a._held is not None else {iid for iid in instances if a.events.maintaining(iid, now)}
     sources = inhibition.instance_sources(list(instances.values()), held)
     # Only the alerts of policies whose name some rule's source could match are sources:
     # with the default rule, none, so a storm of 50,000 alerts costs no labels here.
@@ -91,7 +91,7 @@ def check(a: Any, instances: dict[str, dict], now: float,
 def covering(a: Any, now: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """`cover(alert)`: its labels, the silence covering it and the inhibition (rule and
     source) holding it, for the pages and GET /alerts."""
-    instances = {i["instance_id"]: i for i in a.service.instances.list() if i["monitoring"]}
+    instances = {i["instance_id"]: i for i in a.instances.list() if i["monitoring"]}
     silences = _active_silences(a, now)
     inh = inhibitor(a, instances, now)
     policies = dict(a.policies())

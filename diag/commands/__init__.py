@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+from diag.db import Database
+from diag.events import EventLog
+from diag.instances import Instances
+
+if TYPE_CHECKING:
+    from diag.commands.engine import Commands
+    from diag.settings.model import Config
 
 
-def attach(service: Any) -> Any:
-    """The service's Commands engine when enabled, else None (nothing is built, nothing runs)."""
-    if not service.config.enable_commands:
+def attach(config: Config, db: Database, *, local_id: str, events: EventLog,
+           instances: Instances) -> Commands | None:
+    """The Commands engine when enabled, else None (nothing is built, nothing runs)."""
+    if not config.enable_commands:
         return None
     from diag.commands.agent_tasks import boot_id
     from diag.commands.engine import Commands, Settings
-    from diag.web.commands_routes import tasks_hook
 
-    c = service.config.commands
-    engine = Commands(service.db, service.events,
-                      Settings(local_id=service.instance_id, delivery_timeout=c.delivery_timeout, workers=c.workers,
-                               allow=tuple(c.allow)),
-                      local_boot_id=boot_id(service.config.paths.proc), last_seen=_last_seen(service),
-                      records=c.records)
-    service.agent_tasks = tasks_hook(engine)  # what fleet_routes' GET /agents/{id}/tasks calls
-    return engine
-
-
-def _last_seen(service: Any):
     def last_seen(instance_id: str) -> float | None:
-        inst = service.instances.get(instance_id)
+        inst = instances.get(instance_id)
         return inst["last_seen"] if inst else None
 
-    return last_seen
+    c = config.commands
+    return Commands(db, events, Settings(local_id=local_id, delivery_timeout=c.delivery_timeout, workers=c.workers,
+                                         allow=tuple(c.allow)),
+                    local_boot_id=boot_id(config.paths.proc), last_seen=last_seen, records=c.records)

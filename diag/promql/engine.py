@@ -31,6 +31,7 @@ import promql_parser as pp
 from diag.promql import source as src
 from diag.promql.errors import BadData, ExecutionError, QueryTimeout
 from diag.promql.parse import parse
+from diag.store import PointStore
 from diag.store.query import compile_matcher
 
 LOOKBACK_MS = 300_000  # Prometheus' default --query.lookback-delta
@@ -147,9 +148,10 @@ def format_time(ms: int) -> float | int:
 # -- the engine -----------------------------------------------------------------------------------
 
 class Engine:
-    """Evaluates queries over one store. `timeout` bounds one query (Prometheus: 2 min)."""
+    """Evaluates queries over one store's raw points (none with --store-url: each query is
+    refused as unavailable). `timeout` bounds one query (Prometheus: 2 min)."""
 
-    def __init__(self, store, *, lookback_ms: int = LOOKBACK_MS, max_samples: int = 20_000_000,
+    def __init__(self, store: PointStore | None, *, lookback_ms: int = LOOKBACK_MS, max_samples: int = 20_000_000,
                  timeout: float = 120.0) -> None:
         self.store = store
         self.lookback_ms = lookback_ms

@@ -20,6 +20,7 @@ import promql_parser as pp
 
 from diag import catalogue
 from diag.promql.errors import BadData, ExecutionError, Unavailable
+from diag.store import PointStore
 from diag.store.query import compile_matcher
 
 NAME = "__name__"
@@ -104,8 +105,8 @@ class StoreSource:
     """Selects series and reads their points for one query (points are counted against
     `max_samples`, as Prometheus' query.max-samples bounds what one query holds)."""
 
-    def __init__(self, store, max_samples: int = 20_000_000) -> None:
-        if not hasattr(store, "points") or not hasattr(store, "series_infos"):
+    def __init__(self, store: PointStore | None, max_samples: int = 20_000_000) -> None:
+        if store is None:
             raise Unavailable("the Prometheus-compatible API reads the embedded store; with store_url "
                               "set, point Grafana at that engine instead")
         self.store = store

@@ -73,6 +73,11 @@ class ReadStore(Protocol):
         """On disk, or None when the store cannot say (an engine elsewhere)."""
         ...
 
+    def keeps(self) -> dict:
+        """What it keeps and for how long, as /api/v1/status shows it (`kind`, `head_span_seconds`,
+        `levels`, `size_cap_bytes`); an engine elsewhere keeps its own and says only `remote`."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -97,6 +102,20 @@ class WriteStore(Protocol):
         """Series of the instance: the ingest route's budget per instance."""
         ...
 
+    @property
+    def full(self) -> str | None:
+        """Why the last write was refused for want of room, None once one succeeds (/healthz)."""
+        ...
+
+
+@runtime_checkable
+class PointStore(Protocol):
+    """Series by id and their raw points: what the PromQL engine reads, the embedded store only."""
+
+    def series_infos(self, metric: str | None = None, *, instance_id: str | None = None) -> list: ...
+
+    def points(self, series: list, *, start: float, end: float, now: float | None = None) -> tuple: ...
+
 
 @runtime_checkable
 class InstanceSource(Protocol):
@@ -119,12 +138,14 @@ class StoreSides(NamedTuple):
     read: ReadStore
     write: WriteStore | None
     instances: InstanceSource | None
+    points: PointStore | None
 
 
 def sides(store: ReadStore) -> StoreSides:
     """The sides `store` implements, by its declared protocols: PrometheusStore has no write side."""
     return StoreSides(store, store if isinstance(store, WriteStore) else None,
-                      store if isinstance(store, InstanceSource) else None)
+                      store if isinstance(store, InstanceSource) else None,
+                      store if isinstance(store, PointStore) else None)
 
 
 __all__ = [
@@ -133,6 +154,7 @@ __all__ = [
     "Deletion",
     "InstanceSource",
     "MaintenanceReport",
+    "PointStore",
     "ReadStore",
     "Retention",
     "SqliteStore",

@@ -211,6 +211,9 @@ class PrometheusStore:
     def size_bytes(self) -> int | None:
         return None
 
+    def keeps(self) -> dict:
+        return {"kind": "remote", "head_span_seconds": None, "levels": [], "size_cap_bytes": None}
+
     def close(self) -> None:
         self._http.close()
 

@@ -30,7 +30,7 @@ from . import compaction, query, retention
 from .head import Head, unpack_record
 from .schema import connect, is_full_error
 from .series import Catalogue
-from .types import LEVELS, MaintenanceReport, Retention, StoreClosedError, StoreFullError
+from .types import LEVELS, RAW, MaintenanceReport, Retention, StoreClosedError, StoreFullError
 from .writer import Call, Ingest, Writer
 
 Labels = Mapping[str, "str | re.Pattern[str]"] | None
@@ -294,6 +294,13 @@ class SqliteStore:
     def checkpoint(self) -> None:
         """Copy the WAL into the database file and truncate it (waits for readers)."""
         self.writer.submit(Call(fn=lambda conn: conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()))
+
+    def keeps(self) -> dict:
+        names = {RAW: "raw", 60: "1m", 300: "5m", 3600: "1h", 86400: "1d"}
+        return {"kind": "embedded", "head_span_seconds": self.head_span,
+                "levels": [{"level": names[lv], "resolution_seconds": lv or None,
+                            "retention_seconds": self.retention.for_level(lv)} for lv in (RAW, *LEVELS)],
+                "size_cap_bytes": self.size_cap_bytes}
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its WAL."""

@@ -216,7 +216,7 @@ def create_silence():
         raise ApiError(422, "must be an id", field)
     found = {"alert_id": lambda v: a.repo.alert(v) is not None,
              "policy_id": lambda v: a.repo.exists("policy", v),
-             "instance_id": lambda v: a.service.instances.get(v) is not None}[field](value)
+             "instance_id": lambda v: a.instances.get(v) is not None}[field](value)
     if not found:
         raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
     try:

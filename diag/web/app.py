@@ -21,9 +21,10 @@ def create_app(service, scheduler=None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.json.sort_keys = False
-    registry = init_registry(service)
-    app.extensions["diag"] = {"service": service, "scheduler": scheduler, "registry": registry,
-                              "batch_exposition": BatchExposition(service)}
+    parts = service.parts
+    registry = init_registry(parts)
+    app.extensions["diag"] = {"service": service, "parts": parts, "scheduler": scheduler, "registry": registry,
+                              "batch_exposition": BatchExposition(parts.collection, parts.instance_id)}
     errors.install(app)
     from diag.web.openapi import bp as openapi_bp
 

@@ -12,6 +12,7 @@ from diag import fleet
 from diag.store.prometheus import EngineError
 from diag.units import parse_duration
 from diag.web import auth
+from diag.web.commands_routes import tasks_hook
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import doc, query
 from diag.web.schemas import ACTIVATION, ACTIVATION_BODY, AGENT_TASKS, REGISTERED, REGISTER_BODY
@@ -108,8 +109,8 @@ def revoke_agent(instance_id: str):
                                           "(InstanceRestarted)")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
-    hook = getattr(_service(), "agent_tasks", None)  # set when remote commands are on
-    if hook is None:
+    commands = _service().commands  # None unless remote commands are on
+    if commands is None:
         # Not an empty list: a 404 tells the agent to ask again only now and then.
         raise ApiError(404, "remote commands are off on this server")
-    return jsonify({"instance_id": instance_id, **hook(instance_id)})
+    return jsonify({"instance_id": instance_id, **tasks_hook(commands)(instance_id)})

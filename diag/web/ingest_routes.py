@@ -43,7 +43,7 @@ def ingest():
     auth.may_push(instance_id)  # an agent token pushes only for its own instance
     # The OpenAPI document says a string, not nullable: `null` is refused, not read as absent.
     batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
-    writer = service.writer
+    writer = service.parts.writer
     # With no store of ours to ask (an engine scrapes the samples), every series' names are checked.
     samples = _samples(body.get("samples", []), now, (lambda keys: writer.unknown_series(instance_id, keys))
                        if writer is not None else (lambda keys: list(range(len(keys)))))
@@ -58,8 +58,7 @@ def ingest():
     if auth.shared_ingest_token():
         # Everyone who pushes holds the shared token: it may not speak for a machine that has
         # a token of its own, nor rename or relabel the server (labels pick policy targets).
-        fleet = getattr(service, "fleet", None)
-        if fleet is not None and fleet.has_agent(instance_id):
+        if service.fleet.has_agent(instance_id):
             raise ApiError(403, f"instance {instance_id} has its own agent token: only that token pushes for it",
                            "instance_id")
         if instance_id == service.instance_id and (hostname or inst_labels):
@@ -89,7 +88,7 @@ def ingest():
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
-    kept = service.writer is not None
+    kept = service.parts.writer is not None
     # A duplicate stored nothing this time: it claims no samples and no signals.
     return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept and stored else 0,
                     "signals": len(signals) if stored else 0, "duplicate": not stored, "batch_id": batch_id,
@@ -121,7 +120,7 @@ def _within_budgets(service: Any, instance_id: str, samples: SampleColumns) -> N
     n = len(samples.keys)
     if n > cfg.points_burst:
         raise ApiError(413, f"at most {cfg.points_burst} points per batch (ingest.points_burst)", "samples")
-    writer = service.writer
+    writer = service.parts.writer
     if writer is not None and n:
         count = writer.series_count
         try:

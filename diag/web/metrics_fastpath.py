@@ -37,7 +37,7 @@ class MetricsFastPath:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         ext = self.app.extensions["diag"]
         if (environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") != "GET"
-                or reads_protected(ext["service"].config) or not host_allowed(ext["service"].config, environ)):
+                or reads_protected(ext["parts"].config) or not host_allowed(ext["parts"].config, environ)):
             return self.wsgi_app(environ, start_response)
         started = time.perf_counter()
         body, content_type, encoding = self.body(environ.get("HTTP_ACCEPT", ""), environ.get("HTTP_ACCEPT_ENCODING", ""))
@@ -71,8 +71,8 @@ class MetricsFastPath:
 
     def _body(self, encoder: Callable, content_type: str) -> bytes:
         ext = self.app.extensions["diag"]
-        service = ext["service"]
-        key = (service.last_batch, service.instances.health_generation)
+        p = ext["parts"]
+        key = (p.collection.last_batch, p.instances.health_generation)
         body = self._fresh(content_type, key)
         if body is not None:
             return body

@@ -25,6 +25,7 @@ from diag.promql import Engine
 from diag.promql.errors import BadData, PromQLError
 from diag.promql.source import StoreSource, parse_selector
 from diag.store.types import StoreError
+from diag.web.parts import parts
 
 bp = Blueprint("prometheus_api", __name__, url_prefix="/prometheus/api/v1")
 
@@ -60,7 +61,7 @@ def _engine() -> Engine:
     ext = current_app.extensions["diag"]
     eng = ext.get("promql_engine")
     if eng is None:
-        eng = ext["promql_engine"] = Engine(ext["service"].store)
+        eng = ext["promql_engine"] = Engine(ext["parts"].points)
     return eng
 
 
@@ -144,7 +145,7 @@ def _selectors(required: bool = False):
 
 
 def _source() -> StoreSource:
-    return StoreSource(current_app.extensions["diag"]["service"].store)
+    return StoreSource(parts().points)
 
 
 def _check_range() -> None:
@@ -186,7 +187,7 @@ def metadata():
     except ValueError:
         raise BadData("limit must be a number") from None
     only = _param("metric")
-    store = current_app.extensions["diag"]["service"].store
+    store = parts().store
     out: dict[str, list[dict]] = {}
     for name in store.metric_names():
         if only and name != only:

@@ -10,25 +10,27 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 
 from diag import __version__
+from diag.alerting.exposition import AlertsCollector
+from diag.collection import Collection
 from diag.exposition import BatchCollector, HealthCollector, InstanceInfoCollector, ServiceCollector
 from diag.settings.stale import HEALTHZ_FLOOR, stale_after
 from diag.web.openapi import STR, doc
+from diag.web.parts import parts
+from diag.wiring import Parts
 from diag.web.schemas import HEALTHZ, STATUS
 
 bp = Blueprint("service", __name__)
 
 
-def init_registry(service) -> CollectorRegistry:
+def init_registry(parts: Parts) -> CollectorRegistry:
     """The app's own registry: everything /metrics shows except the latest batch's families,
     which `BatchExposition` renders once per collection (see there)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(ServiceCollector(service))
-    reg.register(HealthCollector(service.instances))
-    reg.register(InstanceInfoCollector(service.instances))
-    reg.register(service.job_durations)
-    from diag.alerting.exposition import AlertsCollector  # alerting hook
-
-    reg.register(AlertsCollector(service.alerting))
+    reg.register(ServiceCollector(parts.collection, parts.jobs, parts.store))
+    reg.register(HealthCollector(parts.instances))
+    reg.register(InstanceInfoCollector(parts.instances))
+    reg.register(parts.jobs.durations)
+    reg.register(AlertsCollector(parts.alerting))
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     return reg
@@ -42,10 +44,10 @@ class BatchExposition:
     request made /metrics CPU-bound. The self-monitoring families stay fresh.
     """
 
-    def __init__(self, service) -> None:  # diag.service.Service
-        self._service = service
+    def __init__(self, collection: Collection, instance_id: str) -> None:
+        self._collection = collection
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(BatchCollector(self._batch, instance_id=lambda: service.instance_id))
+        self._registry.register(BatchCollector(self._batch, instance_id=lambda: instance_id))
         self._pinned = None  # the batch being encoded, so the collector and the cache key agree
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[object, bytes]] = {}
@@ -54,7 +56,7 @@ class BatchExposition:
         return self._pinned
 
     def render(self, encoder: Callable[[CollectorRegistry], bytes], content_type: str) -> bytes:
-        batch = self._service.last_batch
+        batch = self._collection.last_batch
         hit = self._cache.get(content_type)
         if hit is not None and hit[0] is batch:
             return hit[1]
@@ -70,33 +72,28 @@ class BatchExposition:
         return body
 
 
-def _parts():
-    ext = current_app.extensions["diag"]
-    return ext["service"], ext["scheduler"], ext["registry"]
-
-
 @bp.get("/healthz")
 @doc("Is the service itself working?", responses={200: HEALTHZ, 503: HEALTHZ})
 def healthz():
-    service, scheduler, _ = _parts()
+    p, scheduler = parts(), current_app.extensions["diag"]["scheduler"]
+    collection = p.collection
     failing: list[str] = []
     if scheduler is not None and not scheduler.running:
         failing.append("scheduler: not running")
-    interval = service.config.interval
-    last = service.last_batch.ts if service.last_batch else None
+    last = collection.last_batch.ts if collection.last_batch else None
     # A service that has not collected for 3 intervals is not doing its job, whatever else works.
-    grace = stale_after(interval, HEALTHZ_FLOOR)
-    if (last is None and time.time() - service.started_at > grace) or (last is not None and time.time() - last > grace):
+    grace = stale_after(p.config.interval, HEALTHZ_FLOOR)
+    if (last is None and time.time() - collection.started_at > grace) or (last is not None and time.time() - last > grace):
         failing.append(f"collection: none for more than {grace:.0f}s")
-    if service.store_failing is not None:  # collecting, but the samples are lost (disk full, ...)
-        failing.append(service.store_failing)
+    if collection.store_failing is not None:  # collecting, but the samples are lost (disk full, ...)
+        failing.append(collection.store_failing)
     # Writes refused for want of room (ingest, or any route writing diag.db): the last one
     # failed, so the service is not doing its job even while it still answers reads.
-    for full in (getattr(service.store, "full", None), getattr(service.db, "full", None)):
-        if full and f"store: {full}" != service.store_failing:
+    for full in (p.writer.full if p.writer is not None else None, p.db.full):
+        if full and f"store: {full}" != collection.store_failing:
             failing.append(f"disk full: {full}")
     body = {"status": "ok" if not failing else "failing", "version": __version__,
-            "instance_id": service.instance_id, "last_collection": last}
+            "instance_id": p.instance_id, "last_collection": last}
     if failing:
         body["failing"] = failing
         return jsonify(body), 503
@@ -108,21 +105,11 @@ def healthz():
      "1h and 1d roll-ups, which answer for recent points from the first minute) and the kernel log.",
      responses={200: STATUS})
 def status():
-    from diag.store.types import LEVELS, RAW
-
-    service = _parts()[0]
-    retention = getattr(service.store, "retention", None)
-    levels = []
-    if retention is not None:  # the embedded store; an engine behind --store-url keeps its own
-        names = {RAW: "raw", 60: "1m", 300: "5m", 3600: "1h", 86400: "1d"}
-        levels = [{"level": names[lv], "resolution_seconds": lv or None, "retention_seconds": retention.for_level(lv)}
-                  for lv in (RAW, *LEVELS)]
+    p = parts()
     return jsonify({
-        "version": __version__, "instance_id": service.instance_id, "started_at": service.started_at,
-        "store": {"kind": "embedded" if retention is not None else "remote",
-                  "head_span_seconds": getattr(service.store, "head_span", None), "levels": levels,
-                  "size_cap_bytes": getattr(service.store, "size_cap_bytes", None)},
-        "kernel_log": {"lines_per_instance": service.kernel_log.max_lines, "retention_seconds": service.kernel_log.keep},
+        "version": __version__, "instance_id": p.instance_id, "started_at": p.collection.started_at,
+        "store": p.store.keeps(),
+        "kernel_log": {"lines_per_instance": p.kernel_log.max_lines, "retention_seconds": p.kernel_log.keep},
     })
 
 
