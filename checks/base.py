@@ -13,6 +13,8 @@ from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 import pandas as pd
 
+from collectors.settings import BandwidthCap
+
 Status = Literal["ok", "warning", "critical", "unknown", "not_applicable"]
 Severity = Literal["critical", "non_critical"]
 STATUSES: tuple[Status, ...] = ("ok", "warning", "critical", "unknown", "not_applicable")
@@ -44,8 +46,8 @@ class CheckContext(Protocol):
     interval: float
     # When monitoring of this instance began (first sample ever), or None if unknown.
     monitoring_since: float | None
-    # Bandwidth caps per scope, bit/s: {"public": (inbound|None, outbound|None)}.
-    bandwidth_caps: Mapping[str, tuple[float | None, float | None]]
+    # Bandwidth caps per scope, as the collectors take them: {"public": BandwidthCap(inbound, outbound)}.
+    bandwidth_caps: Mapping[str, BandwidthCap]
     # Service ports to check for listeners and firewall drops (default [22]).
     service_ports: Sequence[int]
 

@@ -83,7 +83,7 @@ def _bandwidth(ctx: CheckContext, check: Check) -> CheckResult:
             return CheckResult("unknown", "no net_in samples: no network data", {"thresholds": th})
         return CheckResult("not_applicable", "no bandwidth cap configured and no link speed known "
                                              "(no bandwidth_usage_* series)", {"thresholds": th})
-    caps = {k: list(v) for k, v in (ctx.bandwidth_caps or {}).items()}
+    caps = {k: [v.inbound, v.outbound] for k, v in (ctx.bandwidth_caps or {}).items()}
     ev = {"thresholds": th, "peaks": rows, "caps_bps": caps}
     over = [r for r in rows if r["buckets_over"] > 0]
     top = max(rows, key=lambda r: r["peak"])

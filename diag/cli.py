@@ -16,10 +16,6 @@ from diag.units import parse_duration
 
 log = logging.getLogger("diag")
 
-# How long SIGTERM waits for running jobs: a collection ends within its collectors'
-# budgets and a facts snapshot within its deadline, so only a job stuck past those is left.
-STOP_WAIT_S = 5.0
-
 # The settings `diag serve` takes as flags (diag/settings/flags.py makes them; the agent's
 # are in diag/agent/config.py).
 SERVE_FLAGS = ("host", "port", "data_dir", "interval", "store_url", "enable_commands", "alerting.notify_webhook")
@@ -334,10 +330,10 @@ def _serve(args: argparse.Namespace) -> int:
     # never returns (a tool or a mount that hangs) must not hold SIGTERM for ever.
     closing = threading.Thread(target=sched.shutdown, kwargs={"wait": True}, name="shutdown", daemon=True)
     closing.start()
-    closing.join(STOP_WAIT_S)
+    closing.join(lifecycle.STOP_WAIT_S)
     if closing.is_alive():
         running = getattr(sched._executors.get("default"), "_instances", {})  # no public API for this
-        log.warning("stopping without waiting for job(s) still running after %g s: %s", STOP_WAIT_S,
+        log.warning("stopping without waiting for job(s) still running after %g s: %s", lifecycle.STOP_WAIT_S,
                     ", ".join(sorted(j for j, n in running.items() if n)) or "?")
     server.close()
     service.close()  # waits for a collection holding the service's lock: cycles end within their budgets

@@ -10,6 +10,7 @@ from typing import Any
 
 from checks import plugin as plugin_checks
 from checks.base import Check
+from collectors.settings import BandwidthCap
 from diag import diagnosis, health
 from diag.events import EventLog
 from diag.host_facts import Facts
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class Diagnoser:
     def __init__(self, store: ReadStore, *, local_id: str, interval: float, checks: Sequence[Check],
                  plugin_result: Callable[[str], dict[str, Any] | None], events: EventLog, instances: Instances, reports: Reports,
-                 processes: ProcessHistory, facts: Facts, bandwidth_caps: Mapping[str, tuple[float | None, float | None]],
+                 processes: ProcessHistory, facts: Facts, bandwidth_caps: Mapping[str, BandwidthCap],
                  service_ports: list[int], engine_instances: InstanceSource | None = None) -> None:
         self._store = store
         self._local_id = local_id

@@ -18,6 +18,7 @@ import pandas as pd
 
 from checks import catalogue as check_catalogue
 from checks.base import STATUSES, Check, CheckResult, RaisedEvent
+from collectors.settings import BandwidthCap
 from diag.health import HealthState
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class StoreContext:
 
     def __init__(self, *, store, events, instance_id: str, start: float, end: float, now: float,
                  interval: float, monitoring_since: float | None,
-                 bandwidth_caps: Mapping[str, tuple[float | None, float | None]],
+                 bandwidth_caps: Mapping[str, BandwidthCap],
                  service_ports: Sequence[int], facts: Callable[[], tuple[dict | None, float | None]],
                  processes: Callable[[float | None], dict[str, Any]],
                  plugins: Callable[[str], dict[str, Any] | None] = lambda name: None) -> None:

@@ -19,6 +19,11 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+# How long SIGTERM waits for running jobs (the service's, the agent's loop): a collection ends
+# within its collectors' budgets and a facts snapshot within its deadline, so only a job
+# stuck past those is left.
+STOP_WAIT_S = 5.0
+
 MARKER = "running.pid"
 
 

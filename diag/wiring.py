@@ -118,8 +118,7 @@ def build(config: Config, store: ReadStore | None = None) -> Parts:
         ingest=ingest,
         diagnoser=Diagnoser(read, local_id=me, interval=config.interval, checks=checks, plugin_result=plugins.result,
                             events=events, instances=instances, reports=reports, processes=processes, facts=facts,
-                            bandwidth_caps={s: (c.inbound, c.outbound)
-                                            for s, c in config.network.bandwidth_caps.items()},
+                            bandwidth_caps=settings.bandwidth_caps,
                             service_ports=config.service_ports, engine_instances=engine_instances),
         upkeep=Upkeep(read, local_id=me, ingest=ingest, events=events, reports=reports, processes=processes,
                       kernel_log=kernel_log),

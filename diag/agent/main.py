@@ -47,7 +47,7 @@ def _exit_when_stuck(agent, stopped: threading.Event) -> None:
     gives its jobs; then exit without it. A collector's budget (0.4 x interval: 24 s at
     1 m), a send to a server that does not answer (15 s) or a call stuck for good must not
     hold SIGTERM. The buffer is SQLite: a write cut short is rolled back at the next start."""
-    from diag.cli import STOP_WAIT_S
+    from diag.lifecycle import STOP_WAIT_S
 
     agent.stop.wait()
     if stopped.wait(STOP_WAIT_S):

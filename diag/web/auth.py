@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hmac
 
-from flask import current_app, request
+from flask import request
 
 from diag.web.errors import ApiError
+from diag.web.parts import parts
 
 
 def _bearer() -> str | None:
@@ -18,7 +19,7 @@ def _bearer() -> str | None:
 def require(*kinds: str) -> None:
     """Refuse the request unless it carries one of the configured tokens of these kinds
     (`token` = admin, `ingest_token` = push data). With none configured, allow it."""
-    cfg = current_app.extensions["diag"]["service"].config
+    cfg = parts().config
     wanted = [getattr(cfg, k) for k in kinds if getattr(cfg, k)]
     if cfg.token and "token" not in kinds:
         wanted.append(cfg.token)  # the admin token may do everything
@@ -38,15 +39,14 @@ def _matches(got: str, secret: str | None) -> bool:
 
 
 def _agent_instance(got: str) -> str | None:
-    fleet = getattr(current_app.extensions["diag"]["service"], "fleet", None)
-    return fleet.instance_of(got) if fleet is not None else None
+    return parts().fleet.instance_of(got)
 
 
 def may_push(instance_id: str | None) -> None:
     """Pushing data: the admin or ingest token for any instance, an agent token only for its
     own. `instance_id` None checks the token alone (before the body is read), so a bad
     token is a 401 whatever the body says; then it is called again with the instance."""
-    cfg = current_app.extensions["diag"]["service"].config
+    cfg = parts().config
     got = _bearer()
     if got is not None:
         if _matches(got, cfg.token) or _matches(got, cfg.ingest_token):
@@ -62,7 +62,7 @@ def may_push(instance_id: str | None) -> None:
 
 def shared_ingest_token() -> bool:
     """Whether the request pushes with the shared ingest token (and not the admin's)."""
-    cfg = current_app.extensions["diag"]["service"].config
+    cfg = parts().config
     got = _bearer()
     return got is not None and not _matches(got, cfg.token) and _matches(got, cfg.ingest_token)
 
@@ -70,7 +70,7 @@ def shared_ingest_token() -> bool:
 def agent_for(instance_id: str) -> None:
     """An agent's own endpoints (`/api/v1/agents/{id}/tasks`...): always a token, and only
     the agent token bound to `instance_id` (or the admin token) may use them."""
-    cfg = current_app.extensions["diag"]["service"].config
+    cfg = parts().config
     got = _bearer()
     if got is None:
         raise ApiError(401, "an agent token is required (Authorization: Bearer <token>)")
@@ -99,7 +99,7 @@ def install(app) -> None:
 
     @app.before_request
     def _protect_reads():
-        cfg = current_app.extensions["diag"]["service"].config
+        cfg = parts().config
         path = request.path
         # The Prometheus API reads by POST too (a long query in a form body, as Grafana sends it).
         prometheus = path.startswith(_PROMETHEUS)

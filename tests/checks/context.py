@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from checks.base import DEFAULT_LOOKBACK
+from collectors.settings import BandwidthCap
 
 _AGGS = {"avg": "mean", "min": "min", "max": "max", "sum": "sum", "count": "count", "last": "last"}
 
@@ -22,7 +23,7 @@ _AGGS = {"avg": "mean", "min": "min", "max": "max", "sum": "sum", "count": "coun
 class TableContext:
     def __init__(self, now: float = 1_800_000_000.0, *, window: float = DEFAULT_LOOKBACK, interval: float = 10.0,
                  monitoring_since: float | None = None, instance_id: str = "i-test",
-                 bandwidth_caps: Mapping[str, tuple[float | None, float | None]] | None = None,
+                 bandwidth_caps: Mapping[str, BandwidthCap] | None = None,
                  service_ports: Sequence[int] = (22,)) -> None:
         self.window = window
         self.interval = interval
