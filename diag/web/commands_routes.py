@@ -16,10 +16,11 @@ from diag.commands.engine import Commands
 from diag.commands.model import CommandError
 from diag.commands.repository import new_id
 from diag.web import auth
+from diag.web.bodies import schema
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, FILE_BODY, INVOCATION,
-                              INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY, TASK_RESULT_BODY)
+                              INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY)
 from diag.web.validate import json_body
 
 bp = Blueprint("commands_api", __name__, url_prefix="/api/v1")
@@ -282,7 +283,7 @@ def stop_invocation(invoke_id: str):
 
 @bp.post("/agents/<instance_id>/tasks/<task_id>/result")
 @doc("An agent reports a record's final state, exit code and output (its own agent token).",
-     body=TASK_RESULT_BODY, responses={200: COMMAND_RECORD})
+     body=schema(delivery.TaskResult), responses={200: COMMAND_RECORD})
 def task_result(instance_id: str, task_id: str):
     auth.agent_for(instance_id)
     return jsonify(delivery.result(_commands(), instance_id, task_id, json_body()))

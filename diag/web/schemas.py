@@ -12,7 +12,7 @@ from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
-from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
+from diag.commands.states import PARTIAL, RECORD_STATES
 from diag.events import LEVELS, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
@@ -197,11 +197,6 @@ INVOCATION = component("Invocation", obj({
                   "content_sha256": STR}, {"via": enum("dashboard"), "check_id": STR}),  # the dashboard adds these
     "instances": arr(obj({"instance_id": STR, "status": enum(*RECORD_STATES), "repeats": INT,
                           "records": arr(COMMAND_RECORD)}))}))
-TASK_RESULT_BODY = obj({"status": enum(*FINAL)}, {
-    "exit_code": nullable(INT), "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR),
-    "output_b64": STR, "dropped": {"type": "integer", "minimum": 0}, "start_time": nullable(NUM),
-    "finish_time": nullable(NUM)})
-
 # -- alerting ---------------------------------------------------------------------------------
 
 ALERT_STATE = enum("ok", "pending", "firing", "resolved")
