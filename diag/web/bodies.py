@@ -168,7 +168,8 @@ _WINDOW_DOC = duration_text(r"([6-9][0-9]|[1-9][0-9]{2,5})s|[1-9][0-9]{0,3}m|([1
 
 class DiagnosisBody(Body):
     instance_id: InstanceId = None  # type: ignore[assignment]  # absent: this server
-    window: Annotated[float, BeforeValidator(_window), WithJsonSchema(_WINDOW_DOC)] = Field("12h", validate_default=True)
+    window: Annotated[float, BeforeValidator(_window), WithJsonSchema(_WINDOW_DOC)] = \
+        Field("12h", validate_default=True)
     # Ids of the catalogue's and the configured plugin checks, which the route knows; null: every check.
     checks: list[str] | None = Field(None, min_length=1)
 
@@ -187,6 +188,8 @@ def _expires_in(v: Any) -> float:
 _EXPIRES_DOC = {"oneOf": [duration_text(r"[1-9][0-9]{0,3}[smh]|([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d",
                                         "more than 0 and at most 365d"),
                           {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": fleet.MAX_EXPIRES}]}
+
+
 def _cidr(v: str) -> str:
     try:
         return fleet.parse_cidrs([v])[0]
@@ -217,3 +220,20 @@ class RegisterBody(Body):
     instance_id: InstanceId
     hostname: str = _text(255)
     labels: Labels | None = None
+
+
+# -- alerting -----------------------------------------------------------------------------------
+
+def _week(v: Any) -> float:
+    seconds = _duration(v)
+    if not 60 <= seconds <= 7 * 86400:
+        raise ValueError("must be between 1m and 7d")
+    return seconds
+
+
+class AckBody(Body):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = _text(1024)
+    expires_in: Annotated[float, BeforeValidator(_week),
+                          WithJsonSchema(duration_text(_WEEK, "from 1m to 7d (default 24h)"))] = \
+        Field("24h", validate_default=True)

@@ -1,4 +1,6 @@
-"""Shared response and body schemas for the OpenAPI document (see openapi.py)."""
+"""Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
+still validated by hand (ingest, remote commands, alert policies, contacts, silences, inhibit
+rules); the others are pydantic models in diag/web/bodies.py, which are their own schema."""
 
 from __future__ import annotations
 
@@ -19,10 +21,10 @@ from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
-# -- what the validators take, as schemas -------------------------------------------------------
+# -- what the hand validators take, as schemas --------------------------------------------------
 # The document is fuzzed (tests/web/test_openapi.py): a request it allows must be accepted, so
-# each input schema is as strict as the route's validator (diag/web/validate.py, the pydantic
-# models of diag/alerting/policy.py), never looser.
+# each input schema here is as strict as the route's validator (diag/web/validate.py, the
+# pydantic models of diag/alerting/policy.py), never looser.
 
 
 def text(max_len: int, min_len: int = 1, pattern: str | None = None) -> dict:
@@ -335,10 +337,6 @@ ALERT = component("Alert", obj({
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
-ACK_BODY = obj(optional={
-    "comment": text(1024, 0),
-    "expires_in": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d (default 24h)")},
-    extra=False)
 _SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
                                               r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
                    "comment": text(1024, 0)}
