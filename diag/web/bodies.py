@@ -10,13 +10,15 @@ document is served (the configured checks) gets them from `schema(..., served=..
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt,
-                      StringConstraints, ValidationInfo, WithJsonSchema)
+                      StringConstraints, ValidationInfo, WithJsonSchema, field_validator)
 
 from diag import fleet
+from diag.commands import model as commands_model, sendfile
 from diag.alerting.policy import PolicyError, parse as parse_model
 from diag.events import MAINTENANCE
 from diag.units import parse_duration, parse_time
@@ -237,3 +239,56 @@ class AckBody(Body):
     expires_in: Annotated[float, BeforeValidator(_week),
                           WithJsonSchema(duration_text(_WEEK, "from 1m to 7d (default 24h)"))] = \
         Field("24h", validate_default=True)
+
+
+# -- remote commands ----------------------------------------------------------------------------
+
+def _unique(ids: list[str]) -> list[str]:
+    if len(set(ids)) != len(ids):
+        raise ValueError("lists an instance twice")
+    return ids
+
+
+def _user(v: Any) -> str:
+    v = v or ""  # absent, null or empty: the agent's own user
+    if not isinstance(v, str) or (v and not commands_model.USERNAME.match(v)):
+        raise ValueError("must be a user or group name")
+    return v
+
+
+UserName = Annotated[str, BeforeValidator(_user),
+                     WithJsonSchema({"type": "string", "pattern": f"^$|{commands_model.USERNAME.pattern}"})]
+
+
+class FileBody(Body):
+    # Every field is checked; any other is refused (400, naming it).
+    model_config = ConfigDict(extra="forbid")
+    instance_ids: Annotated[list[InstanceId], Field(min_length=1, max_length=commands_model.MAX_INSTANCES),
+                            AfterValidator(_unique)]
+    name: Annotated[str, AfterValidator(sendfile.check_name)]
+    target_dir: Annotated[str, AfterValidator(sendfile.check_dir)]
+    mode: Annotated[str, StringConstraints(pattern=sendfile.MODE.pattern)] = "0644"
+    content_encoding: Literal["Base64", "PlainText"] = "Base64"
+    # The file's bytes in base64, or its text with PlainText; at most 32 KiB (413).
+    content: Annotated[bytes, WithJsonSchema({"type": "string"})]
+    owner: UserName = ""
+    group: UserName = ""
+    overwrite: StrictBool = False
+    description: str = _text(512)
+    timeout: Annotated[float, BeforeValidator(commands_model.timeout),
+                       WithJsonSchema({"oneOf": [{"type": "number", "minimum": commands_model.MIN_TIMEOUT,
+                                                  "maximum": commands_model.MAX_TIMEOUT}, {"type": "string"}],
+                                       "description": "10-86400 s, or 10s-24h; default 60"})] = \
+        Field(None, validate_default=True)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _decode(cls, v: Any, info: ValidationInfo) -> bytes:
+        if not isinstance(v, str):
+            raise ValueError("must be a string (the file's bytes in base64, or its text with PlainText)")
+        if info.data.get("content_encoding") == "PlainText":
+            return v.encode()
+        try:
+            return base64.b64decode(v, validate=True)
+        except ValueError:  # binascii.Error, and non-ASCII input (a plain ValueError)
+            raise ValueError("must be the file's bytes in base64") from None

@@ -180,12 +180,6 @@ _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR},
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
 RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
                        {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
-# Every field is checked; any other is refused (400, naming it).
-FILE_BODY = obj({"instance_ids": arr(STR), "name": STR, "content": STR, "target_dir": STR},
-                {"description": STR, "content_encoding": enum("Base64", "PlainText"), "mode": STR, "owner": STR,
-                 "group": STR, "overwrite": BOOL,
-                 "timeout": {"oneOf": [between(10, 86400), STR], "description": "10-86400 s, or 10s-24h; default 60"}},
-                extra=False)
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,

@@ -5,11 +5,11 @@ field as the routes always have."""
 import pytest
 
 from diag.commands.delivery import TaskResult
-from diag.web.bodies import (AckBody, ActivationBody, DiagnosisBody, EventBody, EventPatchBody, RegisterBody, parse,
-                             schema)
+from diag.web.bodies import (AckBody, ActivationBody, DiagnosisBody, EventBody, EventPatchBody, FileBody, RegisterBody,
+                             parse, schema)
 from diag.web.errors import ApiError
 
-MODELS = (AckBody, ActivationBody, DiagnosisBody, EventBody, EventPatchBody, RegisterBody, TaskResult)
+MODELS = (AckBody, ActivationBody, DiagnosisBody, EventBody, EventPatchBody, FileBody, RegisterBody, TaskResult)
 
 
 def _walk(value, where=""):
@@ -80,3 +80,12 @@ def test_a_boolean_is_no_number_of_seconds():
     with pytest.raises(ApiError) as e:
         parse(AckBody, {"expires_in": True})
     assert e.value.field == "expires_in"
+
+
+def test_a_file_is_decoded_as_its_encoding_says():
+    base = {"instance_ids": ["web-1"], "name": "f.txt", "target_dir": "/tmp"}
+    assert parse(FileBody, {**base, "content": "aGk="}).content == b"hi"
+    assert parse(FileBody, {**base, "content": "aGk=", "content_encoding": "PlainText"}).content == b"aGk="
+    with pytest.raises(ApiError) as e:
+        parse(FileBody, {**base, "content": "***"})
+    assert e.value.field == "content"
