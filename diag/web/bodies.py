@@ -18,8 +18,8 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       StringConstraints, ValidationInfo, WithJsonSchema, field_validator)
 
 from diag import fleet
-from diag.commands import model as commands_model, sendfile
 from diag.alerting.policy import PolicyError, parse as parse_model
+from diag.commands import model as commands_model, sendfile
 from diag.events import MAINTENANCE
 from diag.units import parse_duration, parse_time
 from diag.web.errors import ApiError
