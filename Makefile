@@ -45,6 +45,7 @@ bench: install system-deps
 	$(PY) bench/dashboard.py
 	$(PY) bench/diagnose.py
 	$(PY) bench/fleet.py
+	$(PY) bench/ingest_validation.py
 	$(PY) bench/commands.py
 	$(PY) bench/http_service.py
 	$(PY) bench/promql.py

@@ -370,12 +370,13 @@ def field_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def parse(model: type[BaseModel], body: Any) -> Any:
-    """Validate a body into `model`, or raise PolicyError naming every bad field."""
+def parse(model: type[BaseModel], body: Any, context: dict[str, Any] | None = None) -> Any:
+    """Validate a body into `model` (its validators see `context`), or raise PolicyError
+    naming every bad field."""
     if not isinstance(body, dict):
         raise PolicyError(None, "must be a JSON object", 400)
     try:
-        return model.model_validate(body)
+        return model.model_validate(body, context=context)
     except ValidationError as e:
         problems: list[dict[str, str]] = []
         for err in e.errors():

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt, WithJsonSchema
+
+from diag.alerting.policy import PolicyError, parse
 from diag.commands import states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -14,6 +17,26 @@ from diag.commands.runner import OUTPUT_CAP, Result
 
 BATCH = 20
 ERROR_CODES = ("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "InstanceRestarted", "FileAlreadyExists")
+
+
+def _base64(v: Any) -> bytes:
+    try:
+        return base64.b64decode(v or "", validate=True)  # absent, null or empty: no output
+    except (ValueError, TypeError):  # binascii.Error, and non-ASCII input (a plain ValueError)
+        raise ValueError("must be base64") from None
+
+
+# An agent's report of a record's end (POST .../tasks/{id}/result); also the body's schema in
+# the OpenAPI document.
+class TaskResult(BaseModel):
+    status: Literal[states.FINAL]  # type: ignore[valid-type]
+    exit_code: StrictInt | None = None
+    error_code: Literal[ERROR_CODES] | None = None  # type: ignore[valid-type]
+    output_b64: Annotated[bytes, BeforeValidator(_base64), WithJsonSchema({"type": "string"})] = b""
+    dropped: StrictInt = Field(0, ge=0)  # output the agent cut
+    start_time: StrictFloat | None = None  # UNIX seconds
+    finish_time: StrictFloat | None = None
+    error_info: str | None = None
 
 
 def poll(cmds: Commands, instance_id: str, boot_id: str | None, now: float | None = None,
@@ -59,32 +82,13 @@ def result(cmds: Commands, instance_id: str, task_id: str, body: dict[str, Any])
     r = cmds.repo.record(task_id)
     if r is None or r["instance_id"] != instance_id:
         raise CommandError(404, f"no task {task_id} for {instance_id}")
-    status = body.get("status")
-    if status not in states.FINAL:
-        raise CommandError(422, f"must be one of {', '.join(states.FINAL)}", "status")
-    exit_code = body.get("exit_code")
-    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int)):
-        raise CommandError(422, "must be an integer or null", "exit_code")
-    code = body.get("error_code")
-    if code is not None and code not in ERROR_CODES:
-        raise CommandError(422, f"must be one of {', '.join(ERROR_CODES)}", "error_code")
     try:
-        output = base64.b64decode(body.get("output_b64") or "", validate=True)
-    except (ValueError, TypeError):  # binascii.Error, and non-ASCII input (a plain ValueError)
-        raise CommandError(422, "must be base64", "output_b64") from None
-    dropped = body.get("dropped", 0)
-    if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
-        raise CommandError(422, "must be a non-negative integer", "dropped")
-    times = []
-    for key in ("start_time", "finish_time"):
-        v = body.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise CommandError(422, "must be UNIX seconds", key)
-        times.append(v)
-    info = body.get("error_info")
-    if info is not None and not isinstance(info, str):
-        raise CommandError(422, "must be a string", "error_info")
+        got: TaskResult = parse(TaskResult, body)
+    except PolicyError as e:
+        raise CommandError(e.status, e.message, e.field) from None
+    output = got.output_b64
     cut = max(0, len(output) - OUTPUT_CAP)  # never trust the agent to have kept the cap
-    cmds.finish(task_id, Result(status, exit_code, output[:OUTPUT_CAP], dropped + cut, code,
-                                info[:2000] if info else None, times[0] or r["start_time"], times[1] or time.time()))
+    cmds.finish(task_id, Result(got.status, got.exit_code, output[:OUTPUT_CAP], got.dropped + cut, got.error_code,
+                                got.error_info[:2000] if got.error_info else None,
+                                got.start_time or r["start_time"], got.finish_time or time.time()))
     return record_json(cmds.repo.record(task_id))

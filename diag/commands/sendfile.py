@@ -22,19 +22,19 @@ VIRTUAL_DIRS = ("/proc", "/sys", "/dev")
 NAME_MAX = 255  # bytes, as the kernel counts
 
 
-def check(name: object, target_dir: object, mode: object) -> str | None:
-    """The first field that is wrong, as 'field: message'; None when all are well formed."""
-    if (not isinstance(name, str) or not name or len(name.encode()) > NAME_MAX or "/" in name or "\x00" in name
-            or name in (".", "..")):
-        return f"name: a file name of 1-{NAME_MAX} bytes without '/'"
-    if not isinstance(target_dir, str) or not target_dir.startswith("/") or "\x00" in target_dir or len(target_dir) > 1024:
-        return "target_dir: an absolute directory path"
-    norm = posixpath.normpath("/" + target_dir.lstrip("/"))
+def check_name(name: str) -> str:
+    if not name or len(name.encode()) > NAME_MAX or "/" in name or "\x00" in name or name in (".", ".."):
+        raise ValueError(f"a file name of 1-{NAME_MAX} bytes without '/'")
+    return name
+
+
+def check_dir(path: str) -> str:
+    if not path.startswith("/") or "\x00" in path or len(path) > 1024:
+        raise ValueError("an absolute directory path")
+    norm = posixpath.normpath("/" + path.lstrip("/"))
     if any(norm == d or norm.startswith(d + "/") for d in VIRTUAL_DIRS):
-        return f"target_dir: {norm} is on a kernel filesystem ({', '.join(VIRTUAL_DIRS)}), not a place for files"
-    if not isinstance(mode, str) or not MODE.match(mode):
-        return "mode: an octal mode such as \"0644\""
-    return None
+        raise ValueError(f"{norm} is on a kernel filesystem ({', '.join(VIRTUAL_DIRS)}), not a place for files")
+    return path
 
 
 def write(name: str, content: bytes, target_dir: str, mode: str = "0644", owner: str = "", group: str = "",

@@ -12,9 +12,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
 from diag.web import auth, secrets
+from diag.web.bodies import AckBody, parse, schema
 from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import (ACK_BODY, ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
+from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
                               CONTACT_GROUP_BODY, POLICY, TIME_IN, between,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY,
                               ALERT_GROUP, INHIBIT_RULE, INHIBIT_RULE_BODY)
@@ -167,23 +168,11 @@ def who() -> str:
 
 @bp.post("/alerts/<alert_id>/ack")
 @doc("Acknowledge a firing or pending alert: its repeats stop until it resolves or the acknowledgement "
-     "expires.", body=ACK_BODY, responses={200: ALERT})
+     "expires.", body=schema(AckBody), responses={200: ALERT})
 def ack_alert(alert_id: str):
     auth.require("token")
-    body = json_body()
-    unknown = set(body) - {"comment", "expires_in"}
-    if unknown:
-        raise ApiError(422, "unknown field", sorted(unknown)[0])
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 1024:
-        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    try:
-        expires_in = parse_duration(body.get("expires_in", "24h"))
-    except (TypeError, ValueError) as e:
-        raise ApiError(422, str(e), "expires_in") from None
-    if not 60 <= expires_in <= 7 * 86400:
-        raise ApiError(422, "must be between 1m and 7d", "expires_in")
-    return jsonify(_call(_alerting().ack, alert_id, who(), comment, expires_in))
+    body = parse(AckBody, json_body())
+    return jsonify(_call(_alerting().ack, alert_id, who(), body.comment, body.expires_in))
 
 
 # -- silences -------------------------------------------------------------------------------

@@ -16,10 +16,11 @@ from diag.commands.engine import Commands
 from diag.commands.model import CommandError
 from diag.commands.repository import new_id
 from diag.web import auth
+from diag.web.bodies import FileBody, parse, schema
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, FILE_BODY, INVOCATION,
-                              INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY, TASK_RESULT_BODY)
+from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, INVOCATION,
+                              INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY)
 from diag.web.validate import json_body
 
 bp = Blueprint("commands_api", __name__, url_prefix="/api/v1")
@@ -205,52 +206,23 @@ def run_command():
 
 
 @bp.post("/files")
-@doc("Send a small file (base64 content, at most 32 KiB) to instances.", body=FILE_BODY,
+@doc("Send a small file (base64 content, at most 32 KiB) to instances.", body=schema(FileBody),
      responses={201: INVOCATION})
 def send_file():
-    body = json_body()
-    unknown = sorted(set(body) - FILE_FIELDS)
-    if unknown:
-        raise ApiError(400, f"unknown field (the fields are {', '.join(sorted(FILE_FIELDS))})", unknown[0])
-    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
-    mode = body.get("mode", "0644")
-    problem = sendfile.check(body.get("name"), body.get("target_dir"), mode)
-    if problem:
-        field, _, message = problem.partition(": ")
-        raise ApiError(422, message, field)
-    encoding = body.get("content_encoding", "Base64")
-    if encoding not in ("Base64", "PlainText"):
-        raise ApiError(422, "must be Base64 or PlainText", "content_encoding")
-    raw = body.get("content")
-    if not isinstance(raw, str):
-        raise ApiError(422, "must be a string (the file's bytes in base64, or its text with PlainText)", "content")
-    if encoding == "PlainText":
-        data = raw.encode()
-    else:
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except ValueError:  # binascii.Error, and non-ASCII input (a plain ValueError)
-            raise ApiError(422, "must be the file's bytes in base64", "content") from None
-    if len(data) > sendfile.MAX_BYTES:
-        raise ApiError(413, f"is {len(data)} bytes; at most {sendfile.MAX_BYTES} (32 KiB)", "content")
-    for key in ("owner", "group"):
-        v = body.get(key) or ""
-        if not isinstance(v, str) or (v and not model.USERNAME.match(v)):
-            raise ApiError(422, "must be a user or group name", key)
-    if not isinstance(body.get("overwrite", False), bool):
-        raise ApiError(422, "must be true or false", "overwrite")
-    description = body.get("description", "")
-    if not isinstance(description, str) or len(description) > 512:
-        raise ApiError(422, "must be a string of at most 512 characters", "description")
-    spec = {"file_name": body["name"], "content_b64": base64.b64encode(data).decode(), "target_dir": body["target_dir"],
-            "mode": mode, "owner": body.get("owner") or "", "group": body.get("group") or "",
-            "overwrite": body.get("overwrite", False), "timeout": model.timeout(body.get("timeout")),
-            "description": description}
+    try:
+        body = parse(FileBody, json_body())
+    except ApiError as e:
+        if e.message == "unknown field":
+            raise ApiError(400, f"unknown field (the fields are {', '.join(sorted(FileBody.model_fields))})",
+                           e.field) from None
+        raise
+    ids = _known_instances(body.instance_ids)
+    if len(body.content) > sendfile.MAX_BYTES:
+        raise ApiError(413, f"is {len(body.content)} bytes; at most {sendfile.MAX_BYTES} (32 KiB)", "content")
+    spec = {"file_name": body.name, "content_b64": base64.b64encode(body.content).decode(),
+            "target_dir": body.target_dir, "mode": body.mode, "owner": body.owner, "group": body.group,
+            "overwrite": body.overwrite, "timeout": body.timeout, "description": body.description}
     return jsonify(_commands().send_file(spec, ids, _audit())), 201
-
-
-FILE_FIELDS = frozenset({"instance_ids", "name", "description", "content", "content_encoding", "target_dir", "mode",
-                         "owner", "group", "overwrite", "timeout"})
 
 
 # -- invocations ---------------------------------------------------------------------------
@@ -282,7 +254,7 @@ def stop_invocation(invoke_id: str):
 
 @bp.post("/agents/<instance_id>/tasks/<task_id>/result")
 @doc("An agent reports a record's final state, exit code and output (its own agent token).",
-     body=TASK_RESULT_BODY, responses={200: COMMAND_RECORD})
+     body=schema(delivery.TaskResult), responses={200: COMMAND_RECORD})
 def task_result(instance_id: str, task_id: str):
     auth.agent_for(instance_id)
     return jsonify(delivery.result(_commands(), instance_id, task_id, json_body()))

@@ -5,16 +5,14 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
 from diag import report_format
-from diag.units import parse_duration
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, json_body, string
-from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import CHECK, DIAGNOSIS_BODY, REPORT, REPORT_SUMMARY, between
+from diag.web.bodies import DiagnosisBody, parse, schema
+from diag.web.validate import json_body
+from diag.web.openapi import arr, doc, enum, live, nullable, obj, query
+from diag.web.schemas import CHECK, REPORT, REPORT_SUMMARY, between
 
 bp = Blueprint("diagnosis_api", __name__, url_prefix="/api/v1", template_folder="templates")
-
-MAX_WINDOW = 31 * 86400
 
 
 def _service():
@@ -28,31 +26,30 @@ def list_checks():
     return jsonify({"checks": [c.to_json() for c in _service().checks]})
 
 
+def _check_ids() -> list[str]:
+    # The catalogue's and the configured plugin checks (plugin.<name>), as of the request.
+    return sorted({c.id for c in _service().checks})
+
+
 @bp.post("/diagnoses")
-@doc("Run a diagnosis now; the report is stored.", body=DIAGNOSIS_BODY, body_required=False, responses={201: REPORT})
+@doc("Run a diagnosis now; the report is stored.", body_required=False, responses={201: REPORT}, body=schema(
+    DiagnosisBody, served={"checks": live(lambda: nullable(arr(enum(*_check_ids()), minItems=1,
+                                                               maxItems=len(_check_ids()))))}))
 def create_diagnosis():
     auth.require("token")
-    body = json_body() if request.content_length else {}
+    body = parse(DiagnosisBody, json_body() if request.content_length else {})
     service = _service()
-    instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
-    window = body.get("window", "12h")
-    try:
-        seconds = parse_duration(window) if isinstance(window, str) else None
-    except ValueError as e:
-        raise ApiError(422, str(e), "window") from None
-    if seconds is None or not 60 <= seconds <= MAX_WINDOW:
-        raise ApiError(422, "must be a duration from 1m to 31d, like 12h", "window")
-    check_ids = body.get("checks")
-    if check_ids is not None:
-        known = {c.id for c in service.checks}  # the catalogue's and the configured plugin checks
-        if not isinstance(check_ids, list) or not check_ids or len(check_ids) > len(known):
+    instance_id = body.instance_id or service.instance_id
+    if body.checks is not None:
+        known = _check_ids()
+        if len(body.checks) > len(known):
             raise ApiError(422, "must be a non-empty list of check ids", "checks")
-        for i, c in enumerate(check_ids):
-            if not isinstance(c, str) or c not in known:
+        for i, c in enumerate(body.checks):
+            if c not in known:
                 raise ApiError(422, f"unknown check {c!r}: see GET /api/v1/checks", f"checks[{i}]")
     if service.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}", "instance_id")
-    report = service.diagnose(instance_id, seconds, check_ids, fresh_facts=True)
+    report = service.diagnose(instance_id, body.window, body.checks, fresh_facts=True)
     return jsonify(report), 201
 
 

@@ -6,13 +6,13 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 
-from diag.events import MAINTENANCE, STATUSES, EventError
-from diag.units import parse_duration, parse_time
+from diag.events import STATUSES, EventError
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, json_body, string, time_param
+from diag.web.bodies import EventBody, EventPatchBody, parse, schema
+from diag.web.validate import json_body, time_param
 from diag.web.openapi import arr, doc, obj, query
-from diag.web.schemas import EVENT, EVENT_BODY, EVENT_PATCH_BODY, EVENT_STATUS_PARAM, TIME_IN
+from diag.web.schemas import EVENT, EVENT_STATUS_PARAM, TIME_IN
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 
@@ -43,44 +43,23 @@ def list_events():
 
 
 @bp.post("/events")
-@doc("Schedule maintenance; the instance is Maintaining while it executes.", body=EVENT_BODY,
+@doc("Schedule maintenance; the instance is Maintaining while it executes.", body=schema(EventBody),
      responses={201: EVENT})
 def schedule_event():
     auth.require("token")
     s = _service()
-    body = json_body()
     now = time.time()
-    instance_id = string(body.get("instance_id", s.instance_id), "instance_id", INSTANCE_ID, 128)
+    body = parse(EventBody, json_body(), now=now)
+    instance_id = body.instance_id or s.instance_id
     if s.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}", "instance_id")
-    etype = body.get("type")
-    if etype not in MAINTENANCE:
-        raise ApiError(422, f"must be one of {', '.join(MAINTENANCE)}", "type")
-    not_before = _not_before(body.get("not_before", now), now)
-    inquire = body.get("inquire", False)
-    if not isinstance(inquire, bool):
-        raise ApiError(422, "must be true or false", "inquire")
+    not_before = now if body.not_before is None else body.not_before
     try:
-        duration = parse_duration(body.get("duration", "1h"))
-    except (ValueError, TypeError) as e:
-        raise ApiError(422, str(e), "duration") from None
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 1024:
-        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    try:
-        event = s.events.schedule(instance_id, etype, not_before, duration, comment, now, inquire=inquire)
+        event = s.events.schedule(instance_id, body.type, not_before, body.duration, body.comment, now,
+                                  inquire=body.inquire)
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None
     return jsonify(event), 201
-
-
-def _not_before(value: object, now: float) -> float:
-    try:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        return parse_time(str(value), now)
-    except ValueError as e:
-        raise ApiError(422, str(e), "not_before") from None
 
 
 @bp.post("/events/<event_id>/accept")
@@ -96,18 +75,13 @@ def accept_event(event_id: str):
 
 @bp.patch("/events/<event_id>")
 @doc("Reschedule an event that has not started: a new not_before, the same duration; 409 in the past or "
-     "once Executing.", body=EVENT_PATCH_BODY, responses={200: EVENT})
+     "once Executing.", body=schema(EventPatchBody), responses={200: EVENT})
 def reschedule_event(event_id: str):
     auth.require("token")
-    body = json_body()
     now = time.time()
-    unknown = set(body) - {"not_before"}
-    if unknown:
-        raise ApiError(422, "unknown field", sorted(unknown)[0])
-    if "not_before" not in body:
-        raise ApiError(422, "required", "not_before")
+    body = parse(EventPatchBody, json_body(), now=now)
     try:
-        return jsonify(_service().events.reschedule(event_id, _not_before(body["not_before"], now), now))
+        return jsonify(_service().events.reschedule(event_id, body.not_before, now))
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None
 

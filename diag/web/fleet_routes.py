@@ -10,13 +10,13 @@ from flask import Blueprint, current_app, jsonify, request
 
 from diag import fleet
 from diag.store.prometheus import EngineError
-from diag.units import parse_duration
 from diag.web import auth
 from diag.web.commands_routes import tasks_hook
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import doc, query
-from diag.web.schemas import ACTIVATION, ACTIVATION_BODY, AGENT_TASKS, REGISTERED, REGISTER_BODY
-from diag.web.validate import INSTANCE_ID, json_body, labels, string
+from diag.web.bodies import ActivationBody, RegisterBody, parse, schema
+from diag.web.schemas import ACTIVATION, AGENT_TASKS, REGISTERED
+from diag.web.validate import json_body
 
 bp = Blueprint("fleet_api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
@@ -33,52 +33,31 @@ def _engine_error(e: EngineError):
 
 
 @bp.post("/activations")
-@doc("Create an activation (admin); its code is shown only in this answer.", body=ACTIVATION_BODY,
+@doc("Create an activation (admin); its code is shown only in this answer.", body=schema(ActivationBody),
      responses={201: ACTIVATION})
 def create_activation():
     auth.require("token")
-    body = json_body()
-    count = body.get("count", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= fleet.MAX_COUNT:
-        raise ApiError(422, f"must be a whole number from 1 to {fleet.MAX_COUNT}", "count")
-    raw = body.get("expires_in", "1h")
-    try:
-        if isinstance(raw, bool):  # float(True) is 1.0: a boolean is no duration (the document says so)
-            raise TypeError
-        expires_in = parse_duration(raw) if isinstance(raw, str) else float(raw)
-    except (TypeError, ValueError):
-        raise ApiError(422, "must be a duration like 1h or a number of seconds", "expires_in") from None
-    if not 0 < expires_in <= fleet.MAX_EXPIRES:
-        raise ApiError(422, "must be more than 0 and at most 365d", "expires_in")
-    description = body.get("description", "")
-    if not isinstance(description, str) or len(description) > 1000:
-        raise ApiError(422, "must be a string of at most 1000 characters", "description")
-    try:
-        cidrs = fleet.parse_cidrs(body.get("source_cidrs"))
-    except ValueError as e:
-        where, _, message = str(e).partition(": ")
-        raise ApiError(422, message, "source_cidrs" + where) from None
-    return jsonify(_service().fleet.create_activation(count, expires_in, description, source_cidrs=cidrs)), 201
+    body = parse(ActivationBody, json_body())
+    return jsonify(_service().fleet.create_activation(body.count, body.expires_in, body.description,
+                                                      source_cidrs=body.source_cidrs or [])), 201
 
 
 @bp.post("/agents/register")
-@doc("Register an agent with an activation; answers a token bound to that instance.", body=REGISTER_BODY,
+@doc("Register an agent with an activation; answers a token bound to that instance.", body=schema(RegisterBody),
      responses={201: REGISTERED})
 def register_agent():
-    body = json_body()
-    activation_id, code = body.get("activation_id"), body.get("activation_code")
-    if not isinstance(activation_id, str) or not isinstance(code, str) or not activation_id or not code:
-        raise ApiError(401, "activation_id and activation_code are required to register")
-    instance_id = string(body.get("instance_id"), "instance_id", INSTANCE_ID, 128)
-    hostname = body.get("hostname", "")
-    if not isinstance(hostname, str) or len(hostname) > 255:
-        raise ApiError(422, "must be a string of at most 255 characters", "hostname")
-    inst_labels = labels(body.get("labels"), "labels")
+    try:
+        body = parse(RegisterBody, json_body())
+    except ApiError as e:
+        if e.field in ("activation_id", "activation_code"):
+            raise ApiError(401, "activation_id and activation_code are required to register") from None
+        raise
+    activation_id, instance_id = body.activation_id, body.instance_id
     service = _service()
     if instance_id == service.instance_id:
         raise ApiError(409, f"instance {instance_id} is this server itself")
     try:
-        token = service.fleet.register(activation_id, code, instance_id, source=request.remote_addr)
+        token = service.fleet.register(activation_id, body.activation_code, instance_id, source=request.remote_addr)
     except fleet.RegistrationError as e:
         if e.audit:
             # On the server's own instance: the claimed instance id is the caller's word.
@@ -87,7 +66,7 @@ def register_agent():
                                     f"registration of {instance_id} refused: {e}", level="WARN",
                                     labels=e.audit, fold_key=f"{activation_id}|{e.audit.get('source')}")
         raise ApiError(e.status, str(e)) from None
-    service.instances.register(instance_id, hostname=hostname, labels=inst_labels)
+    service.instances.register(instance_id, hostname=body.hostname, labels=body.labels or {})
     return jsonify({"instance_id": instance_id, "agent_token": token}), 201
 
 

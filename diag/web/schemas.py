@@ -1,4 +1,6 @@
-"""Shared response and body schemas for the OpenAPI document (see openapi.py)."""
+"""Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
+still validated by hand (ingest, remote commands, alert policies, contacts, silences, inhibit
+rules); the others are pydantic models in diag/web/bodies.py, which are their own schema."""
 
 from __future__ import annotations
 
@@ -12,18 +14,17 @@ from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
-from diag.commands.states import FINAL, PARTIAL, RECORD_STATES
-from diag.events import LEVELS, MAINTENANCE, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
-from diag.fleet import CIDR_PATTERN, MAX_CIDRS
+from diag.commands.states import PARTIAL, RECORD_STATES
+from diag.events import LEVELS, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
-# -- what the validators take, as schemas -------------------------------------------------------
+# -- what the hand validators take, as schemas --------------------------------------------------
 # The document is fuzzed (tests/web/test_openapi.py): a request it allows must be accepted, so
-# each input schema is as strict as the route's validator (diag/web/validate.py, the pydantic
-# models of diag/alerting/policy.py), never looser.
+# each input schema here is as strict as the route's validator (diag/web/validate.py, the
+# pydantic models of diag/alerting/policy.py), never looser.
 
 
 def text(max_len: int, min_len: int = 1, pattern: str | None = None) -> dict:
@@ -131,13 +132,6 @@ REPORT_SUMMARY = component("ReportSummary", obj({
 REPORT = component("Report", obj({
     "report_id": STR, "instance_id": STR, "created_at": NUM, "window": WINDOW, "health_status": HEALTH_STATUS,
     "summary": SUMMARY, "health_reasons": arr(REASON), "checks": arr(CHECK_RESULT)}))
-DIAGNOSIS_BODY = obj(optional={
-    "instance_id": INSTANCE_ID_IN,
-    "window": duration_text(r"([6-9][0-9]|[1-9][0-9]{2,5})s|[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2})h"
-                            r"|([1-9]|[12][0-9]|3[01])d", "from 1m to 31d, like 12h"),
-    "checks": live(lambda: nullable(arr(enum(*sorted(_check_ids())), minItems=1,
-                                          maxItems=len(_check_ids()))))})  # null: every check
-
 INSTANCE = component("Instance", obj({
     "instance_id": STR, "hostname": STR, "labels": LABELS, "health_status": HEALTH_STATUS,
     "health_reasons": arr(REASON), "last_seen": nullable(NUM)}, {"latest_report_id": nullable(STR),
@@ -149,34 +143,11 @@ HEALTH = obj({"instance_id": STR, "health_status": HEALTH_STATUS, "health_reason
 EVENT = component("Event", obj({
     "event_id": STR, "instance_id": STR, "type": STR, "level": enum(*LEVELS), "status": enum(*EVENT_STATUSES),
     "publish_time": NUM, "not_before": nullable(NUM), "finish_time": nullable(NUM), "details": ANY_OBJ}))
-# Not in the past: UNIX seconds from when this document was served, `now`, or a time after 2033.
-_NOT_BEFORE = {"oneOf": [live(lambda: {"type": "number", "minimum": round(time.time())}),
-                         {"type": "string", "pattern": r"^(now|[2-9][0-9]{9}(\.[0-9]{1,6})?)$"}]}
-EVENT_BODY = obj({"type": enum(*MAINTENANCE)}, {
-    "instance_id": INSTANCE_ID_IN,
-    "not_before": _NOT_BEFORE,
-    "duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d"),
-    "comment": text(1024, 0),
-    # Created Inquiring: it waits for POST /events/{id}/accept before it runs.
-    "inquire": BOOL})
-EVENT_PATCH_BODY = obj({"not_before": _NOT_BEFORE}, extra=False)
 
 # -- fleet ------------------------------------------------------------------------------------
 
-ACTIVATION_BODY = obj(optional={
-    "count": between(1, 1000, "integer"),
-    "expires_in": {"oneOf": [duration_text(r"[1-9][0-9]{0,3}[smh]|([1-9]|[1-9][0-9]|[12][0-9]{2}|3[0-5][0-9]|36[0-5])d",
-                                           "more than 0 and at most 365d"),
-                             {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 365 * 86400}]},
-    "description": text(1000, 0),
-    # Registrations from other addresses are refused (403) and recorded as an event.
-    # The pattern bounds the length by itself (43 characters at most).
-    "source_cidrs": nullable(arr({"type": "string", "pattern": CIDR_PATTERN}, maxItems=MAX_CIDRS))})
 ACTIVATION = obj({"activation_id": STR, "activation_code": STR, "description": STR, "count": INT,
                   "remaining": INT, "created_at": NUM, "expires_at": NUM, "source_cidrs": arr(STR)})
-_NON_EMPTY = {"type": "string", "minLength": 1}  # empty or missing: 401
-REGISTER_BODY = obj({"activation_id": _NON_EMPTY, "activation_code": _NON_EMPTY, "instance_id": INSTANCE_ID_IN},
-                    {"hostname": text(255, 0), "labels": LABELS_OR_NULL})
 REGISTERED = obj({"instance_id": STR, "agent_token": STR})
 # One shape for the three kinds: "command" carries script/working_dir/username, "file" the
 # file fields, "stop" only the task_id of a record to stop.
@@ -209,12 +180,6 @@ _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR},
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
 RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
                        {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
-# Every field is checked; any other is refused (400, naming it).
-FILE_BODY = obj({"instance_ids": arr(STR), "name": STR, "content": STR, "target_dir": STR},
-                {"description": STR, "content_encoding": enum("Base64", "PlainText"), "mode": STR, "owner": STR,
-                 "group": STR, "overwrite": BOOL,
-                 "timeout": {"oneOf": [between(10, 86400), STR], "description": "10-86400 s, or 10s-24h; default 60"}},
-                extra=False)
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
@@ -228,11 +193,6 @@ INVOCATION = component("Invocation", obj({
                   "content_sha256": STR}, {"via": enum("dashboard"), "check_id": STR}),  # the dashboard adds these
     "instances": arr(obj({"instance_id": STR, "status": enum(*RECORD_STATES), "repeats": INT,
                           "records": arr(COMMAND_RECORD)}))}))
-TASK_RESULT_BODY = obj({"status": enum(*FINAL)}, {
-    "exit_code": nullable(INT), "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR),
-    "output_b64": STR, "dropped": {"type": "integer", "minimum": 0}, "start_time": nullable(NUM),
-    "finish_time": nullable(NUM)})
-
 # -- alerting ---------------------------------------------------------------------------------
 
 ALERT_STATE = enum("ok", "pending", "firing", "resolved")
@@ -252,11 +212,6 @@ def _period_in() -> dict:
     if interval <= 60:
         return _dur_in(max(1.0, interval), 86400, _MIN_1_TO_1440, description="from the collection interval to 1d")
     return {**between(interval, 86400), "description": "seconds, from the collection interval to 1d"}
-
-
-def _check_ids() -> set[str]:
-    # The catalogue's and the configured plugin checks (plugin.<name>), as of serving this document.
-    return {c.id for c in current_app.extensions["diag"]["service"].checks}
 
 
 def _metric_names() -> dict:
@@ -376,10 +331,6 @@ ALERT = component("Alert", obj({
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
-ACK_BODY = obj(optional={
-    "comment": text(1024, 0),
-    "expires_in": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|1[0-5][0-9]|16[0-8])h|[1-7]d", "from 1m to 7d (default 24h)")},
-    extra=False)
 _SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
                                               r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
                    "comment": text(1024, 0)}
