@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from diag import report_format
 from diag.web import auth
@@ -11,24 +11,22 @@ from diag.web.bodies import DiagnosisBody, parse, schema
 from diag.web.validate import json_body
 from diag.web.openapi import arr, doc, enum, live, nullable, obj, query
 from diag.web.schemas import CHECK, REPORT, REPORT_SUMMARY, between
+from diag.web.parts import parts
 
 bp = Blueprint("diagnosis_api", __name__, url_prefix="/api/v1", template_folder="templates")
 
-
-def _service():
-    return current_app.extensions["diag"]["service"]
 
 
 @bp.get("/checks")
 @doc("The check catalogue, with the thresholds as configured.", responses={200: obj({"checks": arr(CHECK)})})
 def list_checks():
-    # service.checks, not the catalogue's defaults: the thresholds a report is judged by.
-    return jsonify({"checks": [c.to_json() for c in _service().checks]})
+    # the configured checks, not the catalogue's defaults: the thresholds a report is judged by.
+    return jsonify({"checks": [c.to_json() for c in parts().checks]})
 
 
 def _check_ids() -> list[str]:
     # The catalogue's and the configured plugin checks (plugin.<name>), as of the request.
-    return sorted({c.id for c in _service().checks})
+    return sorted({c.id for c in parts().checks})
 
 
 @bp.post("/diagnoses")
@@ -38,8 +36,8 @@ def _check_ids() -> list[str]:
 def create_diagnosis():
     auth.require("token")
     body = parse(DiagnosisBody, json_body() if request.content_length else {})
-    service = _service()
-    instance_id = body.instance_id or service.instance_id
+    p = parts()
+    instance_id = body.instance_id or p.instance_id
     if body.checks is not None:
         known = _check_ids()
         if len(body.checks) > len(known):
@@ -47,9 +45,9 @@ def create_diagnosis():
         for i, c in enumerate(body.checks):
             if c not in known:
                 raise ApiError(422, f"unknown check {c!r}: see GET /api/v1/checks", f"checks[{i}]")
-    if service.instances.get(instance_id) is None:
+    if p.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}", "instance_id")
-    report = service.diagnose(instance_id, body.window, body.checks, fresh_facts=True)
+    report = p.diagnoser.diagnose(instance_id, body.window, body.checks, fresh_facts=True)
     return jsonify(report), 201
 
 
@@ -64,14 +62,14 @@ def list_diagnoses():
         raise ApiError(400, "limit must be a whole number", "limit") from None
     if not 1 <= limit <= 1000:
         raise ApiError(400, "limit must be from 1 to 1000", "limit")
-    return jsonify({"reports": _service().reports.list(instance_id, limit)})
+    return jsonify({"reports": parts().reports.list(instance_id, limit)})
 
 
 @bp.get("/diagnoses/<report_id>")
 @doc("One report (JSON; HTML with Accept: text/html or ?format=html; Markdown with ?format=md).",
      responses={200: REPORT})
 def get_diagnosis(report_id: str):
-    report = _service().reports.get(report_id)
+    report = parts().reports.get(report_id)
     if report is None:
         raise ApiError(404, f"no report {report_id}")
     fmt = request.args.get("format")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from diag.events import STATUSES, EventError
 from diag.web import auth
@@ -13,12 +13,10 @@ from diag.web.bodies import EventBody, EventPatchBody, parse, schema
 from diag.web.validate import json_body, time_param
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import EVENT, EVENT_STATUS_PARAM, TIME_IN
+from diag.web.parts import parts
 
 bp = Blueprint("events_api", __name__, url_prefix="/api/v1")
 
-
-def _service():
-    return current_app.extensions["diag"]["service"]
 
 
 def _time_arg(name: str, now: float) -> float | None:
@@ -37,7 +35,7 @@ def list_events():
     if status is not None and status not in STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(STATUSES)}", "status")
     types = [t for t in request.args.get("type", "").split(",") if t]
-    events = _service().events.list(request.args.get("instance_id"), types=types, status=status,
+    events = parts().events.list(request.args.get("instance_id"), types=types, status=status,
                                     since=_time_arg("since", now), until=_time_arg("until", now))
     return jsonify({"events": events})
 
@@ -47,7 +45,7 @@ def list_events():
      responses={201: EVENT})
 def schedule_event():
     auth.require("token")
-    s = _service()
+    s = parts()
     now = time.time()
     body = parse(EventBody, json_body(), now=now)
     instance_id = body.instance_id or s.instance_id
@@ -68,7 +66,7 @@ def schedule_event():
 def accept_event(event_id: str):
     auth.require("token")
     try:
-        return jsonify(_service().events.accept(event_id))
+        return jsonify(parts().events.accept(event_id))
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None
 
@@ -81,7 +79,7 @@ def reschedule_event(event_id: str):
     now = time.time()
     body = parse(EventPatchBody, json_body(), now=now)
     try:
-        return jsonify(_service().events.reschedule(event_id, body.not_before, now))
+        return jsonify(parts().events.reschedule(event_id, body.not_before, now))
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None
 
@@ -91,6 +89,6 @@ def reschedule_event(event_id: str):
 def cancel_event(event_id: str):
     auth.require("token")
     try:
-        return jsonify(_service().events.cancel(event_id))
+        return jsonify(parts().events.cancel(event_id))
     except EventError as e:
         raise ApiError(e.status, e.message, e.field) from None

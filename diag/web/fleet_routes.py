@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from diag import fleet
 from diag.store.prometheus import EngineError
@@ -17,13 +17,11 @@ from diag.web.openapi import doc, query
 from diag.web.bodies import ActivationBody, RegisterBody, parse, schema
 from diag.web.schemas import ACTIVATION, AGENT_TASKS, REGISTERED
 from diag.web.validate import json_body
+from diag.web.parts import parts
 
 bp = Blueprint("fleet_api", __name__, url_prefix="/api/v1")
 log = logging.getLogger(__name__)
 
-
-def _service():
-    return current_app.extensions["diag"]["service"]
 
 
 @bp.app_errorhandler(EngineError)
@@ -38,7 +36,7 @@ def _engine_error(e: EngineError):
 def create_activation():
     auth.require("token")
     body = parse(ActivationBody, json_body())
-    return jsonify(_service().fleet.create_activation(body.count, body.expires_in, body.description,
+    return jsonify(parts().fleet.create_activation(body.count, body.expires_in, body.description,
                                                       source_cidrs=body.source_cidrs or [])), 201
 
 
@@ -53,20 +51,20 @@ def register_agent():
             raise ApiError(401, "activation_id and activation_code are required to register") from None
         raise
     activation_id, instance_id = body.activation_id, body.instance_id
-    service = _service()
-    if instance_id == service.instance_id:
+    p = parts()
+    if instance_id == p.instance_id:
         raise ApiError(409, f"instance {instance_id} is this server itself")
     try:
-        token = service.fleet.register(activation_id, body.activation_code, instance_id, source=request.remote_addr)
+        token = p.fleet.register(activation_id, body.activation_code, instance_id, source=request.remote_addr)
     except fleet.RegistrationError as e:
         if e.audit:
             # On the server's own instance: the claimed instance id is the caller's word.
             log.warning("agent registration refused: %s (%s)", e, e.audit)
-            service.events.detected(service.instance_id, "Agent.RegistrationRefused", time.time(),
+            p.events.detected(p.instance_id, "Agent.RegistrationRefused", time.time(),
                                     f"registration of {instance_id} refused: {e}", level="WARN",
                                     labels=e.audit, fold_key=f"{activation_id}|{e.audit.get('source')}")
         raise ApiError(e.status, str(e)) from None
-    service.instances.register(instance_id, hostname=body.hostname, labels=body.labels or {})
+    p.instances.register(instance_id, hostname=body.hostname, labels=body.labels or {})
     return jsonify({"instance_id": instance_id, "agent_token": token}), 201
 
 
@@ -75,7 +73,7 @@ def register_agent():
      responses={204: None})
 def revoke_agent(instance_id: str):
     auth.require("token")
-    if not _service().fleet.revoke(instance_id):
+    if not parts().fleet.revoke(instance_id):
         raise ApiError(404, f"instance {instance_id} has no agent token")
     return "", 204
 
@@ -88,7 +86,7 @@ def revoke_agent(instance_id: str):
                                           "(InstanceRestarted)")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
-    commands = _service().commands  # None unless remote commands are on
+    commands = parts().commands  # None unless remote commands are on
     if commands is None:
         # Not an empty list: a 404 tells the agent to ask again only now and then.
         raise ApiError(404, "remote commands are off on this server")

@@ -20,6 +20,8 @@ from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string, too_deep
 from diag.web.openapi import doc, ref
 from diag.web.schemas import INGEST_BODY, INGEST_RESULT
+from diag.web.parts import parts
+from diag.wiring import Parts
 
 bp = Blueprint("ingest_api", __name__, url_prefix="/api/v1")
 
@@ -36,21 +38,21 @@ MAX_AGE = RETENTION["raw"]  # older than the default raw retention would be dele
      responses={202: INGEST_RESULT, 429: ref("Error")})
 def ingest():
     auth.may_push(None)  # a bad token is a 401 before the body is read
-    service = current_app.extensions["diag"]["service"]
+    p = parts()
     body = json_body(walk=False)  # samples are checked one by one below; facts are walked
     now = time.time()
-    instance_id = string(body.get("instance_id", service.instance_id), "instance_id", INSTANCE_ID, 128)
+    instance_id = string(body.get("instance_id", p.instance_id), "instance_id", INSTANCE_ID, 128)
     auth.may_push(instance_id)  # an agent token pushes only for its own instance
     # The OpenAPI document says a string, not nullable: `null` is refused, not read as absent.
     batch_id = string(body["batch_id"], "batch_id", max_len=128) if "batch_id" in body else None
-    writer = service.parts.writer
+    writer = p.writer
     # With no store of ours to ask (an engine scrapes the samples), every series' names are checked.
     samples = _samples(body.get("samples", []), now, (lambda keys: writer.unknown_series(instance_id, keys))
                        if writer is not None else (lambda keys: list(range(len(keys)))))
     signals = _signals(body.get("signals", []), now)
     # Absent from older agents' batches: they still push everything else.
     kernel_lines = _kernel_lines(body.get("kernel_lines", []), now)
-    _within_budgets(service, instance_id, samples)
+    _within_budgets(p, instance_id, samples)
     hostname = body.get("hostname", "")
     if not isinstance(hostname, str) or len(hostname) > 255:
         raise ApiError(422, "must be a string of at most 255 characters", "hostname")
@@ -58,10 +60,10 @@ def ingest():
     if auth.shared_ingest_token():
         # Everyone who pushes holds the shared token: it may not speak for a machine that has
         # a token of its own, nor rename or relabel the server (labels pick policy targets).
-        if service.fleet.has_agent(instance_id):
+        if p.fleet.has_agent(instance_id):
             raise ApiError(403, f"instance {instance_id} has its own agent token: only that token pushes for it",
                            "instance_id")
-        if instance_id == service.instance_id and (hostname or inst_labels):
+        if instance_id == p.instance_id and (hostname or inst_labels):
             raise ApiError(403, "the ingest token may not set the server's own hostname or labels",
                            "hostname" if hostname else "labels")
     interval = body.get("interval")
@@ -82,13 +84,13 @@ def ingest():
         extra.append({"etype": "Agent.BatchesDropped", "ts": now, "level": "WARN", "fold_key": str(batch_id),
                       "message": f"the agent dropped {dropped} batches while the server was away (buffer full)"})
     try:
-        stored = service.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
-                                labels=inst_labels, facts=facts, interval=float(interval) if interval else None,
-                                processes=processes, extra_events=extra, kernel_lines=kernel_lines)
+        stored = p.ingest.ingest(instance_id, samples, signals, batch_id=batch_id, hostname=hostname,
+                                  labels=inst_labels, facts=facts, interval=float(interval) if interval else None,
+                                  processes=processes, extra_events=extra, kernel_lines=kernel_lines)
     except StoreFullError as e:
         raise ApiError(507, f"the store cannot write now: {e}", code="InsufficientStorage") from None
     # With --store-url the samples are the engine's to scrape: say so rather than count them as stored.
-    kept = service.parts.writer is not None
+    kept = p.writer is not None
     # A duplicate stored nothing this time: it claims no samples and no signals.
     return jsonify({"instance_id": instance_id, "accepted": len(samples.keys) if kept and stored else 0,
                     "signals": len(signals) if stored else 0, "duplicate": not stored, "batch_id": batch_id,
@@ -115,12 +117,12 @@ class _Buckets:
             return (n - left) / rate
 
 
-def _within_budgets(service: Any, instance_id: str, samples: SampleColumns) -> None:
-    cfg = service.config.ingest
+def _within_budgets(p: Parts, instance_id: str, samples: SampleColumns) -> None:
+    cfg = p.config.ingest
     n = len(samples.keys)
     if n > cfg.points_burst:
         raise ApiError(413, f"at most {cfg.points_burst} points per batch (ingest.points_burst)", "samples")
-    writer = service.parts.writer
+    writer = p.writer
     if writer is not None and n:
         count = writer.series_count
         try:

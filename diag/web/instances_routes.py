@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from diag.kernel_lines import MAX_LIMIT, parse_level
 from diag.web import auth
@@ -13,12 +13,10 @@ from diag.web.errors import ApiError
 from diag.web.openapi import BOOL, arr, doc, obj, query
 from diag.web.schemas import HEALTH, INSTANCE, KERNEL_LEVEL_PARAM, KERNEL_LOG, TIME_IN
 from diag.web.validate import json_body, time_param
+from diag.web.parts import parts
 
 bp = Blueprint("instances_api", __name__, url_prefix="/api/v1")
 
-
-def _service():
-    return current_app.extensions["diag"]["service"]
 
 
 def _instance(inst: dict, health: dict) -> dict:
@@ -31,24 +29,24 @@ def _instance(inst: dict, health: dict) -> dict:
 @bp.get("/instances")
 @doc("Every instance with its health.", responses={200: obj({"instances": arr(INSTANCE)})})
 def list_instances():
-    s = _service()
-    return jsonify({"instances": [_instance(i, s.health_of(i["instance_id"])) for i in s.instances.list()]})
+    s = parts()
+    return jsonify({"instances": [_instance(i, s.diagnoser.health_of(i["instance_id"])) for i in s.instances.list()]})
 
 
 @bp.get("/instances/<instance_id>")
 @doc("One instance with its health and latest report.", responses={200: INSTANCE})
 def get_instance(instance_id: str):
-    s = _service()
+    s = parts()
     inst = s.instances.get(instance_id)
     if inst is None:
         raise ApiError(404, f"no instance {instance_id}")
-    return jsonify(_instance(inst, s.health_of(instance_id)))
+    return jsonify(_instance(inst, s.diagnoser.health_of(instance_id)))
 
 
 @bp.get("/instances/<instance_id>/health")
 @doc("The health state now and the checks behind it.", responses={200: HEALTH})
 def get_health(instance_id: str):
-    h = _service().health_of(instance_id)
+    h = parts().diagnoser.health_of(instance_id)
     if h is None:
         raise ApiError(404, f"no instance {instance_id}")
     return jsonify(h)
@@ -65,12 +63,12 @@ def change_instance(instance_id: str):
         raise ApiError(422, "unknown field", sorted(unknown)[0])
     if not isinstance(body.get("monitoring"), bool):
         raise ApiError(422, "monitoring must be true or false", "monitoring")
-    s = _service()
+    s = parts()
     try:
-        s.set_monitoring(instance_id, body["monitoring"])
+        s.diagnoser.set_monitoring(instance_id, body["monitoring"])
     except KeyError:
         raise ApiError(404, f"no instance {instance_id}") from None
-    return jsonify(_instance(s.instances.get(instance_id), s.health_of(instance_id)))
+    return jsonify(_instance(s.instances.get(instance_id), s.diagnoser.health_of(instance_id)))
 
 
 @bp.delete("/instances/<instance_id>")
@@ -81,7 +79,7 @@ def change_instance(instance_id: str):
 def forget_instance(instance_id: str):
     auth.require("token")
     try:
-        _service().forget_instance(instance_id)
+        parts().roster.forget(instance_id)
     except KeyError:
         raise ApiError(404, f"no instance {instance_id}") from None
     except ValueError as e:
@@ -120,7 +118,7 @@ def kernel_log_args(args, now: float) -> dict:
     query("limit", {"type": "string", "pattern": r"^([1-9][0-9]{0,2}|[1-4][0-9]{3}|5000)$"},
           description=f"at most this many lines, 1 to {MAX_LIMIT} (default 1000)")])
 def kernel_log(instance_id: str):
-    s = _service()
+    s = parts()
     if s.instances.get(instance_id) is None:
         raise ApiError(404, f"no instance {instance_id}")
     args = kernel_log_args(request.args, time.time())

@@ -58,7 +58,7 @@ def host_allowed(config: Any, environ: dict) -> bool:
 def install(app: Flask) -> None:
     @app.before_request
     def _loopback_host_only():
-        config = app.extensions["diag"]["service"].config
+        config = app.extensions["diag"]["parts"].config
         if not host_allowed(config, request.environ):
             return error_response(421, "this service has no token and answers only to localhost, 127.0.0.0/8 "
                                        "and [::1] (set DIAG_TOKEN to serve other names)", code="MisdirectedRequest")
