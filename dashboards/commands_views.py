@@ -10,7 +10,6 @@ can hold secrets) needs the admin login.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -18,7 +17,8 @@ from flask import abort, redirect, render_template, request, url_for
 
 from checks.catalogue import ALL as CHECKS
 from dashboards import command_form, security
-from dashboards.views import bp, service
+from dashboards.blueprint import bp, service
+from diag.actor import token_fingerprint
 from diag.commands import model, states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -60,7 +60,7 @@ def _command(eng: Commands, command_id: str) -> dict[str, Any]:
 def _audit(check_id: str | None) -> dict[str, Any]:
     """Who ran it, named as the API names the admin token, so both audits read alike."""
     token = service().config.token or ""
-    out = {"who": "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8], "source": request.remote_addr,
+    out = {"who": token_fingerprint(token), "source": request.remote_addr,
            "user_agent": request.headers.get("User-Agent", "")[:200], "via": "dashboard"}
     if check_id:
         out["check_id"] = check_id

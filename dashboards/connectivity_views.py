@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from dashboards.views import bp, service
+from dashboards.blueprint import bp, service
 from diag import connectivity
 from diag.web.connectivity_routes import parse, run
 from diag.web.errors import ApiError

@@ -3,15 +3,16 @@ and contact groups (API.md "Alerting")."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from diag.actor import actor
+from diag.alerting import secrets
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
-from diag.web import auth, secrets
+from diag.web import auth
 from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import (ACK_BODY, ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT, CONTACT_BODY, CONTACT_GROUP, CONTACT_TEST,
@@ -161,8 +162,7 @@ def alert_history():
 
 def who() -> str:
     """Who acts: the admin token's short fingerprint (never the token), or the local user."""
-    token = current_app.extensions["diag"]["service"].config.token
-    return "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8] if token else "local"
+    return actor(current_app.extensions["diag"]["service"].config.token)
 
 
 @bp.post("/alerts/<alert_id>/ack")

@@ -4,13 +4,13 @@ with commands enabled; then the admin token on every endpoint, loopback or not."
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
+from diag.actor import token_fingerprint
 from diag.commands import delivery, model, sendfile
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -50,7 +50,7 @@ def _command_error(e: CommandError):
 
 def _audit() -> dict[str, Any]:
     token = current_app.extensions["diag"]["service"].config.token or ""
-    return {"who": "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8],
+    return {"who": token_fingerprint(token),
             "source": request.remote_addr, "user_agent": request.headers.get("User-Agent", "")[:200]}
 
 
