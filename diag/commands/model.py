@@ -8,6 +8,7 @@ from typing import Any
 
 from diag.commands import parameters
 from diag.commands.runner import SCRIPT_TYPES
+from diag.identity import INSTANCE_ID
 from diag.units import parse_duration
 
 MAX_CONTENT = 16 * 1024
@@ -15,7 +16,6 @@ MAX_INSTANCES = 50
 MAX_CHECK_IDS = 20
 DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT = 60.0, 10.0, 86400.0
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
-INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 class CommandError(ValueError):
