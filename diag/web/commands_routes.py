@@ -278,7 +278,7 @@ def stop_invocation(invoke_id: str):
     return jsonify(_commands().stop(invoke_id))
 
 
-# -- the agent's side (GET .../tasks is fleet_routes', which calls tasks_hook) --------------
+# -- the agent's side (GET .../tasks is fleet_routes', which calls delivery.agent_tasks) -----
 
 @bp.post("/agents/<instance_id>/tasks/<task_id>/result")
 @doc("An agent reports a record's final state, exit code and output (its own agent token).",
@@ -288,15 +288,7 @@ def task_result(instance_id: str, task_id: str):
     return jsonify(delivery.result(_commands(), instance_id, task_id, json_body()))
 
 
-def tasks_hook(commands: Commands):
-    """What fleet_routes' GET /agents/{id}/tasks calls: the tasks, then stop orders as
-    tasks of kind "stop"; the agent's boot id comes as ?boot_id= (reboot invocations)."""
-
-    def agent_tasks(instance_id: str) -> dict[str, Any]:
-        boot = request.args.get("boot_id") if request else None
-        session = request.args.get("session") if request else None
-        got = delivery.poll(commands, instance_id, boot[:64] if boot else None, session=session[:64] if session else None)
-        return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
-                "poll_after": got["poll_after"]}
-
-    return agent_tasks
+def tasks_hook(commands: Commands) -> None:
+    """Nothing: GET /agents/{id}/tasks asks service.commands itself now. Only
+    diag.commands.attach still calls this; both go when attach stops setting agent_tasks."""
+    return None

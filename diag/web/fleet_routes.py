@@ -9,6 +9,7 @@ import time
 from flask import Blueprint, current_app, jsonify, request
 
 from diag import fleet
+from diag.commands import delivery
 from diag.store.prometheus import EngineError
 from diag.units import parse_duration
 from diag.web import auth
@@ -108,8 +109,10 @@ def revoke_agent(instance_id: str):
                                           "(InstanceRestarted)")])
 def agent_tasks(instance_id: str):
     auth.agent_for(instance_id)
-    hook = getattr(_service(), "agent_tasks", None)  # set when remote commands are on
-    if hook is None:
+    commands = _service().commands  # None unless remote commands are on
+    if commands is None:
         # Not an empty list: a 404 tells the agent to ask again only now and then.
         raise ApiError(404, "remote commands are off on this server")
-    return jsonify({"instance_id": instance_id, **hook(instance_id)})
+    boot, session = request.args.get("boot_id"), request.args.get("session")
+    return jsonify({"instance_id": instance_id, **delivery.agent_tasks(commands, instance_id, boot[:64] if boot else None,
+                                                                       session[:64] if session else None)})
