@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
 from diag.commands import parameters
@@ -90,6 +91,28 @@ def command(body: dict, base: dict | None = None) -> dict[str, Any]:
             "type": cmd_type, "content": text, "parameters": names, "working_dir": working_dir,
             "timeout": timeout(body.get("timeout")), "username": username, "tags": tags,
             "check_ids": check_ids(body.get("check_ids"))}
+
+
+EDITABLE = ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags", "check_ids")
+
+
+def editable(cmd: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a saved command that a PUT or a clone may change."""
+    return {k: cmd[k] for k in EDITABLE}
+
+
+def clone(cmd: dict[str, Any], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of a saved command named <name>-copy, the fields in `changes` replacing its own."""
+    return command(changes or {}, base={**editable(cmd), "name": cmd["name"][:123] + "-copy"})
+
+
+def known_instance_ids(value: Any, known: Callable[[str], bool]) -> list[str]:
+    """`instance_ids`, each an instance this server knows (422 naming the first it does not)."""
+    ids = instance_ids(value)
+    for i, iid in enumerate(ids):
+        if not known(iid):
+            raise CommandError(422, f"no instance {iid}", f"instance_ids[{i}]")
+    return ids
 
 
 def check_ids(value: Any) -> list[str]:

@@ -54,12 +54,9 @@ def _audit() -> dict[str, Any]:
             "source": request.remote_addr, "user_agent": request.headers.get("User-Agent", "")[:200]}
 
 
-def _known_instances(ids: list[str]) -> list[str]:
+def _known_instances(value: Any) -> list[str]:
     service = current_app.extensions["diag"]["service"]
-    for i, iid in enumerate(ids):
-        if service.instances.get(iid) is None:
-            raise ApiError(422, f"no instance {iid}", f"instance_ids[{i}]")
-    return ids
+    return model.known_instance_ids(value, lambda iid: service.instances.get(iid) is not None)
 
 
 # -- saved commands ------------------------------------------------------------------------
@@ -73,10 +70,7 @@ def list_commands():
 @bp.post("/commands")
 @doc("Save a command.", body=COMMAND_BODY, responses={201: COMMAND})
 def create_command():
-    cmd = model.command(json_body())
-    command_id = new_id("c")
-    _commands().save_command(command_id, cmd, time.time())
-    return jsonify(_commands().repo.command(command_id)), 201
+    return jsonify(_commands().create_command(model.command(json_body()), time.time())), 201
 
 
 @bp.get("/commands/<command_id>")
@@ -90,16 +84,11 @@ def get_command(command_id: str):
      responses={200: COMMAND})
 def update_command(command_id: str):
     old = _existing(command_id)
-    cmd = model.command(json_body(), base=_editable(old))
+    cmd = model.command(json_body(), base=model.editable(old))
     if old.get("library_id"):
         cmd["library_id"] = old["library_id"]  # still the library's entry, as edited here
     _commands().save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id))
-
-
-def _editable(cmd: dict[str, Any]) -> dict[str, Any]:
-    return {k: cmd[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
-                                "check_ids")}
 
 
 @bp.post("/commands/<command_id>/clone")
@@ -108,11 +97,7 @@ def _editable(cmd: dict[str, Any]) -> dict[str, Any]:
 def clone_command(command_id: str):
     old = _existing(command_id)
     body = json_body() if request.get_data(cache=True) else {}
-    base = {**_editable(old), "name": old["name"][:123] + "-copy"}
-    cmd = model.command(body, base=base)
-    new = new_id("c")
-    _commands().save_command(new, cmd, time.time())
-    return jsonify(_commands().repo.command(new)), 201
+    return jsonify(_commands().clone_command(old, body, time.time())), 201
 
 
 # -- the library of public commands --------------------------------------------------------
@@ -140,9 +125,7 @@ def enable_library(library_id: str):
     enabled = _enabled_library()
     if library_id in enabled:
         raise ApiError(409, f"{library_id} is enabled already, as command {enabled[library_id]}")
-    command_id = new_id("c")
-    _commands().save_command(command_id, dict(entry), time.time())
-    return jsonify(_commands().repo.command(command_id)), 201
+    return jsonify(_commands().create_command(dict(entry), time.time())), 201
 
 
 def _enabled_library() -> dict[str, str]:
@@ -168,7 +151,7 @@ def _existing(command_id: str) -> dict[str, Any]:
 # -- invoking ------------------------------------------------------------------------------
 
 def _invoke(cmd: dict[str, Any], body: dict[str, Any], adhoc: bool = False):
-    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
+    ids = _known_instances(body.get("instance_ids"))
     timeout = model.timeout(body["timeout"]) if body.get("timeout") is not None else None
     for key in ("repeat_mode", "frequency"):
         if body.get(key) is not None and not isinstance(body[key], str):
@@ -212,7 +195,7 @@ def send_file():
     unknown = sorted(set(body) - FILE_FIELDS)
     if unknown:
         raise ApiError(400, f"unknown field (the fields are {', '.join(sorted(FILE_FIELDS))})", unknown[0])
-    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
+    ids = _known_instances(body.get("instance_ids"))
     mode = body.get("mode", "0644")
     problem = sendfile.check(body.get("name"), body.get("target_dir"), mode)
     if problem:
