@@ -56,7 +56,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
         "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies, current_value),
-        history=[secrets.mask_history(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
+        history=[secrets.mask_delivery(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
         errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
         metrics=metrics, metric_info={m.name: m for _, group in metrics for m in group}, fields=policy_form,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),

@@ -3,7 +3,8 @@ test-send and delete, on `service.alerting` as the API does it (diag/web/alertin
 
 A channel's secrets are write-only here too: the form shows the robot's URL as
 `https://host/***` and a stored secret as `***`; sent back unchanged they keep what is
-stored (diag.alerting.secrets.restore), so editing a contact's name never needs the token again.
+stored (diag.alerting.contacts.save_contact), so editing a contact's name never needs the
+token again.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dashboards.blueprint import bp, require_alerting
 from dashboards.contacts_section import FIELDS, context
 from diag.alerting.policy import SIGNED, PolicyError
 from diag.errors import ApiError
-from diag.alerting import secrets
+from diag.alerting import contacts, secrets
 
 def _body_from_form() -> tuple[dict[str, Any], dict[str, Any]]:
     """The API body of the contact form, and the values to show again on an error. A row
@@ -51,13 +52,12 @@ def _body_from_form() -> tuple[dict[str, Any], dict[str, Any]]:
 @bp.post("/alerts/contacts/<contact_id>")
 def save_contact(contact_id: str | None) -> Any:
     a = require_alerting()
-    stored = a.repo.get("contact", contact_id) if contact_id else None
-    if contact_id and stored is None:
+    if contact_id and not a.repo.exists("contact", contact_id):
         abort(404, f"no contact {contact_id}")
     body, values = _body_from_form()
     values["id"] = contact_id
     try:
-        saved = a.save_contact(secrets.restore(body, stored), contact_id)
+        saved = contacts.save_contact(a, body, contact_id)
     except (PolicyError, ApiError) as e:
         field = e.field or "_contact"
         # A masked value the user changed the type of: shown again masked, never as stored.
@@ -85,7 +85,7 @@ def _delete(kind: str, obj_id: str, what: str, anchor: str, in_use: Callable[[di
 @bp.post("/alerts/contacts/<contact_id>/delete")
 def delete_contact(contact_id: str) -> Any:
     def in_use(cur: dict[str, Any]) -> str | None:
-        users = [g["name"] for g in require_alerting().repo.list("contact_group") if contact_id in g.get("contacts", [])]
+        users = [g["name"] for g in contacts.users(require_alerting().repo, "contact", contact_id)]
         return f"{cur['name']!r} is in the groups {', '.join(users[:5])}: take it out of them first" if users else None
 
     return _delete("contact", contact_id, "contact", "#contacts", in_use)
@@ -99,8 +99,7 @@ def test_contact(contact_id: str) -> Any:
     except PolicyError as e:
         abort(e.status if e.status == 404 else 422, e.message)
     cur = a.repo.get("contact", contact_id) or {"name": contact_id}
-    shown = [{**r, "channel": secrets.mask_text(r["channel"]), "detail": secrets.mask_text(r["detail"])}
-             for r in results]
+    shown = [secrets.mask_delivery(r) for r in results]
     ok = all(r["outcome"] == "delivered" for r in results)
     return _page(extra=context(tested={"name": cur["name"], "results": shown}),
                  notice=f"test of {cur['name']!r}: " + ("every channel took it" if ok else "a channel failed"),
@@ -130,7 +129,7 @@ def save_group(group_id: str | None) -> Any:
 @bp.post("/alerts/groups/<group_id>/delete")
 def delete_group(group_id: str) -> Any:
     def in_use(cur: dict[str, Any]) -> str | None:
-        users = [p["name"] for p in require_alerting().repo.list("policy") if group_id in p.get("contact_groups", [])]
+        users = [p["name"] for p in contacts.users(require_alerting().repo, "contact_group", group_id)]
         return f"policies {', '.join(users[:5])} notify {cur['name']!r}: change them first" if users else None
 
     return _delete("contact_group", group_id, "contact group", "#contact-groups", in_use)

@@ -67,7 +67,8 @@ def mask_text(text: Any) -> Any:
     return _WITH_URL.sub(lambda m: m.group(1) + MASK, _URL.sub(lambda m: mask_url(m.group(0)), text))
 
 
-def mask_history(row: dict[str, Any]) -> dict[str, Any]:
+def mask_delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery's channel and error detail masked: a history row, or a contact test's result."""
     return {**row, "channel": mask_text(row.get("channel")), "detail": mask_text(row.get("detail"))}
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from diag.actor import actor
-from diag.alerting import secrets
+from diag.alerting import contacts, secrets
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
 from diag.web import auth
@@ -157,7 +157,7 @@ def alert_history():
     if not 1 <= limit <= 10000:
         raise ApiError(400, "must be between 1 and 10000", "limit")
     rows = _alerting().repo.history(since, request.args.get("alert_id"), limit)
-    return jsonify({"history": [secrets.mask_history(r) for r in rows]})
+    return jsonify({"history": [secrets.mask_delivery(r) for r in rows]})
 
 
 def who() -> str:
@@ -336,8 +336,7 @@ def list_alert_groups():
 def _save(kind: str, body: Any, obj_id: str | None = None) -> dict[str, Any]:
     a = _alerting()
     if kind == "contact":
-        body = secrets.restore(body, a.repo.get(kind, obj_id) if obj_id else None)
-        return secrets.mask_contact(_call(a.save_contact, body, obj_id))
+        return secrets.mask_contact(_call(contacts.save_contact, a, body, obj_id))
     return _call(a.save_group, body, obj_id)
 
 
@@ -370,14 +369,13 @@ def _register(path: str) -> None:
     def delete(obj_id: str):
         auth.require("token")
         a = _alerting()
-        if kind == "contact_group":
-            users = [p["policy_id"] for p in a.repo.list("policy") if obj_id in p.get("contact_groups", [])]
-            if users and a.repo.exists(kind, obj_id):
-                raise ApiError(409, f"policies {', '.join(users[:5])} notify this group; change them first")
-        else:
-            users = [g["contact_group_id"] for g in a.repo.list("contact_group") if obj_id in g.get("contacts", [])]
-            if users and a.repo.exists(kind, obj_id):
-                raise ApiError(409, f"groups {', '.join(users[:5])} include this contact; change them first")
+        users = contacts.users(a.repo, kind, obj_id)
+        if users and a.repo.exists(kind, obj_id):
+            if kind == "contact_group":
+                raise ApiError(409, f"policies {', '.join(p['policy_id'] for p in users[:5])} notify this group; "
+                                    "change them first")
+            raise ApiError(409, f"groups {', '.join(g['contact_group_id'] for g in users[:5])} include this contact; "
+                                "change them first")
         if not a.repo.delete(kind, obj_id):
             raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
         return Response(status=204)
@@ -407,4 +405,4 @@ def test_contact(contact_id: str):
     auth.require("token")
     results = _call(_alerting().test_contact, contact_id)
     return jsonify({"contact_id": contact_id, "results": [
-        {**r, "channel": secrets.mask_text(r["channel"]), "detail": secrets.mask_text(r["detail"])} for r in results]})
+        secrets.mask_delivery(r) for r in results]})
