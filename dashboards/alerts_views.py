@@ -10,10 +10,10 @@ from flask import abort, redirect, render_template, request, url_for
 
 from dashboards import alert_text, contacts_section, policy_form, timefmt
 from dashboards.blueprint import bp, current_value, require_alerting, service, unheard
+from diag.actor import actor
+from diag.alerting import secrets, silences  # delivery history quotes webhook URLs: shown masked
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
-from diag.actor import actor
-from diag.alerting import secrets  # delivery history quotes webhook URLs: shown masked
 
 HISTORY = 100
 
@@ -184,7 +184,6 @@ def ack_alert(alert_id: str) -> Any:
                     + "#firing", 303)
 
 
-SILENCE_SCOPES = ("alert_id", "policy_id", "instance_id")
 SILENCE_STARTS = {"now": 0, "in 15m": 900, "in 1h": 3600, "in 3h": 10800, "in 12h": 43200}
 
 
@@ -232,15 +231,12 @@ def silence() -> Any:
         return redirect(url_for("dash.alerts", notice=f"silenced what matches {len(found)} matcher(s) from "
                                 f"{timefmt.when(made['starts_at'])} until {timefmt.when(made['ends_at'])} "
                                 f"({made['silence_id']})") + "#silences", 303)
-    target = request.form.get(scope, "") if scope in SILENCE_SCOPES else ""  # the row sends all three ids
-    if scope not in SILENCE_SCOPES or not target:
+    target = request.form.get(scope, "") if scope in silences.TARGETS else ""  # the row sends all three ids
+    if scope not in silences.TARGETS or not target:
         return _page(notice="choose what to silence", failed=True, status=422)
-    exists = {"alert_id": lambda: a.repo.alert(target) is not None, "policy_id": lambda: a.repo.exists("policy", target),
-              "instance_id": lambda: service().instances.get(target) is not None}[scope]()
-    if not exists:
+    if not silences.target_exists(a.repo, service().instances, scope, target):
         return _page(notice=f"no {scope.removesuffix('_id')} {target}", failed=True, status=404)
-    targets = {k: (target if k == scope else None) for k in SILENCE_SCOPES}
-    made = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=_who(), **targets)
+    made = silences.silence_target(a.repo, scope, target, duration, comment, _who(), time.time())
     return redirect(url_for("dash.alerts", notice=f"silenced {scope.removesuffix('_id')} {target} until "
                                                   f"{timefmt.when(made['ends_at'])} ({made['silence_id']})") + "#silences", 303)
 

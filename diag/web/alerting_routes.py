@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from diag.actor import actor
-from diag.alerting import contacts, secrets
+from diag.alerting import contacts, secrets, silences
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
 from diag.web import auth
@@ -207,17 +207,13 @@ def create_silence():
     unknown = set(body) - {"alert_id", "policy_id", "instance_id", "duration", "comment"}
     if unknown:
         raise ApiError(422, "unknown field", sorted(unknown)[0])
-    targets = {k: body.get(k) for k in ("alert_id", "policy_id", "instance_id")}
-    given = {k: v for k, v in targets.items() if v is not None}
+    given = {k: body[k] for k in silences.TARGETS if body.get(k) is not None}
     if len(given) != 1:
         raise ApiError(422, "give exactly one of alert_id, policy_id, instance_id", "alert_id")
     (field, value), = given.items()
     if not isinstance(value, str) or not value or len(value) > 128:
         raise ApiError(422, "must be an id", field)
-    found = {"alert_id": lambda v: a.repo.alert(v) is not None,
-             "policy_id": lambda v: a.repo.exists("policy", v),
-             "instance_id": lambda v: a.service.instances.get(v) is not None}[field](value)
-    if not found:
+    if not silences.target_exists(a.repo, a.service.instances, field, value):
         raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
     try:
         duration = parse_duration(body.get("duration", "1h"))
@@ -228,8 +224,7 @@ def create_silence():
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 1024:
         raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    s = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=who(), **targets)
-    return jsonify(s), 201
+    return jsonify(silences.silence_target(a.repo, field, value, duration, comment, who(), time.time())), 201
 
 
 SILENCE_MAX_SECONDS = 30 * 86400
