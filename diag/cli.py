@@ -12,13 +12,10 @@ import threading
 import time
 
 from diag import __version__
+from diag.lifecycle import STOP_WAIT_S
 from diag.units import parse_duration
 
 log = logging.getLogger("diag")
-
-# How long SIGTERM waits for running jobs: a collection ends within its collectors'
-# budgets and a facts snapshot within its deadline, so only a job stuck past those is left.
-STOP_WAIT_S = 5.0
 
 # The settings `diag serve` takes as flags (diag/settings/flags.py makes them; the agent's
 # are in diag/agent/config.py).
