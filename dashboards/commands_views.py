@@ -18,7 +18,6 @@ from flask import abort, redirect, render_template, request, url_for
 from checks.catalogue import ALL as CHECKS
 from dashboards import command_form, security
 from dashboards.blueprint import bp, service
-from diag.actor import token_fingerprint
 from diag.commands import model, states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -59,8 +58,7 @@ def _command(eng: Commands, command_id: str) -> dict[str, Any]:
 def _audit(check_id: str | None) -> dict[str, Any]:
     """Who ran it, named as the API names the admin token, so both audits read alike."""
     token = service().config.token or ""
-    out = {"who": token_fingerprint(token), "source": request.remote_addr,
-           "user_agent": request.headers.get("User-Agent", "")[:200], "via": "dashboard"}
+    out = {**model.audit(token, request.remote_addr, request.headers.get("User-Agent", "")), "via": "dashboard"}
     if check_id:
         out["check_id"] = check_id
     return out

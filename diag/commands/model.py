@@ -9,6 +9,7 @@ from typing import Any
 
 from diag.commands import parameters
 from diag.commands.runner import SCRIPT_TYPES
+from diag.actor import token_fingerprint
 from diag.identity import INSTANCE_ID
 from diag.units import parse_duration
 
@@ -113,6 +114,11 @@ def known_instance_ids(value: Any, known: Callable[[str], bool]) -> list[str]:
         if not known(iid):
             raise CommandError(422, f"no instance {iid}", f"instance_ids[{i}]")
     return ids
+
+
+def audit(token: str, source: str | None, user_agent: str) -> dict[str, Any]:
+    """Who started an invocation, from where and with what, as the API and the page record it."""
+    return {"who": token_fingerprint(token), "source": source, "user_agent": user_agent[:200]}
 
 
 def check_ids(value: Any) -> list[str]:

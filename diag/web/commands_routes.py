@@ -10,7 +10,6 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from diag.actor import token_fingerprint
 from diag.commands import delivery, model, sendfile
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -50,8 +49,7 @@ def _command_error(e: CommandError):
 
 def _audit() -> dict[str, Any]:
     token = current_app.extensions["diag"]["service"].config.token or ""
-    return {"who": token_fingerprint(token),
-            "source": request.remote_addr, "user_agent": request.headers.get("User-Agent", "")[:200]}
+    return model.audit(token, request.remote_addr, request.headers.get("User-Agent", ""))
 
 
 def _known_instances(value: Any) -> list[str]:

@@ -114,5 +114,5 @@ def agent_tasks(instance_id: str):
         # Not an empty list: a 404 tells the agent to ask again only now and then.
         raise ApiError(404, "remote commands are off on this server")
     boot, session = request.args.get("boot_id"), request.args.get("session")
-    return jsonify({"instance_id": instance_id, **delivery.agent_tasks(commands, instance_id, boot[:64] if boot else None,
-                                                                       session[:64] if session else None)})
+    tasks = delivery.agent_tasks(commands, instance_id, boot[:64] if boot else None, session[:64] if session else None)
+    return jsonify({"instance_id": instance_id, **tasks})
