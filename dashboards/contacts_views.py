@@ -18,9 +18,10 @@ from dashboards import routing_form
 from dashboards.alerts_views import _page
 from dashboards.blueprint import bp, require_alerting
 from dashboards.contacts_section import FIELDS, context
+from diag.alerting import contacts, secrets
 from diag.alerting.policy import SIGNED, PolicyError
 from diag.errors import ApiError
-from diag.alerting import contacts, secrets
+
 
 def _body_from_form() -> tuple[dict[str, Any], dict[str, Any]]:
     """The API body of the contact form, and the values to show again on an error. A row
