@@ -55,8 +55,8 @@ def compile_matcher(pattern: str) -> Matcher:
         raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
-# The step rules of a query from a user (the API's GET /api/v1/query and the dashboard's
-# charts alike): how many points a series may have, and the step when none is given.
+# The step rules of a query from a user (the API's GET /api/v1/query, the dashboard's
+# charts and PromQL range queries alike): how many points a series may have, and the step when none is given.
 MAX_POINTS = 11_000  # per series, as Prometheus' query_range refuses beyond it
 
 
