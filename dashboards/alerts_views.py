@@ -8,20 +8,14 @@ from typing import Any
 
 from flask import abort, redirect, render_template, request, url_for
 
-from dashboards import alert_text, policy_form, timefmt
-from dashboards.views import alerting, bp, current_value, service, unheard
+from dashboards import alert_text, contacts_section, policy_form, timefmt
+from dashboards.blueprint import bp, current_value, require_alerting, service, unheard
+from diag.actor import actor
+from diag.alerting import secrets, silences  # delivery history quotes webhook URLs: shown masked
 from diag.alerting.policy import PolicyError
 from diag.events import LEVELS, TYPES
-from diag.web import secrets  # delivery history quotes webhook URLs: shown masked
 
 HISTORY = 100
-
-
-def _alerting() -> Any:
-    a = alerting()
-    if a is None:
-        abort(404, "alerting is not running in this service")
-    return a
 
 
 VERDICTS = {"fire": "fires", "pending": "pending", "ok": "ok", "keep": "keeps its state",
@@ -48,11 +42,9 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
           status: int = 200, notice: str | None = None, test: dict[str, Any] | None = None,
           failed: bool = False, extra: dict[str, Any] | None = None) -> Any:
     """The whole page; `failed` shows the notice as a failure, not as a done change; `extra`:
-    the contacts section's context (contacts_views.context) when a contact form is at stake."""
-    from dashboards import contacts_views
-
-    a = _alerting()
-    extra = contacts_views.context() if extra is None else extra
+    the contacts section's context (contacts_section.context) when a contact form is at stake."""
+    a = require_alerting()
+    extra = contacts_section.context() if extra is None else extra
     policies = a.repo.list("policy")
     if values is None:
         editing = editing or request.args.get("edit")
@@ -64,7 +56,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
     families = sorted({t.split(".")[0] + ".*" for t in TYPES})
     return render_template(
         "alerts.html", policies=policies, alerts=alert_text.annotate(a.repo.alerts(["firing", "pending"]), policies, current_value),
-        history=[secrets.mask_history(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
+        history=[secrets.mask_delivery(h) for h in a.repo.history(time.time() - 7 * 86400, None, HISTORY)], v=values, editing=editing,
         errors=errors or {}, notice=notice or request.args.get("notice"), notice_failed=failed, test=test,
         metrics=metrics, metric_info={m.name: m for _, group in metrics for m in group}, fields=policy_form,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
@@ -73,6 +65,11 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         active_silences=a.repo.silences(time.time()), cover=a.covering(time.time()), matcher_lines=matcher_lines,
         inhibit_rules=a.inhibit_rules.list(), starts=SILENCE_STARTS,
         **extra), status
+
+
+def _who() -> str:
+    """Who acts, named as the API names them (diag.actor)."""
+    return actor(service().config.token)
 
 
 def matcher_lines(labels: dict[str, str]) -> str:
@@ -88,7 +85,7 @@ def alerts() -> Any:
 @bp.post("/alerts/policies", defaults={"policy_id": None})
 @bp.post("/alerts/policies/<policy_id>")
 def save_policy(policy_id: str | None) -> Any:
-    a = _alerting()
+    a = require_alerting()
     form = request.form
     # A new policy is the dashboard's; an edited one keeps where it came from (file, API...).
     source = "dashboard" if policy_id is None else _policy_or_404(a, policy_id)["source"]
@@ -114,7 +111,7 @@ def save_policy(policy_id: str | None) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/enabled")
 def toggle_policy(policy_id: str) -> Any:
-    a = _alerting()
+    a = require_alerting()
     cur = _policy_or_404(a, policy_id)
     want = request.form.get("enabled") == "on"
     try:
@@ -127,7 +124,7 @@ def toggle_policy(policy_id: str) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/delete")
 def delete_policy(policy_id: str) -> Any:
-    a = _alerting()
+    a = require_alerting()
     cur = _policy_or_404(a, policy_id)
     if not a.delete_policy(policy_id):
         abort(404, f"no policy {policy_id}")
@@ -136,7 +133,7 @@ def delete_policy(policy_id: str) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/test")
 def test_policy(policy_id: str) -> Any:
-    a = _alerting()
+    a = require_alerting()
     cur = _policy_or_404(a, policy_id)
     event = None
     if request.form.get("event_type"):
@@ -162,7 +159,7 @@ def _policy_or_404(a: Any, policy_id: str) -> dict[str, Any]:
 @bp.post("/alerts/policies/notify")
 def notify_unheard() -> Any:
     """The banner's one step: every enabled policy that reaches nobody sends to this group."""
-    a = _alerting()
+    a = require_alerting()
     gid = request.form.get("group", "")
     group = a.repo.get("contact_group", gid)
     if group is None:
@@ -177,18 +174,16 @@ def notify_unheard() -> Any:
 def ack_alert(alert_id: str) -> Any:
     """"I am on it" from the firing row: repeats stop for a day or until it resolves."""
     from diag.alerting.policy import PolicyError
-    from diag.web.alerting_routes import who
 
     comment = request.form.get("comment", "").strip()[:1024]
     try:
-        _alerting().ack(alert_id, who(), comment)
+        require_alerting().ack(alert_id, _who(), comment)
     except PolicyError as e:
         return _page(notice=f"could not acknowledge {alert_id}: {e.message}", failed=True, status=e.status)
     return redirect(url_for("dash.alerts", notice=f"acknowledged {alert_id}: no repeats for 24 h or until it resolves")
                     + "#firing", 303)
 
 
-SILENCE_SCOPES = ("alert_id", "policy_id", "instance_id")
 SILENCE_STARTS = {"now": 0, "in 15m": 900, "in 1h": 3600, "in 3h": 10800, "in 12h": 43200}
 
 
@@ -213,9 +208,8 @@ def silence() -> Any:
     """A silence from a firing row: this alert, its whole policy, its whole instance, or the
     alerts matching the labels shown (the row's, as the user edited them), for a while."""
     from diag.alerting.matchers import MatcherError
-    from diag.web.alerting_routes import who
 
-    a = _alerting()
+    a = require_alerting()
     scope = request.form.get("scope", "")
     comment = request.form.get("comment", "").strip()[:1024]
     duration = _duration_field("duration", "1h")
@@ -233,19 +227,16 @@ def silence() -> Any:
             return _page(notice="choose when the silence starts", failed=True, status=422)
         now = time.time()
         made = a.repo.add_silence(matchers=found, starts_at=now + starts, duration=duration, comment=comment, now=now,
-                                  created_by=who())
+                                  created_by=_who())
         return redirect(url_for("dash.alerts", notice=f"silenced what matches {len(found)} matcher(s) from "
                                 f"{timefmt.when(made['starts_at'])} until {timefmt.when(made['ends_at'])} "
                                 f"({made['silence_id']})") + "#silences", 303)
-    target = request.form.get(scope, "") if scope in SILENCE_SCOPES else ""  # the row sends all three ids
-    if scope not in SILENCE_SCOPES or not target:
+    target = request.form.get(scope, "") if scope in silences.TARGETS else ""  # the row sends all three ids
+    if scope not in silences.TARGETS or not target:
         return _page(notice="choose what to silence", failed=True, status=422)
-    exists = {"alert_id": lambda: a.repo.alert(target) is not None, "policy_id": lambda: a.repo.exists("policy", target),
-              "instance_id": lambda: service().instances.get(target) is not None}[scope]()
-    if not exists:
+    if not silences.target_exists(a.repo, service().instances, scope, target):
         return _page(notice=f"no {scope.removesuffix('_id')} {target}", failed=True, status=404)
-    targets = {k: (target if k == scope else None) for k in SILENCE_SCOPES}
-    made = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=who(), **targets)
+    made = silences.silence_target(a.repo, scope, target, duration, comment, _who(), time.time())
     return redirect(url_for("dash.alerts", notice=f"silenced {scope.removesuffix('_id')} {target} until "
                                                   f"{timefmt.when(made['ends_at'])} ({made['silence_id']})") + "#silences", 303)
 
@@ -261,7 +252,7 @@ def add_inhibit_rule() -> Any:
                 "source": _parse_lines(f.get("source", "")),
                 "target": _parse_lines(f.get("target", "")),
                 "equal": [s.strip() for s in f.get("equal", "").split(",") if s.strip()]}
-        rule = _alerting().inhibit_rules.put(body)
+        rule = require_alerting().inhibit_rules.put(body)
     except (MatcherError, RuleError) as e:
         return _page(notice=f"the rule was not added: {e}", failed=True, status=422)
     return redirect(url_for("dash.alerts", notice=f"added inhibition rule {rule['name']!r}") + f"#rule-{rule['rule_id']}", 303)
@@ -269,13 +260,13 @@ def add_inhibit_rule() -> Any:
 
 @bp.post("/alerts/inhibit-rules/<rule_id>/delete")
 def delete_inhibit_rule(rule_id: str) -> Any:
-    if not _alerting().inhibit_rules.delete(rule_id):
+    if not require_alerting().inhibit_rules.delete(rule_id):
         return _page(notice=f"no inhibition rule {rule_id}", failed=True, status=404)
     return redirect(url_for("dash.alerts", notice=f"inhibition rule {rule_id} deleted") + "#inhibition", 303)
 
 
 @bp.post("/alerts/silences/<silence_id>/expire")
 def expire_silence(silence_id: str) -> Any:
-    if not _alerting().repo.delete_silence(silence_id, time.time()):
+    if not require_alerting().repo.delete_silence(silence_id, time.time()):
         return _page(notice=f"no active silence {silence_id}", failed=True, status=404)
     return redirect(url_for("dash.alerts", notice=f"silence {silence_id} expired") + "#silences", 303)

@@ -10,7 +10,6 @@ can hold secrets) needs the admin login.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -18,11 +17,10 @@ from flask import abort, redirect, render_template, request, url_for
 
 from checks.catalogue import ALL as CHECKS
 from dashboards import command_form, security
-from dashboards.views import bp, service
+from dashboards.blueprint import bp, service
 from diag.commands import model, states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
-from diag.commands.repository import new_id
 from diag.commands.schedule import REPEAT_MODES
 
 RECENT = 20  # invocations listed on the Commands page
@@ -60,8 +58,7 @@ def _command(eng: Commands, command_id: str) -> dict[str, Any]:
 def _audit(check_id: str | None) -> dict[str, Any]:
     """Who ran it, named as the API names the admin token, so both audits read alike."""
     token = service().config.token or ""
-    out = {"who": "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8], "source": request.remote_addr,
-           "user_agent": request.headers.get("User-Agent", "")[:200], "via": "dashboard"}
+    out = {**model.audit(token, request.remote_addr, request.headers.get("User-Agent", "")), "via": "dashboard"}
     if check_id:
         out["check_id"] = check_id
     return out
@@ -113,9 +110,10 @@ def command_save(command_id: str | None) -> Any:
         if field not in (*command_form.COMMAND_FIELDS, "check_ids"):
             field = "_form"
         return _list_page(command_form.values_from_form(request.form), command_id, {field: e.message}, 422)
-    saved_id = command_id or new_id("c")
     try:
-        eng.save_command(saved_id, cmd, time.time())
+        if command_id is not None:
+            eng.save_command(command_id, cmd, time.time())
+        saved_id = command_id or eng.create_command(cmd, time.time())["command_id"]
     except CommandError as e:
         return _list_page(command_form.values_from_form(request.form), command_id, {"content": e.message}, e.status)
     verb = "saved" if command_id else "created"
@@ -136,14 +134,11 @@ def command_clone(command_id: str) -> Any:
     """A copy named <name>-copy, opened for editing (as POST /api/v1/commands/{id}/clone)."""
     eng = _engine()
     cmd = _command(eng, command_id)
-    copy = model.command({k: cmd[k] for k in ("description", "type", "content", "working_dir", "timeout", "username",
-                                               "tags", "check_ids")} | {"name": cmd["name"][:123] + "-copy"})
-    new = new_id("c")
     try:
-        eng.save_command(new, copy, time.time())
+        copy = eng.clone_command(cmd, None, time.time())
     except CommandError as e:
         return redirect(url_for("dash.commands", notice=f"not cloned: {e.message}"), 303)
-    return redirect(url_for("dash.commands", edit=new, notice=f"cloned {cmd['name']!r} as {copy['name']!r}")
+    return redirect(url_for("dash.commands", edit=copy["command_id"], notice=f"cloned {cmd['name']!r} as {copy['name']!r}")
                     + "#command-form", 303)
 
 
@@ -189,10 +184,7 @@ def command_run(command_id: str) -> Any:
                                   "report": form.get("report", "")}) if form.get("check_id") else None
     body = command_form.run_request(form, cmd["parameters"])
     try:
-        ids = model.instance_ids(body["instance_ids"])
-        for i, iid in enumerate(ids):
-            if service().instances.get(iid) is None:
-                raise CommandError(422, f"no instance {iid}", f"instance_ids[{i}]")
+        ids = model.known_instance_ids(body["instance_ids"], lambda iid: service().instances.get(iid) is not None)
         timeout = model.timeout(body["timeout"]) if body["timeout"] is not None else None
         inv = eng.invoke(cmd, ids, body["parameters"], body["repeat_mode"], body["frequency"], timeout,
                          _audit(confirm["check_id"] if confirm else None))

@@ -11,10 +11,9 @@ from typing import Any
 
 from flask import render_template, request
 
-from dashboards.views import bp, service
-from diag import connectivity
-from diag.web.connectivity_routes import parse, run
-from diag.web.errors import ApiError
+from dashboards.blueprint import bp, service
+from diag import connectivity, connectivity_request
+from diag.errors import ApiError
 
 _FORM = ("source", "kind", "instance_id", "address", "port", "protocol", "timeout")
 
@@ -39,7 +38,7 @@ def connectivity_page() -> Any:
         body: dict[str, Any] = {"source": f["source"], "protocol": f["protocol"],
                                 "destination": {"instance_id": f["instance_id"]} if f["kind"] == "instance"
                                 else {"address": f["address"]}}
-        # The form's text becomes the API's types; what does not convert is refused by parse().
+        # The form's text becomes the API's types; what does not convert is refused as the API refuses it.
         body["port"] = int(f["port"]) if f["port"].isascii() and f["port"].isdigit() else f["port"]
         if f["protocol"] == "icmp" and not f["port"]:
             body["port"] = 1  # ICMP has no port; the API wants one and ignores it
@@ -49,11 +48,7 @@ def connectivity_page() -> Any:
             except ValueError:
                 body["timeout"] = f["timeout"]
         try:
-            req = parse(body, s.instance_id)
-            for field, iid in (("source", req["source_id"]), ("destination.instance_id", req["dest_id"])):
-                if iid is not None and s.instances.get(iid) is None:
-                    raise ApiError(404, f"no instance {iid}", field)
-            result = run(s, req)
+            result = connectivity_request.ask(s, body)
         except ApiError as e:
             error, status = {"field": e.field, "message": e.message}, 429 if e.status == 429 else 400
     return render_template("connectivity.html", f=f, instances=instances, result=result, error=error,

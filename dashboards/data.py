@@ -9,9 +9,9 @@ from datetime import timezone, tzinfo
 from typing import Any
 
 from dashboards import figures, timefmt
-from diag.store.types import StoreError
 from diag.settings.stale import SERIES_FLOOR, stale_after
-from diag.web.query_routes import MAX_POINTS, default_step
+from diag.store.query import MAX_POINTS, default_step
+from diag.store.types import StoreError
 
 RANGES: dict[str, float] = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "31d": 31 * 86400}
 MAX_EVENTS_ON_CHART = 200

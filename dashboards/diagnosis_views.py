@@ -8,7 +8,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from dashboards.commands_views import offers
-from dashboards.views import bp, service
+from dashboards.blueprint import bp, service
 from diag.units import parse_duration
 
 WINDOWS = ("1h", "6h", "12h", "24h", "7d")

@@ -11,7 +11,7 @@ from flask import redirect, render_template, request, url_for
 
 from dashboards import timefmt
 from dashboards.data import parse_input_time
-from dashboards.views import bp, service
+from dashboards.blueprint import bp, service
 from diag.events import FOLD_WINDOW, LEVELS, MAINTENANCE, STATUSES, TYPES, EventError
 from diag.units import parse_duration
 

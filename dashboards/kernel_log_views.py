@@ -11,7 +11,7 @@ from typing import Any
 from flask import render_template, request
 
 from dashboards.data import parse_input_time
-from dashboards.views import _instance_or_404, bp, service
+from dashboards.blueprint import bp, instance_or_404, service
 from diag.kernel_lines import LEVEL_NAMES, MAX_LIMIT, parse_level
 
 PAGE_LIMIT = 1000
@@ -31,7 +31,7 @@ def iso(ts: float) -> str:
 
 @bp.get("/instances/<instance_id>/kernel-log")
 def kernel_log(instance_id: str) -> Any:
-    inst = _instance_or_404(instance_id)
+    inst = instance_or_404(instance_id)
     now = time.time()
     # Blank inputs are no filter; anything else is checked, and a bad one is named on the page.
     f = {k: request.args.get(k, "").strip() for k in ("since", "until", "level", "limit")}

@@ -1,9 +1,6 @@
-"""The dashboard blueprint: Overview and Instance pages, the shared hooks (CSRF, login,
-compression, security headers) and plotly.js: the partial "basic" bundle (scatter and bar,
-all the charts draw) vendored in static/vendor, a quarter of the full bundle's bytes.
-
-Mounted at `/` by `diag.web.app.create_app`. The other pages add their routes to this
-blueprint from their own modules (diagnosis_views, events_views, alerts_views).
+"""The Overview and Instance pages, login, the template filters and globals every page
+uses, and plotly.js: the partial "basic" bundle (scatter and bar, all the charts draw)
+vendored in static/vendor, a quarter of the full bundle's bytes.
 """
 
 from __future__ import annotations
@@ -14,88 +11,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flask import (Blueprint, Response, abort, current_app, jsonify, redirect, render_template, request,
-                   url_for)
+from flask import Response, abort, current_app, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
-from werkzeug.wrappers import Response as BaseResponse
 
 from dashboards import advice, alert_text, data, figures, now_strip, security, timefmt
+from dashboards.blueprint import alerting, bp, current_value, instance_or_404, service, unheard
 from diag.health import STATES
-
-bp = Blueprint("dash", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/dashboard-static")
 
 # From npm's plotly.js-basic-dist-min, the version the plotly Python package bundles (its
 # licence beside it); tests/dashboards/test_views.py checks the two versions agree.
 PLOTLY_VERSION = "basic-4.1.1"
 PLOTLY_JS = Path(__file__).parent / "static" / "vendor" / f"plotly-{PLOTLY_VERSION}.min.js"
-_COMPRESSIBLE = ("text/html", "application/json", "text/css", "text/javascript", "application/javascript")
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
-       "form-action 'self'")
 
 # A state's look: CSS class and a glyph, so colour is never the only cue (PRODUCT.md colours).
 STATE_LOOK = {"Ok": "✓", "Impaired": "✕", "Warning": "!", "Maintaining": "⚙", "Initializing": "…",
               "InsufficientData": "?", "NotApplicable": "–"}
-
-
-@bp.record_once
-def _setup(state: Any) -> None:
-    service = state.app.extensions["diag"]["service"]
-    security.configure(state.app, service.config.data_dir)
-
-
-def service() -> Any:
-    return current_app.extensions["diag"]["service"]
-
-
-def alerting() -> Any | None:
-    """The alerting part of the service, when it is there (it is built beside this page)."""
-    return getattr(service(), "alerting", None)
-
-
-# -- hooks ---------------------------------------------------------------------------------
-
-@bp.before_request
-def _guard() -> Any:
-    if request.method in security.MUTATING:
-        security.check_csrf()
-        if request.endpoint != "dash.login" and not security.logged_in():
-            if request.headers.get(security.CSRF_HEADER):
-                return jsonify({"error": {"code": "Unauthorized", "message": "log in first"}}), 401
-            return redirect(url_for("dash.login", next=request.referrer and _path(request.referrer)), 303)
-    return None
-
-
-def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    p = urlsplit(url)
-    return p.path + ("?" + p.query if p.query else "")
-
-
-@bp.after_request
-def _finish(resp: BaseResponse) -> BaseResponse:
-    resp.headers.setdefault("Content-Security-Policy", CSP)
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    resp.headers.setdefault("Referrer-Policy", "same-origin")
-    resp.headers.setdefault("X-Frame-Options", "DENY")
-    if resp.mimetype == "text/html":
-        resp.headers.setdefault("Cache-Control", "no-store")
-    return _compress(resp)
-
-
-def _compress(resp: BaseResponse) -> BaseResponse:
-    if (resp.direct_passthrough or resp.status_code != 200 or "Content-Encoding" in resp.headers
-            or resp.mimetype not in _COMPRESSIBLE or "gzip" not in request.headers.get("Accept-Encoding", "")):
-        return resp
-    body = resp.get_data()
-    if len(body) < 1400:
-        return resp
-    resp.set_data(gzip.compress(body, 5))
-    resp.headers["Content-Encoding"] = "gzip"
-    resp.headers.add("Vary", "Accept-Encoding")
-    return resp
 
 
 @bp.app_template_filter("steps")
@@ -213,34 +143,6 @@ def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
     return alert_text.annotate(alerts, policies, current_value)
 
 
-def unheard() -> dict[str, list[dict[str, Any]]] | None:
-    """The enabled policies nobody would hear of (for the banner), or None without alerting."""
-    a = alerting()
-    if a is None:
-        return None
-    from diag.alerting.notices import recipients
-
-    try:
-        return alert_text.unheard(a.repo.list("policy"), a.repo.alerts(["firing"]),
-                                  lambda groups: sum(len(c.get("channels") or []) for c in recipients(a.repo, groups)))
-    except Exception:  # noqa: BLE001 - the page stays up without its banner
-        current_app.logger.exception("unheard policies")
-        return None
-
-
-def current_value(instance_id: str, cond: dict[str, Any]) -> float | None:
-    """The condition's metric now: its latest sample on the instance (the highest of several
-    series for a `>` condition, the lowest for `<`), None when the store has none or fails."""
-    try:
-        lat = service().store.latest(cond["metric"], instance_id=instance_id, labels=cond.get("labels") or None)
-    except Exception:  # noqa: BLE001 - the page shows the value at firing instead
-        return None
-    if lat is None or lat.empty:
-        return None
-    values = lat["value"].astype(float)
-    return float(values.min() if str(cond.get("comparison", ">")).startswith("<") else values.max())
-
-
 @bp.get("/")
 def overview() -> Any:
     s = service()
@@ -261,17 +163,10 @@ def overview() -> Any:
 
 # -- instance ------------------------------------------------------------------------------
 
-def _instance_or_404(instance_id: str) -> dict[str, Any]:
-    inst = service().instances.get(instance_id)
-    if inst is None:
-        abort(404, f"no instance {instance_id}")
-    return inst
-
-
 @bp.get("/instances/<instance_id>")
 def instance(instance_id: str) -> Any:
     s = service()
-    inst = _instance_or_404(instance_id)
+    inst = instance_or_404(instance_id)
     rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
     figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
@@ -284,7 +179,7 @@ def instance(instance_id: str) -> Any:
 
 @bp.post("/instances/<instance_id>/monitoring")
 def instance_monitoring(instance_id: str) -> Any:
-    _instance_or_404(instance_id)
+    instance_or_404(instance_id)
     enabled = request.form.get("monitoring") == "on"
     service().set_monitoring(instance_id, enabled)
     return redirect(url_for("dash.instance", instance_id=instance_id), 303)
@@ -294,7 +189,7 @@ def instance_monitoring(instance_id: str) -> Any:
 def instance_forget(instance_id: str) -> Any:
     """A machine that no longer exists leaves the lists and its alerts resolve; its history
     stays until retention (DELETE /api/v1/instances/{id})."""
-    _instance_or_404(instance_id)
+    instance_or_404(instance_id)
     try:
         service().forget_instance(instance_id)
     except ValueError as e:  # this server itself
@@ -307,7 +202,7 @@ def instance_charts(instance_id: str) -> Any:
     """What auto-refresh and the range picker fetch: the figures, the health panel, the
     range as the picker shows it and its events, for the query the page URL would have."""
     s = service()
-    inst = _instance_or_404(instance_id)
+    inst = instance_or_404(instance_id)
     rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
     figs, events, store_error = data.chart_figures(s, instance_id, rng)
     health = s.health_of(instance_id) or {}
@@ -319,27 +214,3 @@ def instance_charts(instance_id: str) -> Any:
                               "info_html": render_template("_rangeinfo.html", rng=rng,
                                                            level=data.level_name(rng.step))},
                     "events_html": render_template("_range_events.html", events=events[:20])})
-
-
-@bp.app_errorhandler(404)
-def _not_found(e: Any) -> Any:
-    # Pages get a page; the JSON API keeps its JSON error.
-    if request.path.startswith("/api/") or request.blueprint not in (None, bp.name) \
-            or "text/html" not in request.headers.get("Accept", ""):
-        from diag.web.errors import error_response
-
-        return error_response(404, getattr(e, "description", "not found"))
-    return render_template("error.html", code=404, message=getattr(e, "description", "not found")), 404
-
-
-@bp.errorhandler(403)
-def _forbidden(e: Any) -> Any:
-    if request.headers.get(security.CSRF_HEADER) is not None or request.is_json:
-        return jsonify({"error": {"code": "Forbidden", "message": e.description}}), 403
-    return render_template("error.html", code=403, message=e.description), 403
-
-
-# They add routes to bp.
-from dashboards import alerts_views, commands_views, contacts_views, diagnosis_views, events_views  # noqa: E402,F401,I001
-from dashboards import kernel_log_views  # noqa: E402,F401
-from dashboards import connectivity_views  # noqa: E402,F401

@@ -12,6 +12,7 @@ import threading
 import time
 
 from diag import __version__
+from diag.lifecycle import STOP_WAIT_S
 from diag.units import parse_duration
 
 log = logging.getLogger("diag")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 from pathlib import Path
+
+# What an instance id may be, wherever one comes in (an API body, a form, a command's targets).
+INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def instance_id_from(etc: Path) -> str:

@@ -67,6 +67,10 @@ def lock_data_dir(data_dir: Path) -> None:
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 # A lock held at start-up for longer than this is another program working on the file.
 CHECK_TIMEOUT_S = 5.0
+# How long SIGTERM waits for running jobs (`diag serve`) or the agent's loop: a collection
+# ends within its collectors' budgets and a facts snapshot within its deadline, so only a
+# job stuck past those is left.
+STOP_WAIT_S = 5.0
 
 
 def _is_corruption(e: sqlite3.Error) -> bool:

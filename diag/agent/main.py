@@ -9,7 +9,7 @@ import sys
 import threading
 
 from diag.agent.config import AGENT_FLAGS, ROOT_FLAGS, AgentConfigError, load
-from diag.lifecycle import stop_on_signals
+from diag.lifecycle import STOP_WAIT_S, stop_on_signals
 
 log = logging.getLogger("diag.agent")
 
@@ -47,8 +47,6 @@ def _exit_when_stuck(agent, stopped: threading.Event) -> None:
     gives its jobs; then exit without it. A collector's budget (0.4 x interval: 24 s at
     1 m), a send to a server that does not answer (15 s) or a call stuck for good must not
     hold SIGTERM. The buffer is SQLite: a write cut short is rolled back at the next start."""
-    from diag.lifecycle import STOP_WAIT_S
-
     agent.stop.wait()
     if stopped.wait(STOP_WAIT_S):
         return

@@ -66,6 +66,16 @@ def poll(cmds: Commands, instance_id: str, boot_id: str | None, now: float | Non
     return out
 
 
+def agent_tasks(cmds: Commands, instance_id: str, boot_id: str | None = None,
+                session: str | None = None) -> dict[str, Any]:
+    """What GET /agents/{id}/tasks answers an agent: its tasks, then stop orders as tasks of
+    kind "stop", and when to ask again. `boot_id` fires reboot invocations; a new `session`
+    fails the tasks an earlier agent process took (InstanceRestarted)."""
+    got = poll(cmds, instance_id, boot_id, session=session)
+    return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
+            "poll_after": got["poll_after"]}
+
+
 def _task(inv: dict[str, Any], r: Any) -> dict[str, Any]:
     spec = inv["spec"]
     task = {"task_id": r["task_id"], "invoke_id": inv["invoke_id"], "kind": inv["kind"], "timeout": r["timeout"]}

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from diag.commands import parameters, sendfile, states
+from diag.commands import model, parameters, sendfile, states
 from diag.commands.model import CommandError
 from diag.commands.records import RecordOutbox
 from diag.commands.repository import FIRED_ONCE, Repository, new_id, record_env, record_json
@@ -122,6 +122,16 @@ class Commands:
         if conflict:
             raise CommandError(403, conflict, "content")
         self.repo.save_command(command_id, cmd, now, saved=saved)
+
+    def create_command(self, cmd: dict[str, Any], now: float) -> dict[str, Any]:
+        """Save a new command under a new id; the command as stored."""
+        command_id = new_id("c")
+        self.save_command(command_id, cmd, now)
+        return self.repo.command(command_id)
+
+    def clone_command(self, cmd: dict[str, Any], changes: dict[str, Any] | None, now: float) -> dict[str, Any]:
+        """Save a copy of a saved command named <name>-copy (`changes` replace its fields); the copy."""
+        return self.create_command(model.clone(cmd, changes), now)
 
     def file_refusal(self, path: str, mode: str, owner: str, group: str) -> tuple[str, str] | None:
         """Why sending this file is refused, as (field, message); None when it may go.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
 from diag.commands import parameters
 from diag.commands.runner import SCRIPT_TYPES
+from diag.actor import token_fingerprint
+from diag.identity import INSTANCE_ID
 from diag.units import parse_duration
 
 MAX_CONTENT = 16 * 1024
@@ -15,7 +18,6 @@ MAX_INSTANCES = 50
 MAX_CHECK_IDS = 20
 DEFAULT_TIMEOUT, MIN_TIMEOUT, MAX_TIMEOUT = 60.0, 10.0, 86400.0
 USERNAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
-INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 class CommandError(ValueError):
@@ -90,6 +92,33 @@ def command(body: dict, base: dict | None = None) -> dict[str, Any]:
             "type": cmd_type, "content": text, "parameters": names, "working_dir": working_dir,
             "timeout": timeout(body.get("timeout")), "username": username, "tags": tags,
             "check_ids": check_ids(body.get("check_ids"))}
+
+
+EDITABLE = ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags", "check_ids")
+
+
+def editable(cmd: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a saved command that a PUT or a clone may change."""
+    return {k: cmd[k] for k in EDITABLE}
+
+
+def clone(cmd: dict[str, Any], changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A copy of a saved command named <name>-copy, the fields in `changes` replacing its own."""
+    return command(changes or {}, base={**editable(cmd), "name": cmd["name"][:123] + "-copy"})
+
+
+def known_instance_ids(value: Any, known: Callable[[str], bool]) -> list[str]:
+    """`instance_ids`, each an instance this server knows (422 naming the first it does not)."""
+    ids = instance_ids(value)
+    for i, iid in enumerate(ids):
+        if not known(iid):
+            raise CommandError(422, f"no instance {iid}", f"instance_ids[{i}]")
+    return ids
+
+
+def audit(token: str, source: str | None, user_agent: str) -> dict[str, Any]:
+    """Who started an invocation, from where and with what, as the API and the page record it."""
+    return {"who": token_fingerprint(token), "source": source, "user_agent": user_agent[:200]}
 
 
 def check_ids(value: Any) -> list[str]:

@@ -32,11 +32,10 @@ from diag.promql import source as src
 from diag.promql.errors import BadData, ExecutionError, QueryTimeout
 from diag.promql.parse import parse
 from diag.store import PointStore
-from diag.store.query import compile_matcher
+from diag.store.query import MAX_POINTS, compile_matcher  # MAX_POINTS: per series of a range query
 
 LOOKBACK_MS = 300_000  # Prometheus' default --query.lookback-delta
 SUBQUERY_STEP_MS = 60_000  # a subquery without a step uses the global evaluation interval (1m by default)
-MAX_POINTS = 11_000  # per series of a range query, as Prometheus refuses beyond it
 NAME = src.NAME
 
 

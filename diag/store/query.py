@@ -55,6 +55,20 @@ def compile_matcher(pattern: str) -> Matcher:
         raise ValueError(reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)) from None
 
 
+# The step rules of a query from a user (the API's GET /api/v1/query, the dashboard's
+# charts and PromQL range queries alike): how many points a series may have, and the step when none is given.
+MAX_POINTS = 11_000  # per series, as Prometheus' query_range refuses beyond it
+
+
+def default_step(start: float, end: float) -> float:
+    """About 300 points per series, on a round step."""
+    want = (end - start) / 300
+    for s in (10, 60, 300, 900, 3600, 21600, 86400):
+        if s >= want:
+            return s
+    return 86400.0
+
+
 def choose_level(step: float, start: float, now: float, retention: Retention) -> int:
     """The coarsest level whose resolution divides `step` and still covers `start`.
 

@@ -3,15 +3,16 @@ and contact groups (API.md "Alerting")."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from diag.actor import actor
+from diag.alerting import contacts, secrets, silences
 from diag.alerting.policy import PolicyError
 from diag.units import parse_duration
-from diag.web import auth, secrets
+from diag.web import auth
 from diag.web.bodies import AckBody, parse, schema
 from diag.web.errors import ApiError
 from diag.web.openapi import arr, doc, obj, query
@@ -157,13 +158,12 @@ def alert_history():
     if not 1 <= limit <= 10000:
         raise ApiError(400, "must be between 1 and 10000", "limit")
     rows = _alerting().repo.history(since, request.args.get("alert_id"), limit)
-    return jsonify({"history": [secrets.mask_history(r) for r in rows]})
+    return jsonify({"history": [secrets.mask_delivery(r) for r in rows]})
 
 
 def who() -> str:
     """Who acts: the admin token's short fingerprint (never the token), or the local user."""
-    token = current_app.extensions["diag"]["service"].config.token
-    return "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8] if token else "local"
+    return actor(current_app.extensions["diag"]["service"].config.token)
 
 
 @bp.post("/alerts/<alert_id>/ack")
@@ -196,17 +196,13 @@ def create_silence():
     unknown = set(body) - {"alert_id", "policy_id", "instance_id", "duration", "comment"}
     if unknown:
         raise ApiError(422, "unknown field", sorted(unknown)[0])
-    targets = {k: body.get(k) for k in ("alert_id", "policy_id", "instance_id")}
-    given = {k: v for k, v in targets.items() if v is not None}
+    given = {k: body[k] for k in silences.TARGETS if body.get(k) is not None}
     if len(given) != 1:
         raise ApiError(422, "give exactly one of alert_id, policy_id, instance_id", "alert_id")
     (field, value), = given.items()
     if not isinstance(value, str) or not value or len(value) > 128:
         raise ApiError(422, "must be an id", field)
-    found = {"alert_id": lambda v: a.repo.alert(v) is not None,
-             "policy_id": lambda v: a.repo.exists("policy", v),
-             "instance_id": lambda v: a.instances.get(v) is not None}[field](value)
-    if not found:
+    if not silences.target_exists(a.repo, a.instances, field, value):
         raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
     try:
         duration = parse_duration(body.get("duration", "1h"))
@@ -217,8 +213,7 @@ def create_silence():
     comment = body.get("comment", "")
     if not isinstance(comment, str) or len(comment) > 1024:
         raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    s = a.repo.add_silence(duration=duration, comment=comment, now=time.time(), created_by=who(), **targets)
-    return jsonify(s), 201
+    return jsonify(silences.silence_target(a.repo, field, value, duration, comment, who(), time.time())), 201
 
 
 SILENCE_MAX_SECONDS = 30 * 86400
@@ -325,8 +320,7 @@ def list_alert_groups():
 def _save(kind: str, body: Any, obj_id: str | None = None) -> dict[str, Any]:
     a = _alerting()
     if kind == "contact":
-        body = secrets.restore(body, a.repo.get(kind, obj_id) if obj_id else None)
-        return secrets.mask_contact(_call(a.save_contact, body, obj_id))
+        return secrets.mask_contact(_call(contacts.save_contact, a, body, obj_id))
     return _call(a.save_group, body, obj_id)
 
 
@@ -359,14 +353,13 @@ def _register(path: str) -> None:
     def delete(obj_id: str):
         auth.require("token")
         a = _alerting()
-        if kind == "contact_group":
-            users = [p["policy_id"] for p in a.repo.list("policy") if obj_id in p.get("contact_groups", [])]
-            if users and a.repo.exists(kind, obj_id):
-                raise ApiError(409, f"policies {', '.join(users[:5])} notify this group; change them first")
-        else:
-            users = [g["contact_group_id"] for g in a.repo.list("contact_group") if obj_id in g.get("contacts", [])]
-            if users and a.repo.exists(kind, obj_id):
-                raise ApiError(409, f"groups {', '.join(users[:5])} include this contact; change them first")
+        users = contacts.users(a.repo, kind, obj_id)
+        if users and a.repo.exists(kind, obj_id):
+            if kind == "contact_group":
+                raise ApiError(409, f"policies {', '.join(p['policy_id'] for p in users[:5])} notify this group; "
+                                    "change them first")
+            raise ApiError(409, f"groups {', '.join(g['contact_group_id'] for g in users[:5])} include this contact; "
+                                "change them first")
         if not a.repo.delete(kind, obj_id):
             raise ApiError(404, f"no {kind.replace('_', ' ')} {obj_id}")
         return Response(status=204)
@@ -396,4 +389,4 @@ def test_contact(contact_id: str):
     auth.require("token")
     results = _call(_alerting().test_contact, contact_id)
     return jsonify({"contact_id": contact_id, "results": [
-        {**r, "channel": secrets.mask_text(r["channel"]), "detail": secrets.mask_text(r["detail"])} for r in results]})
+        secrets.mask_delivery(r) for r in results]})

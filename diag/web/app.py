@@ -58,6 +58,6 @@ def create_app(service, scheduler=None) -> Flask:
     from diag.web.connectivity_routes import bp as connectivity_bp  # connectivity diagnosis
 
     app.register_blueprint(connectivity_bp)
-    from dashboards.views import bp as dashboard_bp  # the dashboard, at /
+    from dashboards.pages import bp as dashboard_bp  # the dashboard, at /
     app.register_blueprint(dashboard_bp)
     return app

@@ -4,7 +4,6 @@ with commands enabled; then the admin token on every endpoint, loopback or not."
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import time
 from typing import Any
@@ -51,16 +50,12 @@ def _command_error(e: CommandError):
 
 def _audit() -> dict[str, Any]:
     token = current_app.extensions["diag"]["service"].config.token or ""
-    return {"who": "admin-token:" + hashlib.sha256(token.encode()).hexdigest()[:8],
-            "source": request.remote_addr, "user_agent": request.headers.get("User-Agent", "")[:200]}
+    return model.audit(token, request.remote_addr, request.headers.get("User-Agent", ""))
 
 
-def _known_instances(ids: list[str]) -> list[str]:
+def _known_instances(value: Any) -> list[str]:
     service = current_app.extensions["diag"]["service"]
-    for i, iid in enumerate(ids):
-        if service.instances.get(iid) is None:
-            raise ApiError(422, f"no instance {iid}", f"instance_ids[{i}]")
-    return ids
+    return model.known_instance_ids(value, lambda iid: service.instances.get(iid) is not None)
 
 
 # -- saved commands ------------------------------------------------------------------------
@@ -74,10 +69,7 @@ def list_commands():
 @bp.post("/commands")
 @doc("Save a command.", body=COMMAND_BODY, responses={201: COMMAND})
 def create_command():
-    cmd = model.command(json_body())
-    command_id = new_id("c")
-    _commands().save_command(command_id, cmd, time.time())
-    return jsonify(_commands().repo.command(command_id)), 201
+    return jsonify(_commands().create_command(model.command(json_body()), time.time())), 201
 
 
 @bp.get("/commands/<command_id>")
@@ -91,16 +83,11 @@ def get_command(command_id: str):
      responses={200: COMMAND})
 def update_command(command_id: str):
     old = _existing(command_id)
-    cmd = model.command(json_body(), base=_editable(old))
+    cmd = model.command(json_body(), base=model.editable(old))
     if old.get("library_id"):
         cmd["library_id"] = old["library_id"]  # still the library's entry, as edited here
     _commands().save_command(command_id, cmd, time.time())
     return jsonify(_commands().repo.command(command_id))
-
-
-def _editable(cmd: dict[str, Any]) -> dict[str, Any]:
-    return {k: cmd[k] for k in ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags",
-                                "check_ids")}
 
 
 @bp.post("/commands/<command_id>/clone")
@@ -109,11 +96,7 @@ def _editable(cmd: dict[str, Any]) -> dict[str, Any]:
 def clone_command(command_id: str):
     old = _existing(command_id)
     body = json_body() if request.get_data(cache=True) else {}
-    base = {**_editable(old), "name": old["name"][:123] + "-copy"}
-    cmd = model.command(body, base=base)
-    new = new_id("c")
-    _commands().save_command(new, cmd, time.time())
-    return jsonify(_commands().repo.command(new)), 201
+    return jsonify(_commands().clone_command(old, body, time.time())), 201
 
 
 # -- the library of public commands --------------------------------------------------------
@@ -141,9 +124,7 @@ def enable_library(library_id: str):
     enabled = _enabled_library()
     if library_id in enabled:
         raise ApiError(409, f"{library_id} is enabled already, as command {enabled[library_id]}")
-    command_id = new_id("c")
-    _commands().save_command(command_id, dict(entry), time.time())
-    return jsonify(_commands().repo.command(command_id)), 201
+    return jsonify(_commands().create_command(dict(entry), time.time())), 201
 
 
 def _enabled_library() -> dict[str, str]:
@@ -169,7 +150,7 @@ def _existing(command_id: str) -> dict[str, Any]:
 # -- invoking ------------------------------------------------------------------------------
 
 def _invoke(cmd: dict[str, Any], body: dict[str, Any], adhoc: bool = False):
-    ids = _known_instances(model.instance_ids(body.get("instance_ids")))
+    ids = _known_instances(body.get("instance_ids"))
     timeout = model.timeout(body["timeout"]) if body.get("timeout") is not None else None
     for key in ("repeat_mode", "frequency"):
         if body.get(key) is not None and not isinstance(body[key], str):
@@ -250,7 +231,7 @@ def stop_invocation(invoke_id: str):
     return jsonify(_commands().stop(invoke_id))
 
 
-# -- the agent's side (GET .../tasks is fleet_routes', which calls tasks_hook) --------------
+# -- the agent's side (GET .../tasks is fleet_routes', which calls delivery.agent_tasks) -----
 
 @bp.post("/agents/<instance_id>/tasks/<task_id>/result")
 @doc("An agent reports a record's final state, exit code and output (its own agent token).",
@@ -258,17 +239,3 @@ def stop_invocation(invoke_id: str):
 def task_result(instance_id: str, task_id: str):
     auth.agent_for(instance_id)
     return jsonify(delivery.result(_commands(), instance_id, task_id, json_body()))
-
-
-def tasks_hook(commands: Commands):
-    """What fleet_routes' GET /agents/{id}/tasks calls: the tasks, then stop orders as
-    tasks of kind "stop"; the agent's boot id comes as ?boot_id= (reboot invocations)."""
-
-    def agent_tasks(instance_id: str) -> dict[str, Any]:
-        boot = request.args.get("boot_id") if request else None
-        session = request.args.get("session") if request else None
-        got = delivery.poll(commands, instance_id, boot[:64] if boot else None, session=session[:64] if session else None)
-        return {"tasks": got["tasks"] + [{"task_id": t, "kind": "stop"} for t in got["stop"]],
-                "poll_after": got["poll_after"]}
-
-    return agent_tasks

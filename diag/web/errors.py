@@ -1,6 +1,4 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "field"}}, and
-with a body invalid in several places also `errors`: every problem as {"field", "message"}
-(the first of them is `field` and `message`)."""
+"""Renders the API's one error shape (diag.errors) for every failure, the unexpected included."""
 
 from __future__ import annotations
 
@@ -9,31 +7,14 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from diag.errors import ApiError, error_body
+
 log = logging.getLogger(__name__)
-
-_CODES = {400: "InvalidParameter", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-          405: "MethodNotAllowed", 409: "Conflict", 413: "PayloadTooLarge", 421: "MisdirectedRequest", 415: "UnsupportedMediaType",
-          422: "InvalidParameter", 424: "FailedDependency", 429: "TooManyRequests", 507: "InsufficientStorage",
-          503: "Unavailable"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None, errors: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status, self.message, self.field, self.errors = status, message, field, errors
-        self.code = code or _CODES.get(status, "Error")
-        self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
 def error_response(status: int, message: str, field: str | None = None, code: str | None = None,
                    errors: list[dict[str, str]] | None = None):
-    body: dict[str, object] = {"code": code or _CODES.get(status, "Error"), "message": message}
-    if field is not None:
-        body["field"] = field
-    if errors:
-        body["errors"] = errors
-    return jsonify({"error": body}), status
+    return jsonify(error_body(status, message, field, code, errors)), status
 
 
 def install(app: Flask) -> None:

@@ -9,9 +9,9 @@ import time
 from flask import Blueprint, jsonify, request
 
 from diag import fleet
+from diag.commands import delivery
 from diag.store.prometheus import EngineError
 from diag.web import auth
-from diag.web.commands_routes import tasks_hook
 from diag.web.errors import ApiError, error_response
 from diag.web.openapi import doc, query
 from diag.web.bodies import ActivationBody, RegisterBody, parse, schema
@@ -90,4 +90,6 @@ def agent_tasks(instance_id: str):
     if commands is None:
         # Not an empty list: a 404 tells the agent to ask again only now and then.
         raise ApiError(404, "remote commands are off on this server")
-    return jsonify({"instance_id": instance_id, **tasks_hook(commands)(instance_id)})
+    boot, session = request.args.get("boot_id"), request.args.get("session")
+    tasks = delivery.agent_tasks(commands, instance_id, boot[:64] if boot else None, session[:64] if session else None)
+    return jsonify({"instance_id": instance_id, **tasks})

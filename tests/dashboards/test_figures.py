@@ -8,7 +8,7 @@ import pytest
 from dashboards import data, figures
 from dashboards.diagnosis_views import diff
 from tests.conftest import collected_service
-from diag.web.query_routes import default_step
+from diag.store.query import default_step
 
 NOW = 2_000_000_000.0
 

@@ -92,7 +92,7 @@ def test_with_a_token_set_the_probe_needs_the_admin_token(tmp_path):
 
 
 def test_a_third_walk_at_once_is_a_429_not_a_held_thread(client):
-    from diag.web import connectivity_routes as cr
+    from diag import connectivity_request as cr
 
     # Two walks hold the slots (as two slow probes would); the next request is refused at once.
     held = [cr._running.acquire(blocking=False) for _ in range(cr.MAX_RUNNING)]

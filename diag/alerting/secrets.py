@@ -1,4 +1,4 @@
-"""Notifier secrets are write-only: no route shows them to anyone, the admin included.
+"""Notifier secrets are write-only: no route or page shows them to anyone, the admin included.
 
 A webhook URL often is its own credential (Slack, DingTalk, WeCom and Feishu put the token
 in the path or the query), and channel headers carry `Authorization`. What a route shows
@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from diag.web.errors import ApiError
+from diag.errors import ApiError
 
 MASK = "***"
 _SECRET_FIELDS = ("secret", "password", "token")
@@ -67,7 +67,8 @@ def mask_text(text: Any) -> Any:
     return _WITH_URL.sub(lambda m: m.group(1) + MASK, _URL.sub(lambda m: mask_url(m.group(0)), text))
 
 
-def mask_history(row: dict[str, Any]) -> dict[str, Any]:
+def mask_delivery(row: dict[str, Any]) -> dict[str, Any]:
+    """A delivery's channel and error detail masked: a history row, or a contact test's result."""
     return {**row, "channel": mask_text(row.get("channel")), "detail": mask_text(row.get("detail"))}
 
 
