@@ -9,7 +9,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from dashboards import alert_text, contacts_section, policy_form, timefmt
-from dashboards.blueprint import bp, current_value, require_alerting, service, unheard
+from dashboards.blueprint import alerting, bp, current_value, parts, unheard
 from diag.actor import actor
 from diag.alerting import secrets, silences  # delivery history quotes webhook URLs: shown masked
 from diag.alerting.policy import PolicyError
@@ -43,7 +43,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
           failed: bool = False, extra: dict[str, Any] | None = None) -> Any:
     """The whole page; `failed` shows the notice as a failure, not as a done change; `extra`:
     the contacts section's context (contacts_section.context) when a contact form is at stake."""
-    a = require_alerting()
+    a = alerting()
     extra = contacts_section.context() if extra is None else extra
     policies = a.repo.list("policy")
     if values is None:
@@ -61,7 +61,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
         metrics=metrics, metric_info={m.name: m for _, group in metrics for m in group}, fields=policy_form,
         event_types=families + sorted(TYPES), levels=LEVELS, groups=a.repo.list("contact_group"),
         days=policy_form.DAYS, silences=policy_form.SILENCES, names={p["policy_id"]: p["name"] for p in policies},
-        instances=service().instances.list(), unheard=unheard(), now=time.time(),
+        instances=parts().instances.list(), unheard=unheard(), now=time.time(),
         active_silences=a.repo.silences(time.time()), cover=a.covering(time.time()), matcher_lines=matcher_lines,
         inhibit_rules=a.inhibit_rules.list(), starts=SILENCE_STARTS,
         **extra), status
@@ -69,7 +69,7 @@ def _page(values: dict[str, Any] | None = None, editing: str | None = None, erro
 
 def _who() -> str:
     """Who acts, named as the API names them (diag.actor)."""
-    return actor(service().config.token)
+    return actor(parts().config.token)
 
 
 def matcher_lines(labels: dict[str, str]) -> str:
@@ -85,7 +85,7 @@ def alerts() -> Any:
 @bp.post("/alerts/policies", defaults={"policy_id": None})
 @bp.post("/alerts/policies/<policy_id>")
 def save_policy(policy_id: str | None) -> Any:
-    a = require_alerting()
+    a = alerting()
     form = request.form
     # A new policy is the dashboard's; an edited one keeps where it came from (file, API...).
     source = "dashboard" if policy_id is None else _policy_or_404(a, policy_id)["source"]
@@ -111,7 +111,7 @@ def save_policy(policy_id: str | None) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/enabled")
 def toggle_policy(policy_id: str) -> Any:
-    a = require_alerting()
+    a = alerting()
     cur = _policy_or_404(a, policy_id)
     want = request.form.get("enabled") == "on"
     try:
@@ -124,7 +124,7 @@ def toggle_policy(policy_id: str) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/delete")
 def delete_policy(policy_id: str) -> Any:
-    a = require_alerting()
+    a = alerting()
     cur = _policy_or_404(a, policy_id)
     if not a.delete_policy(policy_id):
         abort(404, f"no policy {policy_id}")
@@ -133,7 +133,7 @@ def delete_policy(policy_id: str) -> Any:
 
 @bp.post("/alerts/policies/<policy_id>/test")
 def test_policy(policy_id: str) -> Any:
-    a = require_alerting()
+    a = alerting()
     cur = _policy_or_404(a, policy_id)
     event = None
     if request.form.get("event_type"):
@@ -159,7 +159,7 @@ def _policy_or_404(a: Any, policy_id: str) -> dict[str, Any]:
 @bp.post("/alerts/policies/notify")
 def notify_unheard() -> Any:
     """The banner's one step: every enabled policy that reaches nobody sends to this group."""
-    a = require_alerting()
+    a = alerting()
     gid = request.form.get("group", "")
     group = a.repo.get("contact_group", gid)
     if group is None:
@@ -177,7 +177,7 @@ def ack_alert(alert_id: str) -> Any:
 
     comment = request.form.get("comment", "").strip()[:1024]
     try:
-        require_alerting().ack(alert_id, _who(), comment)
+        alerting().ack(alert_id, _who(), comment)
     except PolicyError as e:
         return _page(notice=f"could not acknowledge {alert_id}: {e.message}", failed=True, status=e.status)
     return redirect(url_for("dash.alerts", notice=f"acknowledged {alert_id}: no repeats for 24 h or until it resolves")
@@ -209,7 +209,7 @@ def silence() -> Any:
     alerts matching the labels shown (the row's, as the user edited them), for a while."""
     from diag.alerting.matchers import MatcherError
 
-    a = require_alerting()
+    a = alerting()
     scope = request.form.get("scope", "")
     comment = request.form.get("comment", "").strip()[:1024]
     duration = _duration_field("duration", "1h")
@@ -234,7 +234,7 @@ def silence() -> Any:
     target = request.form.get(scope, "") if scope in silences.TARGETS else ""  # the row sends all three ids
     if scope not in silences.TARGETS or not target:
         return _page(notice="choose what to silence", failed=True, status=422)
-    if not silences.target_exists(a.repo, service().instances, scope, target):
+    if not silences.target_exists(a.repo, parts().instances, scope, target):
         return _page(notice=f"no {scope.removesuffix('_id')} {target}", failed=True, status=404)
     made = silences.silence_target(a.repo, scope, target, duration, comment, _who(), time.time())
     return redirect(url_for("dash.alerts", notice=f"silenced {scope.removesuffix('_id')} {target} until "
@@ -252,7 +252,7 @@ def add_inhibit_rule() -> Any:
                 "source": _parse_lines(f.get("source", "")),
                 "target": _parse_lines(f.get("target", "")),
                 "equal": [s.strip() for s in f.get("equal", "").split(",") if s.strip()]}
-        rule = require_alerting().inhibit_rules.put(body)
+        rule = alerting().inhibit_rules.put(body)
     except (MatcherError, RuleError) as e:
         return _page(notice=f"the rule was not added: {e}", failed=True, status=422)
     return redirect(url_for("dash.alerts", notice=f"added inhibition rule {rule['name']!r}") + f"#rule-{rule['rule_id']}", 303)
@@ -260,13 +260,13 @@ def add_inhibit_rule() -> Any:
 
 @bp.post("/alerts/inhibit-rules/<rule_id>/delete")
 def delete_inhibit_rule(rule_id: str) -> Any:
-    if not require_alerting().inhibit_rules.delete(rule_id):
+    if not alerting().inhibit_rules.delete(rule_id):
         return _page(notice=f"no inhibition rule {rule_id}", failed=True, status=404)
     return redirect(url_for("dash.alerts", notice=f"inhibition rule {rule_id} deleted") + "#inhibition", 303)
 
 
 @bp.post("/alerts/silences/<silence_id>/expire")
 def expire_silence(silence_id: str) -> Any:
-    if not require_alerting().repo.delete_silence(silence_id, time.time()):
+    if not alerting().repo.delete_silence(silence_id, time.time()):
         return _page(notice=f"no active silence {silence_id}", failed=True, status=404)
     return redirect(url_for("dash.alerts", notice=f"silence {silence_id} expired") + "#silences", 303)

@@ -17,7 +17,9 @@ from flask import Blueprint, abort, current_app, jsonify, redirect, render_templ
 from werkzeug.wrappers import Response as BaseResponse
 
 from dashboards import alert_text, security
+from diag.alerting import Alerting
 from diag.errors import error_body
+from diag.wiring import Parts
 
 bp = Blueprint("dash", __name__, template_folder="templates", static_folder="static",
                static_url_path="/dashboard-static")
@@ -30,39 +32,28 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';
 
 @bp.record_once
 def _setup(state: Any) -> None:
-    service = state.app.extensions["diag"]["service"]
-    security.configure(state.app, service.config.data_dir)
+    security.configure(state.app, state.app.extensions["diag"]["parts"].config.data_dir)
 
 
-def service() -> Any:
-    return current_app.extensions["diag"]["service"]
+def parts() -> Parts:
+    """The service's parts, as the app factory was given them: each page takes the one it shows."""
+    return current_app.extensions["diag"]["parts"]
 
 
-def alerting() -> Any | None:
-    """The alerting part of the service, when it is there (it is built beside this page)."""
-    return getattr(service(), "alerting", None)
-
-
-def require_alerting() -> Any:
-    """The alerting part, or 404 for a page that is nothing without it."""
-    a = alerting()
-    if a is None:
-        abort(404, "alerting is not running in this service")
-    return a
+def alerting() -> Alerting:
+    return parts().alerting
 
 
 def instance_or_404(instance_id: str) -> dict[str, Any]:
-    inst = service().instances.get(instance_id)
+    inst = parts().instances.get(instance_id)
     if inst is None:
         abort(404, f"no instance {instance_id}")
     return inst
 
 
 def unheard() -> dict[str, list[dict[str, Any]]] | None:
-    """The enabled policies nobody would hear of (for the banner), or None without alerting."""
+    """The enabled policies nobody would hear of (for the banner), or None when alerting cannot say."""
     a = alerting()
-    if a is None:
-        return None
     from diag.alerting.notices import recipients
 
     try:
@@ -77,7 +68,7 @@ def current_value(instance_id: str, cond: dict[str, Any]) -> float | None:
     """The condition's metric now: its latest sample on the instance (the highest of several
     series for a `>` condition, the lowest for `<`), None when the store has none or fails."""
     try:
-        lat = service().store.latest(cond["metric"], instance_id=instance_id, labels=cond.get("labels") or None)
+        lat = parts().store.latest(cond["metric"], instance_id=instance_id, labels=cond.get("labels") or None)
     except Exception:  # noqa: BLE001 - the page shows the value at firing instead
         return None
     if lat is None or lat.empty:

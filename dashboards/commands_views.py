@@ -17,7 +17,7 @@ from flask import abort, redirect, render_template, request, url_for
 
 from checks.catalogue import ALL as CHECKS
 from dashboards import command_form, security
-from dashboards.blueprint import bp, service
+from dashboards.blueprint import bp, parts
 from diag.commands import model, states
 from diag.commands.engine import Commands
 from diag.commands.model import CommandError
@@ -30,8 +30,7 @@ LIVE = (states.RUNNING, states.STOPPING, states.PENDING)
 
 
 def enabled() -> bool:
-    s = service()
-    return bool(s.config.enable_commands) and getattr(s, "commands", None) is not None
+    return parts().commands is not None  # built only when enable_commands is set
 
 
 @bp.app_context_processor
@@ -45,7 +44,7 @@ def _engine() -> Commands:
         abort(404)
     if not security.logged_in():
         abort(redirect(url_for("dash.login", next=request.full_path.rstrip("?")), 303))
-    return service().commands
+    return parts().commands
 
 
 def _command(eng: Commands, command_id: str) -> dict[str, Any]:
@@ -57,7 +56,7 @@ def _command(eng: Commands, command_id: str) -> dict[str, Any]:
 
 def _audit(check_id: str | None) -> dict[str, Any]:
     """Who ran it, named as the API names the admin token, so both audits read alike."""
-    token = service().config.token or ""
+    token = parts().config.token or ""
     out = {**model.audit(token, request.remote_addr, request.headers.get("User-Agent", "")), "via": "dashboard"}
     if check_id:
         out["check_id"] = check_id
@@ -71,7 +70,7 @@ def offers(report: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]:
         return {}
     failing = {c["id"] for c in report["checks"] if c["status"] in ("warning", "critical")}
     out: dict[str, list[dict[str, Any]]] = {}
-    for cmd in service().commands.repo.commands():
+    for cmd in parts().commands.repo.commands():
         for cid in cmd.get("check_ids", []):
             if cid in failing:
                 out.setdefault(cid, []).append(cmd)
@@ -147,7 +146,7 @@ def command_clone(command_id: str) -> Any:
 def _run_page(cmd: dict[str, Any], form: Any = None, errors: dict[str, str] | None = None, status: int = 200,
               confirm: dict[str, Any] | None = None) -> Any:
     """The run form, or (with `confirm`) the one-instance confirmation a diagnosis offer leads to."""
-    s = service()
+    s = parts()
     values = command_form.run_values(form, cmd["parameters"], s.instance_id)
     template = "command_confirm.html" if confirm else "command_run.html"
     return render_template(template, cmd=cmd, v=values, errors=errors or {}, instances=s.instances.list(),
@@ -157,7 +156,7 @@ def _run_page(cmd: dict[str, Any], form: Any = None, errors: dict[str, str] | No
 def _confirmation(cmd: dict[str, Any], values: Any) -> dict[str, Any]:
     """What the confirmation page is about: one known instance and a check the command is tagged for."""
     instance_id, check_id = values.get("instance_id", ""), values.get("check_id", "")
-    inst = service().instances.get(instance_id)
+    inst = parts().instances.get(instance_id)
     if inst is None or check_id not in cmd.get("check_ids", []):
         abort(404, "this command is not offered for that check on that instance")
     return {"instance": inst, "check_id": check_id, "report": values.get("report", "")}
@@ -184,7 +183,7 @@ def command_run(command_id: str) -> Any:
                                   "report": form.get("report", "")}) if form.get("check_id") else None
     body = command_form.run_request(form, cmd["parameters"])
     try:
-        ids = model.known_instance_ids(body["instance_ids"], lambda iid: service().instances.get(iid) is not None)
+        ids = model.known_instance_ids(body["instance_ids"], lambda iid: parts().instances.get(iid) is not None)
         timeout = model.timeout(body["timeout"]) if body["timeout"] is not None else None
         inv = eng.invoke(cmd, ids, body["parameters"], body["repeat_mode"], body["frequency"], timeout,
                          _audit(confirm["check_id"] if confirm else None))
@@ -208,7 +207,7 @@ def command_invocation(invoke_id: str) -> Any:
     cmd = eng.repo.command(inv["command_id"], saved_only=False) if inv["command_id"] else None
     return render_template("command_invocation.html", inv=inv, cmd=cmd, live=inv["status"] in LIVE,
                            refresh=REFRESH_SECONDS, notice=request.args.get("notice"),
-                           names={i["instance_id"]: i.get("hostname") for i in service().instances.list()})
+                           names={i["instance_id"]: i.get("hostname") for i in parts().instances.list()})
 
 
 @bp.post("/commands/invocations/<invoke_id>/stop")

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import render_template, request
 
-from dashboards.blueprint import bp, service
+from dashboards.blueprint import bp, parts
 from diag import connectivity, connectivity_request
 from diag.errors import ApiError
 
@@ -20,13 +20,13 @@ _FORM = ("source", "kind", "instance_id", "address", "port", "protocol", "timeou
 
 def _instances() -> list[dict[str, Any]]:
     """This server's own instance first, then the agents by id."""
-    s = service()
+    s = parts()
     return sorted(s.instances.list(), key=lambda i: (i["instance_id"] != s.instance_id, i["instance_id"]))
 
 
 @bp.route("/connectivity", methods=["GET", "POST"])
 def connectivity_page() -> Any:
-    s = service()
+    s = parts()
     src = request.values
     f = {k: (src.get(k) or "").strip() for k in _FORM}
     f["source"] = f["source"] or s.instance_id
@@ -48,7 +48,7 @@ def connectivity_page() -> Any:
             except ValueError:
                 body["timeout"] = f["timeout"]
         try:
-            result = connectivity_request.ask(s, body)
+            result = parts().connectivity.ask(body)
         except ApiError as e:
             error, status = {"field": e.field, "message": e.message}, 429 if e.status == 429 else 400
     return render_template("connectivity.html", f=f, instances=instances, result=result, error=error,

@@ -10,7 +10,7 @@ from typing import Any
 from flask import abort, request
 
 from dashboards import routing_form
-from dashboards.blueprint import require_alerting
+from dashboards.blueprint import alerting
 from diag.alerting.policy import CHAT, SIGNED
 from diag.alerting import secrets
 
@@ -34,7 +34,7 @@ def describe(ch: dict[str, Any]) -> str:
 def context(contact_values: dict[str, Any] | None = None, group_values: dict[str, Any] | None = None,
             errors: dict[str, str] | None = None, tested: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the page's contacts section needs: the lists, the two forms' values and errors."""
-    a = require_alerting()
+    a = alerting()
     contacts = a.repo.list("contact")
     groups = a.repo.list("contact_group")
     editing_contact = request.args.get("contact") if contact_values is None else contact_values.get("id")

@@ -16,7 +16,7 @@ from flask import abort, redirect, request, url_for
 
 from dashboards import routing_form
 from dashboards.alerts_views import _page
-from dashboards.blueprint import bp, require_alerting
+from dashboards.blueprint import alerting, bp
 from dashboards.contacts_section import FIELDS, context
 from diag.alerting import contacts, secrets
 from diag.alerting.policy import SIGNED, PolicyError
@@ -52,7 +52,7 @@ def _body_from_form() -> tuple[dict[str, Any], dict[str, Any]]:
 @bp.post("/alerts/contacts", defaults={"contact_id": None})
 @bp.post("/alerts/contacts/<contact_id>")
 def save_contact(contact_id: str | None) -> Any:
-    a = require_alerting()
+    a = alerting()
     if contact_id and not a.repo.exists("contact", contact_id):
         abort(404, f"no contact {contact_id}")
     body, values = _body_from_form()
@@ -72,7 +72,7 @@ def save_contact(contact_id: str | None) -> Any:
 
 def _delete(kind: str, obj_id: str, what: str, anchor: str, in_use: Callable[[dict[str, Any]], str | None]) -> Any:
     """Delete a contact or a group unless something still sends to it (409, saying what)."""
-    a = require_alerting()
+    a = alerting()
     cur = a.repo.get(kind, obj_id)
     if cur is None:
         abort(404, f"no {what} {obj_id}")
@@ -86,7 +86,7 @@ def _delete(kind: str, obj_id: str, what: str, anchor: str, in_use: Callable[[di
 @bp.post("/alerts/contacts/<contact_id>/delete")
 def delete_contact(contact_id: str) -> Any:
     def in_use(cur: dict[str, Any]) -> str | None:
-        users = [g["name"] for g in contacts.users(require_alerting().repo, "contact", contact_id)]
+        users = [g["name"] for g in contacts.users(alerting().repo, "contact", contact_id)]
         return f"{cur['name']!r} is in the groups {', '.join(users[:5])}: take it out of them first" if users else None
 
     return _delete("contact", contact_id, "contact", "#contacts", in_use)
@@ -94,7 +94,7 @@ def delete_contact(contact_id: str) -> Any:
 
 @bp.post("/alerts/contacts/<contact_id>/test")
 def test_contact(contact_id: str) -> Any:
-    a = require_alerting()
+    a = alerting()
     try:
         results = a.test_contact(contact_id)
     except PolicyError as e:
@@ -110,7 +110,7 @@ def test_contact(contact_id: str) -> Any:
 @bp.post("/alerts/groups", defaults={"group_id": None})
 @bp.post("/alerts/groups/<group_id>")
 def save_group(group_id: str | None) -> Any:
-    a = require_alerting()
+    a = alerting()
     if group_id and not a.repo.exists("contact_group", group_id):
         abort(404, f"no contact group {group_id}")
     body = {"name": request.form.get("name", "").strip(), "contacts": request.form.getlist("contacts"),
@@ -130,7 +130,7 @@ def save_group(group_id: str | None) -> Any:
 @bp.post("/alerts/groups/<group_id>/delete")
 def delete_group(group_id: str) -> Any:
     def in_use(cur: dict[str, Any]) -> str | None:
-        users = [p["name"] for p in contacts.users(require_alerting().repo, "contact_group", group_id)]
+        users = [p["name"] for p in contacts.users(alerting().repo, "contact_group", group_id)]
         return f"policies {', '.join(users[:5])} notify {cur['name']!r}: change them first" if users else None
 
     return _delete("contact_group", group_id, "contact group", "#contact-groups", in_use)

@@ -9,7 +9,9 @@ from datetime import timezone, tzinfo
 from typing import Any
 
 from dashboards import figures, timefmt
+from diag.events import EventLog
 from diag.settings.stale import SERIES_FLOOR, stale_after
+from diag.store import ReadStore
 from diag.store.query import MAX_POINTS, default_step
 from diag.store.types import StoreError
 
@@ -61,7 +63,7 @@ def pick_range(args: dict[str, str], now: float | None = None, tz: tzinfo = time
     return Range(key, now - span, now, default_step(now - span, now))
 
 
-def fit_to_data(service: Any, inst: dict[str, Any], rng: Range) -> Range:
+def fit_to_data(store: ReadStore, inst: dict[str, Any], rng: Range) -> Range:
     """A preset range longer than a young instance's history, cut to start just before its
     first sample with a step to match: a 2-minute-old instance's 1 h view is then a line
     across the chart, not four dots at its right edge. Custom ranges are the user's; kept."""
@@ -74,8 +76,8 @@ def fit_to_data(service: Any, inst: dict[str, Any], rng: Range) -> Range:
     # six hours at 31 d); the fitted window's finer step finds it to within seconds
     for _ in range(2):
         try:
-            frame = service.store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
-                                        start=start, end=rng.end, step=step)
+            frame = store.query(figures.CHARTS[0].lines[0].metric, instance_id=inst["instance_id"],
+                                start=start, end=rng.end, step=step)
         except StoreError:
             return rng
         if frame is None or frame.empty:
@@ -100,10 +102,11 @@ def level_name(step: float) -> str:
     return "raw samples"
 
 
-def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str, dict], list[dict], str | None]:
+def chart_figures(store: ReadStore, events_log: EventLog, instance_id: str,
+                  rng: Range) -> tuple[dict[str, dict], list[dict], str | None]:
     """Every chart of the instance page, the events marked on them, and why the charts
     are empty when the store could not answer (an engine behind --store-url that is down)."""
-    events = service.events.list(instance_id, since=rng.start, until=rng.end, limit=MAX_EVENTS_ON_CHART)
+    events = events_log.list(instance_id, since=rng.start, until=rng.end, limit=MAX_EVENTS_ON_CHART)
     # Scheduled maintenance in the future is not on a time axis that ends now.
     marks = [e for e in events if rng.start <= e["publish_time"] <= rng.end]
     out: dict[str, dict] = {}
@@ -112,8 +115,8 @@ def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str,
         traces = []
         for line in chart.lines if failed is None else ():  # after one failure, ask no more
             try:
-                frame = service.store.query(line.metric, instance_id=instance_id, start=rng.start, end=rng.end,
-                                            step=rng.step, agg=line.agg)
+                frame = store.query(line.metric, instance_id=instance_id, start=rng.start, end=rng.end,
+                                    step=rng.step, agg=line.agg)
             except StoreError as e:
                 failed = str(e)
                 break
@@ -122,24 +125,24 @@ def chart_figures(service: Any, instance_id: str, rng: Range) -> tuple[dict[str,
     return out, events, failed
 
 
-def _latest(service: Any, metric: str, max_age: float) -> Any:
+def _latest(store: ReadStore, metric: str, max_age: float) -> Any:
     try:
-        return service.store.latest(metric, instance_id=None, max_age=max_age)
+        return store.latest(metric, instance_id=None, max_age=max_age)
     except Exception:  # noqa: BLE001 - a store that cannot answer shows dashes, not a broken page
         return None
 
 
-def glance(service: Any, now: float | None = None) -> dict[str, dict[str, Any]]:
+def glance(store: ReadStore, interval: float, now: float | None = None) -> dict[str, dict[str, Any]]:
     """Per instance: the latest CPU, memory and fullest-filesystem usage (None when stale)."""
     now = time.time() if now is None else now
-    max_age = stale_after(service.config.interval, SERIES_FLOOR)
+    max_age = stale_after(interval, SERIES_FLOOR)
     out: dict[str, dict[str, Any]] = {}
     for metric in ("cpu_usage", "mem_usage"):
-        frame = _latest(service, metric, max_age)
+        frame = _latest(store, metric, max_age)
         if frame is not None and not frame.empty:
             for iid, v in zip(frame["instance_id"], frame["value"]):
                 out.setdefault(iid, {})[metric] = float(v)
-    frame = _latest(service, "fs_usage", max_age)
+    frame = _latest(store, "fs_usage", max_age)
     if frame is not None and not frame.empty and "mountpoint" in frame.columns:
         for iid, g in frame.groupby("instance_id"):
             row = g.loc[g["value"].idxmax()]

@@ -8,7 +8,7 @@ from typing import Any
 from flask import abort, redirect, render_template, request, url_for
 
 from dashboards.commands_views import offers
-from dashboards.blueprint import bp, service
+from dashboards.blueprint import bp, parts
 from diag.units import parse_duration
 
 WINDOWS = ("1h", "6h", "12h", "24h", "7d")
@@ -60,7 +60,7 @@ def diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[dict[str, A
 
 @bp.get("/diagnosis")
 def diagnosis() -> Any:
-    s = service()
+    s = parts()
     instances = s.instances.list()
     instance_id = request.args.get("instance_id") or s.instance_id
     if s.instances.get(instance_id) is None:
@@ -80,17 +80,17 @@ def diagnosis() -> Any:
         comparison = {"old": old, "new": new, "diff": diff(old, new)}
     return render_template("diagnosis.html", instances=instances, instance_id=instance_id, history=history,
                            report=report, groups=grouped(report) if report else [], comparison=comparison,
-                           windows=WINDOWS, health=s.health_of(instance_id) or {},
+                           windows=WINDOWS, health=s.diagnoser.health_of(instance_id) or {},
                            error=request.args.get("error"), offers=offers(report))
 
 
 @bp.post("/diagnosis/run")
 def run_diagnosis() -> Any:
-    s = service()
+    s = parts()
     instance_id = request.form.get("instance_id") or s.instance_id
     window = request.form.get("window", "12h")
     if window not in WINDOWS or s.instances.get(instance_id) is None:
         return redirect(url_for("dash.diagnosis", instance_id=s.instance_id,
                                 error=f"cannot diagnose {instance_id!r} over {window!r}"), 303)
-    report = s.diagnose(instance_id, parse_duration(window))
+    report = s.diagnoser.diagnose(instance_id, parse_duration(window))
     return redirect(url_for("dash.diagnosis", instance_id=instance_id, report=report["report_id"]), 303)

@@ -11,7 +11,7 @@ from flask import redirect, render_template, request, url_for
 
 from dashboards import timefmt
 from dashboards.data import parse_input_time
-from dashboards.blueprint import bp, service
+from dashboards.blueprint import bp, parts
 from diag.events import FOLD_WINDOW, LEVELS, MAINTENANCE, STATUSES, TYPES, EventError
 from diag.units import parse_duration
 
@@ -28,7 +28,7 @@ def _filters() -> dict[str, str]:
 
 def _page(form: dict[str, str] | None = None, errors: dict[str, str] | None = None, status: int = 200,
           notice: str | None = None) -> Any:
-    s = service()
+    s = parts()
     now = time.time()
     f = _filters()
     events = s.events.list(f["instance_id"] or None, types=[f["type"]] if f["type"] else None,
@@ -62,7 +62,7 @@ def events() -> Any:
 
 @bp.post("/events/schedule")
 def schedule() -> Any:
-    s = service()
+    s = parts()
     now = time.time()
     form = {k: request.form.get(k, "").strip() for k in ("instance_id", "type", "not_before", "duration", "comment",
                                                           "inquire")}
@@ -98,7 +98,7 @@ def schedule() -> Any:
 @bp.post("/events/<event_id>/cancel")
 def cancel(event_id: str) -> Any:
     try:
-        event = service().events.cancel(event_id)
+        event = parts().events.cancel(event_id)
     except EventError as e:
         return _page(notice=f"could not cancel {event_id}: {e.message}", status=e.status)
     return redirect(url_for("dash.events", notice=f"canceled {event['type']} ({event_id})"), 303)
@@ -107,7 +107,7 @@ def cancel(event_id: str) -> Any:
 @bp.post("/events/<event_id>/accept")
 def accept(event_id: str) -> Any:
     try:
-        event = service().events.accept(event_id)
+        event = parts().events.accept(event_id)
     except EventError as e:
         return _page(notice=f"could not accept {event_id}: {e.message}", status=e.status)
     return redirect(url_for("dash.events", notice=f"accepted {event['type']} ({event_id}): {event['status']}"), 303)
@@ -123,7 +123,7 @@ def reschedule(event_id: str) -> Any:
         return _page(notice=f"could not reschedule {event_id}: a start time like {timefmt.input_value(now + 3600)} "
                             f"(in {timefmt.zone_name()})", status=422)
     try:
-        event = service().events.reschedule(event_id, not_before, now)
+        event = parts().events.reschedule(event_id, not_before, now)
     except EventError as e:
         return _page(notice=f"could not reschedule {event_id}: {e.message}", status=e.status)
     return redirect(url_for("dash.events", notice=f"rescheduled {event['type']} ({event_id}) to "

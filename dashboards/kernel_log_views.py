@@ -11,7 +11,7 @@ from typing import Any
 from flask import render_template, request
 
 from dashboards.data import parse_input_time
-from dashboards.blueprint import bp, instance_or_404, service
+from dashboards.blueprint import bp, instance_or_404, parts
 from diag.kernel_lines import LEVEL_NAMES, MAX_LIMIT, parse_level
 
 PAGE_LIMIT = 1000
@@ -57,10 +57,10 @@ def kernel_log(instance_id: str) -> Any:
             args["limit"] = int(f["limit"])
         else:
             errors["limit"] = f"a number of lines from 1 to {MAX_LIMIT}"
-    lines, more = ([], False) if errors else service().kernel_log.lines(instance_id, **args)
+    lines, more = ([], False) if errors else parts().kernel_log.lines(instance_id, **args)
     for ln in lines:
         ln["iso"] = iso(ln["ts"])
     return render_template("kernel_log.html", inst=inst, lines=lines, more=more, f=f, errors=errors,
-                           levels=LEVEL_NAMES, limit=args["limit"], kept=service().kernel_log,
+                           levels=LEVEL_NAMES, limit=args["limit"], kept=parts().kernel_log,
                            since_iso=iso(args["since"]) if "since" in args else None,
                            until_iso=iso(args["until"]) if "until" in args else None), 400 if errors else 200

@@ -10,22 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 from checks.windows import fmt_duration
+from diag.process_history import ProcessHistory
 from diag.settings.stale import NOW_STRIP_FLOOR, stale_after
+from diag.store import ReadStore
 
 TOP_INTERFACES = 4
 TOP_PROCESSES = 5
 
 
-def _latest(service: Any, instance_id: str, metric: str, max_age: float) -> Any:
+def _latest(store: ReadStore, instance_id: str, metric: str, max_age: float) -> Any:
     try:
-        frame = service.store.latest(metric, instance_id=instance_id, max_age=max_age)
+        frame = store.latest(metric, instance_id=instance_id, max_age=max_age)
     except Exception:  # noqa: BLE001 - a store that cannot answer shows dashes, not a broken page
         return None
     return None if frame is None or frame.empty else frame
 
 
-def _one(service: Any, instance_id: str, metric: str, max_age: float) -> float | None:
-    frame = _latest(service, instance_id, metric, max_age)
+def _one(store: ReadStore, instance_id: str, metric: str, max_age: float) -> float | None:
+    frame = _latest(store, instance_id, metric, max_age)
     return None if frame is None else float(frame["value"].iloc[-1])
 
 
@@ -42,10 +44,10 @@ def gib(v: float | None) -> str:
     return "–" if v is None else f"{v / 2**30:.3g} GiB"
 
 
-def now_strip(service: Any, instance_id: str, interval: float) -> dict[str, Any]:
+def now_strip(store: ReadStore, processes: ProcessHistory, instance_id: str, interval: float) -> dict[str, Any]:
     max_age = stale_after(interval, NOW_STRIP_FLOOR)
-    one = lambda m: _one(service, instance_id, m, max_age)  # noqa: E731
-    cores_frame = _latest(service, instance_id, "cpu_core_usage", max_age)
+    one = lambda m: _one(store, instance_id, m, max_age)  # noqa: E731
+    cores_frame = _latest(store, instance_id, "cpu_core_usage", max_age)
     cores = None if cores_frame is None or "cpu" not in cores_frame else int(cores_frame["cpu"].nunique())
     load = [one(m) for m in ("load_1", "load_5", "load_15")]
     uptime = one("uptime")
@@ -58,7 +60,7 @@ def now_strip(service: Any, instance_id: str, interval: float) -> dict[str, Any]
     }
     rates: dict[str, dict[str, float]] = {}
     for metric in ("net_in", "net_out"):
-        frame = _latest(service, instance_id, metric, max_age)
+        frame = _latest(store, instance_id, metric, max_age)
         if frame is not None and "interface" in frame:
             for iface, v in zip(frame["interface"], frame["value"]):
                 rates.setdefault(str(iface), {})[metric] = float(v)
@@ -67,7 +69,7 @@ def now_strip(service: Any, instance_id: str, interval: float) -> dict[str, Any]
                          for name, r in busiest[:TOP_INTERFACES]]
     out["more_interfaces"] = max(0, len(busiest) - TOP_INTERFACES)
     try:
-        snap = service.processes.at(instance_id) or {}
+        snap = processes.at(instance_id) or {}
     except Exception:  # noqa: BLE001 - the strip without its process lists
         snap = {}
     out["by_cpu"] = (snap.get("by_cpu") or [])[:TOP_PROCESSES]

@@ -64,7 +64,7 @@ def configure(app: Flask, data_dir: Path) -> None:
 
 
 def _config() -> Any:
-    return current_app.extensions["diag"]["service"].config
+    return current_app.extensions["diag"]["parts"].config
 
 
 def token_required() -> bool:

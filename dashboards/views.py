@@ -15,7 +15,7 @@ from flask import Response, abort, current_app, jsonify, redirect, render_templa
 from markupsafe import Markup
 
 from dashboards import advice, alert_text, data, figures, now_strip, security, timefmt
-from dashboards.blueprint import alerting, bp, current_value, instance_or_404, service, unheard
+from dashboards.blueprint import alerting, bp, current_value, instance_or_404, parts, unheard
 from diag.health import STATES
 
 # From npm's plotly.js-basic-dist-min, the version the plotly Python package bundles (its
@@ -132,8 +132,6 @@ def logout() -> Any:
 
 def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
     a = alerting()
-    if a is None:
-        return None
     try:
         alerts = a.repo.alerts(["firing"], instance_id=instance_id)
         policies = a.repo.list("policy") if alerts else []
@@ -145,33 +143,33 @@ def _firing(instance_id: str | None = None) -> list[dict[str, Any]] | None:
 
 @bp.get("/")
 def overview() -> Any:
-    s = service()
+    s = parts()
     now = time.time()
     rows = []
     for inst in s.instances.list():
-        h = s.health_of(inst["instance_id"], now) or {}
+        h = s.diagnoser.health_of(inst["instance_id"], now) or {}
         rows.append({**inst, **h})
     order = {"Impaired": 0, "Warning": 1, "InsufficientData": 2, "Maintaining": 3, "Initializing": 4,
              "NotApplicable": 5, "Ok": 6}
     rows.sort(key=lambda r: (order.get(r["health_status"], 9), r["instance_id"]))
     counts = {st: sum(1 for r in rows if r["health_status"] == st) for st in STATES}
     events = s.events.list(since=now - 86400, limit=15)
-    return render_template("overview.html", rows=rows, glance=data.glance(s, now), counts=counts,
+    return render_template("overview.html", rows=rows, glance=data.glance(s.store, s.config.interval, now), counts=counts,
                            events=events, firing=_firing(), now=now, unheard=unheard(),
-                           groups=(alerting().repo.list("contact_group") if alerting() else []))
+                           groups=alerting().repo.list("contact_group"))
 
 
 # -- instance ------------------------------------------------------------------------------
 
 @bp.get("/instances/<instance_id>")
 def instance(instance_id: str) -> Any:
-    s = service()
+    s = parts()
     inst = instance_or_404(instance_id)
-    rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
-    figs, events, store_error = data.chart_figures(s, instance_id, rng)
-    health = s.health_of(instance_id) or {}
+    rng = data.fit_to_data(s.store, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
+    figs, events, store_error = data.chart_figures(s.store, s.events, instance_id, rng)
+    health = s.diagnoser.health_of(instance_id) or {}
     return render_template("instance.html", inst=inst, health=health, rng=rng, figs=figs, events=events[:20],
-                           now=now_strip.now_strip(s, instance_id, s.interval_of(inst)),
+                           now=now_strip.now_strip(s.store, s.processes, instance_id, s.diagnoser.interval_of(inst)),
                            charts=figures.CHARTS, ranges=data.RANGES, level=data.level_name(rng.step),
                            firing=_firing(instance_id), interval=s.config.interval, store_error=store_error,
                            is_self=instance_id == s.instance_id)
@@ -181,7 +179,7 @@ def instance(instance_id: str) -> Any:
 def instance_monitoring(instance_id: str) -> Any:
     instance_or_404(instance_id)
     enabled = request.form.get("monitoring") == "on"
-    service().set_monitoring(instance_id, enabled)
+    parts().diagnoser.set_monitoring(instance_id, enabled)
     return redirect(url_for("dash.instance", instance_id=instance_id), 303)
 
 
@@ -191,7 +189,7 @@ def instance_forget(instance_id: str) -> Any:
     stays until retention (DELETE /api/v1/instances/{id})."""
     instance_or_404(instance_id)
     try:
-        service().forget_instance(instance_id)
+        parts().roster.forget(instance_id)
     except ValueError as e:  # this server itself
         abort(409, str(e))
     return redirect(url_for("dash.overview"), 303)
@@ -201,11 +199,11 @@ def instance_forget(instance_id: str) -> Any:
 def instance_charts(instance_id: str) -> Any:
     """What auto-refresh and the range picker fetch: the figures, the health panel, the
     range as the picker shows it and its events, for the query the page URL would have."""
-    s = service()
+    s = parts()
     inst = instance_or_404(instance_id)
-    rng = data.fit_to_data(s, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
-    figs, events, store_error = data.chart_figures(s, instance_id, rng)
-    health = s.health_of(instance_id) or {}
+    rng = data.fit_to_data(s.store, inst, data.pick_range(request.args, tz=timefmt.chosen()[1]))
+    figs, events, store_error = data.chart_figures(s.store, s.events, instance_id, rng)
+    health = s.diagnoser.health_of(instance_id) or {}
     now = time.time()
     return jsonify({"figures": figs, "health_html": render_template("_health.html", health=health),
                     "generated_at": now, "generated_text": timefmt.when(now), "store_error": store_error,

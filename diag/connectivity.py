@@ -15,12 +15,16 @@ import ipaddress
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from collectors.facts import firewall as fw_mod
 from collectors.facts import iptables_rules
 from collectors.facts.listening import read_sockets
+from collectors.roots import Roots
 from diag import probe as probe_mod
+
+if TYPE_CHECKING:
+    from diag.commands.engine import Commands
 
 VERDICTS = ("ok", "problem", "unknown", "not_applicable")
 OVERALL = ("reachable", "unreachable", "unknown")
@@ -311,20 +315,31 @@ def overall(steps: list[dict]) -> dict:
             {"step": first["step"], "message": first["message"]}}
 
 
-def diagnose(service, source_id: str, dest_id: str | None, address: str | None, port: int, protocol: str,
+class Host(Protocol):
+    """What a walk needs: which instance this host is, its roots (read live), the last facts
+    of the others, and remote commands to probe from an agent (None: off)."""
+
+    local_id: str
+    roots: Roots
+    commands: Commands | None
+
+    def facts_of(self, instance_id: str) -> tuple[dict | None, float | None]: ...
+
+
+def diagnose(host: Host, source_id: str, dest_id: str | None, address: str | None, port: int, protocol: str,
              timeout: float = DEFAULT_TIMEOUT_S) -> dict:
     """The walk; `dest_id` xor `address`. Both instances must exist (the route checks)."""
     t0 = time.monotonic()
-    local_src = source_id == service.instance_id
-    local_dst = dest_id is not None and dest_id == service.instance_id
-    src_facts = live_paths(service.config.roots) if local_src else service.facts_of(source_id)[0]
+    local_src = source_id == host.local_id
+    local_dst = dest_id is not None and dest_id == host.local_id
+    src_facts = live_paths(host.roots) if local_src else host.facts_of(source_id)[0]
     dst_facts = None
     if dest_id is not None:
         # This host's listener and firewall are read live below; its facts only pick its address.
         if dest_id == source_id:
             dst_facts = None if local_dst else src_facts
         else:
-            dst_facts = live_paths(service.config.roots) if local_dst else service.facts_of(dest_id)[0]
+            dst_facts = live_paths(host.roots) if local_dst else host.facts_of(dest_id)[0]
         address, why = destination_address(dest_id, dst_facts, src_facts, same=dest_id == source_id)
         if address is None:
             return _answer(source_id, dest_id, None, port, protocol, t0,
@@ -336,7 +351,7 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     route = route_step(src_facts, address, source_id)
     out_iface = (route["evidence"] or {}).get("interface") if local_src else None
     if protocol == "tcp" and (local_src or local_dst):
-        roots = service.config.roots
+        roots = host.roots
         reader = threading.Thread(
             target=lambda: live.setdefault("rules", read_live_rules(roots, port, family, address, out_iface)),
             name="connectivity-firewall", daemon=True)
@@ -344,10 +359,10 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     # The probe runs meanwhile: both are bounded, and the answer waits for the longer only.
     if local_src:
         result, reason = probe_mod.probe(address, port, protocol, timeout), None
-    elif service.commands is not None:
+    elif host.commands is not None:
         from diag import remote_probe
 
-        result, reason = remote_probe.run(service.commands, source_id, address, port, protocol, timeout)
+        result, reason = remote_probe.run(host.commands, source_id, address, port, protocol, timeout)
     else:
         result = None
         reason = f"the probe runs from the source; {source_id} is an agent and remote commands are not enabled"
@@ -358,7 +373,7 @@ def diagnose(service, source_id: str, dest_id: str | None, address: str | None, 
     if dest_id is not None:
         if local_dst:
             try:
-                sockets, _, errs = read_sockets(service.config.roots.proc)
+                sockets, _, errs = read_sockets(host.roots.proc)
                 sock_err = "; ".join(errs) or None
             except OSError as e:
                 sock_err = str(e)

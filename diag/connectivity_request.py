@@ -7,11 +7,17 @@ from __future__ import annotations
 import ipaddress
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from collectors.roots import Roots
 from diag import connectivity
 from diag.errors import ApiError
+from diag.host_facts import Facts
 from diag.identity import INSTANCE_ID
+from diag.instances import Instances
+
+if TYPE_CHECKING:
+    from diag.commands.engine import Commands
 
 _FIELDS = {"source", "destination", "port", "protocol", "timeout"}
 # Each walk holds a server thread for up to a few seconds (the probe, the firewall read): a
@@ -20,15 +26,39 @@ MAX_RUNNING = 2
 _running = threading.BoundedSemaphore(MAX_RUNNING)
 
 
-def ask(service: Any, body: Any) -> dict[str, Any]:
-    """The walk's answer for a request body; 422 for a bad field, 404 for an unknown
-    instance, 429 when MAX_RUNNING walks are under way."""
-    req = parse(body, service.instance_id)
-    if service.instances.get(req["source_id"]) is None:
-        raise ApiError(404, f"no instance {req['source_id']}", "source")
-    if req["dest_id"] is not None and service.instances.get(req["dest_id"]) is None:
-        raise ApiError(404, f"no instance {req['dest_id']}", "destination.instance_id")
-    return run(service, req)
+class Connectivity:
+    """The connectivity use case over this service's parts; a `connectivity.Host` for the walk."""
+
+    def __init__(self, *, local_id: str, roots: Roots, facts: Facts, instances: Instances,
+                 commands: Commands | None) -> None:
+        self.local_id = local_id
+        self.roots = roots
+        self.commands = commands
+        self._facts = facts
+        self._instances = instances
+
+    def facts_of(self, instance_id: str) -> tuple[dict | None, float | None]:
+        return self._facts.of(instance_id)
+
+    def ask(self, body: Any) -> dict[str, Any]:
+        """The walk's answer for a request body; 422 for a bad field, 404 for an unknown
+        instance, 429 when MAX_RUNNING walks are under way."""
+        req = parse(body, self.local_id)
+        if self._instances.get(req["source_id"]) is None:
+            raise ApiError(404, f"no instance {req['source_id']}", "source")
+        if req["dest_id"] is not None and self._instances.get(req["dest_id"]) is None:
+            raise ApiError(404, f"no instance {req['dest_id']}", "destination.instance_id")
+        return self._run(req)
+
+    def _run(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The walk, unless MAX_RUNNING are under way already (429: try again in a few seconds)."""
+        if not _running.acquire(blocking=False):
+            raise ApiError(429, f"{MAX_RUNNING} connectivity diagnoses are running; try again in a few seconds",
+                           headers={"Retry-After": "5"})
+        try:
+            return connectivity.diagnose(self, **req)
+        finally:
+            _running.release()
 
 
 def parse(body: dict[str, Any], local_id: str) -> dict[str, Any]:
@@ -63,17 +93,6 @@ def parse(body: dict[str, Any], local_id: str) -> dict[str, Any]:
         raise ApiError(422, "must be from 0.1 to 3 seconds", "timeout")
     return {"source_id": source, "dest_id": dest_id, "address": address, "port": port, "protocol": protocol,
             "timeout": timeout}
-
-
-def run(service: Any, req: dict[str, Any]) -> dict[str, Any]:
-    """The walk, unless MAX_RUNNING are under way already (429: try again in a few seconds)."""
-    if not _running.acquire(blocking=False):
-        raise ApiError(429, f"{MAX_RUNNING} connectivity diagnoses are running; try again in a few seconds",
-                       headers={"Retry-After": "5"})
-    try:
-        return connectivity.diagnose(service, **req)
-    finally:
-        _running.release()
 
 
 def _instance_id(value: Any, field: str) -> str:

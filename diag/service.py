@@ -23,13 +23,12 @@ class Service:
         self.processes, self.kernel_log, self.plugins, self.checks = p.processes, p.kernel_log, p.plugins, p.checks
         self.alerting, self.commands, self.cycle = p.alerting, p.commands, p.collection.cycle
         self.stopped_after = p.diagnoser.stopped_after
-        # The use cases the scheduler runs and the CLI and tests call.
+        # The use cases, for the CLI, tools and tests (the scheduler and the web app take the parts).
         self.collect, self.ingest, self.maintain = p.collection.collect, p.ingest.ingest, p.upkeep.maintain
-        self.take_facts, self.set_facts, self.facts_of = p.facts.take, p.facts.set, p.facts.of
+        self.take_facts, self.set_facts = p.facts.take, p.facts.set
         self.diagnose, self.diagnose_all, self.health_of = p.diagnoser.diagnose, p.diagnoser.diagnose_all, \
             p.diagnoser.health_of
         self.set_monitoring, self.sync_instances = p.diagnoser.set_monitoring, p.diagnoser.sync_instances
-        self.interval_of = p.diagnoser.interval_of
         self.forget_instance = p.roster.forget
         self._running = False
 

@@ -20,6 +20,7 @@ from collectors.runner import CollectionCycle
 from diag import diagnosis, lifecycle
 from diag.alerting import Alerting
 from diag.collection import Collection
+from diag.connectivity_request import Connectivity
 from diag.commands import attach
 from diag.db import Database
 from diag.diagnoser import Diagnoser
@@ -72,6 +73,7 @@ class Parts:
     alerting: Alerting
     roster: Roster
     commands: Commands | None  # None unless remote commands are enabled
+    connectivity: Connectivity
 
 
 def build(config: Config, store: ReadStore | None = None) -> Parts:
@@ -109,6 +111,7 @@ def build(config: Config, store: ReadStore | None = None) -> Parts:
     alerting = Alerting(db, settings=config.alerting, local_id=me, interval=config.interval,
                         listen_url=f"http://{config.host}:{config.port}", store=read, events=events,
                         instances=instances, reports=reports, checks=checks)
+    commands = attach(config, db, local_id=me, events=events, instances=instances)
     return Parts(
         config=config, instance_id=me, db=db, store=read, writer=writer, engine_instances=engine_instances,
         points=points, events=events, instances=instances, processes=processes, kernel_log=kernel_log,
@@ -124,7 +127,8 @@ def build(config: Config, store: ReadStore | None = None) -> Parts:
                       kernel_log=kernel_log),
         alerting=alerting,
         roster=Roster(instances, local_id=me, alerts=alerting, facts=facts),
-        commands=attach(config, db, local_id=me, events=events, instances=instances),
+        commands=commands,
+        connectivity=Connectivity(local_id=me, roots=config.roots, facts=facts, instances=instances, commands=commands),
     )
 
 

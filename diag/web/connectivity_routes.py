@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
-from diag import connectivity_request
 from diag.web import auth
 from diag.web.openapi import doc, ref
+from diag.web.parts import parts
 from diag.web.schemas import CONNECTIVITY, CONNECTIVITY_BODY
 from diag.web.validate import json_body
 
@@ -22,4 +22,4 @@ bp = Blueprint("connectivity_api", __name__, url_prefix="/api/v1")
      body=CONNECTIVITY_BODY, responses={200: CONNECTIVITY, 429: ref("Error")})
 def diagnose_connectivity():
     auth.require("token")
-    return jsonify(connectivity_request.ask(current_app.extensions["diag"]["service"], json_body()))
+    return jsonify(parts().connectivity.ask(json_body()))

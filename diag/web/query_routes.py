@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import orjson
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from diag import catalogue
 from diag.store.query import MAX_POINTS, Matcher, compile_matcher, default_step
@@ -16,6 +16,7 @@ from diag.web.errors import ApiError
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, time_param
 from diag.web.openapi import doc, enum, query
 from diag.web.schemas import INSTANCE_ID_OR_EMPTY, QUERY_RESULT, STEP_PARAM, TIME_IN
+from diag.web.parts import parts
 
 bp = Blueprint("query_api", __name__, url_prefix="/api/v1")
 
@@ -52,7 +53,7 @@ def _label_filters() -> dict[str, str | Matcher]:
     query("step", STEP_PARAM),
     query("agg", enum(*AGGS))])
 def query():
-    service = current_app.extensions["diag"]["service"]
+    p = parts()
     now = time.time()
     metric = request.args.get("metric", "")
     if not metric:
@@ -60,9 +61,9 @@ def query():
     known = catalogue.resolve(metric)
     if known is not None:  # a /metrics name is read as the catalogue's metric, in its unit
         metric = known.name
-    if known is None and metric not in service.store.metric_names():
+    if known is None and metric not in p.store.metric_names():
         raise ApiError(404, f"unknown metric {metric!r}: see GET /api/v1/metrics", "metric", code="UnknownMetric")
-    instance_id = request.args.get("instance_id") or service.instance_id
+    instance_id = request.args.get("instance_id") or p.instance_id
     if not INSTANCE_ID.match(instance_id):
         raise ApiError(400, "not an instance id", "instance_id")
     start, end = _time("start", "-1h", now), _time("end", "now", now)
@@ -81,10 +82,10 @@ def query():
     if buckets > MAX_POINTS:
         raise ApiError(422, f"{buckets:.0f} points per series is more than {MAX_POINTS}; use a step of at least "
                             f"{math.ceil((end - start) / MAX_POINTS)}s", "step", code="TooManyPoints")
-    frame = service.store.query(metric, instance_id=instance_id, labels=_label_filters(), start=start, end=end,
+    frame = p.store.query(metric, instance_id=instance_id, labels=_label_filters(), start=start, end=end,
                                 step=step, agg=agg)
     # A plugin check's perfdata carry their unit (UOM); other metrics outside the catalogue have none.
-    unit = known.unit if known else service.plugins.unit(metric)
+    unit = known.unit if known else p.plugins.unit(metric)
     body = {"metric": metric, "unit": unit, "step": step, "start": start, "end": end,
             "agg": agg, "series": _series(frame)}
     # orjson writes the points straight from numpy: a day of 5 series took 4 ms in the

@@ -41,7 +41,7 @@ def service(tmp_path_factory):
 
 def test_every_figure_is_valid_plotly_and_charts_hold_this_machines_data(service):
     rng = data.pick_range({"range": "1h"})
-    figs, _, _ = data.chart_figures(service, service.instance_id, rng)
+    figs, _, _ = data.chart_figures(service.store, service.events, service.instance_id, rng)
     assert set(figs) == {c.key for c in figures.CHARTS}
     for key, fig in figs.items():
         go.Figure(fig)  # plotly's own validator: raises on any bad property
@@ -108,7 +108,7 @@ def test_report_diff_keeps_changed_messages_of_passing_checks_apart():
 
 def test_every_chart_has_one_height_and_its_legend_rows_say_last_min_max(service):
     rng = data.pick_range({"range": "1h"})
-    figs, _, _ = data.chart_figures(service, service.instance_id, rng)
+    figs, _, _ = data.chart_figures(service.store, service.events, service.instance_id, rng)
     for key, fig in figs.items():
         lay = fig["layout"]
         # the legend is the page's table, not plotly's: the plots of a row line up
@@ -138,13 +138,13 @@ def test_many_filesystems_fold_into_the_fullest_of_the_rest():
 def test_a_young_instances_preset_range_starts_at_its_data_and_a_custom_one_is_kept(service):
     inst = service.instances.get(service.instance_id)
     hour = data.pick_range({"range": "1h"})
-    fitted = data.fit_to_data(service, inst, hour)
+    fitted = data.fit_to_data(service.store, inst, hour)
     first = float(service.store.query("cpu_usage", instance_id=service.instance_id, start=hour.start, end=hour.end,
                                       step=10)["ts"].min())
     assert fitted.fitted and fitted.key == "1h" and fitted.live
     assert hour.start < fitted.start < first <= fitted.start + 30 and fitted.end == hour.end
     assert fitted.step == default_step(fitted.start, fitted.end)
     custom = data.pick_range({"range": "custom", "start": "-1h", "end": "now"})
-    assert data.fit_to_data(service, inst, custom) == custom
+    assert data.fit_to_data(service.store, inst, custom) == custom
     old = {**inst, "first_seen": hour.start - 60}  # history older than the range: nothing to fit
     assert data.fit_to_data(service, old, hour) == hour

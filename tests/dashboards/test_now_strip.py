@@ -21,7 +21,7 @@ def service(tmp_path):
 
 
 def test_the_strip_reads_this_machine_now(service):
-    now = now_strip.now_strip(service, service.instance_id, 10)
+    now = now_strip.now_strip(service.store, service.processes, service.instance_id, 10)
     assert now["cores"] == os.cpu_count()
     assert now["load"][0] == pytest.approx(os.getloadavg()[0], abs=2.0)
     assert now["load_per_core"] == pytest.approx(now["load"][0] / now["cores"])
@@ -39,6 +39,6 @@ def test_the_strip_reads_this_machine_now(service):
 
 def test_a_silent_machine_shows_dashes_not_old_numbers(service):
     service.instances.register("gone", hostname="gone")
-    now = now_strip.now_strip(service, "gone", 10)
+    now = now_strip.now_strip(service.store, service.processes, "gone", 10)
     assert now["cpu"] is None and now["cores"] is None and now["mem_total"] == "–" and now["interfaces"] == []
     assert now_strip.bits(1.5e9) == "1.5 Gbit/s" and now_strip.bits(2.5e5) == "250 kbit/s" and now_strip.bits(None) == "–"

@@ -136,7 +136,7 @@ def _walk(service, **kw):
     kw.setdefault("protocol", "tcp")
     kw.setdefault("timeout", 1.0)
     t0 = time.monotonic()
-    out = connectivity.diagnose(service, service.instance_id, **kw)
+    out = connectivity.diagnose(service.parts.connectivity, service.instance_id, **kw)
     assert time.monotonic() - t0 < 10
     return out, {s["step"]: s for s in out["steps"]}
 
@@ -269,7 +269,7 @@ def test_an_agent_source_is_walked_from_its_facts_and_its_probe_is_unknown_with_
              "sshd": {"ports": [22]}, "firewall": {"tool": "nft", "rules_checked": 4, "drops": [], "error": None}}
     service.instances.register(agent, hostname="agent-1")
     service.set_facts(agent, facts, time.time())
-    out = connectivity.diagnose(service, agent, None, "198.51.100.7", 443, "tcp", 1.0)
+    out = connectivity.diagnose(service.parts.connectivity, agent, None, "198.51.100.7", 443, "tcp", 1.0)
     steps = {s["step"]: s for s in out["steps"]}
     assert steps["source_route"]["evidence"]["gateway"] == "10.0.0.1"
     assert steps["source_firewall"]["verdict"] == "unknown"
@@ -277,7 +277,7 @@ def test_an_agent_source_is_walked_from_its_facts_and_its_probe_is_unknown_with_
     assert out["verdict"] == "unknown" and out["first_problem"] is None
     # This server towards the agent: probed at the address it shares a network with, its
     # listener and firewall from its facts.
-    out = connectivity.diagnose(service, service.instance_id, agent, None, 8443, "tcp", 0.3)
+    out = connectivity.diagnose(service.parts.connectivity, service.instance_id, agent, None, 8443, "tcp", 0.3)
     steps = {s["step"]: s for s in out["steps"]}
     assert out["destination"]["address"] in ("192.0.2.2", "10.0.0.2", "10.1.2.3")
     assert steps["destination_listener"]["verdict"] == "ok" and "caddy" in steps["destination_listener"]["message"]
@@ -339,7 +339,7 @@ def test_an_agent_towards_itself_reads_its_own_listener_from_its_facts(service):
                                         "pids": [], "process": "postgres"}]}
     service.instances.register(agent, hostname="agent-self")
     service.set_facts(agent, facts, time.time())
-    out = connectivity.diagnose(service, agent, agent, None, 5432, "tcp", 0.5)
+    out = connectivity.diagnose(service.parts.connectivity, agent, agent, None, 5432, "tcp", 0.5)
     steps = {s["step"]: s for s in out["steps"]}
     assert out["destination"]["address"] == "127.0.0.1"
     assert steps["destination_listener"]["verdict"] == "ok" and "postgres" in steps["destination_listener"]["message"]

@@ -93,7 +93,7 @@ def test_an_allow_list_without_the_probe_keeps_it_off_the_agent(tmp_path):
     s = Service(load(cfg, env={"DIAG_TOKEN": TOKEN, "DIAG_COMMANDS": "1"}, data_dir=str(tmp_path / "data")))
     try:
         s.instances.register("conn-agent-3", hostname="a3")
-        out = connectivity.diagnose(s, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 1.0)
+        out = connectivity.diagnose(s.parts.connectivity, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 1.0)
         probe = out["steps"][-1]
         digest = hashlib.sha256(remote_probe.script().encode()).hexdigest()
         assert probe["verdict"] == "unknown" and f"allow-list does not hold {remote_probe.NAME}@{digest}" in \
@@ -107,7 +107,7 @@ def test_an_allow_list_without_the_probe_keeps_it_off_the_agent(tmp_path):
     try:
         s.instances.register("conn-agent-3", hostname="a3")
         t0 = time.monotonic()
-        out = connectivity.diagnose(s, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 0.5)
+        out = connectivity.diagnose(s.parts.connectivity, "conn-agent-3", None, "127.0.0.1", 22, "tcp", 0.5)
         assert time.monotonic() - t0 < 0.5 + remote_probe.SLACK_S + 1
         probe = out["steps"][-1]
         assert probe["verdict"] == "unknown" and "did not run the probe within" in probe["message"], probe
