@@ -182,8 +182,13 @@ class Database:
 
     def set_kv(self, key: str, value: Any) -> None:
         with self.write() as c:
-            c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                      (key, json.dumps(value)))
+            self.set_kv_in(c, key, value)
+
+    @staticmethod
+    def set_kv_in(c: sqlite3.Connection, key: str, value: Any) -> None:
+        """`set_kv` within a transaction the caller holds."""
+        c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                  (key, json.dumps(value)))
 
     def close(self) -> None:
         for conn in self._all:

@@ -20,7 +20,7 @@ from diag.alerting.notices import recipients
 from diag.alerting.outbox import Outbox
 from diag.alerting.policy import Contact, ContactGroup, Policy, PolicyError, dump, parse, validate
 from checks.windows import fmt_time
-from diag.alerting.repository import INSERT_HISTORY, Repository
+from diag.alerting.repository import Repository
 from checks.base import Check
 from diag.db import Database
 from diag.events import EventLog
@@ -33,22 +33,6 @@ log = logging.getLogger(__name__)
 
 WATERMARK = "alerting:events_rowid"  # an EventLog mark: the key keeps its name in existing databases
 HISTORY_DAYS = 60
-
-
-_UPSERT_ALERT = (
-    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, series, state, severity, value, started_at, "
-    "fired_at, resolved_at, last_notified_at, updated_at, episode, notices, detail) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
-    "severity = excluded.severity, value = excluded.value, started_at = excluded.started_at, "
-    "fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, "
-    "last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at, "
-    "episode = excluded.episode, notices = excluded.notices, detail = excluded.detail")
-
-
-def _alert_values(row: dict[str, Any], now: float) -> tuple:
-    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row.get("series", ""),
-            row["state"], row["severity"], row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"],
-            row["last_notified_at"], now, row["episode"], row["notices"], row["detail"])
 
 
 class Alerting:
@@ -258,15 +242,14 @@ class Alerting:
         for r in rows:
             self._alerts[(r["policy_id"], r["condition"], r["instance_id"], r.get("series", ""))] = r
         with self.db.write() as c:
-            c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
-            c.executemany(INSERT_HISTORY, history)
+            Repository.save_alerts(c, rows, now)
+            Repository.add_state_history(c, history)
             for notice, contact, idx in outgoing:
                 counts["notices"] += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
             for (owner, route), ch, labels, notice in grouped:
                 routing.add(c, owner, route, ch.policy_id, ch.policy.contact_groups, labels, notice, now)
-            if self._top is not None:
-                c.execute("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                          (WATERMARK, json.dumps(self._top)))
+            if self._top is not None:  # the events read, in the transaction of what they made
+                Database.set_kv_in(c, WATERMARK, self._top)
         counts["changes"] = len(rows)
         return counts
 
@@ -305,7 +288,7 @@ class Alerting:
                 for notice, contact, idx in out:
                     queued += self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
                 resend.mark(row, out[0][0], now)
-                c.execute("UPDATE alerts SET detail = ? WHERE alert_id = ?", (row["detail"], row["alert_id"]))
+                Repository.set_detail(c, row["alert_id"], row["detail"])
         return queued
 
     def forget_instance(self, instance_id: str, now: float | None = None) -> int:
@@ -325,8 +308,7 @@ class Alerting:
         now = time.time() if now is None else now
         with self._lock:
             policies = dict(self.policies())
-            rows = [dict(r) for r in self.db.read(
-                f"SELECT * FROM alerts WHERE state IN ('firing', 'pending') AND {where}", args)]
+            rows = self.repo.live_alert_rows(where, args)
             outgoing, history = [], []
             for row in rows:
                 prev, p = row["state"], policies.get(row["policy_id"])
@@ -347,9 +329,8 @@ class Alerting:
                 history.append((now, "state", row["alert_id"], row["policy_id"], row["instance_id"], row["condition"],
                                 prev, row["state"], row["value"], None, None, None, reason))
             with self.db.write() as c:
-                c.executemany("UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE alert_id = ?",
-                              [(r["state"], r["resolved_at"], now, r["alert_id"]) for r in rows])
-                c.executemany(INSERT_HISTORY, history)
+                Repository.set_states(c, rows, now)
+                Repository.add_state_history(c, history)
                 for notice, contact, idx in outgoing:
                     self.outbox.enqueue(c, notice, contact, idx, self.base_url, now)
         return len(rows)
@@ -370,18 +351,19 @@ class Alerting:
         unacknowledged) or the acknowledgement expires. Recorded in the alert and its history."""
         now = time.time() if now is None else now
         with self.db.write() as c:
-            r = c.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+            r = Repository.alert_row(c, alert_id)
             if r is None:
                 raise PolicyError(None, f"no alert {alert_id}", 404)
             if r["state"] not in ("firing", "pending"):
                 raise PolicyError(None, f"an alert that is {r['state']} needs no acknowledgement", 409)
             detail = json.loads(r["detail"] or "{}")
             detail["ack"] = {"by": who, "at": now, "until": now + expires_in, "comment": comment, "episode": r["episode"]}
-            c.execute("UPDATE alerts SET detail = ?, updated_at = ? WHERE alert_id = ?", (json.dumps(detail), now, alert_id))
-            c.execute(INSERT_HISTORY, (now, "ack", alert_id, r["policy_id"], r["instance_id"], r["condition"], r["state"],
-                                       r["state"], r["value"], None, None, None,
-                                       f"acknowledged by {who} until {fmt_time(now + expires_in)}"
-                                       + (f": {comment}" if comment else "")))
+            Repository.set_detail(c, alert_id, json.dumps(detail), now)
+            Repository.add_history(c, now, "ack", alert_id=alert_id, policy_id=r["policy_id"],
+                                   instance_id=r["instance_id"], condition=r["condition"], from_state=r["state"],
+                                   to_state=r["state"], value=r["value"],
+                                   detail=f"acknowledged by {who} until {fmt_time(now + expires_in)}"
+                                   + (f": {comment}" if comment else ""))
         return self.repo.alert(alert_id) or {}
 
     def _plan(self, ch: Change, now: float) -> tuple[dict[str, Any], semantics.Step, str | None] | None:

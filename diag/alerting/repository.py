@@ -27,6 +27,22 @@ INSERT_HISTORY = ("INSERT INTO alert_history (ts, kind, alert_id, policy_id, ins
                   "to_state, value, notification_id, channel, outcome, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
+_UPSERT_ALERT = (
+    "INSERT INTO alerts (alert_id, policy_id, condition, instance_id, series, state, severity, value, started_at, "
+    "fired_at, resolved_at, last_notified_at, updated_at, episode, notices, detail) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET state = excluded.state, "
+    "severity = excluded.severity, value = excluded.value, started_at = excluded.started_at, "
+    "fired_at = excluded.fired_at, resolved_at = excluded.resolved_at, "
+    "last_notified_at = excluded.last_notified_at, updated_at = excluded.updated_at, "
+    "episode = excluded.episode, notices = excluded.notices, detail = excluded.detail")
+
+
+def _alert_values(row: dict[str, Any], now: float) -> tuple:
+    return (row["alert_id"], row["policy_id"], row["condition"], row["instance_id"], row.get("series", ""),
+            row["state"], row["severity"], row.get("value"), row["started_at"], row["fired_at"], row["resolved_at"],
+            row["last_notified_at"], now, row["episode"], row["notices"], row["detail"])
+
+
 class Repository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -122,11 +138,42 @@ class Repository:
         return {(r["policy_id"], r["condition"], r["instance_id"], r["series"]): dict(r)
                 for r in self.db.read("SELECT * FROM alerts")}
 
+    def live_alert_rows(self, where: str, args: tuple) -> list[dict[str, Any]]:
+        """Firing and pending alerts matching `where` (a condition on alerts' columns), as plain dicts."""
+        return [dict(r) for r in self.db.read(f"SELECT * FROM alerts WHERE state IN ('firing', 'pending') AND {where}",
+                                              args)]
+
+    @staticmethod
+    def alert_row(c: sqlite3.Connection, alert_id: str) -> sqlite3.Row | None:
+        return c.execute("SELECT * FROM alerts WHERE alert_id = ?", (alert_id,)).fetchone()
+
+    @staticmethod
+    def save_alerts(c: sqlite3.Connection, rows: list[dict[str, Any]], now: float) -> None:
+        c.executemany(_UPSERT_ALERT, [_alert_values(r, now) for r in rows])
+
+    @staticmethod
+    def set_states(c: sqlite3.Connection, rows: list[dict[str, Any]], now: float) -> None:
+        c.executemany("UPDATE alerts SET state = ?, resolved_at = ?, updated_at = ? WHERE alert_id = ?",
+                      [(r["state"], r["resolved_at"], now, r["alert_id"]) for r in rows])
+
+    @staticmethod
+    def set_detail(c: sqlite3.Connection, alert_id: str, detail: str, now: float | None = None) -> None:
+        """The alert's detail (JSON); `now` also marks it updated (an acknowledgement, not a resend)."""
+        if now is None:
+            c.execute("UPDATE alerts SET detail = ? WHERE alert_id = ?", (detail, alert_id))
+        else:
+            c.execute("UPDATE alerts SET detail = ?, updated_at = ? WHERE alert_id = ?", (detail, now, alert_id))
+
     def counts(self) -> dict[tuple[str, str], int]:
         return {(r["state"], r["severity"]): r["n"] for r in
                 self.db.read("SELECT state, severity, COUNT(*) AS n FROM alerts GROUP BY state, severity")}
 
     # -- history ------------------------------------------------------------------------
+
+    @staticmethod
+    def add_state_history(c: sqlite3.Connection, rows: list[tuple]) -> None:
+        """History rows in INSERT_HISTORY's column order."""
+        c.executemany(INSERT_HISTORY, rows)
 
     @staticmethod
     def add_history(c: sqlite3.Connection, ts: float, kind: str, **f: Any) -> None:
