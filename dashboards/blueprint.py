@@ -1,6 +1,6 @@
 """The dashboard's blueprint and what every page shares: the guard and headers of each
 request (CSRF, login, security headers, compression), the error pages, and the pages'
-access to the service.
+access to the service's parts.
 
 Every page module adds its routes to `bp` from here; `dashboards.pages` imports them all,
 and `diag.web.app.create_app` mounts the result at `/`. The guard lives beside `bp`, so a
