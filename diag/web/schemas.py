@@ -1,7 +1,7 @@
 """Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
-still validated by hand (ingest, remote commands, contacts, silences, inhibit rules, the policy
-test); the others are pydantic models (diag/web/bodies.py, diag.alerting.policy), which are
-their own schema."""
+still validated by hand (ingest, command invocations, contacts, silences, inhibit rules); the
+others are pydantic models (diag/web/bodies.py, diag.alerting, diag.commands.model), which
+are their own schema."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from zoneinfo import available_timezones
 from flask import current_app
 
 from checks.base import STATUSES
+from checks.catalogue import BY_ID as CHECKS
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, ContactGroup, Policy, Route
+from diag.alerting.preview import SampleEvent
+from diag.commands.model import CommandBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import PARTIAL, RECORD_STATES
@@ -163,22 +166,22 @@ REPEAT_MODE = enum(*REPEAT_MODES)
 COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
                            "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
 SCRIPT_TYPE = enum(*SCRIPT_TYPES)
-_COMMAND_FIELDS = {"description": STR, "type": SCRIPT_TYPE, "content_encoding": enum("PlainText", "Base64"),
-                   "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR),
-                   "check_ids": arr(STR)}
-COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
-COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
+# The command's fields are its model's; a change is applied to the stored command, so each may be left out.
+COMMAND_BODY = model_schema(CommandBody, {"check_ids[]": enum(*sorted(CHECKS))})
+COMMAND_PATCH_BODY = {k: v for k, v in COMMAND_BODY.items() if k != "required"}
 _COMMAND_OUT = {"name": STR, "description": STR, "type": SCRIPT_TYPE, "content": STR, "parameters": arr(STR),
                 "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR), "check_ids": arr(STR)}
 COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_at": NUM, "updated_at": NUM},
                                    {"library_id": STR}))  # library_id: enabled from the library
 LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
                                                    "command_id": nullable(STR)}))
+# The invocation's fields are still checked by hand (commands_routes._invoke, CommandEngine.invoke).
 _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
                   "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
-RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
-                       {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
+# A command and its invocation in one; the timeout is the command's (which the invocation takes).
+RUN_COMMAND_BODY = {**COMMAND_PATCH_BODY, "required": ["instance_ids", "content"], "properties": {
+    **_INVOKE_FIELDS, **COMMAND_BODY["properties"], "instance_ids": arr(STR), "keep_command": BOOL}}
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
@@ -253,8 +256,8 @@ POLICY = component("AlertPolicy", obj({
     "effective": nullable(_EFFECTIVE_OUT), "silence": NUM, "notify_recovery": BOOL, "missing_data": enum(*MISSING),
     "contact_groups": arr(STR), "description": STR, "routing": ROUTING,
     "source": STR, "created_at": NUM, "updated_at": NUM}))
-POLICY_TEST_BODY = obj(optional={"event": nullable(obj({"type": enum(*EVENT_TYPES)}, {
-    "level": EVENT_LEVEL, "instance_id": STR, "message": STR}))}, extra=False)
+# The route checks the body's one field; the event is the preview's model.
+POLICY_TEST_BODY = obj(optional={"event": nullable(model_schema(SampleEvent))}, extra=False)
 CHANNEL_TYPES = ("webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu")
 CHANNEL_BODY = obj({"type": enum(*CHANNEL_TYPES)},
                    {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
