@@ -28,7 +28,7 @@ class CommandError(ValueError):
         self.status, self.message, self.field, self.code = status, message, field, code
 
 
-def _text(max_len: int, required: bool = False) -> Any:
+def _text(max_len: int, required: bool = False) -> BeforeValidator:
     """A text field: null reads as empty; NUL never."""
     def check(v: Any) -> str:
         v = "" if v is None else v

@@ -18,7 +18,7 @@ from diag.commands.model import CommandBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import PARTIAL, RECORD_STATES
-from diag.events import LEVELS, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
+from diag.events import LEVELS, STATUSES as EVENT_STATUSES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, model_schema, nullable, obj
