@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
-                      field_validator, model_validator)
+                      WithJsonSchema, field_validator, model_validator)
 
 from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
 from diag import catalogue
@@ -67,6 +67,27 @@ def _duration(v: Any) -> float:
 
 Duration = Annotated[float, BeforeValidator(_duration)]
 
+# -- the API document's form of what the validators below take ---------------------------------
+# The document is fuzzed (tests/web/test_openapi.py): what it allows must be accepted, so each
+# schema is as strict as its validator. What depends on the running service (the metric names,
+# the collection interval, the contact groups, the time zones) the web layer adds when serving.
+
+# Label names as patternProperties (JSON Schema draft 4, which OpenAPI 3.0 tools validate with).
+_LABELS_SCHEMA = {"type": "object", "maxProperties": 32, "additionalProperties": False,
+                  "patternProperties": {_LABEL.pattern: {"type": "string", "maxLength": 512}}}
+_HHMM_SCHEMA = {"type": "string", "pattern": r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
+_DAY_SCHEMA = {"oneOf": [{"type": "string", "description": "mon..sun (only the first three letters count)",
+                          "pattern": "^([Mm][Oo][Nn]|[Tt][Uu][Ee]|[Ww][Ee][Dd]|[Tt][Hh][Uu]|[Ff][Rr][Ii]"
+                                     "|[Ss][Aa][Tt]|[Ss][Uu][Nn])"},
+                         {"type": "integer", "minimum": 1, "maximum": 7}]}
+_FAMILIES = sorted({t[:i + 1] + "*" for t in TYPES for i, ch in enumerate(t) if ch == "."})
+# A known type, a family (`Kernel.*`), or Custom.<log_patterns rule name> / Custom.*.
+_EVENT_TYPE_SCHEMA = {"anyOf": [{"type": "string", "enum": [*TYPES, *_FAMILIES]},
+                                {"type": "string", "pattern": "^" + CUSTOM_PREFIX.replace(".", "\\.")
+                                 + "(\\*|" + RULE_NAME.pattern.strip("^$") + ")$"}]}
+
+Labels = Annotated[dict[str, str], WithJsonSchema(_LABELS_SCHEMA)]
+
 
 def _labels(v: dict[str, str] | None) -> dict[str, str]:
     v = v or {}
@@ -86,7 +107,7 @@ class _Strict(BaseModel):
 
 class Condition(_Strict):
     metric: str
-    labels: dict[str, str] = {}
+    labels: Labels = {}
     statistic: Literal["avg", "min", "max", "sum", "last"] = "avg"
     period: Duration = 300.0
     comparison: Literal["<", "<=", ">", ">=", "==", "!="]
@@ -132,8 +153,12 @@ class Condition(_Strict):
 
 
 class EventCondition(_Strict):
+    # A type or a level, or both (`_something`).
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["type"], "properties": {"type": _EVENT_TYPE_SCHEMA}},
+        {"required": ["level"], "properties": {"level": {"type": "string", "enum": list(LEVEL_SEVERITY)}}}]})
     # `type` is an event type, or a family like `Kernel.*`; `level` an event level.
-    type: str | None = None
+    type: Annotated[str, WithJsonSchema(_EVENT_TYPE_SCHEMA)] | None = None
     level: Literal["CRITICAL", "WARN", "INFO"] | None = None
     severity: Literal["critical", "warning", "info"] | None = None
 
@@ -174,8 +199,14 @@ class EventCondition(_Strict):
 
 
 class Targets(_Strict):
-    instances: list[str] = ["*"]
-    labels: dict[str, str] = {}
+    # Not empty: no instances and no labels (`_not_empty`).
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["instances"], "properties": {"instances": {"maxItems": 0}, "labels": {"maxProperties": 0}}}})
+    # ["*"] (every instance, the default) or instance ids; with no instances, a label selector.
+    instances: Annotated[list[str], WithJsonSchema({"anyOf": [
+        {"type": "array", "items": {"type": "string", "enum": ["*"]}, "maxItems": 1},
+        {"type": "array", "items": {"type": "string", "not": {"type": "string", "enum": ["*"]}}}]})] = ["*"]
+    labels: Labels = {}
 
     @field_validator("labels")
     @classmethod
@@ -197,9 +228,11 @@ class Targets(_Strict):
 
 
 class Effective(_Strict):
-    days: list[str] = list(DAYS)
-    start: str = "00:00"
-    end: str = "24:00"
+    """start and end may not be equal (default 00:00 and 24:00)"""
+
+    days: Annotated[list[str], WithJsonSchema({"type": "array", "items": _DAY_SCHEMA, "minItems": 1})] = list(DAYS)
+    start: Annotated[str, WithJsonSchema(_HHMM_SCHEMA)] = "00:00"
+    end: Annotated[str, WithJsonSchema(_HHMM_SCHEMA)] = "24:00"
     timezone: str = "UTC"
 
     @field_validator("days", mode="before")
@@ -256,6 +289,18 @@ ROUTE_BOUNDS = {"group_wait": (0, 3600, "0s and 1h"), "group_interval": (60, 864
                 "repeat_interval": (300, 86400, "5m and 24h")}
 
 
+def _timer_schema(field: str, say: str) -> WithJsonSchema:
+    # The API document's form of a route timer: seconds within its bounds, or text whose
+    # bounds `_bounds` checks (a 422 names the field).
+    lo, hi, _ = ROUTE_BOUNDS[field]
+    return WithJsonSchema({"oneOf": [{"type": "number", "minimum": lo, "maximum": hi},
+                                     {"type": "string", "pattern": _ROUTE_TEXT.pattern, "description": say}]})
+
+
+GroupByName = Annotated[str, WithJsonSchema({"anyOf": [{"type": "string", "pattern": _LABEL.pattern},
+                                                       {"type": "string", "enum": ["..."]}]})]
+
+
 class Route(_Strict):
     """How the notices of a policy (or of every policy notifying a contact group) are
     grouped, with Alertmanager's meanings: alerts with the same `group_by` label values
@@ -263,10 +308,11 @@ class Route(_Strict):
     changed waits `group_interval` after its last notice, and an unchanged group still
     firing is sent again every `repeat_interval`. `["..."]` groups by every label."""
 
-    group_by: list[str] = Field(default_factory=lambda: list(GROUP_BY_DEFAULT), max_length=20)
-    group_wait: RouteDuration = 30.0
-    group_interval: RouteDuration = 300.0
-    repeat_interval: RouteDuration = 4 * 3600.0
+    group_by: list[GroupByName] = Field(default_factory=lambda: list(GROUP_BY_DEFAULT), max_length=20)
+    group_wait: Annotated[RouteDuration, _timer_schema("group_wait", "from 0s to 1h (default 30s)")] = 30.0
+    group_interval: Annotated[RouteDuration, _timer_schema("group_interval", "from 1m to 24h (default 5m)")] = 300.0
+    repeat_interval: Annotated[RouteDuration, _timer_schema("repeat_interval", "from 5m to 24h (default 4h)")] = \
+        4 * 3600.0
 
     @field_validator("group_by")
     @classmethod
@@ -286,6 +332,10 @@ class Route(_Strict):
 
 
 class Policy(_Strict):
+    # A condition or an event condition (`_has_conditions`).
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["conditions"], "properties": {"conditions": {"minItems": 1}}},
+        {"required": ["event_conditions"], "properties": {"event_conditions": {"minItems": 1}}}]})
     name: str = Field(min_length=1, max_length=200)
     enabled: StrictBool = True  # strict: not "yes" or 1 (the API says boolean)
     targets: Targets = Targets()
@@ -293,7 +343,10 @@ class Policy(_Strict):
     conditions: list[Condition] = Field([], max_length=20)
     event_conditions: list[EventCondition] = Field([], max_length=20)
     effective: Effective | None = None
-    silence: Duration = SILENCE_MAX
+    silence: Annotated[Duration, WithJsonSchema({"oneOf": [
+        {"type": "number", "minimum": SILENCE_MIN, "maximum": SILENCE_MAX},
+        {"type": "string", "pattern": "^(([5-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m"
+                                      "|([1-9]|1[0-9]|2[0-4])h|1d)$", "description": "from 5m to 24h"}]})] = SILENCE_MAX
     notify_recovery: StrictBool = True
     missing_data: Literal["insufficient", "ok", "breaching", "keep"] = "insufficient"
     contact_groups: list[str] = Field([], max_length=50)

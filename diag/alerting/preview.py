@@ -6,31 +6,60 @@ the dashboard's test of an event-only policy then sends them, marked as a test
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from diag.alerting import evaluator, semantics
 from diag.alerting.notices import mark_test, recipients
 from diag.alerting.notifiers import payloads
-from diag.alerting.policy import Policy, PolicyError
+from diag.alerting.policy import Policy, PolicyError, parse
 from diag.events import LEVELS
 from diag.events import TYPES
 
 
+def _known_type(v: Any) -> str:
+    if not isinstance(v, str) or v not in TYPES:
+        raise ValueError("must be a known event type, like Kernel.HungTask")
+    return v
+
+
+def _level(v: Any) -> str:
+    if v not in LEVELS:
+        raise ValueError(f"must be one of {', '.join(LEVELS)}")
+    return v
+
+
+def _text(message: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError(message)
+        return v
+    return check
+
+
+class SampleEvent(BaseModel):
+    """A sample event to test the policy on: its type, and optionally its level (default: the
+    type's own), instance (default: this server) and message."""
+
+    type: Annotated[str, BeforeValidator(_known_type), WithJsonSchema({"type": "string", "enum": list(TYPES)})]
+    level: Annotated[str, BeforeValidator(_level), WithJsonSchema({"type": "string", "enum": list(LEVELS)})] = \
+        None  # type: ignore[assignment]
+    instance_id: Annotated[str, BeforeValidator(_text("must be an instance id"))] = None  # type: ignore[assignment]
+    message: Annotated[str, BeforeValidator(_text("must be a string"))] = None  # type: ignore[assignment]
+
+
 def sample(policy_id: str, body: dict[str, Any], default_instance: str, now: float) -> dict[str, Any]:
-    """A whole event from the few fields a user gives (type, level, instance_id, message)."""
-    etype = body.get("type")
-    if not isinstance(etype, str) or etype not in TYPES:
-        raise PolicyError("event.type", "must be a known event type, like Kernel.HungTask")
-    level = body.get("level", TYPES[etype][0])
-    if level not in LEVELS:
-        raise PolicyError("event.level", f"must be one of {', '.join(LEVELS)}")
-    iid = body.get("instance_id", default_instance)
-    if not isinstance(iid, str):
-        raise PolicyError("event.instance_id", "must be an instance id")
-    message = body.get("message", f"sample {etype} event for a policy test")
-    if not isinstance(message, str):
-        raise PolicyError("event.message", "must be a string")
-    return {"event_id": "e-test-" + uuid.uuid4().hex[:8], "instance_id": iid, "type": etype, "level": level,
+    """A whole event from the few fields a user gives (SampleEvent)."""
+    try:
+        e = parse(SampleEvent, body)
+    except PolicyError as bad:  # the first problem, named inside the request's `event`
+        raise PolicyError(f"event.{bad.field}", bad.message) from None
+    level = e.level or TYPES[e.type][0]
+    iid = default_instance if e.instance_id is None else e.instance_id
+    message = f"sample {e.type} event for a policy test" if e.message is None else e.message
+    return {"event_id": "e-test-" + uuid.uuid4().hex[:8], "instance_id": iid, "type": e.type, "level": level,
             "status": "Executed", "publish_time": now, "not_before": now, "finish_time": now, "last_time": now,
             "details": {"message": message, "labels": {}, "count": 1, "lines": []}}
 

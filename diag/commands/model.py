@@ -1,11 +1,15 @@
-"""Validation of command and invocation bodies; each failure names its field."""
+"""Validation of command and invocation bodies; each failure names its field. A command body is
+a pydantic model (CommandBody), which is also its OpenAPI schema."""
 
 from __future__ import annotations
 
 import base64
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError,
+                      ValidationInfo, WithJsonSchema)
 
 from diag.commands import parameters
 from diag.commands.runner import SCRIPT_TYPES
@@ -26,14 +30,14 @@ class CommandError(ValueError):
         self.status, self.message, self.field, self.code = status, message, field, code
 
 
-def _text(body: dict, key: str, max_len: int, required: bool = False, default: str = "") -> str:
-    v = body.get(key, default)
-    if v is None:
-        v = default
-    if not isinstance(v, str) or len(v) > max_len or (required and not v.strip()) or "\x00" in v:
-        raise CommandError(422, f"must be {'a non-empty' if required else 'a'} string of at most {max_len} characters",
-                           key)
-    return v
+def _text(max_len: int, required: bool = False) -> BeforeValidator:
+    """A text field: null reads as empty; NUL never."""
+    def check(v: Any) -> str:
+        v = "" if v is None else v
+        if not isinstance(v, str) or len(v) > max_len or (required and not v.strip()) or "\x00" in v:
+            raise ValueError(f"must be {'a non-empty' if required else 'a'} string of at most {max_len} characters")
+        return v
+    return BeforeValidator(check)
 
 
 def timeout(value: Any, field: str = "timeout") -> float:
@@ -48,50 +52,144 @@ def timeout(value: Any, field: str = "timeout") -> float:
     return t
 
 
-def content(body: dict) -> str:
-    raw = body.get("content")
+class _TooLarge(Exception):
+    """Not a ValueError, so that pydantic lets it through: a body this large is a 413, not a 422."""
+
+
+def _type(v: Any) -> str:
+    if v not in SCRIPT_TYPES:  # "" or null is a wrong type, not the default
+        raise ValueError(f"must be one of {', '.join(SCRIPT_TYPES)}")
+    return v
+
+
+def _encoding(v: Any) -> str:
+    if v not in ("PlainText", "Base64"):
+        raise ValueError("must be PlainText or Base64")
+    return v
+
+
+def _content(raw: Any, info: ValidationInfo) -> str:
     if not isinstance(raw, str) or not raw:
-        raise CommandError(422, "must be a non-empty string (the script)", "content")
-    if body.get("content_encoding", "PlainText") == "Base64":
+        raise ValueError("must be a non-empty string (the script)")
+    if "content_encoding" not in info.data:  # a bad encoding is named, not guessed at
+        return raw
+    if info.data.get("content_encoding") == "Base64":
         try:
             raw = base64.b64decode(raw, validate=True).decode("utf-8")
         except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input (a plain ValueError)
-            raise CommandError(422, "is not base64 of UTF-8 text", "content") from None
-    elif body.get("content_encoding", "PlainText") != "PlainText":
-        raise CommandError(422, "must be PlainText or Base64", "content_encoding")
-    if len(raw.encode()) > MAX_CONTENT:
-        raise CommandError(413 if len(raw.encode()) > 4 * MAX_CONTENT else 422,
-                           f"is {len(raw.encode())} bytes; at most {MAX_CONTENT} (16 KiB)", "content")
+            raise ValueError("is not base64 of UTF-8 text") from None
+    size = len(raw.encode())
+    if size > MAX_CONTENT:
+        if size > 4 * MAX_CONTENT and "type" in info.data:  # a bad type is named first, as always
+            raise _TooLarge(f"is {size} bytes; at most {MAX_CONTENT} (16 KiB)")
+        raise ValueError(f"is {size} bytes; at most {MAX_CONTENT} (16 KiB)")
     if "\x00" in raw:
-        raise CommandError(422, "must not contain NUL", "content")
+        raise ValueError("must not contain NUL")
+    if "type" in info.data:
+        parameters.names(raw, info.data["type"])  # a ParameterError is a ValueError naming content
     return raw
+
+
+def _working_dir(v: str) -> str:
+    if v and not v.startswith("/"):
+        raise ValueError("must be an absolute path")
+    return v
+
+
+def _username(v: str) -> str:
+    if v and not USERNAME.match(v):
+        raise ValueError("is not a valid user name")
+    return v
+
+
+def _tags(v: Any) -> list[str]:
+    v = v or []
+    if not isinstance(v, list) or len(v) > 10 or not all(isinstance(t, str) and 0 < len(t) <= 128 for t in v):
+        raise ValueError("must be a list of at most 10 strings (e.g. check ids)")
+    return v
+
+
+def _check_id_list(v: Any) -> Any:
+    if v is None:
+        return []
+    if not isinstance(v, list) or len(v) > MAX_CHECK_IDS:
+        raise ValueError(f"must be a list of at most {MAX_CHECK_IDS} check ids")
+    return v
+
+
+def _check_id(v: Any) -> str:
+    from checks.catalogue import BY_ID  # here, not at the top: agents import this module and run no checks
+
+    if not isinstance(v, str) or v not in BY_ID:
+        raise ValueError("is not a check id (GET /api/v1/checks lists them)")
+    return v
+
+
+def _once(v: list[str]) -> list[str]:
+    if len(set(v)) != len(v):
+        raise ValueError("lists a check twice")
+    return v
+
+
+_timeout = timeout  # the field's annotation is read in the class, where `timeout` is the field
+_TIMEOUT_DOC = {"oneOf": [{"type": "number", "minimum": MIN_TIMEOUT, "maximum": MAX_TIMEOUT}, {"type": "string"}],
+                "description": "10-86400 s, or 10s-24h; default 60"}
+
+
+class CommandBody(BaseModel):
+    """A command: its script (`content`), how it runs and what it is offered for."""
+
+    # The first bad field is named (`command`), in the order of _CHECKED: a bad type before
+    # the content that would be parsed as that type.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["name", "content"]})
+    type: Annotated[str, BeforeValidator(_type), WithJsonSchema({"type": "string", "enum": list(SCRIPT_TYPES)})] = \
+        "RunShellScript"
+    content_encoding: Annotated[str, BeforeValidator(_encoding),
+                                WithJsonSchema({"type": "string", "enum": ["PlainText", "Base64"]})] = "PlainText"
+    # The script, or its base64 with Base64; at most 16 KiB (413 when far over).
+    content: Annotated[str, BeforeValidator(_content), WithJsonSchema({"type": "string", "minLength": 1})] = \
+        Field(None, validate_default=True)
+    working_dir: Annotated[str, _text(1024), AfterValidator(_working_dir), WithJsonSchema(
+        {"type": "string", "maxLength": 1024, "pattern": r"^(/[^\x00]*)?$"})] = ""
+    username: Annotated[str, _text(33), AfterValidator(_username), WithJsonSchema(
+        {"type": "string", "pattern": f"^$|{USERNAME.pattern}"})] = ""
+    tags: Annotated[list[str], BeforeValidator(_tags), WithJsonSchema(
+        {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 128}, "maxItems": 10})] = []
+    name: Annotated[str, _text(128, required=True), WithJsonSchema(
+        {"type": "string", "maxLength": 128, "pattern": r"^[^\x00]*[^\x00\s][^\x00]*$"})] = \
+        Field(None, validate_default=True)
+    description: Annotated[str, _text(512), WithJsonSchema({"type": "string", "maxLength": 512,
+                                                           "pattern": r"^[^\x00]*$"})] = ""
+    timeout: Annotated[float, BeforeValidator(_timeout), WithJsonSchema(_TIMEOUT_DOC)] = \
+        Field(None, validate_default=True)
+    # The diagnosis checks a command is offered for (beside a failing one on the Diagnosis page).
+    # (The document lists the catalogue's ids as the items when served.)
+    check_ids: Annotated[list[Annotated[str, BeforeValidator(_check_id)]], BeforeValidator(_check_id_list),
+                         AfterValidator(_once), WithJsonSchema({"type": "array", "items": {"type": "string"},
+                                                                "maxItems": MAX_CHECK_IDS, "uniqueItems": True})] = []
+
+
+_CHECKED = ("type", "content", "content_encoding", "working_dir", "username", "tags", "name", "description",
+            "timeout", "check_ids")
 
 
 def command(body: dict, base: dict | None = None) -> dict[str, Any]:
     """A full command from a create body, or `base` updated by a PUT body."""
     if base is not None:
         body = {**base, **{k: v for k, v in body.items() if k != "command_id"}}
-    cmd_type = body.get("type", "RunShellScript")  # "" or null is a wrong type, not the default
-    if cmd_type not in SCRIPT_TYPES:
-        raise CommandError(422, f"must be one of {', '.join(SCRIPT_TYPES)}", "type")
-    text = content(body)
     try:
-        names = parameters.names(text, cmd_type)
-    except parameters.ParameterError as e:
-        raise CommandError(422, e.message, e.field) from None
-    working_dir = _text(body, "working_dir", 1024)
-    if working_dir and not working_dir.startswith("/"):
-        raise CommandError(422, "must be an absolute path", "working_dir")
-    username = _text(body, "username", 33)
-    if username and not USERNAME.match(username):
-        raise CommandError(422, "is not a valid user name", "username")
-    tags = body.get("tags") or []
-    if not isinstance(tags, list) or len(tags) > 10 or not all(isinstance(t, str) and 0 < len(t) <= 128 for t in tags):
-        raise CommandError(422, "must be a list of at most 10 strings (e.g. check ids)", "tags")
-    return {"name": _text(body, "name", 128, required=True), "description": _text(body, "description", 512),
-            "type": cmd_type, "content": text, "parameters": names, "working_dir": working_dir,
-            "timeout": timeout(body.get("timeout")), "username": username, "tags": tags,
-            "check_ids": check_ids(body.get("check_ids"))}
+        c = CommandBody.model_validate(body)
+    except _TooLarge as e:
+        raise CommandError(413, str(e), "content") from None
+    except ValidationError as e:
+        # The first problem in the order the fields have always been checked in: content is
+        # declared after content_encoding only to be decoded by it.
+        err = min(e.errors(), key=lambda x: _CHECKED.index(x["loc"][0]) if x["loc"] else -1)
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise CommandError(422, err["msg"].removeprefix("Value error, "), field or None) from None
+    return {"name": c.name, "description": c.description, "type": c.type, "content": c.content,
+            "parameters": parameters.names(c.content, c.type), "working_dir": c.working_dir,
+            "timeout": c.timeout, "username": c.username, "tags": c.tags, "check_ids": c.check_ids}
 
 
 EDITABLE = ("name", "description", "type", "content", "working_dir", "timeout", "username", "tags", "check_ids")
@@ -119,24 +217,6 @@ def known_instance_ids(value: Any, known: Callable[[str], bool]) -> list[str]:
 def audit(token: str, source: str | None, user_agent: str) -> dict[str, Any]:
     """Who started an invocation, from where and with what, as the API and the page record it."""
     return {"who": token_fingerprint(token), "source": source, "user_agent": user_agent[:200]}
-
-
-def check_ids(value: Any) -> list[str]:
-    """The diagnosis checks a command is offered for (beside a failing one on the Diagnosis page)."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_CHECK_IDS:
-        raise CommandError(422, f"must be a list of at most {MAX_CHECK_IDS} check ids", "check_ids")
-    if not value:
-        return []
-    from checks.catalogue import BY_ID  # here, not at the top: agents import this module and run no checks
-
-    for i, v in enumerate(value):
-        if not isinstance(v, str) or v not in BY_ID:
-            raise CommandError(422, "is not a check id (GET /api/v1/checks lists them)", f"check_ids[{i}]")
-    if len(set(value)) != len(value):
-        raise CommandError(422, "lists a check twice", "check_ids")
-    return list(value)
 
 
 def instance_ids(value: Any) -> list[str]:

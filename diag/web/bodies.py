@@ -23,7 +23,7 @@ from diag.commands import model as commands_model, sendfile
 from diag.events import MAINTENANCE
 from diag.units import parse_duration, parse_time
 from diag.web.errors import ApiError
-from diag.web.openapi import live, nullable
+from diag.web.openapi import live, model_schema as schema  # noqa: F401  (the routes' import)
 from diag.web.schemas import duration_text
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_LABEL_VALUE
 
@@ -51,49 +51,6 @@ def parse(model: type[M], body: Any, **context: Any) -> M:
             raise ApiError(422, "unknown field", unknown[0]) from None
         # A label map's bad key is named as the key itself (labels.Bad-Key), as validate.labels did.
         raise ApiError(422, e.message, (e.field or "").removesuffix(".[key]") or None) from None
-
-
-def schema(model: type[BaseModel], served: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`model`'s JSON Schema as OpenAPI 3.0 takes it (draft 4 with `nullable`); `served`
-    replaces the named properties with `live` values, which openapi.build resolves when serving."""
-    raw = model.model_json_schema(ref_template="{model}")
-    defs = raw.pop("$defs", {})
-    out = _openapi(raw, defs)
-    for name, value in (served or {}).items():
-        out["properties"][name] = value
-    return out
-
-
-_NAMED = ("properties", "patternProperties")
-
-
-def _openapi(s: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(s, list):
-        return [_openapi(x, defs) for x in s]
-    if not isinstance(s, dict):
-        return s
-    if "$ref" in s:  # inlined: the document's components are its own names
-        return _openapi({**defs[s["$ref"]], **{k: v for k, v in s.items() if k != "$ref"}}, defs)
-    out: dict[str, Any] = {}
-    for k, v in s.items():
-        if k == "title" or (k == "default" and v is None):  # None: left out, which is not null
-            continue
-        out[k] = {n: _openapi(x, defs) for n, x in v.items()} if k in _NAMED else _openapi(v, defs)
-    alts = out.get("anyOf")
-    if alts and {"type": "null"} in alts:
-        rest = [a for a in alts if a != {"type": "null"}]
-        assert len(rest) == 1, "OpenAPI 3.0 has `nullable` only beside one schema"
-        del out["anyOf"]
-        out = nullable({**rest[0], **out})
-    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
-        if isinstance(out.get(bound), (int, float)) and not isinstance(out[bound], bool):
-            out[plain], out[bound] = out[bound], True  # draft 4: a flag beside the bound
-    if "const" in out:
-        out["enum"] = [out.pop("const")]
-    if out.get("type") == "object":
-        # pydantic refuses a key its pattern does not match; draft 4 says so with false.
-        out.setdefault("additionalProperties", False if "patternProperties" in out else True)
-    return out
 
 
 # -- shared field types -------------------------------------------------------------------------

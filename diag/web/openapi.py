@@ -9,6 +9,7 @@ import re
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, current_app, jsonify
+from pydantic import BaseModel
 
 from diag import __version__
 
@@ -41,6 +42,56 @@ def obj(required: dict[str, Any] | None = None, optional: dict[str, Any] | None 
     out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": extra}
     if required:
         out["required"] = list(required)
+    return out
+
+
+def model_schema(model: type[BaseModel], served: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`model`'s JSON Schema as OpenAPI 3.0 takes it (draft 4 with `nullable`); `served`
+    replaces the named properties (`conditions[].metric`: a property of a list's items) with
+    what the model cannot know, `live` values or components, which build resolves when serving."""
+    raw = model.model_json_schema(ref_template="{model}")
+    defs = raw.pop("$defs", {})
+    out = _openapi(raw, defs)
+    for path, value in (served or {}).items():
+        *parents, last = re.findall(r"[^.\[\]]+|\[\]", path)
+        node = out
+        for part in parents:
+            node = node["items"] if part == "[]" else node["properties"][part]
+        if last == "[]":
+            node["items"] = value
+        else:
+            node["properties"][last] = value
+    return out
+
+
+_NAMED = ("properties", "patternProperties")
+
+
+def _openapi(s: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(s, list):
+        return [_openapi(x, defs) for x in s]
+    if not isinstance(s, dict):
+        return s
+    if "$ref" in s:  # inlined: the document's components are its own names
+        return _openapi({**defs[s["$ref"]], **{k: v for k, v in s.items() if k != "$ref"}}, defs)
+    out: dict[str, Any] = {}
+    for k, v in s.items():
+        if k == "title" or (k == "default" and v is None):  # None: left out, which is not null
+            continue
+        out[k] = {n: _openapi(x, defs) for n, x in v.items()} if k in _NAMED else _openapi(v, defs)
+    alts = out.get("anyOf")
+    if alts and {"type": "null"} in alts:
+        rest = [a for a in alts if a != {"type": "null"}]
+        del out["anyOf"]  # pydantic flattens X | None of an anyOf X into one list: it is X again
+        out = nullable({**(rest[0] if len(rest) == 1 else {"anyOf": rest}), **out})
+    for bound, plain in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        if isinstance(out.get(bound), (int, float)) and not isinstance(out[bound], bool):
+            out[plain], out[bound] = out[bound], True  # draft 4: a flag beside the bound
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    if out.get("type") == "object":
+        # pydantic refuses a key its pattern does not match; draft 4 says so with false.
+        out.setdefault("additionalProperties", False if "patternProperties" in out else True)
     return out
 
 

@@ -1,6 +1,7 @@
 """Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
-still validated by hand (ingest, remote commands, alert policies, contacts, silences, inhibit
-rules); the others are pydantic models in diag/web/bodies.py, which are their own schema."""
+still validated by hand (ingest, command invocations, contacts, silences, inhibit rules); the
+others are pydantic models (diag/web/bodies.py, diag.alerting, diag.commands.model), which
+are their own schema."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from zoneinfo import available_timezones
 from flask import current_app
 
 from checks.base import STATUSES
-from collectors.kernel_patterns import CUSTOM_PREFIX, RULE_NAME
-from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, SILENCE_MAX, SILENCE_MIN, STATISTICS
+from checks.catalogue import BY_ID as CHECKS
+from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, ContactGroup, Policy, Route
+from diag.alerting.preview import SampleEvent
+from diag.commands.model import CommandBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import PARTIAL, RECORD_STATES
-from diag.events import LEVELS, STATUSES as EVENT_STATUSES, TYPES as EVENT_TYPES
+from diag.events import LEVELS, STATUSES as EVENT_STATUSES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
-from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, nullable, obj
+from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, model_schema, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
 # -- what the hand validators take, as schemas --------------------------------------------------
@@ -59,7 +62,6 @@ def duration_text(pattern: str, description: str) -> dict:
 
 
 _MIN_1_TO_1440 = "[1-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440"
-_MIN_5_TO_1440 = "[5-9]|[1-9][0-9]|[1-9][0-9]{2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440"
 _H_1_TO_24 = "[1-9]|1[0-9]|2[0-4]"
 
 HEALTH_STATUS = enum(*STATES)
@@ -164,22 +166,22 @@ REPEAT_MODE = enum(*REPEAT_MODES)
 COMMAND_ERROR_CODES = enum("ExecutionTimeout", "ExitCodeNonzero", "ExecutionException", "AgentNotOnline",
                            "DeliveryTimeout", "InstanceRestarted", "FileAlreadyExists")
 SCRIPT_TYPE = enum(*SCRIPT_TYPES)
-_COMMAND_FIELDS = {"description": STR, "type": SCRIPT_TYPE, "content_encoding": enum("PlainText", "Base64"),
-                   "working_dir": STR, "timeout": {"oneOf": [NUM, STR]}, "username": STR, "tags": arr(STR),
-                   "check_ids": arr(STR)}
-COMMAND_BODY = obj({"name": STR, "content": STR}, _COMMAND_FIELDS)
-COMMAND_PATCH_BODY = obj(optional={"name": STR, "content": STR, **_COMMAND_FIELDS})
+# The command's fields are its model's; a change is applied to the stored command, so each may be left out.
+COMMAND_BODY = model_schema(CommandBody, {"check_ids[]": enum(*sorted(CHECKS))})
+COMMAND_PATCH_BODY = {k: v for k, v in COMMAND_BODY.items() if k != "required"}
 _COMMAND_OUT = {"name": STR, "description": STR, "type": SCRIPT_TYPE, "content": STR, "parameters": arr(STR),
                 "working_dir": STR, "timeout": NUM, "username": STR, "tags": arr(STR), "check_ids": arr(STR)}
 COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_at": NUM, "updated_at": NUM},
                                    {"library_id": STR}))  # library_id: enabled from the library
 LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
                                                    "command_id": nullable(STR)}))
+# The invocation's fields are still checked by hand (commands_routes._invoke, CommandEngine.invoke).
 _INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
                   "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
 INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
-RUN_COMMAND_BODY = obj({"instance_ids": arr(STR), "content": STR},
-                       {"name": STR, "keep_command": BOOL, **_COMMAND_FIELDS, **_INVOKE_FIELDS})
+# A command and its invocation in one; the timeout is the command's (which the invocation takes).
+RUN_COMMAND_BODY = {**COMMAND_PATCH_BODY, "required": ["instance_ids", "content"], "properties": {
+    **_INVOKE_FIELDS, **COMMAND_BODY["properties"], "instance_ids": arr(STR), "keep_command": BOOL}}
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
@@ -226,87 +228,36 @@ def _group_ids() -> dict:
     return enum(*ids) if ids else {"type": "string", "not": {}, "description": "no contact group exists yet"}
 
 
-_EVENT_FAMILIES = sorted({t[:i + 1] + "*" for t in EVENT_TYPES for i, ch in enumerate(t) if ch == "."})
-_HHMM_IN = {"type": "string", "pattern": r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"}
-_DAY_IN = {"oneOf": [{"type": "string", "description": "mon..sun (only the first three letters count)",
-                      "pattern": "^([Mm][Oo][Nn]|[Tt][Uu][Ee]|[Ww][Ee][Dd]|[Tt][Hh][Uu]|[Ff][Rr][Ii]|[Ss][Aa][Tt]"
-                                 "|[Ss][Uu][Nn])"}, between(1, 7, "integer")]}
 _TIMEZONE = component("TimeZone", enum(*sorted(available_timezones())))
-_EFFECTIVE_IN = obj(optional={"days": arr(_DAY_IN, minItems=1), "start": _HHMM_IN, "end": _HHMM_IN,
-                              "timezone": _TIMEZONE}, extra=False)
-_EFFECTIVE_IN["description"] = "start and end may not be equal (default 00:00 and 24:00)"
-# instances: ["*"] (every instance, the default) or instance ids; with no instances, a label selector.
-_TARGETS_IN = {**obj(optional={
-    "instances": {"anyOf": [arr(enum("*"), maxItems=1), arr({"type": "string", "not": enum("*")})]},
-    "labels": LABELS_IN}, extra=False),
-    "not": {"required": ["instances"], "properties": {"instances": {"maxItems": 0}, "labels": {"maxProperties": 0}}}}
-_CONDITION_IN = obj({"metric": live(_metric_names), "comparison": enum(*COMPARISONS), "threshold": NUM},
-                    {"labels": LABELS_IN, "statistic": enum(*STATISTICS), "period": live(_period_in),
-                     "consecutive": between(1, 100, "integer"), "severity": enum(*SEVERITIES)}, extra=False)
-# A known type, a family (`Kernel.*`), or Custom.<log_patterns rule name> / Custom.*.
-_EVENT_TYPE_IN = {"anyOf": [enum(*EVENT_TYPES, *_EVENT_FAMILIES),
-                            {"type": "string", "pattern": "^" + CUSTOM_PREFIX.replace(".", "\\.")
-                             + "(\\*|" + RULE_NAME.pattern.strip("^$") + ")$"}]}
-_EVENT_CONDITION_IN = {**obj(optional={"type": nullable(_EVENT_TYPE_IN),
-                                       "level": nullable(enum(*LEVELS)), "severity": nullable(enum(*SEVERITIES))},
-                             extra=False),
-                       "anyOf": [{"required": ["type"], "properties": {"type": _EVENT_TYPE_IN}},
-                                 {"required": ["level"], "properties": {"level": enum(*LEVELS)}}]}
 
 
-_LABEL_NAME = {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]{0,99}$"}
-# Alertmanager's route timers (diag.alerting.policy.ROUTE_BOUNDS): seconds, or text like 30s, 5m,
-# 4h whose bounds the route checks (a 422 names the field).
-_ROUTE_TEXT = {"type": "string", "pattern": "^(0|[1-9][0-9]{0,5})(s|m|h|d)$"}
-
-
-def _route_timer(lo: float, hi: float, say: str) -> dict:
-    return {"oneOf": [between(lo, hi), {**_ROUTE_TEXT, "description": say}]}
-
-
-ROUTING_IN = nullable(obj(optional={
-    "group_by": arr({"anyOf": [_LABEL_NAME, enum("...")]}, maxItems=20),
-    "group_wait": _route_timer(0, 3600, "from 0s to 1h (default 30s)"),
-    "group_interval": _route_timer(60, 86400, "from 1m to 24h (default 5m)"),
-    "repeat_interval": _route_timer(300, 86400, "from 5m to 24h (default 4h)")}, extra=False))
+ROUTING_IN = nullable(model_schema(Route))
 ROUTING = nullable(obj({"group_by": arr(STR), "group_wait": NUM, "group_interval": NUM, "repeat_interval": NUM}))
 
 
-def _policy_fields(out: bool) -> dict:
-    """The policy's fields as a body takes them (durations as text or seconds) or as stored."""
-    if not out:
-        return {"enabled": BOOL, "targets": _TARGETS_IN, "match": enum("any", "all"),
-                "conditions": arr(_CONDITION_IN, maxItems=20), "event_conditions": arr(_EVENT_CONDITION_IN, maxItems=20),
-                "effective": nullable(_EFFECTIVE_IN),
-                "silence": _dur_in(SILENCE_MIN, SILENCE_MAX, _MIN_5_TO_1440, description="from 5m to 24h"),
-                "notify_recovery": BOOL, "missing_data": enum(*MISSING),
-                "contact_groups": arr(live(_group_ids), maxItems=50), "description": text(2000, 0),
-                "routing": ROUTING_IN}
-    cond = obj({"metric": STR, "comparison": enum(*COMPARISONS), "threshold": NUM},
-               {"labels": LABELS, "statistic": enum(*STATISTICS), "period": NUM, "consecutive": INT,
-                "severity": SEVERITY}, extra=out)
-    ev = obj(optional={"type": nullable(STR), "level": nullable(EVENT_LEVEL), "severity": nullable(SEVERITY)},
-             extra=False)
-    eff = obj({"days": arr(enum(*DAYS)), "start": STR, "end": STR, "timezone": STR})
-    return {"enabled": BOOL, "targets": obj(optional={"instances": arr(STR), "labels": LABELS}),
-            "match": enum("any", "all"), "conditions": arr(cond), "event_conditions": arr(ev),
-            "effective": nullable(eff), "silence": NUM, "notify_recovery": BOOL, "missing_data": enum(*MISSING),
-            "contact_groups": arr(STR), "description": STR, "routing": ROUTING}
-
-
-# A policy needs at least one condition or event condition.
-POLICY_BODY = {**obj({"name": text(200)}, _policy_fields(out=False), extra=False),
-               "anyOf": [{"required": ["conditions"], "properties": {"conditions": {"minItems": 1}}},
-                         {"required": ["event_conditions"], "properties": {"event_conditions": {"minItems": 1}}}]}
+# What the policy model cannot know: the metric names, the collection interval, the contact groups
+# and the time zones, as of serving the document.
+_SERVED = {"conditions[].metric": live(_metric_names), "conditions[].period": live(_period_in),
+           "effective.timezone": _TIMEZONE, "contact_groups[]": live(_group_ids)}
+POLICY_BODY = model_schema(Policy, _SERVED)
 # A change is applied to the stored policy: a list may be emptied only when the policy keeps a
 # condition of the other kind, which depends on what is stored (a 422 says so).
-POLICY_PATCH_BODY = obj(optional={"name": text(200), **_policy_fields(out=False)}, extra=False)
+POLICY_PATCH_BODY = {k: v for k, v in POLICY_BODY.items() if k not in ("required", "anyOf")}
 POLICY_PATCH_BODY["description"] = "the policy after the change must still have a condition or an event condition"
+_COND_OUT = obj({"metric": STR, "comparison": enum(*COMPARISONS), "threshold": NUM},
+                {"labels": LABELS, "statistic": enum(*STATISTICS), "period": NUM, "consecutive": INT,
+                 "severity": SEVERITY})
+_EFFECTIVE_OUT = obj({"days": arr(enum(*DAYS)), "start": STR, "end": STR, "timezone": STR})
 POLICY = component("AlertPolicy", obj({
-    "policy_id": STR, "id": STR, "name": STR, **_policy_fields(out=True), "source": STR, "created_at": NUM,
-    "updated_at": NUM}))
-POLICY_TEST_BODY = obj(optional={"event": nullable(obj({"type": enum(*EVENT_TYPES)}, {
-    "level": EVENT_LEVEL, "instance_id": STR, "message": STR}))}, extra=False)
+    "policy_id": STR, "id": STR, "name": STR, "enabled": BOOL,
+    "targets": obj(optional={"instances": arr(STR), "labels": LABELS}), "match": enum("any", "all"),
+    "conditions": arr(_COND_OUT), "event_conditions": arr(obj(optional={
+        "type": nullable(STR), "level": nullable(EVENT_LEVEL), "severity": nullable(SEVERITY)}, extra=False)),
+    "effective": nullable(_EFFECTIVE_OUT), "silence": NUM, "notify_recovery": BOOL, "missing_data": enum(*MISSING),
+    "contact_groups": arr(STR), "description": STR, "routing": ROUTING,
+    "source": STR, "created_at": NUM, "updated_at": NUM}))
+# The route checks the body's one field; the event is the preview's model.
+POLICY_TEST_BODY = obj(optional={"event": nullable(model_schema(SampleEvent))}, extra=False)
 CHANNEL_TYPES = ("webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu")
 CHANNEL_BODY = obj({"type": enum(*CHANNEL_TYPES)},
                    {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
@@ -382,8 +333,7 @@ CONTACT_TEST = obj({"contact_id": STR, "results": arr(obj({
     "index": INT, "type": enum(*CHANNEL_TYPES), "channel": {**STR, "description": "where it went, secrets masked"},
     "outcome": enum("delivered", "failed"), "detail": STR}))})
 # Each contact must exist (a 422 names the unknown one): a schema cannot say that.
-CONTACT_GROUP_BODY = obj({"name": text(200)}, {"contacts": arr(STR, maxItems=200), "routing": ROUTING_IN},
-                         extra=False)
+CONTACT_GROUP_BODY = model_schema(ContactGroup)
 CONTACT_GROUP = component("ContactGroup", obj({"contact_group_id": STR, "name": STR, "contacts": arr(STR),
                                                "created_at": NUM}, {"routing": ROUTING}))
 

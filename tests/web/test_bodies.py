@@ -89,3 +89,22 @@ def test_a_file_is_decoded_as_its_encoding_says():
     with pytest.raises(ApiError) as e:
         parse(FileBody, {**base, "content": "***"})
     assert e.value.field == "content"
+
+
+def test_the_alerting_models_are_their_own_schema_what_the_service_knows_added_when_served():
+    from diag.alerting.policy import ContactGroup, Policy
+
+    served = {"conditions[].metric": {"type": "string", "enum": ["cpu_usage"]}, "contact_groups[]": {"enum": ["g1"]}}
+    policy = schema(Policy, served)
+    assert policy["properties"]["conditions"]["items"]["properties"]["metric"]["enum"] == ["cpu_usage"]
+    assert policy["properties"]["contact_groups"]["items"] == {"enum": ["g1"]}
+    # A policy needs a condition or an event condition; an event condition a type or a level.
+    assert [alt["required"] for alt in policy["anyOf"]] == [["conditions"], ["event_conditions"]]
+    event = policy["properties"]["event_conditions"]["items"]
+    assert [alt["required"] for alt in event["anyOf"]] == [["type"], ["level"]]
+    assert event["properties"]["type"]["nullable"] is True and len(event["properties"]["type"]["anyOf"]) == 2
+    routing = schema(ContactGroup)["properties"]["routing"]
+    assert routing["nullable"] is True and routing["additionalProperties"] is False
+    assert routing["properties"]["group_wait"]["oneOf"][0] == {"type": "number", "minimum": 0, "maximum": 3600}
+    for where, node in _walk(policy):
+        assert "$ref" not in node and "title" not in node, where
