@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from diag.actor import actor
 from diag.alerting import contacts, secrets, silences
@@ -21,6 +21,7 @@ from diag.web.schemas import (ALERT, ALERT_HISTORY, ALERT_STATES_PARAM, CONTACT,
                               POLICY_BODY, POLICY_PATCH_BODY, POLICY_TEST, POLICY_TEST_BODY, SILENCE, SILENCE_BODY,
                               ALERT_GROUP, INHIBIT_RULE, INHIBIT_RULE_BODY)
 from diag.web.validate import json_body, time_param
+from diag.web.parts import parts
 
 bp = Blueprint("alerting_api", __name__, url_prefix="/api/v1")
 
@@ -31,7 +32,7 @@ _SCHEMAS = {"contact": (CONTACT_BODY, CONTACT), "contact_group": (CONTACT_GROUP_
 
 
 def _alerting():
-    return current_app.extensions["diag"]["service"].alerting
+    return parts().alerting
 
 
 def _call(fn, *args: Any) -> Any:
@@ -163,7 +164,7 @@ def alert_history():
 
 def who() -> str:
     """Who acts: the admin token's short fingerprint (never the token), or the local user."""
-    return actor(current_app.extensions["diag"]["service"].config.token)
+    return actor(parts().config.token)
 
 
 @bp.post("/alerts/<alert_id>/ack")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Flask
 
 from diag.web import errors, origin
 
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
 
-def create_app(service, scheduler=None) -> Flask:
-    """`service` is a diag.service.Service; `scheduler` its running scheduler, if any."""
+    from diag.service import Service
+
+
+def create_app(service: Service, scheduler: BaseScheduler | None = None) -> Flask:
+    """The app over the service's parts; `scheduler` is its running scheduler, if any (/healthz)."""
     from diag.web.diagnosis_routes import bp as diagnosis_bp
     from diag.web.events_routes import bp as events_bp
     from diag.web.ingest_routes import bp as ingest_bp
@@ -23,7 +30,7 @@ def create_app(service, scheduler=None) -> Flask:
     app.json.sort_keys = False
     parts = service.parts
     registry = init_registry(parts)
-    app.extensions["diag"] = {"service": service, "parts": parts, "scheduler": scheduler, "registry": registry,
+    app.extensions["diag"] = {"parts": parts, "scheduler": scheduler, "registry": registry,
                               "batch_exposition": BatchExposition(parts.collection, parts.instance_id)}
     errors.install(app)
     from diag.web.openapi import bp as openapi_bp

@@ -8,7 +8,7 @@ import hmac
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from diag.commands import delivery, model, sendfile
 from diag.commands.engine import Commands
@@ -21,22 +21,25 @@ from diag.web.openapi import arr, doc, obj, query
 from diag.web.schemas import (COMMAND, COMMAND_BODY, COMMAND_PATCH_BODY, COMMAND_RECORD, INVOCATION,
                               INVOKE_BODY, LIBRARY_COMMAND, RUN_COMMAND_BODY)
 from diag.web.validate import json_body
+from diag.web.parts import parts
 
 bp = Blueprint("commands_api", __name__, url_prefix="/api/v1")
 
 
 def _commands() -> Commands:
-    return current_app.extensions["diag"]["service"].commands
+    commands = parts().commands
+    assert commands is not None  # _gate answered 404 otherwise
+    return commands
 
 
 @bp.before_request
 def _gate() -> None:
-    service = current_app.extensions["diag"]["service"]
-    if not service.config.enable_commands or getattr(service, "commands", None) is None:
+    p = parts()
+    if p.commands is None:  # built only with enable_commands
         raise ApiError(404, "not found")  # off: indistinguishable from a route that does not exist
     if request.endpoint == "commands_api.task_result":
         return  # the agent's own token, checked in the view
-    token = service.config.token
+    token = p.config.token
     header = request.headers.get("Authorization", "")
     got = header[7:].strip() if header[:7].lower() == "bearer " else ""
     if not token or not got or not hmac.compare_digest(got.encode(), token.encode()):
@@ -49,13 +52,13 @@ def _command_error(e: CommandError):
 
 
 def _audit() -> dict[str, Any]:
-    token = current_app.extensions["diag"]["service"].config.token or ""
+    token = parts().config.token or ""
     return model.audit(token, request.remote_addr, request.headers.get("User-Agent", ""))
 
 
 def _known_instances(value: Any) -> list[str]:
-    service = current_app.extensions["diag"]["service"]
-    return model.known_instance_ids(value, lambda iid: service.instances.get(iid) is not None)
+    instances = parts().instances
+    return model.known_instance_ids(value, lambda iid: instances.get(iid) is not None)
 
 
 # -- saved commands ------------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from zoneinfo import available_timezones
 
-from flask import current_app
 
 from checks.base import STATUSES
 from checks.catalogue import BY_ID as CHECKS
@@ -21,6 +20,7 @@ from diag.commands.states import PARTIAL, RECORD_STATES
 from diag.events import LEVELS, STATUSES as EVENT_STATUSES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
+from diag.web.parts import parts
 from diag.web.openapi import ANY_OBJ, BOOL, INT, LABELS, NUM, STR, arr, component, enum, live, model_schema, nullable, obj
 from diag.web.validate import INSTANCE_ID, LABEL_NAME, MAX_ABS_TIME, MAX_LABEL_VALUE, METRIC_NAME
 
@@ -210,7 +210,7 @@ def _dur_in(lo: float, hi: float, minutes: str, hours: str = _H_1_TO_24, descrip
 
 def _period_in() -> dict:
     # At least one collection interval (ref_errors), so it depends on the configured interval.
-    interval = float(current_app.extensions["diag"]["service"].config.interval)
+    interval = float(parts().config.interval)
     if interval <= 60:
         return _dur_in(max(1.0, interval), 86400, _MIN_1_TO_1440, description="from the collection interval to 1d")
     return {**between(interval, 86400), "description": "seconds, from the collection interval to 1d"}
@@ -218,12 +218,12 @@ def _period_in() -> dict:
 
 def _metric_names() -> dict:
     # The catalogue and what the store holds (Alerting.metric_names), as of serving this document.
-    return enum(*sorted(set(current_app.extensions["diag"]["service"].alerting.metric_names())))
+    return enum(*sorted(set(parts().alerting.metric_names())))
 
 
 def _group_ids() -> dict:
     # The contact groups that exist when this document is served: an unknown one is refused.
-    ids = sorted(g["contact_group_id"] for g in current_app.extensions["diag"]["service"].alerting.repo.list(
+    ids = sorted(g["contact_group_id"] for g in parts().alerting.repo.list(
         "contact_group"))
     return enum(*ids) if ids else {"type": "string", "not": {}, "description": "no contact group exists yet"}
 
