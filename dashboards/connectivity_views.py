@@ -12,7 +12,7 @@ from typing import Any
 from flask import render_template, request
 
 from dashboards.blueprint import bp, parts
-from diag import connectivity, connectivity_request
+from diag import connectivity
 from diag.errors import ApiError
 
 _FORM = ("source", "kind", "instance_id", "address", "port", "protocol", "timeout")

@@ -5,13 +5,13 @@ unless MAX_RUNNING are under way already. Each refusal is an ApiError naming its
 from __future__ import annotations
 
 import ipaddress
-import math
 import threading
 from typing import TYPE_CHECKING, Any
 
 from collectors.roots import Roots
 from diag import connectivity
 from diag.errors import ApiError
+from diag.fields import finite
 from diag.host_facts import Facts
 from diag.identity import INSTANCE_ID
 from diag.instances import Instances
@@ -88,7 +88,7 @@ def parse(body: dict[str, Any], local_id: str) -> dict[str, Any]:
     protocol = body.get("protocol", "tcp")
     if protocol not in connectivity.PROTOCOLS:
         raise ApiError(422, "must be tcp, udp or icmp", "protocol")
-    timeout = _finite(body.get("timeout", connectivity.DEFAULT_TIMEOUT_S), "timeout")
+    timeout = finite(body.get("timeout", connectivity.DEFAULT_TIMEOUT_S), "timeout")
     if not 0.1 <= timeout <= 3:
         raise ApiError(422, "must be from 0.1 to 3 seconds", "timeout")
     return {"source_id": source, "dest_id": dest_id, "address": address, "port": port, "protocol": protocol,
@@ -101,12 +101,3 @@ def _instance_id(value: Any, field: str) -> str:
     if not INSTANCE_ID.match(value):
         raise ApiError(422, f"{value[:80]!r} is not a valid name ({INSTANCE_ID.pattern})", field)
     return value
-
-
-def _finite(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(422, "must be a number", field)
-    f = float(value)
-    if not math.isfinite(f):
-        raise ApiError(422, "must be a finite number", field)
-    return f

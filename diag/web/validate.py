@@ -71,15 +71,6 @@ def too_deep(value: Any, field: str) -> None:
             stack.extend((x, d + 1) for x in v)
 
 
-def finite(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ApiError(422, "must be a number", field)
-    f = float(value)
-    if not math.isfinite(f):
-        raise ApiError(422, "must be a finite number", field)
-    return f
-
-
 def string(value: Any, field: str, pattern: re.Pattern[str] | None = None, max_len: int = 512) -> str:
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise ApiError(422, f"must be a non-empty string of at most {max_len} characters", field)

@@ -147,4 +147,4 @@ def test_a_young_instances_preset_range_starts_at_its_data_and_a_custom_one_is_k
     custom = data.pick_range({"range": "custom", "start": "-1h", "end": "now"})
     assert data.fit_to_data(service.store, inst, custom) == custom
     old = {**inst, "first_seen": hour.start - 60}  # history older than the range: nothing to fit
-    assert data.fit_to_data(service, old, hour) == hour
+    assert data.fit_to_data(service.store, old, hour) == hour

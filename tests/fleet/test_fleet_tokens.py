@@ -49,7 +49,7 @@ def _push(c, token: str, instance_id: str):
 def test_the_activation_code_is_shown_once_and_stored_hashed(app):
     c = app.test_client()
     act = c.post("/api/v1/activations", json={"count": 2, "expires_in": 600}, headers=bearer(ADMIN)).get_json()
-    s = app.extensions["diag"]["service"]
+    s = app.extensions["diag"]["parts"]
     row = s.db.read("SELECT * FROM activations WHERE activation_id = ?", (act["activation_id"],))[0]
     assert act["activation_code"] not in dict(row).values()
     assert act["count"] == 2 and act["remaining"] == 2
@@ -62,7 +62,7 @@ def test_a_used_up_or_expired_activation_is_refused(app):
     assert c.post("/api/v1/agents/register", json=body).status_code == 201
     used = c.post("/api/v1/agents/register", json={**body, "instance_id": "x-2"})
     assert used.status_code == 403 and "used up" in used.get_json()["error"]["message"]
-    s = app.extensions["diag"]["service"]
+    s = app.extensions["diag"]["parts"]
     old = s.fleet.create_activation(5, 3600, now=time.time() - 7200)  # expired an hour ago
     expired = c.post("/api/v1/agents/register", json={"activation_id": old["activation_id"],
                                                       "activation_code": old["activation_code"], "instance_id": "x-3"})
@@ -74,7 +74,7 @@ def test_a_used_up_or_expired_activation_is_refused(app):
 
 def test_an_activation_cannot_take_over_an_instance_that_has_an_agent(app, agent_token):
     c = app.test_client()
-    s = app.extensions["diag"]["service"]
+    s = app.extensions["diag"]["parts"]
     act = c.post("/api/v1/activations", json={"count": 5, "expires_in": "1h"}, headers=bearer(ADMIN)).get_json()
     body = {"activation_id": act["activation_id"], "activation_code": act["activation_code"]}
     for victim in ("own-1", s.instance_id):  # another agent's instance, and the server itself

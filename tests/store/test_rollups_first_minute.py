@@ -94,7 +94,7 @@ def test_a_new_instance_has_points_in_the_31_day_view_of_the_api_and_the_page(tm
             assert r.status_code == 200, r.get_json()
             assert sum(v for _, v in r.get_json()["series"][0]["points"]) == 102, step
         rng = data.pick_range({"range": "31d"})
-        figs, _, err = data.chart_figures(s, "young", rng)
+        figs, _, err = data.chart_figures(s.store, s.events, "young", rng)
         assert err is None
         total = next(t for t in figs["cpu"]["data"] if t["name"] == "total")
         assert [y for y in total["y"] if y is not None]  # the chart is not empty

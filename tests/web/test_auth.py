@@ -35,7 +35,7 @@ def mutating_routes(app) -> list[tuple[str, str]]:
 
 
 def snapshot(app) -> dict:
-    s = app.extensions["diag"]["service"]
+    s = app.extensions["diag"]["parts"]
     tables = [r["name"] for r in s.db.read("SELECT name FROM sqlite_master WHERE type = 'table'")]
     counts = {t: s.db.read(f'SELECT COUNT(*) AS n FROM "{t}"')[0]["n"] for t in tables if t != "kv"}
     return {"rows": counts, "metrics": s.store.metric_names()}
