@@ -16,21 +16,21 @@ from diag.exposition import BatchCollector, HealthCollector, InstanceInfoCollect
 from diag.settings.stale import HEALTHZ_FLOOR, stale_after
 from diag.web.openapi import STR, doc
 from diag.web.parts import parts
-from diag.wiring import Parts
 from diag.web.schemas import HEALTHZ, STATUS
+from diag.wiring import Parts
 
 bp = Blueprint("service", __name__)
 
 
-def init_registry(parts: Parts) -> CollectorRegistry:
+def init_registry(p: Parts) -> CollectorRegistry:
     """The app's own registry: everything /metrics shows except the latest batch's families,
     which `BatchExposition` renders once per collection (see there)."""
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(ServiceCollector(parts.collection, parts.jobs, parts.store))
-    reg.register(HealthCollector(parts.instances))
-    reg.register(InstanceInfoCollector(parts.instances))
-    reg.register(parts.jobs.durations)
-    reg.register(AlertsCollector(parts.alerting))
+    reg.register(ServiceCollector(p.collection, p.jobs, p.store))
+    reg.register(HealthCollector(p.instances))
+    reg.register(InstanceInfoCollector(p.instances))
+    reg.register(p.jobs.durations)
+    reg.register(AlertsCollector(p.alerting))
     ProcessCollector(registry=reg)
     PlatformCollector(registry=reg)
     return reg
