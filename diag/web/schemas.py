@@ -11,7 +11,8 @@ from zoneinfo import available_timezones
 
 from checks.base import STATUSES
 from checks.catalogue import BY_ID as CHECKS
-from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, ContactGroup, Policy, Route
+from diag.alerting.policy import (CHANNEL_TYPES, COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, Contact,
+                                   ContactGroup, Policy, Route)
 from diag.alerting.preview import SampleEvent
 from diag.commands.model import CommandBody
 from diag.commands.runner import SCRIPT_TYPES
@@ -258,10 +259,6 @@ POLICY = component("AlertPolicy", obj({
     "source": STR, "created_at": NUM, "updated_at": NUM}))
 # The route checks the body's one field; the event is the preview's model.
 POLICY_TEST_BODY = obj(optional={"event": nullable(model_schema(SampleEvent))}, extra=False)
-CHANNEL_TYPES = ("webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu")
-CHANNEL_BODY = obj({"type": enum(*CHANNEL_TYPES)},
-                   {"url": STR, "format": enum("json", "alertmanager", "alibaba"), "address": STR,
-                    "headers": LABELS, "secret": STR}, extra=False)
 # `secret` (signing robots only) and the token in a robot's URL are shown as ***, never as they are.
 CHANNEL = obj({"type": enum(*CHANNEL_TYPES), "url": nullable(STR),
                "format": enum("json", "alertmanager", "alibaba"), "address": nullable(STR), "headers": LABELS},
@@ -315,19 +312,7 @@ SILENCE = component("Silence", obj({
     "silence_id": STR, "alert_id": nullable(STR), "policy_id": nullable(STR), "instance_id": nullable(STR),
     "matchers": arr(MATCHER), "comment": STR, "created_by": STR, "created_at": NUM, "starts_at": NUM,
     "ends_at": NUM}))
-_CHANNEL_COMMON = {"format": enum("json", "alertmanager", "alibaba"), "headers": {"type": "object",
-                                                                                  "additionalProperties": STR}}
-CHANNEL_IN = {"oneOf": [
-    obj({"type": enum("webhook", "alertmanager"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
-        {"address": nullable(STR), **_CHANNEL_COMMON}, extra=False),
-    obj({"type": enum("email"), "address": {"type": "string", "pattern": r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+$"}},
-        {"url": nullable(STR), **_CHANNEL_COMMON}, extra=False),
-    # Group robots whose URL carries the token; DingTalk and Feishu may also sign with a secret.
-    obj({"type": enum("dingtalk", "feishu"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
-        {"address": nullable(STR), "secret": text(256), **_CHANNEL_COMMON}, extra=False),
-    obj({"type": enum("wecom", "slack"), "url": {"type": "string", "pattern": r"^https?://[^\s\x1c-\x1f\x85/]+"}},
-        {"address": nullable(STR), **_CHANNEL_COMMON}, extra=False)]}
-CONTACT_BODY = obj({"name": text(200), "channels": arr(CHANNEL_IN, minItems=1, maxItems=20)}, extra=False)
+CONTACT_BODY = model_schema(Contact)
 CONTACT = component("Contact", obj({"contact_id": STR, "name": STR, "channels": arr(CHANNEL), "created_at": NUM}))
 CONTACT_TEST = obj({"contact_id": STR, "results": arr(obj({
     "index": INT, "type": enum(*CHANNEL_TYPES), "channel": {**STR, "description": "where it went, secrets masked"},
