@@ -377,32 +377,32 @@ HTTP_URL = r"^https?://[^\s\x1c-\x1f\x85/]+"
 EMAIL = r"^[^@\s\x1c-\x1f\x85]+@[^@\s\x1c-\x1f\x85]+$"
 
 
-class _ChannelShape(_Strict):
+class _ChannelCommon(_Strict):
     model_config = ConfigDict(extra="forbid", regex_engine="python-re")
     format: Literal["json", "alertmanager", "alibaba"] = "json"
     headers: dict[str, str] = {}
 
 
-class HttpChannel(_ChannelShape):
+class HttpChannel(_ChannelCommon):
     type: Literal["webhook", "alertmanager"]
     url: str = Field(pattern=HTTP_URL)
     address: str | None = None
 
 
-class EmailChannel(_ChannelShape):
+class EmailChannel(_ChannelCommon):
     type: Literal["email"]
     address: str = Field(pattern=EMAIL)
     url: str | None = None
 
 
-class RobotChannel(_ChannelShape):
+class RobotChannel(_ChannelCommon):
     """A group robot whose URL carries its token."""
     type: Literal["wecom", "slack"]
     url: str = Field(pattern=HTTP_URL)
     address: str | None = None
 
 
-class SigningRobotChannel(_ChannelShape):
+class SigningRobotChannel(_ChannelCommon):
     """A robot that may also require a signature made with a secret (DingTalk "加签", Feishu "签名校验")."""
     type: Literal["dingtalk", "feishu"]
     url: str = Field(pattern=HTTP_URL)
@@ -410,7 +410,7 @@ class SigningRobotChannel(_ChannelShape):
     secret: str = Field(None, min_length=1, max_length=256)  # type: ignore[assignment]  # absent: unsigned
 
 
-CHANNEL_SHAPES: dict[str, type[_ChannelShape]] = {
+CHANNEL_SHAPES: dict[str, type[_ChannelCommon]] = {
     t: shape for shape in (HttpChannel, EmailChannel, RobotChannel, SigningRobotChannel)
     for t in get_args(shape.model_fields["type"].annotation)}
 CHAT = (*get_args(RobotChannel.model_fields["type"].annotation),
@@ -425,6 +425,7 @@ def _required(t: str, name: str) -> bool:
 
 
 class Channel(_Strict):
+    # The fields in the order contacts have always been stored in.
     type: Literal["webhook", "email", "alertmanager", "dingtalk", "wecom", "slack", "feishu"]
     url: str | None = None
     format: Literal["json", "alertmanager", "alibaba"] = "json"
