@@ -13,7 +13,7 @@ from checks.base import STATUSES
 from checks.catalogue import BY_ID as CHECKS
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, ContactGroup, Policy, Route
 from diag.alerting.preview import SampleEvent
-from diag.commands.model import CommandBody
+from diag.commands.model import CommandBody, InvokeBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import PARTIAL, RECORD_STATES
@@ -176,13 +176,11 @@ COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_
                                    {"library_id": STR}))  # library_id: enabled from the library
 LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
                                                    "command_id": nullable(STR)}))
-# The invocation's fields are still checked by hand (commands_routes._invoke, CommandEngine.invoke).
-_INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
-                  "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
-INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
+INVOKE_BODY = model_schema(InvokeBody)
 # A command and its invocation in one; the timeout is the command's (which the invocation takes).
 RUN_COMMAND_BODY = {**COMMAND_PATCH_BODY, "required": ["instance_ids", "content"], "properties": {
-    **_INVOKE_FIELDS, **COMMAND_BODY["properties"], "instance_ids": arr(STR), "keep_command": BOOL}}
+    **INVOKE_BODY["properties"], **COMMAND_BODY["properties"], "instance_ids": INVOKE_BODY["properties"]["instance_ids"],
+    "keep_command": BOOL}}
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
