@@ -1,7 +1,7 @@
 """Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
-still validated by hand (ingest, command invocations, contacts, silences, inhibit rules); the
-others are pydantic models (diag/web/bodies.py, diag.alerting, diag.commands.model,
-diag.connectivity_request), which are their own schema."""
+still validated by hand (ingest, contacts, silences, inhibit rules); the others are pydantic
+models (diag/web/bodies.py, diag.alerting, diag.commands.model, diag.connectivity_request),
+which are their own schema."""
 
 from __future__ import annotations
 
@@ -179,8 +179,7 @@ LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND
 INVOKE_BODY = model_schema(InvokeBody)
 # A command and its invocation in one; the timeout is the command's (which the invocation takes).
 RUN_COMMAND_BODY = {**COMMAND_PATCH_BODY, "required": ["instance_ids", "content"], "properties": {
-    **INVOKE_BODY["properties"], **COMMAND_BODY["properties"], "instance_ids": INVOKE_BODY["properties"]["instance_ids"],
-    "keep_command": BOOL}}
+    **INVOKE_BODY["properties"], **COMMAND_BODY["properties"], "keep_command": BOOL}}
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
