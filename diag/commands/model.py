@@ -13,6 +13,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from diag.commands import parameters
 from diag.commands.runner import SCRIPT_TYPES
+from diag.commands.schedule import REPEAT_MODES
 from diag.actor import token_fingerprint
 from diag.identity import INSTANCE_ID
 from diag.units import parse_duration
@@ -212,6 +213,63 @@ def known_instance_ids(value: Any, known: Callable[[str], bool]) -> list[str]:
         if not known(iid):
             raise CommandError(422, f"no instance {iid}", f"instance_ids[{i}]")
     return ids
+
+
+class _Refused(Exception):
+    """Not a ValueError, so that pydantic lets it through: the CommandError inside names the
+    item (instance_ids[1]), which a validator's ValueError could not."""
+
+    def __init__(self, error: CommandError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def _known(value: Any, info: ValidationInfo) -> list[str]:
+    try:
+        return known_instance_ids(value, info.context["known"])
+    except CommandError as e:
+        raise _Refused(e) from None
+
+
+def _timeout_or_none(v: Any) -> float | None:
+    return None if v is None else _timeout(v)  # None: the command's
+
+
+def _string(v: Any) -> str | None:
+    if v is not None and not isinstance(v, str):
+        raise ValueError("must be a string")
+    return v
+
+
+class InvokeBody(BaseModel):
+    """An invocation of a command: on which instances, with what values, when."""
+
+    # The first problem is reported in the order of the fields; what depends on the command
+    # (the allow-list, the parameters it has, the schedule) the engine checks after.
+    # extra="ignore": /run-command's body carries the command too.
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"required": ["instance_ids"]})
+    instance_ids: Annotated[list[str], BeforeValidator(_known), WithJsonSchema(
+        {"type": "array", "minItems": 1, "maxItems": MAX_INSTANCES, "uniqueItems": True,
+         "items": {"type": "string", "pattern": INSTANCE_ID.pattern}})] = Field(None, validate_default=True)
+    timeout: Annotated[float | None, BeforeValidator(_timeout_or_none), WithJsonSchema(
+        {**_TIMEOUT_DOC, "description": "10-86400 s, or 10s-24h; default: the command's"})] = None
+    repeat_mode: Annotated[str | None, BeforeValidator(_string), WithJsonSchema(
+        {"type": "string", "enum": list(REPEAT_MODES)})] = None  # absent: Once
+    frequency: Annotated[str | None, BeforeValidator(_string), WithJsonSchema({"type": "string"})] = None
+    # The command's parameters by name, each a string.
+    parameters: Annotated[Any, WithJsonSchema({"type": "object", "additionalProperties": {"type": "string"}})] = None
+
+
+def invocation(body: dict[str, Any], known: Callable[[str], bool]) -> InvokeBody:
+    """`body` as an InvokeBody, its instances each one `known`; CommandError naming the first bad field."""
+    try:
+        return InvokeBody.model_validate(body, context={"known": known})
+    except _Refused as e:
+        raise e.error from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        raise CommandError(422, err["msg"].removeprefix("Value error, "), field or None) from None
 
 
 def audit(token: str, source: str | None, user_agent: str) -> dict[str, Any]:

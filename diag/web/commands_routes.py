@@ -153,13 +153,10 @@ def _existing(command_id: str) -> dict[str, Any]:
 # -- invoking ------------------------------------------------------------------------------
 
 def _invoke(cmd: dict[str, Any], body: dict[str, Any], adhoc: bool = False):
-    ids = _known_instances(body.get("instance_ids"))
-    timeout = model.timeout(body["timeout"]) if body.get("timeout") is not None else None
-    for key in ("repeat_mode", "frequency"):
-        if body.get(key) is not None and not isinstance(body[key], str):
-            raise ApiError(422, "must be a string", key)
-    inv = _commands().invoke(cmd, ids, body.get("parameters"), body.get("repeat_mode") or "Once",
-                             body.get("frequency"), timeout, _audit(), adhoc=adhoc)
+    instances = parts().instances
+    b = model.invocation(body, lambda iid: instances.get(iid) is not None)
+    inv = _commands().invoke(cmd, b.instance_ids, b.parameters, b.repeat_mode or "Once", b.frequency, b.timeout,
+                             _audit(), adhoc=adhoc)
     return jsonify(inv), 201
 
 

@@ -14,11 +14,10 @@ from flask import Blueprint, current_app, jsonify, request
 from diag import catalogue
 from diag.model import KernelLine, Sample, SampleColumns, Signal
 from diag.settings.defaults import RETENTION
-from diag.fields import finite
 from diag.store import StoreFullError
 from diag.web import auth
 from diag.web.errors import ApiError
-from diag.web.validate import INSTANCE_ID, METRIC_NAME, json_body, labels, string, too_deep
+from diag.web.validate import INSTANCE_ID, METRIC_NAME, finite, json_body, labels, string, too_deep
 from diag.web.openapi import doc, ref
 from diag.web.schemas import INGEST_BODY, INGEST_RESULT
 from diag.web.parts import parts

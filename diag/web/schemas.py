@@ -1,7 +1,7 @@
 """Shared response schemas for the OpenAPI document (see openapi.py), and the request bodies
-still validated by hand (ingest, command invocations, contacts, silences, inhibit rules); the
-others are pydantic models (diag/web/bodies.py, diag.alerting, diag.commands.model), which
-are their own schema."""
+still validated by hand (ingest, contacts, silences, inhibit rules); the others are pydantic
+models (diag/web/bodies.py, diag.alerting, diag.commands.model, diag.connectivity_request),
+which are their own schema."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from checks.catalogue import BY_ID as CHECKS
 from diag.alerting.policy import (CHANNEL_TYPES, COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, Contact,
                                    ContactGroup, Policy, Route)
 from diag.alerting.preview import SampleEvent
-from diag.commands.model import CommandBody
+from diag.commands.model import CommandBody, InvokeBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
 from diag.commands.states import PARTIAL, RECORD_STATES
+from diag.connectivity_request import Question
 from diag.events import LEVELS, STATUSES as EVENT_STATUSES
 from diag.health import STATES
 from diag.kernel_lines import LEVEL_NAMES
@@ -176,13 +177,10 @@ COMMAND = component("Command", obj({"command_id": STR, **_COMMAND_OUT, "created_
                                    {"library_id": STR}))  # library_id: enabled from the library
 LIBRARY_COMMAND = component("LibraryCommand", obj({"library_id": STR, **_COMMAND_OUT, "enabled": BOOL,
                                                    "command_id": nullable(STR)}))
-# The invocation's fields are still checked by hand (commands_routes._invoke, CommandEngine.invoke).
-_INVOKE_FIELDS = {"parameters": {"type": "object", "additionalProperties": STR}, "repeat_mode": REPEAT_MODE,
-                  "frequency": STR, "timeout": {"oneOf": [NUM, STR]}}
-INVOKE_BODY = obj({"instance_ids": arr(STR)}, _INVOKE_FIELDS)
+INVOKE_BODY = model_schema(InvokeBody)
 # A command and its invocation in one; the timeout is the command's (which the invocation takes).
 RUN_COMMAND_BODY = {**COMMAND_PATCH_BODY, "required": ["instance_ids", "content"], "properties": {
-    **_INVOKE_FIELDS, **COMMAND_BODY["properties"], "instance_ids": arr(STR), "keep_command": BOOL}}
+    **INVOKE_BODY["properties"], **COMMAND_BODY["properties"], "keep_command": BOOL}}
 COMMAND_RECORD = component("CommandRecord", obj({
     "task_id": STR, "status": enum(*RECORD_STATES), "exit_code": nullable(INT), "output": STR, "dropped": INT,
     "error_code": nullable(COMMAND_ERROR_CODES), "error_info": nullable(STR), "created_at": NUM,
@@ -336,18 +334,7 @@ STEP_PARAM = {"type": "string", "pattern": r"^([1-9][0-9]{0,5}(\.[0-9]{1,3})?(s|
 # -- connectivity diagnosis (diag/connectivity.py) ---------------------------------------------
 from diag.connectivity import OVERALL as _CONN_OVERALL, PROTOCOLS as _CONN_PROTOCOLS, VERDICTS as _CONN_VERDICTS  # noqa: E402
 
-# An address as ipaddress.ip_address reads it, without an IPv6 scope (`%eth0`: refused).
-_ADDRESS_IN = {"anyOf": [{"type": "string", "format": "ipv4", "maxLength": 15},
-                         {"type": "string", "format": "ipv6", "maxLength": 39, "pattern": "^[0-9A-Fa-f:.]+$"}]}
-CONNECTIVITY_BODY = obj({
-    "destination": {"oneOf": [obj({"instance_id": INSTANCE_ID_IN}, extra=False),
-                              obj({"address": _ADDRESS_IN}, extra=False)]},
-    "port": between(1, 65535, "integer"),
-}, {
-    "source": INSTANCE_ID_IN,  # absent: the local instance
-    "protocol": enum(*_CONN_PROTOCOLS),  # absent: tcp; icmp ignores the port
-    "timeout": between(0.1, 3, "number"),  # the probe's deadline in seconds; absent: 2
-}, extra=False)
+CONNECTIVITY_BODY = model_schema(Question)
 _CONNECTIVITY_STEP = obj({"step": STR, "verdict": enum(*_CONN_VERDICTS),
                           "message": STR, "evidence": nullable(ANY_OBJ)})
 CONNECTIVITY = component("Connectivity", obj({

@@ -17,6 +17,16 @@ INSTANCE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 MAX_LABEL_VALUE = 512
 
 
+def finite(value: Any, field: str) -> float:
+    """A JSON number (not a boolean), finite: 422 naming `field` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ApiError(422, "must be a number", field)
+    f = float(value)
+    if not math.isfinite(f):
+        raise ApiError(422, "must be a finite number", field)
+    return f
+
+
 MAX_DEPTH = 32
 # UNIX seconds a query may name: well past any retention either way, and small enough that
 # spans, bucket counts and datetimes built from them stay finite (end=1e400 parsed as inf).
