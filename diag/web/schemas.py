@@ -11,6 +11,7 @@ from zoneinfo import available_timezones
 
 from checks.base import STATUSES
 from checks.catalogue import BY_ID as CHECKS
+from diag.alerting.inhibition import RuleBody
 from diag.alerting.policy import COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, ContactGroup, Policy, Route
 from diag.alerting.preview import SampleEvent
 from diag.commands.model import CommandBody
@@ -295,14 +296,7 @@ SILENCE_BODY = {"oneOf": [*(obj({target: text(128)}, _SILENCE_COMMON, extra=Fals
                             for target in ("alert_id", "policy_id", "instance_id")),
                           obj({"matchers": arr(MATCHER_IN, minItems=1, maxItems=20)},
                               {**_SILENCE_COMMON, "starts_at": NUM, "ends_at": NUM}, extra=False)]}
-_LABEL_MAP_IN = {"type": "object", "maxProperties": 20, "additionalProperties": text(512, 0),
-                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}}
-# Matchers as a list of {name, op, value}, or a {label: value} map of equality matchers.
-INHIBIT_RULE_BODY = obj({"name": text(200), "source": {"oneOf": [arr(MATCHER_IN, minItems=1, maxItems=20),
-                                                                 {**_LABEL_MAP_IN, "minProperties": 1}]}},
-                        {"target": {"oneOf": [arr(MATCHER_IN, maxItems=20), _LABEL_MAP_IN]},
-                         "equal": arr(text(100, pattern="^[A-Za-z_][A-Za-z0-9_]*$"), maxItems=20),
-                         "comment": text(1024, 0)}, extra=False)
+INHIBIT_RULE_BODY = model_schema(RuleBody)
 INHIBIT_RULE = component("InhibitRule", obj({
     "rule_id": STR, "name": STR, "source": arr(MATCHER), "target": arr(MATCHER),
     "equal": arr(STR), "comment": STR, "created_at": NUM}))
