@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 from diag.alerting import matchers as m
 from diag.alerting.policy import PolicyError, parse
 from diag.alerting.repository import new_id
+from diag.alerting.silences import Comment
 from diag.db import Database
 
 NOT_REPORTING, MAINTAINING = "InstanceNotReporting", "InstanceMaintaining"
@@ -57,12 +58,6 @@ class Rule:
 def _name(v: Any) -> str:
     if not isinstance(v, str) or not 1 <= len(v) <= 200:
         raise ValueError("must be a string of 1 to 200 characters")
-    return v
-
-
-def _comment(v: Any) -> str:
-    if not isinstance(v, str) or len(v) > 1024:
-        raise ValueError("must be a string of at most 1024 characters")
     return v
 
 
@@ -111,8 +106,7 @@ class RuleBody(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"required": ["name"]})
     name: Annotated[str, BeforeValidator(_name),
                     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field("", validate_default=True)
-    comment: Annotated[str, BeforeValidator(_comment),
-                       WithJsonSchema({"type": "string", "minLength": 0, "maxLength": 1024})] = ""
+    comment: Comment = ""
     source: Annotated[list[dict[str, str]], BeforeValidator(_source),
                       WithJsonSchema(_matchers_schema(1))] = Field([], validate_default=True)
     target: Annotated[list[dict[str, str]], BeforeValidator(_matchers), WithJsonSchema(_matchers_schema(0))] = []
