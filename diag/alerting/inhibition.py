@@ -13,10 +13,14 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from diag.alerting import matchers as m
+from diag.alerting.policy import PolicyError, parse
 from diag.alerting.repository import new_id
+from diag.alerting.silences import Comment
 from diag.db import Database
 
 NOT_REPORTING, MAINTAINING = "InstanceNotReporting", "InstanceMaintaining"
@@ -51,39 +55,80 @@ class Rule:
         return all(mt.matches({"alertname": alertname}) for mt in self.source if mt.name == "alertname")
 
 
+def _name(v: Any) -> str:
+    if not isinstance(v, str) or not 1 <= len(v) <= 200:
+        raise ValueError("must be a string of 1 to 200 characters")
+    return v
+
+
+def _matchers(given: Any) -> list[dict[str, str]]:
+    if isinstance(given, dict):  # {label: value}: equality matchers (Alertmanager's source_match)
+        if len(given) > m.MAX_MATCHERS or not all(isinstance(v, str) for v in given.values()):
+            raise ValueError(f"a map of at most {m.MAX_MATCHERS} labels to string values")
+        given = [{"name": k, "op": "=", "value": v} for k, v in given.items()]
+    if not isinstance(given, list) or not all(isinstance(x, dict) for x in given):
+        raise ValueError("must be {label: value} or a list of matchers {name, op, value}")
+    try:
+        return m.dump(m.parse_all(given))
+    except m.MatcherError as e:
+        raise ValueError(str(e)) from None
+
+
+_NO_SOURCE = "a rule needs at least one source matcher"
+
+
+def _source(given: Any) -> list[dict[str, str]]:
+    out = _matchers(given)
+    if not out:
+        raise ValueError(_NO_SOURCE)
+    return out
+
+
+def _equal(v: Any) -> list[str]:
+    if not isinstance(v, list) or len(v) > 20 or not all(
+            isinstance(x, str) and len(x) <= m.MAX_NAME and m.NAME.fullmatch(x) for x in v):
+        raise ValueError("must be a list of label names")
+    return v
+
+
+def _matchers_schema(min_items: int) -> dict[str, Any]:
+    return {"oneOf": [{"type": "array", "items": m.MATCHER_SCHEMA, "minItems": min_items, "maxItems": m.MAX_MATCHERS},
+                      {**m.LABEL_MAP_SCHEMA, "minProperties": min_items}]}
+
+
+class RuleBody(BaseModel):
+    """An inhibition rule as the API and the Alerts page's form give it."""
+
+    # Its validator and its schema in the API document. The checks are before-validators:
+    # their messages (the page shows them) and fields are the API's as they were.
+
+    # `name` is required; a missing one reads as "" so that its message is the same.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"required": ["name"]})
+    name: Annotated[str, BeforeValidator(_name),
+                    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200})] = Field("", validate_default=True)
+    comment: Comment = ""
+    source: Annotated[list[dict[str, str]], BeforeValidator(_source),
+                      WithJsonSchema(_matchers_schema(1))] = Field([], validate_default=True)
+    target: Annotated[list[dict[str, str]], BeforeValidator(_matchers), WithJsonSchema(_matchers_schema(0))] = []
+    equal: Annotated[list[str], BeforeValidator(_equal),
+                     WithJsonSchema({"type": "array", "items": m.LABEL_NAME_SCHEMA, "maxItems": 20})] = []
+
+
 def validate(body: Any) -> dict[str, Any]:
-    """The rule as stored, or RuleError naming the field that is wrong."""
+    """The rule as stored, or RuleError naming the field that is wrong: an unknown field
+    first, then the first problem in the body's order (name, comment, source, target, equal)."""
     if not isinstance(body, dict):
         raise RuleError(None, "must be a JSON object")
-    unknown = set(body) - {"name", "source", "target", "equal", "comment"}
-    if unknown:
-        raise RuleError(sorted(unknown)[0], "unknown field")
-    name, comment = body.get("name", ""), body.get("comment", "")
-    if not isinstance(name, str) or not 1 <= len(name) <= 200:
-        raise RuleError("name", "must be a string of 1 to 200 characters")
-    if not isinstance(comment, str) or len(comment) > 1024:
-        raise RuleError("comment", "must be a string of at most 1024 characters")
-    out: dict[str, Any] = {"name": name, "comment": comment}
-    for f in ("source", "target"):
-        given = body.get(f, [])
-        if isinstance(given, dict):  # {label: value}: equality matchers (Alertmanager's source_match)
-            if len(given) > m.MAX_MATCHERS or not all(isinstance(v, str) for v in given.values()):
-                raise RuleError(f, f"a map of at most {m.MAX_MATCHERS} labels to string values")
-            given = [{"name": k, "op": "=", "value": v} for k, v in given.items()]
-        if not isinstance(given, list) or not all(isinstance(x, dict) for x in given):
-            raise RuleError(f, "must be {label: value} or a list of matchers {name, op, value}")
-        try:
-            out[f] = m.dump(m.parse_all(given))
-        except m.MatcherError as e:
-            raise RuleError(f, str(e)) from None
-    if not out["source"]:
-        raise RuleError("source", "a rule needs at least one source matcher")
-    equal = body.get("equal", [])
-    if not isinstance(equal, list) or len(equal) > 20 or not all(
-            isinstance(x, str) and len(x) <= m.MAX_NAME and m.NAME.fullmatch(x) for x in equal):
-        raise RuleError("equal", "must be a list of label names")
-    out["equal"] = equal
-    return out
+    try:
+        return parse(RuleBody, body).model_dump()
+    except PolicyError as e:
+        unknown = sorted(p.get("field") or "" for p in e.errors if p["message"] == "unknown field")
+        if unknown:
+            raise RuleError(unknown[0], "unknown field") from None
+        # A source without matchers was refused after the target's matchers were read.
+        first = next((p for p in e.errors if p["message"] != _NO_SOURCE or
+                      not any(q.get("field") == "target" for q in e.errors)), e.errors[0])
+        raise RuleError(first.get("field"), first["message"]) from None
 
 
 class Rules:

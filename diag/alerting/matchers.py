@@ -20,6 +20,17 @@ MAX_MATCHERS = 20
 MAX_VALUE = 512
 MAX_NAME = 100
 
+# The API document's form of a matcher object and of a {label: value} map of equality
+# matchers; a regex that does not compile is a 422 no schema can state.
+_NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}
+_VALUE_SCHEMA = {"type": "string", "minLength": 0, "maxLength": MAX_VALUE}
+MATCHER_SCHEMA = {"type": "object", "properties": {"name": _NAME_SCHEMA, "value": _VALUE_SCHEMA,
+                                                  "op": {"type": "string", "enum": ["=", "!=", "=~", "!~"]}},
+                  "additionalProperties": False, "required": ["name", "value"]}
+LABEL_MAP_SCHEMA = {"type": "object", "maxProperties": MAX_MATCHERS, "additionalProperties": _VALUE_SCHEMA,
+                    "propertyNames": {"pattern": _NAME_SCHEMA["pattern"], "maxLength": MAX_NAME}}
+LABEL_NAME_SCHEMA = _NAME_SCHEMA
+
 
 class MatcherError(ValueError):
     pass

@@ -11,7 +11,6 @@ from flask import Blueprint, Response, jsonify, request
 from diag.actor import actor
 from diag.alerting import contacts, secrets, silences
 from diag.alerting.policy import PolicyError
-from diag.units import parse_duration
 from diag.web import auth
 from diag.web.bodies import AckBody, parse, schema
 from diag.web.errors import ApiError
@@ -194,68 +193,49 @@ def create_silence():
     if "matchers" in body:
         return jsonify(_matcher_silence(body)), 201
     a = _alerting()
-    unknown = set(body) - {"alert_id", "policy_id", "instance_id", "duration", "comment"}
-    if unknown:
-        raise ApiError(422, "unknown field", sorted(unknown)[0])
     given = {k: body[k] for k in silences.TARGETS if body.get(k) is not None}
+
+    def exists() -> None:
+        (field, value), = given.items()
+        if not silences.target_exists(a.repo, a.instances, field, value):
+            raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
+
+    # By hand, in the order the API always answered: an unknown field, then not exactly one
+    # target, then a bad id, then a target that is not there, then a bad duration or comment.
+    try:
+        s = parse(silences.TargetSilence, body)
+    except ApiError as e:
+        if e.message != "unknown field" and len(given) != 1:
+            raise ApiError(422, "give exactly one of alert_id, policy_id, instance_id", "alert_id") from None
+        if e.field in ("duration", "comment"):
+            exists()
+        raise
     if len(given) != 1:
         raise ApiError(422, "give exactly one of alert_id, policy_id, instance_id", "alert_id")
+    exists()
     (field, value), = given.items()
-    if not isinstance(value, str) or not value or len(value) > 128:
-        raise ApiError(422, "must be an id", field)
-    if not silences.target_exists(a.repo, a.instances, field, value):
-        raise ApiError(404, f"no {field.removesuffix('_id')} {value}", field)
-    try:
-        duration = parse_duration(body.get("duration", "1h"))
-    except (TypeError, ValueError) as e:
-        raise ApiError(422, str(e), "duration") from None
-    if not 60 <= duration <= 30 * 86400:
-        raise ApiError(422, "must be between 1m and 30d", "duration")
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 1024:
-        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    return jsonify(silences.silence_target(a.repo, field, value, duration, comment, who(), time.time())), 201
-
-
-SILENCE_MAX_SECONDS = 30 * 86400
+    return jsonify(silences.silence_target(a.repo, field, value, s.duration, s.comment, who(), time.time())), 201
 
 
 def _matcher_silence(body: dict[str, Any]) -> dict[str, Any]:
     from diag.alerting import matchers
 
-    unknown = set(body) - {"matchers", "starts_at", "ends_at", "duration", "comment"}
-    if unknown:
-        raise ApiError(422, "unknown field", sorted(unknown)[0])
-    raw = body["matchers"]
-    if not isinstance(raw, list) or not 1 <= len(raw) <= matchers.MAX_MATCHERS or not all(isinstance(x, dict) for x in raw):
-        raise ApiError(422, f"must be a list of 1 to {matchers.MAX_MATCHERS} objects {{name, op, value}}", "matchers")
-    try:
-        parsed = matchers.parse_all(raw)
-    except matchers.MatcherError as e:
-        raise ApiError(422, str(e), "matchers") from None
-    now = time.time()
-    times: dict[str, float | None] = {}
-    for f in ("starts_at", "ends_at"):
-        v = body.get(f)
-        if f in body and (isinstance(v, bool) or not isinstance(v, (int, float))):  # null too: leave it out
-            raise ApiError(422, "must be UNIX seconds", f)
-        times[f] = v
-    starts = max(now, float(times["starts_at"])) if times["starts_at"] is not None else now
-    if "duration" in body:
-        if times["ends_at"] is not None:
-            raise ApiError(422, "give ends_at or duration, not both", "duration")
+    def bounds(s: silences.MatcherSilence) -> tuple[float, float]:
         try:
-            times["ends_at"] = starts + parse_duration(body["duration"])
-        except (TypeError, ValueError) as e:
-            raise ApiError(422, str(e), "duration") from None
-    ends = float(times["ends_at"]) if times["ends_at"] is not None else starts + 3600
-    if not starts + 60 <= ends <= starts + SILENCE_MAX_SECONDS:
-        raise ApiError(422, "a silence lasts from 1m to 30d after it starts", "ends_at")
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 1024:
-        raise ApiError(422, "must be a string of at most 1024 characters", "comment")
-    return _alerting().repo.add_silence(matchers=matchers.dump(parsed), starts_at=starts, ends_at=ends,
-                                        comment=comment, now=now, created_by=who())
+            return s.bounds(now)
+        except ValueError as e:
+            raise ApiError(422, str(e), "ends_at") from None
+
+    now = time.time()
+    try:
+        s = parse(silences.MatcherSilence, body)
+    except ApiError as e:
+        if e.field == "comment":  # by hand: the silence's bounds are said before its comment
+            bounds(parse(silences.MatcherSilence, {k: v for k, v in body.items() if k != "comment"}))
+        raise
+    starts, ends = bounds(s)
+    return _alerting().repo.add_silence(matchers=matchers.dump(s.matchers), starts_at=starts, ends_at=ends,
+                                        comment=s.comment, now=now, created_by=who())
 
 
 @bp.get("/silences/<silence_id>")

@@ -11,9 +11,11 @@ from zoneinfo import available_timezones
 
 from checks.base import STATUSES
 from checks.catalogue import BY_ID as CHECKS
+from diag.alerting.inhibition import RuleBody
 from diag.alerting.policy import (CHANNEL_TYPES, COMPARISONS, DAYS, MISSING, SEVERITIES, STATISTICS, Contact,
                                    ContactGroup, Policy, Route)
 from diag.alerting.preview import SampleEvent
+from diag.alerting.silences import MatcherSilence, TargetSilence
 from diag.commands.model import CommandBody, InvokeBody
 from diag.commands.runner import SCRIPT_TYPES
 from diag.commands.schedule import REPEAT_MODES
@@ -277,27 +279,13 @@ ALERT = component("Alert", obj({
 ALERT_HISTORY = obj({"history_id": INT, "ts": NUM, "kind": STR, "detail": STR}, {
     k: nullable(STR) for k in ("alert_id", "policy_id", "instance_id", "condition", "from_state", "to_state",
                                "notification_id", "channel", "outcome")} | {"value": nullable(NUM)})
-_SILENCE_COMMON = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
-                                              r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)"),
-                   "comment": text(1024, 0)}
-# Exactly one target: an alert, a policy or an instance.
-MATCHER_IN = obj({"name": text(100, pattern="^[A-Za-z_][A-Za-z0-9_]*$"), "value": text(512, 0)},
-                 {"op": enum("=", "!=", "=~", "!~")}, extra=False)
+_SILENCE_DURATION = {"duration": duration_text(r"[1-9][0-9]{0,3}m|([1-9]|[1-9][0-9]|[1-6][0-9]{2}|7[01][0-9]|720)h"
+                                              r"|([1-9]|[12][0-9]|30)d", "from 1m to 30d (default 1h)")}
 MATCHER = obj({"name": STR, "op": enum("=", "!=", "=~", "!~"), "value": STR})
 # Exactly one target: an alert, a policy or an instance; or matchers over the alerts' labels
 # (a regex must compile, the silence must last 1m to 30d: a 422 says which).
-SILENCE_BODY = {"oneOf": [*(obj({target: text(128)}, _SILENCE_COMMON, extra=False)
-                            for target in ("alert_id", "policy_id", "instance_id")),
-                          obj({"matchers": arr(MATCHER_IN, minItems=1, maxItems=20)},
-                              {**_SILENCE_COMMON, "starts_at": NUM, "ends_at": NUM}, extra=False)]}
-_LABEL_MAP_IN = {"type": "object", "maxProperties": 20, "additionalProperties": text(512, 0),
-                 "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 100}}
-# Matchers as a list of {name, op, value}, or a {label: value} map of equality matchers.
-INHIBIT_RULE_BODY = obj({"name": text(200), "source": {"oneOf": [arr(MATCHER_IN, minItems=1, maxItems=20),
-                                                                 {**_LABEL_MAP_IN, "minProperties": 1}]}},
-                        {"target": {"oneOf": [arr(MATCHER_IN, maxItems=20), _LABEL_MAP_IN]},
-                         "equal": arr(text(100, pattern="^[A-Za-z_][A-Za-z0-9_]*$"), maxItems=20),
-                         "comment": text(1024, 0)}, extra=False)
+SILENCE_BODY = {"oneOf": [model_schema(TargetSilence, _SILENCE_DURATION), model_schema(MatcherSilence, _SILENCE_DURATION)]}
+INHIBIT_RULE_BODY = model_schema(RuleBody)
 INHIBIT_RULE = component("InhibitRule", obj({
     "rule_id": STR, "name": STR, "source": arr(MATCHER), "target": arr(MATCHER),
     "equal": arr(STR), "comment": STR, "created_at": NUM}))
